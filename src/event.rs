@@ -1,0 +1,172 @@
+//! The decoded event: what decoders produce and what rules read.
+//!
+//! An [`Event`] borrows from the input buffer wherever it can. It carries
+//! only the fields the loaded rules reference (see [`crate::fields`]), plus
+//! the message text for term, phrase, regex and space-delimited filters,
+//! and the few facts every alert needs (time, id, account, region).
+
+use std::borrow::Cow;
+
+use smallvec::SmallVec;
+
+use crate::fields::Slot;
+
+/// The three families of input trailwatch understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    /// An AWS CloudTrail record (JSON).
+    CloudTrail,
+    /// A VPC Flow Logs record (space-separated line).
+    VpcFlow,
+    /// A host log line (syslog, `/var/log/secure`), usually via CloudWatch Logs.
+    HostLog,
+}
+
+impl EventKind {
+    /// Stable lowercase name, used in rule files, metrics and config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::CloudTrail => "cloudtrail",
+            EventKind::VpcFlow => "vpcflow",
+            EventKind::HostLog => "hostlog",
+        }
+    }
+
+    /// All kinds, in a fixed order.
+    pub const ALL: [EventKind; 3] = [EventKind::CloudTrail, EventKind::VpcFlow, EventKind::HostLog];
+}
+
+/// The value of one planned field in one event.
+///
+/// `Object` and `Array` record only that the selector landed on a
+/// container: CloudWatch never matches a comparison against one.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum FieldValue<'a> {
+    /// The field is absent (or `-` in a flow record).
+    #[default]
+    Missing,
+    /// JSON `null`.
+    Null,
+    /// JSON `true` / `false`.
+    Bool(bool),
+    /// A JSON number, or a numeric flow field.
+    Number(f64),
+    /// A string (JSON string, flow field text, log field).
+    Str(Cow<'a, str>),
+    /// The selector landed on an object.
+    Object,
+    /// The selector landed on an array.
+    Array,
+}
+
+impl<'a> FieldValue<'a> {
+    /// The string form used for group keys and string comparison, if scalar.
+    /// Numbers render without a trailing `.0` when integral.
+    pub fn as_key_text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            FieldValue::Str(s) => Some(Cow::Borrowed(s.as_ref())),
+            FieldValue::Number(n) => Some(Cow::Owned(format_number(*n))),
+            FieldValue::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+            FieldValue::Null => Some(Cow::Borrowed("null")),
+            FieldValue::Missing | FieldValue::Object | FieldValue::Array => None,
+        }
+    }
+
+    /// The numeric value, if the field is a number or a numeric string
+    /// (CloudWatch metric values accept both).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            FieldValue::Number(n) => Some(*n),
+            FieldValue::Str(s) => s.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
+            _ => None,
+        }
+    }
+
+    /// Detaches the value from the input buffer.
+    pub fn into_owned(self) -> FieldValue<'static> {
+        match self {
+            FieldValue::Missing => FieldValue::Missing,
+            FieldValue::Null => FieldValue::Null,
+            FieldValue::Bool(b) => FieldValue::Bool(b),
+            FieldValue::Number(n) => FieldValue::Number(n),
+            FieldValue::Str(s) => FieldValue::Str(Cow::Owned(s.into_owned())),
+            FieldValue::Object => FieldValue::Object,
+            FieldValue::Array => FieldValue::Array,
+        }
+    }
+}
+
+/// Renders a number the way it would appear in JSON input: integral values
+/// without a fraction.
+pub fn format_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+/// Inline capacity of [`Fields`]: the built-in pack plans fewer fields than
+/// this per kind, so extraction does not allocate.
+pub const INLINE_FIELDS: usize = 24;
+
+/// Planned field values, indexed by [`Slot`].
+pub type Fields<'a> = SmallVec<[FieldValue<'a>; INLINE_FIELDS]>;
+
+/// One decoded event.
+#[derive(Clone, Debug)]
+pub struct Event<'a> {
+    /// Which family this event belongs to; selects the rules that see it.
+    pub kind: EventKind,
+    /// Event time in Unix epoch milliseconds (CloudTrail `eventTime`, flow
+    /// `start`, CloudWatch Logs `timestamp` for host logs).
+    pub time_ms: i64,
+    /// The message text: the raw JSON for CloudTrail, the line for flow and
+    /// host logs. Term, phrase, regex and space-delimited filters read it.
+    pub text: Cow<'a, str>,
+    /// Planned field values, indexed by slot of the kind's field plan.
+    pub fields: Fields<'a>,
+    /// A stable id for evidence (`eventID`, or the CloudWatch Logs event id).
+    pub id: Option<Cow<'a, str>>,
+    /// Account the event belongs to (`recipientAccountId`, flow
+    /// `account-id`, or the CloudWatch Logs owner).
+    pub account: Option<Cow<'a, str>>,
+    /// AWS region, when known.
+    pub region: Option<Cow<'a, str>>,
+}
+
+impl<'a> Event<'a> {
+    /// The value at `slot`, or `Missing` when the slot is not filled.
+    pub fn field(&self, slot: Slot) -> &FieldValue<'a> {
+        const MISSING: &FieldValue<'static> = &FieldValue::Missing;
+        self.fields.get(usize::from(slot)).unwrap_or(MISSING)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_render_like_json() {
+        assert_eq!(format_number(22.0), "22");
+        assert_eq!(format_number(1.5), "1.5");
+        assert_eq!(FieldValue::Number(6.0).as_key_text().unwrap(), "6");
+    }
+
+    #[test]
+    fn missing_slots_read_as_missing() {
+        let event = Event {
+            kind: EventKind::CloudTrail,
+            time_ms: 0,
+            text: Cow::Borrowed("{}"),
+            fields: Fields::new(),
+            id: None,
+            account: None,
+            region: None,
+        };
+        assert_eq!(event.field(3), &FieldValue::Missing);
+        assert_eq!(FieldValue::Str("42".into()).as_f64(), Some(42.0));
+        assert_eq!(FieldValue::Object.as_key_text(), None);
+    }
+}

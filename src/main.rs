@@ -1,0 +1,5 @@
+//! The `trailwatch` command line.
+
+fn main() {
+    println!("trailwatch");
+}
