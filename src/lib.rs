@@ -13,8 +13,17 @@
 //! - [`filter`]: the CloudWatch filter-pattern language and structured predicates.
 //! - [`decode`]: envelope detection and decoders for every input format.
 
+pub mod config;
 pub mod decode;
 pub mod error;
 pub mod event;
 pub mod fields;
 pub mod filter;
+pub mod alert;
+pub mod cli;
+pub mod logging;
+pub mod engine;
+pub mod metrics;
+pub mod rules;
+pub mod sink;
+pub mod source;

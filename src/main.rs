@@ -1,5 +1,8 @@
-//! The `trailwatch` command line.
+//! The `trailwatch` binary: parses the command line and runs it.
+
+use clap::Parser;
 
 fn main() {
-    println!("trailwatch");
+    let cli = trailwatch::cli::Cli::parse();
+    std::process::exit(trailwatch::cli::main_with(cli));
 }

@@ -36,3 +36,58 @@ pub trait DecodeSink {
     /// A CloudWatch Logs `CONTROL_MESSAGE` was dropped.
     fn control_message(&mut self);
 }
+
+impl DecodeErrorReason {
+    /// Every reason, in label order.
+    pub const ALL: [DecodeErrorReason; 1] = [DecodeErrorReason::InvalidJson];
+}
+
+/// Forced decoder (stub).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderKind {
+    #[default]
+    Auto,
+}
+
+/// Decoder settings (stub).
+#[derive(Debug, Clone, Default)]
+pub struct DecodeConfig {
+    pub forced: DecoderKind,
+    pub max_record_bytes: usize,
+    pub max_decompressed_bytes: usize,
+}
+
+/// Decoder (stub).
+pub struct Decoder;
+
+impl Decoder {
+    /// A decoder for `plans`.
+    pub fn new(_config: DecodeConfig, _plans: &crate::fields::FieldPlans) -> Decoder {
+        Decoder
+    }
+
+    /// Decodes one record (stub).
+    pub fn decode(&mut self, _record: &[u8], _out: &mut dyn DecodeSink) {}
+}
+
+/// Framing (stub).
+pub mod framing {
+    use super::DecodeErrorReason;
+
+    /// A framed piece of input.
+    pub enum Frame<'a> {
+        Record(&'a [u8]),
+        Invalid {
+            bytes: &'a [u8],
+            reason: DecodeErrorReason,
+            detail: String,
+        },
+    }
+
+    /// Splits lines (stub).
+    pub fn frame(buf: &[u8], _at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usize {
+        out(Frame::Record(buf));
+        buf.len()
+    }
+}

@@ -1,0 +1,69 @@
+//! The command line: `replay`, `run`, `rules`.
+//!
+//! # Exit codes
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success (dead-lettered records do not change this; see the summary) |
+//! | 1 | `rules test`: at least one rule test failed; `run --check`: invalid |
+//! | 2 | usage or configuration error |
+//! | 3 | rule file error (syntax, unknown key, bad filter) |
+//! | 4 | input/output error (unreadable file, sink failed at shutdown) |
+//! | 70 | internal error (a bug) |
+
+pub mod replay;
+pub mod rules_cmd;
+pub mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// trailwatch: real-time security detection for AWS CloudTrail, VPC Flow
+/// Logs and host auth logs.
+#[derive(Debug, Parser)]
+#[command(name = "trailwatch", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Rule-loading flags shared by several commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuleArgs {
+    /// Extra rule directory (repeatable). A rule with an existing id
+    /// replaces it; `enabled: false` disables it.
+    #[arg(long = "rules", value_name = "DIR")]
+    pub rules: Vec<PathBuf>,
+    /// Do not load the built-in rule pack.
+    #[arg(long)]
+    pub no_builtin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay files, directories or `-` (stdin) through the rules; alerts
+    /// go to stdout as OCSF JSON lines, a summary to stderr.
+    Replay(replay::ReplayArgs),
+    /// Run as a long-lived service from a config file.
+    Run(run::RunArgs),
+    /// List, check or test rules.
+    #[command(subcommand)]
+    Rules(rules_cmd::RulesCommand),
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub fn main_with(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Replay(args) => replay::execute(args),
+        Command::Run(args) => run::execute(args),
+        Command::Rules(cmd) => rules_cmd::execute(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("trailwatch: {error}");
+            error.exit_code()
+        }
+    }
+}

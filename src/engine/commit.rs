@@ -1,0 +1,233 @@
+//! Commit tracking: which input positions are safe to commit.
+//!
+//! Implements the delivery contract of [`crate::source`]. Three kinds of
+//! *holds* keep a partition's commit position back:
+//!
+//! 1. **In-flight batches.** A [`BatchToken`] travels with every piece of a
+//!    raw batch; the batch counts as processed when the last piece drops.
+//! 2. **Open windows.** Each shard publishes, per partition, the smallest
+//!    offset that fed a window it still holds ([`CommitTracker::publish_shard`]).
+//! 3. **Unacknowledged alerts.** An alert holds its window's first offsets
+//!    from emission until the sink acknowledges it ([`AlertHold`]).
+//!
+//! The safe position of a partition is the minimum over all three, which
+//! is `min(first position feeding an open window, first position whose
+//! alert is unacknowledged, first unprocessed position)`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use crate::source::PartitionId;
+
+/// `(partition, offset)` pairs, usually one.
+pub type Holds = smallvec::SmallVec<[(PartitionId, u64); 1]>;
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// First offset of every batch read but not yet processed.
+    in_flight: BTreeMap<u64, u32>,
+    /// Next offset after the last record read.
+    read_end: u64,
+    /// Multiset of offsets held by unacknowledged alerts.
+    alert_holds: BTreeMap<u64, u32>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    partitions: HashMap<PartitionId, PartitionState>,
+    /// Per shard: partition -> smallest offset still needed by a window.
+    shard_holds: Vec<HashMap<PartitionId, u64>>,
+}
+
+/// Shared commit bookkeeping for one pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct CommitTracker {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl CommitTracker {
+    /// A tracker for `shards` shard workers.
+    pub fn new(shards: usize) -> Self {
+        let inner = Inner {
+            partitions: HashMap::new(),
+            shard_holds: vec![HashMap::new(); shards],
+        };
+        CommitTracker {
+            inner: Arc::new(Mutex::new(inner)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a batch read from `partition` covering `[first, end)`.
+    /// Clones of the token travel with every piece of the batch.
+    pub fn begin_batch(&self, partition: PartitionId, first: u64, end: u64) -> BatchToken {
+        let mut inner = self.lock();
+        let state = inner.partitions.entry(partition).or_default();
+        *state.in_flight.entry(first).or_insert(0) += 1;
+        state.read_end = state.read_end.max(end);
+        BatchToken {
+            _inner: Arc::new(TokenInner {
+                tracker: self.clone(),
+                partition,
+                first,
+            }),
+        }
+    }
+
+    /// Replaces shard `shard`'s published window holds.
+    pub fn publish_shard(&self, shard: usize, holds: HashMap<PartitionId, u64>) {
+        let mut inner = self.lock();
+        if let Some(slot) = inner.shard_holds.get_mut(shard) {
+            *slot = holds;
+        }
+    }
+
+    /// Holds `holds` until the returned guard is acknowledged (dropped).
+    pub fn hold_alert(&self, holds: &Holds) -> AlertHold {
+        let mut inner = self.lock();
+        for (partition, offset) in holds {
+            let state = inner.partitions.entry(*partition).or_default();
+            *state.alert_holds.entry(*offset).or_insert(0) += 1;
+        }
+        AlertHold {
+            tracker: self.clone(),
+            holds: holds.clone(),
+        }
+    }
+
+    /// The position up to which `partition` may be committed.
+    pub fn safe_position(&self, partition: PartitionId) -> Option<u64> {
+        let inner = self.lock();
+        let state = inner.partitions.get(&partition)?;
+        let mut safe = state.read_end;
+        if let Some((first, _)) = state.in_flight.first_key_value() {
+            safe = safe.min(*first);
+        }
+        if let Some((first, _)) = state.alert_holds.first_key_value() {
+            safe = safe.min(*first);
+        }
+        for shard in &inner.shard_holds {
+            if let Some(offset) = shard.get(&partition) {
+                safe = safe.min(*offset);
+            }
+        }
+        Some(safe)
+    }
+
+    /// Safe positions of every known partition.
+    pub fn safe_positions(&self) -> Vec<(PartitionId, u64)> {
+        let partitions: Vec<PartitionId> = self.lock().partitions.keys().copied().collect();
+        let mut positions: Vec<(PartitionId, u64)> = partitions
+            .into_iter()
+            .filter_map(|p| self.safe_position(p).map(|s| (p, s)))
+            .collect();
+        positions.sort_unstable();
+        positions
+    }
+
+    /// Whether nothing is in flight and no alert is unacknowledged.
+    pub fn is_drained(&self) -> bool {
+        let inner = self.lock();
+        inner
+            .partitions
+            .values()
+            .all(|s| s.in_flight.is_empty() && s.alert_holds.is_empty())
+    }
+
+    /// Forgets a partition (revoked from this process).
+    pub fn forget_partition(&self, partition: PartitionId) {
+        let mut inner = self.lock();
+        inner.partitions.remove(&partition);
+        for shard in &mut inner.shard_holds {
+            shard.remove(&partition);
+        }
+    }
+}
+
+fn release(map: &mut BTreeMap<u64, u32>, offset: u64) {
+    if let Some(count) = map.get_mut(&offset) {
+        *count -= 1;
+        if *count == 0 {
+            map.remove(&offset);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TokenInner {
+    tracker: CommitTracker,
+    partition: PartitionId,
+    first: u64,
+}
+
+impl Drop for TokenInner {
+    fn drop(&mut self) {
+        let mut inner = self.tracker.lock();
+        if let Some(state) = inner.partitions.get_mut(&self.partition) {
+            release(&mut state.in_flight, self.first);
+        }
+    }
+}
+
+/// Marks a raw batch in flight until every clone is dropped.
+#[derive(Debug, Clone)]
+pub struct BatchToken {
+    _inner: Arc<TokenInner>,
+}
+
+/// Keeps an alert's offsets held until dropped (= acknowledged).
+#[derive(Debug)]
+pub struct AlertHold {
+    tracker: CommitTracker,
+    holds: Holds,
+}
+
+impl Drop for AlertHold {
+    fn drop(&mut self) {
+        let mut inner = self.tracker.lock();
+        for (partition, offset) in &self.holds {
+            if let Some(state) = inner.partitions.get_mut(partition) {
+                release(&mut state.alert_holds, *offset);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_batches_hold_their_first_offset() {
+        let tracker = CommitTracker::new(1);
+        let first = tracker.begin_batch(7, 0, 10);
+        let second = tracker.begin_batch(7, 10, 20);
+        assert_eq!(tracker.safe_position(7), Some(0));
+        let piece = first.clone();
+        drop(first);
+        assert_eq!(tracker.safe_position(7), Some(0), "a piece is still in flight");
+        drop(piece);
+        assert_eq!(tracker.safe_position(7), Some(10));
+        drop(second);
+        assert_eq!(tracker.safe_position(7), Some(20));
+        assert!(tracker.is_drained());
+    }
+
+    #[test]
+    fn windows_and_alerts_hold_positions() {
+        let tracker = CommitTracker::new(2);
+        drop(tracker.begin_batch(1, 0, 100));
+        tracker.publish_shard(1, HashMap::from([(1, 40)]));
+        assert_eq!(tracker.safe_position(1), Some(40));
+        let hold = tracker.hold_alert(&Holds::from_slice(&[(1, 25)]));
+        assert_eq!(tracker.safe_position(1), Some(25));
+        tracker.publish_shard(1, HashMap::new());
+        assert_eq!(tracker.safe_position(1), Some(25), "alert still unacknowledged");
+        drop(hold);
+        assert_eq!(tracker.safe_position(1), Some(100));
+        assert_eq!(tracker.safe_positions(), vec![(1, 100)]);
+    }
+}

@@ -1,0 +1,372 @@
+//! The engine: wires sources, decode workers, shards and sinks together.
+//!
+//! ```text
+//! source threads ──RawBatch──▶ decode workers ──MatchBatch──▶ shards ──alerts──▶ sink thread
+//!        ▲        (by partition)               (hash(rule,key))                      │
+//!        └──────────────── commit safe positions ◀── CommitTracker ◀── acks ─────────┘
+//! ```
+//!
+//! Every arrow is a bounded channel carrying batches, so a slow or failed
+//! sink pauses intake instead of growing memory. See [`commit`] for the
+//! delivery contract and [`watermark`] for event time.
+
+pub mod alarm;
+pub mod commit;
+pub mod shard;
+pub mod watermark;
+pub mod window;
+pub mod worker;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+
+use self::commit::CommitTracker;
+use self::shard::{Emitted, Shard, ShardConfig, ShardMsg};
+use self::watermark::{WatermarkConfig, WatermarkTracker};
+use self::window::EvidenceLimits;
+use self::worker::DecodeWorker;
+use crate::alert::Alert;
+use crate::decode::DecodeConfig;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::rules::RuleSet;
+use crate::sink::{AlertSink, DeadLetter, DeadLetterSink};
+use crate::source::{PartitionRegistry, Poll, RawBatch, Source};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Shard workers (default: available cores).
+    pub shards: usize,
+    /// Decode workers (default: available cores).
+    pub decoders: usize,
+    /// Capacity, in batches, of every channel.
+    pub channel_batches: usize,
+    pub watermark: WatermarkConfig,
+    /// Cap on open window aggregates, over all shards.
+    pub max_open_windows: usize,
+    pub evidence: EvidenceLimits,
+    pub decode: DecodeConfig,
+    /// Close all windows when input ends (replay) instead of leaving them
+    /// to be rebuilt from uncommitted input (service).
+    pub flush_on_end: bool,
+    /// How often sources commit safe positions.
+    pub commit_interval: Duration,
+    /// How long to wait for the pipeline to drain on shutdown.
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        EngineConfig {
+            shards: cores,
+            decoders: cores,
+            channel_batches: 64,
+            watermark: WatermarkConfig::default(),
+            max_open_windows: 4_000_000,
+            evidence: EvidenceLimits::default(),
+            decode: DecodeConfig::default(),
+            flush_on_end: true,
+            commit_interval: Duration::from_secs(5),
+            shutdown_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a run did, for the replay summary and tests.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub elapsed: Duration,
+    pub alerts_delivered: u64,
+}
+
+/// A configured engine, ready to run sources into sinks.
+pub struct Engine {
+    config: EngineConfig,
+    rules: Arc<RuleSet>,
+    metrics: Arc<Metrics>,
+    tracker: CommitTracker,
+    watermark: Arc<WatermarkTracker>,
+    registry: Arc<PartitionRegistry>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Engine {
+    /// An engine running `rules` with `config`.
+    pub fn new(config: EngineConfig, rules: Arc<RuleSet>) -> Engine {
+        let shards = config.shards.max(1);
+        let decoders = config.decoders.max(1);
+        let rule_ids = rules.rules().iter().map(|r| r.id.clone()).collect();
+        Engine {
+            metrics: Metrics::new(decoders, shards, rule_ids),
+            tracker: CommitTracker::new(shards),
+            watermark: Arc::new(WatermarkTracker::new(config.watermark)),
+            registry: Arc::new(PartitionRegistry::default()),
+            stop: Arc::new(AtomicBool::new(false)),
+            config: EngineConfig {
+                shards,
+                decoders,
+                ..config
+            },
+            rules,
+        }
+    }
+
+    /// The engine's metrics (shared with the metrics endpoint).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// The partition registry (names for metrics and dead letters).
+    pub fn registry(&self) -> Arc<PartitionRegistry> {
+        Arc::clone(&self.registry)
+    }
+
+    /// The commit tracker.
+    pub fn tracker(&self) -> CommitTracker {
+        self.tracker.clone()
+    }
+
+    /// A flag that, once set, makes sources stop and the pipeline drain.
+    pub fn stop_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Runs until every source ends (or stop is requested) and the
+    /// pipeline has drained.
+    pub fn run(
+        &self,
+        sources: Vec<Box<dyn Source>>,
+        alert_sink: Box<dyn AlertSink>,
+        dead_letter_sink: Box<dyn DeadLetterSink>,
+    ) -> Result<RunSummary> {
+        let started = Instant::now();
+        let capacity = self.config.channel_batches.max(1);
+        let (shard_txs, shard_rxs): (Vec<Sender<ShardMsg>>, Vec<Receiver<ShardMsg>>) =
+            (0..self.config.shards).map(|_| bounded(capacity)).unzip();
+        let (decode_txs, decode_rxs): (Vec<Sender<RawBatch>>, Vec<Receiver<RawBatch>>) =
+            (0..self.config.decoders).map(|_| bounded(capacity)).unzip();
+        let (alert_tx, alert_rx) = bounded::<Vec<Emitted>>(capacity);
+        let (dead_tx, dead_rx) = bounded::<Vec<DeadLetter>>(capacity);
+        let (done_tx, done_rx) = bounded::<()>(0);
+        let per_shard_cap = (self.config.max_open_windows / self.config.shards).max(1);
+
+        std::thread::scope(|scope| -> Result<RunSummary> {
+            let sink_handle = std::thread::Builder::new()
+                .name("tw-sink".into())
+                .spawn_scoped(scope, || self.run_alert_sink(alert_rx, alert_sink, done_tx))
+                .map_err(|e| Error::Internal(format!("cannot spawn sink thread: {e}")))?;
+            let dlq_handle = std::thread::Builder::new()
+                .name("tw-dead-letter".into())
+                .spawn_scoped(scope, || self.run_dead_letter_sink(dead_rx, dead_letter_sink))
+                .map_err(|e| Error::Internal(format!("cannot spawn dead-letter thread: {e}")))?;
+            for (index, rx) in shard_rxs.into_iter().enumerate() {
+                let shard = Shard::new(
+                    index,
+                    Arc::clone(&self.rules),
+                    ShardConfig {
+                        max_open_windows: per_shard_cap,
+                        evidence: self.config.evidence,
+                    },
+                    self.tracker.clone(),
+                    Arc::clone(&self.metrics.shards[index]),
+                );
+                let out = alert_tx.clone();
+                let flush = self.config.flush_on_end;
+                std::thread::Builder::new()
+                    .name(format!("tw-shard-{index}"))
+                    .spawn_scoped(scope, move || shard.run(rx, out, flush))
+                    .map_err(|e| Error::Internal(format!("cannot spawn shard thread: {e}")))?;
+            }
+            drop(alert_tx);
+            for (index, rx) in decode_rxs.into_iter().enumerate() {
+                let mut worker = DecodeWorker::new(
+                    Arc::clone(&self.rules),
+                    self.config.decode.clone(),
+                    Arc::clone(&self.watermark),
+                    self.tracker.clone(),
+                    shard_txs.clone(),
+                    Arc::clone(&self.metrics.decoders[index]),
+                    Arc::clone(&self.metrics),
+                    Arc::clone(&self.registry),
+                    dead_tx.clone(),
+                    self.config.evidence.max_sample_bytes,
+                );
+                std::thread::Builder::new()
+                    .name(format!("tw-decode-{index}"))
+                    .spawn_scoped(scope, move || loop {
+                        match rx.recv_timeout(Duration::from_millis(500)) {
+                            Ok(batch) => {
+                                if !worker.process(batch) {
+                                    return;
+                                }
+                            }
+                            Err(RecvTimeoutError::Timeout) => {
+                                if !worker.tick() {
+                                    return;
+                                }
+                            }
+                            Err(RecvTimeoutError::Disconnected) => return,
+                        }
+                    })
+                    .map_err(|e| Error::Internal(format!("cannot spawn decode thread: {e}")))?;
+            }
+            drop(shard_txs);
+            drop(dead_tx);
+            let mut source_handles = Vec::new();
+            for source in sources {
+                let txs = decode_txs.clone();
+                let done = done_rx.clone();
+                let handle = std::thread::Builder::new()
+                    .name(format!("tw-source-{}", source.name()))
+                    .spawn_scoped(scope, move || self.run_source(source, txs, done))
+                    .map_err(|e| Error::Internal(format!("cannot spawn source thread: {e}")))?;
+                source_handles.push(handle);
+            }
+            drop(decode_txs);
+            drop(done_rx);
+            let mut first_error = None;
+            for handle in source_handles {
+                match handle.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        first_error.get_or_insert(e);
+                    }
+                    Err(_) => {
+                        first_error.get_or_insert(Error::Internal("source thread panicked".into()));
+                    }
+                }
+            }
+            let delivered = match sink_handle.join() {
+                Ok(result) => result?,
+                Err(_) => return Err(Error::Internal("sink thread panicked".into())),
+            };
+            match dlq_handle.join() {
+                Ok(result) => result?,
+                Err(_) => return Err(Error::Internal("dead-letter thread panicked".into())),
+            }
+            if let Some(error) = first_error {
+                return Err(error);
+            }
+            Ok(RunSummary {
+                elapsed: started.elapsed(),
+                alerts_delivered: delivered,
+            })
+        })
+    }
+
+    fn run_source(&self, mut source: Box<dyn Source>, decoders: Vec<Sender<RawBatch>>, done: Receiver<()>) -> Result<()> {
+        let span = tracing::info_span!("source", name = source.name());
+        let _entered = span.enter();
+        let mut last_commit = Instant::now();
+        let result = loop {
+            if self.stop.load(Ordering::Relaxed) {
+                tracing::info!("stop requested, intake stopped");
+                break Ok(());
+            }
+            let polled = match source.poll(&self.registry) {
+                Ok(polled) => polled,
+                Err(e) => break Err(e),
+            };
+            match polled {
+                Poll::Batch(batch) => {
+                    let target = batch.partition as usize % decoders.len();
+                    if decoders[target].send(batch).is_err() {
+                        break Ok(());
+                    }
+                }
+                Poll::Idle => {}
+                Poll::End => break Ok(()),
+            }
+            if last_commit.elapsed() >= self.config.commit_interval {
+                last_commit = Instant::now();
+                if let Err(e) = source.commit(&self.tracker.safe_positions()) {
+                    tracing::warn!(error = %e, "commit failed, will retry");
+                }
+            }
+        };
+        drop(decoders);
+        // Wait for the pipeline to drain (the sink thread drops `done`),
+        // then commit what is now safe.
+        let _ = done.recv_timeout(self.config.shutdown_deadline);
+        if let Err(e) = source.commit(&self.tracker.safe_positions()) {
+            tracing::warn!(error = %e, "final commit failed");
+        }
+        result
+    }
+
+    fn run_alert_sink(&self, rx: Receiver<Vec<Emitted>>, mut sink: Box<dyn AlertSink>, _done: Sender<()>) -> Result<u64> {
+        let span = tracing::info_span!("sink", name = sink.name());
+        let _entered = span.enter();
+        let mut delivered = 0u64;
+        for emitted in rx.iter() {
+            let alerts: Vec<Alert> = emitted.iter().map(|e| e.alert.clone()).collect();
+            self.deliver(&mut *sink, &alerts)?;
+            let now = crate::source::now_ms();
+            for e in &emitted {
+                self.metrics.alerts.inc(usize::from(e.rule), e.alert.activity);
+                let lag = (now - e.alert.time_ms()).max(0) as u64;
+                Metrics::record(&self.metrics.event_time_lag_ms, lag);
+            }
+            delivered += alerts.len() as u64;
+            // Dropping `emitted` releases the alerts' commit holds.
+        }
+        Ok(delivered)
+    }
+
+    fn deliver(&self, sink: &mut dyn AlertSink, alerts: &[Alert]) -> Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        let mut give_up_at: Option<Instant> = None;
+        loop {
+            match sink.send(alerts) {
+                Ok(()) => {
+                    self.metrics.sink.sent.fetch_add(alerts.len() as u64, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.metrics.sink.errors.fetch_add(1, Ordering::Relaxed);
+                    if self.stop.load(Ordering::Relaxed) {
+                        let deadline = *give_up_at.get_or_insert_with(|| Instant::now() + self.config.shutdown_deadline);
+                        if Instant::now() >= deadline {
+                            return Err(Error::Sink(format!("giving up at shutdown: {e}")));
+                        }
+                    }
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "alert sink failed, retrying");
+                    self.metrics.sink.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn run_dead_letter_sink(&self, rx: Receiver<Vec<DeadLetter>>, mut sink: Box<dyn DeadLetterSink>) -> Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        for records in rx.iter() {
+            loop {
+                match sink.send(&records) {
+                    Ok(()) => {
+                        self.metrics.dead_letter.sent.fetch_add(records.len() as u64, Ordering::Relaxed);
+                        backoff = Duration::from_millis(100);
+                        break;
+                    }
+                    Err(e) => {
+                        self.metrics.dead_letter.errors.fetch_add(1, Ordering::Relaxed);
+                        if self.stop.load(Ordering::Relaxed) {
+                            return Err(Error::Sink(format!("dead-letter sink failed at shutdown: {e}")));
+                        }
+                        tracing::warn!(error = %e, "dead-letter sink failed, retrying");
+                        self.metrics.dead_letter.retries.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

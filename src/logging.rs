@@ -1,0 +1,25 @@
+//! Log set-up: `tracing` with an env-filter and human or JSON lines.
+//!
+//! `RUST_LOG` overrides the configured level. Logs go to stderr, so they
+//! never mix with alerts on stdout. Messages are lowercase with structured
+//! fields; secrets are never passed to a log macro (config types that hold
+//! secrets redact them in `Debug`).
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber; later calls are no-ops.
+pub fn init(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    };
+}

@@ -1,0 +1,234 @@
+//! Engine telemetry: cheap per-worker counters, aggregated when read.
+//!
+//! Hot-path workers never touch shared atomics per event. Each worker
+//! counts into a plain [`Tally`] while it processes a batch, then adds the
+//! tally into its own [`WorkerCounters`] (one set of relaxed atomics per
+//! worker, so no cache line is shared between workers). Readers (the
+//! `/metrics` endpoint, the replay summary) sum all workers at read time.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+
+use crate::alert::Activity;
+use crate::decode::DecodeErrorReason;
+
+/// Number of decode failure reasons.
+pub const REASONS: usize = DecodeErrorReason::ALL.len();
+
+/// Per-batch counts a worker accumulates without synchronisation.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    pub records: u64,
+    pub bytes: u64,
+    pub events: u64,
+    pub failed: [u64; REASONS],
+    pub control_messages: u64,
+    pub clamped: u64,
+    pub late: u64,
+    pub shed: u64,
+    pub matches: u64,
+    pub dead_lettered: u64,
+}
+
+impl Tally {
+    /// Whether nothing was counted.
+    pub fn is_zero(&self) -> bool {
+        self.records == 0
+            && self.bytes == 0
+            && self.events == 0
+            && self.failed.iter().all(|n| *n == 0)
+            && self.control_messages == 0
+            && self.clamped == 0
+            && self.late == 0
+            && self.shed == 0
+            && self.matches == 0
+            && self.dead_lettered == 0
+    }
+}
+
+/// One worker's counters. Written by that worker only, read by anyone.
+#[derive(Debug)]
+pub struct WorkerCounters {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub events: AtomicU64,
+    pub failed: [AtomicU64; REASONS],
+    pub control_messages: AtomicU64,
+    pub clamped: AtomicU64,
+    pub late: AtomicU64,
+    pub shed: AtomicU64,
+    pub matches: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    /// Shard workers: open window aggregates now.
+    pub open_windows: AtomicU64,
+    /// Shard workers: approximate bytes of window state now.
+    pub state_bytes: AtomicU64,
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        WorkerCounters {
+            records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            failed: std::array::from_fn(|_| AtomicU64::new(0)),
+            control_messages: AtomicU64::new(0),
+            clamped: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+            matches: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            open_windows: AtomicU64::new(0),
+            state_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+impl WorkerCounters {
+    /// Adds a tally (relaxed: counters need no ordering).
+    pub fn add(&self, tally: &Tally) {
+        let add = |counter: &AtomicU64, n: u64| {
+            if n != 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        add(&self.records, tally.records);
+        add(&self.bytes, tally.bytes);
+        add(&self.events, tally.events);
+        for (counter, n) in self.failed.iter().zip(tally.failed.iter()) {
+            add(counter, *n);
+        }
+        add(&self.control_messages, tally.control_messages);
+        add(&self.clamped, tally.clamped);
+        add(&self.late, tally.late);
+        add(&self.shed, tally.shed);
+        add(&self.matches, tally.matches);
+        add(&self.dead_lettered, tally.dead_lettered);
+    }
+}
+
+/// Counts per (rule, activity), written by the sink stage.
+#[derive(Debug)]
+pub struct AlertCounters {
+    pub rule_ids: Vec<String>,
+    counts: Vec<[AtomicU64; 3]>,
+}
+
+impl AlertCounters {
+    fn new(rule_ids: Vec<String>) -> Self {
+        let counts = rule_ids
+            .iter()
+            .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+            .collect();
+        AlertCounters { rule_ids, counts }
+    }
+
+    /// Counts one alert.
+    pub fn inc(&self, rule: usize, activity: Activity) {
+        if let Some(row) = self.counts.get(rule) {
+            row[activity as usize - 1].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Alerts of `rule` with `activity` so far.
+    pub fn get(&self, rule: usize, activity: Activity) -> u64 {
+        self.counts
+            .get(rule)
+            .map(|row| row[activity as usize - 1].load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+}
+
+/// Sink-side counters.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    pub sent: AtomicU64,
+    pub errors: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// All engine metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    pub decoders: Vec<Arc<WorkerCounters>>,
+    pub shards: Vec<Arc<WorkerCounters>>,
+    pub alerts: AlertCounters,
+    pub sink: SinkCounters,
+    pub dead_letter: SinkCounters,
+    /// Records received per partition id (index), summed over workers.
+    pub partition_records: Mutex<Vec<u64>>,
+    /// Alert time minus event time, milliseconds.
+    pub event_time_lag_ms: Mutex<Histogram<u64>>,
+    /// Record arrival to alert emission / batch processed, microseconds.
+    pub processing_latency_us: Mutex<Histogram<u64>>,
+    /// Current global watermark (epoch ms), `i64::MIN` before the first.
+    pub watermark_ms: AtomicI64,
+    pub rule_load_errors: AtomicU64,
+    pub started_at: std::time::Instant,
+}
+
+impl Metrics {
+    /// Metrics for `decoders` decode workers, `shards` shard workers and rules.
+    pub fn new(decoders: usize, shards: usize, rule_ids: Vec<String>) -> Arc<Metrics> {
+        let histogram = || {
+            Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 2)
+                    .unwrap_or_else(|_| Histogram::new(2).unwrap_or_else(|_| unreachable_histogram())),
+            )
+        };
+        Arc::new(Metrics {
+            decoders: (0..decoders).map(|_| Arc::default()).collect(),
+            shards: (0..shards).map(|_| Arc::default()).collect(),
+            alerts: AlertCounters::new(rule_ids),
+            sink: SinkCounters::default(),
+            dead_letter: SinkCounters::default(),
+            partition_records: Mutex::new(Vec::new()),
+            event_time_lag_ms: histogram(),
+            processing_latency_us: histogram(),
+            watermark_ms: AtomicI64::new(i64::MIN),
+            rule_load_errors: AtomicU64::new(0),
+            started_at: std::time::Instant::now(),
+        })
+    }
+
+    /// Sums one counter over every decode and shard worker.
+    pub fn sum(&self, pick: impl Fn(&WorkerCounters) -> &AtomicU64) -> u64 {
+        self.decoders
+            .iter()
+            .chain(self.shards.iter())
+            .map(|w| pick(w).load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Failures per reason, summed over workers.
+    pub fn failed_by_reason(&self) -> Vec<(DecodeErrorReason, u64)> {
+        DecodeErrorReason::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, reason)| (*reason, self.sum(|w| &w.failed[i])))
+            .collect()
+    }
+
+    /// Adds `n` records received on partition `id`.
+    pub fn add_partition_records(&self, id: u32, n: u64) {
+        let mut counts = self.partition_records.lock().unwrap_or_else(|p| p.into_inner());
+        let index = id as usize;
+        if counts.len() <= index {
+            counts.resize(index + 1, 0);
+        }
+        counts[index] += n;
+    }
+
+    /// Records a value in a histogram, saturating.
+    pub fn record(histogram: &Mutex<Histogram<u64>>, value: u64) {
+        let mut h = histogram.lock().unwrap_or_else(|p| p.into_inner());
+        h.saturating_record(value.max(1));
+    }
+}
+
+fn unreachable_histogram() -> Histogram<u64> {
+    // `Histogram::new(2)` only fails for sigfig > 5; this path never runs.
+    Histogram::new_with_max(2, 1).unwrap_or_else(|_| std::process::abort())
+}

@@ -1,0 +1,46 @@
+//! Sinks: where alerts and dead letters go.
+//!
+//! # Acknowledgement contract
+//!
+//! [`AlertSink::send`] returns `Ok` only once every alert of the batch is
+//! durably handed over (written and flushed, or acknowledged by a broker).
+//! Only then does the engine release the alerts' commit holds, so the
+//! source can commit past the records that caused them. On `Err` the
+//! engine retries the same batch with capped exponential backoff; while it
+//! retries, the bounded channels fill and intake pauses (backpressure):
+//! nothing is dropped and nothing is buffered without bound.
+
+pub mod writer;
+
+use crate::alert::Alert;
+use crate::error::{ErrorClass, Result};
+
+/// Destination of alerts.
+pub trait AlertSink: Send {
+    /// Name for logs and metrics.
+    fn name(&self) -> &str;
+    /// Delivers a batch; `Ok` means acknowledged (see the module contract).
+    fn send(&mut self, alerts: &[Alert]) -> Result<()>;
+}
+
+/// A record that could not be processed, with its reason.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// `source:partition` name of the input.
+    pub partition: String,
+    pub offset: u64,
+    pub class: ErrorClass,
+    /// Stable reason label (e.g. `invalid_json`).
+    pub reason: &'static str,
+    pub detail: String,
+    /// The original bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Destination of dead letters.
+pub trait DeadLetterSink: Send {
+    /// Name for logs and metrics.
+    fn name(&self) -> &str;
+    /// Delivers a batch; same contract as [`AlertSink::send`].
+    fn send(&mut self, records: &[DeadLetter]) -> Result<()>;
+}

@@ -1,0 +1,149 @@
+//! Sources: where raw records come from, and the checkpoint contract.
+//!
+//! # Checkpoint contract (GUIDE §2)
+//!
+//! Input is at-least-once. A source may commit position `P` of a partition
+//! only when (a) every record before `P` has been fully processed by the
+//! engine, (b) no open window still needs a record before `P`, and (c)
+//! every alert caused by a record before `P` has been acknowledged by the
+//! sink. The engine computes that position for each partition
+//! ([`crate::engine::commit::CommitTracker::safe_position`]); a source only
+//! has to pass it to its backend in [`Source::commit`]. After a crash,
+//! replaying from the committed positions rebuilds the open windows, and
+//! alert ids being deterministic makes re-emitted alerts identical.
+
+pub mod file;
+pub mod memory;
+
+use std::ops::Range;
+
+use crate::error::Result;
+
+/// Engine-wide id of an input partition (a file, a Kafka partition, a
+/// Kinesis shard), assigned by the [`PartitionRegistry`].
+pub type PartitionId = u32;
+
+/// A batch of raw records from one partition, in partition order.
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    pub partition: PartitionId,
+    /// All record bytes, back to back.
+    pub data: Vec<u8>,
+    /// Each record: its byte range in `data` and its offset (or sequence
+    /// ordinal) in the partition. Offsets increase within a batch.
+    pub records: Vec<(Range<usize>, u64)>,
+    /// Arrival time (wall clock, epoch ms), used only to detect idle partitions.
+    pub arrival_ms: i64,
+    /// Bytes the source could not even frame into records; the engine
+    /// dead-letters and counts them like decode failures.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Bytes a source could not frame into a record.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+    pub reason: crate::decode::DecodeErrorReason,
+    pub detail: String,
+}
+
+impl RawBatch {
+    /// An empty batch for `partition`.
+    pub fn new(partition: PartitionId) -> Self {
+        RawBatch {
+            partition,
+            arrival_ms: now_ms(),
+            ..RawBatch::default()
+        }
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, bytes: &[u8], offset: u64) {
+        let start = self.data.len();
+        self.data.extend_from_slice(bytes);
+        self.records.push((start..self.data.len(), offset));
+    }
+
+    /// The bytes of record `index`.
+    pub fn record(&self, index: usize) -> &[u8] {
+        let (range, _) = &self.records[index];
+        &self.data[range.clone()]
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// What a source polls: more records, nothing yet, or the end.
+#[derive(Debug)]
+pub enum Poll {
+    Batch(RawBatch),
+    /// Nothing available now; poll again (the engine ticks meanwhile).
+    Idle,
+    /// The source is exhausted (finite input) or was asked to stop.
+    End,
+}
+
+/// A source of raw records. Runs on its own thread.
+pub trait Source: Send {
+    /// Human name (`file`, `stdin`, `kafka`), used in logs and metrics.
+    fn name(&self) -> &str;
+    /// Blocks until a batch, idleness (after a short timeout) or the end.
+    fn poll(&mut self, registry: &PartitionRegistry) -> Result<Poll>;
+    /// Commits safe positions, as `(partition, next offset to read)`.
+    fn commit(&mut self, positions: &[(PartitionId, u64)]) -> Result<()>;
+    /// Whether the source is assigned input and consuming (for `/readyz`).
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+/// Names partitions and hands out dense [`PartitionId`]s.
+#[derive(Debug, Default)]
+pub struct PartitionRegistry {
+    names: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl PartitionRegistry {
+    /// The id for `(source, partition)`, registering it on first use.
+    pub fn id(&self, source: &str, partition: &str) -> PartitionId {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = names
+            .iter()
+            .position(|(s, p)| s == source && p == partition)
+        {
+            return index as PartitionId;
+        }
+        names.push((source.to_string(), partition.to_string()));
+        (names.len() - 1) as PartitionId
+    }
+
+    /// `(source, partition)` names of `id`.
+    pub fn name(&self, id: PartitionId) -> Option<(String, String)> {
+        let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        names.get(id as usize).cloned()
+    }
+
+    /// Number of registered partitions.
+    pub fn len(&self) -> usize {
+        self.names.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no partition is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Wall-clock now, epoch milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
