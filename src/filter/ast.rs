@@ -38,7 +38,7 @@ pub(crate) enum Term {
     All,
     /// A word or phrase, found on word boundaries (see `eval`).
     Word {
-        finder: Finder<'static>,
+        finder: Box<Finder<'static>>,
         /// Whether the needle starts with an alphanumeric character, so the
         /// character before a hit must not be alphanumeric.
         check_start: bool,

@@ -142,7 +142,9 @@ impl ValueMatch {
                 ValueMatch::Number { .. } => false,
                 _ => self.matches_text(if *b { "true" } else { "false" }),
             },
-            FieldValue::Missing | FieldValue::Null | FieldValue::Object | FieldValue::Array => false,
+            FieldValue::Missing | FieldValue::Null | FieldValue::Object | FieldValue::Array => {
+                false
+            }
         }
     }
 }
@@ -259,9 +261,10 @@ impl Delimited {
 
     /// Where the first field called `name` sits: (group, index in group).
     pub(crate) fn position_of(&self, name: &str) -> Option<(usize, usize)> {
-        self.groups.iter().enumerate().find_map(|(g, fields)| {
-            fields.iter().position(|f| &*f.name == name).map(|i| (g, i))
-        })
+        self.groups
+            .iter()
+            .enumerate()
+            .find_map(|(g, fields)| fields.iter().position(|f| &*f.name == name).map(|i| (g, i)))
     }
 
     /// All field names, in order.
@@ -271,11 +274,14 @@ impl Delimited {
 }
 
 fn group_matches(group: &[DelimField], text: &str, spans: &Spans, at: usize) -> bool {
-    group.iter().enumerate().all(|(i, field)| match (&field.cond, spans.get(at + i)) {
-        (None, Some(_)) => true,
-        (Some(cond), Some(&(s, e))) => cond.matches(text.get(s..e).unwrap_or("")),
-        (_, None) => false,
-    })
+    group
+        .iter()
+        .enumerate()
+        .all(|(i, field)| match (&field.cond, spans.get(at + i)) {
+            (None, Some(_)) => true,
+            (Some(cond), Some(&(s, e))) => cond.matches(text.get(s..e).unwrap_or("")),
+            (_, None) => false,
+        })
 }
 
 impl FieldExpr {

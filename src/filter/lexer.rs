@@ -194,7 +194,11 @@ impl<'p> Cursor<'p> {
         };
         while let Some(c) = self.peek() {
             let rest = self.rest();
-            if c.is_whitespace() || stops.contains(&c) || rest.starts_with("&&") || rest.starts_with("||") {
+            if c.is_whitespace()
+                || stops.contains(&c)
+                || rest.starts_with("&&")
+                || rest.starts_with("||")
+            {
                 break;
             }
             self.bump();
@@ -249,7 +253,10 @@ pub(crate) fn parse_number(text: &str) -> Option<f64> {
     if !t.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
         return None;
     }
-    if !t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+')) {
+    if !t
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+    {
         return None;
     }
     text.parse::<f64>().ok().filter(|n| n.is_finite())

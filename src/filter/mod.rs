@@ -162,7 +162,9 @@ impl Filter {
     pub fn selectors(&self) -> Vec<&FieldPath> {
         fn walk<'f>(expr: &'f JsonExpr, out: &mut Vec<&'f FieldPath>) {
             match expr {
-                JsonExpr::And(items) | JsonExpr::Or(items) => items.iter().for_each(|e| walk(e, out)),
+                JsonExpr::And(items) | JsonExpr::Or(items) => {
+                    items.iter().for_each(|e| walk(e, out))
+                }
                 JsonExpr::Cond(cond) => out.push(&cond.path),
             }
         }
@@ -235,16 +237,25 @@ mod tests {
         assert!(text_match("\" \"", "anything"));
         assert!(text_match("ERROR", "[ERROR 400] BAD REQUEST"));
         assert!(!text_match("ERROR", "[INFO] ERRORS none"));
-        assert!(text_match("ERROR ARGUMENTS", "[ERROR 419] MISSING ARGUMENTS"));
+        assert!(text_match(
+            "ERROR ARGUMENTS",
+            "[ERROR 419] MISSING ARGUMENTS"
+        ));
         assert!(!text_match("ERROR ARGUMENTS", "[ERROR 400] BAD REQUEST"));
         assert!(text_match("?ERROR ?WARN", "WARN disk"));
         assert!(!text_match("?ERROR ?WARN", "INFO disk"));
         assert!(text_match("ERROR -Exiting", "ERROR bad"));
         assert!(!text_match("ERROR -Exiting", "ERROR Exiting now"));
-        assert!(text_match("\"INTERNAL SERVER ERROR\"", "[ERROR 500] INTERNAL SERVER ERROR"));
+        assert!(text_match(
+            "\"INTERNAL SERVER ERROR\"",
+            "[ERROR 500] INTERNAL SERVER ERROR"
+        ));
         assert!(!text_match("-\"SERVER ERROR\"", "INTERNAL SERVER ERROR"));
         assert!(text_match("%AUTH[A-Z]+%", "UNAUTHORIZED"));
-        assert!(text_match("\"user@example.com\"", "login user@example.com ok"));
+        assert!(text_match(
+            "\"user@example.com\"",
+            "login user@example.com ok"
+        ));
     }
 
     #[test]
@@ -252,12 +263,18 @@ mod tests {
         let v = json!({"a": {"b": "x"}, "n": 7, "s": "7", "arr": [1, 2], "nul": null, "t": true});
         assert!(json_match("{ $.a.b = x }", v.clone()));
         assert!(!json_match("{ $.a = x }", v.clone()));
-        assert!(!json_match("{ $.a != x }", v.clone()), "object matches no comparison");
+        assert!(
+            !json_match("{ $.a != x }", v.clone()),
+            "object matches no comparison"
+        );
         assert!(!json_match("{ $.arr = 1 }", v.clone()));
         assert!(json_match("{ $.arr[1] = 2 }", v.clone()));
         assert!(json_match("{ $.missing != x }", v.clone()));
         assert!(json_match("{ $.n > 5 }", v.clone()));
-        assert!(!json_match("{ $.s > 5 }", v.clone()), "numeric comparison on a string");
+        assert!(
+            !json_match("{ $.s > 5 }", v.clone()),
+            "numeric comparison on a string"
+        );
         assert!(json_match("{ $.nul IS NULL }", v.clone()));
         assert!(!json_match("{ $.missing IS NULL }", v.clone()));
         assert!(json_match("{ $.missing NOT EXISTS }", v.clone()));
@@ -266,7 +283,10 @@ mod tests {
         assert!(json_match("{ $.a EXISTS }", v.clone()));
         assert!(json_match("{ $.n = 7* }", v.clone()));
         assert!(json_match("{ $.a.b = %^x$% }", v.clone()));
-        assert!(json_match("{ $.n = 5 || $.n = 7 && $.t IS TRUE }", v.clone()));
+        assert!(json_match(
+            "{ $.n = 5 || $.n = 7 && $.t IS TRUE }",
+            v.clone()
+        ));
         assert!(!json_match("{ ($.n = 5 || $.n = 7) && $.t IS FALSE }", v));
     }
 
@@ -282,14 +302,20 @@ mod tests {
         let pattern = "[ip, user, username, timestamp, request = \"*gif*\", status_code = 4*, bytes >= 1000 && bytes <= 2000]";
         assert!(text_match(pattern, line));
         assert!(text_match("[ip, ..., status_code = 404, bytes]", line));
-        assert!(text_match("[..., status_code = 404 || status_code = 410, bytes]", line));
+        assert!(text_match(
+            "[..., status_code = 404 || status_code = 410, bytes]",
+            line
+        ));
         assert!(!text_match("[ip, user]", line));
         assert!(text_match("[ip, ..., username=frank, ..., bytes]", line));
         assert!(!text_match("[ip, ..., username=bob, ..., bytes]", line));
         let filter = Filter::parse("[ip, ..., status, size]").unwrap();
         let event = event_from_text(line, EventKind::HostLog);
         assert_eq!(filter.named_field(&event, "$size").as_deref(), Some("1534"));
-        assert_eq!(filter.named_field(&event, "ip").as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            filter.named_field(&event, "ip").as_deref(),
+            Some("127.0.0.1")
+        );
         assert_eq!(filter.named_field(&event, "nope"), None);
         assert_eq!(filter.field_names(), vec!["ip", "status", "size"]);
     }

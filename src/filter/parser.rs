@@ -47,7 +47,11 @@ pub(crate) fn parse(src: &str) -> Result<Pattern, FilterError> {
 }
 
 /// Compiles a regex with the size caps.
-pub(crate) fn compile_regex(c: &Cursor<'_>, offset: usize, source: &str) -> Result<Regex, FilterError> {
+pub(crate) fn compile_regex(
+    c: &Cursor<'_>,
+    offset: usize,
+    source: &str,
+) -> Result<Regex, FilterError> {
     RegexBuilder::new(source)
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_DFA_LIMIT)
@@ -59,8 +63,15 @@ pub(crate) fn compile_regex(c: &Cursor<'_>, offset: usize, source: &str) -> Resu
                 }
                 other => {
                     let text = other.to_string();
-                    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                    format!("invalid regex: {}", last.trim().trim_start_matches("error: "))
+                    let last = text
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("");
+                    format!(
+                        "invalid regex: {}",
+                        last.trim().trim_start_matches("error: ")
+                    )
                 }
             };
             c.error_at(offset, detail)
@@ -123,7 +134,7 @@ fn word_term(text: &str) -> Term {
     }
     let is_word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
     Term::Word {
-        finder: Finder::new(text.as_bytes()).into_owned(),
+        finder: Box::new(Finder::new(text.as_bytes()).into_owned()),
         check_start: is_word(text.chars().next()),
         check_end: is_word(text.chars().next_back()),
     }
@@ -271,7 +282,9 @@ fn parse_selector(c: &mut Cursor<'_>) -> Result<FieldPath, FilterError> {
                     _ => {
                         let digits_at = c.pos();
                         let rest = c.rest();
-                        let len = rest.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(rest.len());
+                        let len = rest
+                            .find(|ch: char| !ch.is_ascii_digit())
+                            .unwrap_or(rest.len());
                         let index: u32 = rest[..len].parse().map_err(|_| {
                             c.error_at(digits_at, "array index must be a non-negative integer")
                         })?;
@@ -292,7 +305,9 @@ fn parse_selector(c: &mut Cursor<'_>) -> Result<FieldPath, FilterError> {
     }
     match segs.first() {
         None => Err(c.error_at(start, "expected '.' after '$' in selector")),
-        Some(PathSeg::Index(_)) => Err(c.error_at(start, "selector must start with a key, as in '$.key'")),
+        Some(PathSeg::Index(_)) => {
+            Err(c.error_at(start, "selector must start with a key, as in '$.key'"))
+        }
         Some(PathSeg::Key(_)) => Ok(FieldPath::from_segs(segs)),
     }
 }
@@ -323,7 +338,9 @@ fn parse_condition(c: &mut Cursor<'_>) -> Result<JsonCond, FilterError> {
         let op_at = c.pos();
         let Some(op) = c.read_op()? else {
             return Err(match c.peek() {
-                None => c.error("expected an operator (=, !=, <, <=, >, >=, IS, NOT EXISTS) after the selector"),
+                None => c.error(
+                    "expected an operator (=, !=, <, <=, >, >=, IS, NOT EXISTS) after the selector",
+                ),
                 Some(_) => c.error_at(
                     op_at,
                     "expected an operator (=, !=, <, <=, >, >=, IS, NOT EXISTS) after the selector",
@@ -361,7 +378,9 @@ fn parse_value(c: &mut Cursor<'_>, op: Op, stops: &[char]) -> Result<Value, Filt
                 return Err(c.error(format!("a regex cannot be compared with '{}'", op.as_str())));
             }
             let (at, source) = c.read_regex()?;
-            return Ok(Value::Match(ValueMatch::Regex(compile_regex(c, at, &source)?)));
+            return Ok(Value::Match(ValueMatch::Regex(compile_regex(
+                c, at, &source,
+            )?)));
         }
         _ => {
             let pieces = c.read_bare(stops);
@@ -373,12 +392,18 @@ fn parse_value(c: &mut Cursor<'_>, op: Op, stops: &[char]) -> Result<Value, Filt
     };
     if ordering {
         if pieces.has_wildcard() {
-            return Err(c.error_at(start, format!("expected a number after '{}', not a wildcard", op.as_str())));
+            return Err(c.error_at(
+                start,
+                format!("expected a number after '{}', not a wildcard", op.as_str()),
+            ));
         }
         let text = pieces.joined();
-        return parse_number(text.trim())
-            .map(Value::Number)
-            .ok_or_else(|| c.error_at(start, format!("expected a number after '{}', found '{text}'", op.as_str())));
+        return parse_number(text.trim()).map(Value::Number).ok_or_else(|| {
+            c.error_at(
+                start,
+                format!("expected a number after '{}', found '{text}'", op.as_str()),
+            )
+        });
     }
     if !pieces.quoted && !pieces.has_wildcard() {
         let text = pieces.joined();
@@ -389,7 +414,9 @@ fn parse_value(c: &mut Cursor<'_>, op: Op, stops: &[char]) -> Result<Value, Filt
             }));
         }
     }
-    Ok(Value::Match(ValueMatch::Text(Wildcard::from_parts(&pieces.parts))))
+    Ok(Value::Match(ValueMatch::Text(Wildcard::from_parts(
+        &pieces.parts,
+    ))))
 }
 
 // ---------------------------------------------------------------- space-delimited
@@ -461,7 +488,11 @@ fn parse_delim_field(c: &mut Cursor<'_>) -> Result<DelimField, FilterError> {
     }
 }
 
-fn parse_f_or(c: &mut Cursor<'_>, depth: usize, ctx: &mut FieldCtx) -> Result<Option<FieldExpr>, FilterError> {
+fn parse_f_or(
+    c: &mut Cursor<'_>,
+    depth: usize,
+    ctx: &mut FieldCtx,
+) -> Result<Option<FieldExpr>, FilterError> {
     let mut items = vec![parse_f_and(c, depth, ctx)?];
     loop {
         c.skip_ws();
@@ -473,7 +504,11 @@ fn parse_f_or(c: &mut Cursor<'_>, depth: usize, ctx: &mut FieldCtx) -> Result<Op
     Ok(combine(items, FieldExpr::Or))
 }
 
-fn parse_f_and(c: &mut Cursor<'_>, depth: usize, ctx: &mut FieldCtx) -> Result<Option<FieldExpr>, FilterError> {
+fn parse_f_and(
+    c: &mut Cursor<'_>,
+    depth: usize,
+    ctx: &mut FieldCtx,
+) -> Result<Option<FieldExpr>, FilterError> {
     let mut items = vec![parse_f_primary(c, depth, ctx)?];
     loop {
         c.skip_ws();
@@ -485,7 +520,10 @@ fn parse_f_and(c: &mut Cursor<'_>, depth: usize, ctx: &mut FieldCtx) -> Result<O
     Ok(combine(items, FieldExpr::And))
 }
 
-fn combine(mut items: Vec<Option<FieldExpr>>, make: fn(Vec<FieldExpr>) -> FieldExpr) -> Option<FieldExpr> {
+fn combine(
+    mut items: Vec<Option<FieldExpr>>,
+    make: fn(Vec<FieldExpr>) -> FieldExpr,
+) -> Option<FieldExpr> {
     if items.len() == 1 {
         return items.pop().flatten();
     }
@@ -494,7 +532,11 @@ fn combine(mut items: Vec<Option<FieldExpr>>, make: fn(Vec<FieldExpr>) -> FieldE
     Some(make(items.into_iter().flatten().collect()))
 }
 
-fn parse_f_primary(c: &mut Cursor<'_>, depth: usize, ctx: &mut FieldCtx) -> Result<Option<FieldExpr>, FilterError> {
+fn parse_f_primary(
+    c: &mut Cursor<'_>,
+    depth: usize,
+    ctx: &mut FieldCtx,
+) -> Result<Option<FieldExpr>, FilterError> {
     c.skip_ws();
     if c.peek() == Some('(') {
         if depth >= MAX_DEPTH {

@@ -136,7 +136,9 @@ fn eq_ci(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
         return a.eq_ignore_ascii_case(b);
     }
-    a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
 }
 
 /// RFC 1918 for IPv4, RFC 4193 unique-local (`fc00::/7`) for IPv6; an
@@ -189,13 +191,22 @@ impl Predicate {
         }
         if let Some(list) = &spec.in_ci {
             if list.is_empty() {
-                return Err(format!("predicate on {:?}: 'in_ci' list is empty", spec.field));
+                return Err(format!(
+                    "predicate on {:?}: 'in_ci' list is empty",
+                    spec.field
+                ));
             }
-            conds.push(("in_ci", Cond::InCi(list.iter().map(|s| s.as_str().into()).collect())));
+            conds.push((
+                "in_ci",
+                Cond::InCi(list.iter().map(|s| s.as_str().into()).collect()),
+            ));
         }
         if let Some(list) = &spec.cidr {
             if list.is_empty() {
-                return Err(format!("predicate on {:?}: 'cidr' list is empty", spec.field));
+                return Err(format!(
+                    "predicate on {:?}: 'cidr' list is empty",
+                    spec.field
+                ));
             }
             let nets = list
                 .iter()
@@ -224,12 +235,25 @@ impl Predicate {
                     }
                 };
                 if !value.is_finite() {
-                    return Err(format!("predicate on {:?}: value must be a finite number", spec.field));
+                    return Err(format!(
+                        "predicate on {:?}: value must be a finite number",
+                        spec.field
+                    ));
                 }
                 conds.push(("op", Cond::Cmp(op, value)));
             }
-            (Some(_), None) => return Err(format!("predicate on {:?}: 'op' needs a 'value'", spec.field)),
-            (None, Some(_)) => return Err(format!("predicate on {:?}: 'value' needs an 'op'", spec.field)),
+            (Some(_), None) => {
+                return Err(format!(
+                    "predicate on {:?}: 'op' needs a 'value'",
+                    spec.field
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(format!(
+                    "predicate on {:?}: 'value' needs an 'op'",
+                    spec.field
+                ))
+            }
             (None, None) => {}
         }
         if let Some(e) = spec.exists {
@@ -342,15 +366,24 @@ mod tests {
     fn equality_and_membership() {
         assert!(check("{ field: action, equals: REJECT }", s("REJECT")));
         assert!(!check("{ field: action, equals: REJECT }", s("reject")));
-        assert!(check("{ field: dstport, equals: 22 }", FieldValue::Number(22.0)));
+        assert!(check(
+            "{ field: dstport, equals: 22 }",
+            FieldValue::Number(22.0)
+        ));
         assert!(check("{ field: dstport, equals: 22 }", s("22")));
-        assert!(check("{ field: dstport, equals: '22' }", FieldValue::Number(22.0)));
+        assert!(check(
+            "{ field: dstport, equals: '22' }",
+            FieldValue::Number(22.0)
+        ));
         assert!(check("{ field: ua, equals_ci: Boto3 }", s("boto3")));
         assert!(check("{ field: ua, equals_ci: ÉTÉ }", s("été")));
         assert!(check("{ field: e, in: [A, B, C] }", s("B")));
         assert!(!check("{ field: e, in: [A, B, C] }", s("b")));
         assert!(check("{ field: e, in_ci: [a, b] }", s("B")));
-        assert!(check("{ field: p, in: [22, 3389] }", FieldValue::Number(3389.0)));
+        assert!(check(
+            "{ field: p, in: [22, 3389] }",
+            FieldValue::Number(3389.0)
+        ));
         assert!(check("{ field: f, equals: true }", FieldValue::Bool(true)));
     }
 
@@ -368,25 +401,46 @@ mod tests {
         assert!(!check("{ field: a, private: true }", s("8.8.8.8")));
         assert!(check("{ field: a, private: false }", s("8.8.8.8")));
         assert!(!check("{ field: a, private: false }", s("garbage")));
-        assert!(check("{ field: a, private: true, not: true }", s("8.8.8.8")));
-        assert!(!check("{ field: a, private: true, not: true }", s("10.0.0.1")));
+        assert!(check(
+            "{ field: a, private: true, not: true }",
+            s("8.8.8.8")
+        ));
+        assert!(!check(
+            "{ field: a, private: true, not: true }",
+            s("10.0.0.1")
+        ));
     }
 
     #[test]
     fn missing_fields_never_match_even_negated() {
         assert!(!check("{ field: a, equals: x }", FieldValue::Missing));
-        assert!(!check("{ field: a, equals: x, not: true }", FieldValue::Missing));
-        assert!(!check("{ field: a, equals: x, not: true }", FieldValue::Object));
+        assert!(!check(
+            "{ field: a, equals: x, not: true }",
+            FieldValue::Missing
+        ));
+        assert!(!check(
+            "{ field: a, equals: x, not: true }",
+            FieldValue::Object
+        ));
         assert!(check("{ field: a, equals: x, not: true }", s("y")));
         assert!(check("{ field: a, exists: false }", FieldValue::Missing));
-        assert!(check("{ field: a, exists: true, not: true }", FieldValue::Missing));
+        assert!(check(
+            "{ field: a, exists: true, not: true }",
+            FieldValue::Missing
+        ));
         assert!(check("{ field: a, exists: true }", FieldValue::Null));
     }
 
     #[test]
     fn numeric_comparison() {
-        assert!(check("{ field: dstport, op: '>=', value: 1024 }", FieldValue::Number(8080.0)));
-        assert!(check("{ field: dstport, op: '>=', value: 1024 }", s("1024")));
+        assert!(check(
+            "{ field: dstport, op: '>=', value: 1024 }",
+            FieldValue::Number(8080.0)
+        ));
+        assert!(check(
+            "{ field: dstport, op: '>=', value: 1024 }",
+            s("1024")
+        ));
         assert!(!check("{ field: dstport, op: '<', value: 1024 }", s("abc")));
     }
 
@@ -395,9 +449,14 @@ mod tests {
         let mut plan = FieldPlan::new(EventKind::VpcFlow);
         let err = Predicate::compile(&spec("{ field: a }"), &mut plan).unwrap_err();
         assert!(err.contains("no condition"), "{err}");
-        let err = Predicate::compile(&spec("{ field: a, equals: x, private: true }"), &mut plan).unwrap_err();
-        assert!(err.contains("several conditions (equals, private)"), "{err}");
-        let err = Predicate::compile(&spec("{ field: a, cidr: ['10.0.0.0/33'] }"), &mut plan).unwrap_err();
+        let err = Predicate::compile(&spec("{ field: a, equals: x, private: true }"), &mut plan)
+            .unwrap_err();
+        assert!(
+            err.contains("several conditions (equals, private)"),
+            "{err}"
+        );
+        let err = Predicate::compile(&spec("{ field: a, cidr: ['10.0.0.0/33'] }"), &mut plan)
+            .unwrap_err();
         assert!(err.contains("invalid CIDR"), "{err}");
         let err = Predicate::compile(&spec("{ field: a, op: '>' }"), &mut plan).unwrap_err();
         assert!(err.contains("needs a 'value'"), "{err}");

@@ -46,7 +46,9 @@ pub fn lookup(value: &Value, path: &FieldPath) -> FieldValue<'static> {
     for seg in path.segs() {
         let next = match (seg, current) {
             (PathSeg::Key(k), Value::Object(map)) => map.get(&**k),
-            (PathSeg::Index(i), Value::Array(items)) => usize::try_from(*i).ok().and_then(|i| items.get(i)),
+            (PathSeg::Index(i), Value::Array(items)) => {
+                usize::try_from(*i).ok().and_then(|i| items.get(i))
+            }
             _ => None,
         };
         match next {

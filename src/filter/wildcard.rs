@@ -16,7 +16,7 @@ pub(crate) enum Wildcard {
     /// `*abc`
     Suffix(Box<str>),
     /// `*abc*`
-    Contains(Finder<'static>),
+    Contains(Box<Finder<'static>>),
     /// `a*b*c`: anchored first and last parts, middle parts in order.
     Segments {
         first: Box<str>,
@@ -44,7 +44,7 @@ impl Wildcard {
                     (true, true, 1) => {
                         let mut middle = middle;
                         match middle.pop() {
-                            Some(f) => Wildcard::Contains(f),
+                            Some(f) => Wildcard::Contains(Box::new(f)),
                             None => Wildcard::Any,
                         }
                     }
@@ -66,7 +66,11 @@ impl Wildcard {
             Wildcard::Prefix(p) => text.starts_with(&**p),
             Wildcard::Suffix(s) => text.ends_with(&**s),
             Wildcard::Contains(f) => f.find(text.as_bytes()).is_some(),
-            Wildcard::Segments { first, middle, last } => {
+            Wildcard::Segments {
+                first,
+                middle,
+                last,
+            } => {
                 let bytes = text.as_bytes();
                 if bytes.len() < first.len() + last.len()
                     || !bytes.starts_with(first.as_bytes())
@@ -114,7 +118,11 @@ mod tests {
             ("abc", "abcd", false),
             ("AccessDenied*", "AccessDeniedException", true),
             ("AccessDenied*", "xAccessDenied", false),
-            ("*UnauthorizedOperation", "Client.UnauthorizedOperation", true),
+            (
+                "*UnauthorizedOperation",
+                "Client.UnauthorizedOperation",
+                true,
+            ),
             ("*UnauthorizedOperation", "UnauthorizedOperationX", false),
             ("*mid*", "a mid b", true),
             ("*mid*", "mi d", false),
