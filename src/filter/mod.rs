@@ -13,8 +13,8 @@
 //!   message split on blanks, `"..."` and `[...]` being one field each.
 //! - **Regex** `%...%`, standalone or as a value.
 //!
-//! Module layout: [`lexer`] scans, [`parser`] builds the [`ast`], [`eval`]
-//! matches, [`wildcard`] compiles `*` values, [`predicate`] holds the
+//! Module layout: `lexer` scans, `parser` builds the `ast`, `eval`
+//! matches, `wildcard` compiles `*` values, [`predicate`] holds the
 //! structured `where:` predicates, [`testing`] builds fixture events.
 //!
 //! # Semantics where AWS documentation is silent
