@@ -33,7 +33,11 @@ impl EventKind {
     }
 
     /// All kinds, in a fixed order.
-    pub const ALL: [EventKind; 3] = [EventKind::CloudTrail, EventKind::VpcFlow, EventKind::HostLog];
+    pub const ALL: [EventKind; 3] = [
+        EventKind::CloudTrail,
+        EventKind::VpcFlow,
+        EventKind::HostLog,
+    ];
 }
 
 /// The value of one planned field in one event.

@@ -256,7 +256,10 @@ mod tests {
             ]
         );
         assert_eq!(path.to_string(), "requestParameters.items[2].name");
-        assert_eq!(FieldPath::parse("srcaddr").unwrap().as_name(), Some("srcaddr"));
+        assert_eq!(
+            FieldPath::parse("srcaddr").unwrap().as_name(),
+            Some("srcaddr")
+        );
         assert!(FieldPath::parse("@log_stream").unwrap().is_envelope());
     }
 

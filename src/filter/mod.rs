@@ -1,12 +1,64 @@
 //! CloudWatch Logs filter patterns, plus structured predicates.
 //!
-//! STUB: the real implementation lands from the filter work stream. The
-//! public API below is the contract the rest of the engine relies on.
+//! [`Filter`] implements the filter-pattern language of CloudWatch Logs
+//! metric filters, subscription filters and `FilterLogEvents`, in all its
+//! families:
+//!
+//! - **Terms and phrases** against the message text: `ERROR`,
+//!   `ERROR ARGUMENTS` (all), `"exact phrase"`, `?ERROR ?WARN` (any),
+//!   `ERROR -Exiting` (exclusion), `" "` and the empty pattern (everything).
+//! - **JSON** `{ $.a.b = "x*" && ($.n > 5 || $.c NOT EXISTS) }` over the
+//!   planned fields of the event (never re-parsing the text).
+//! - **Space-delimited** `[ip, user, ..., status=4*, size>=1000]` over the
+//!   message split on blanks, `"..."` and `[...]` being one field each.
+//! - **Regex** `%...%`, standalone or as a value.
+//!
+//! Module layout: `lexer` scans, `parser` builds the `ast`, `eval`
+//! matches, `wildcard` compiles `*` values, [`predicate`] holds the
+//! structured `where:` predicates, [`testing`] builds fixture events.
+//!
+//! # Semantics where AWS documentation is silent
+//!
+//! - Terms and phrases match on word boundaries: `ERROR` matches
+//!   `[ERROR 400]` but not `ERRORS` (CloudWatch matches terms as words; the
+//!   AWS docs show `%AUTHORIZED%` to reach `UNAUTHORIZED`). An edge of the
+//!   needle that is not alphanumeric has no boundary requirement.
+//! - Mixing plain and `?` terms: every plain term must match and at least
+//!   one `?` term must match; `-` terms must not match.
+//! - A selector that lands on an object or an array matches no comparison
+//!   (not even `!=`); it does satisfy `EXISTS` and fails `NOT EXISTS`.
+//! - `!=` matches a missing field and a JSON `null` (lenient: "not equal";
+//!   this is what CIS 4.2 `$.additionalEventData.MFAUsed != "Yes"` needs to
+//!   flag logins with no MFA information).
+//! - `<`, `<=`, `>`, `>=` need a JSON number; a numeric string never
+//!   matches. In space-delimited patterns every field is text, so a field
+//!   that parses as a number is compared numerically.
+//! - `=` with an unquoted number compares numerically (and also matches a
+//!   string holding the same number); a string, wildcard or regex value
+//!   matches a JSON number through its JSON text (`$.status = 4*` matches
+//!   `404`).
+//! - `IS NULL` is true only for an explicit JSON `null`; an absent field is
+//!   `NOT EXISTS`. `EXISTS` is accepted as the opposite of `NOT EXISTS`.
+//! - Keywords (`IS`, `NULL`, `NOT EXISTS`, ...) are accepted in any case.
+//! - Regexes use the `regex` crate (linear time, no backtracking), which
+//!   accepts a superset of the AWS regex subset; compiled size is capped.
+//! - `...` may appear any number of times in a space-delimited pattern.
 
-use serde::Deserialize;
+mod ast;
+mod eval;
+mod lexer;
+mod parser;
+pub mod predicate;
+pub mod testing;
+mod wildcard;
+
+use std::borrow::Cow;
 
 use crate::event::Event;
-use crate::fields::FieldPlan;
+use crate::fields::{FieldPath, FieldPlan};
+
+use ast::{JsonExpr, Pattern};
+pub use predicate::{is_private_ip, Predicate, PredicateSpec, Scalar};
 
 /// A syntax error in a filter pattern, with its position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,10 +71,44 @@ pub struct FilterError {
     pub message: String,
 }
 
+impl FilterError {
+    /// An error at byte `offset` of `pattern`.
+    pub(crate) fn at(pattern: &str, offset: usize, message: impl Into<String>) -> FilterError {
+        let offset = offset.min(pattern.len());
+        FilterError {
+            offset,
+            column: column_of(pattern, offset),
+            message: message.into(),
+        }
+    }
+}
+
+/// 1-based character column of byte `offset` in `text`.
+pub(crate) fn column_of(text: &str, offset: usize) -> usize {
+    match text.get(..offset.min(text.len())) {
+        Some(prefix) => prefix.chars().count() + 1,
+        None => offset + 1,
+    }
+}
+
+/// Which family a pattern belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterFamily {
+    /// Empty pattern or `" "`: matches every event.
+    All,
+    /// Terms, phrases and standalone regexes over the message text.
+    Terms,
+    /// `{ ... }` over planned JSON fields.
+    Json,
+    /// `[ ... ]` over the blank-separated message fields.
+    SpaceDelimited,
+}
+
 /// A compiled CloudWatch Logs filter pattern.
 #[derive(Debug, Clone)]
 pub struct Filter {
     pattern: String,
+    compiled: Pattern,
 }
 
 impl Filter {
@@ -30,41 +116,290 @@ impl Filter {
     pub fn parse(pattern: &str) -> Result<Filter, FilterError> {
         Ok(Filter {
             pattern: pattern.to_string(),
+            compiled: parser::parse(pattern)?,
         })
     }
 
     /// Registers the fields the pattern reads in `plan` and resolves slots.
-    pub fn bind(&mut self, _plan: &mut FieldPlan) {}
+    /// JSON conditions of an unbound filter read every field as missing.
+    pub fn bind(&mut self, plan: &mut FieldPlan) {
+        fn walk(expr: &mut JsonExpr, plan: &mut FieldPlan) {
+            match expr {
+                JsonExpr::And(items) | JsonExpr::Or(items) => {
+                    items.iter_mut().for_each(|e| walk(e, plan));
+                }
+                JsonExpr::Cond(cond) => cond.slot = Some(plan.slot_for(&cond.path)),
+            }
+        }
+        if let Pattern::Json(expr) = &mut self.compiled {
+            walk(expr, plan);
+        }
+    }
 
     /// Whether `event` matches.
-    pub fn matches(&self, _event: &Event<'_>) -> bool {
-        self.pattern.is_empty()
+    pub fn matches(&self, event: &Event<'_>) -> bool {
+        self.compiled.matches(event)
     }
 
     /// The pattern text, verbatim.
     pub fn pattern(&self) -> &str {
         &self.pattern
     }
-}
 
-/// A structured predicate (the `where:` list of a rule), as written in YAML.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PredicateSpec {
-    pub field: String,
-}
-
-/// A compiled structured predicate.
-#[derive(Debug, Clone)]
-pub struct Predicate;
-
-impl Predicate {
-    /// Compiles a predicate, registering its field in `plan`.
-    pub fn compile(_spec: &PredicateSpec, _plan: &mut FieldPlan) -> Result<Predicate, String> {
-        Ok(Predicate)
+    /// Which family the pattern belongs to (a decoder or rule loader can use
+    /// it to check that a rule fits its input kind).
+    pub fn family(&self) -> FilterFamily {
+        match &self.compiled {
+            Pattern::All => FilterFamily::All,
+            Pattern::Terms(_) => FilterFamily::Terms,
+            Pattern::Json(_) => FilterFamily::Json,
+            Pattern::Delimited(_) => FilterFamily::SpaceDelimited,
+        }
     }
 
-    /// Whether `event` satisfies the predicate.
-    pub fn matches(&self, _event: &Event<'_>) -> bool {
-        true
+    /// The JSON selectors the pattern reads, in order of appearance
+    /// (duplicates included). Empty for non-JSON patterns.
+    pub fn selectors(&self) -> Vec<&FieldPath> {
+        fn walk<'f>(expr: &'f JsonExpr, out: &mut Vec<&'f FieldPath>) {
+            match expr {
+                JsonExpr::And(items) | JsonExpr::Or(items) => {
+                    items.iter().for_each(|e| walk(e, out))
+                }
+                JsonExpr::Cond(cond) => out.push(&cond.path),
+            }
+        }
+        let mut out = Vec::new();
+        if let Pattern::Json(expr) = &self.compiled {
+            walk(expr, &mut out);
+        }
+        out
+    }
+
+    /// The field names of a space-delimited pattern, in order (`...`
+    /// omitted). Empty for other families.
+    pub fn field_names(&self) -> Vec<&str> {
+        match &self.compiled {
+            Pattern::Delimited(d) => d.names().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// For a space-delimited pattern, the text of the field called `name`
+    /// (a leading `$` is accepted, as in metric values `$size`) when `event`
+    /// matches the pattern. `None` when the event does not match, the name
+    /// is unknown, or the pattern is of another family.
+    pub fn named_field<'e>(&self, event: &'e Event<'_>, name: &str) -> Option<Cow<'e, str>> {
+        let Pattern::Delimited(d) = &self.compiled else {
+            return None;
+        };
+        let name = name.strip_prefix('$').unwrap_or(name);
+        let (group, index) = d.position_of(name)?;
+        let text: &'e str = &event.text;
+        let mut spans = eval::Spans::new();
+        eval::tokenize(text, &mut spans);
+        let starts = d.locate(text, &spans)?;
+        let (s, e) = *spans.get(starts.get(group)? + index)?;
+        text.get(s..e).map(Cow::Borrowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::testing::{event_from_json, event_from_text};
+    use super::*;
+    use crate::event::EventKind;
+
+    fn json_match(pattern: &str, value: serde_json::Value) -> bool {
+        let mut filter = Filter::parse(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+        let mut plan = FieldPlan::new(EventKind::CloudTrail);
+        filter.bind(&mut plan);
+        filter.matches(&event_from_json(&value, &plan, EventKind::CloudTrail))
+    }
+
+    fn text_match(pattern: &str, text: &str) -> bool {
+        let filter = Filter::parse(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+        filter.matches(&event_from_text(text, EventKind::HostLog))
+    }
+
+    fn err(pattern: &str) -> FilterError {
+        match Filter::parse(pattern) {
+            Ok(_) => panic!("{pattern:?} should not parse"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn terms_phrases_and_exclusions() {
+        assert!(text_match("", "anything"));
+        assert!(text_match("\" \"", "anything"));
+        assert!(text_match("ERROR", "[ERROR 400] BAD REQUEST"));
+        assert!(!text_match("ERROR", "[INFO] ERRORS none"));
+        assert!(text_match(
+            "ERROR ARGUMENTS",
+            "[ERROR 419] MISSING ARGUMENTS"
+        ));
+        assert!(!text_match("ERROR ARGUMENTS", "[ERROR 400] BAD REQUEST"));
+        assert!(text_match("?ERROR ?WARN", "WARN disk"));
+        assert!(!text_match("?ERROR ?WARN", "INFO disk"));
+        assert!(text_match("ERROR -Exiting", "ERROR bad"));
+        assert!(!text_match("ERROR -Exiting", "ERROR Exiting now"));
+        assert!(text_match(
+            "\"INTERNAL SERVER ERROR\"",
+            "[ERROR 500] INTERNAL SERVER ERROR"
+        ));
+        assert!(!text_match("-\"SERVER ERROR\"", "INTERNAL SERVER ERROR"));
+        assert!(text_match("%AUTH[A-Z]+%", "UNAUTHORIZED"));
+        assert!(text_match(
+            "\"user@example.com\"",
+            "login user@example.com ok"
+        ));
+    }
+
+    #[test]
+    fn json_semantics() {
+        let v = json!({"a": {"b": "x"}, "n": 7, "s": "7", "arr": [1, 2], "nul": null, "t": true});
+        assert!(json_match("{ $.a.b = x }", v.clone()));
+        assert!(!json_match("{ $.a = x }", v.clone()));
+        assert!(
+            !json_match("{ $.a != x }", v.clone()),
+            "object matches no comparison"
+        );
+        assert!(!json_match("{ $.arr = 1 }", v.clone()));
+        assert!(json_match("{ $.arr[1] = 2 }", v.clone()));
+        assert!(json_match("{ $.missing != x }", v.clone()));
+        assert!(json_match("{ $.n > 5 }", v.clone()));
+        assert!(
+            !json_match("{ $.s > 5 }", v.clone()),
+            "numeric comparison on a string"
+        );
+        assert!(json_match("{ $.nul IS NULL }", v.clone()));
+        assert!(!json_match("{ $.missing IS NULL }", v.clone()));
+        assert!(json_match("{ $.missing NOT EXISTS }", v.clone()));
+        assert!(!json_match("{ $.nul NOT EXISTS }", v.clone()));
+        assert!(json_match("{ $.t IS TRUE }", v.clone()));
+        assert!(json_match("{ $.a EXISTS }", v.clone()));
+        assert!(json_match("{ $.n = 7* }", v.clone()));
+        assert!(json_match("{ $.a.b = %^x$% }", v.clone()));
+        assert!(json_match(
+            "{ $.n = 5 || $.n = 7 && $.t IS TRUE }",
+            v.clone()
+        ));
+        assert!(!json_match("{ ($.n = 5 || $.n = 7) && $.t IS FALSE }", v));
+    }
+
+    #[test]
+    fn unbound_json_reads_missing() {
+        let filter = Filter::parse("{ $.a NOT EXISTS }").unwrap();
+        assert!(filter.matches(&event_from_text("{\"a\":1}", EventKind::CloudTrail)));
+    }
+
+    #[test]
+    fn space_delimited_and_named_fields() {
+        let line = r#"127.0.0.1 - frank [10/Oct/2000:13:25:15 -0700] "GET /apache_pb.gif HTTP/1.0" 404 1534"#;
+        let pattern = "[ip, user, username, timestamp, request = \"*gif*\", status_code = 4*, bytes >= 1000 && bytes <= 2000]";
+        assert!(text_match(pattern, line));
+        assert!(text_match("[ip, ..., status_code = 404, bytes]", line));
+        assert!(text_match(
+            "[..., status_code = 404 || status_code = 410, bytes]",
+            line
+        ));
+        assert!(!text_match("[ip, user]", line));
+        assert!(text_match("[ip, ..., username=frank, ..., bytes]", line));
+        assert!(!text_match("[ip, ..., username=bob, ..., bytes]", line));
+        let filter = Filter::parse("[ip, ..., status, size]").unwrap();
+        let event = event_from_text(line, EventKind::HostLog);
+        assert_eq!(filter.named_field(&event, "$size").as_deref(), Some("1534"));
+        assert_eq!(
+            filter.named_field(&event, "ip").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(filter.named_field(&event, "nope"), None);
+        assert_eq!(filter.field_names(), vec!["ip", "status", "size"]);
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_token() {
+        let e = err("{ ($.a = 1 }");
+        assert_eq!(e.message, "expected ')' to close '(' opened at column 3");
+        assert_eq!((e.offset, e.column), (11, 12));
+        let e = err("{ $.a == 1 }");
+        assert!(e.message.contains("unknown operator '=='"), "{e}");
+        assert_eq!(e.column, 7);
+        let e = err("{ $.a = \"abc }");
+        assert_eq!((e.message.as_str(), e.column), ("unterminated string", 9));
+        let e = err("{ $.a > abc }");
+        assert!(e.message.contains("expected a number"), "{e}");
+        let e = err("{ $.a = 1 & $.b = 2 }");
+        assert!(e.message.contains("'&'"), "{e}");
+        let e = err("[a, b=1 && c=2]");
+        assert!(e.message.contains("named 'b'"), "{e}");
+        let e = err("{ $.é = \"x }");
+        assert_eq!((e.offset, e.column), (9, 9), "columns count characters");
+        let e = err("{ $.a = 1 } x");
+        assert!(e.message.contains("after the closing"), "{e}");
+        let e = err("%abc");
+        assert!(e.message.contains("unterminated regex"), "{e}");
+        let e = err("%a(%");
+        assert!(e.message.contains("invalid regex"), "{e}");
+        let e = err("{ $.a IS MAYBE }");
+        assert!(e.message.contains("NULL, TRUE or FALSE"), "{e}");
+        let e = err("[a, b");
+        assert!(e.message.contains("close '['"), "{e}");
+        let e = err("{}");
+        assert!(e.message.contains("empty JSON pattern"), "{e}");
+        let e = err("ERROR ?");
+        assert_eq!(e.column, 8);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{{ {}$.a = 1{} }}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(err(&deep).message.contains("nested too deeply"));
+        let deep = format!("[{}a = 1{}]", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(err(&deep).message.contains("nested too deeply"));
+        let ok = format!("{{ {}$.a = 1{} }}", "(".repeat(60), ")".repeat(60));
+        assert!(Filter::parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn regex_is_linear_time() {
+        // `(a+)+$` is catastrophic for backtracking engines; the regex crate
+        // runs it in linear time, so this returns promptly.
+        let text = format!("{}!", "a".repeat(100_000));
+        assert!(!text_match("%^(a+)+$%", &text));
+        assert!(text_match("%(a+)+!$%", &text));
+        // Hostile size: a huge counted repetition exceeds the size cap.
+        let e = err("%(((a{100}){100}){100})%");
+        assert!(e.message.contains("regex"), "{e}");
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(pattern in "\\PC{0,64}") {
+            let _ = Filter::parse(&pattern);
+        }
+
+        #[test]
+        fn parse_never_panics_on_syntax_soup(pattern in "[{}\\[\\]()$.=!<>&|\"%*?, a-c0-9\\-]{0,48}") {
+            if let Ok(mut filter) = Filter::parse(&pattern) {
+                let mut plan = FieldPlan::new(EventKind::CloudTrail);
+                filter.bind(&mut plan);
+                let event = event_from_json(&json!({"a": [1, "x"], "b": {"c": null}}), &plan, EventKind::CloudTrail);
+                let _ = filter.matches(&event);
+            }
+        }
+
+        #[test]
+        fn matches_never_panics(text in "\\PC{0,128}") {
+            for pattern in ["ERROR -x", "?é ?\"a b\"", "%a+%", "[a, ..., b>3, c=*x*]", "[a=\"q\", b]", "{ $.a = 1 }"] {
+                let filter = Filter::parse(pattern).unwrap();
+                let event = event_from_text(&text, EventKind::HostLog);
+                let _ = filter.matches(&event);
+                let _ = filter.named_field(&event, "b");
+            }
+        }
     }
 }

@@ -1,0 +1,124 @@
+//! The compiled form of a filter pattern: one tree per family, with values
+//! already turned into matchers (wildcards, regexes, substring finders).
+
+use memchr::memmem::Finder;
+use regex::Regex;
+
+use super::lexer::Op;
+use super::wildcard::Wildcard;
+use crate::fields::{FieldPath, Slot};
+
+/// A whole compiled pattern.
+#[derive(Clone, Debug)]
+pub(crate) enum Pattern {
+    /// Empty pattern or `" "`: every event matches.
+    All,
+    /// Terms, phrases, `?` alternatives, `-` exclusions, `%regex%` terms.
+    Terms(Terms),
+    /// `{ ... }`
+    Json(JsonExpr),
+    /// `[ ... ]`
+    Delimited(Delimited),
+}
+
+/// An unstructured pattern. Matches when every required term matches, at
+/// least one optional (`?`) term matches if there are any, and no excluded
+/// (`-`) term matches.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Terms {
+    pub required: Vec<Term>,
+    pub optional: Vec<Term>,
+    pub excluded: Vec<Term>,
+}
+
+/// One term or phrase.
+#[derive(Clone, Debug)]
+pub(crate) enum Term {
+    /// Matches every text (`" "`).
+    All,
+    /// A word or phrase, found on word boundaries (see `eval`).
+    Word {
+        finder: Box<Finder<'static>>,
+        /// Whether the needle starts with an alphanumeric character, so the
+        /// character before a hit must not be alphanumeric.
+        check_start: bool,
+        /// Same for the end of the needle.
+        check_end: bool,
+    },
+    /// `%regex%`, searched anywhere in the text.
+    Regex(Regex),
+}
+
+/// A boolean expression over JSON conditions.
+#[derive(Clone, Debug)]
+pub(crate) enum JsonExpr {
+    And(Vec<JsonExpr>),
+    Or(Vec<JsonExpr>),
+    Cond(JsonCond),
+}
+
+/// `$.selector <test>`.
+#[derive(Clone, Debug)]
+pub(crate) struct JsonCond {
+    pub path: FieldPath,
+    /// Set by `Filter::bind`; an unbound condition reads a missing field.
+    pub slot: Option<Slot>,
+    pub test: JsonTest,
+}
+
+/// What a JSON condition checks.
+#[derive(Clone, Debug)]
+pub(crate) enum JsonTest {
+    Eq(ValueMatch),
+    Ne(ValueMatch),
+    /// `<`, `<=`, `>`, `>=` against a number.
+    Cmp(Op, f64),
+    IsNull,
+    IsTrue,
+    IsFalse,
+    Exists,
+    NotExists,
+}
+
+/// The right-hand side of `=` / `!=`.
+#[derive(Clone, Debug)]
+pub(crate) enum ValueMatch {
+    /// An unquoted number: numeric equality (or the exact literal text).
+    Number { value: f64, text: Box<str> },
+    /// A string, possibly with `*` wildcards.
+    Text(Wildcard),
+    /// `%regex%`, searched anywhere in the value.
+    Regex(Regex),
+}
+
+/// A space-delimited pattern: groups of positional fields separated by
+/// `...` (which match any number of fields, including none).
+#[derive(Clone, Debug)]
+pub(crate) struct Delimited {
+    /// Field groups; with `n` ellipses there are `n + 1` groups, some
+    /// possibly empty.
+    pub groups: Vec<Vec<DelimField>>,
+}
+
+/// One named field, with an optional condition.
+#[derive(Clone, Debug)]
+pub(crate) struct DelimField {
+    pub name: Box<str>,
+    pub cond: Option<FieldExpr>,
+}
+
+/// A condition on one space-delimited field.
+#[derive(Clone, Debug)]
+pub(crate) enum FieldExpr {
+    And(Vec<FieldExpr>),
+    Or(Vec<FieldExpr>),
+    Test(FieldTest),
+}
+
+/// `name <op> value` inside a space-delimited field.
+#[derive(Clone, Debug)]
+pub(crate) enum FieldTest {
+    Eq(ValueMatch),
+    Ne(ValueMatch),
+    Cmp(Op, f64),
+}

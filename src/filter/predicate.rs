@@ -1,0 +1,467 @@
+//! Structured predicates: the `where:` list of a rule. They cover what the
+//! CloudWatch syntax cannot express: case-insensitive equality, membership
+//! lists, CIDR and private-address tests, numeric comparison, existence.
+//!
+//! Semantics: a missing field (and a JSON `null`, object or array) never
+//! satisfies a predicate, even with `not: true`: `not` negates the
+//! condition on a present scalar value. The one exception is `exists`,
+//! which is about presence itself (`exists: true, not: true` is the same
+//! as `exists: false`).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::eval::compare;
+use super::lexer::Op;
+use crate::event::{Event, FieldValue};
+use crate::fields::{FieldPath, FieldPlan, Slot};
+
+/// A scalar in a predicate: `REJECT`, `22`, `true`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Bool(bool),
+    Number(f64),
+    Text(String),
+}
+
+/// A structured predicate (one item of a rule's `where:` list), as written
+/// in YAML. Exactly one condition key must be given besides `field` and
+/// `not`; `op` and `value` go together.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredicateSpec {
+    /// Field path (`userIdentity.arn`, `srcaddr`, `$.a.b[0]`).
+    pub field: String,
+    /// Case-sensitive equality with a string, number or boolean.
+    #[serde(default)]
+    pub equals: Option<Scalar>,
+    /// Case-insensitive string equality.
+    #[serde(default)]
+    pub equals_ci: Option<String>,
+    /// Membership (case-sensitive).
+    #[serde(default, rename = "in")]
+    pub in_list: Option<Vec<Scalar>>,
+    /// Case-insensitive membership.
+    #[serde(default)]
+    pub in_ci: Option<Vec<String>>,
+    /// IPv4/IPv6 CIDR membership (a bare address counts as one host).
+    #[serde(default)]
+    pub cidr: Option<Vec<String>>,
+    /// `true`: an RFC 1918 or RFC 4193 (`fc00::/7`) address; `false`: a
+    /// valid IP address that is not private.
+    #[serde(default)]
+    pub private: Option<bool>,
+    /// Numeric comparison operator: `=`, `!=`, `<`, `<=`, `>`, `>=`.
+    #[serde(default)]
+    pub op: Option<String>,
+    /// Right-hand side of `op`.
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// Presence test.
+    #[serde(default)]
+    pub exists: Option<bool>,
+    /// Negates the condition.
+    #[serde(default)]
+    pub not: bool,
+}
+
+/// A compiled structured predicate.
+#[derive(Debug, Clone)]
+pub struct Predicate {
+    path: FieldPath,
+    slot: Slot,
+    cond: Cond,
+    negate: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Cond {
+    Equals(Expected),
+    EqualsCi(Box<str>),
+    In(Vec<Expected>),
+    InCi(Vec<Box<str>>),
+    Cidr(Vec<IpNet>),
+    Private(bool),
+    Cmp(Op, f64),
+    Exists(bool),
+}
+
+#[derive(Debug, Clone)]
+enum Expected {
+    Text { text: Box<str>, number: Option<f64> },
+    Number(f64),
+    Bool(bool),
+}
+
+impl Expected {
+    fn new(scalar: &Scalar) -> Expected {
+        match scalar {
+            Scalar::Bool(b) => Expected::Bool(*b),
+            Scalar::Number(n) => Expected::Number(*n),
+            Scalar::Text(s) => Expected::Text {
+                text: s.as_str().into(),
+                number: s.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
+            },
+        }
+    }
+
+    fn matches(&self, value: &FieldValue<'_>) -> bool {
+        match (self, value) {
+            (Expected::Text { text, .. }, FieldValue::Str(s)) => s.as_ref() == &**text,
+            (Expected::Text { number, .. }, FieldValue::Number(n)) => *number == Some(*n),
+            (Expected::Text { text, .. }, FieldValue::Bool(b)) => &**text == bool_text(*b),
+            (Expected::Number(x), FieldValue::Number(n)) => n == x,
+            (Expected::Number(x), FieldValue::Str(_)) => value.as_f64() == Some(*x),
+            (Expected::Bool(x), FieldValue::Bool(b)) => b == x,
+            (Expected::Bool(x), FieldValue::Str(s)) => s.as_ref() == bool_text(*x),
+            _ => false,
+        }
+    }
+}
+
+fn bool_text(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+/// Case-insensitive equality without allocating (ASCII fast path, full
+/// Unicode lowercase otherwise).
+fn eq_ci(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
+}
+
+/// RFC 1918 for IPv4, RFC 4193 unique-local (`fc00::/7`) for IPv6; an
+/// IPv4-mapped IPv6 address is judged as its IPv4 address.
+pub fn is_private_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.is_private(),
+            None => (v6.segments()[0] & 0xfe00) == 0xfc00,
+        },
+    }
+}
+
+fn parse_ip(value: &FieldValue<'_>) -> Option<IpAddr> {
+    match value {
+        FieldValue::Str(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let t = text.trim();
+    if t.contains('/') {
+        t.parse::<IpNet>()
+            .map_err(|e| format!("invalid CIDR {text:?}: {e}"))
+    } else {
+        t.parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|e| format!("invalid CIDR {text:?}: {e}"))
+    }
+}
+
+impl Predicate {
+    /// Compiles a predicate, registering its field in `plan`.
+    pub fn compile(spec: &PredicateSpec, plan: &mut FieldPlan) -> Result<Predicate, String> {
+        let path = FieldPath::parse(&spec.field).map_err(|e| e.to_string())?;
+        let mut conds: Vec<(&str, Cond)> = Vec::new();
+        if let Some(v) = &spec.equals {
+            conds.push(("equals", Cond::Equals(Expected::new(v))));
+        }
+        if let Some(v) = &spec.equals_ci {
+            conds.push(("equals_ci", Cond::EqualsCi(v.as_str().into())));
+        }
+        if let Some(list) = &spec.in_list {
+            if list.is_empty() {
+                return Err(format!("predicate on {:?}: 'in' list is empty", spec.field));
+            }
+            conds.push(("in", Cond::In(list.iter().map(Expected::new).collect())));
+        }
+        if let Some(list) = &spec.in_ci {
+            if list.is_empty() {
+                return Err(format!(
+                    "predicate on {:?}: 'in_ci' list is empty",
+                    spec.field
+                ));
+            }
+            conds.push((
+                "in_ci",
+                Cond::InCi(list.iter().map(|s| s.as_str().into()).collect()),
+            ));
+        }
+        if let Some(list) = &spec.cidr {
+            if list.is_empty() {
+                return Err(format!(
+                    "predicate on {:?}: 'cidr' list is empty",
+                    spec.field
+                ));
+            }
+            let nets = list
+                .iter()
+                .map(|c| parse_cidr(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("predicate on {:?}: {e}", spec.field))?;
+            conds.push(("cidr", Cond::Cidr(nets)));
+        }
+        if let Some(p) = spec.private {
+            conds.push(("private", Cond::Private(p)));
+        }
+        match (&spec.op, spec.value) {
+            (Some(op), Some(value)) => {
+                let op = match op.trim() {
+                    "=" | "==" => Op::Eq,
+                    "!=" => Op::Ne,
+                    "<" => Op::Lt,
+                    "<=" => Op::Le,
+                    ">" => Op::Gt,
+                    ">=" => Op::Ge,
+                    other => {
+                        return Err(format!(
+                            "predicate on {:?}: unknown op {other:?} (use =, !=, <, <=, >, >=)",
+                            spec.field
+                        ))
+                    }
+                };
+                if !value.is_finite() {
+                    return Err(format!(
+                        "predicate on {:?}: value must be a finite number",
+                        spec.field
+                    ));
+                }
+                conds.push(("op", Cond::Cmp(op, value)));
+            }
+            (Some(_), None) => {
+                return Err(format!(
+                    "predicate on {:?}: 'op' needs a 'value'",
+                    spec.field
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(format!(
+                    "predicate on {:?}: 'value' needs an 'op'",
+                    spec.field
+                ))
+            }
+            (None, None) => {}
+        }
+        if let Some(e) = spec.exists {
+            conds.push(("exists", Cond::Exists(e)));
+        }
+        let cond = match conds.len() {
+            0 => {
+                return Err(format!(
+                    "predicate on {:?} has no condition: give one of equals, equals_ci, in, in_ci, cidr, private, op/value, exists",
+                    spec.field
+                ))
+            }
+            1 => conds.pop().map(|(_, c)| c),
+            _ => {
+                let names: Vec<&str> = conds.iter().map(|(n, _)| *n).collect();
+                return Err(format!(
+                    "predicate on {:?} has several conditions ({}): use one list item per condition",
+                    spec.field,
+                    names.join(", ")
+                ));
+            }
+        };
+        let cond = cond.ok_or_else(|| "internal: no condition".to_string())?;
+        let slot = plan.slot_for(&path);
+        Ok(Predicate {
+            path,
+            slot,
+            cond,
+            negate: spec.not,
+        })
+    }
+
+    /// The field the predicate reads.
+    pub fn field(&self) -> &FieldPath {
+        &self.path
+    }
+
+    /// Whether `event` satisfies the predicate.
+    pub fn matches(&self, event: &Event<'_>) -> bool {
+        let value = event.field(self.slot);
+        if let Cond::Exists(want) = self.cond {
+            return (!matches!(value, FieldValue::Missing) == want) != self.negate;
+        }
+        if matches!(
+            value,
+            FieldValue::Missing | FieldValue::Null | FieldValue::Object | FieldValue::Array
+        ) {
+            return false;
+        }
+        self.test(value) != self.negate
+    }
+
+    fn test(&self, value: &FieldValue<'_>) -> bool {
+        match &self.cond {
+            Cond::Equals(e) => e.matches(value),
+            Cond::EqualsCi(want) => match value {
+                FieldValue::Str(s) => eq_ci(s, want),
+                FieldValue::Bool(b) => eq_ci(bool_text(*b), want),
+                FieldValue::Number(_) => Expected::Text {
+                    text: want.clone(),
+                    number: want.trim().parse().ok(),
+                }
+                .matches(value),
+                _ => false,
+            },
+            Cond::In(list) => list.iter().any(|e| e.matches(value)),
+            Cond::InCi(list) => match value {
+                FieldValue::Str(s) => list.iter().any(|w| eq_ci(s, w)),
+                _ => false,
+            },
+            Cond::Cidr(nets) => parse_ip(value).is_some_and(|ip| {
+                let mapped = match ip {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+                    IpAddr::V4(_) => None,
+                };
+                nets.iter()
+                    .any(|n| n.contains(&ip) || mapped.is_some_and(|m| n.contains(&m)))
+            }),
+            Cond::Private(want) => parse_ip(value).is_some_and(|ip| is_private_ip(ip) == *want),
+            Cond::Cmp(op, rhs) => value.as_f64().is_some_and(|x| compare(*op, x, *rhs)),
+            Cond::Exists(want) => !matches!(value, FieldValue::Missing) == *want,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::event::EventKind;
+
+    fn spec(yaml: &str) -> PredicateSpec {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn check(yaml: &str, value: FieldValue<'static>) -> bool {
+        let mut plan = FieldPlan::new(EventKind::VpcFlow);
+        let p = Predicate::compile(&spec(yaml), &mut plan).unwrap();
+        let mut event = crate::filter::testing::event_from_text("", EventKind::VpcFlow);
+        event.fields.push(value);
+        p.matches(&event)
+    }
+
+    fn s(text: &'static str) -> FieldValue<'static> {
+        FieldValue::Str(Cow::Borrowed(text))
+    }
+
+    #[test]
+    fn equality_and_membership() {
+        assert!(check("{ field: action, equals: REJECT }", s("REJECT")));
+        assert!(!check("{ field: action, equals: REJECT }", s("reject")));
+        assert!(check(
+            "{ field: dstport, equals: 22 }",
+            FieldValue::Number(22.0)
+        ));
+        assert!(check("{ field: dstport, equals: 22 }", s("22")));
+        assert!(check(
+            "{ field: dstport, equals: '22' }",
+            FieldValue::Number(22.0)
+        ));
+        assert!(check("{ field: ua, equals_ci: Boto3 }", s("boto3")));
+        assert!(check("{ field: ua, equals_ci: ÉTÉ }", s("été")));
+        assert!(check("{ field: e, in: [A, B, C] }", s("B")));
+        assert!(!check("{ field: e, in: [A, B, C] }", s("b")));
+        assert!(check("{ field: e, in_ci: [a, b] }", s("B")));
+        assert!(check(
+            "{ field: p, in: [22, 3389] }",
+            FieldValue::Number(3389.0)
+        ));
+        assert!(check("{ field: f, equals: true }", FieldValue::Bool(true)));
+    }
+
+    #[test]
+    fn cidr_and_private() {
+        let cidr = r#"{ field: srcaddr, cidr: ["10.0.0.0/8", "fd00::/8", "192.0.2.7"] }"#;
+        assert!(check(cidr, s("10.1.2.3")));
+        assert!(check(cidr, s("fd12::1")));
+        assert!(check(cidr, s("192.0.2.7")));
+        assert!(check(cidr, s("::ffff:10.0.0.1")));
+        assert!(!check(cidr, s("11.0.0.1")));
+        assert!(!check(cidr, s("not-an-ip")));
+        assert!(check("{ field: a, private: true }", s("172.16.0.1")));
+        assert!(check("{ field: a, private: true }", s("fc00::1")));
+        assert!(!check("{ field: a, private: true }", s("8.8.8.8")));
+        assert!(check("{ field: a, private: false }", s("8.8.8.8")));
+        assert!(!check("{ field: a, private: false }", s("garbage")));
+        assert!(check(
+            "{ field: a, private: true, not: true }",
+            s("8.8.8.8")
+        ));
+        assert!(!check(
+            "{ field: a, private: true, not: true }",
+            s("10.0.0.1")
+        ));
+    }
+
+    #[test]
+    fn missing_fields_never_match_even_negated() {
+        assert!(!check("{ field: a, equals: x }", FieldValue::Missing));
+        assert!(!check(
+            "{ field: a, equals: x, not: true }",
+            FieldValue::Missing
+        ));
+        assert!(!check(
+            "{ field: a, equals: x, not: true }",
+            FieldValue::Object
+        ));
+        assert!(check("{ field: a, equals: x, not: true }", s("y")));
+        assert!(check("{ field: a, exists: false }", FieldValue::Missing));
+        assert!(check(
+            "{ field: a, exists: true, not: true }",
+            FieldValue::Missing
+        ));
+        assert!(check("{ field: a, exists: true }", FieldValue::Null));
+    }
+
+    #[test]
+    fn numeric_comparison() {
+        assert!(check(
+            "{ field: dstport, op: '>=', value: 1024 }",
+            FieldValue::Number(8080.0)
+        ));
+        assert!(check(
+            "{ field: dstport, op: '>=', value: 1024 }",
+            s("1024")
+        ));
+        assert!(!check("{ field: dstport, op: '<', value: 1024 }", s("abc")));
+    }
+
+    #[test]
+    fn compile_errors_are_clear() {
+        let mut plan = FieldPlan::new(EventKind::VpcFlow);
+        let err = Predicate::compile(&spec("{ field: a }"), &mut plan).unwrap_err();
+        assert!(err.contains("no condition"), "{err}");
+        let err = Predicate::compile(&spec("{ field: a, equals: x, private: true }"), &mut plan)
+            .unwrap_err();
+        assert!(
+            err.contains("several conditions (equals, private)"),
+            "{err}"
+        );
+        let err = Predicate::compile(&spec("{ field: a, cidr: ['10.0.0.0/33'] }"), &mut plan)
+            .unwrap_err();
+        assert!(err.contains("invalid CIDR"), "{err}");
+        let err = Predicate::compile(&spec("{ field: a, op: '>' }"), &mut plan).unwrap_err();
+        assert!(err.contains("needs a 'value'"), "{err}");
+        assert!(serde_yaml_ng::from_str::<PredicateSpec>("{ field: a, bogus: 1 }").is_err());
+        assert!(Predicate::compile(&spec("{ field: 'a..b', exists: true }"), &mut plan).is_err());
+        assert!(plan.is_empty(), "failed compiles must not plan fields");
+    }
+}

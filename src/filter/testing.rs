@@ -1,0 +1,67 @@
+//! Test and fixture helpers: build [`Event`]s by hand, filling the planned
+//! fields from a `serde_json::Value` the way a decoder would. Not used by
+//! the engine itself; public so integration tests and other modules' tests
+//! can share it.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use crate::event::{Event, EventKind, FieldValue, Fields};
+use crate::fields::{FieldPath, FieldPlan, PathSeg};
+
+/// An event whose text is `value` serialized and whose fields are every
+/// path of `plan`, looked up in `value` (`Object` / `Array` when a path
+/// lands on a container, `Missing` when absent).
+pub fn event_from_json(value: &Value, plan: &FieldPlan, kind: EventKind) -> Event<'static> {
+    let fields: Fields<'static> = plan.paths().iter().map(|p| lookup(value, p)).collect();
+    Event {
+        kind,
+        time_ms: 0,
+        text: Cow::Owned(value.to_string()),
+        fields,
+        id: None,
+        account: None,
+        region: None,
+    }
+}
+
+/// An event with only message text and no planned fields (terms, regex and
+/// space-delimited patterns read only the text).
+pub fn event_from_text(text: &str, kind: EventKind) -> Event<'static> {
+    Event {
+        kind,
+        time_ms: 0,
+        text: Cow::Owned(text.to_string()),
+        fields: Fields::new(),
+        id: None,
+        account: None,
+        region: None,
+    }
+}
+
+/// The value at `path` in `value`, as a decoder would extract it.
+pub fn lookup(value: &Value, path: &FieldPath) -> FieldValue<'static> {
+    let mut current = value;
+    for seg in path.segs() {
+        let next = match (seg, current) {
+            (PathSeg::Key(k), Value::Object(map)) => map.get(&**k),
+            (PathSeg::Index(i), Value::Array(items)) => {
+                usize::try_from(*i).ok().and_then(|i| items.get(i))
+            }
+            _ => None,
+        };
+        match next {
+            Some(v) => current = v,
+            None => return FieldValue::Missing,
+        }
+    }
+    match current {
+        Value::Null => FieldValue::Null,
+        Value::Bool(b) => FieldValue::Bool(*b),
+        Value::Number(n) => n.as_f64().map_or(FieldValue::Missing, FieldValue::Number),
+        Value::String(s) => FieldValue::Str(Cow::Owned(s.clone())),
+        Value::Array(_) => FieldValue::Array,
+        Value::Object(_) => FieldValue::Object,
+    }
+}
