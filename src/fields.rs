@@ -100,7 +100,7 @@ impl FieldPath {
             while pos < bytes.len() && bytes[pos] != b'.' && bytes[pos] != b'[' {
                 pos += 1;
             }
-            if pos == start && !(bytes[pos] == b'[' && !segs.is_empty()) {
+            if pos == start && (bytes[pos] != b'[' || segs.is_empty()) {
                 return Err(err(start, "empty path segment"));
             }
             if pos > start {
