@@ -22,6 +22,16 @@ pub const DATA_MESSAGE: &str = "DATA_MESSAGE";
 /// `messageType` of control messages (dropped).
 pub const CONTROL_MESSAGE: &str = "CONTROL_MESSAGE";
 
+/// A JSON string, borrowed from the input when it has no escapes (serde
+/// does not borrow through `Option<Cow<str>>` on its own).
+#[derive(Debug, Deserialize)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+/// The text of an optional [`Text`].
+pub fn text_of<'s>(value: &'s Option<Text<'_>>) -> Option<&'s str> {
+    value.as_ref().map(|t| t.0.as_ref())
+}
+
 /// A CloudWatch Logs subscription envelope.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -29,11 +39,11 @@ pub struct LogsEnvelope<'a> {
     #[serde(borrow)]
     pub message_type: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub owner: Option<Cow<'a, str>>,
+    pub owner: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub log_group: Option<Cow<'a, str>>,
+    pub log_group: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub log_stream: Option<Cow<'a, str>>,
+    pub log_stream: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub log_events: Vec<LogEvent<'a>>,
 }
@@ -42,11 +52,11 @@ pub struct LogsEnvelope<'a> {
 #[derive(Debug, Deserialize)]
 pub struct LogEvent<'a> {
     #[serde(borrow, default)]
-    pub id: Option<Cow<'a, str>>,
+    pub id: Option<Text<'a>>,
     #[serde(default)]
     pub timestamp: Option<i64>,
     #[serde(borrow, default)]
-    pub message: Option<Cow<'a, str>>,
+    pub message: Option<Text<'a>>,
 }
 
 /// Parses an envelope from JSON text.
@@ -97,8 +107,8 @@ mod tests {
             "subscriptionFilters":["f"],"logEvents":[{"id":"1","timestamp":5,"message":"{\"a\":1}"}]}"#;
         let envelope = parse_envelope(text).unwrap();
         assert_eq!(envelope.message_type, DATA_MESSAGE);
-        assert!(matches!(envelope.owner, Some(Cow::Borrowed("111"))));
-        assert_eq!(envelope.log_events[0].message.as_deref(), Some("{\"a\":1}"));
+        assert!(matches!(envelope.owner, Some(Text(Cow::Borrowed("111")))));
+        assert_eq!(text_of(&envelope.log_events[0].message), Some("{\"a\":1}"));
         let bad = parse_envelope(r#"{"messageType":5}"#).unwrap_err();
         assert_eq!(bad.reason, DecodeErrorReason::BadCloudWatchLogs);
     }

@@ -364,14 +364,14 @@ impl Decoder {
         }
         for log_event in &logs.log_events {
             let envelope = Envelope {
-                owner: logs.owner.as_deref(),
-                log_group: logs.log_group.as_deref(),
-                log_stream: logs.log_stream.as_deref(),
-                event_id: log_event.id.as_deref(),
+                owner: cloudwatch::text_of(&logs.owner),
+                log_group: cloudwatch::text_of(&logs.log_group),
+                log_stream: cloudwatch::text_of(&logs.log_stream),
+                event_id: cloudwatch::text_of(&log_event.id),
                 timestamp_ms: log_event.timestamp,
             };
-            let Some(message) = log_event.message.as_deref() else {
-                let detail = format!("log event {:?} has no message", log_event.id);
+            let Some(message) = cloudwatch::text_of(&log_event.message) else {
+                let detail = format!("log event {:?} has no message", envelope.event_id);
                 error(out, DecodeErrorReason::BadCloudWatchLogs, detail, text.as_bytes());
                 continue;
             };
