@@ -9,13 +9,20 @@ use flate2::Compression;
 use proptest::prelude::*;
 use trailwatch::decode::framing::{frame, Frame};
 use trailwatch::decode::testing::Collector;
-use trailwatch::decode::{kpl, DecodeConfig, DecodeErrorReason as R, Decoder, DecoderKind, FlowFormat};
+use trailwatch::decode::{
+    kpl, DecodeConfig, DecodeErrorReason as R, Decoder, DecoderKind, FlowFormat,
+};
 use trailwatch::event::{EventKind, FieldValue};
 use trailwatch::fields::{FieldPath, FieldPlans};
 
 fn plans() -> FieldPlans {
     let mut plans = FieldPlans::default();
-    for p in ["eventName", "userIdentity.arn", "responseElements.ConsoleLogin", "@log_group"] {
+    for p in [
+        "eventName",
+        "userIdentity.arn",
+        "responseElements.ConsoleLogin",
+        "@log_group",
+    ] {
         plans.cloudtrail.slot_for(&FieldPath::parse(p).unwrap());
     }
     for p in ["srcaddr", "dstport", "action", "log-status", "@log_stream"] {
@@ -103,8 +110,19 @@ fn s3_file_plain_gzip_and_bad_elements() {
     let out = decode(&[bad_elements.as_bytes()]);
     assert_eq!(out.events.len(), 3);
     assert_eq!(out.events[1].fields[0], FieldValue::Object);
-    assert_eq!(out.reasons(), vec![R::MissingEventTime, R::BadEventTime, R::WrongType, R::WrongType]);
-    assert_eq!(out.errors[0].original, br#"{"eventVersion":"1.08","eventName":"NoTime"}"#);
+    assert_eq!(
+        out.reasons(),
+        vec![
+            R::MissingEventTime,
+            R::BadEventTime,
+            R::WrongType,
+            R::WrongType
+        ]
+    );
+    assert_eq!(
+        out.errors[0].original,
+        br#"{"eventVersion":"1.08","eventName":"NoTime"}"#
+    );
     assert_eq!(out.errors[3].original, b"42");
 }
 
@@ -132,11 +150,20 @@ fn eventbridge_detail_types() {
         )
     };
     let api = wrap("AWS API Call via CloudTrail", &ct("CreateUser", "1"));
-    let signin = wrap("AWS Console Sign In via CloudTrail", &ct("ConsoleLogin", "2"));
-    let other = wrap("EC2 Instance State-change Notification", r#"{"state":"running"}"#);
+    let signin = wrap(
+        "AWS Console Sign In via CloudTrail",
+        &ct("ConsoleLogin", "2"),
+    );
+    let other = wrap(
+        "EC2 Instance State-change Notification",
+        r#"{"state":"running"}"#,
+    );
     let out = decode(&[api.as_bytes(), signin.as_bytes(), other.as_bytes()]);
     assert_eq!(out.events.len(), 2);
-    assert_eq!(str_field(&out.events[1].fields[0]).as_deref(), Some("ConsoleLogin"));
+    assert_eq!(
+        str_field(&out.events[1].fields[0]).as_deref(),
+        Some("ConsoleLogin")
+    );
     assert_eq!(out.reasons(), vec![R::UnknownFormat]);
 }
 
@@ -170,7 +197,10 @@ fn cloudwatch_logs_data_and_control_messages() {
             "2 x".to_string(),
         ],
     );
-    let control = logs_envelope("CONTROL_MESSAGE", &["CWL CONTROL MESSAGE: Checking health of destination".into()]);
+    let control = logs_envelope(
+        "CONTROL_MESSAGE",
+        &["CWL CONTROL MESSAGE: Checking health of destination".into()],
+    );
     let out = decode(&[&gz(data.as_bytes()), &gz(control.as_bytes())]);
     assert_eq!(out.control_messages, 1);
     assert_eq!(out.reasons(), vec![R::MissingEventTime, R::BadFlowRecord]);
@@ -231,7 +261,10 @@ fn flow_default_custom_header_and_config_format() {
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     assert_eq!(out.events.len(), 3);
     assert_eq!(out.events[1].fields[0], FieldValue::Missing);
-    assert_eq!(str_field(&out.events[2].fields[3]).as_deref(), Some("SKIPDATA"));
+    assert_eq!(
+        str_field(&out.events[2].fields[3]).as_deref(),
+        Some("SKIPDATA")
+    );
 
     // A header line on the stream switches the format for later records.
     let custom = "version vpc-id srcaddr dstport start action region\n5 vpc-1 10.1.1.1 443 1709294400 ACCEPT eu-west-1\n";
@@ -249,7 +282,10 @@ fn flow_default_custom_header_and_config_format() {
     };
     let out = decode_with(config, &[b"10.2.2.2 3389 1709294400 REJECT", b"too few"]);
     assert_eq!(out.events.len(), 1);
-    assert_eq!(str_field(&out.events[0].fields[2]).as_deref(), Some("REJECT"));
+    assert_eq!(
+        str_field(&out.events[0].fields[2]).as_deref(),
+        Some("REJECT")
+    );
     assert_eq!(out.reasons(), vec![R::BadFlowRecord]);
 }
 
@@ -258,7 +294,10 @@ fn host_log_lines() {
     let out = decode(&[format!("{SU}\n{SSHD}\n").as_bytes(), b"just some words"]);
     assert_eq!(out.events.len(), 2);
     assert!(out.events.iter().all(|e| e.kind == EventKind::HostLog));
-    assert_eq!(str_field(&out.events[1].fields[1]).as_deref(), Some("203.0.113.9"));
+    assert_eq!(
+        str_field(&out.events[1].fields[1]).as_deref(),
+        Some("203.0.113.9")
+    );
     assert_eq!(out.reasons(), vec![R::UnknownFormat]);
 }
 
@@ -266,11 +305,25 @@ fn host_log_lines() {
 fn malformed_records_are_dead_lettered() {
     let good = ct("A", "1");
     let truncated_json = &good.as_bytes()[..good.len() - 10];
-    let full = gz(s3_file(&[good.clone()]).as_bytes());
+    let full = gz(s3_file(std::slice::from_ref(&good)).as_bytes());
     let truncated_gzip = &full[..full.len() - 12];
     let invalid_utf8 = b"{\"eventTime\":\"\xff\xfe\"}";
-    let out = decode(&[truncated_json, truncated_gzip, invalid_utf8, b"   ", good.as_bytes()]);
-    assert_eq!(out.reasons(), vec![R::InvalidJson, R::TruncatedGzip, R::InvalidUtf8, R::EmptyRecord]);
+    let out = decode(&[
+        truncated_json,
+        truncated_gzip,
+        invalid_utf8,
+        b"   ",
+        good.as_bytes(),
+    ]);
+    assert_eq!(
+        out.reasons(),
+        vec![
+            R::InvalidJson,
+            R::TruncatedGzip,
+            R::InvalidUtf8,
+            R::EmptyRecord
+        ]
+    );
     assert_eq!(out.events.len(), 1);
 }
 
@@ -282,7 +335,12 @@ fn deep_nesting_does_not_overflow_the_stack() {
         "{\"a\":".repeat(100_000),
         "}".repeat(100_000)
     );
-    let file = s3_file(&[ct("A", "1"), deep_array.clone(), deep_member.clone(), ct("B", "2")]);
+    let file = s3_file(&[
+        ct("A", "1"),
+        deep_array.clone(),
+        deep_member.clone(),
+        ct("B", "2"),
+    ]);
     let out = decode(&[file.as_bytes(), deep_array.as_bytes()]);
     // The deep array is not a record (wrong_type); the deep member is a valid
     // record whose deep part is skipped iteratively.
@@ -313,7 +371,12 @@ fn gzip_bomb_is_capped() {
     let mut member = GzEncoder::new(Vec::new(), Compression::best());
     std::io::copy(&mut std::io::repeat(0).take(1 << 20), &mut member).unwrap();
     let member = member.finish().unwrap();
-    let bomb: Vec<u8> = member.iter().copied().cycle().take(member.len() * 1024).collect();
+    let bomb: Vec<u8> = member
+        .iter()
+        .copied()
+        .cycle()
+        .take(member.len() * 1024)
+        .collect();
     let config = DecodeConfig {
         max_decompressed_bytes: 8 * 1024 * 1024,
         ..DecodeConfig::default()

@@ -80,10 +80,16 @@ impl CloudTrailDecoder {
         let [time, id, recipient, identity_account, region, _] = extracted.specials;
         let time_ms = match &time {
             FieldValue::Str(s) => parse_rfc3339_ms(s).ok_or_else(|| {
-                DecodeError::new(DecodeErrorReason::BadEventTime, format!("unparseable eventTime {s:?}"))
+                DecodeError::new(
+                    DecodeErrorReason::BadEventTime,
+                    format!("unparseable eventTime {s:?}"),
+                )
             })?,
             FieldValue::Missing => {
-                return Err(DecodeError::new(DecodeErrorReason::MissingEventTime, "no eventTime"));
+                return Err(DecodeError::new(
+                    DecodeErrorReason::MissingEventTime,
+                    "no eventTime",
+                ));
             }
             other => {
                 return Err(DecodeError::new(
@@ -123,12 +129,20 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     if let Some(ms) = parse_utc_fast(text.as_bytes()) {
         return Some(ms);
     }
-    DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 /// Fast path for the CloudTrail shape `YYYY-MM-DDTHH:MM:SSZ`.
 fn parse_utc_fast(b: &[u8]) -> Option<i64> {
-    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z'
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
     {
         return None;
     }
@@ -144,7 +158,12 @@ fn parse_utc_fast(b: &[u8]) -> Option<i64> {
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
     {
         return None;
     }
@@ -191,7 +210,12 @@ mod tests {
                 kind: e.kind,
                 time_ms: e.time_ms,
                 text: Cow::Owned(e.text.to_string()),
-                fields: e.fields.iter().cloned().map(FieldValue::into_owned).collect(),
+                fields: e
+                    .fields
+                    .iter()
+                    .cloned()
+                    .map(FieldValue::into_owned)
+                    .collect(),
                 id: e.id.as_ref().map(|s| Cow::Owned(s.to_string())),
                 account: e.account.as_ref().map(|s| Cow::Owned(s.to_string())),
                 region: e.region.as_ref().map(|s| Cow::Owned(s.to_string())),
@@ -221,17 +245,31 @@ mod tests {
     fn event_time_errors() {
         let d = decoder(&[]);
         let reason = |t: &str| decode_one(&d, t).unwrap_err().reason;
-        assert_eq!(reason(r#"{"eventName":"x"}"#), DecodeErrorReason::MissingEventTime);
-        assert_eq!(reason(r#"{"eventTime":"yesterday"}"#), DecodeErrorReason::BadEventTime);
+        assert_eq!(
+            reason(r#"{"eventName":"x"}"#),
+            DecodeErrorReason::MissingEventTime
+        );
+        assert_eq!(
+            reason(r#"{"eventTime":"yesterday"}"#),
+            DecodeErrorReason::BadEventTime
+        );
         assert_eq!(reason(r#"{"eventTime":5}"#), DecodeErrorReason::WrongType);
-        assert_eq!(reason(r#"{"eventTime":"2024-02-30T00:00:00Z"}"#), DecodeErrorReason::BadEventTime);
+        assert_eq!(
+            reason(r#"{"eventTime":"2024-02-30T00:00:00Z"}"#),
+            DecodeErrorReason::BadEventTime
+        );
         let e = decode_one(&d, r#"{"eventTime":"2024-03-01T12:00:05.250Z"}"#).unwrap();
         assert_eq!(e.time_ms, 1_709_294_405_250);
     }
 
     #[test]
     fn fast_time_path_agrees_with_chrono() {
-        for t in ["1970-01-01T00:00:00Z", "2000-02-29T23:59:59Z", "2024-12-31T01:02:03Z", "1969-12-31T23:59:59Z"] {
+        for t in [
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T23:59:59Z",
+            "2024-12-31T01:02:03Z",
+            "1969-12-31T23:59:59Z",
+        ] {
             let slow = DateTime::parse_from_rfc3339(t).unwrap().timestamp_millis();
             assert_eq!(parse_utc_fast(t.as_bytes()), Some(slow), "{t}");
         }

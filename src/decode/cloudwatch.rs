@@ -64,7 +64,9 @@ pub fn parse_envelope(text: &str) -> Result<LogsEnvelope<'_>, DecodeError> {
     serde_json::from_str(text).map_err(|error| {
         let classified = classify(error);
         match classified.reason {
-            DecodeErrorReason::WrongType => DecodeError::new(DecodeErrorReason::BadCloudWatchLogs, classified.detail),
+            DecodeErrorReason::WrongType => {
+                DecodeError::new(DecodeErrorReason::BadCloudWatchLogs, classified.detail)
+            }
             _ => classified,
         }
     })
@@ -88,13 +90,20 @@ pub fn parse_awslogs(text: &str) -> Result<Vec<u8>, DecodeError> {
     let wrapper: AwsLogs<'_> = serde_json::from_str(text).map_err(|error| {
         let classified = classify(error);
         match classified.reason {
-            DecodeErrorReason::WrongType => DecodeError::new(DecodeErrorReason::BadCloudWatchLogs, classified.detail),
+            DecodeErrorReason::WrongType => {
+                DecodeError::new(DecodeErrorReason::BadCloudWatchLogs, classified.detail)
+            }
             _ => classified,
         }
     })?;
     base64::engine::general_purpose::STANDARD
         .decode(wrapper.awslogs.data.trim().as_bytes())
-        .map_err(|error| DecodeError::new(DecodeErrorReason::BadBase64, format!("awslogs.data: {error}")))
+        .map_err(|error| {
+            DecodeError::new(
+                DecodeErrorReason::BadBase64,
+                format!("awslogs.data: {error}"),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -115,7 +124,10 @@ mod tests {
 
     #[test]
     fn awslogs_base64() {
-        assert_eq!(parse_awslogs(r#"{"awslogs":{"data":"aGk="}}"#).unwrap(), b"hi");
+        assert_eq!(
+            parse_awslogs(r#"{"awslogs":{"data":"aGk="}}"#).unwrap(),
+            b"hi"
+        );
         let bad = parse_awslogs(r#"{"awslogs":{"data":"!!"}}"#).unwrap_err();
         assert_eq!(bad.reason, DecodeErrorReason::BadBase64);
     }

@@ -29,7 +29,7 @@
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer as _};
 use serde_json::value::RawValue;
 
 use crate::decode::cloudwatch::{self, CONTROL_MESSAGE, DATA_MESSAGE};
@@ -86,8 +86,6 @@ pub fn sniff(text: &str) -> Result<Option<Shape>, DecodeError> {
     Ok(None)
 }
 
-use serde::Deserializer as _;
-
 struct SniffVisitor<'s> {
     found: &'s mut Option<Shape>,
 }
@@ -117,7 +115,10 @@ struct ShapeKey;
 impl<'de> DeserializeSeed<'de> for ShapeKey {
     type Value = Option<Shape>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Option<Shape>, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<Shape>, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
@@ -177,7 +178,9 @@ impl<'de> Visitor<'de> for RecordsFile<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<&'de str>()? {
             if key == "Records" {
-                map.next_value_seed(Elements { each: &mut *self.each })?;
+                map.next_value_seed(Elements {
+                    each: &mut *self.each,
+                })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -194,7 +197,12 @@ struct EventBridgeEvent<'a> {
     detail: &'a RawValue,
 }
 
-fn error(out: &mut dyn DecodeSink, reason: DecodeErrorReason, detail: impl Into<String>, original: &[u8]) {
+fn error(
+    out: &mut dyn DecodeSink,
+    reason: DecodeErrorReason,
+    detail: impl Into<String>,
+    original: &[u8],
+) {
     out.error(DecodeError::new(reason, detail), original);
 }
 
@@ -209,7 +217,12 @@ impl Decoder {
         out: &mut dyn DecodeSink,
     ) {
         if depth > MAX_NESTING {
-            error(out, DecodeErrorReason::TooDeep, "envelopes nested too deep", bytes);
+            error(
+                out,
+                DecodeErrorReason::TooDeep,
+                "envelopes nested too deep",
+                bytes,
+            );
             return;
         }
         if gzip::is_gzip(bytes) {
@@ -250,18 +263,28 @@ impl Decoder {
             DecoderKind::Auto => self.detect_text(text, depth, envelope, out),
             DecoderKind::CloudTrail => self.decode_cloudtrail_container(text, out),
             DecoderKind::CloudWatchLogs => match sniff(text) {
-                Ok(Some(Shape::AwsLogs)) => self.decode_awslogs(text, DecoderKind::CloudWatchLogs, depth, out),
+                Ok(Some(Shape::AwsLogs)) => {
+                    self.decode_awslogs(text, DecoderKind::CloudWatchLogs, depth, out)
+                }
                 _ => self.decode_logs(text, out),
             },
             DecoderKind::EventBridge => self.decode_eventbridge(text, out),
             DecoderKind::VpcFlow | DecoderKind::HostLog => {
-                for_each_line(text, |line| self.decode_forced_line(line, kind, envelope, out));
+                for_each_line(text, |line| {
+                    self.decode_forced_line(line, kind, envelope, out)
+                });
             }
             DecoderKind::Kpl => {}
         }
     }
 
-    fn detect_text(&mut self, text: &str, depth: u8, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
+    fn detect_text(
+        &mut self,
+        text: &str,
+        depth: u8,
+        envelope: &Envelope<'_>,
+        out: &mut dyn DecodeSink,
+    ) {
         if text.starts_with('[') {
             self.decode_cloudtrail_array(text, out);
             return;
@@ -276,13 +299,21 @@ impl Decoder {
             Ok(Some(Shape::AwsLogs)) => self.decode_awslogs(text, DecoderKind::Auto, depth, out),
             Ok(Some(Shape::EventBridge)) => self.decode_eventbridge(text, out),
             Ok(Some(Shape::CloudTrail)) => self.decode_cloudtrail(text, envelope, out),
-            Ok(None) => error(out, DecodeErrorReason::UnknownFormat, "JSON object of no known format", text.as_bytes()),
+            Ok(None) => error(
+                out,
+                DecodeErrorReason::UnknownFormat,
+                "JSON object of no known format",
+                text.as_bytes(),
+            ),
             Err(e) => out.error(e, text.as_bytes()),
         }
     }
 
     fn decode_cloudtrail(&self, text: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
-        if let Err(e) = self.cloudtrail.decode(text, envelope, &mut |event| out.event(event)) {
+        if let Err(e) = self
+            .cloudtrail
+            .decode(text, envelope, &mut |event| out.event(event))
+        {
             out.error(e, text.as_bytes());
         }
     }
@@ -300,7 +331,8 @@ impl Decoder {
     fn decode_cloudtrail_array(&self, text: &str, out: &mut dyn DecodeSink) {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let result = {
-            let mut each = |element: &str| self.decode_cloudtrail(element, &Envelope::default(), out);
+            let mut each =
+                |element: &str| self.decode_cloudtrail(element, &Envelope::default(), out);
             Elements { each: &mut each }.deserialize(&mut deserializer)
         };
         if let Err(e) = result.and_then(|()| deserializer.end()) {
@@ -311,7 +343,8 @@ impl Decoder {
     fn decode_s3_file(&self, text: &str, out: &mut dyn DecodeSink) {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let result = {
-            let mut each = |element: &str| self.decode_cloudtrail(element, &Envelope::default(), out);
+            let mut each =
+                |element: &str| self.decode_cloudtrail(element, &Envelope::default(), out);
             (&mut deserializer).deserialize_map(RecordsFile { each: &mut each })
         };
         if let Err(e) = result.and_then(|()| deserializer.end()) {
@@ -328,14 +361,28 @@ impl Decoder {
             }
         };
         if !CLOUDTRAIL_DETAIL_TYPES.contains(&event.detail_type.as_ref()) {
-            let detail = format!("EventBridge detail-type {:?} carries no CloudTrail record", event.detail_type);
-            error(out, DecodeErrorReason::UnknownFormat, detail, text.as_bytes());
+            let detail = format!(
+                "EventBridge detail-type {:?} carries no CloudTrail record",
+                event.detail_type
+            );
+            error(
+                out,
+                DecodeErrorReason::UnknownFormat,
+                detail,
+                text.as_bytes(),
+            );
             return;
         }
         self.decode_cloudtrail(event.detail.get(), &Envelope::default(), out);
     }
 
-    fn decode_awslogs(&mut self, text: &str, kind: DecoderKind, depth: u8, out: &mut dyn DecodeSink) {
+    fn decode_awslogs(
+        &mut self,
+        text: &str,
+        kind: DecoderKind,
+        depth: u8,
+        out: &mut dyn DecodeSink,
+    ) {
         match cloudwatch::parse_awslogs(text) {
             Ok(payload) => self.dispatch(&payload, kind, depth + 1, &Envelope::default(), out),
             Err(e) => out.error(e, text.as_bytes()),
@@ -358,7 +405,12 @@ impl Decoder {
             DATA_MESSAGE => {}
             other => {
                 let detail = format!("unknown CloudWatch Logs messageType {other:?}");
-                error(out, DecodeErrorReason::BadCloudWatchLogs, detail, text.as_bytes());
+                error(
+                    out,
+                    DecodeErrorReason::BadCloudWatchLogs,
+                    detail,
+                    text.as_bytes(),
+                );
                 return;
             }
         }
@@ -372,12 +424,22 @@ impl Decoder {
             };
             let Some(message) = cloudwatch::text_of(&log_event.message) else {
                 let detail = format!("log event {:?} has no message", envelope.event_id);
-                error(out, DecodeErrorReason::BadCloudWatchLogs, detail, text.as_bytes());
+                error(
+                    out,
+                    DecodeErrorReason::BadCloudWatchLogs,
+                    detail,
+                    text.as_bytes(),
+                );
                 continue;
             };
             let message = message.trim_matches(|c: char| c.is_ascii_whitespace());
             if message.is_empty() {
-                error(out, DecodeErrorReason::EmptyRecord, "empty log event message", message.as_bytes());
+                error(
+                    out,
+                    DecodeErrorReason::EmptyRecord,
+                    "empty log event message",
+                    message.as_bytes(),
+                );
             } else if message.starts_with('{') {
                 self.decode_cloudtrail(message, &envelope, out);
             } else {
@@ -402,11 +464,22 @@ impl Decoder {
         } else if envelope.timestamp_ms.is_some() {
             self.decode_host(line, envelope, out);
         } else {
-            error(out, DecodeErrorReason::UnknownFormat, "line is neither a flow record nor a host log", line.as_bytes());
+            error(
+                out,
+                DecodeErrorReason::UnknownFormat,
+                "line is neither a flow record nor a host log",
+                line.as_bytes(),
+            );
         }
     }
 
-    fn decode_forced_line(&mut self, line: &str, kind: DecoderKind, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
+    fn decode_forced_line(
+        &mut self,
+        line: &str,
+        kind: DecoderKind,
+        envelope: &Envelope<'_>,
+        out: &mut dyn DecodeSink,
+    ) {
         if kind == DecoderKind::HostLog {
             self.decode_host(line, envelope, out);
         } else if let Some(format) = FlowFormat::from_header_line(line) {
@@ -417,13 +490,19 @@ impl Decoder {
     }
 
     fn decode_flow(&self, line: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
-        if let Err(e) = self.flow.decode(line, envelope, &mut |event| out.event(event)) {
+        if let Err(e) = self
+            .flow
+            .decode(line, envelope, &mut |event| out.event(event))
+        {
             out.error(e, line.as_bytes());
         }
     }
 
     fn decode_host(&self, line: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
-        if let Err(e) = self.host.decode(line, envelope, &mut |event| out.event(event)) {
+        if let Err(e) = self
+            .host
+            .decode(line, envelope, &mut |event| out.event(event))
+        {
             out.error(e, line.as_bytes());
         }
     }
@@ -446,11 +525,26 @@ mod tests {
     #[test]
     fn sniffs_shapes() {
         assert_eq!(sniff(r#"{"Records":[]}"#).unwrap(), Some(Shape::S3File));
-        assert_eq!(sniff(r#"{"x":{"y":[1]},"messageType":"DATA_MESSAGE"}"#).unwrap(), Some(Shape::CloudWatchLogs));
-        assert_eq!(sniff(r#"{"version":"0","detail-type":"x"}"#).unwrap(), Some(Shape::EventBridge));
-        assert_eq!(sniff(r#"{"eventVersion":"1.08", broken"#).unwrap(), Some(Shape::CloudTrail));
+        assert_eq!(
+            sniff(r#"{"x":{"y":[1]},"messageType":"DATA_MESSAGE"}"#).unwrap(),
+            Some(Shape::CloudWatchLogs)
+        );
+        assert_eq!(
+            sniff(r#"{"version":"0","detail-type":"x"}"#).unwrap(),
+            Some(Shape::EventBridge)
+        );
+        assert_eq!(
+            sniff(r#"{"eventVersion":"1.08", broken"#).unwrap(),
+            Some(Shape::CloudTrail)
+        );
         assert_eq!(sniff(r#"{"a":1}"#).unwrap(), None);
-        assert_eq!(sniff(r#"{"a":1"#).unwrap_err().reason, DecodeErrorReason::InvalidJson);
-        assert_eq!(sniff(r#"{"a":1} x"#).unwrap_err().reason, DecodeErrorReason::InvalidJson);
+        assert_eq!(
+            sniff(r#"{"a":1"#).unwrap_err().reason,
+            DecodeErrorReason::InvalidJson
+        );
+        assert_eq!(
+            sniff(r#"{"a":1} x"#).unwrap_err().reason,
+            DecodeErrorReason::InvalidJson
+        );
     }
 }

@@ -311,7 +311,10 @@ impl FlowDecoder {
             },
             (None, Some(timestamp)) => timestamp,
             (None, None) => {
-                return Err(DecodeError::new(DecodeErrorReason::BadEventTime, "flow record has no start"));
+                return Err(DecodeError::new(
+                    DecodeErrorReason::BadEventTime,
+                    "flow record has no start",
+                ));
             }
         };
         self.envelope.fill(&mut fields, envelope, line);
@@ -342,12 +345,19 @@ mod tests {
         FlowDecoder::new(&plan, format)
     }
 
-    fn decode(d: &FlowDecoder, line: &str) -> Result<(i64, Vec<FieldValue<'static>>, Option<String>), DecodeError> {
+    fn decode(
+        d: &FlowDecoder,
+        line: &str,
+    ) -> Result<(i64, Vec<FieldValue<'static>>, Option<String>), DecodeError> {
         let mut got = None;
         d.decode(line, &Envelope::default(), &mut |e| {
             got = Some((
                 e.time_ms,
-                e.fields.iter().cloned().map(FieldValue::into_owned).collect(),
+                e.fields
+                    .iter()
+                    .cloned()
+                    .map(FieldValue::into_owned)
+                    .collect(),
                 e.account.as_ref().map(|a| a.to_string()),
             ))
         })?;
@@ -356,8 +366,12 @@ mod tests {
 
     #[test]
     fn v2_record() {
-        let d = decoder(&["srcaddr", "dstport", "action", "bytes", "vpc-id"], FlowFormat::default());
-        let line = "2 123456789012 eni-1 10.0.0.1 10.0.0.2 443 22 6 10 -5 1709294400 1709294460 REJECT OK";
+        let d = decoder(
+            &["srcaddr", "dstport", "action", "bytes", "vpc-id"],
+            FlowFormat::default(),
+        );
+        let line =
+            "2 123456789012 eni-1 10.0.0.1 10.0.0.2 443 22 6 10 -5 1709294400 1709294460 REJECT OK";
         let (time, f, account) = decode(&d, line).unwrap();
         assert_eq!(time, 1_709_294_400_000);
         assert_eq!(f[0], FieldValue::Str("10.0.0.1".into()));
@@ -371,24 +385,41 @@ mod tests {
     #[test]
     fn nodata_and_errors() {
         let d = decoder(&["srcaddr", "log-status"], FlowFormat::default());
-        let (time, f, _) = decode(&d, "2 123 eni-1 - - - - - - - 1709294400 1709294460 - NODATA").unwrap();
+        let (time, f, _) = decode(
+            &d,
+            "2 123 eni-1 - - - - - - - 1709294400 1709294460 - NODATA",
+        )
+        .unwrap();
         assert_eq!(time, 1_709_294_400_000);
         assert_eq!(f[0], FieldValue::Missing);
         assert_eq!(f[1], FieldValue::Str("NODATA".into()));
         let reason = |l: &str| decode(&d, l).unwrap_err().reason;
         assert_eq!(reason("2 123 eni-1"), DecodeErrorReason::BadFlowRecord);
-        assert_eq!(reason("2 1 e a b 1 2 6 1 1 soon 1 ACCEPT OK"), DecodeErrorReason::BadFlowRecord);
-        assert_eq!(reason("2 1 e a b 1 2 6 1 1 - 1 ACCEPT OK"), DecodeErrorReason::BadEventTime);
+        assert_eq!(
+            reason("2 1 e a b 1 2 6 1 1 soon 1 ACCEPT OK"),
+            DecodeErrorReason::BadFlowRecord
+        );
+        assert_eq!(
+            reason("2 1 e a b 1 2 6 1 1 - 1 ACCEPT OK"),
+            DecodeErrorReason::BadEventTime
+        );
     }
 
     #[test]
     fn custom_formats() {
-        let format = FlowFormat::parse("${srcaddr} ${start} ${region} ${tcp-flags} ${ecs-task-id}").unwrap();
-        assert_eq!(format.to_string(), "${srcaddr} ${start} ${region} ${tcp-flags} ${ecs-task-id}");
+        let format =
+            FlowFormat::parse("${srcaddr} ${start} ${region} ${tcp-flags} ${ecs-task-id}").unwrap();
+        assert_eq!(
+            format.to_string(),
+            "${srcaddr} ${start} ${region} ${tcp-flags} ${ecs-task-id}"
+        );
         let d = decoder(&["tcp-flags", "srcaddr"], format);
         let (time, f, _) = decode(&d, "10.1.1.1 100 eu-west-1 2 -").unwrap();
         assert_eq!(time, 100_000);
-        assert_eq!(f, vec![FieldValue::Number(2.0), FieldValue::Str("10.1.1.1".into())]);
+        assert_eq!(
+            f,
+            vec![FieldValue::Number(2.0), FieldValue::Str("10.1.1.1".into())]
+        );
         assert!(FlowFormat::parse("${nope}").is_err());
         assert!(FlowFormat::from_header_line("version account-id interface-id").is_some());
         assert!(FlowFormat::from_header_line("Mar 1 host").is_none());

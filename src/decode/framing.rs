@@ -140,7 +140,9 @@ mod tests {
         let consumed = frame(buf, at_eof, &mut |f| {
             frames.push(match f {
                 Frame::Record(r) => format!("R:{}", String::from_utf8_lossy(r)),
-                Frame::Invalid { bytes, reason, .. } => format!("I:{}:{}", reason.as_str(), String::from_utf8_lossy(bytes)),
+                Frame::Invalid { bytes, reason, .. } => {
+                    format!("I:{}:{}", reason.as_str(), String::from_utf8_lossy(bytes))
+                }
             })
         });
         (frames, consumed)

@@ -23,7 +23,9 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 pub fn gunzip(bytes: &[u8], cap: usize) -> Result<Vec<u8>, DecodeError> {
     let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
     let mut output = Vec::with_capacity(bytes.len().saturating_mul(4).min(cap).min(1 << 20));
-    let result = MultiGzDecoder::new(bytes).take(limit).read_to_end(&mut output);
+    let result = MultiGzDecoder::new(bytes)
+        .take(limit)
+        .read_to_end(&mut output);
     match result {
         Ok(_) if output.len() > cap => Err(DecodeError::new(
             DecodeErrorReason::DecompressedTooLarge,
@@ -34,7 +36,10 @@ pub fn gunzip(bytes: &[u8], cap: usize) -> Result<Vec<u8>, DecodeError> {
             DecodeErrorReason::TruncatedGzip,
             format!("gzip stream ends early: {error}"),
         )),
-        Err(error) => Err(DecodeError::new(DecodeErrorReason::BadGzip, format!("corrupt gzip: {error}"))),
+        Err(error) => Err(DecodeError::new(
+            DecodeErrorReason::BadGzip,
+            format!("corrupt gzip: {error}"),
+        )),
     }
 }
 
@@ -61,11 +66,20 @@ mod tests {
     #[test]
     fn caps_and_truncation() {
         let big = gz(&[0u8; 10_000]);
-        assert_eq!(gunzip(&big, 9_999).unwrap_err().reason, DecodeErrorReason::DecompressedTooLarge);
+        assert_eq!(
+            gunzip(&big, 9_999).unwrap_err().reason,
+            DecodeErrorReason::DecompressedTooLarge
+        );
         assert_eq!(gunzip(&big, 10_000).unwrap().len(), 10_000);
         let data = gz(b"some text that is long enough to matter");
         let cut = &data[..data.len() - 6];
-        assert_eq!(gunzip(cut, 1000).unwrap_err().reason, DecodeErrorReason::TruncatedGzip);
-        assert_eq!(gunzip(&data[..5], 1000).unwrap_err().reason, DecodeErrorReason::TruncatedGzip);
+        assert_eq!(
+            gunzip(cut, 1000).unwrap_err().reason,
+            DecodeErrorReason::TruncatedGzip
+        );
+        assert_eq!(
+            gunzip(&data[..5], 1000).unwrap_err().reason,
+            DecodeErrorReason::TruncatedGzip
+        );
     }
 }

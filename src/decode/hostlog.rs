@@ -21,7 +21,9 @@ use crate::decode::{missing_fields, DecodeError, DecodeErrorReason, Envelope, En
 use crate::event::{Event, EventKind, FieldValue};
 use crate::fields::{FieldPlan, Slot};
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// What one planned name reads.
 #[derive(Clone, Debug)]
@@ -94,10 +96,12 @@ impl HostLogDecoder {
     ) -> Result<(), DecodeError> {
         let line = line.trim_matches(|c: char| c.is_ascii_whitespace());
         let parsed = parse_line(line, now_ms());
-        let time_ms = envelope
-            .timestamp_ms
-            .or(parsed.time_ms)
-            .ok_or_else(|| DecodeError::new(DecodeErrorReason::BadEventTime, "host log line has no timestamp"))?;
+        let time_ms = envelope.timestamp_ms.or(parsed.time_ms).ok_or_else(|| {
+            DecodeError::new(
+                DecodeErrorReason::BadEventTime,
+                "host log line has no timestamp",
+            )
+        })?;
         let mut fields = missing_fields(self.plan_len);
         for (slot, field) in &self.planned {
             let value = match field {
@@ -107,7 +111,9 @@ impl HostLogDecoder {
                 HostField::Message => Some(parsed.message),
                 HostField::SrcIp => sshd_from(parsed.message).map(|(ip, _)| ip),
                 HostField::SrcPort => sshd_from(parsed.message).and_then(|(_, port)| port),
-                HostField::User => pair(parsed.message, "user").or_else(|| sshd_user(parsed.message)),
+                HostField::User => {
+                    pair(parsed.message, "user").or_else(|| sshd_user(parsed.message))
+                }
                 HostField::Pair(key) => pair(parsed.message, key),
             };
             let value = match (field, value) {
@@ -209,7 +215,9 @@ fn parse_stamp(line: &str, now_ms: i64) -> Option<(i64, &str)> {
     if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
-    let at_year = |year: i64| ((days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60_000 + second * 1000;
+    let at_year = |year: i64| {
+        ((days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60_000 + second * 1000
+    };
     let year = year_of_days(now_ms.div_euclid(86_400_000));
     let mut time = at_year(year);
     if time > now_ms + 86_400_000 {
@@ -236,11 +244,17 @@ fn pair<'a>(message: &'a str, key: &str) -> Option<&'a str> {
     let mut search = 0;
     while let Some(found) = message.get(search..)?.find(key) {
         let at = search + found;
-        let before_ok = at == 0 || matches!(message.as_bytes()[at - 1], b' ' | b';' | b',' | b'(' | b'\t');
+        let before_ok = at == 0
+            || matches!(
+                message.as_bytes()[at - 1],
+                b' ' | b';' | b',' | b'(' | b'\t'
+            );
         let after = at + key.len();
         if before_ok && message.as_bytes().get(after) == Some(&b'=') {
             let value = &message[after + 1..];
-            let end = value.find([' ', ';', ',', '\t', ')']).unwrap_or(value.len());
+            let end = value
+                .find([' ', ';', ',', '\t', ')'])
+                .unwrap_or(value.len());
             return Some(&value[..end]).filter(|v| !v.is_empty());
         }
         search = after;
@@ -263,14 +277,21 @@ fn sshd_from(message: &str) -> Option<(&str, Option<&str>)> {
 /// sshd's user: `for invalid user NAME from`, `Invalid user NAME from`,
 /// `for NAME from`, `authenticating user NAME`.
 fn sshd_user(message: &str) -> Option<&str> {
-    for marker in ["invalid user ", "Invalid user ", "authenticating user ", "for user "] {
+    for marker in [
+        "invalid user ",
+        "Invalid user ",
+        "authenticating user ",
+        "for user ",
+    ] {
         if let Some((_, after)) = message.split_once(marker) {
             return after.split(' ').next().filter(|u| !u.is_empty());
         }
     }
     let (_, after) = message.split_once(" for ")?;
     let (user, rest) = after.split_once(' ')?;
-    rest.starts_with("from ").then_some(user).filter(|u| !u.is_empty())
+    rest.starts_with("from ")
+        .then_some(user)
+        .filter(|u| !u.is_empty())
 }
 
 #[cfg(test)]
@@ -289,10 +310,19 @@ mod tests {
         assert_eq!(parsed.program, Some("sshd"));
         assert_eq!(parsed.pid, Some("1234"));
         assert_eq!(sshd_user(parsed.message), Some("admin"));
-        assert_eq!(sshd_from(parsed.message), Some(("203.0.113.9", Some("50000"))));
-        assert_eq!(sshd_user("Accepted publickey for ec2-user from 1.2.3.4 port 22 ssh2"), Some("ec2-user"));
+        assert_eq!(
+            sshd_from(parsed.message),
+            Some(("203.0.113.9", Some("50000")))
+        );
+        assert_eq!(
+            sshd_user("Accepted publickey for ec2-user from 1.2.3.4 port 22 ssh2"),
+            Some("ec2-user")
+        );
         let rfc = parse_line("2024-03-01T12:00:00Z web1 cron: ran", NOW);
-        assert_eq!((rfc.time_ms, rfc.program, rfc.message), (Some(NOW), Some("cron"), "ran"));
+        assert_eq!(
+            (rfc.time_ms, rfc.program, rfc.message),
+            (Some(NOW), Some("cron"), "ran")
+        );
         // A December line read in early January belongs to last year.
         let dec = parse_line("Dec 31 23:59:59 h p: m", 1_704_067_200_000 + 3_600_000);
         assert_eq!(dec.time_ms, Some(1_704_067_199_000));
@@ -314,7 +344,14 @@ mod tests {
         let mut got = None;
         decoder
             .decode(line, &envelope, &mut |e| {
-                got = Some((e.time_ms, e.fields.iter().cloned().map(FieldValue::into_owned).collect::<Vec<_>>()))
+                got = Some((
+                    e.time_ms,
+                    e.fields
+                        .iter()
+                        .cloned()
+                        .map(FieldValue::into_owned)
+                        .collect::<Vec<_>>(),
+                ))
             })
             .unwrap();
         let (time, fields) = got.unwrap();

@@ -174,9 +174,10 @@ impl<'de> DeserializeSeed<'de> for NodeSeed<'_, '_, 'de, '_> {
 impl<'t> NodeSeed<'t, '_, '_, '_> {
     fn targets(&self) -> &'t [Target] {
         let trie: &'t PathTrie = self.trie;
-        trie.node(self.node).map(|n| n.targets.as_slice()).unwrap_or(&[])
+        trie.node(self.node)
+            .map(|n| n.targets.as_slice())
+            .unwrap_or(&[])
     }
-
 }
 
 /// A scalar at the document root is a type error: records are objects.
@@ -227,7 +228,8 @@ impl<'de> Visitor<'de> for NodeSeed<'_, '_, 'de, '_> {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
         let targets = self.targets();
         if !targets.is_empty() {
-            self.out.deliver(targets, FieldValue::Str(Cow::Owned(v.to_owned())));
+            self.out
+                .deliver(targets, FieldValue::Str(Cow::Owned(v.to_owned())));
         }
         root_scalar(self.root, de::Unexpected::Str(v))
     }
@@ -267,7 +269,10 @@ impl<'de> Visitor<'de> for NodeSeed<'_, '_, 'de, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         if self.root {
-            return Err(de::Error::invalid_type(de::Unexpected::Seq, &"a JSON object"));
+            return Err(de::Error::invalid_type(
+                de::Unexpected::Seq,
+                &"a JSON object",
+            ));
         }
         let trie = self.trie;
         let Some(node) = trie.node(self.node) else {
@@ -277,7 +282,11 @@ impl<'de> Visitor<'de> for NodeSeed<'_, '_, 'de, '_> {
         self.out.deliver(&node.targets, FieldValue::Array);
         let mut index: u32 = 0;
         loop {
-            let child = node.indexes.iter().find(|(i, _)| *i == index).map(|(_, c)| *c);
+            let child = node
+                .indexes
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, c)| *c);
             let more = match child {
                 Some(child) => seq
                     .next_element_seed(NodeSeed {
@@ -305,7 +314,10 @@ struct KeySeed<'t> {
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     type Value = Option<u32>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Option<u32>, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<u32>, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
@@ -318,7 +330,12 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<u32>, E> {
-        Ok(self.node.keys.iter().find(|(k, _)| k.as_ref() == key).map(|(_, c)| *c))
+        Ok(self
+            .node
+            .keys
+            .iter()
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, c)| *c))
     }
 }
 
@@ -344,7 +361,11 @@ mod tests {
     #[test]
     fn extracts_planned_paths_only() {
         let text = r#"{"a":{"b":"x","c":[1,{"d":true}]},"e":null,"f":"q\"uote","g":[1,2]}"#;
-        let got = run(&["a.b", "a.c[1].d", "e", "f", "g", "a", "zz", "a.c[5]"], text).unwrap();
+        let got = run(
+            &["a.b", "a.c[1].d", "e", "f", "g", "a", "zz", "a.c[5]"],
+            text,
+        )
+        .unwrap();
         assert_eq!(got[0], FieldValue::Str("x".into()));
         assert_eq!(got[1], FieldValue::Bool(true));
         assert_eq!(got[2], FieldValue::Null);
@@ -366,15 +387,30 @@ mod tests {
             specials: Default::default(),
         };
         extract(&trie, text, &mut extracted).unwrap();
-        assert!(matches!(&fields[0], FieldValue::Str(Cow::Borrowed("plain"))));
+        assert!(matches!(
+            &fields[0],
+            FieldValue::Str(Cow::Borrowed("plain"))
+        ));
     }
 
     #[test]
     fn errors_are_classified() {
-        assert_eq!(run(&["a"], "{\"a\":").unwrap_err().reason, DecodeErrorReason::InvalidJson);
-        assert_eq!(run(&["a"], "[1]").unwrap_err().reason, DecodeErrorReason::WrongType);
-        assert_eq!(run(&["a"], "5").unwrap_err().reason, DecodeErrorReason::WrongType);
-        assert_eq!(run(&["a"], "{} x").unwrap_err().reason, DecodeErrorReason::InvalidJson);
+        assert_eq!(
+            run(&["a"], "{\"a\":").unwrap_err().reason,
+            DecodeErrorReason::InvalidJson
+        );
+        assert_eq!(
+            run(&["a"], "[1]").unwrap_err().reason,
+            DecodeErrorReason::WrongType
+        );
+        assert_eq!(
+            run(&["a"], "5").unwrap_err().reason,
+            DecodeErrorReason::WrongType
+        );
+        assert_eq!(
+            run(&["a"], "{} x").unwrap_err().reason,
+            DecodeErrorReason::InvalidJson
+        );
         // Deep nesting in skipped or container-landing values is walked by
         // serde_json's iterative skipper: no recursion, no stack overflow.
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
@@ -383,6 +419,9 @@ mod tests {
         // recursion limit.
         let path = format!("a{}", "[0]".repeat(200));
         let deep_planned = format!("{{\"a\":{}{}}}", "[".repeat(300), "]".repeat(300));
-        assert_eq!(run(&[&path], &deep_planned).unwrap_err().reason, DecodeErrorReason::TooDeep);
+        assert_eq!(
+            run(&[&path], &deep_planned).unwrap_err().reason,
+            DecodeErrorReason::TooDeep
+        );
     }
 }

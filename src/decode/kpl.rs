@@ -60,14 +60,24 @@ pub fn deaggregate(bytes: &[u8]) -> Result<AggregatedRecord, DecodeError> {
         .strip_prefix(&MAGIC)
         .ok_or_else(|| DecodeError::new(DecodeErrorReason::BadKpl, "missing KPL magic"))?;
     if body.len() < DIGEST_LEN {
-        return Err(DecodeError::new(DecodeErrorReason::BadKpl, "KPL record shorter than its digest"));
+        return Err(DecodeError::new(
+            DecodeErrorReason::BadKpl,
+            "KPL record shorter than its digest",
+        ));
     }
     let (protobuf, digest) = body.split_at(body.len() - DIGEST_LEN);
     if Md5::digest(protobuf).as_slice() != digest {
-        return Err(DecodeError::new(DecodeErrorReason::KplDigestMismatch, "KPL MD5 digest does not match"));
+        return Err(DecodeError::new(
+            DecodeErrorReason::KplDigestMismatch,
+            "KPL MD5 digest does not match",
+        ));
     }
-    AggregatedRecord::decode(protobuf)
-        .map_err(|error| DecodeError::new(DecodeErrorReason::BadKpl, format!("bad KPL protobuf: {error}")))
+    AggregatedRecord::decode(protobuf).map_err(|error| {
+        DecodeError::new(
+            DecodeErrorReason::BadKpl,
+            format!("bad KPL protobuf: {error}"),
+        )
+    })
 }
 
 /// Builds a KPL aggregate of `payloads` (one partition key each). Used by
@@ -112,12 +122,21 @@ mod tests {
         let mut bytes = aggregate(&[b"one"]);
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        assert_eq!(deaggregate(&bytes).unwrap_err().reason, DecodeErrorReason::KplDigestMismatch);
+        assert_eq!(
+            deaggregate(&bytes).unwrap_err().reason,
+            DecodeErrorReason::KplDigestMismatch
+        );
         let garbage = [0xffu8, 0xff, 0xff];
         let mut bad = MAGIC.to_vec();
         bad.extend_from_slice(&garbage);
         bad.extend_from_slice(Md5::digest(garbage).as_slice());
-        assert_eq!(deaggregate(&bad).unwrap_err().reason, DecodeErrorReason::BadKpl);
-        assert_eq!(deaggregate(&MAGIC).unwrap_err().reason, DecodeErrorReason::BadKpl);
+        assert_eq!(
+            deaggregate(&bad).unwrap_err().reason,
+            DecodeErrorReason::BadKpl
+        );
+        assert_eq!(
+            deaggregate(&MAGIC).unwrap_err().reason,
+            DecodeErrorReason::BadKpl
+        );
     }
 }

@@ -47,7 +47,10 @@ impl Collector {
 
     /// How many errors had `reason`.
     pub fn error_count(&self, reason: DecodeErrorReason) -> usize {
-        self.errors.iter().filter(|c| c.error.reason == reason).count()
+        self.errors
+            .iter()
+            .filter(|c| c.error.reason == reason)
+            .count()
     }
 }
 
@@ -61,7 +64,12 @@ impl DecodeSink for Collector {
             kind: event.kind,
             time_ms: event.time_ms,
             text: Cow::Owned(event.text.to_string()),
-            fields: event.fields.iter().cloned().map(FieldValue::into_owned).collect(),
+            fields: event
+                .fields
+                .iter()
+                .cloned()
+                .map(FieldValue::into_owned)
+                .collect(),
             id: owned(&event.id),
             account: owned(&event.account),
             region: owned(&event.region),
