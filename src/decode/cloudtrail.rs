@@ -1,0 +1,277 @@
+//! One CloudTrail record (a JSON object) to one [`Event`].
+//!
+//! Contract: the planned CloudTrail paths, plus `eventTime`, `eventID`,
+//! `recipientAccountId`, `userIdentity.accountId` and `awsRegion`, are read
+//! in one pass by the [`json`](super::json) extractor. The event's `text` is
+//! the record's raw JSON; `time_ms` is `eventTime` (RFC 3339). A missing
+//! `eventTime` is `missing_event_time`, a string that does not parse is
+//! `bad_event_time`, a non-string is `wrong_type`. `account` is
+//! `recipientAccountId`, falling back to `userIdentity.accountId`, then to
+//! the CloudWatch Logs owner.
+
+use std::borrow::Cow;
+
+use chrono::DateTime;
+
+use crate::decode::json::{self, Extracted, PathTrie, Target};
+use crate::decode::{missing_fields, DecodeError, DecodeErrorReason, Envelope, EnvelopeSlots};
+use crate::event::{Event, EventKind, FieldValue};
+use crate::fields::{FieldPath, FieldPlan, Slot};
+
+const EVENT_TIME: u8 = 0;
+const EVENT_ID: u8 = 1;
+const RECIPIENT_ACCOUNT: u8 = 2;
+const IDENTITY_ACCOUNT: u8 = 3;
+const REGION: u8 = 4;
+
+/// Decodes CloudTrail records for one field plan.
+#[derive(Clone, Debug)]
+pub struct CloudTrailDecoder {
+    trie: PathTrie,
+    plan_len: usize,
+    envelope: EnvelopeSlots,
+}
+
+impl CloudTrailDecoder {
+    /// Builds the extraction trie for `plan`.
+    pub fn new(plan: &FieldPlan) -> Self {
+        let mut trie = PathTrie::default();
+        for (index, path) in plan.paths().iter().enumerate() {
+            if path.is_envelope() {
+                continue;
+            }
+            if let Ok(slot) = Slot::try_from(index) {
+                trie.insert(path, Target::Slot(slot));
+            }
+        }
+        for (path, special) in [
+            ("eventTime", EVENT_TIME),
+            ("eventID", EVENT_ID),
+            ("recipientAccountId", RECIPIENT_ACCOUNT),
+            ("userIdentity.accountId", IDENTITY_ACCOUNT),
+            ("awsRegion", REGION),
+        ] {
+            if let Ok(path) = FieldPath::parse(path) {
+                trie.insert(&path, Target::Special(special));
+            }
+        }
+        CloudTrailDecoder {
+            trie,
+            plan_len: plan.len(),
+            envelope: EnvelopeSlots::from_plan(plan),
+        }
+    }
+
+    /// Decodes one record whose JSON text is `text` and hands the event to
+    /// `emit`.
+    pub fn decode<'a>(
+        &self,
+        text: &'a str,
+        envelope: &Envelope<'a>,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) -> Result<(), DecodeError> {
+        let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+        let mut fields = missing_fields(self.plan_len);
+        let mut extracted = Extracted {
+            fields: &mut fields,
+            specials: Default::default(),
+        };
+        json::extract(&self.trie, text, &mut extracted)?;
+        let [time, id, recipient, identity_account, region, _] = extracted.specials;
+        let time_ms = match &time {
+            FieldValue::Str(s) => parse_rfc3339_ms(s).ok_or_else(|| {
+                DecodeError::new(
+                    DecodeErrorReason::BadEventTime,
+                    format!("unparseable eventTime {s:?}"),
+                )
+            })?,
+            FieldValue::Missing => {
+                return Err(DecodeError::new(
+                    DecodeErrorReason::MissingEventTime,
+                    "no eventTime",
+                ));
+            }
+            other => {
+                return Err(DecodeError::new(
+                    DecodeErrorReason::WrongType,
+                    format!("eventTime is not a string: {other:?}"),
+                ));
+            }
+        };
+        self.envelope.fill(&mut fields, envelope, text);
+        let account = into_str(recipient)
+            .or_else(|| into_str(identity_account))
+            .or(envelope.owner.map(Cow::Borrowed));
+        let event = Event {
+            kind: EventKind::CloudTrail,
+            time_ms,
+            text: Cow::Borrowed(text),
+            fields,
+            id: into_str(id),
+            account,
+            region: into_str(region),
+        };
+        emit(&event);
+        Ok(())
+    }
+}
+
+fn into_str(value: FieldValue<'_>) -> Option<Cow<'_, str>> {
+    match value {
+        FieldValue::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Parses an RFC 3339 timestamp (`2024-03-01T12:00:05Z`, with or without
+/// fractional seconds, any offset) to epoch milliseconds.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    if let Some(ms) = parse_utc_fast(text.as_bytes()) {
+        return Some(ms);
+    }
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Fast path for the CloudTrail shape `YYYY-MM-DDTHH:MM:SSZ`.
+fn parse_utc_fast(b: &[u8]) -> Option<i64> {
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let mut value = 0i64;
+        for &c in b.get(range)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + i64::from(c - b'0');
+        }
+        Some(value)
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant).
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoder(paths: &[&str]) -> CloudTrailDecoder {
+        let mut plan = FieldPlan::new(EventKind::CloudTrail);
+        for p in paths {
+            plan.slot_for(&FieldPath::parse(p).unwrap());
+        }
+        CloudTrailDecoder::new(&plan)
+    }
+
+    fn decode_one(d: &CloudTrailDecoder, text: &str) -> Result<Event<'static>, DecodeError> {
+        let mut got = None;
+        d.decode(text, &Envelope::default(), &mut |e| {
+            got = Some(Event {
+                kind: e.kind,
+                time_ms: e.time_ms,
+                text: Cow::Owned(e.text.to_string()),
+                fields: e
+                    .fields
+                    .iter()
+                    .cloned()
+                    .map(FieldValue::into_owned)
+                    .collect(),
+                id: e.id.as_ref().map(|s| Cow::Owned(s.to_string())),
+                account: e.account.as_ref().map(|s| Cow::Owned(s.to_string())),
+                region: e.region.as_ref().map(|s| Cow::Owned(s.to_string())),
+            })
+        })?;
+        Ok(got.unwrap())
+    }
+
+    #[test]
+    fn decodes_a_record() {
+        let d = decoder(&["eventName", "userIdentity.arn", "eventTime", "@log_stream"]);
+        let text = r#"{"eventVersion":"1.08","userIdentity":{"arn":"arn:aws:iam::1:user/a","accountId":"111"},
+            "eventTime":"2024-03-01T12:00:05Z","eventName":"ConsoleLogin","awsRegion":"us-east-1","eventID":"e1"}"#;
+        let e = decode_one(&d, text).unwrap();
+        assert_eq!(e.time_ms, 1_709_294_405_000);
+        assert_eq!(e.fields.len(), 4);
+        assert_eq!(e.fields[0], FieldValue::Str("ConsoleLogin".into()));
+        assert_eq!(e.fields[1], FieldValue::Str("arn:aws:iam::1:user/a".into()));
+        assert_eq!(e.fields[2], FieldValue::Str("2024-03-01T12:00:05Z".into()));
+        assert_eq!(e.fields[3], FieldValue::Missing);
+        assert_eq!(e.id.as_deref(), Some("e1"));
+        assert_eq!(e.account.as_deref(), Some("111"));
+        assert_eq!(e.region.as_deref(), Some("us-east-1"));
+    }
+
+    #[test]
+    fn event_time_errors() {
+        let d = decoder(&[]);
+        let reason = |t: &str| decode_one(&d, t).unwrap_err().reason;
+        assert_eq!(
+            reason(r#"{"eventName":"x"}"#),
+            DecodeErrorReason::MissingEventTime
+        );
+        assert_eq!(
+            reason(r#"{"eventTime":"yesterday"}"#),
+            DecodeErrorReason::BadEventTime
+        );
+        assert_eq!(reason(r#"{"eventTime":5}"#), DecodeErrorReason::WrongType);
+        assert_eq!(
+            reason(r#"{"eventTime":"2024-02-30T00:00:00Z"}"#),
+            DecodeErrorReason::BadEventTime
+        );
+        let e = decode_one(&d, r#"{"eventTime":"2024-03-01T12:00:05.250Z"}"#).unwrap();
+        assert_eq!(e.time_ms, 1_709_294_405_250);
+    }
+
+    #[test]
+    fn fast_time_path_agrees_with_chrono() {
+        for t in [
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T23:59:59Z",
+            "2024-12-31T01:02:03Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            let slow = DateTime::parse_from_rfc3339(t).unwrap().timestamp_millis();
+            assert_eq!(parse_utc_fast(t.as_bytes()), Some(slow), "{t}");
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! Envelope auto-detection: which decoder reads a record.
+//!
+//! Rules, applied per record (and again to every payload an envelope
+//! unwraps, at most [`MAX_NESTING`] levels deep, else `too_deep`):
+//!
+//! 1. gzip magic `1f 8b`: decompress (capped) and detect again.
+//! 2. KPL magic `F3 89 9A C2`: deaggregate; detect each inner record.
+//! 3. Not UTF-8: `invalid_utf8`. Only whitespace: `empty_record`.
+//! 4. Leading `[`: a JSON array of CloudTrail records, each decoded (and
+//!    dead-lettered) on its own.
+//! 5. Leading `{`: the top-level keys are scanned until a decisive one:
+//!    `Records` is an S3 log file; `messageType` / `logEvents` a CloudWatch
+//!    Logs envelope; `awslogs` the Lambda base64 wrapper; `detail-type` /
+//!    `detail` an EventBridge event; `eventVersion`, `eventTime`,
+//!    `eventName`, `eventSource`, `eventID`, `userIdentity`,
+//!    `recipientAccountId` or `awsRegion` a single CloudTrail record. No
+//!    decisive key: `unknown_format`.
+//! 6. Otherwise text, one event per line (`\n`, `\r` stripped, blank lines
+//!    skipped): a flow header line (only known flow field names) sets the
+//!    stream's flow format and emits nothing; a line with a syslog or
+//!    RFC 3339 stamp is a host log; a line with as many fields as the flow
+//!    format, or starting `2 `, is a flow record; anything else is a host
+//!    log when it came with a CloudWatch Logs timestamp, else
+//!    `unknown_format`. A CloudWatch Logs message starting with `{` is a
+//!    CloudTrail record.
+//!
+//! A forced [`DecoderKind`] skips steps 4 to 6 (gzip is still unwrapped).
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer as _};
+use serde_json::value::RawValue;
+
+use crate::decode::cloudwatch::{self, CONTROL_MESSAGE, DATA_MESSAGE};
+use crate::decode::flow::FlowFormat;
+use crate::decode::json::classify;
+use crate::decode::{gzip, hostlog, kpl};
+use crate::decode::{DecodeError, DecodeErrorReason, DecodeSink, Decoder, DecoderKind, Envelope};
+
+/// How many envelopes may wrap one another (gzip in KPL in gzip...).
+pub const MAX_NESTING: u8 = 6;
+
+/// EventBridge detail-types that carry a CloudTrail record.
+pub const CLOUDTRAIL_DETAIL_TYPES: [&str; 5] = [
+    "AWS API Call via CloudTrail",
+    "AWS Console Sign In via CloudTrail",
+    "AWS Service Event via CloudTrail",
+    "AWS Console Action via CloudTrail",
+    "AWS Insight via CloudTrail",
+];
+
+/// The shape of a JSON object record, from its top-level keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    S3File,
+    CloudWatchLogs,
+    AwsLogs,
+    EventBridge,
+    CloudTrail,
+}
+
+fn shape_of_key(key: &str) -> Option<Shape> {
+    match key {
+        "Records" => Some(Shape::S3File),
+        "messageType" | "logEvents" => Some(Shape::CloudWatchLogs),
+        "awslogs" => Some(Shape::AwsLogs),
+        "detail-type" | "detail" => Some(Shape::EventBridge),
+        "eventVersion" | "eventTime" | "eventName" | "eventSource" | "eventID" | "userIdentity"
+        | "recipientAccountId" | "awsRegion" => Some(Shape::CloudTrail),
+        _ => None,
+    }
+}
+
+/// Scans the top-level keys of a JSON object until a decisive one.
+/// `Ok(None)`: a well-formed object with no decisive key.
+pub fn sniff(text: &str) -> Result<Option<Shape>, DecodeError> {
+    let mut found = None;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let result = deserializer.deserialize_map(SniffVisitor { found: &mut found });
+    if found.is_some() {
+        return Ok(found);
+    }
+    result.map_err(classify)?;
+    deserializer.end().map_err(classify)?;
+    Ok(None)
+}
+
+struct SniffVisitor<'s> {
+    found: &'s mut Option<Shape>,
+}
+
+impl<'de> Visitor<'de> for SniffVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(shape) = map.next_key_seed(ShapeKey)? {
+            if let Some(shape) = shape {
+                *self.found = Some(shape);
+                // Stop reading: the caller decodes the record properly.
+                return Err(de::Error::custom("shape found"));
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+struct ShapeKey;
+
+impl<'de> DeserializeSeed<'de> for ShapeKey {
+    type Value = Option<Shape>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<Shape>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ShapeKey {
+    type Value = Option<Shape>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<Shape>, E> {
+        Ok(shape_of_key(key))
+    }
+}
+
+/// Feeds each element of a JSON array to a callback, as raw JSON text.
+struct Elements<'f, 'de> {
+    each: &'f mut dyn FnMut(&'de str),
+}
+
+impl<'de> DeserializeSeed<'de> for Elements<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Elements<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of CloudTrail records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            (self.each)(raw.get());
+        }
+        Ok(())
+    }
+}
+
+/// Feeds each element of the top-level `Records` array to a callback.
+struct RecordsFile<'f, 'de> {
+    each: &'f mut dyn FnMut(&'de str),
+}
+
+impl<'de> Visitor<'de> for RecordsFile<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an S3 CloudTrail log file")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<&'de str>()? {
+            if key == "Records" {
+                map.next_value_seed(Elements {
+                    each: &mut *self.each,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct EventBridgeEvent<'a> {
+    #[serde(rename = "detail-type", borrow)]
+    detail_type: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    detail: &'a RawValue,
+}
+
+fn error(
+    out: &mut dyn DecodeSink,
+    reason: DecodeErrorReason,
+    detail: impl Into<String>,
+    original: &[u8],
+) {
+    out.error(DecodeError::new(reason, detail), original);
+}
+
+impl Decoder {
+    /// Decodes `bytes` as `kind` (or detects it), `depth` envelopes deep.
+    pub(crate) fn dispatch(
+        &mut self,
+        bytes: &[u8],
+        kind: DecoderKind,
+        depth: u8,
+        envelope: &Envelope<'_>,
+        out: &mut dyn DecodeSink,
+    ) {
+        if depth > MAX_NESTING {
+            error(
+                out,
+                DecodeErrorReason::TooDeep,
+                "envelopes nested too deep",
+                bytes,
+            );
+            return;
+        }
+        if gzip::is_gzip(bytes) {
+            match gzip::gunzip(bytes, self.config.max_decompressed_bytes) {
+                Ok(inflated) => self.dispatch(&inflated, kind, depth + 1, envelope, out),
+                Err(e) => out.error(e, bytes),
+            }
+            return;
+        }
+        if matches!(kind, DecoderKind::Auto | DecoderKind::Kpl) && kpl::is_kpl(bytes) {
+            match kpl::deaggregate(bytes) {
+                Ok(aggregate) => {
+                    for record in &aggregate.records {
+                        self.dispatch(&record.data, DecoderKind::Auto, depth + 1, envelope, out);
+                    }
+                }
+                Err(e) => out.error(e, bytes),
+            }
+            return;
+        }
+        if kind == DecoderKind::Kpl {
+            error(out, DecodeErrorReason::BadKpl, "missing KPL magic", bytes);
+            return;
+        }
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                error(out, DecodeErrorReason::InvalidUtf8, e.to_string(), bytes);
+                return;
+            }
+        };
+        let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+        if text.is_empty() {
+            error(out, DecodeErrorReason::EmptyRecord, "empty record", bytes);
+            return;
+        }
+        match kind {
+            DecoderKind::Auto => self.detect_text(text, depth, envelope, out),
+            DecoderKind::CloudTrail => self.decode_cloudtrail_container(text, out),
+            DecoderKind::CloudWatchLogs => match sniff(text) {
+                Ok(Some(Shape::AwsLogs)) => {
+                    self.decode_awslogs(text, DecoderKind::CloudWatchLogs, depth, out)
+                }
+                _ => self.decode_logs(text, out),
+            },
+            DecoderKind::EventBridge => self.decode_eventbridge(text, out),
+            DecoderKind::VpcFlow | DecoderKind::HostLog => {
+                for_each_line(text, |line| {
+                    self.decode_forced_line(line, kind, envelope, out)
+                });
+            }
+            DecoderKind::Kpl => {}
+        }
+    }
+
+    fn detect_text(
+        &mut self,
+        text: &str,
+        depth: u8,
+        envelope: &Envelope<'_>,
+        out: &mut dyn DecodeSink,
+    ) {
+        if text.starts_with('[') {
+            self.decode_cloudtrail_array(text, out);
+            return;
+        }
+        if !text.starts_with('{') {
+            for_each_line(text, |line| self.decode_line(line, envelope, out));
+            return;
+        }
+        match sniff(text) {
+            Ok(Some(Shape::S3File)) => self.decode_s3_file(text, out),
+            Ok(Some(Shape::CloudWatchLogs)) => self.decode_logs(text, out),
+            Ok(Some(Shape::AwsLogs)) => self.decode_awslogs(text, DecoderKind::Auto, depth, out),
+            Ok(Some(Shape::EventBridge)) => self.decode_eventbridge(text, out),
+            Ok(Some(Shape::CloudTrail)) => self.decode_cloudtrail(text, envelope, out),
+            Ok(None) => error(
+                out,
+                DecodeErrorReason::UnknownFormat,
+                "JSON object of no known format",
+                text.as_bytes(),
+            ),
+            Err(e) => out.error(e, text.as_bytes()),
+        }
+    }
+
+    fn decode_cloudtrail(&self, text: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
+        if let Err(e) = self
+            .cloudtrail
+            .decode(text, envelope, &mut |event| out.event(event))
+        {
+            out.error(e, text.as_bytes());
+        }
+    }
+
+    fn decode_cloudtrail_container(&self, text: &str, out: &mut dyn DecodeSink) {
+        if text.starts_with('[') {
+            self.decode_cloudtrail_array(text, out);
+        } else if matches!(sniff(text), Ok(Some(Shape::S3File))) {
+            self.decode_s3_file(text, out);
+        } else {
+            self.decode_cloudtrail(text, &Envelope::default(), out);
+        }
+    }
+
+    fn decode_cloudtrail_array(&self, text: &str, out: &mut dyn DecodeSink) {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let result = {
+            let mut each =
+                |element: &str| self.decode_cloudtrail(element, &Envelope::default(), out);
+            Elements { each: &mut each }.deserialize(&mut deserializer)
+        };
+        if let Err(e) = result.and_then(|()| deserializer.end()) {
+            out.error(classify(e), text.as_bytes());
+        }
+    }
+
+    fn decode_s3_file(&self, text: &str, out: &mut dyn DecodeSink) {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let result = {
+            let mut each =
+                |element: &str| self.decode_cloudtrail(element, &Envelope::default(), out);
+            (&mut deserializer).deserialize_map(RecordsFile { each: &mut each })
+        };
+        if let Err(e) = result.and_then(|()| deserializer.end()) {
+            out.error(classify(e), text.as_bytes());
+        }
+    }
+
+    fn decode_eventbridge(&self, text: &str, out: &mut dyn DecodeSink) {
+        let event: EventBridgeEvent<'_> = match serde_json::from_str(text) {
+            Ok(event) => event,
+            Err(e) => {
+                out.error(classify(e), text.as_bytes());
+                return;
+            }
+        };
+        if !CLOUDTRAIL_DETAIL_TYPES.contains(&event.detail_type.as_ref()) {
+            let detail = format!(
+                "EventBridge detail-type {:?} carries no CloudTrail record",
+                event.detail_type
+            );
+            error(
+                out,
+                DecodeErrorReason::UnknownFormat,
+                detail,
+                text.as_bytes(),
+            );
+            return;
+        }
+        self.decode_cloudtrail(event.detail.get(), &Envelope::default(), out);
+    }
+
+    fn decode_awslogs(
+        &mut self,
+        text: &str,
+        kind: DecoderKind,
+        depth: u8,
+        out: &mut dyn DecodeSink,
+    ) {
+        match cloudwatch::parse_awslogs(text) {
+            Ok(payload) => self.dispatch(&payload, kind, depth + 1, &Envelope::default(), out),
+            Err(e) => out.error(e, text.as_bytes()),
+        }
+    }
+
+    fn decode_logs(&mut self, text: &str, out: &mut dyn DecodeSink) {
+        let logs = match cloudwatch::parse_envelope(text) {
+            Ok(logs) => logs,
+            Err(e) => {
+                out.error(e, text.as_bytes());
+                return;
+            }
+        };
+        match logs.message_type.as_ref() {
+            CONTROL_MESSAGE => {
+                out.control_message();
+                return;
+            }
+            DATA_MESSAGE => {}
+            other => {
+                let detail = format!("unknown CloudWatch Logs messageType {other:?}");
+                error(
+                    out,
+                    DecodeErrorReason::BadCloudWatchLogs,
+                    detail,
+                    text.as_bytes(),
+                );
+                return;
+            }
+        }
+        for log_event in &logs.log_events {
+            let envelope = Envelope {
+                owner: cloudwatch::text_of(&logs.owner),
+                log_group: cloudwatch::text_of(&logs.log_group),
+                log_stream: cloudwatch::text_of(&logs.log_stream),
+                event_id: cloudwatch::text_of(&log_event.id),
+                timestamp_ms: log_event.timestamp,
+            };
+            let Some(message) = cloudwatch::text_of(&log_event.message) else {
+                let detail = format!("log event {:?} has no message", envelope.event_id);
+                error(
+                    out,
+                    DecodeErrorReason::BadCloudWatchLogs,
+                    detail,
+                    text.as_bytes(),
+                );
+                continue;
+            };
+            let message = message.trim_matches(|c: char| c.is_ascii_whitespace());
+            if message.is_empty() {
+                error(
+                    out,
+                    DecodeErrorReason::EmptyRecord,
+                    "empty log event message",
+                    message.as_bytes(),
+                );
+            } else if message.starts_with('{') {
+                self.decode_cloudtrail(message, &envelope, out);
+            } else {
+                self.decode_line(message, &envelope, out);
+            }
+        }
+    }
+
+    /// One text line, auto-detected (see the module docs, rule 6).
+    fn decode_line(&mut self, line: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
+        if let Some(format) = FlowFormat::from_header_line(line) {
+            self.flow.set_format(format);
+            return;
+        }
+        if hostlog::has_timestamp_prefix(line) {
+            self.decode_host(line, envelope, out);
+            return;
+        }
+        let field_count = line.split(' ').filter(|t| !t.is_empty()).count();
+        if field_count == self.flow.field_count() || line.starts_with("2 ") {
+            self.decode_flow(line, envelope, out);
+        } else if envelope.timestamp_ms.is_some() {
+            self.decode_host(line, envelope, out);
+        } else {
+            error(
+                out,
+                DecodeErrorReason::UnknownFormat,
+                "line is neither a flow record nor a host log",
+                line.as_bytes(),
+            );
+        }
+    }
+
+    fn decode_forced_line(
+        &mut self,
+        line: &str,
+        kind: DecoderKind,
+        envelope: &Envelope<'_>,
+        out: &mut dyn DecodeSink,
+    ) {
+        if kind == DecoderKind::HostLog {
+            self.decode_host(line, envelope, out);
+        } else if let Some(format) = FlowFormat::from_header_line(line) {
+            self.flow.set_format(format);
+        } else {
+            self.decode_flow(line, envelope, out);
+        }
+    }
+
+    fn decode_flow(&self, line: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
+        if let Err(e) = self
+            .flow
+            .decode(line, envelope, &mut |event| out.event(event))
+        {
+            out.error(e, line.as_bytes());
+        }
+    }
+
+    fn decode_host(&self, line: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
+        if let Err(e) = self
+            .host
+            .decode(line, envelope, &mut |event| out.event(event))
+        {
+            out.error(e, line.as_bytes());
+        }
+    }
+}
+
+/// Calls `each` for every non-blank line of `text` (`\r` stripped).
+fn for_each_line<'a>(text: &'a str, mut each: impl FnMut(&'a str)) {
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if !line.trim().is_empty() {
+            each(line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_shapes() {
+        assert_eq!(sniff(r#"{"Records":[]}"#).unwrap(), Some(Shape::S3File));
+        assert_eq!(
+            sniff(r#"{"x":{"y":[1]},"messageType":"DATA_MESSAGE"}"#).unwrap(),
+            Some(Shape::CloudWatchLogs)
+        );
+        assert_eq!(
+            sniff(r#"{"version":"0","detail-type":"x"}"#).unwrap(),
+            Some(Shape::EventBridge)
+        );
+        assert_eq!(
+            sniff(r#"{"eventVersion":"1.08", broken"#).unwrap(),
+            Some(Shape::CloudTrail)
+        );
+        assert_eq!(sniff(r#"{"a":1}"#).unwrap(), None);
+        assert_eq!(
+            sniff(r#"{"a":1"#).unwrap_err().reason,
+            DecodeErrorReason::InvalidJson
+        );
+        assert_eq!(
+            sniff(r#"{"a":1} x"#).unwrap_err().reason,
+            DecodeErrorReason::InvalidJson
+        );
+    }
+}

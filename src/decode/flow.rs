@@ -1,0 +1,427 @@
+//! VPC Flow Logs: formats and records.
+//!
+//! Contract: a [`FlowFormat`] is an ordered list of known flow field names
+//! (v2 to v8, including the `ecs-*` fields), parsed from AWS's
+//! `${field} ${field}` form or a plain header line. [`FlowDecoder`] splits a
+//! record on ASCII spaces without allocating and fills the planned single
+//! names (`srcaddr`, `interface-id`, envelope `@…` names). `-` is Missing.
+//! Numeric fields become `Number` when they parse and stay `Str` otherwise,
+//! except `start`, the event time: non-numeric is `bad_flow_record`, absent
+//! (`-` or not in the format, with no CloudWatch Logs timestamp to fall back
+//! on) is `bad_event_time`. A record whose field count differs from the
+//! format is `bad_flow_record`. NODATA / SKIPDATA rows decode like any other
+//! (mostly Missing fields).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use smallvec::SmallVec;
+
+use crate::decode::{missing_fields, DecodeError, DecodeErrorReason, Envelope, EnvelopeSlots};
+use crate::event::{Event, EventKind, FieldValue};
+use crate::fields::{FieldPlan, Slot};
+
+/// The default (version 2) format.
+pub const V2_FIELDS: [&str; 14] = [
+    "version",
+    "account-id",
+    "interface-id",
+    "srcaddr",
+    "dstaddr",
+    "srcport",
+    "dstport",
+    "protocol",
+    "packets",
+    "bytes",
+    "start",
+    "end",
+    "action",
+    "log-status",
+];
+
+/// Every field name a custom format may use (v2 to v8).
+pub const KNOWN_FIELDS: &[&str] = &[
+    "version",
+    "account-id",
+    "interface-id",
+    "srcaddr",
+    "dstaddr",
+    "srcport",
+    "dstport",
+    "protocol",
+    "packets",
+    "bytes",
+    "start",
+    "end",
+    "action",
+    "log-status",
+    "vpc-id",
+    "subnet-id",
+    "instance-id",
+    "tcp-flags",
+    "type",
+    "pkt-srcaddr",
+    "pkt-dstaddr",
+    "region",
+    "az-id",
+    "sublocation-type",
+    "sublocation-id",
+    "pkt-src-aws-service",
+    "pkt-dst-aws-service",
+    "flow-direction",
+    "traffic-path",
+    "ecs-cluster-arn",
+    "ecs-cluster-name",
+    "ecs-container-instance-arn",
+    "ecs-container-instance-id",
+    "ecs-container-id",
+    "ecs-second-container-id",
+    "ecs-service-name",
+    "ecs-task-definition-arn",
+    "ecs-task-arn",
+    "ecs-task-id",
+    "reject-reason",
+];
+
+/// Fields whose values are numbers.
+const NUMERIC_FIELDS: &[&str] = &[
+    "version",
+    "srcport",
+    "dstport",
+    "protocol",
+    "packets",
+    "bytes",
+    "start",
+    "end",
+    "tcp-flags",
+    "traffic-path",
+];
+
+fn known(name: &str) -> Option<&'static str> {
+    KNOWN_FIELDS.iter().copied().find(|known| *known == name)
+}
+
+/// An ordered list of flow field names.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct FlowFormat {
+    columns: Vec<&'static str>,
+}
+
+/// A flow format string that names an unknown field or no field at all.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid flow log format: {0}")]
+pub struct FlowFormatError(pub String);
+
+impl Default for FlowFormat {
+    fn default() -> Self {
+        FlowFormat {
+            columns: V2_FIELDS.to_vec(),
+        }
+    }
+}
+
+impl TryFrom<String> for FlowFormat {
+    type Error = FlowFormatError;
+
+    fn try_from(text: String) -> Result<Self, FlowFormatError> {
+        FlowFormat::parse(&text)
+    }
+}
+
+impl fmt::Display for FlowFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, column) in self.columns.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "${{{column}}}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FlowFormat {
+    /// Parses `${version} ${srcaddr} ...` or a plain `version srcaddr ...`.
+    pub fn parse(text: &str) -> Result<Self, FlowFormatError> {
+        let mut columns = Vec::new();
+        for token in text.split_ascii_whitespace() {
+            let name = token
+                .strip_prefix("${")
+                .and_then(|t| t.strip_suffix('}'))
+                .unwrap_or(token);
+            match known(name) {
+                Some(name) => columns.push(name),
+                None => return Err(FlowFormatError(format!("unknown field {token:?}"))),
+            }
+        }
+        if columns.is_empty() {
+            return Err(FlowFormatError("no fields".to_string()));
+        }
+        Ok(FlowFormat { columns })
+    }
+
+    /// If `line` is a header line (only known field names, at least two),
+    /// its format.
+    pub fn from_header_line(line: &str) -> Option<Self> {
+        let format = FlowFormat::parse(line).ok()?;
+        (format.columns.len() >= 2).then_some(format)
+    }
+
+    /// The column names, in order.
+    pub fn columns(&self) -> &[&'static str] {
+        &self.columns
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Column {
+    numeric: bool,
+    slots: SmallVec<[Slot; 2]>,
+}
+
+/// Decodes flow records for one field plan; keeps the stream's format.
+#[derive(Clone, Debug)]
+pub struct FlowDecoder {
+    plan_names: Vec<(Slot, Box<str>)>,
+    plan_len: usize,
+    envelope: EnvelopeSlots,
+    format: FlowFormat,
+    columns: Vec<Column>,
+    start: Option<usize>,
+    account: Option<usize>,
+    region: Option<usize>,
+}
+
+impl FlowDecoder {
+    /// Builds a decoder for `plan`, starting with `format`.
+    pub fn new(plan: &FieldPlan, format: FlowFormat) -> Self {
+        let plan_names = plan
+            .paths()
+            .iter()
+            .enumerate()
+            .filter_map(|(index, path)| Some((Slot::try_from(index).ok()?, path.as_name()?.into())))
+            .collect();
+        let mut decoder = FlowDecoder {
+            plan_names,
+            plan_len: plan.len(),
+            envelope: EnvelopeSlots::from_plan(plan),
+            format: FlowFormat::default(),
+            columns: Vec::new(),
+            start: None,
+            account: None,
+            region: None,
+        };
+        decoder.set_format(format);
+        decoder
+    }
+
+    /// The format records are currently read with.
+    pub fn format(&self) -> &FlowFormat {
+        &self.format
+    }
+
+    /// Switches to `format` (a header line was seen).
+    pub fn set_format(&mut self, format: FlowFormat) {
+        let position = |name: &str| format.columns.iter().position(|c| *c == name);
+        self.start = position("start");
+        self.account = position("account-id");
+        self.region = position("region");
+        self.columns = format
+            .columns
+            .iter()
+            .map(|name| Column {
+                numeric: NUMERIC_FIELDS.contains(name),
+                slots: self
+                    .plan_names
+                    .iter()
+                    .filter(|(_, planned)| planned.as_ref() == *name)
+                    .map(|(slot, _)| *slot)
+                    .collect(),
+            })
+            .collect();
+        self.format = format;
+    }
+
+    /// Number of fields in the current format.
+    pub fn field_count(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Decodes one record line.
+    pub fn decode<'a>(
+        &self,
+        line: &'a str,
+        envelope: &Envelope<'a>,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) -> Result<(), DecodeError> {
+        let line = line.trim_matches(|c: char| c.is_ascii_whitespace());
+        let mut fields = missing_fields(self.plan_len);
+        let mut start = None;
+        let mut account = None;
+        let mut region = None;
+        let mut count = 0usize;
+        for (index, token) in line.split(' ').filter(|t| !t.is_empty()).enumerate() {
+            count = index + 1;
+            let Some(column) = self.columns.get(index) else {
+                continue;
+            };
+            if token == "-" {
+                continue;
+            }
+            if Some(index) == self.start {
+                start = Some(token);
+            } else if Some(index) == self.account {
+                account = Some(token);
+            } else if Some(index) == self.region {
+                region = Some(token);
+            }
+            if column.slots.is_empty() {
+                continue;
+            }
+            let value = match column.numeric {
+                true => match token.parse::<f64>() {
+                    Ok(number) if number.is_finite() => FieldValue::Number(number),
+                    _ => FieldValue::Str(Cow::Borrowed(token)),
+                },
+                false => FieldValue::Str(Cow::Borrowed(token)),
+            };
+            for slot in &column.slots {
+                if let Some(target) = fields.get_mut(usize::from(*slot)) {
+                    *target = value.clone();
+                }
+            }
+        }
+        if count != self.columns.len() {
+            return Err(DecodeError::new(
+                DecodeErrorReason::BadFlowRecord,
+                format!("{count} fields, format has {}", self.columns.len()),
+            ));
+        }
+        let time_ms = match (start, envelope.timestamp_ms) {
+            (Some(start), _) => match start.parse::<i64>() {
+                Ok(seconds) => seconds.saturating_mul(1000),
+                Err(_) => {
+                    return Err(DecodeError::new(
+                        DecodeErrorReason::BadFlowRecord,
+                        format!("start {start:?} is not a number"),
+                    ));
+                }
+            },
+            (None, Some(timestamp)) => timestamp,
+            (None, None) => {
+                return Err(DecodeError::new(
+                    DecodeErrorReason::BadEventTime,
+                    "flow record has no start",
+                ));
+            }
+        };
+        self.envelope.fill(&mut fields, envelope, line);
+        let event = Event {
+            kind: EventKind::VpcFlow,
+            time_ms,
+            text: Cow::Borrowed(line),
+            fields,
+            id: envelope.event_id.map(Cow::Borrowed),
+            account: account.or(envelope.owner).map(Cow::Borrowed),
+            region: region.map(Cow::Borrowed),
+        };
+        emit(&event);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::FieldPath;
+
+    fn decoder(paths: &[&str], format: FlowFormat) -> FlowDecoder {
+        let mut plan = FieldPlan::new(EventKind::VpcFlow);
+        for p in paths {
+            plan.slot_for(&FieldPath::parse(p).unwrap());
+        }
+        FlowDecoder::new(&plan, format)
+    }
+
+    fn decode(
+        d: &FlowDecoder,
+        line: &str,
+    ) -> Result<(i64, Vec<FieldValue<'static>>, Option<String>), DecodeError> {
+        let mut got = None;
+        d.decode(line, &Envelope::default(), &mut |e| {
+            got = Some((
+                e.time_ms,
+                e.fields
+                    .iter()
+                    .cloned()
+                    .map(FieldValue::into_owned)
+                    .collect(),
+                e.account.as_ref().map(|a| a.to_string()),
+            ))
+        })?;
+        Ok(got.unwrap())
+    }
+
+    #[test]
+    fn v2_record() {
+        let d = decoder(
+            &["srcaddr", "dstport", "action", "bytes", "vpc-id"],
+            FlowFormat::default(),
+        );
+        let line =
+            "2 123456789012 eni-1 10.0.0.1 10.0.0.2 443 22 6 10 -5 1709294400 1709294460 REJECT OK";
+        let (time, f, account) = decode(&d, line).unwrap();
+        assert_eq!(time, 1_709_294_400_000);
+        assert_eq!(f[0], FieldValue::Str("10.0.0.1".into()));
+        assert_eq!(f[1], FieldValue::Number(22.0));
+        assert_eq!(f[2], FieldValue::Str("REJECT".into()));
+        assert_eq!(f[3], FieldValue::Number(-5.0));
+        assert_eq!(f[4], FieldValue::Missing);
+        assert_eq!(account.as_deref(), Some("123456789012"));
+    }
+
+    #[test]
+    fn nodata_and_errors() {
+        let d = decoder(&["srcaddr", "log-status"], FlowFormat::default());
+        let (time, f, _) = decode(
+            &d,
+            "2 123 eni-1 - - - - - - - 1709294400 1709294460 - NODATA",
+        )
+        .unwrap();
+        assert_eq!(time, 1_709_294_400_000);
+        assert_eq!(f[0], FieldValue::Missing);
+        assert_eq!(f[1], FieldValue::Str("NODATA".into()));
+        let reason = |l: &str| decode(&d, l).unwrap_err().reason;
+        assert_eq!(reason("2 123 eni-1"), DecodeErrorReason::BadFlowRecord);
+        assert_eq!(
+            reason("2 1 e a b 1 2 6 1 1 soon 1 ACCEPT OK"),
+            DecodeErrorReason::BadFlowRecord
+        );
+        assert_eq!(
+            reason("2 1 e a b 1 2 6 1 1 - 1 ACCEPT OK"),
+            DecodeErrorReason::BadEventTime
+        );
+    }
+
+    #[test]
+    fn custom_formats() {
+        let format =
+            FlowFormat::parse("${srcaddr} ${start} ${region} ${tcp-flags} ${ecs-task-id}").unwrap();
+        assert_eq!(
+            format.to_string(),
+            "${srcaddr} ${start} ${region} ${tcp-flags} ${ecs-task-id}"
+        );
+        let d = decoder(&["tcp-flags", "srcaddr"], format);
+        let (time, f, _) = decode(&d, "10.1.1.1 100 eu-west-1 2 -").unwrap();
+        assert_eq!(time, 100_000);
+        assert_eq!(
+            f,
+            vec![FieldValue::Number(2.0), FieldValue::Str("10.1.1.1".into())]
+        );
+        assert!(FlowFormat::parse("${nope}").is_err());
+        assert!(FlowFormat::from_header_line("version account-id interface-id").is_some());
+        assert!(FlowFormat::from_header_line("Mar 1 host").is_none());
+    }
+}

@@ -1,0 +1,183 @@
+//! Splitting a file or stdin buffer into records.
+//!
+//! Contract: [`frame`] looks at `buf` and reports each complete record it
+//! holds, returning how many bytes it consumed; the caller keeps the rest,
+//! appends more input and calls again (`at_eof` once no more will come).
+//!
+//! - If the first non-whitespace byte is `{` or `[`, the buffer holds
+//!   concatenated JSON values (JSON lines, pretty-printed objects, an S3
+//!   `{"Records":[...]}` file): each value is one record. A syntax error
+//!   yields [`Frame::Invalid`] for the bytes up to the next newline and
+//!   framing resumes after it; an unfinished value at the end waits for more
+//!   input, or at EOF is reported invalid whole. A line that does not start
+//!   a JSON value is invalid too.
+//! - Otherwise each line (`\n`, `\r` stripped) is a record; blank lines are
+//!   skipped; an unterminated last line waits for more input unless at EOF.
+
+use serde::de::IgnoredAny;
+
+use crate::decode::DecodeErrorReason;
+
+/// One framed record, borrowing from the buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A complete record.
+    Record(&'a [u8]),
+    /// Bytes that cannot form a record.
+    Invalid {
+        bytes: &'a [u8],
+        reason: DecodeErrorReason,
+        detail: String,
+    },
+}
+
+/// Frames `buf`; returns the number of bytes consumed.
+pub fn frame(buf: &[u8], at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usize {
+    let first = buf.iter().position(|b| !b.is_ascii_whitespace());
+    match first.map(|at| buf[at]) {
+        Some(b'{' | b'[') => frame_json(buf, at_eof, out),
+        Some(_) => frame_lines(buf, at_eof, out),
+        None => buf.len(),
+    }
+}
+
+fn frame_json(buf: &[u8], at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usize {
+    let mut pos = 0usize;
+    loop {
+        while pos < buf.len() && buf[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        if pos >= buf.len() {
+            return buf.len();
+        }
+        let rest = &buf[pos..];
+        if !matches!(rest[0], b'{' | b'[') {
+            let end = line_end(rest);
+            if end == rest.len() && !at_eof && !rest.ends_with(b"\n") {
+                // Report the fragment only once its line is complete.
+                return pos;
+            }
+            out(Frame::Invalid {
+                bytes: trim_line(&rest[..end]),
+                reason: DecodeErrorReason::InvalidJson,
+                detail: "expected a JSON object or array".to_string(),
+            });
+            pos += end;
+            continue;
+        }
+        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<IgnoredAny>();
+        match values.next() {
+            Some(Ok(_)) => {
+                let end = values.byte_offset();
+                out(Frame::Record(&rest[..end]));
+                pos += end;
+            }
+            Some(Err(e)) if e.is_eof() && !at_eof => return pos,
+            Some(Err(e)) if e.is_eof() => {
+                out(Frame::Invalid {
+                    bytes: rest,
+                    reason: DecodeErrorReason::InvalidJson,
+                    detail: e.to_string(),
+                });
+                return buf.len();
+            }
+            Some(Err(e)) => {
+                let end = line_end(rest);
+                if end == rest.len() && !at_eof {
+                    return pos;
+                }
+                let reason = if e.to_string().contains("recursion limit exceeded") {
+                    DecodeErrorReason::TooDeep
+                } else {
+                    DecodeErrorReason::InvalidJson
+                };
+                out(Frame::Invalid {
+                    bytes: trim_line(&rest[..end]),
+                    reason,
+                    detail: e.to_string(),
+                });
+                pos += end;
+            }
+            None => return buf.len(),
+        }
+    }
+}
+
+fn frame_lines(buf: &[u8], at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usize {
+    let mut pos = 0usize;
+    while pos < buf.len() {
+        let rest = &buf[pos..];
+        let (line, consumed) = match memchr::memchr(b'\n', rest) {
+            Some(newline) => (&rest[..newline], newline + 1),
+            None if at_eof => (rest, rest.len()),
+            None => return pos,
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().any(|b| !b.is_ascii_whitespace()) {
+            out(Frame::Record(line));
+        }
+        pos += consumed;
+    }
+    pos
+}
+
+/// Length of the first line of `bytes`, including its `\n`.
+fn line_end(bytes: &[u8]) -> usize {
+    memchr::memchr(b'\n', bytes).map_or(bytes.len(), |newline| newline + 1)
+}
+
+fn trim_line(bytes: &[u8]) -> &[u8] {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    bytes.strip_suffix(b"\r").unwrap_or(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(buf: &[u8], at_eof: bool) -> (Vec<String>, usize) {
+        let mut frames = Vec::new();
+        let consumed = frame(buf, at_eof, &mut |f| {
+            frames.push(match f {
+                Frame::Record(r) => format!("R:{}", String::from_utf8_lossy(r)),
+                Frame::Invalid { bytes, reason, .. } => {
+                    format!("I:{}:{}", reason.as_str(), String::from_utf8_lossy(bytes))
+                }
+            })
+        });
+        (frames, consumed)
+    }
+
+    #[test]
+    fn json_values_and_resync() {
+        let buf = b"{\"a\":1}\n{\n  \"b\": [1,\n 2]\n}\n{bad json}\n{\"c\":3}\n";
+        let (frames, consumed) = collect(buf, true);
+        assert_eq!(consumed, buf.len());
+        assert_eq!(frames[0], "R:{\"a\":1}");
+        assert_eq!(frames[1], "R:{\n  \"b\": [1,\n 2]\n}");
+        assert_eq!(frames[2], "I:invalid_json:{bad json}");
+        assert_eq!(frames[3], "R:{\"c\":3}");
+    }
+
+    #[test]
+    fn partial_json_waits_for_more() {
+        let buf = b"{\"a\":1}\n{\"b\":";
+        let (frames, consumed) = collect(buf, false);
+        assert_eq!(frames, vec!["R:{\"a\":1}".to_string()]);
+        assert_eq!(consumed, 8);
+        let (frames, consumed) = collect(&buf[8..], true);
+        assert_eq!(frames, vec!["I:invalid_json:{\"b\":".to_string()]);
+        assert_eq!(consumed, buf.len() - 8);
+    }
+
+    #[test]
+    fn lines() {
+        let buf = b"a b c\r\n\n  \nd e\nf";
+        let (frames, consumed) = collect(buf, false);
+        assert_eq!(frames, vec!["R:a b c".to_string(), "R:d e".to_string()]);
+        assert_eq!(consumed, 15);
+        let (frames, consumed) = collect(buf, true);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(consumed, buf.len());
+    }
+}

@@ -1,0 +1,429 @@
+//! Behaviour tests for every input format the decoders accept, and for the
+//! malformed inputs they must dead-letter without stopping.
+
+use std::io::{Read, Write};
+
+use base64::Engine;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use proptest::prelude::*;
+use trailwatch::decode::framing::{frame, Frame};
+use trailwatch::decode::testing::Collector;
+use trailwatch::decode::{
+    kpl, DecodeConfig, DecodeErrorReason as R, Decoder, DecoderKind, FlowFormat,
+};
+use trailwatch::event::{EventKind, FieldValue};
+use trailwatch::fields::{FieldPath, FieldPlans};
+
+fn plans() -> FieldPlans {
+    let mut plans = FieldPlans::default();
+    for p in [
+        "eventName",
+        "userIdentity.arn",
+        "responseElements.ConsoleLogin",
+        "@log_group",
+    ] {
+        plans.cloudtrail.slot_for(&FieldPath::parse(p).unwrap());
+    }
+    for p in ["srcaddr", "dstport", "action", "log-status", "@log_stream"] {
+        plans.vpcflow.slot_for(&FieldPath::parse(p).unwrap());
+    }
+    for p in ["user", "src_ip", "program", "@log_stream"] {
+        plans.hostlog.slot_for(&FieldPath::parse(p).unwrap());
+    }
+    plans
+}
+
+fn decode_with(config: DecodeConfig, records: &[&[u8]]) -> Collector {
+    let mut decoder = Decoder::new(config, &plans());
+    let mut out = Collector::new();
+    for record in records {
+        decoder.decode(record, &mut out);
+    }
+    out
+}
+
+fn decode(records: &[&[u8]]) -> Collector {
+    decode_with(DecodeConfig::default(), records)
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn ct(name: &str, id: &str) -> String {
+    format!(
+        r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/alice","accountId":"111122223333"}},"eventTime":"2024-03-01T12:00:05Z","eventSource":"signin.amazonaws.com","eventName":"{name}","awsRegion":"us-east-1","responseElements":{{"ConsoleLogin":"Failure"}},"eventID":"{id}","recipientAccountId":"111122223333"}}"#
+    )
+}
+
+fn str_field(value: &FieldValue<'_>) -> Option<String> {
+    match value {
+        FieldValue::Str(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+const FLOW: &str = "2 123456789012 eni-0a1b 10.0.0.1 203.0.113.9 50000 22 6 10 840 1709294400 1709294460 REJECT OK";
+const SU: &str = "Mar  1 12:00:01 ip-10-0-0-5 su: pam_unix(su:auth): authentication failure; logname=ec2-user uid=1000 euid=0 tty=pts/0 ruser=ec2-user rhost=  user=dbdev";
+const SSHD: &str = "Mar  1 12:00:02 ip-10-0-0-5 sshd[1234]: Failed password for invalid user admin from 203.0.113.9 port 50000 ssh2";
+
+#[test]
+fn single_cloudtrail_record() {
+    let out = decode(&[ct("ConsoleLogin", "e1").as_bytes()]);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let event = &out.events[0];
+    assert_eq!(event.kind, EventKind::CloudTrail);
+    assert_eq!(event.time_ms, 1_709_294_405_000);
+    assert_eq!(event.fields.len(), 4);
+    assert_eq!(str_field(&event.fields[0]).as_deref(), Some("ConsoleLogin"));
+    assert_eq!(str_field(&event.fields[2]).as_deref(), Some("Failure"));
+    assert_eq!(event.fields[3], FieldValue::Missing);
+    assert_eq!(event.id.as_deref(), Some("e1"));
+    assert_eq!(event.account.as_deref(), Some("111122223333"));
+    assert_eq!(event.region.as_deref(), Some("us-east-1"));
+    assert_eq!(event.text, ct("ConsoleLogin", "e1"));
+}
+
+fn s3_file(elements: &[String]) -> String {
+    format!(r#"{{"Records":[{}]}}"#, elements.join(","))
+}
+
+#[test]
+fn s3_file_plain_gzip_and_bad_elements() {
+    let good = s3_file(&[ct("A", "1"), ct("B", "2")]);
+    let out = decode(&[good.as_bytes(), &gz(good.as_bytes())]);
+    assert_eq!(out.events.len(), 4);
+    assert!(out.errors.is_empty());
+
+    let bad_elements = s3_file(&[
+        ct("A", "1"),
+        r#"{"eventVersion":"1.08","eventName":"NoTime"}"#.to_string(),
+        r#"{"eventTime":"not a time"}"#.to_string(),
+        r#"{"eventTime":5}"#.to_string(),
+        r#"{"eventTime":"2024-03-01T12:00:05Z","eventName":{"x":[1]}}"#.to_string(),
+        "42".to_string(),
+        ct("B", "2"),
+    ]);
+    let out = decode(&[bad_elements.as_bytes()]);
+    assert_eq!(out.events.len(), 3);
+    assert_eq!(out.events[1].fields[0], FieldValue::Object);
+    assert_eq!(
+        out.reasons(),
+        vec![
+            R::MissingEventTime,
+            R::BadEventTime,
+            R::WrongType,
+            R::WrongType
+        ]
+    );
+    assert_eq!(
+        out.errors[0].original,
+        br#"{"eventVersion":"1.08","eventName":"NoTime"}"#
+    );
+    assert_eq!(out.errors[3].original, b"42");
+}
+
+#[test]
+fn json_array_and_json_lines_via_framing() {
+    let array = format!("[{},{}]", ct("A", "1"), ct("B", "2"));
+    assert_eq!(decode(&[array.as_bytes()]).events.len(), 2);
+
+    let lines = format!("{}\n{{broken\n{}\n", ct("A", "1"), ct("B", "2"));
+    let mut decoder = Decoder::new(DecodeConfig::default(), &plans());
+    let mut out = Collector::new();
+    let consumed = frame(lines.as_bytes(), true, &mut |f| match f {
+        Frame::Record(bytes) => decoder.decode(bytes, &mut out),
+        Frame::Invalid { reason, .. } => assert_eq!(reason, R::InvalidJson),
+    });
+    assert_eq!(consumed, lines.len());
+    assert_eq!(out.events.len(), 2);
+}
+
+#[test]
+fn eventbridge_detail_types() {
+    let wrap = |detail_type: &str, detail: &str| {
+        format!(
+            r#"{{"version":"0","id":"x","detail-type":"{detail_type}","source":"aws.signin","account":"1","time":"2024-03-01T12:00:05Z","region":"us-east-1","resources":[],"detail":{detail}}}"#
+        )
+    };
+    let api = wrap("AWS API Call via CloudTrail", &ct("CreateUser", "1"));
+    let signin = wrap(
+        "AWS Console Sign In via CloudTrail",
+        &ct("ConsoleLogin", "2"),
+    );
+    let other = wrap(
+        "EC2 Instance State-change Notification",
+        r#"{"state":"running"}"#,
+    );
+    let out = decode(&[api.as_bytes(), signin.as_bytes(), other.as_bytes()]);
+    assert_eq!(out.events.len(), 2);
+    assert_eq!(
+        str_field(&out.events[1].fields[0]).as_deref(),
+        Some("ConsoleLogin")
+    );
+    assert_eq!(out.reasons(), vec![R::UnknownFormat]);
+}
+
+fn logs_envelope(message_type: &str, messages: &[String]) -> String {
+    let events: Vec<String> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            format!(
+                r#"{{"id":"ev{i}","timestamp":1709294401000,"message":{}}}"#,
+                serde_json::to_string(m).unwrap()
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"messageType":"{message_type}","owner":"123456789012","logGroup":"grp","logStream":"stream-1","subscriptionFilters":["f"],"logEvents":[{}]}}"#,
+        events.join(",")
+    )
+}
+
+#[test]
+fn cloudwatch_logs_data_and_control_messages() {
+    let data = logs_envelope(
+        "DATA_MESSAGE",
+        &[
+            ct("ConsoleLogin", "e1"),
+            FLOW.to_string(),
+            SU.to_string(),
+            SSHD.to_string(),
+            r#"{"eventName":"NoTime"}"#.to_string(),
+            "2 x".to_string(),
+        ],
+    );
+    let control = logs_envelope(
+        "CONTROL_MESSAGE",
+        &["CWL CONTROL MESSAGE: Checking health of destination".into()],
+    );
+    let out = decode(&[&gz(data.as_bytes()), &gz(control.as_bytes())]);
+    assert_eq!(out.control_messages, 1);
+    assert_eq!(out.reasons(), vec![R::MissingEventTime, R::BadFlowRecord]);
+    assert_eq!(out.errors[1].original, b"2 x");
+    let kinds: Vec<EventKind> = out.events.iter().map(|e| e.kind).collect();
+    use EventKind::*;
+    assert_eq!(kinds, vec![CloudTrail, VpcFlow, HostLog, HostLog]);
+    let trail = &out.events[0];
+    assert_eq!(str_field(&trail.fields[3]).as_deref(), Some("grp"));
+    let flow = &out.events[1];
+    assert_eq!(flow.time_ms, 1_709_294_400_000);
+    assert_eq!(flow.id.as_deref(), Some("ev1"));
+    assert_eq!(flow.fields[1], FieldValue::Number(22.0));
+    assert_eq!(str_field(&flow.fields[4]).as_deref(), Some("stream-1"));
+    let su = &out.events[2];
+    assert_eq!(su.time_ms, 1_709_294_401_000);
+    assert_eq!(str_field(&su.fields[0]).as_deref(), Some("dbdev"));
+    assert_eq!(su.account.as_deref(), Some("123456789012"));
+    let sshd = &out.events[3];
+    assert_eq!(str_field(&sshd.fields[0]).as_deref(), Some("admin"));
+    assert_eq!(str_field(&sshd.fields[1]).as_deref(), Some("203.0.113.9"));
+    assert_eq!(str_field(&sshd.fields[2]).as_deref(), Some("sshd"));
+}
+
+#[test]
+fn awslogs_base64_wrapper() {
+    let data = gz(logs_envelope("DATA_MESSAGE", &[SSHD.to_string()]).as_bytes());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+    let wrapper = format!(r#"{{"awslogs":{{"data":"{encoded}"}}}}"#);
+    let bad = r#"{"awslogs":{"data":"%%%"}}"#;
+    let out = decode(&[wrapper.as_bytes(), bad.as_bytes()]);
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(out.reasons(), vec![R::BadBase64]);
+}
+
+#[test]
+fn kpl_aggregate_of_cloudwatch_envelopes() {
+    let one = gz(logs_envelope("DATA_MESSAGE", &[SU.to_string(), SSHD.to_string()]).as_bytes());
+    let two = gz(logs_envelope("DATA_MESSAGE", &[FLOW.to_string()]).as_bytes());
+    let control = gz(logs_envelope("CONTROL_MESSAGE", &[]).as_bytes());
+    let aggregate = kpl::aggregate(&[&one, &two, &control, b"\xff\xfe"]);
+    let mut corrupt = aggregate.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x55;
+    let out = decode(&[&aggregate, &corrupt]);
+    assert_eq!(out.events.len(), 3);
+    assert_eq!(out.control_messages, 1);
+    assert_eq!(out.reasons(), vec![R::InvalidUtf8, R::KplDigestMismatch]);
+    assert_eq!(out.errors[1].original, corrupt);
+}
+
+#[test]
+fn flow_default_custom_header_and_config_format() {
+    let nodata = "2 123456789012 eni-0a1b - - - - - - - 1709294400 1709294460 - NODATA";
+    let skipdata = "2 123456789012 eni-0a1b - - - - - - - 1709294400 1709294460 - SKIPDATA";
+    let file = format!("{FLOW}\n{nodata}\n{skipdata}\n");
+    let out = decode(&[file.as_bytes()]);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.events.len(), 3);
+    assert_eq!(out.events[1].fields[0], FieldValue::Missing);
+    assert_eq!(
+        str_field(&out.events[2].fields[3]).as_deref(),
+        Some("SKIPDATA")
+    );
+
+    // A header line on the stream switches the format for later records.
+    let custom = "version vpc-id srcaddr dstport start action region\n5 vpc-1 10.1.1.1 443 1709294400 ACCEPT eu-west-1\n";
+    let out = decode(&[gz(custom.as_bytes()).as_slice()]);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(out.events[0].region.as_deref(), Some("eu-west-1"));
+    assert_eq!(out.events[0].fields[1], FieldValue::Number(443.0));
+
+    // A format from the configuration.
+    let config = DecodeConfig {
+        flow_format: Some(FlowFormat::parse("${srcaddr} ${dstport} ${start} ${action}").unwrap()),
+        forced: DecoderKind::VpcFlow,
+        ..DecodeConfig::default()
+    };
+    let out = decode_with(config, &[b"10.2.2.2 3389 1709294400 REJECT", b"too few"]);
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(
+        str_field(&out.events[0].fields[2]).as_deref(),
+        Some("REJECT")
+    );
+    assert_eq!(out.reasons(), vec![R::BadFlowRecord]);
+}
+
+#[test]
+fn host_log_lines() {
+    let out = decode(&[format!("{SU}\n{SSHD}\n").as_bytes(), b"just some words"]);
+    assert_eq!(out.events.len(), 2);
+    assert!(out.events.iter().all(|e| e.kind == EventKind::HostLog));
+    assert_eq!(
+        str_field(&out.events[1].fields[1]).as_deref(),
+        Some("203.0.113.9")
+    );
+    assert_eq!(out.reasons(), vec![R::UnknownFormat]);
+}
+
+#[test]
+fn malformed_records_are_dead_lettered() {
+    let good = ct("A", "1");
+    let truncated_json = &good.as_bytes()[..good.len() - 10];
+    let full = gz(s3_file(std::slice::from_ref(&good)).as_bytes());
+    let truncated_gzip = &full[..full.len() - 12];
+    let invalid_utf8 = b"{\"eventTime\":\"\xff\xfe\"}";
+    let out = decode(&[
+        truncated_json,
+        truncated_gzip,
+        invalid_utf8,
+        b"   ",
+        good.as_bytes(),
+    ]);
+    assert_eq!(
+        out.reasons(),
+        vec![
+            R::InvalidJson,
+            R::TruncatedGzip,
+            R::InvalidUtf8,
+            R::EmptyRecord
+        ]
+    );
+    assert_eq!(out.events.len(), 1);
+}
+
+#[test]
+fn deep_nesting_does_not_overflow_the_stack() {
+    let deep_array = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_member = format!(
+        r#"{{"eventTime":"2024-03-01T12:00:05Z","requestParameters":{}1{}}}"#,
+        "{\"a\":".repeat(100_000),
+        "}".repeat(100_000)
+    );
+    let file = s3_file(&[
+        ct("A", "1"),
+        deep_array.clone(),
+        deep_member.clone(),
+        ct("B", "2"),
+    ]);
+    let out = decode(&[file.as_bytes(), deep_array.as_bytes()]);
+    // The deep array is not a record (wrong_type); the deep member is a valid
+    // record whose deep part is skipped iteratively.
+    assert_eq!(out.reasons(), vec![R::WrongType, R::WrongType]);
+    assert_eq!(out.events.len(), 3);
+}
+
+#[test]
+fn record_size_limits() {
+    let padding = "x".repeat(10 * 1024 * 1024);
+    let big = format!(
+        r#"{{"eventVersion":"1.08","eventTime":"2024-03-01T12:00:05Z","eventName":"Big","requestParameters":{{"blob":"{padding}"}}}}"#
+    );
+    let out = decode(&[big.as_bytes()]);
+    assert_eq!(out.events.len(), 1);
+    let small = DecodeConfig {
+        max_record_bytes: 1024 * 1024,
+        ..DecodeConfig::default()
+    };
+    let out = decode_with(small, &[big.as_bytes()]);
+    assert_eq!(out.reasons(), vec![R::TooLarge]);
+}
+
+#[test]
+fn gzip_bomb_is_capped() {
+    // 1 GiB of zeros: one 1 MiB gzip member repeated 1024 times (gzip allows
+    // concatenated members), so the test itself stays small and fast.
+    let mut member = GzEncoder::new(Vec::new(), Compression::best());
+    std::io::copy(&mut std::io::repeat(0).take(1 << 20), &mut member).unwrap();
+    let member = member.finish().unwrap();
+    let bomb: Vec<u8> = member
+        .iter()
+        .copied()
+        .cycle()
+        .take(member.len() * 1024)
+        .collect();
+    let config = DecodeConfig {
+        max_decompressed_bytes: 8 * 1024 * 1024,
+        ..DecodeConfig::default()
+    };
+    let out = decode_with(config, &[&bomb, ct("A", "1").as_bytes()]);
+    assert_eq!(out.reasons(), vec![R::DecompressedTooLarge]);
+    assert_eq!(out.events.len(), 1);
+}
+
+#[test]
+fn every_reason_has_a_distinct_label() {
+    let labels: std::collections::BTreeSet<&str> = R::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(labels.len(), R::ALL.len());
+}
+
+proptest! {
+    #[test]
+    fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut decoder = Decoder::new(DecodeConfig::default(), &plans());
+        let mut out = Collector::new();
+        decoder.decode(&bytes, &mut out);
+        let mut prefixed = b"{\"Records\":[".to_vec();
+        prefixed.extend_from_slice(&bytes);
+        decoder.decode(&prefixed, &mut out);
+        let mut gz_prefixed = vec![0x1f, 0x8b];
+        gz_prefixed.extend_from_slice(&bytes);
+        decoder.decode(&gz_prefixed, &mut out);
+        let mut kpl_prefixed = kpl::MAGIC.to_vec();
+        kpl_prefixed.extend_from_slice(&bytes);
+        decoder.decode(&kpl_prefixed, &mut out);
+    }
+
+    #[test]
+    fn frame_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), at_eof in any::<bool>()) {
+        let consumed = frame(&bytes, at_eof, &mut |_| {});
+        prop_assert!(consumed <= bytes.len());
+        if at_eof {
+            prop_assert_eq!(consumed, bytes.len());
+        }
+    }
+
+    #[test]
+    fn text_lines_never_panic(line in "[ -~]{0,200}") {
+        let mut decoder = Decoder::new(DecodeConfig::default(), &plans());
+        let mut out = Collector::new();
+        decoder.decode(line.as_bytes(), &mut out);
+        decoder.decode(format!("Mar  1 12:00:01 {line}").as_bytes(), &mut out);
+        decoder.decode(format!("2 {line}").as_bytes(), &mut out);
+    }
+}
