@@ -84,7 +84,12 @@ pub struct Alert {
 }
 
 /// Computes the deterministic alert id.
-pub fn alert_id(rule_id: &str, version: u32, key: &[impl AsRef<str>], window_start_ms: i64) -> String {
+pub fn alert_id(
+    rule_id: &str,
+    version: u32,
+    key: &[impl AsRef<str>],
+    window_start_ms: i64,
+) -> String {
     let mut hasher = Sha256::new();
     hasher.update(rule_id.as_bytes());
     hasher.update([0u8]);
@@ -150,7 +155,11 @@ impl Alert {
                 _ => json!({"data": {"message": e}}),
             })
             .collect();
-        let status_id = if self.activity == Activity::Close { 4 } else { 1 };
+        let status_id = if self.activity == Activity::Close {
+            4
+        } else {
+            1
+        };
         let mut unmapped = serde_json::Map::new();
         unmapped.insert("aggregate".into(), json!(rule.aggregate));
         unmapped.insert("value".into(), json!(self.value));
@@ -270,7 +279,10 @@ mod tests {
         assert_ne!(a, alert_id("r", 2, &["k"], 0));
         assert_ne!(a, alert_id("r", 1, &["k2"], 0));
         assert_ne!(a, alert_id("r", 1, &["k"], 300_000));
-        assert_ne!(alert_id("r", 1, &["a", "b"], 0), alert_id("r", 1, &["ab"], 0));
+        assert_ne!(
+            alert_id("r", 1, &["a", "b"], 0),
+            alert_id("r", 1, &["ab"], 0)
+        );
         assert_eq!(a.len(), 32);
     }
 

@@ -97,19 +97,29 @@ impl EngineSection {
                 allowed_lateness_ms: self
                     .allowed_lateness
                     .map_or(wm_defaults.allowed_lateness_ms, |d| d.as_millis_i64()),
-                idle_timeout_ms: self.idle_timeout.map_or(wm_defaults.idle_timeout_ms, |d| d.as_millis_i64()),
-                max_skew_ms: self.max_skew.map_or(wm_defaults.max_skew_ms, |d| d.as_millis_i64()),
+                idle_timeout_ms: self
+                    .idle_timeout
+                    .map_or(wm_defaults.idle_timeout_ms, |d| d.as_millis_i64()),
+                max_skew_ms: self
+                    .max_skew
+                    .map_or(wm_defaults.max_skew_ms, |d| d.as_millis_i64()),
                 replay,
             },
             max_open_windows: self.max_open_windows.unwrap_or(defaults.max_open_windows),
             evidence: crate::engine::window::EvidenceLimits {
                 max_samples: self.max_samples.unwrap_or(defaults.evidence.max_samples),
-                max_sample_bytes: self.max_sample_bytes.unwrap_or(defaults.evidence.max_sample_bytes),
+                max_sample_bytes: self
+                    .max_sample_bytes
+                    .unwrap_or(defaults.evidence.max_sample_bytes),
             },
             decode,
             flush_on_end: replay,
-            commit_interval: self.commit_interval.map_or(defaults.commit_interval, |d| d.0),
-            shutdown_deadline: self.shutdown_deadline.map_or(defaults.shutdown_deadline, |d| d.0),
+            commit_interval: self
+                .commit_interval
+                .map_or(defaults.commit_interval, |d| d.0),
+            shutdown_deadline: self
+                .shutdown_deadline
+                .map_or(defaults.shutdown_deadline, |d| d.0),
         }
     }
 }
@@ -229,14 +239,17 @@ impl Config {
             Error::Config(format!("{origin}{at}: {e}"))
         })?;
         if config.sources.is_empty() {
-            return Err(Error::Config(format!("{origin}: at least one source is required")));
+            return Err(Error::Config(format!(
+                "{origin}: at least one source is required"
+            )));
         }
         Ok(config)
     }
 
     /// Reads and parses `path`.
     pub fn load(path: &std::path::Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io(path.display().to_string(), e))?;
         Config::parse(&path.display().to_string(), &text)
     }
 }
@@ -247,7 +260,8 @@ mod tests {
 
     #[test]
     fn minimal_config_gets_safe_defaults() {
-        let config = Config::parse("t", "sources:\n  - type: file\n    paths: [samples]\n").unwrap();
+        let config =
+            Config::parse("t", "sources:\n  - type: file\n    paths: [samples]\n").unwrap();
         assert!(config.rules.builtin);
         assert_eq!(config.metrics.listen, "127.0.0.1:9464");
         let engine = config.engine.to_engine_config(false);

@@ -13,16 +13,16 @@
 //! - [`filter`]: the CloudWatch filter-pattern language and structured predicates.
 //! - [`decode`]: envelope detection and decoders for every input format.
 
+pub mod alert;
+pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod engine;
 pub mod error;
 pub mod event;
 pub mod fields;
 pub mod filter;
-pub mod alert;
-pub mod cli;
 pub mod logging;
-pub mod engine;
 pub mod metrics;
 pub mod rules;
 pub mod sink;

@@ -77,7 +77,13 @@ pub fn execute(args: ReplayArgs) -> Result<i32> {
     let inputs: Vec<FileInput> = args
         .paths
         .iter()
-        .map(|p| if p == "-" { FileInput::Stdin } else { FileInput::Path(PathBuf::from(p)) })
+        .map(|p| {
+            if p == "-" {
+                FileInput::Stdin
+            } else {
+                FileInput::Path(PathBuf::from(p))
+            }
+        })
         .collect();
     let source = FileSource::new(&inputs, false)?;
     let alert_target = match &args.output {
@@ -95,7 +101,10 @@ pub fn execute(args: ReplayArgs) -> Result<i32> {
         Box::new(LineDeadLetterSink::new(dead_target, dead_format)),
     )?;
     if !args.quiet {
-        eprint!("{}", render_summary(&engine.metrics(), &rules, summary.elapsed));
+        eprint!(
+            "{}",
+            render_summary(&engine.metrics(), &rules, summary.elapsed)
+        );
     }
     Ok(0)
 }
@@ -117,8 +126,16 @@ pub fn render_summary(metrics: &Metrics, rules: &RuleSet, elapsed: Duration) -> 
     for (reason, n) in failed.iter().filter(|(_, n)| *n > 0) {
         let _ = writeln!(out, "  {:<26}{n}", reason.as_str());
     }
-    let _ = writeln!(out, "dead-lettered       {}", metrics.sum(|w| &w.dead_lettered));
-    let _ = writeln!(out, "control messages    {}", metrics.sum(|w| &w.control_messages));
+    let _ = writeln!(
+        out,
+        "dead-lettered       {}",
+        metrics.sum(|w| &w.dead_lettered)
+    );
+    let _ = writeln!(
+        out,
+        "control messages    {}",
+        metrics.sum(|w| &w.control_messages)
+    );
     let _ = writeln!(out, "late events         {}", metrics.sum(|w| &w.late));
     let _ = writeln!(out, "future-clamped      {}", metrics.sum(|w| &w.clamped));
     let _ = writeln!(out, "windows shed early  {}", metrics.sum(|w| &w.shed));

@@ -50,7 +50,13 @@ fn load(args: &RuleArgs) -> Result<Vec<LoadedRule>> {
 }
 
 fn problems_error(problems: Vec<rules::RuleProblem>) -> Error {
-    Error::Rules(problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))
+    Error::Rules(
+        problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 fn list(args: &RuleArgs) -> Result<i32> {
@@ -92,7 +98,12 @@ fn check(dir: &std::path::Path) -> Result<i32> {
     match rules::load_dir(dir) {
         Ok(loaded) => {
             let set = rules::compile_all(&loaded).map_err(|p| Error::Rules(p.to_string()))?;
-            println!("{}: {} rule file(s) ok, {} enabled", dir.display(), loaded.len(), set.len());
+            println!(
+                "{}: {} rule file(s) ok, {} enabled",
+                dir.display(),
+                loaded.len(),
+                set.len()
+            );
             Ok(0)
         }
         Err(problems) => {
@@ -111,7 +122,10 @@ fn test(dir: Option<PathBuf>, args: &RuleArgs, only: Option<&str>) -> Result<i32
         None => load(args)?,
     };
     let (mut passed, mut failed, mut untested) = (0, 0, Vec::new());
-    for rule in loaded.iter().filter(|r| only.is_none_or(|o| r.spec.id.contains(o))) {
+    for rule in loaded
+        .iter()
+        .filter(|r| only.is_none_or(|o| r.spec.id.contains(o)))
+    {
         if rule.spec.tests.is_empty() {
             untested.push(rule.spec.id.clone());
             continue;

@@ -37,7 +37,13 @@ pub fn build_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
             SourceConfig::File { paths, follow, .. } => {
                 let inputs: Vec<FileInput> = paths
                     .iter()
-                    .map(|p| if p == "-" { FileInput::Stdin } else { FileInput::Path(PathBuf::from(p)) })
+                    .map(|p| {
+                        if p == "-" {
+                            FileInput::Stdin
+                        } else {
+                            FileInput::Path(PathBuf::from(p))
+                        }
+                    })
                     .collect();
                 sources.push(Box::new(FileSource::new(&inputs, *follow)?));
             }
@@ -58,9 +64,18 @@ pub fn build_alert_sink(config: &SinkConfig) -> Result<Box<dyn AlertSink>> {
 /// Builds the configured dead-letter sink.
 pub fn build_dead_letter_sink(config: &SinkConfig) -> Result<Box<dyn DeadLetterSink>> {
     Ok(match config {
-        SinkConfig::Stdout => Box::new(LineDeadLetterSink::new(LineTarget::Stdout, DeadLetterFormat::Json)),
-        SinkConfig::Stderr => Box::new(LineDeadLetterSink::new(LineTarget::Stderr, DeadLetterFormat::Json)),
-        SinkConfig::File { path } => Box::new(LineDeadLetterSink::new(LineTarget::append(path)?, DeadLetterFormat::Json)),
+        SinkConfig::Stdout => Box::new(LineDeadLetterSink::new(
+            LineTarget::Stdout,
+            DeadLetterFormat::Json,
+        )),
+        SinkConfig::Stderr => Box::new(LineDeadLetterSink::new(
+            LineTarget::Stderr,
+            DeadLetterFormat::Json,
+        )),
+        SinkConfig::File { path } => Box::new(LineDeadLetterSink::new(
+            LineTarget::append(path)?,
+            DeadLetterFormat::Json,
+        )),
     })
 }
 
@@ -97,7 +112,11 @@ pub fn execute(args: RunArgs) -> Result<i32> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| Error::Internal(format!("cannot install signal handler: {e}")))?;
     }
-    tracing::info!(rules = rules.len(), sources = sources.len(), "trailwatch starting");
+    tracing::info!(
+        rules = rules.len(),
+        sources = sources.len(),
+        "trailwatch starting"
+    );
     let summary = engine.run(sources, alert_sink, dead_letter_sink)?;
     tracing::info!(
         alerts = summary.alerts_delivered,

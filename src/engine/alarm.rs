@@ -78,14 +78,23 @@ impl AlarmState {
     }
 
     /// Pushes a closed period's datapoint and evaluates.
-    pub fn push(&mut self, datapoint: Datapoint, periods: u32, datapoints: u32, treat: TreatMissing) -> Transition {
+    pub fn push(
+        &mut self,
+        datapoint: Datapoint,
+        periods: u32,
+        datapoints: u32,
+        treat: TreatMissing,
+    ) -> Transition {
         self.history.push_back(datapoint);
         while self.history.len() > periods as usize {
             self.history.pop_front();
         }
         let window: Vec<Datapoint> = self.history.iter().copied().collect();
         let all_missing = window.iter().all(|d| *d == Datapoint::Missing);
-        let breaching = window.iter().filter(|d| counts_as_breaching(**d, treat)).count() as u32;
+        let breaching = window
+            .iter()
+            .filter(|d| counts_as_breaching(**d, treat))
+            .count() as u32;
         let next = if breaching >= datapoints {
             AlarmStatus::Alarm
         } else if all_missing {
@@ -137,7 +146,12 @@ mod tests {
     use super::*;
     use Datapoint::*;
 
-    fn run(points: &[Datapoint], n: u32, m: u32, treat: TreatMissing) -> (Vec<Transition>, AlarmStatus) {
+    fn run(
+        points: &[Datapoint],
+        n: u32,
+        m: u32,
+        treat: TreatMissing,
+    ) -> (Vec<Transition>, AlarmStatus) {
         let mut state = AlarmState::new(0);
         let transitions = points.iter().map(|p| state.push(*p, n, m, treat)).collect();
         (transitions, state.status)
@@ -145,23 +159,51 @@ mod tests {
 
     #[test]
     fn m_of_n_need_not_be_consecutive() {
-        let (t, status) = run(&[Breaching, NotBreaching, Breaching], 3, 2, TreatMissing::Missing);
-        assert_eq!(t, vec![Transition::None, Transition::None, Transition::Raise]);
+        let (t, status) = run(
+            &[Breaching, NotBreaching, Breaching],
+            3,
+            2,
+            TreatMissing::Missing,
+        );
+        assert_eq!(
+            t,
+            vec![Transition::None, Transition::None, Transition::Raise]
+        );
         assert_eq!(status, AlarmStatus::Alarm);
     }
 
     #[test]
     fn close_on_return_to_ok() {
-        let (t, _) = run(&[Breaching, NotBreaching, NotBreaching], 2, 1, TreatMissing::Missing);
-        assert_eq!(t, vec![Transition::Raise, Transition::None, Transition::Clear]);
+        let (t, _) = run(
+            &[Breaching, NotBreaching, NotBreaching],
+            2,
+            1,
+            TreatMissing::Missing,
+        );
+        assert_eq!(
+            t,
+            vec![Transition::Raise, Transition::None, Transition::Clear]
+        );
     }
 
     #[test]
     fn treat_missing_modes() {
         let points = [Breaching, Missing, Missing];
-        assert_eq!(run(&points, 2, 2, TreatMissing::Breaching).0[1], Transition::Raise);
-        assert_eq!(run(&points, 2, 1, TreatMissing::NotBreaching).1, AlarmStatus::Ok);
-        assert_eq!(run(&points, 2, 1, TreatMissing::Missing).1, AlarmStatus::InsufficientData);
-        assert_eq!(run(&points, 2, 1, TreatMissing::Ignore).1, AlarmStatus::Alarm);
+        assert_eq!(
+            run(&points, 2, 2, TreatMissing::Breaching).0[1],
+            Transition::Raise
+        );
+        assert_eq!(
+            run(&points, 2, 1, TreatMissing::NotBreaching).1,
+            AlarmStatus::Ok
+        );
+        assert_eq!(
+            run(&points, 2, 1, TreatMissing::Missing).1,
+            AlarmStatus::InsufficientData
+        );
+        assert_eq!(
+            run(&points, 2, 1, TreatMissing::Ignore).1,
+            AlarmStatus::Alarm
+        );
     }
 }

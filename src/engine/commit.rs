@@ -208,7 +208,11 @@ mod tests {
         assert_eq!(tracker.safe_position(7), Some(0));
         let piece = first.clone();
         drop(first);
-        assert_eq!(tracker.safe_position(7), Some(0), "a piece is still in flight");
+        assert_eq!(
+            tracker.safe_position(7),
+            Some(0),
+            "a piece is still in flight"
+        );
         drop(piece);
         assert_eq!(tracker.safe_position(7), Some(10));
         drop(second);
@@ -225,7 +229,11 @@ mod tests {
         let hold = tracker.hold_alert(&Holds::from_slice(&[(1, 25)]));
         assert_eq!(tracker.safe_position(1), Some(25));
         tracker.publish_shard(1, HashMap::new());
-        assert_eq!(tracker.safe_position(1), Some(25), "alert still unacknowledged");
+        assert_eq!(
+            tracker.safe_position(1),
+            Some(25),
+            "alert still unacknowledged"
+        );
         drop(hold);
         assert_eq!(tracker.safe_position(1), Some(100));
         assert_eq!(tracker.safe_positions(), vec![(1, 100)]);

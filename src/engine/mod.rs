@@ -162,7 +162,9 @@ impl Engine {
                 .map_err(|e| Error::Internal(format!("cannot spawn sink thread: {e}")))?;
             let dlq_handle = std::thread::Builder::new()
                 .name("tw-dead-letter".into())
-                .spawn_scoped(scope, || self.run_dead_letter_sink(dead_rx, dead_letter_sink))
+                .spawn_scoped(scope, || {
+                    self.run_dead_letter_sink(dead_rx, dead_letter_sink)
+                })
                 .map_err(|e| Error::Internal(format!("cannot spawn dead-letter thread: {e}")))?;
             for (index, rx) in shard_rxs.into_iter().enumerate() {
                 let shard = Shard::new(
@@ -259,7 +261,12 @@ impl Engine {
         })
     }
 
-    fn run_source(&self, mut source: Box<dyn Source>, decoders: Vec<Sender<RawBatch>>, done: Receiver<()>) -> Result<()> {
+    fn run_source(
+        &self,
+        mut source: Box<dyn Source>,
+        decoders: Vec<Sender<RawBatch>>,
+        done: Receiver<()>,
+    ) -> Result<()> {
         let span = tracing::info_span!("source", name = source.name());
         let _entered = span.enter();
         let mut last_commit = Instant::now();
@@ -299,7 +306,12 @@ impl Engine {
         result
     }
 
-    fn run_alert_sink(&self, rx: Receiver<Vec<Emitted>>, mut sink: Box<dyn AlertSink>, _done: Sender<()>) -> Result<u64> {
+    fn run_alert_sink(
+        &self,
+        rx: Receiver<Vec<Emitted>>,
+        mut sink: Box<dyn AlertSink>,
+        _done: Sender<()>,
+    ) -> Result<u64> {
         let span = tracing::info_span!("sink", name = sink.name());
         let _entered = span.enter();
         let mut delivered = 0u64;
@@ -308,7 +320,9 @@ impl Engine {
             self.deliver(&mut *sink, &alerts)?;
             let now = crate::source::now_ms();
             for e in &emitted {
-                self.metrics.alerts.inc(usize::from(e.rule), e.alert.activity);
+                self.metrics
+                    .alerts
+                    .inc(usize::from(e.rule), e.alert.activity);
                 let lag = (now - e.alert.time_ms()).max(0) as u64;
                 Metrics::record(&self.metrics.event_time_lag_ms, lag);
             }
@@ -324,13 +338,17 @@ impl Engine {
         loop {
             match sink.send(alerts) {
                 Ok(()) => {
-                    self.metrics.sink.sent.fetch_add(alerts.len() as u64, Ordering::Relaxed);
+                    self.metrics
+                        .sink
+                        .sent
+                        .fetch_add(alerts.len() as u64, Ordering::Relaxed);
                     return Ok(());
                 }
                 Err(e) => {
                     self.metrics.sink.errors.fetch_add(1, Ordering::Relaxed);
                     if self.stop.load(Ordering::Relaxed) {
-                        let deadline = *give_up_at.get_or_insert_with(|| Instant::now() + self.config.shutdown_deadline);
+                        let deadline = *give_up_at
+                            .get_or_insert_with(|| Instant::now() + self.config.shutdown_deadline);
                         if Instant::now() >= deadline {
                             return Err(Error::Sink(format!("giving up at shutdown: {e}")));
                         }
@@ -344,23 +362,38 @@ impl Engine {
         }
     }
 
-    fn run_dead_letter_sink(&self, rx: Receiver<Vec<DeadLetter>>, mut sink: Box<dyn DeadLetterSink>) -> Result<()> {
+    fn run_dead_letter_sink(
+        &self,
+        rx: Receiver<Vec<DeadLetter>>,
+        mut sink: Box<dyn DeadLetterSink>,
+    ) -> Result<()> {
         let mut backoff = Duration::from_millis(100);
         for records in rx.iter() {
             loop {
                 match sink.send(&records) {
                     Ok(()) => {
-                        self.metrics.dead_letter.sent.fetch_add(records.len() as u64, Ordering::Relaxed);
+                        self.metrics
+                            .dead_letter
+                            .sent
+                            .fetch_add(records.len() as u64, Ordering::Relaxed);
                         backoff = Duration::from_millis(100);
                         break;
                     }
                     Err(e) => {
-                        self.metrics.dead_letter.errors.fetch_add(1, Ordering::Relaxed);
+                        self.metrics
+                            .dead_letter
+                            .errors
+                            .fetch_add(1, Ordering::Relaxed);
                         if self.stop.load(Ordering::Relaxed) {
-                            return Err(Error::Sink(format!("dead-letter sink failed at shutdown: {e}")));
+                            return Err(Error::Sink(format!(
+                                "dead-letter sink failed at shutdown: {e}"
+                            )));
                         }
                         tracing::warn!(error = %e, "dead-letter sink failed, retrying");
-                        self.metrics.dead_letter.retries.fetch_add(1, Ordering::Relaxed);
+                        self.metrics
+                            .dead_letter
+                            .retries
+                            .fetch_add(1, Ordering::Relaxed);
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }

@@ -90,7 +90,9 @@ impl MatchBatch {
         if span.is_none() {
             return "";
         }
-        self.arena.get(span.start as usize..span.end as usize).unwrap_or("")
+        self.arena
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or("")
     }
 
     fn opt_text(&self, span: Span) -> Option<&str> {
@@ -217,7 +219,12 @@ impl Shard {
     /// Runs the shard until its input channel closes. On close, open
     /// windows are flushed if `flush_on_end` (finite input); otherwise they
     /// are left to be rebuilt from the uncommitted input after a restart.
-    pub fn run(mut self, input: Receiver<ShardMsg>, output: Sender<Vec<Emitted>>, flush_on_end: bool) {
+    pub fn run(
+        mut self,
+        input: Receiver<ShardMsg>,
+        output: Sender<Vec<Emitted>>,
+        flush_on_end: bool,
+    ) {
         for msg in input.iter() {
             match msg {
                 ShardMsg::Matches(batch) => self.process(batch),
@@ -279,9 +286,10 @@ impl Shard {
         }
         self.counters.add(&self.tally);
         self.tally = Tally::default();
-        self.counters
-            .open_windows
-            .store(self.open_windows as u64, std::sync::atomic::Ordering::Relaxed);
+        self.counters.open_windows.store(
+            self.open_windows as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let state_bytes: usize = self
             .bins
             .values()
@@ -316,7 +324,8 @@ impl Shard {
                     rule: m.rule,
                     key: CompactString::from(key_text),
                 };
-                bin.entry(key).or_insert_with(|| WindowAgg::new(rule.aggregate))
+                bin.entry(key)
+                    .or_insert_with(|| WindowAgg::new(rule.aggregate))
             }
         };
         if agg.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
@@ -395,8 +404,20 @@ impl Shard {
         id_window_start: Option<i64>,
     ) -> Option<Emitted> {
         let rule = self.rules.rule(rule_idx);
-        let agg = self.bins.get(&window_end_ms)?.get(&BorrowedKey { rule: rule_idx, key })?;
-        Some(self.alert_from(rule_idx, rule, key, window_start_ms, window_end_ms, agg, activity, id_window_start))
+        let agg = self.bins.get(&window_end_ms)?.get(&BorrowedKey {
+            rule: rule_idx,
+            key,
+        })?;
+        Some(self.alert_from(
+            rule_idx,
+            rule,
+            key,
+            window_start_ms,
+            window_end_ms,
+            agg,
+            activity,
+            id_window_start,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -416,7 +437,12 @@ impl Shard {
         } else {
             key.split(KEY_SEPARATOR).map(str::to_string).collect()
         };
-        let id = alert_id(&rule.id, rule.version, &key_values, id_window_start.unwrap_or(window_start_ms));
+        let id = alert_id(
+            &rule.id,
+            rule.version,
+            &key_values,
+            id_window_start.unwrap_or(window_start_ms),
+        );
         let alert = Alert {
             id,
             rule: Arc::clone(&self.rule_info[usize::from(rule_idx)]),
@@ -464,9 +490,27 @@ impl Shard {
             match rule.evaluation.mode {
                 EvalMode::Window => {
                     if !agg.fired && breached {
-                        self.out.push(self.alert_from(bin_key.rule, rule, &bin_key.key, start, end, agg, Activity::Create, None));
+                        self.out.push(self.alert_from(
+                            bin_key.rule,
+                            rule,
+                            &bin_key.key,
+                            start,
+                            end,
+                            agg,
+                            Activity::Create,
+                            None,
+                        ));
                     } else if agg.fired && rule.evaluation.emit_close {
-                        self.out.push(self.alert_from(bin_key.rule, rule, &bin_key.key, start, end, agg, Activity::Close, None));
+                        self.out.push(self.alert_from(
+                            bin_key.rule,
+                            rule,
+                            &bin_key.key,
+                            start,
+                            end,
+                            agg,
+                            Activity::Close,
+                            None,
+                        ));
                     }
                 }
                 EvalMode::Alarm => {
@@ -475,9 +519,21 @@ impl Shard {
                         .alarms
                         .entry(bin_key.clone())
                         .or_insert_with(|| AlarmState::new(start));
-                    push_gaps(state, start, rule.window_ms, ev.periods, ev.datapoints, ev.treat_missing);
-                    let datapoint = if breached { Datapoint::Breaching } else { Datapoint::NotBreaching };
-                    let transition = state.push(datapoint, ev.periods, ev.datapoints, ev.treat_missing);
+                    push_gaps(
+                        state,
+                        start,
+                        rule.window_ms,
+                        ev.periods,
+                        ev.datapoints,
+                        ev.treat_missing,
+                    );
+                    let datapoint = if breached {
+                        Datapoint::Breaching
+                    } else {
+                        Datapoint::NotBreaching
+                    };
+                    let transition =
+                        state.push(datapoint, ev.periods, ev.datapoints, ev.treat_missing);
                     state.last_period_end = end;
                     let raised_at = state.raised_window_start;
                     match transition {
@@ -485,10 +541,28 @@ impl Shard {
                             if let Some(s) = self.alarms.get_mut(bin_key) {
                                 s.raised_window_start = Some(start);
                             }
-                            self.out.push(self.alert_from(bin_key.rule, rule, &bin_key.key, start, end, agg, Activity::Create, None));
+                            self.out.push(self.alert_from(
+                                bin_key.rule,
+                                rule,
+                                &bin_key.key,
+                                start,
+                                end,
+                                agg,
+                                Activity::Create,
+                                None,
+                            ));
                         }
                         Transition::Clear => {
-                            self.out.push(self.alert_from(bin_key.rule, rule, &bin_key.key, start, end, agg, Activity::Close, raised_at));
+                            self.out.push(self.alert_from(
+                                bin_key.rule,
+                                rule,
+                                &bin_key.key,
+                                start,
+                                end,
+                                agg,
+                                Activity::Close,
+                                raised_at,
+                            ));
                         }
                         Transition::None => {}
                     }
@@ -521,8 +595,20 @@ impl Shard {
                 return true;
             }
             let ev = rule.evaluation;
-            push_gaps(state, end - rule.window_ms, rule.window_ms, ev.periods, ev.datapoints, ev.treat_missing);
-            let transition = state.push(Datapoint::Missing, ev.periods, ev.datapoints, ev.treat_missing);
+            push_gaps(
+                state,
+                end - rule.window_ms,
+                rule.window_ms,
+                ev.periods,
+                ev.datapoints,
+                ev.treat_missing,
+            );
+            let transition = state.push(
+                Datapoint::Missing,
+                ev.periods,
+                ev.datapoints,
+                ev.treat_missing,
+            );
             state.last_period_end = end;
             if transition == Transition::Clear {
                 closes.push((key.clone(), end, state.raised_window_start));
@@ -533,7 +619,16 @@ impl Shard {
             let rule = rules.rule(key.rule);
             let agg = WindowAgg::new(rule.aggregate);
             let start = end - rule.window_ms;
-            self.out.push(self.alert_from(key.rule, rule, &key.key, start, end, &agg, Activity::Close, raised_at));
+            self.out.push(self.alert_from(
+                key.rule,
+                rule,
+                &key.key,
+                start,
+                end,
+                &agg,
+                Activity::Close,
+                raised_at,
+            ));
         }
     }
 
@@ -546,7 +641,9 @@ impl Shard {
         let target = self.config.max_open_windows - self.config.max_open_windows / 10;
         let before = self.open_windows;
         while self.open_windows > target {
-            let Some(entry) = self.bins.first_entry() else { break };
+            let Some(entry) = self.bins.first_entry() else {
+                break;
+            };
             let (end, bin) = entry.remove_entry();
             self.close_bin(end, bin);
         }
@@ -566,7 +663,14 @@ impl Shard {
 
 /// Pushes missing datapoints for periods skipped between the state's last
 /// period and the period starting at `start` (at most `periods` of them).
-fn push_gaps(state: &mut AlarmState, start: i64, width: i64, periods: u32, datapoints: u32, treat: crate::rules::model::TreatMissing) {
+fn push_gaps(
+    state: &mut AlarmState,
+    start: i64,
+    width: i64,
+    periods: u32,
+    datapoints: u32,
+    treat: crate::rules::model::TreatMissing,
+) {
     if state.last_period_end >= start || state.last_period_end == i64::MIN {
         return;
     }

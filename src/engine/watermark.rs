@@ -80,7 +80,12 @@ impl WatermarkTracker {
 
     /// Records a batch's largest (clamped) event time for `partition` and
     /// returns the new global watermark.
-    pub fn observe(&self, partition: PartitionId, max_event_ms: Option<i64>, arrival_ms: i64) -> i64 {
+    pub fn observe(
+        &self,
+        partition: PartitionId,
+        max_event_ms: Option<i64>,
+        arrival_ms: i64,
+    ) -> i64 {
         let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         let entry = partitions.entry(partition).or_insert(PartitionTime {
             max_event_ms: i64::MIN,
@@ -149,7 +154,11 @@ mod tests {
         let wm = tracker();
         assert_eq!(wm.observe(0, Some(1_000), 0), 900);
         assert_eq!(wm.observe(1, Some(500), 0), 900, "never moves backwards");
-        assert_eq!(wm.observe(0, Some(2_000), 10), 900, "partition 1 holds it at 400");
+        assert_eq!(
+            wm.observe(0, Some(2_000), 10),
+            900,
+            "partition 1 holds it at 400"
+        );
         assert_eq!(wm.observe(1, Some(1_500), 20), 1_400);
     }
 
@@ -158,7 +167,11 @@ mod tests {
         let wm = tracker();
         wm.observe(1, Some(1_000), 0);
         assert_eq!(wm.observe(0, Some(5_000), 0), 900);
-        assert_eq!(wm.observe(0, Some(6_000), 2_000), 5_900, "partition 1 idle for 2s");
+        assert_eq!(
+            wm.observe(0, Some(6_000), 2_000),
+            5_900,
+            "partition 1 idle for 2s"
+        );
     }
 
     #[test]

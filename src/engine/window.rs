@@ -79,7 +79,13 @@ impl WindowAgg {
     /// Adds one matching event's contribution. Returns whether the holds
     /// list grew (a new partition fed this window).
     #[inline]
-    pub fn add(&mut self, value: f64, distinct_hash: u64, time_ms: i64, position: (u32, u64)) -> bool {
+    pub fn add(
+        &mut self,
+        value: f64,
+        distinct_hash: u64,
+        time_ms: i64,
+        position: (u32, u64),
+    ) -> bool {
         self.count += 1;
         // Negative contributions would make `sum` non-monotone and break
         // eager firing; CloudWatch metric values are rarely negative and

@@ -95,9 +95,12 @@ impl DecodeWorker {
             .chain(batch.rejected.last().map(|r| r.offset + 1))
             .max()
             .unwrap_or(first_offset);
-        let token = self.tracker.begin_batch(batch.partition, first_offset, end_offset);
+        let token = self
+            .tracker
+            .begin_batch(batch.partition, first_offset, end_offset);
         let shard_count = self.shards.len();
-        let mut outputs: Vec<MatchBatch> = (0..shard_count).map(|_| MatchBatch::default()).collect();
+        let mut outputs: Vec<MatchBatch> =
+            (0..shard_count).map(|_| MatchBatch::default()).collect();
         let mut tally = Tally::default();
         let mut dead = Vec::new();
         let partition_name = self
@@ -106,6 +109,8 @@ impl DecodeWorker {
             .map(|(s, p)| format!("{s}:{p}"))
             .unwrap_or_default();
         for rejected in &batch.rejected {
+            tally.records += 1;
+            tally.bytes += rejected.bytes.len() as u64;
             tally.failed[rejected.reason as usize] += 1;
             tally.dead_lettered += 1;
             dead.push(DeadLetter {
@@ -143,12 +148,16 @@ impl DecodeWorker {
             decoder.decode(&batch.data[range.clone()], &mut collector);
         }
         let max_event_ms = collector.max_event_ms;
-        let watermark = self.watermark.observe(batch.partition, max_event_ms, batch.arrival_ms);
+        let watermark = self
+            .watermark
+            .observe(batch.partition, max_event_ms, batch.arrival_ms);
         self.metrics
             .watermark_ms
             .fetch_max(watermark, std::sync::atomic::Ordering::Relaxed);
-        self.metrics
-            .add_partition_records(batch.partition, batch.records.len() as u64 + batch.rejected.len() as u64);
+        self.metrics.add_partition_records(
+            batch.partition,
+            batch.records.len() as u64 + batch.rejected.len() as u64,
+        );
         self.counters.add(&tally);
         if !dead.is_empty() && self.dead_letters.send(dead).is_err() {
             return false;
@@ -231,7 +240,10 @@ impl DecodeSink for Collector<'_> {
                     Some(text) => (1.0, xxhash_rust::xxh3::xxh3_64(text.as_bytes())),
                     None => continue,
                 },
-                Aggregate::Sum(slot) | Aggregate::Min(slot) | Aggregate::Max(slot) | Aggregate::Avg(slot) => {
+                Aggregate::Sum(slot)
+                | Aggregate::Min(slot)
+                | Aggregate::Max(slot)
+                | Aggregate::Avg(slot) => {
                     // CloudWatch: an absent or non-numeric value adds nothing.
                     match event.field(slot).as_f64() {
                         Some(v) => (v, 0),
@@ -346,8 +358,9 @@ mod tests {
         // Changing the routing function silently reshuffles keys between
         // shards; pin it.
         assert_eq!(route(3, "203.0.113.9", 8), route(3, "203.0.113.9", 8));
-        let spread: std::collections::HashSet<usize> =
-            (0..100).map(|i| route(0, &format!("10.0.0.{i}"), 4)).collect();
+        let spread: std::collections::HashSet<usize> = (0..100)
+            .map(|i| route(0, &format!("10.0.0.{i}"), 4))
+            .collect();
         assert_eq!(spread.len(), 4, "keys spread over all shards");
     }
 }

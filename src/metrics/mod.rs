@@ -174,8 +174,9 @@ impl Metrics {
     pub fn new(decoders: usize, shards: usize, rule_ids: Vec<String>) -> Arc<Metrics> {
         let histogram = || {
             Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 2)
-                    .unwrap_or_else(|_| Histogram::new(2).unwrap_or_else(|_| unreachable_histogram())),
+                Histogram::new_with_bounds(1, 3_600_000_000, 2).unwrap_or_else(|_| {
+                    Histogram::new(2).unwrap_or_else(|_| unreachable_histogram())
+                }),
             )
         };
         Arc::new(Metrics {
@@ -213,7 +214,10 @@ impl Metrics {
 
     /// Adds `n` records received on partition `id`.
     pub fn add_partition_records(&self, id: u32, n: u64) {
-        let mut counts = self.partition_records.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self
+            .partition_records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let index = id as usize;
         if counts.len() <= index {
             counts.resize(index + 1, 0);

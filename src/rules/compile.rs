@@ -67,9 +67,10 @@ impl Threshold {
                     .find(|c: char| !matches!(c, '<' | '>' | '=' | '!'))
                     .unwrap_or(text.len());
                 let (op, rest) = text.split_at(split);
-                let value: f64 = rest.trim().parse().map_err(|_| {
-                    format!("invalid threshold {text:?}: expected e.g. \">= 5\"")
-                })?;
+                let value: f64 = rest
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("invalid threshold {text:?}: expected e.g. \">= 5\""))?;
                 (op.to_string(), value)
             }
         };
@@ -96,7 +97,12 @@ impl Threshold {
 
 impl fmt::Display for Threshold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.op.as_str(), crate::event::format_number(self.value))
+        write!(
+            f,
+            "{} {}",
+            self.op.as_str(),
+            crate::event::format_number(self.value)
+        )
     }
 }
 
@@ -382,7 +388,13 @@ mod tests {
     #[test]
     fn thresholds_parse_both_forms() {
         let t = Threshold::from_spec(&ThresholdSpec::Text(">= 5".into())).unwrap();
-        assert_eq!(t, Threshold { op: CmpOp::Ge, value: 5.0 });
+        assert_eq!(
+            t,
+            Threshold {
+                op: CmpOp::Ge,
+                value: 5.0
+            }
+        );
         assert!(t.breached_by(5.0) && !t.breached_by(4.0));
         let t = Threshold::from_spec(&ThresholdSpec::Parts {
             op: "<".into(),

@@ -47,7 +47,12 @@ impl HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+        for (unit, size) in [
+            ("d", 86_400_000u128),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+        ] {
             if ms >= size && ms % size == 0 {
                 return write!(f, "{}{unit}", ms / size);
             }
@@ -76,7 +81,10 @@ mod tests {
     #[test]
     fn parses_units() {
         assert_eq!(HumanDuration::parse("5m").unwrap().as_millis_i64(), 300_000);
-        assert_eq!(HumanDuration::parse("1h").unwrap().as_millis_i64(), 3_600_000);
+        assert_eq!(
+            HumanDuration::parse("1h").unwrap().as_millis_i64(),
+            3_600_000
+        );
         assert_eq!(HumanDuration::parse("250ms").unwrap().as_millis_i64(), 250);
         assert_eq!(HumanDuration::parse("15m").unwrap().to_string(), "15m");
         assert!(HumanDuration::parse("5 minutes").is_err());

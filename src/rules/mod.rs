@@ -57,7 +57,11 @@ pub struct RuleProblem {
 
 impl fmt::Display for RuleProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.origin, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.origin, self.line, self.column, self.message
+        )
     }
 }
 
@@ -104,7 +108,11 @@ fn locate_problem(origin: &str, text: &str, error: &RuleError) -> RuleProblem {
             let after_key = &trimmed[key.len() + 1..];
             let value_start = after_key.len() - after_key.trim_start().len();
             column = indent + key.len() + 2 + value_start;
-            if let RuleError::Filter { column: filter_column, .. } = error {
+            if let RuleError::Filter {
+                column: filter_column,
+                ..
+            } = error
+            {
                 let quoted = after_key.trim_start().starts_with(['\'', '"']);
                 column += filter_column + usize::from(quoted) - 1;
             }
@@ -155,11 +163,16 @@ fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, RuleProblem> {
             let path = entry.path();
             // Symlinks are not followed: a rule directory cannot pull in
             // files from elsewhere on the host.
-            let Ok(file_type) = entry.file_type() else { continue };
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
             if file_type.is_dir() {
                 pending.push(path);
             } else if file_type.is_file()
-                && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                && matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                )
             {
                 files.push(path);
             }
@@ -226,7 +239,11 @@ pub fn merge(base: &mut Vec<LoadedRule>, overrides: Vec<LoadedRule>) {
 
 /// Loads the built-in pack (unless `no_builtin`) plus every `dirs` entry.
 pub fn load_all(dirs: &[PathBuf], no_builtin: bool) -> Result<Vec<LoadedRule>, Vec<RuleProblem>> {
-    let mut rules = if no_builtin { Vec::new() } else { builtin_rules()? };
+    let mut rules = if no_builtin {
+        Vec::new()
+    } else {
+        builtin_rules()?
+    };
     for dir in dirs {
         merge(&mut rules, load_dir(dir)?);
     }

@@ -69,7 +69,10 @@ pub fn run_tests(spec: &RuleSpec) -> Vec<CaseResult> {
             let failure = match run_rule(spec, input_records(&case.input)) {
                 Err(e) => Some(format!("engine error: {e}")),
                 Ok(alerts) => {
-                    let creates: Vec<&Alert> = alerts.iter().filter(|a| a.activity == Activity::Create).collect();
+                    let creates: Vec<&Alert> = alerts
+                        .iter()
+                        .filter(|a| a.activity == Activity::Create)
+                        .collect();
                     compare(&creates, &case.expect)
                 }
             };

@@ -31,7 +31,10 @@ impl LineTarget {
             .append(true)
             .open(path)
             .map_err(|e| Error::io(path.display().to_string(), e))?;
-        Ok(LineTarget::File(BufWriter::new(file), path.display().to_string()))
+        Ok(LineTarget::File(
+            BufWriter::new(file),
+            path.display().to_string(),
+        ))
     }
 
     fn write_lines(&mut self, lines: &[String]) -> Result<()> {
@@ -119,7 +122,10 @@ impl LineDeadLetterSink {
 pub fn dead_letter_json(record: &DeadLetter) -> serde_json::Value {
     let (encoding, original) = match std::str::from_utf8(&record.bytes) {
         Ok(text) => ("utf8", text.to_string()),
-        Err(_) => ("base64", base64::engine::general_purpose::STANDARD.encode(&record.bytes)),
+        Err(_) => (
+            "base64",
+            base64::engine::general_purpose::STANDARD.encode(&record.bytes),
+        ),
     };
     json!({
         "source": record.partition,
@@ -143,10 +149,11 @@ impl DeadLetterSink for LineDeadLetterSink {
             .map(|r| match self.format {
                 DeadLetterFormat::Json => dead_letter_json(r).to_string(),
                 DeadLetterFormat::Human => {
-                    let preview: String = String::from_utf8_lossy(&r.bytes[..r.bytes.len().min(80)])
-                        .chars()
-                        .map(|c| if c.is_control() { '.' } else { c })
-                        .collect();
+                    let preview: String =
+                        String::from_utf8_lossy(&r.bytes[..r.bytes.len().min(80)])
+                            .chars()
+                            .map(|c| if c.is_control() { '.' } else { c })
+                            .collect();
                     format!(
                         "dead-letter {}#{} {}: {} ({} bytes: {preview})",
                         r.partition,

@@ -73,7 +73,8 @@ impl FileSource {
         let (name, raw): (String, Box<dyn Read + Send>) = match input {
             FileInput::Stdin => ("-".to_string(), Box::new(std::io::stdin())),
             FileInput::Path(path) => {
-                let file = File::open(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
+                let file =
+                    File::open(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
                 (path.display().to_string(), Box::new(file))
             }
         };
@@ -116,7 +117,8 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut pending = vec![path.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
         for entry in entries.flatten() {
             let p = entry.path();
             if p.is_dir() {
@@ -165,7 +167,11 @@ impl Source for FileSource {
             let consumed = frame(&input.pending, input.at_eof, &mut |f| {
                 match f {
                     Frame::Record(bytes) => batch.push(bytes, offset),
-                    Frame::Invalid { bytes, reason, detail } => batch.rejected.push(Rejected {
+                    Frame::Invalid {
+                        bytes,
+                        reason,
+                        detail,
+                    } => batch.rejected.push(Rejected {
                         offset,
                         bytes: bytes.to_vec(),
                         reason,
