@@ -68,12 +68,8 @@ fn list(args: &RuleArgs) -> Result<i32> {
     for rule in &loaded {
         let spec = &rule.spec;
         let aggregate = match &spec.aggregate {
-            rules::model::AggregateSpec::Count => "count".to_string(),
-            rules::model::AggregateSpec::Sum(f) => format!("sum({f})"),
-            rules::model::AggregateSpec::Distinct(f) => format!("distinct({f})"),
-            rules::model::AggregateSpec::Min(f) => format!("min({f})"),
-            rules::model::AggregateSpec::Max(f) => format!("max({f})"),
-            rules::model::AggregateSpec::Avg(f) => format!("avg({f})"),
+            rules::model::AggregateSpec::Stat(stat) => format!("{stat:?}").to_lowercase(),
+            rules::model::AggregateSpec::Field(f) => format!("{f:?}").to_lowercase(),
         };
         let threshold = match &spec.threshold {
             rules::model::ThresholdSpec::Text(t) => t.clone(),

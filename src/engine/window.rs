@@ -67,7 +67,7 @@ impl WindowAgg {
             sum: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
-            distinct: matches!(aggregate, Aggregate::Distinct(_)).then(Default::default),
+            distinct: matches!(aggregate, Aggregate::Distinct).then(Default::default),
             first_seen_ms: i64::MAX,
             last_seen_ms: i64::MIN,
             fired: false,
@@ -110,12 +110,12 @@ impl WindowAgg {
     pub fn value(&self, aggregate: Aggregate) -> f64 {
         match aggregate {
             Aggregate::Count => self.count as f64,
-            Aggregate::Sum(_) => self.sum,
-            Aggregate::Distinct(_) => self.distinct.as_ref().map_or(0, |s| s.len()) as f64,
-            Aggregate::Min(_) => self.min,
-            Aggregate::Max(_) => self.max,
-            Aggregate::Avg(_) if self.count > 0 => self.sum / self.count as f64,
-            Aggregate::Avg(_) => 0.0,
+            Aggregate::Sum => self.sum,
+            Aggregate::Distinct => self.distinct.as_ref().map_or(0, |s| s.len()) as f64,
+            Aggregate::Min => self.min,
+            Aggregate::Max => self.max,
+            Aggregate::Avg if self.count > 0 => self.sum / self.count as f64,
+            Aggregate::Avg => 0.0,
         }
     }
 
@@ -142,16 +142,16 @@ mod tests {
 
     #[test]
     fn aggregates() {
-        let mut agg = WindowAgg::new(Aggregate::Distinct(0));
+        let mut agg = WindowAgg::new(Aggregate::Distinct);
         agg.add(1.0, 10, 5, (0, 1));
         agg.add(3.0, 10, 2, (0, 2));
         agg.add(2.0, 11, 9, (1, 7));
-        assert_eq!(agg.value(Aggregate::Distinct(0)), 2.0);
+        assert_eq!(agg.value(Aggregate::Distinct), 2.0);
         assert_eq!(agg.value(Aggregate::Count), 3.0);
-        assert_eq!(agg.value(Aggregate::Sum(0)), 6.0);
-        assert_eq!(agg.value(Aggregate::Avg(0)), 2.0);
-        assert_eq!(agg.value(Aggregate::Min(0)), 1.0);
-        assert_eq!(agg.value(Aggregate::Max(0)), 3.0);
+        assert_eq!(agg.value(Aggregate::Sum), 6.0);
+        assert_eq!(agg.value(Aggregate::Avg), 2.0);
+        assert_eq!(agg.value(Aggregate::Min), 1.0);
+        assert_eq!(agg.value(Aggregate::Max), 3.0);
         assert_eq!((agg.first_seen_ms, agg.last_seen_ms), (2, 9));
         assert_eq!(agg.holds.as_slice(), &[(0, 1), (1, 7)]);
     }

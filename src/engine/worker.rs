@@ -19,7 +19,7 @@ use crate::decode::{DecodeConfig, DecodeError, DecodeSink, Decoder};
 use crate::error::ErrorClass;
 use crate::event::{Event, FieldValue};
 use crate::metrics::{Metrics, Tally, WorkerCounters};
-use crate::rules::compile::{Aggregate, RuleIdx};
+use crate::rules::compile::RuleIdx;
 use crate::rules::RuleSet;
 use crate::sink::DeadLetter;
 use crate::source::{now_ms, PartitionId, PartitionRegistry, RawBatch};
@@ -234,22 +234,9 @@ impl DecodeSink for Collector<'_> {
             if !rule.matches(event) {
                 continue;
             }
-            let (value, distinct_hash) = match rule.aggregate {
-                Aggregate::Count => (1.0, 0),
-                Aggregate::Distinct(slot) => match event.field(slot).as_key_text() {
-                    Some(text) => (1.0, xxhash_rust::xxh3::xxh3_64(text.as_bytes())),
-                    None => continue,
-                },
-                Aggregate::Sum(slot)
-                | Aggregate::Min(slot)
-                | Aggregate::Max(slot)
-                | Aggregate::Avg(slot) => {
-                    // CloudWatch: an absent or non-numeric value adds nothing.
-                    match event.field(slot).as_f64() {
-                        Some(v) => (v, 0),
-                        None => continue,
-                    }
-                }
+            // CloudWatch: an absent or non-numeric value adds nothing.
+            let Some((value, distinct_hash)) = rule.contribution(event) else {
+                continue;
             };
             self.key_buffer.clear();
             for (i, (_, slot)) in rule.group_by.iter().enumerate() {

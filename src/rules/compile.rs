@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::model::{AggregateSpec, RuleSpec, Severity, ThresholdSpec, TreatMissing};
+use super::model::{
+    AggregateSpec, FieldAggregate, RuleSpec, Severity, Statistic, ThresholdSpec, TreatMissing,
+};
 use crate::event::{Event, EventKind};
 use crate::fields::{FieldPath, FieldPlans, Slot};
 use crate::filter::{Filter, Predicate};
@@ -109,12 +111,14 @@ impl fmt::Display for Threshold {
 /// What a rule aggregates per window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregate {
+    /// Number of contributing events (CloudWatch `SampleCount`).
     Count,
-    Sum(Slot),
-    Distinct(Slot),
-    Min(Slot),
-    Max(Slot),
-    Avg(Slot),
+    Sum,
+    /// Number of distinct values.
+    Distinct,
+    Min,
+    Max,
+    Avg,
 }
 
 impl Aggregate {
@@ -122,24 +126,64 @@ impl Aggregate {
     pub fn name(self) -> &'static str {
         match self {
             Aggregate::Count => "count",
-            Aggregate::Sum(_) => "sum",
-            Aggregate::Distinct(_) => "distinct",
-            Aggregate::Min(_) => "min",
-            Aggregate::Max(_) => "max",
-            Aggregate::Avg(_) => "avg",
+            Aggregate::Sum => "sum",
+            Aggregate::Distinct => "distinct",
+            Aggregate::Min => "min",
+            Aggregate::Max => "max",
+            Aggregate::Avg => "avg",
         }
     }
+}
 
-    /// The field slot the aggregate reads, if any.
-    pub fn slot(self) -> Option<Slot> {
-        match self {
-            Aggregate::Count => None,
-            Aggregate::Sum(s)
-            | Aggregate::Distinct(s)
-            | Aggregate::Min(s)
-            | Aggregate::Max(s)
-            | Aggregate::Avg(s) => Some(s),
+/// What each matching event contributes (CloudWatch `metricValue`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueSource {
+    /// A literal (`1` for plain counting).
+    Literal(f64),
+    /// A planned field (JSON selector, flow or host-log field).
+    Field(Slot),
+    /// A named field of the rule's space-delimited filter (`$size`).
+    Named(String),
+}
+
+impl ValueSource {
+    /// Parses a CloudWatch metric value: a number, `$.selector` or `$name`.
+    fn parse(
+        value: &serde_json::Value,
+        filter: &Filter,
+        plan: &mut crate::fields::FieldPlan,
+    ) -> Result<ValueSource, RuleError> {
+        let text = match value {
+            serde_json::Value::Number(n) => {
+                return n.as_f64().map(ValueSource::Literal).ok_or_else(|| {
+                    RuleError::Field(format!("metric value {n} is not a finite number"))
+                })
+            }
+            serde_json::Value::String(s) => s.trim(),
+            other => {
+                return Err(RuleError::Field(format!(
+                    "metric value must be a number or a field, got {other}"
+                )))
+            }
+        };
+        if let Ok(n) = text.parse::<f64>() {
+            return Ok(ValueSource::Literal(n));
         }
+        if text.starts_with("$.") {
+            let path = FieldPath::parse(text).map_err(|e| RuleError::Field(e.to_string()))?;
+            return Ok(ValueSource::Field(plan.slot_for(&path)));
+        }
+        if let Some(name) = text.strip_prefix('$') {
+            if filter.field_names().contains(&name) {
+                return Ok(ValueSource::Named(name.to_string()));
+            }
+            return Err(RuleError::Field(format!(
+                "metric value ${name} names no field of the space-delimited filter"
+            )));
+        }
+        Err(RuleError::Field(format!(
+            "metric value {text:?} must be a number, $.selector or $name"
+        )))
     }
 }
 
@@ -179,7 +223,13 @@ pub struct CompiledRule {
     /// `group_by` names with their slots, in order.
     pub group_by: Vec<(String, Slot)>,
     pub window_ms: i64,
+    /// Evaluation step for sliding rules (`None`: tumbling).
+    pub slide_ms: Option<i64>,
     pub aggregate: Aggregate,
+    /// What each matching event contributes.
+    pub value: ValueSource,
+    /// Datapoint for periods without matching events (alarm mode).
+    pub default_value: Option<f64>,
     pub threshold: Threshold,
     pub evaluation: Evaluation,
     /// Fire the moment the threshold is crossed (monotone aggregate with
@@ -210,17 +260,38 @@ impl CompiledRule {
             let path = FieldPath::parse(name).map_err(|e| RuleError::Field(e.to_string()))?;
             group_by.push((name.clone(), plan.slot_for(&path)));
         }
-        let mut slot_of = |field: &str| -> Result<Slot, RuleError> {
-            let path = FieldPath::parse(field).map_err(|e| RuleError::Field(e.to_string()))?;
-            Ok(plan.slot_for(&path))
+        let metric_value = match &spec.metric {
+            Some(metric) => Some(ValueSource::parse(&metric.value, &filter, plan)?),
+            None => None,
         };
-        let aggregate = match &spec.aggregate {
-            AggregateSpec::Count => Aggregate::Count,
-            AggregateSpec::Sum(f) => Aggregate::Sum(slot_of(f)?),
-            AggregateSpec::Distinct(f) => Aggregate::Distinct(slot_of(f)?),
-            AggregateSpec::Min(f) => Aggregate::Min(slot_of(f)?),
-            AggregateSpec::Max(f) => Aggregate::Max(slot_of(f)?),
-            AggregateSpec::Avg(f) => Aggregate::Avg(slot_of(f)?),
+        let one = ValueSource::Literal(1.0);
+        let (aggregate, value) = match &spec.aggregate {
+            AggregateSpec::Stat(stat) => {
+                let aggregate = match stat {
+                    Statistic::Count | Statistic::SampleCount => Aggregate::Count,
+                    Statistic::Sum => Aggregate::Sum,
+                    Statistic::Avg => Aggregate::Avg,
+                    Statistic::Min => Aggregate::Min,
+                    Statistic::Max => Aggregate::Max,
+                };
+                (aggregate, metric_value.unwrap_or(one))
+            }
+            AggregateSpec::Field(field_aggregate) => {
+                if metric_value.is_some() {
+                    return Err(RuleError::Field(
+                        "use either `metric` with a statistic, or a field aggregate such as {sum: bytes}".into(),
+                    ));
+                }
+                let (aggregate, field) = match field_aggregate {
+                    FieldAggregate::Sum(f) => (Aggregate::Sum, f),
+                    FieldAggregate::Distinct(f) => (Aggregate::Distinct, f),
+                    FieldAggregate::Min(f) => (Aggregate::Min, f),
+                    FieldAggregate::Max(f) => (Aggregate::Max, f),
+                    FieldAggregate::Avg(f) => (Aggregate::Avg, f),
+                };
+                let path = FieldPath::parse(field).map_err(|e| RuleError::Field(e.to_string()))?;
+                (aggregate, ValueSource::Field(plan.slot_for(&path)))
+            }
         };
         let threshold = Threshold::from_spec(&spec.threshold).map_err(RuleError::Threshold)?;
         let window_ms = spec.window.as_millis_i64();
@@ -230,6 +301,23 @@ impl CompiledRule {
                 spec.window
             )));
         }
+        let slide_ms = match spec.slide {
+            None => None,
+            Some(slide) => {
+                let step = slide.as_millis_i64();
+                if step < 1_000
+                    || step % 1_000 != 0
+                    || window_ms % step != 0
+                    || window_ms / step > 1_440
+                {
+                    return Err(RuleError::Window(format!(
+                        "slide {slide} must be whole seconds and divide window {} (at most 1440 steps)",
+                        spec.window
+                    )));
+                }
+                (step != window_ms).then_some(step)
+            }
+        };
         let periods = spec.evaluation.periods;
         let datapoints = spec.evaluation.datapoints.unwrap_or(periods);
         if periods == 0 || datapoints == 0 || datapoints > periods || periods > 1024 {
@@ -238,7 +326,11 @@ impl CompiledRule {
             )));
         }
         let explicit_missing = spec.evaluation.treat_missing != TreatMissing::Missing;
-        let mode = if periods == 1 && !explicit_missing {
+        let mode = if periods == 1
+            && !explicit_missing
+            && slide_ms.is_none()
+            && spec.metric.as_ref().is_none_or(|m| m.default.is_none())
+        {
             EvalMode::Window
         } else {
             EvalMode::Alarm
@@ -247,7 +339,7 @@ impl CompiledRule {
         // negative contributions to keep the eager decision sound.
         let monotone = matches!(
             aggregate,
-            Aggregate::Count | Aggregate::Sum(_) | Aggregate::Distinct(_) | Aggregate::Max(_)
+            Aggregate::Count | Aggregate::Sum | Aggregate::Distinct | Aggregate::Max
         );
         let eager = monotone && matches!(threshold.op, CmpOp::Gt | CmpOp::Ge);
         Ok(CompiledRule {
@@ -263,7 +355,10 @@ impl CompiledRule {
             predicates,
             group_by,
             window_ms,
+            slide_ms,
             aggregate,
+            value,
+            default_value: spec.metric.as_ref().and_then(|m| m.default),
             threshold,
             evaluation: Evaluation {
                 periods,
@@ -275,6 +370,29 @@ impl CompiledRule {
             eager,
             spec: spec.clone(),
         })
+    }
+
+    /// The event's contribution `(value, distinct hash)`, or `None` when
+    /// the value is absent or not numeric (CloudWatch: adds nothing).
+    #[inline]
+    pub fn contribution(&self, event: &Event<'_>) -> Option<(f64, u64)> {
+        if self.aggregate == Aggregate::Distinct {
+            let ValueSource::Field(slot) = self.value else {
+                return None;
+            };
+            let text = event.field(slot).as_key_text()?;
+            return Some((1.0, xxhash_rust::xxh3::xxh3_64(text.as_bytes())));
+        }
+        match &self.value {
+            ValueSource::Literal(v) => Some((*v, 0)),
+            ValueSource::Field(slot) => event.field(*slot).as_f64().map(|v| (v, 0)),
+            ValueSource::Named(name) => self
+                .filter
+                .named_field(event, name)
+                .and_then(|text| text.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+                .map(|v| (v, 0)),
+        }
     }
 
     /// Whether `event` passes the filter and every predicate.

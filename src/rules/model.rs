@@ -38,6 +38,14 @@ pub struct RuleSpec {
     pub group_by: Vec<String>,
     /// Tumbling window (CloudWatch: the alarm period).
     pub window: HumanDuration,
+    /// Sliding evaluation step (CloudWatch re-evaluates every minute): the
+    /// window is evaluated every `slide`, built from tumbling panes of that
+    /// width. Must divide `window`.
+    #[serde(default)]
+    pub slide: Option<HumanDuration>,
+    /// CloudWatch metric value: what each matching event contributes.
+    #[serde(default)]
+    pub metric: Option<MetricSpec>,
     #[serde(default)]
     pub aggregate: AggregateSpec,
     pub threshold: ThresholdSpec,
@@ -118,18 +126,63 @@ impl Severity {
     }
 }
 
-/// `count`, or `{sum: field}`, `{distinct: field}`, `{min: field}`,
-/// `{max: field}`, `{avg: field}`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// What a window aggregates: a statistic of the rule's metric value
+/// (`count`, `sum`, `avg`, `min`, `max`, `sample_count`, also under their
+/// CloudWatch names `Sum`, `Average`, `SampleCount`, `Minimum`, `Maximum`),
+/// or a statistic of a field: `{sum: bytes}`, `{distinct: dstport}`,
+/// `{min: f}`, `{max: f}`, `{avg: f}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
 pub enum AggregateSpec {
-    #[default]
+    Stat(Statistic),
+    Field(FieldAggregate),
+}
+
+impl Default for AggregateSpec {
+    fn default() -> Self {
+        AggregateSpec::Stat(Statistic::Count)
+    }
+}
+
+/// A statistic over the metric value (CloudWatch statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Statistic {
+    #[serde(rename = "count")]
     Count,
+    #[serde(rename = "sample_count", alias = "SampleCount")]
+    SampleCount,
+    #[serde(rename = "sum", alias = "Sum")]
+    Sum,
+    #[serde(rename = "avg", alias = "Average", alias = "average")]
+    Avg,
+    #[serde(rename = "min", alias = "Minimum", alias = "minimum")]
+    Min,
+    #[serde(rename = "max", alias = "Maximum", alias = "maximum")]
+    Max,
+}
+
+/// A statistic over a named field.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum FieldAggregate {
     Sum(String),
     Distinct(String),
     Min(String),
     Max(String),
     Avg(String),
+}
+
+/// CloudWatch `metricValue` / `defaultValue`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSpec {
+    /// `1`, a literal number, a JSON selector `$.field`, or `$name` of a
+    /// space-delimited filter field. Events where the field is absent or
+    /// not numeric contribute nothing (as in CloudWatch).
+    pub value: serde_json::Value,
+    /// Datapoint for periods with no matching event (alarm evaluation).
+    #[serde(default)]
+    pub default: Option<f64>,
 }
 
 /// `">= 5"` or `{op: ">=", value: 5}`.
