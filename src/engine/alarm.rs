@@ -127,9 +127,11 @@ impl AlarmState {
         }
     }
 
-    /// Whether the state carries no information worth keeping.
+    /// Whether the state carries no information worth keeping: not in
+    /// ALARM and no breaching datapoint that could count towards M. A new
+    /// state behaves identically for alerting, so it can be dropped.
     pub fn is_dormant(&self) -> bool {
-        self.status != AlarmStatus::Alarm && self.history.iter().all(|d| *d == Datapoint::Missing)
+        self.status != AlarmStatus::Alarm && self.history.iter().all(|d| *d != Datapoint::Breaching)
     }
 }
 
