@@ -89,24 +89,20 @@ impl AlarmState {
         while self.history.len() > periods as usize {
             self.history.pop_front();
         }
-        let window: Vec<Datapoint> = self.history.iter().copied().collect();
-        let all_missing = window.iter().all(|d| *d == Datapoint::Missing);
-        let breaching = window
-            .iter()
-            .filter(|d| counts_as_breaching(**d, treat))
-            .count() as u32;
-        let next = if breaching >= datapoints {
-            AlarmStatus::Alarm
-        } else if all_missing {
-            match treat {
-                TreatMissing::Missing => AlarmStatus::InsufficientData,
-                TreatMissing::Ignore => self.status,
-                TreatMissing::NotBreaching => AlarmStatus::Ok,
-                TreatMissing::Breaching => AlarmStatus::Alarm,
-            }
-        } else {
-            AlarmStatus::Ok
-        };
+        let (front, back) = self.history.as_slices();
+        let next = next_status(self.status, front.iter().chain(back), datapoints, treat);
+        self.transition_to(next)
+    }
+
+    /// Evaluates a complete set of datapoints (sliding evaluation, where
+    /// each step recomputes the last N periods from panes).
+    pub fn evaluate(
+        &mut self,
+        points: &[Datapoint],
+        datapoints: u32,
+        treat: TreatMissing,
+    ) -> Transition {
+        let next = next_status(self.status, points.iter(), datapoints, treat);
         self.transition_to(next)
     }
 
@@ -132,6 +128,29 @@ impl AlarmState {
     /// state behaves identically for alerting, so it can be dropped.
     pub fn is_dormant(&self) -> bool {
         self.status != AlarmStatus::Alarm && self.history.iter().all(|d| *d != Datapoint::Breaching)
+    }
+}
+
+/// CloudWatch's state for the given last-N datapoints.
+fn next_status<'a>(
+    current: AlarmStatus,
+    points: impl Iterator<Item = &'a Datapoint> + Clone,
+    datapoints: u32,
+    treat: TreatMissing,
+) -> AlarmStatus {
+    let all_missing = points.clone().all(|d| *d == Datapoint::Missing);
+    let breaching = points.filter(|d| counts_as_breaching(**d, treat)).count() as u32;
+    if breaching >= datapoints {
+        AlarmStatus::Alarm
+    } else if all_missing {
+        match treat {
+            TreatMissing::Missing => AlarmStatus::InsufficientData,
+            TreatMissing::Ignore => current,
+            TreatMissing::NotBreaching => AlarmStatus::Ok,
+            TreatMissing::Breaching => AlarmStatus::Alarm,
+        }
+    } else {
+        AlarmStatus::Ok
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod alarm;
 pub mod commit;
 pub mod shard;
+pub mod sliding;
 pub mod watermark;
 pub mod window;
 pub mod worker;
@@ -173,6 +174,7 @@ impl Engine {
                     ShardConfig {
                         max_open_windows: per_shard_cap,
                         evidence: self.config.evidence,
+                        eager_sliding: !self.config.watermark.replay,
                     },
                     self.tracker.clone(),
                     Arc::clone(&self.metrics.shards[index]),

@@ -16,6 +16,7 @@ use hashbrown::Equivalent;
 
 use super::alarm::{AlarmState, Datapoint, Transition};
 use super::commit::{AlertHold, BatchToken, CommitTracker};
+use super::sliding::{LaneAlert, SlidingLane};
 use super::window::{window_start, EvidenceLimits, WindowAgg};
 use crate::alert::{alert_id, Activity, Alert, RuleInfo};
 use crate::metrics::{Tally, WorkerCounters};
@@ -143,6 +144,10 @@ pub struct ShardConfig {
     /// Cap on open window aggregates in this shard.
     pub max_open_windows: usize,
     pub evidence: EvidenceLimits,
+    /// Let sliding rules raise before their step is complete (service
+    /// mode). Replay evaluates sliding steps in order at the end instead,
+    /// which makes the outcome independent of input order.
+    pub eager_sliding: bool,
 }
 
 /// State and logic of one shard.
@@ -153,6 +158,7 @@ pub struct Shard {
     config: ShardConfig,
     bins: BTreeMap<i64, Bin>,
     alarms: hashbrown::HashMap<BinKey, AlarmState>,
+    sliding: hashbrown::HashMap<BinKey, SlidingLane>,
     watermark_ms: i64,
     open_windows: usize,
     holds: HashMap<PartitionId, BTreeMap<u64, u32>>,
@@ -204,6 +210,7 @@ impl Shard {
             config,
             bins: BTreeMap::new(),
             alarms: hashbrown::HashMap::new(),
+            sliding: hashbrown::HashMap::new(),
             watermark_ms: i64::MIN,
             open_windows: 0,
             holds: HashMap::new(),
@@ -252,6 +259,7 @@ impl Shard {
         if batch.watermark_ms > self.watermark_ms {
             self.watermark_ms = batch.watermark_ms;
             self.close_until(self.watermark_ms);
+            self.advance_sliding(self.watermark_ms);
         }
         self.enforce_cap();
         self.finish_batch();
@@ -261,6 +269,7 @@ impl Shard {
     /// Closes every window, oldest first.
     pub fn flush_all(&mut self) {
         self.close_until(i64::MAX);
+        self.advance_sliding(i64::MAX);
         self.finish_batch();
     }
 
@@ -304,6 +313,10 @@ impl Shard {
     fn apply(&mut self, batch: &MatchBatch, m: &Match) {
         let rules = Arc::clone(&self.rules);
         let rule = rules.rule(m.rule);
+        if let Some(step) = rule.slide_ms {
+            self.apply_sliding(batch, m, rule, step);
+            return;
+        }
         let start = window_start(m.time_ms, rule.window_ms);
         let end = start.saturating_add(rule.window_ms);
         if end <= self.watermark_ms {
@@ -333,23 +346,13 @@ impl Shard {
             *offsets.entry(m.offset).or_insert(0) += 1;
             self.holds_dirty = true;
         }
-        let samples = &mut agg.samples;
-        if samples.ids.len() < self.config.evidence.max_samples {
-            if let Some(id) = batch.opt_text(m.id) {
-                samples.ids.push(CompactString::from(id));
-            }
-            if samples.texts.len() < self.config.evidence.max_samples {
-                let text = batch.text(m.sample);
-                let cut = floor_char_boundary(text, self.config.evidence.max_sample_bytes);
-                samples.texts.push(text[..cut].into());
-            }
-        }
-        if samples.account.is_none() {
-            samples.account = batch.opt_text(m.account).map(CompactString::from);
-        }
-        if samples.region.is_none() {
-            samples.region = batch.opt_text(m.region).map(CompactString::from);
-        }
+        agg.add_sample(
+            batch.opt_text(m.id),
+            batch.text(m.sample),
+            batch.opt_text(m.account),
+            batch.opt_text(m.region),
+            self.config.evidence,
+        );
         if !rule.eager || agg.fired {
             return;
         }
@@ -390,6 +393,126 @@ impl Shard {
                     self.out.extend(emitted);
                 }
             }
+        }
+    }
+
+    fn apply_sliding(&mut self, batch: &MatchBatch, m: &Match, rule: &CompiledRule, step: i64) {
+        let pane_start = window_start(m.time_ms, step);
+        if pane_start + step <= self.watermark_ms {
+            self.tally.late += 1;
+            return;
+        }
+        let key_text = batch.text(m.key);
+        let lookup = BorrowedKey {
+            rule: m.rule,
+            key: key_text,
+        };
+        let lane = match self.sliding.get_mut(&lookup) {
+            Some(lane) => lane,
+            None => self
+                .sliding
+                .entry(BinKey {
+                    rule: m.rule,
+                    key: CompactString::from(key_text),
+                })
+                .or_insert_with(|| SlidingLane::new(pane_start, step)),
+        };
+        lane.touch(pane_start, step);
+        let pane = lane.panes.entry(pane_start).or_insert_with(|| {
+            self.open_windows += 1;
+            WindowAgg::new(rule.aggregate)
+        });
+        if pane.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
+            let offsets = self.holds.entry(m.partition).or_default();
+            *offsets.entry(m.offset).or_insert(0) += 1;
+            self.holds_dirty = true;
+        }
+        pane.add_sample(
+            batch.opt_text(m.id),
+            batch.text(m.sample),
+            batch.opt_text(m.account),
+            batch.opt_text(m.region),
+            self.config.evidence,
+        );
+        if !self.config.eager_sliding {
+            return;
+        }
+        if let Some(raised) =
+            lane.try_raise_eagerly(pane_start, rule, self.config.evidence.max_samples)
+        {
+            let emitted = self.lane_alert(m.rule, rule, key_text, raised);
+            self.out.push(emitted);
+        }
+    }
+
+    fn lane_alert(
+        &self,
+        rule_idx: RuleIdx,
+        rule: &CompiledRule,
+        key: &str,
+        lane_alert: LaneAlert,
+    ) -> Emitted {
+        self.alert_from(
+            rule_idx,
+            rule,
+            key,
+            lane_alert.window_start_ms,
+            lane_alert.window_end_ms,
+            &lane_alert.agg,
+            lane_alert.activity,
+            Some(lane_alert.id_window_start),
+        )
+    }
+
+    /// Evaluates sliding steps up to `limit` for every lane, in key order
+    /// (deterministic output), and drops idle lanes.
+    fn advance_sliding(&mut self, limit: i64) {
+        if self.sliding.is_empty() {
+            return;
+        }
+        let rules = Arc::clone(&self.rules);
+        let mut keys: Vec<BinKey> = self.sliding.keys().cloned().collect();
+        keys.sort_unstable_by(|a, b| (a.rule, &a.key).cmp(&(b.rule, &b.key)));
+        let mut alerts = Vec::new();
+        let mut released = Vec::new();
+        for key in keys {
+            let rule = rules.rule(key.rule);
+            let Some(lane) = self.sliding.get_mut(&key) else {
+                continue;
+            };
+            lane.evaluate_until(
+                limit,
+                rule,
+                self.config.evidence.max_samples,
+                &mut alerts,
+                &mut released,
+            );
+            let idle = lane.is_idle();
+            for lane_alert in alerts.drain(..) {
+                let emitted = self.lane_alert(key.rule, rule, &key.key, lane_alert);
+                self.out.push(emitted);
+            }
+            for pane in released.drain(..) {
+                self.open_windows -= 1;
+                self.release_holds(&pane);
+            }
+            if idle {
+                self.sliding.remove(&key);
+            }
+        }
+    }
+
+    fn release_holds(&mut self, agg: &WindowAgg) {
+        for (partition, offset) in &agg.holds {
+            if let Some(offsets) = self.holds.get_mut(partition) {
+                if let Some(count) = offsets.get_mut(offset) {
+                    *count -= 1;
+                    if *count == 0 {
+                        offsets.remove(offset);
+                    }
+                }
+            }
+            self.holds_dirty = true;
         }
     }
 
@@ -568,17 +691,7 @@ impl Shard {
                     }
                 }
             }
-            for (partition, offset) in &agg.holds {
-                if let Some(offsets) = self.holds.get_mut(partition) {
-                    if let Some(count) = offsets.get_mut(offset) {
-                        *count -= 1;
-                        if *count == 0 {
-                            offsets.remove(offset);
-                        }
-                    }
-                }
-                self.holds_dirty = true;
-            }
+            self.release_holds(agg);
         }
         self.open_windows -= bin.len();
         self.sweep_missing(end);
@@ -678,15 +791,4 @@ fn push_gaps(
     for _ in 0..gaps {
         state.push(Datapoint::Missing, periods, datapoints, treat);
     }
-}
-
-fn floor_char_boundary(text: &str, max: usize) -> usize {
-    if text.len() <= max {
-        return text.len();
-    }
-    let mut cut = max;
-    while cut > 0 && !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    cut
 }

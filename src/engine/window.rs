@@ -119,6 +119,71 @@ impl WindowAgg {
         }
     }
 
+    /// Keeps the event as evidence while fewer than `limits.max_samples`
+    /// are kept; the text is cut at `limits.max_sample_bytes`.
+    pub fn add_sample(
+        &mut self,
+        id: Option<&str>,
+        text: &str,
+        account: Option<&str>,
+        region: Option<&str>,
+        limits: EvidenceLimits,
+    ) {
+        let samples = &mut self.samples;
+        if samples.ids.len() < limits.max_samples {
+            if let Some(id) = id {
+                samples.ids.push(CompactString::from(id));
+            }
+        }
+        if samples.texts.len() < limits.max_samples {
+            let cut = floor_char_boundary(text, limits.max_sample_bytes);
+            samples.texts.push(text[..cut].into());
+        }
+        if samples.account.is_none() {
+            samples.account = account.map(CompactString::from);
+        }
+        if samples.region.is_none() {
+            samples.region = region.map(CompactString::from);
+        }
+    }
+
+    /// Folds `other` (a later or earlier pane of the same key) into this
+    /// aggregate, keeping at most `max_samples` samples.
+    pub fn merge(&mut self, other: &WindowAgg, max_samples: usize) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        if let (Some(mine), Some(theirs)) = (self.distinct.as_mut(), other.distinct.as_ref()) {
+            mine.extend(theirs.iter().copied());
+        }
+        self.first_seen_ms = self.first_seen_ms.min(other.first_seen_ms);
+        self.last_seen_ms = self.last_seen_ms.max(other.last_seen_ms);
+        for hold in &other.holds {
+            match self.holds.iter_mut().find(|(p, _)| *p == hold.0) {
+                Some(existing) => existing.1 = existing.1.min(hold.1),
+                None => self.holds.push(*hold),
+            }
+        }
+        let samples = &mut self.samples;
+        for id in &other.samples.ids {
+            if samples.ids.len() < max_samples {
+                samples.ids.push(id.clone());
+            }
+        }
+        for text in &other.samples.texts {
+            if samples.texts.len() < max_samples {
+                samples.texts.push(text.clone());
+            }
+        }
+        if samples.account.is_none() {
+            samples.account.clone_from(&other.samples.account);
+        }
+        if samples.region.is_none() {
+            samples.region.clone_from(&other.samples.region);
+        }
+    }
+
     /// Approximate heap + inline bytes of this aggregate (for the state gauge).
     pub fn approx_bytes(&self) -> usize {
         let mut bytes = std::mem::size_of::<Self>() + std::mem::size_of::<Samples>();
@@ -126,6 +191,18 @@ impl WindowAgg {
         bytes += self.samples.texts.iter().map(|t| t.len()).sum::<usize>();
         bytes
     }
+}
+
+/// The largest index `<= max` that is a char boundary of `text`.
+pub fn floor_char_boundary(text: &str, max: usize) -> usize {
+    if text.len() <= max {
+        return text.len();
+    }
+    let mut cut = max;
+    while cut > 0 && !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
 }
 
 #[cfg(test)]

@@ -260,7 +260,7 @@ impl DecodeSink for Collector<'_> {
             let shard = route(rule_idx, self.key_buffer, shard_count);
             let out = &mut self.outputs[shard];
             let key = out.intern(self.key_buffer);
-            let sample_cut = floor_boundary(&event.text, self.max_sample_bytes);
+            let sample_cut = super::window::floor_char_boundary(&event.text, self.max_sample_bytes);
             let sample = out.intern(&event.text[..sample_cut]);
             let id = intern_opt(out, event.id.as_deref());
             let account = intern_opt(out, event.account.as_deref());
@@ -313,17 +313,6 @@ fn intern_opt(out: &mut MatchBatch, text: Option<&str>) -> Span {
         Some(t) => out.intern(t),
         None => Span::NONE,
     }
-}
-
-fn floor_boundary(text: &str, max: usize) -> usize {
-    if text.len() <= max {
-        return text.len();
-    }
-    let mut cut = max;
-    while cut > 0 && !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    cut
 }
 
 #[cfg(test)]

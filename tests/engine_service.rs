@@ -1,0 +1,104 @@
+//! Service-mode behaviour: watermarks, late events, clamping and the
+//! commit positions the delivery contract allows.
+
+use std::sync::Arc;
+
+use trailwatch::engine::{Engine, EngineConfig};
+use trailwatch::rules::{RuleSet, RuleSpec};
+use trailwatch::sink::writer::{MemoryDeadLetters, MemorySink};
+use trailwatch::source::memory::MemorySource;
+
+fn rules() -> Arc<RuleSet> {
+    let spec: RuleSpec = serde_yaml_ng::from_str(
+        r#"
+id: logins
+title: logins
+kind: cloudtrail
+filter: '{ $.eventName = ConsoleLogin }'
+group_by: [recipientAccountId]
+window: 5m
+threshold: ">= 2"
+"#,
+    )
+    .unwrap();
+    Arc::new(RuleSet::compile(&[spec]).unwrap())
+}
+
+fn event(time: &str) -> Vec<u8> {
+    format!(r#"{{"eventTime":"{time}","eventName":"ConsoleLogin","recipientAccountId":"1"}}"#)
+        .into_bytes()
+}
+
+fn service_engine() -> Engine {
+    let mut config = EngineConfig::default();
+    config.watermark.replay = false;
+    config.watermark.allowed_lateness_ms = 0;
+    config.flush_on_end = false;
+    config.shards = 2;
+    config.decoders = 1;
+    Engine::new(config, rules())
+}
+
+#[test]
+fn late_events_are_counted_not_applied_and_open_windows_hold_commits() {
+    let engine = service_engine();
+    let records = vec![
+        event("2024-03-01T12:00:00Z"), // offset 0: window 12:00, alone (no alert)
+        event("2024-03-01T12:20:00Z"), // offset 1: watermark 12:20 closes 12:00
+        event("2024-03-01T12:01:00Z"), // offset 2: late (its window closed)
+        event("2024-03-01T12:21:00Z"), // offset 3: window 12:20 reaches 2 -> alert
+    ];
+    let sink = MemorySink::default();
+    let alerts = Arc::clone(&sink.alerts);
+    engine
+        .run(
+            vec![Box::new(MemorySource::new("p", records, 1))],
+            Box::new(sink),
+            Box::new(MemoryDeadLetters::default()),
+        )
+        .unwrap();
+    let metrics = engine.metrics();
+    assert_eq!(metrics.sum(|w| &w.late), 1);
+    let alerts = alerts.lock().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].count, 2, "the late event was not added");
+    // Window 12:20 is still open (service mode does not flush at the
+    // end), so the first record feeding it, offset 1, is not committable.
+    let tracker = engine.tracker();
+    let positions = tracker.safe_positions();
+    assert_eq!(positions.len(), 1);
+    assert_eq!(positions[0].1, 1, "{positions:?}");
+}
+
+#[test]
+fn future_dated_events_are_clamped_and_do_not_close_windows() {
+    let engine = service_engine();
+    let records = vec![
+        event("2024-03-01T12:00:00Z"),
+        event("9999-12-31T23:59:59Z"), // clamped to now + skew
+        event("2024-03-01T12:00:30Z"),
+    ];
+    let sink = MemorySink::default();
+    let alerts = Arc::clone(&sink.alerts);
+    engine
+        .run(
+            vec![Box::new(MemorySource::new("p", records, 1))],
+            Box::new(sink),
+            Box::new(MemoryDeadLetters::default()),
+        )
+        .unwrap();
+    let metrics = engine.metrics();
+    assert_eq!(metrics.sum(|w| &w.clamped), 1);
+    // The clamped event moves the watermark to about now, which closes the
+    // 2024 window before its second event: that event is late. What must
+    // not happen is a watermark in year 9999.
+    let watermark = metrics
+        .watermark_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(
+        watermark <= now + 10 * 60_000,
+        "watermark {watermark} ran ahead of now {now}"
+    );
+    assert!(alerts.lock().unwrap().is_empty());
+}
