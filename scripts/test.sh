@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run calls this script).
+#
+# It installs what the tests need (a Kafka-protocol broker, a Kinesis API
+# server, a DynamoDB API server, Prometheus/promtool, kubectl and
+# kubernetes-validate), then runs formatting, lints, every test, and the
+# deployment checks. Installed tools are cached (~/.cargo/bin, .tools/), so
+# later runs skip the installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test dependencies"
+scripts/install-test-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --locked --all-targets --no-fail-fast
+
+step "benchmarks compile"
+cargo bench --locked --no-run
+
+step "built-in rule tests (trailwatch rules test)"
+cargo run --locked --quiet -- rules test
+
+step "replay of the shipped samples"
+cargo run --locked --quiet -- replay --quiet samples/ > /dev/null
+
+if [ -x scripts/check-manifests.sh ]; then
+  step "deployment manifests"
+  scripts/check-manifests.sh
+fi
+
+step "all checks passed"
