@@ -21,7 +21,7 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --locked --all-targets -- -D warnings
 
 step "cargo test"
-cargo test --locked --all-targets --no-fail-fast
+cargo test --locked --no-fail-fast
 
 step "benchmarks compile"
 cargo bench --locked --no-run
