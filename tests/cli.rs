@@ -1,0 +1,158 @@
+//! The command line as a user meets it: exit codes, positions in rule
+//! errors, replay from stdin, overrides and `run --check`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn trailwatch() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+const GOOD_RULE: &str = r#"id: my-rule
+title: My rule
+kind: cloudtrail
+filter: '{ $.eventName = ConsoleLogin }'
+window: 5m
+threshold: ">= 2"
+"#;
+
+#[test]
+fn rules_check_reports_every_error_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "good.yaml", GOOD_RULE);
+    write(
+        dir.path(),
+        "bad-filter.yaml",
+        "id: bad-filter\ntitle: t\nkind: cloudtrail\nfilter: '{ $.eventName = ConsoleLogin && ( }'\nwindow: 5m\nthreshold: \">= 1\"\n",
+    );
+    write(
+        dir.path(),
+        "typo.yaml",
+        "id: typo\ntitle: t\nkind: cloudtrail\nwindwo: 5m\nthreshold: \">= 1\"\n",
+    );
+    let output = trailwatch()
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad-filter.yaml:4:"), "{stderr}");
+    assert!(stderr.contains("typo.yaml:4:"), "{stderr}");
+    assert!(stderr.contains("windwo"), "{stderr}");
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+}
+
+#[test]
+fn rules_check_accepts_a_valid_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "good.yaml", GOOD_RULE);
+    let output = trailwatch()
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn replay_reads_stdin_and_user_rules_override_and_disable_builtins() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "mine.yaml", GOOD_RULE);
+    // Disable the built-in console failure rule by id.
+    write(
+        dir.path(),
+        "off.yaml",
+        "id: cis-4.6-console-auth-failures\ntitle: off\nkind: cloudtrail\nwindow: 5m\nthreshold: \">= 1\"\nenabled: false\n",
+    );
+    let mut child = trailwatch()
+        .args(["replay", "--rules"])
+        .arg(dir.path())
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = (0..3)
+        .map(|i| {
+            format!(
+                r#"{{"eventVersion":"1.08","eventTime":"2024-03-01T12:00:0{i}Z","eventName":"ConsoleLogin","errorMessage":"Failed authentication","recipientAccountId":"111122223333"}}"#
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let rules: Vec<String> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["finding_info"]["analytic"]["uid"]
+                .to_string()
+        })
+        .collect();
+    assert!(rules.contains(&"\"my-rule\"".to_string()), "{stdout}");
+    assert!(
+        !rules.iter().any(|r| r.contains("cis-4.6")),
+        "disabled built-in fired: {stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("records read        3"), "{stderr}");
+}
+
+#[test]
+fn replay_of_a_missing_file_is_an_io_error() {
+    let output = trailwatch()
+        .args(["replay", "/nonexistent/trailwatch/input"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/trailwatch/input"));
+}
+
+#[test]
+fn run_check_validates_config_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "sources:\n  - type: file\n    paths: [\"-\"]\n").unwrap();
+    let output = trailwatch()
+        .args(["run", "--check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "sources:\n  - type: file\n    paths: [\"-\"]\nengine:\n  shardz: 2\n",
+    )
+    .unwrap();
+    let output = trailwatch()
+        .args(["run", "--check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("shardz"));
+}
