@@ -10,11 +10,13 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::decode::flow::FlowFormat;
 use crate::decode::DecoderKind;
 use crate::engine::watermark::WatermarkConfig;
 use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
 use crate::rules::duration::HumanDuration;
+use crate::source::SourceDecoding;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -113,7 +115,7 @@ impl EngineSection {
                     .unwrap_or(defaults.evidence.max_sample_bytes),
             },
             decode,
-            flush_on_end: replay,
+            flush_on_end: true,
             commit_interval: self
                 .commit_interval
                 .map_or(defaults.commit_interval, |d| d.0),
@@ -133,8 +135,12 @@ pub enum SourceConfig {
         paths: Vec<String>,
         #[serde(default)]
         follow: bool,
+        /// Force a decoder instead of detecting the envelope per record.
         #[serde(default)]
         decoder: Option<DecoderKind>,
+        /// Custom VPC flow log format (`${version} ${srcaddr} ...`).
+        #[serde(default)]
+        flow_format: Option<String>,
     },
 }
 
@@ -228,6 +234,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// Builds a source's decoding settings from its config fields.
+pub fn source_decoding(
+    decoder: Option<DecoderKind>,
+    flow_format: Option<&str>,
+) -> Result<Option<SourceDecoding>> {
+    let flow_format = match flow_format {
+        Some(text) => Some(
+            FlowFormat::parse(text)
+                .map_err(|e| Error::Config(format!("invalid flow_format {text:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    if decoder.is_none() && flow_format.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(SourceDecoding {
+        forced: decoder.unwrap_or_default(),
+        flow_format,
+    }))
+}
+
 impl Config {
     /// Parses a config file's text; `origin` names it in errors.
     pub fn parse(origin: &str, text: &str) -> Result<Config> {
@@ -266,7 +293,8 @@ mod tests {
         assert_eq!(config.metrics.listen, "127.0.0.1:9464");
         let engine = config.engine.to_engine_config(false);
         assert_eq!(engine.watermark.allowed_lateness_ms, 15 * 60_000);
-        assert!(!engine.flush_on_end);
+        assert!(engine.flush_on_end);
+        assert!(!engine.watermark.replay);
     }
 
     #[test]

@@ -156,3 +156,49 @@ fn run_check_validates_config_keys() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("shardz"));
 }
+
+#[test]
+fn run_reads_a_custom_flow_format_from_config_and_writes_alerts_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    write(
+        &rules,
+        "rejects.yaml",
+        "id: rejects\ntitle: rejects\nkind: vpcflow\nwhere:\n  - {field: action, equals: REJECT}\ngroup_by: [srcaddr]\nwindow: 5m\nthreshold: \">= 2\"\n",
+    );
+    // Custom order: srcaddr first, no header line in the file.
+    let flows = dir.path().join("flows.log");
+    std::fs::write(
+        &flows,
+        "198.51.100.7 10.0.0.5 22 REJECT 1709294400\n198.51.100.7 10.0.0.5 23 REJECT 1709294410\n198.51.100.8 10.0.0.5 22 ACCEPT 1709294420\n",
+    )
+    .unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules: {{builtin: false, dirs: [{rules:?}]}}\nsources:\n  - type: file\n    paths: [{flows:?}]\n    decoder: vpc_flow\n    flow_format: '${{srcaddr}} ${{dstaddr}} ${{dstport}} ${{action}} ${{start}}'\nsinks:\n  alerts: {{type: file, path: {alerts:?}}}\nmetrics: {{listen: \"\"}}\n"
+        ),
+    )
+    .unwrap();
+    let output = trailwatch()
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let written = std::fs::read_to_string(&alerts).unwrap();
+    let lines: Vec<serde_json::Value> = written
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{written}");
+    assert_eq!(lines[0]["observables"][0]["value"], "198.51.100.7");
+}

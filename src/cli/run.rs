@@ -34,7 +34,12 @@ pub fn build_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for source in &config.sources {
         match source {
-            SourceConfig::File { paths, follow, .. } => {
+            SourceConfig::File {
+                paths,
+                follow,
+                decoder,
+                flow_format,
+            } => {
                 let inputs: Vec<FileInput> = paths
                     .iter()
                     .map(|p| {
@@ -45,7 +50,10 @@ pub fn build_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
                         }
                     })
                     .collect();
-                sources.push(Box::new(FileSource::new(&inputs, *follow)?));
+                let decoding = crate::config::source_decoding(*decoder, flow_format.as_deref())?;
+                sources.push(Box::new(FileSource::with_decoding(
+                    &inputs, *follow, decoding,
+                )?));
             }
         }
     }

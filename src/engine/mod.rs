@@ -51,8 +51,9 @@ pub struct EngineConfig {
     pub max_open_windows: usize,
     pub evidence: EvidenceLimits,
     pub decode: DecodeConfig,
-    /// Close all windows when input ends (replay) instead of leaving them
-    /// to be rebuilt from uncommitted input (service).
+    /// Close all windows when every source is exhausted (finite input:
+    /// replay, or `run` over files without follow). A stop request never
+    /// flushes: open windows are rebuilt from uncommitted input on restart.
     pub flush_on_end: bool,
     /// How often sources commit safe positions.
     pub commit_interval: Duration,
@@ -94,6 +95,8 @@ pub struct Engine {
     watermark: Arc<WatermarkTracker>,
     registry: Arc<PartitionRegistry>,
     stop: Arc<AtomicBool>,
+    /// Set when a source ended with an error (no end-of-input flush then).
+    source_failed: AtomicBool,
 }
 
 impl Engine {
@@ -108,6 +111,7 @@ impl Engine {
             watermark: Arc::new(WatermarkTracker::new(config.watermark)),
             registry: Arc::new(PartitionRegistry::default()),
             stop: Arc::new(AtomicBool::new(false)),
+            source_failed: AtomicBool::new(false),
             config: EngineConfig {
                 shards,
                 decoders,
@@ -180,13 +184,13 @@ impl Engine {
                     Arc::clone(&self.metrics.shards[index]),
                 );
                 let out = alert_tx.clone();
-                let flush = self.config.flush_on_end;
                 std::thread::Builder::new()
                     .name(format!("tw-shard-{index}"))
-                    .spawn_scoped(scope, move || shard.run(rx, out, flush))
+                    .spawn_scoped(scope, move || shard.run(rx, out))
                     .map_err(|e| Error::Internal(format!("cannot spawn shard thread: {e}")))?;
             }
             drop(alert_tx);
+            let mut decode_handles = Vec::new();
             for (index, rx) in decode_rxs.into_iter().enumerate() {
                 let mut worker = DecodeWorker::new(
                     Arc::clone(&self.rules),
@@ -200,7 +204,7 @@ impl Engine {
                     dead_tx.clone(),
                     self.config.evidence.max_sample_bytes,
                 );
-                std::thread::Builder::new()
+                let handle = std::thread::Builder::new()
                     .name(format!("tw-decode-{index}"))
                     .spawn_scoped(scope, move || loop {
                         match rx.recv_timeout(Duration::from_millis(500)) {
@@ -218,8 +222,8 @@ impl Engine {
                         }
                     })
                     .map_err(|e| Error::Internal(format!("cannot spawn decode thread: {e}")))?;
+                decode_handles.push(handle);
             }
-            drop(shard_txs);
             drop(dead_tx);
             let mut source_handles = Vec::new();
             for source in sources {
@@ -234,6 +238,23 @@ impl Engine {
             drop(decode_txs);
             drop(done_rx);
             let mut first_error = None;
+            // Decode workers drain their channels and exit once every source
+            // thread has dropped its senders (sources then wait for the
+            // drain to finish before their final commit).
+            for handle in decode_handles {
+                if handle.join().is_err() {
+                    first_error.get_or_insert(Error::Internal("decode thread panicked".into()));
+                }
+            }
+            let sources_failed = self.source_failed.load(Ordering::Relaxed);
+            let exhausted =
+                !self.stop.load(Ordering::Relaxed) && !sources_failed && first_error.is_none();
+            if exhausted && self.config.flush_on_end {
+                for shard in &shard_txs {
+                    let _ = shard.send(ShardMsg::FlushAll);
+                }
+            }
+            drop(shard_txs);
             for handle in source_handles {
                 match handle.join() {
                     Ok(Ok(())) => {}
@@ -298,6 +319,9 @@ impl Engine {
                 }
             }
         };
+        if result.is_err() {
+            self.source_failed.store(true, Ordering::Relaxed);
+        }
         drop(decoders);
         // Wait for the pipeline to drain (the sink thread drops `done`),
         // then commit what is now safe.

@@ -223,15 +223,10 @@ impl Shard {
         }
     }
 
-    /// Runs the shard until its input channel closes. On close, open
-    /// windows are flushed if `flush_on_end` (finite input); otherwise they
-    /// are left to be rebuilt from the uncommitted input after a restart.
-    pub fn run(
-        mut self,
-        input: Receiver<ShardMsg>,
-        output: Sender<Vec<Emitted>>,
-        flush_on_end: bool,
-    ) {
+    /// Runs the shard until its input channel closes. Open windows are
+    /// closed only on [`ShardMsg::FlushAll`]; otherwise they are left to be
+    /// rebuilt from the uncommitted input after a restart.
+    pub fn run(mut self, input: Receiver<ShardMsg>, output: Sender<Vec<Emitted>>) {
         for msg in input.iter() {
             match msg {
                 ShardMsg::Matches(batch) => self.process(batch),
@@ -240,12 +235,6 @@ impl Shard {
             if !self.out.is_empty() && output.send(std::mem::take(&mut self.out)).is_err() {
                 tracing::error!(shard = self.index, "alert channel closed, shard stopping");
                 return;
-            }
-        }
-        if flush_on_end {
-            self.flush_all();
-            if !self.out.is_empty() {
-                let _ = output.send(std::mem::take(&mut self.out));
             }
         }
     }

@@ -122,10 +122,13 @@ impl DecodeWorker {
                 bytes: rejected.bytes.clone(),
             });
         }
-        let decoder = self
-            .decoders
-            .entry(batch.partition)
-            .or_insert_with(|| Decoder::new(self.decode_config.clone(), self.rules.plans()));
+        let decoder = self.decoders.entry(batch.partition).or_insert_with(|| {
+            let config = match &batch.decoding {
+                Some(decoding) => decoding.apply(&self.decode_config),
+                None => self.decode_config.clone(),
+            };
+            Decoder::new(config, self.rules.plans())
+        });
         let now = now_ms();
         let mut collector = Collector {
             rules: &self.rules,

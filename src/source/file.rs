@@ -10,11 +10,12 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flate2::read::MultiGzDecoder;
 
-use super::{PartitionRegistry, Poll, RawBatch, Rejected, Source};
+use super::{PartitionRegistry, Poll, RawBatch, Rejected, Source, SourceDecoding};
 use crate::decode::framing::{frame, Frame};
 use crate::error::{Error, Result};
 
@@ -43,11 +44,21 @@ pub struct FileSource {
     queue: VecDeque<FileInput>,
     current: Option<OpenInput>,
     follow: bool,
+    decoding: Option<Arc<SourceDecoding>>,
 }
 
 impl FileSource {
     /// Expands directories (recursively, sorted) into files.
     pub fn new(inputs: &[FileInput], follow: bool) -> Result<FileSource> {
+        Self::with_decoding(inputs, follow, None)
+    }
+
+    /// Like [`FileSource::new`], with the source's decoding settings.
+    pub fn with_decoding(
+        inputs: &[FileInput],
+        follow: bool,
+        decoding: Option<SourceDecoding>,
+    ) -> Result<FileSource> {
         let mut queue = VecDeque::new();
         for input in inputs {
             match input {
@@ -63,6 +74,7 @@ impl FileSource {
             queue,
             current: None,
             follow,
+            decoding: decoding.map(Arc::new),
         })
     }
 
@@ -163,6 +175,7 @@ impl Source for FileSource {
                 }
             }
             let mut batch = RawBatch::new(input.partition);
+            batch.decoding.clone_from(&self.decoding);
             let mut offset = input.next_offset;
             let consumed = frame(&input.pending, input.at_eof, &mut |f| {
                 match f {

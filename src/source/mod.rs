@@ -16,6 +16,7 @@ pub mod file;
 pub mod memory;
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::error::Result;
 
@@ -37,6 +38,29 @@ pub struct RawBatch {
     /// Bytes the source could not even frame into records; the engine
     /// dead-letters and counts them like decode failures.
     pub rejected: Vec<Rejected>,
+    /// The source's decoding settings (forced decoder, flow format), when
+    /// they differ from the engine defaults. Read when the partition is
+    /// first seen.
+    pub decoding: Option<Arc<SourceDecoding>>,
+}
+
+/// Per-source decoding settings from the config (`decoder`, `flow_format`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceDecoding {
+    pub forced: crate::decode::DecoderKind,
+    pub flow_format: Option<crate::decode::flow::FlowFormat>,
+}
+
+impl SourceDecoding {
+    /// `config` with these settings applied.
+    pub fn apply(&self, config: &crate::decode::DecodeConfig) -> crate::decode::DecodeConfig {
+        let mut applied = config.clone();
+        applied.forced = self.forced;
+        if self.flow_format.is_some() {
+            applied.flow_format.clone_from(&self.flow_format);
+        }
+        applied
+    }
 }
 
 /// Bytes a source could not frame into a record.
