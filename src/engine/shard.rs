@@ -161,6 +161,9 @@ pub struct Shard {
     sliding: hashbrown::HashMap<BinKey, SlidingLane>,
     watermark_ms: i64,
     open_windows: usize,
+    /// Approximate bytes of all open aggregates and their keys, kept up to
+    /// date incrementally (see [`WindowAgg::approx_bytes`]).
+    state_bytes: usize,
     holds: HashMap<PartitionId, BTreeMap<u64, u32>>,
     holds_dirty: bool,
     tracker: CommitTracker,
@@ -213,6 +216,7 @@ impl Shard {
             sliding: hashbrown::HashMap::new(),
             watermark_ms: i64::MIN,
             open_windows: 0,
+            state_bytes: 0,
             holds: HashMap::new(),
             holds_dirty: false,
             tracker,
@@ -288,15 +292,10 @@ impl Shard {
             self.open_windows as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let state_bytes: usize = self
-            .bins
-            .values()
-            .flat_map(|bin| bin.iter())
-            .map(|(k, agg)| agg.approx_bytes() + k.key.len())
-            .sum();
-        self.counters
-            .state_bytes
-            .store(state_bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        self.counters.state_bytes.store(
+            self.state_bytes as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     fn apply(&mut self, batch: &MatchBatch, m: &Match) {
@@ -322,6 +321,7 @@ impl Shard {
             Some(agg) => agg,
             None => {
                 self.open_windows += 1;
+                self.state_bytes += key_text.len();
                 let key = BinKey {
                     rule: m.rule,
                     key: CompactString::from(key_text),
@@ -330,6 +330,7 @@ impl Shard {
                     .or_insert_with(|| WindowAgg::new(rule.aggregate))
             }
         };
+        let bytes_before = agg.approx_bytes();
         if agg.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
             let offsets = self.holds.entry(m.partition).or_default();
             *offsets.entry(m.offset).or_insert(0) += 1;
@@ -342,6 +343,7 @@ impl Shard {
             batch.opt_text(m.region),
             self.config.evidence,
         );
+        self.state_bytes += agg.approx_bytes() - bytes_before;
         if !rule.eager || agg.fired {
             return;
         }
@@ -411,6 +413,7 @@ impl Shard {
             self.open_windows += 1;
             WindowAgg::new(rule.aggregate)
         });
+        let bytes_before = pane.approx_bytes();
         if pane.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
             let offsets = self.holds.entry(m.partition).or_default();
             *offsets.entry(m.offset).or_insert(0) += 1;
@@ -423,6 +426,7 @@ impl Shard {
             batch.opt_text(m.region),
             self.config.evidence,
         );
+        self.state_bytes += pane.approx_bytes() - bytes_before;
         if !self.config.eager_sliding {
             return;
         }
@@ -483,6 +487,7 @@ impl Shard {
             }
             for pane in released.drain(..) {
                 self.open_windows -= 1;
+                self.state_bytes = self.state_bytes.saturating_sub(pane.approx_bytes());
                 self.release_holds(&pane);
             }
             if idle {
@@ -681,6 +686,9 @@ impl Shard {
                 }
             }
             self.release_holds(agg);
+            self.state_bytes = self
+                .state_bytes
+                .saturating_sub(agg.approx_bytes() + bin_key.key.len());
         }
         self.open_windows -= bin.len();
         self.sweep_missing(end);

@@ -184,7 +184,9 @@ impl WindowAgg {
         }
     }
 
-    /// Approximate heap + inline bytes of this aggregate (for the state gauge).
+    /// Approximate heap + inline bytes of this aggregate (for the state
+    /// gauge). Only grows while the aggregate is updated, so callers can
+    /// keep a running total from before/after differences.
     pub fn approx_bytes(&self) -> usize {
         let mut bytes = std::mem::size_of::<Self>() + std::mem::size_of::<Samples>();
         bytes += self.distinct.as_ref().map_or(0, |s| s.capacity() * 9);
