@@ -54,7 +54,11 @@ fn pack_has_exactly_the_specified_ids() {
     let rules = pack();
     let actual: Vec<&str> = rules.iter().map(|r| r.spec.id.as_str()).collect();
     let actual_set: BTreeSet<&str> = actual.iter().copied().collect();
-    assert_eq!(actual.len(), actual_set.len(), "duplicate ids in {actual:?}");
+    assert_eq!(
+        actual.len(),
+        actual_set.len(),
+        "duplicate ids in {actual:?}"
+    );
     let expected_set: BTreeSet<&str> = EXPECTED_IDS.iter().copied().collect();
     let missing: Vec<&&str> = expected_set.difference(&actual_set).collect();
     let extra: Vec<&&str> = actual_set.difference(&expected_set).collect();
@@ -77,7 +81,12 @@ fn every_rule_is_enabled_documented_and_compiles() {
         );
         assert!(!spec.attack.is_empty(), "{} has no ATT&CK ids", spec.id);
         assert!(
-            Some(format!("{}.yaml", spec.id)) == rule.origin.to_string().strip_prefix("builtin:rules/").map(str::to_string),
+            Some(format!("{}.yaml", spec.id))
+                == rule
+                    .origin
+                    .to_string()
+                    .strip_prefix("builtin:rules/")
+                    .map(str::to_string),
             "{} is not in rules/{}.yaml (found {})",
             spec.id,
             spec.id,

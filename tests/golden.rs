@@ -54,7 +54,8 @@ struct GoldenAlert {
 
 impl GoldenAlert {
     fn to_json(&self) -> Value {
-        let value: Value = serde_json::from_str(&self.value).unwrap_or(Value::String(self.value.clone()));
+        let value: Value =
+            serde_json::from_str(&self.value).unwrap_or(Value::String(self.value.clone()));
         json!({"rule": self.rule, "key": self.key, "window_start": self.window_start, "value": value})
     }
 
@@ -71,7 +72,9 @@ fn number_text(value: f64) -> String {
 }
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 fn load_rules() -> Arc<RuleSet> {
@@ -129,28 +132,40 @@ fn replay(rules: &Arc<RuleSet>, input: &Path) -> (BTreeSet<GoldenAlert>, BTreeMa
         input.display()
     );
     let mut reasons = BTreeMap::new();
-    for record in dead_records.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+    for record in dead_records
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
         *reasons.entry(record.reason.to_string()).or_insert(0) += 1;
     }
     (set, reasons)
 }
 
 fn read_expected(path: &Path) -> Result<BTreeSet<GoldenAlert>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let items: Vec<Value> =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not a JSON list: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let items: Vec<Value> = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a JSON list: {e}", path.display()))?;
     let mut set = BTreeSet::new();
     for item in items {
         let field = |name: &str| {
             item.get(name)
                 .ok_or_else(|| format!("{}: an entry has no {name:?}: {item}", path.display()))
         };
-        let rule = field("rule")?.as_str().ok_or("rule must be a string")?.to_string();
+        let rule = field("rule")?
+            .as_str()
+            .ok_or("rule must be a string")?
+            .to_string();
         let key = field("key")?
             .as_array()
             .ok_or("key must be a list")?
             .iter()
-            .map(|k| k.as_str().map(str::to_string).ok_or("key items must be strings"))
+            .map(|k| {
+                k.as_str()
+                    .map(str::to_string)
+                    .ok_or("key items must be strings")
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let window_start = field("window_start")?
             .as_str()
@@ -167,7 +182,11 @@ fn read_expected(path: &Path) -> Result<BTreeSet<GoldenAlert>, String> {
             value: number_text(value),
         };
         if !set.insert(alert.clone()) {
-            return Err(format!("{}: duplicate entry {}", path.display(), alert.describe()));
+            return Err(format!(
+                "{}: duplicate entry {}",
+                path.display(),
+                alert.describe()
+            ));
         }
     }
     Ok(set)
@@ -199,19 +218,28 @@ fn golden_cases() {
         .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     for required in REQUIRED_CASES {
-        assert!(names.contains(required), "golden case {required} is missing");
+        assert!(
+            names.contains(required),
+            "golden case {required} is missing"
+        );
     }
     let mut failures = Vec::new();
     let mut rules_covered = BTreeSet::new();
     for dir in &dirs {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let input = dir.join("input");
         assert!(input.is_dir(), "{name}: no input/ directory");
         let (actual, dead_letters) = replay(&rules, &input);
         let expected_path = dir.join("expected.json");
         let dead_path = dir.join("dead_letters.json");
         if bless {
-            write_json(&expected_path, &Value::Array(actual.iter().map(GoldenAlert::to_json).collect()));
+            write_json(
+                &expected_path,
+                &Value::Array(actual.iter().map(GoldenAlert::to_json).collect()),
+            );
             if !dead_letters.is_empty() || dead_path.exists() {
                 write_json(&dead_path, &json!(dead_letters));
             }
@@ -226,8 +254,14 @@ fn golden_cases() {
         };
         rules_covered.extend(expected.iter().map(|a| a.rule.clone()));
         if actual != expected {
-            let missing: Vec<String> = expected.difference(&actual).map(|a| format!("  - {}", a.describe())).collect();
-            let unexpected: Vec<String> = actual.difference(&expected).map(|a| format!("  + {}", a.describe())).collect();
+            let missing: Vec<String> = expected
+                .difference(&actual)
+                .map(|a| format!("  - {}", a.describe()))
+                .collect();
+            let unexpected: Vec<String> = actual
+                .difference(&expected)
+                .map(|a| format!("  + {}", a.describe()))
+                .collect();
             failures.push(format!(
                 "{name}: alert set differs (- expected but missing, + produced but not expected)\n{}{}{}",
                 missing.join("\n"),
@@ -239,7 +273,9 @@ fn golden_cases() {
             let expected_dead: BTreeMap<String, u64> = std::fs::read_to_string(&dead_path)
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_else(|| panic!("{name}: dead_letters.json must be an object of reason -> count"));
+                .unwrap_or_else(|| {
+                    panic!("{name}: dead_letters.json must be an object of reason -> count")
+                });
             if expected_dead != dead_letters {
                 failures.push(format!(
                     "{name}: dead letters by reason differ: expected {expected_dead:?}, got {dead_letters:?}"
@@ -256,8 +292,15 @@ fn golden_cases() {
     }
     for rule in rules.rules() {
         if !rules_covered.contains(&rule.id) {
-            failures.push(format!("no golden case expects an alert from rule {}", rule.id));
+            failures.push(format!(
+                "no golden case expects an alert from rule {}",
+                rule.id
+            ));
         }
     }
-    assert!(failures.is_empty(), "golden failures:\n\n{}", failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "golden failures:\n\n{}",
+        failures.join("\n\n")
+    );
 }
