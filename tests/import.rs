@@ -328,7 +328,7 @@ fn cli_json_keeps_values_dimensions_and_evaluation() {
 
     let unwatched = spec(&report, "unwatched-deletes");
     assert_eq!(threshold(&unwatched), ">= 1");
-    assert!(unwatched.labels.get("sns_topic").is_none());
+    assert!(!unwatched.labels.contains_key("sns_topic"));
 
     let low = spec(&report, "low-bytes");
     assert_eq!(threshold(&low), "< 1");

@@ -338,7 +338,7 @@ pub fn guess_kind(pattern: &str, log_group: Option<&str>) -> (KindSpec, &'static
     if trimmed.starts_with('[') {
         let names: Vec<String> = trimmed
             .trim_start_matches('[')
-            .split(|c| c == ',' || c == ']')
+            .split([',', ']'])
             .map(|f| {
                 f.trim()
                     .split(|c: char| c.is_whitespace() || "=!<>".contains(c))
