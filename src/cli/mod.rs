@@ -1,4 +1,4 @@
-//! The command line: `replay`, `run`, `rules`.
+//! The command line: `replay`, `run`, `rules`, `import`.
 //!
 //! # Exit codes
 //!
@@ -11,6 +11,7 @@
 //! | 4 | input/output error (unreadable file, sink failed at shutdown) |
 //! | 70 | internal error (a bug) |
 
+pub mod import;
 pub mod replay;
 pub mod rules_cmd;
 pub mod run;
@@ -50,6 +51,10 @@ pub enum Command {
     /// List, check or test rules.
     #[command(subcommand)]
     Rules(rules_cmd::RulesCommand),
+    /// Import CloudWatch metric filters and alarms (CloudFormation, AWS
+    /// CLI JSON, Terraform JSON) as rule files.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -58,6 +63,7 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::Replay(args) => replay::execute(args),
         Command::Run(args) => run::execute(args),
         Command::Rules(cmd) => rules_cmd::execute(cmd),
+        Command::Import(cmd) => import::execute(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,165 @@
+//! AWS CLI JSON → [`ImportSet`]: the output of
+//! `aws logs describe-metric-filters` (`{"metricFilters": [...]}`) and
+//! `aws cloudwatch describe-alarms` (`{"MetricAlarms": [...],
+//! "CompositeAlarms": [...]}`).
+
+use serde_json::Value;
+
+use super::{
+    number, sns_topic_from_arn, text, ImportSet, ImportedAlarm, ImportedFilter, Note, NoteLevel,
+};
+use crate::error::{Error, Result};
+
+/// Reads both documents (either may be `Value::Null` when not given).
+pub fn import(metric_filters: &Value, alarms: &Value, files: (&str, &str)) -> Result<ImportSet> {
+    let mut set = ImportSet::default();
+    if !metric_filters.is_null() {
+        let list = metric_filters
+            .get("metricFilters")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: no \"metricFilters\" list (expected describe-metric-filters output)",
+                    files.0
+                ))
+            })?;
+        for (index, f) in list.iter().enumerate() {
+            read_filter(f, &format!("{}#metricFilters[{index}]", files.0), &mut set);
+        }
+    }
+    if !alarms.is_null() {
+        let metric_alarms = alarms.get("MetricAlarms").and_then(Value::as_array);
+        let composites = alarms.get("CompositeAlarms").and_then(Value::as_array);
+        if metric_alarms.is_none() && composites.is_none() {
+            return Err(Error::Config(format!(
+                "{}: no \"MetricAlarms\" list (expected describe-alarms output)",
+                files.1
+            )));
+        }
+        for (index, a) in metric_alarms.into_iter().flatten().enumerate() {
+            set.alarms
+                .push(read_alarm(a, &format!("{}#MetricAlarms[{index}]", files.1)));
+        }
+        for c in composites.into_iter().flatten() {
+            let name = c.get("AlarmName").and_then(text).unwrap_or_default();
+            set.notes.push(Note::new(
+                NoteLevel::Skipped,
+                name,
+                "composite alarm: its rule expression combines other alarms' states; not carried over",
+            ));
+        }
+    }
+    Ok(set)
+}
+
+fn read_filter(f: &Value, source: &str, set: &mut ImportSet) {
+    let name = f
+        .get("filterName")
+        .and_then(text)
+        .unwrap_or_else(|| source.to_string());
+    let pattern = f.get("filterPattern").and_then(text).unwrap_or_default();
+    let log_group = f.get("logGroupName").and_then(text);
+    for t in f
+        .get("metricTransformations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let dimensions = t
+            .get("dimensions")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), text(v)?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        set.filters.push(ImportedFilter {
+            name: name.clone(),
+            pattern: pattern.clone(),
+            log_group: log_group.clone(),
+            metric_name: t.get("metricName").and_then(text).unwrap_or_default(),
+            namespace: t.get("metricNamespace").and_then(text).unwrap_or_default(),
+            value: t
+                .get("metricValue")
+                .and_then(text)
+                .unwrap_or_else(|| "1".to_string()),
+            default: t.get("defaultValue").and_then(number),
+            dimensions,
+            unit: t.get("unit").and_then(text).filter(|u| u != "None"),
+            source: source.to_string(),
+        });
+    }
+}
+
+/// Reads one alarm in the CLI / API shape (also used for Terraform after
+/// its keys are mapped).
+pub(crate) fn read_alarm(a: &Value, source: &str) -> ImportedAlarm {
+    let name = a
+        .get("AlarmName")
+        .and_then(text)
+        .unwrap_or_else(|| source.to_string());
+    let list = |key: &str| -> Vec<String> {
+        a.get(key)
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(text).collect())
+            .unwrap_or_default()
+    };
+    let mut alarm = ImportedAlarm {
+        name,
+        description: a.get("AlarmDescription").and_then(text).unwrap_or_default(),
+        metric_name: a.get("MetricName").and_then(text).unwrap_or_default(),
+        namespace: a.get("Namespace").and_then(text).unwrap_or_default(),
+        statistic: a.get("Statistic").and_then(text),
+        extended_statistic: a.get("ExtendedStatistic").and_then(text),
+        period_s: a.get("Period").and_then(number).map(|p| p as u64),
+        evaluation_periods: a
+            .get("EvaluationPeriods")
+            .and_then(number)
+            .map(|p| p as u32),
+        datapoints: a
+            .get("DatapointsToAlarm")
+            .and_then(number)
+            .map(|p| p as u32),
+        comparison: a
+            .get("ComparisonOperator")
+            .and_then(text)
+            .unwrap_or_default(),
+        threshold: a.get("Threshold").and_then(number),
+        treat_missing: a.get("TreatMissingData").and_then(text),
+        actions_enabled: a
+            .get("ActionsEnabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+        ok_or_insufficient_actions: !list("OKActions").is_empty()
+            || !list("InsufficientDataActions").is_empty(),
+        source: source.to_string(),
+        ..ImportedAlarm::default()
+    };
+    for action in list("AlarmActions") {
+        match sns_topic_from_arn(&action) {
+            Some(topic) => alarm.sns_topics.push(topic),
+            None => alarm.other_actions.push(action),
+        }
+    }
+    for d in a
+        .get("Dimensions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(k), Some(v)) = (d.get("Name").and_then(text), d.get("Value").and_then(text)) {
+            alarm.dimensions.push((k, v));
+        }
+    }
+    if a.get("Metrics")
+        .and_then(Value::as_array)
+        .is_some_and(|m| !m.is_empty())
+    {
+        alarm.unsupported = Some("metric math alarm (Metrics): not carried over".to_string());
+    } else if a.get("ThresholdMetricId").and_then(text).is_some() {
+        alarm.unsupported =
+            Some("anomaly detection alarm (ThresholdMetricId): not carried over".to_string());
+    }
+    alarm
+}

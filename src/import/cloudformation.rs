@@ -1,0 +1,540 @@
+//! CloudFormation templates (JSON or YAML) → [`ImportSet`].
+//!
+//! Reads `AWS::Logs::MetricFilter`, `AWS::CloudWatch::Alarm` and
+//! `AWS::SNS::Topic` resources. YAML short-form tags (`!Ref`, `!Sub`,
+//! `!GetAtt`, `!Join`, `!If`, ...) are rewritten into their long JSON form
+//! (`{"Ref": ..}`, `{"Fn::Sub": ..}`) first, so one resolver serves both.
+//! `Ref` and `Fn::Sub` resolve parameters from `--param` overrides, then
+//! parameter defaults; `Ref` to a topic resolves to its `TopicName` (or its
+//! logical id). Resources with a `Condition` are kept when the condition
+//! evaluates to true (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`), or
+//! kept with a note when it cannot be evaluated.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::{
+    number, sns_topic_from_arn, text, ImportSet, ImportedAlarm, ImportedFilter, Note, NoteLevel,
+};
+use crate::error::{Error, Result};
+
+/// Parses a template's text (JSON when it starts with `{`, else YAML).
+pub fn parse_template(source_text: &str) -> Result<Value> {
+    if source_text.trim_start().starts_with('{') {
+        return serde_json::from_str(source_text)
+            .map_err(|e| Error::Config(format!("template is not valid JSON: {e}")));
+    }
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(source_text)
+        .map_err(|e| Error::Config(format!("template is not valid YAML: {e}")))?;
+    Ok(yaml_to_json(yaml))
+}
+
+/// Converts YAML to JSON, turning short-form tags into long-form intrinsics.
+fn yaml_to_json(value: serde_yaml_ng::Value) -> Value {
+    use serde_yaml_ng::Value as Y;
+    match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(Value::Null, Value::Number)
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
+        Y::Mapping(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                let key = match k {
+                    Y::String(s) => s,
+                    other => text(&yaml_to_json(other)).unwrap_or_default(),
+                };
+                out.insert(key, yaml_to_json(v));
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!').to_string();
+            let inner = yaml_to_json(tagged.value);
+            let (key, inner) = match name.as_str() {
+                "Ref" => ("Ref".to_string(), inner),
+                "Condition" => ("Condition".to_string(), inner),
+                "GetAtt" => {
+                    // `!GetAtt Res.Attr` is a string; the long form is a list.
+                    let inner = match inner {
+                        Value::String(s) => match s.split_once('.') {
+                            Some((r, a)) => Value::Array(vec![r.into(), a.into()]),
+                            None => Value::String(s),
+                        },
+                        other => other,
+                    };
+                    ("Fn::GetAtt".to_string(), inner)
+                }
+                other => (format!("Fn::{other}"), inner),
+            };
+            let mut out = Map::new();
+            out.insert(key, inner);
+            Value::Object(out)
+        }
+    }
+}
+
+/// Resolution context: parameters and resources of one template.
+struct Context<'a> {
+    params: BTreeMap<String, String>,
+    resources: &'a Map<String, Value>,
+    conditions: &'a Map<String, Value>,
+}
+
+impl Context<'_> {
+    /// Resolves a value to text. `Err` says what could not be resolved.
+    fn resolve(&self, value: &Value) -> std::result::Result<String, String> {
+        match value {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(_) | Value::Bool(_) => Ok(text(value).unwrap_or_default()),
+            Value::Object(map) if map.len() == 1 => {
+                let (key, arg) = map.iter().next().ok_or("empty intrinsic")?;
+                match key.as_str() {
+                    "Ref" => self.reference(arg.as_str().ok_or("Ref takes a name")?),
+                    "Fn::Sub" => self.sub(arg),
+                    "Fn::Join" => {
+                        let parts = arg
+                            .as_array()
+                            .ok_or("Fn::Join takes [delimiter, [values]]")?;
+                        let delimiter = parts.first().and_then(Value::as_str).unwrap_or("");
+                        let items = parts
+                            .get(1)
+                            .and_then(Value::as_array)
+                            .ok_or("Fn::Join takes [delimiter, [values]]")?;
+                        let resolved = items
+                            .iter()
+                            .map(|v| self.resolve(v))
+                            .collect::<std::result::Result<Vec<_>, _>>()?;
+                        Ok(resolved.join(delimiter))
+                    }
+                    "Fn::GetAtt" => {
+                        let parts = arg
+                            .as_array()
+                            .ok_or("Fn::GetAtt takes [resource, attribute]")?;
+                        let resource = parts.first().and_then(Value::as_str).unwrap_or("");
+                        let attribute = parts.get(1).and_then(Value::as_str).unwrap_or("");
+                        match self.topic_name(resource) {
+                            Some(name) if matches!(attribute, "TopicArn" | "TopicName") => Ok(name),
+                            _ => Err(format!("Fn::GetAtt {resource}.{attribute}")),
+                        }
+                    }
+                    "Fn::If" => {
+                        let parts = arg
+                            .as_array()
+                            .ok_or("Fn::If takes [condition, then, else]")?;
+                        let name = parts.first().and_then(Value::as_str).unwrap_or("");
+                        let branch = if self.condition_named(name)? { 1 } else { 2 };
+                        self.resolve(parts.get(branch).unwrap_or(&Value::Null))
+                    }
+                    "Fn::Select" => {
+                        let parts = arg.as_array().ok_or("Fn::Select takes [index, list]")?;
+                        let index = parts.first().and_then(number).unwrap_or(-1.0);
+                        let list = parts
+                            .get(1)
+                            .and_then(Value::as_array)
+                            .ok_or("Fn::Select list")?;
+                        let item = (index >= 0.0).then(|| list.get(index as usize)).flatten();
+                        self.resolve(item.ok_or("Fn::Select index out of range")?)
+                    }
+                    other => Err(other.to_string()),
+                }
+            }
+            Value::Null => Err("null".to_string()),
+            _ => Err(format!("unsupported value {value}")),
+        }
+    }
+
+    fn reference(&self, name: &str) -> std::result::Result<String, String> {
+        if let Some(value) = self.params.get(name) {
+            return Ok(value.clone());
+        }
+        if let Some(topic) = self.topic_name(name) {
+            return Ok(topic);
+        }
+        if self.resources.contains_key(name) {
+            return Ok(name.to_string());
+        }
+        if name.starts_with("AWS::") {
+            // Pseudo parameters (AWS::Region, AWS::AccountId) stay as
+            // written: an SNS ARN still ends in its topic name.
+            return Ok(format!("${{{name}}}"));
+        }
+        Err(format!("Ref {name}"))
+    }
+
+    /// `Fn::Sub` with `${Param}`, `${Res.Attr}` and `${!Literal}`.
+    fn sub(&self, arg: &Value) -> std::result::Result<String, String> {
+        let (template, vars) = match arg {
+            Value::String(s) => (s.as_str(), None),
+            Value::Array(parts) => (
+                parts
+                    .first()
+                    .and_then(Value::as_str)
+                    .ok_or("Fn::Sub takes a string")?,
+                parts.get(1).and_then(Value::as_object),
+            ),
+            _ => return Err("Fn::Sub takes a string".to_string()),
+        };
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find('}').ok_or("unterminated ${ in Fn::Sub")?;
+            let name = &after[..end];
+            if let Some(literal) = name.strip_prefix('!') {
+                out.push_str("${");
+                out.push_str(literal);
+                out.push('}');
+            } else if let Some(value) = vars.and_then(|v| v.get(name)) {
+                out.push_str(&self.resolve(value)?);
+            } else if let Some((resource, attribute)) = name.split_once('.') {
+                match self.topic_name(resource) {
+                    Some(topic) if matches!(attribute, "TopicArn" | "TopicName") => {
+                        out.push_str(&topic)
+                    }
+                    _ => return Err(format!("${{{name}}}")),
+                }
+            } else if name.starts_with("AWS::") {
+                // Pseudo parameters stay as written; they rarely matter for
+                // a pattern and an SNS ARN keeps its topic name at the end.
+                out.push_str(&format!("${{{name}}}"));
+            } else {
+                out.push_str(&self.reference(name)?);
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// The topic name of an `AWS::SNS::Topic` resource.
+    fn topic_name(&self, logical_id: &str) -> Option<String> {
+        let resource = self.resources.get(logical_id)?;
+        if resource.get("Type").and_then(Value::as_str) != Some("AWS::SNS::Topic") {
+            return None;
+        }
+        let name = resource
+            .get("Properties")
+            .and_then(|p| p.get("TopicName"))
+            .and_then(|v| self.resolve(v).ok());
+        Some(name.unwrap_or_else(|| logical_id.to_string()))
+    }
+
+    fn condition_named(&self, name: &str) -> std::result::Result<bool, String> {
+        let body = self
+            .conditions
+            .get(name)
+            .ok_or_else(|| format!("unknown condition {name}"))?;
+        self.condition(body)
+    }
+
+    fn condition(&self, value: &Value) -> std::result::Result<bool, String> {
+        let map = value
+            .as_object()
+            .filter(|m| m.len() == 1)
+            .ok_or("condition")?;
+        let (key, arg) = map.iter().next().ok_or("condition")?;
+        let list = || arg.as_array().ok_or_else(|| format!("{key} takes a list"));
+        match key.as_str() {
+            "Fn::Equals" => {
+                let items = list()?;
+                let a = self.resolve(items.first().unwrap_or(&Value::Null))?;
+                let b = self.resolve(items.get(1).unwrap_or(&Value::Null))?;
+                Ok(a == b)
+            }
+            "Fn::Not" => Ok(!self.condition(list()?.first().unwrap_or(&Value::Null))?),
+            "Fn::And" => {
+                for item in list()? {
+                    if !self.condition(item)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            "Fn::Or" => {
+                for item in list()? {
+                    if self.condition(item)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            "Condition" => self.condition_named(arg.as_str().unwrap_or("")),
+            other => Err(other.to_string()),
+        }
+    }
+}
+
+/// Reads a parsed template. `params` are `--param K=V` overrides.
+pub fn import(
+    template: &Value,
+    params: &BTreeMap<String, String>,
+    file: &str,
+) -> Result<ImportSet> {
+    let empty = Map::new();
+    let resources = template
+        .get("Resources")
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::Config("template has no Resources section".to_string()))?;
+    let conditions = template
+        .get("Conditions")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let mut set = ImportSet::default();
+    let mut resolved_params = BTreeMap::new();
+    if let Some(declared) = template.get("Parameters").and_then(Value::as_object) {
+        for (name, spec) in declared {
+            if let Some(value) = params.get(name) {
+                resolved_params.insert(name.clone(), value.clone());
+            } else if let Some(default) = spec.get("Default").and_then(text) {
+                resolved_params.insert(name.clone(), default);
+            }
+        }
+    }
+    for name in params.keys() {
+        if !resolved_params.contains_key(name) {
+            set.notes.push(Note::new(
+                NoteLevel::Warning,
+                format!("--param {name}"),
+                "the template declares no such parameter; used for Ref/Fn::Sub anyway",
+            ));
+            resolved_params.insert(name.clone(), params[name].clone());
+        }
+    }
+    let ctx = Context {
+        params: resolved_params,
+        resources,
+        conditions,
+    };
+    for (logical_id, resource) in resources {
+        let kind = resource.get("Type").and_then(Value::as_str).unwrap_or("");
+        if !matches!(kind, "AWS::Logs::MetricFilter" | "AWS::CloudWatch::Alarm") {
+            continue;
+        }
+        let source = format!("{file}#{logical_id}");
+        if let Some(condition) = resource.get("Condition").and_then(Value::as_str) {
+            match ctx.condition_named(condition) {
+                Ok(true) => {}
+                Ok(false) => {
+                    set.notes.push(Note::new(
+                        NoteLevel::Info,
+                        logical_id.clone(),
+                        format!("condition {condition} is false with these parameters: resource not created, not imported"),
+                    ));
+                    continue;
+                }
+                Err(why) => set.notes.push(Note::new(
+                    NoteLevel::Warning,
+                    logical_id.clone(),
+                    format!(
+                        "condition {condition} cannot be evaluated ({why}); imported as if true"
+                    ),
+                )),
+            }
+        }
+        let props = resource
+            .get("Properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        if kind == "AWS::Logs::MetricFilter" {
+            read_filter(&ctx, logical_id, props, &source, &mut set);
+        } else {
+            read_alarm(&ctx, logical_id, props, &source, &mut set);
+        }
+    }
+    Ok(set)
+}
+
+fn field(
+    ctx: &Context<'_>,
+    props: &Map<String, Value>,
+    key: &str,
+    subject: &str,
+    notes: &mut Vec<Note>,
+) -> Option<String> {
+    let value = props.get(key)?;
+    match ctx.resolve(value) {
+        Ok(v) => Some(v),
+        Err(why) => {
+            notes.push(Note::new(
+                NoteLevel::Warning,
+                subject,
+                format!("{key}: cannot resolve {why}; pass --param to set it"),
+            ));
+            None
+        }
+    }
+}
+
+fn read_filter(
+    ctx: &Context<'_>,
+    logical_id: &str,
+    props: &Map<String, Value>,
+    source: &str,
+    set: &mut ImportSet,
+) {
+    let name = field(ctx, props, "FilterName", logical_id, &mut set.notes)
+        .unwrap_or_else(|| logical_id.to_string());
+    let Some(pattern) = field(ctx, props, "FilterPattern", &name, &mut set.notes) else {
+        set.notes.push(Note::new(
+            NoteLevel::Skipped,
+            name,
+            "metric filter without a resolvable FilterPattern",
+        ));
+        return;
+    };
+    let log_group = field(ctx, props, "LogGroupName", &name, &mut set.notes);
+    let transformations = props
+        .get("MetricTransformations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if transformations.is_empty() {
+        set.notes.push(Note::new(
+            NoteLevel::Skipped,
+            name,
+            "metric filter without MetricTransformations",
+        ));
+        return;
+    }
+    for t in transformations {
+        let t = t.as_object().cloned().unwrap_or_default();
+        let metric_name = field(ctx, &t, "MetricName", &name, &mut set.notes).unwrap_or_default();
+        let namespace =
+            field(ctx, &t, "MetricNamespace", &name, &mut set.notes).unwrap_or_default();
+        let value =
+            field(ctx, &t, "MetricValue", &name, &mut set.notes).unwrap_or_else(|| "1".to_string());
+        let default = t
+            .get("DefaultValue")
+            .and_then(|v| ctx.resolve(v).ok())
+            .and_then(|s| s.trim().parse().ok());
+        let mut dimensions = Vec::new();
+        for d in t
+            .get("Dimensions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = d.get("Key").and_then(|v| ctx.resolve(v).ok());
+            let val = d.get("Value").and_then(|v| ctx.resolve(v).ok());
+            if let (Some(k), Some(v)) = (key, val) {
+                dimensions.push((k, v));
+            }
+        }
+        let unit = t
+            .get("Unit")
+            .and_then(|v| ctx.resolve(v).ok())
+            .filter(|u| u != "None");
+        set.filters.push(ImportedFilter {
+            name: name.clone(),
+            pattern: pattern.clone(),
+            log_group: log_group.clone(),
+            metric_name,
+            namespace,
+            value,
+            default,
+            dimensions,
+            unit,
+            source: source.to_string(),
+        });
+    }
+}
+
+fn read_alarm(
+    ctx: &Context<'_>,
+    logical_id: &str,
+    props: &Map<String, Value>,
+    source: &str,
+    set: &mut ImportSet,
+) {
+    let notes = &mut set.notes;
+    let name =
+        field(ctx, props, "AlarmName", logical_id, notes).unwrap_or_else(|| logical_id.to_string());
+    let mut alarm = ImportedAlarm {
+        description: field(ctx, props, "AlarmDescription", &name, notes).unwrap_or_default(),
+        metric_name: field(ctx, props, "MetricName", &name, notes).unwrap_or_default(),
+        namespace: field(ctx, props, "Namespace", &name, notes).unwrap_or_default(),
+        statistic: field(ctx, props, "Statistic", &name, notes),
+        extended_statistic: field(ctx, props, "ExtendedStatistic", &name, notes),
+        period_s: field(ctx, props, "Period", &name, notes).and_then(|p| p.trim().parse().ok()),
+        evaluation_periods: field(ctx, props, "EvaluationPeriods", &name, notes)
+            .and_then(|p| p.trim().parse().ok()),
+        datapoints: field(ctx, props, "DatapointsToAlarm", &name, notes)
+            .and_then(|p| p.trim().parse().ok()),
+        comparison: field(ctx, props, "ComparisonOperator", &name, notes).unwrap_or_default(),
+        threshold: field(ctx, props, "Threshold", &name, notes).and_then(|p| p.trim().parse().ok()),
+        treat_missing: field(ctx, props, "TreatMissingData", &name, notes),
+        actions_enabled: field(ctx, props, "ActionsEnabled", &name, notes)
+            .is_none_or(|v| v != "false"),
+        ok_or_insufficient_actions: ["OKActions", "InsufficientDataActions"].iter().any(|k| {
+            props
+                .get(*k)
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+        }),
+        source: source.to_string(),
+        name: name.clone(),
+        ..ImportedAlarm::default()
+    };
+    for d in props
+        .get("Dimensions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = d.get("Name").and_then(|v| ctx.resolve(v).ok());
+        let val = d.get("Value").and_then(|v| ctx.resolve(v).ok());
+        if let (Some(k), Some(v)) = (key, val) {
+            alarm.dimensions.push((k, v));
+        }
+    }
+    for action in props
+        .get("AlarmActions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let is_topic_ref = action
+            .get("Ref")
+            .and_then(Value::as_str)
+            .is_some_and(|r| ctx.topic_name(r).is_some());
+        match ctx.resolve(action) {
+            Ok(resolved) if is_topic_ref => alarm.sns_topics.push(resolved),
+            Ok(resolved) => match sns_topic_from_arn(&resolved) {
+                Some(topic) => alarm.sns_topics.push(topic),
+                None if !resolved.starts_with("arn:") && !resolved.is_empty() => {
+                    // A Ref to a topic parameter holding a bare name, or a
+                    // GetAtt of a topic.
+                    alarm.sns_topics.push(resolved)
+                }
+                None => alarm.other_actions.push(resolved),
+            },
+            Err(why) => notes.push(Note::new(
+                NoteLevel::Warning,
+                name.clone(),
+                format!("AlarmActions: cannot resolve {why}; no sns_topic label"),
+            )),
+        }
+    }
+    if props.contains_key("Metrics") {
+        alarm.unsupported = Some("metric math alarm (Metrics): not carried over".to_string());
+    } else if props.contains_key("ThresholdMetricId") {
+        alarm.unsupported =
+            Some("anomaly detection alarm (ThresholdMetricId): not carried over".to_string());
+    }
+    set.alarms.push(alarm);
+}

@@ -1,0 +1,801 @@
+//! `trailwatch import`: turns existing CloudWatch Logs metric filters and
+//! CloudWatch alarms into trailwatch rule files.
+//!
+//! Each front end ([`cloudformation`], [`cli_json`], [`terraform`]) reads
+//! its format into the common model here: [`ImportedFilter`]s and
+//! [`ImportedAlarm`]s plus the notes it could not resolve. [`convert`] then
+//! joins filters and alarms through the metric namespace and name, and
+//! renders one rule YAML file per (filter, alarm) pair. Everything that
+//! cannot be carried over goes into the [`Report`] with its reason.
+//!
+//! Mapping (see `docs/migrating.md` for the full table):
+//!
+//! | CloudWatch | rule |
+//! |---|---|
+//! | FilterPattern | `filter` (verbatim) |
+//! | MetricValue / DefaultValue | `metric: {value, default}` |
+//! | Dimensions | `group_by` (`$.a.b` → `a.b`, `$name` → `name`) |
+//! | Statistic | `aggregate` |
+//! | Period | `window`, plus `slide: 1m` when 60 s divides it |
+//! | EvaluationPeriods / DatapointsToAlarm / TreatMissingData | `evaluation` |
+//! | ComparisonOperator + Threshold | `threshold` |
+//! | AlarmName / AlarmDescription | `title` / `description` |
+//! | AlarmActions (SNS) | `labels.sns_topic` |
+
+pub mod cli_json;
+pub mod cloudformation;
+pub mod terraform;
+
+mod render;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::rules::model::KindSpec;
+
+pub use render::{render_dry_run, render_report_markdown, render_summary};
+
+/// One metric transformation of a metric filter (one filter with several
+/// transformations yields several of these).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ImportedFilter {
+    /// Filter name (or the logical id / resource address when unnamed).
+    pub name: String,
+    /// The filter pattern, verbatim.
+    pub pattern: String,
+    pub log_group: Option<String>,
+    pub metric_name: String,
+    pub namespace: String,
+    /// `1`, a literal, `$.selector` or `$name`, as written.
+    pub value: String,
+    pub default: Option<f64>,
+    /// Dimension name → value (`$.field` or `$name`), in source order.
+    pub dimensions: Vec<(String, String)>,
+    pub unit: Option<String>,
+    /// Where it came from, e.g. `template.yaml#Resources.S3Filter`.
+    pub source: String,
+}
+
+/// One metric alarm.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ImportedAlarm {
+    pub name: String,
+    pub description: String,
+    pub metric_name: String,
+    pub namespace: String,
+    /// `Sum`, `Average`, `SampleCount`, `Minimum`, `Maximum`.
+    pub statistic: Option<String>,
+    /// Percentile statistics (`p99`, `tm90`): not carried over.
+    pub extended_statistic: Option<String>,
+    pub period_s: Option<u64>,
+    pub evaluation_periods: Option<u32>,
+    pub datapoints: Option<u32>,
+    pub comparison: String,
+    pub threshold: Option<f64>,
+    /// `missing`, `notBreaching`, `breaching`, `ignore`.
+    pub treat_missing: Option<String>,
+    /// SNS topic names from AlarmActions.
+    pub sns_topics: Vec<String>,
+    /// AlarmActions that are not SNS topics (Auto Scaling, EC2, SSM, ...).
+    pub other_actions: Vec<String>,
+    /// Whether OKActions / InsufficientDataActions were set.
+    pub ok_or_insufficient_actions: bool,
+    pub actions_enabled: bool,
+    /// Dimensions the alarm selects (a single series of the metric).
+    pub dimensions: Vec<(String, String)>,
+    /// Metric math, anomaly detection or another shape that cannot be
+    /// carried over, with the reason.
+    pub unsupported: Option<String>,
+    pub source: String,
+}
+
+/// What a front end read: filters, alarms and the notes it raised.
+#[derive(Debug, Clone, Default)]
+pub struct ImportSet {
+    pub filters: Vec<ImportedFilter>,
+    pub alarms: Vec<ImportedAlarm>,
+    pub notes: Vec<Note>,
+}
+
+/// How serious a report note is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NoteLevel {
+    /// Kept, with a remark.
+    Info,
+    /// Kept, but behaviour may differ from what the author intended.
+    Warning,
+    /// Not carried over.
+    Skipped,
+}
+
+impl NoteLevel {
+    /// Label used in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoteLevel::Info => "info",
+            NoteLevel::Warning => "warning",
+            NoteLevel::Skipped => "not carried over",
+        }
+    }
+}
+
+/// One report line: what it concerns, how serious, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub level: NoteLevel,
+    /// The filter, alarm or resource concerned.
+    pub subject: String,
+    pub message: String,
+}
+
+impl Note {
+    pub(crate) fn new(
+        level: NoteLevel,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Note {
+            level,
+            subject: subject.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Conversion options.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Force the rule kind instead of guessing it from the pattern.
+    pub kind: Option<KindSpec>,
+    /// Add `slide: 1m` when 60 s divides the period (CloudWatch
+    /// re-evaluates alarms every minute).
+    pub slide: bool,
+    /// Format name for the `imported_from` label (`cloudformation`, ...).
+    pub format: String,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            kind: None,
+            slide: true,
+            format: "import".to_string(),
+        }
+    }
+}
+
+/// One generated rule file.
+#[derive(Debug, Clone)]
+pub struct GeneratedRule {
+    pub id: String,
+    /// File name inside the output directory (`<id>.yaml`).
+    pub file_name: String,
+    pub yaml: String,
+    pub filter: ImportedFilter,
+    pub alarm: Option<ImportedAlarm>,
+    /// The settings as written in the rule, for the dry-run table.
+    pub settings: RuleSettings,
+}
+
+/// The rule settings derived from a (filter, alarm) pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSettings {
+    pub kind: KindSpec,
+    pub group_by: Vec<String>,
+    pub aggregate: &'static str,
+    pub window_s: u64,
+    pub slide_s: Option<u64>,
+    pub periods: u32,
+    pub datapoints: u32,
+    pub treat_missing: &'static str,
+    pub threshold: String,
+    pub sns_topic: Option<String>,
+    pub enabled: bool,
+}
+
+/// The outcome of an import: the rules and every note.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub rules: Vec<GeneratedRule>,
+    pub notes: Vec<Note>,
+    /// The input described, for the report header.
+    pub input: String,
+}
+
+impl Report {
+    /// Notes about one rule's filter or alarm.
+    pub fn notes_for(&self, subject: &str) -> Vec<&Note> {
+        self.notes.iter().filter(|n| n.subject == subject).collect()
+    }
+}
+
+/// Window used for a filter that has no alarm (CloudWatch's common
+/// 5-minute period).
+const DEFAULT_PERIOD_S: u64 = 300;
+
+/// Joins filters with alarms and renders the rules.
+pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
+    let mut report = Report {
+        rules: Vec::new(),
+        notes: set.notes,
+        input: input.to_string(),
+    };
+    let mut used_ids: BTreeMap<String, usize> = BTreeMap::new();
+    let mut matched_alarms = vec![false; set.alarms.len()];
+    for filter in &set.filters {
+        let alarms: Vec<(usize, &ImportedAlarm)> = set
+            .alarms
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.metric_name == filter.metric_name && a.namespace == filter.namespace)
+            .collect();
+        if alarms.is_empty() {
+            report.notes.push(Note::new(
+                NoteLevel::Info,
+                filter.name.clone(),
+                format!(
+                    "metric {}/{} has no alarm: imported as `>= 1` over {}s, the rule fires on every matching event's window",
+                    filter.namespace, filter.metric_name, DEFAULT_PERIOD_S
+                ),
+            ));
+            if let Some(rule) = build_rule(filter, None, options, &mut used_ids, &mut report.notes)
+            {
+                report.rules.push(rule);
+            }
+            continue;
+        }
+        for (index, alarm) in alarms {
+            matched_alarms[index] = true;
+            if let Some(reason) = &alarm.unsupported {
+                report.notes.push(Note::new(
+                    NoteLevel::Skipped,
+                    alarm.name.clone(),
+                    reason.clone(),
+                ));
+                continue;
+            }
+            if let Some(rule) = build_rule(
+                filter,
+                Some(alarm),
+                options,
+                &mut used_ids,
+                &mut report.notes,
+            ) {
+                report.rules.push(rule);
+            }
+        }
+    }
+    for (alarm, matched) in set.alarms.iter().zip(matched_alarms) {
+        if matched {
+            continue;
+        }
+        let reason = alarm.unsupported.clone().unwrap_or_else(|| {
+            format!(
+                "no metric filter publishes {}/{}: the alarm watches a metric trailwatch does not compute",
+                alarm.namespace, alarm.metric_name
+            )
+        });
+        report
+            .notes
+            .push(Note::new(NoteLevel::Skipped, alarm.name.clone(), reason));
+    }
+    report
+}
+
+/// Writes the rules and `IMPORT_REPORT.md` under `out`.
+pub fn write_out(report: &Report, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out.display().to_string(), e))?;
+    for rule in &report.rules {
+        let path = out.join(&rule.file_name);
+        std::fs::write(&path, &rule.yaml).map_err(|e| Error::io(path.display().to_string(), e))?;
+    }
+    let path = out.join("IMPORT_REPORT.md");
+    std::fs::write(&path, render_report_markdown(report))
+        .map_err(|e| Error::io(path.display().to_string(), e))?;
+    Ok(())
+}
+
+/// Lower-case, `[a-z0-9-]` id from a name (`S3 Bucket Activity` →
+/// `s3-bucket-activity`, `CloudTrailChanges` → `cloud-trail-changes`).
+pub fn slugify(name: &str) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = name.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_alphanumeric() {
+            // Split camel case: aB, and the last capital of ABc.
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            let boundary = c.is_ascii_uppercase()
+                && i > 0
+                && (chars[i - 1].is_ascii_lowercase()
+                    || ((chars[i - 1].is_ascii_uppercase() || chars[i - 1].is_ascii_digit())
+                        && next_lower));
+            if boundary && !out.is_empty() && !out.ends_with('-') {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c == '.' && out.chars().last().is_some_and(|l| l.is_ascii_digit()) {
+            out.push('.');
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let trimmed = out.trim_matches(|c| c == '-' || c == '.');
+    let mut id: String = trimmed.chars().take(120).collect();
+    if id.is_empty() {
+        id = "imported-rule".to_string();
+    }
+    id
+}
+
+/// Guesses the rule kind from a filter pattern and its log group.
+pub fn guess_kind(pattern: &str, log_group: Option<&str>) -> (KindSpec, &'static str) {
+    let trimmed = pattern.trim();
+    if trimmed.starts_with('{') {
+        return (KindSpec::Cloudtrail, "JSON pattern");
+    }
+    if trimmed.starts_with('[') {
+        let names: Vec<String> = trimmed
+            .trim_start_matches('[')
+            .split([',', ']'])
+            .map(|f| {
+                f.trim()
+                    .split(|c: char| c.is_whitespace() || "=!<>".contains(c))
+                    .next()
+                    .unwrap_or("")
+                    .replace('_', "-")
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        const FLOW: [&str; 9] = [
+            "srcaddr",
+            "dstaddr",
+            "srcport",
+            "dstport",
+            "protocol",
+            "packets",
+            "bytes",
+            "action",
+            "interface-id",
+        ];
+        if names.iter().filter(|n| FLOW.contains(&n.as_str())).count() >= 2 {
+            return (
+                KindSpec::Vpcflow,
+                "space-delimited pattern with flow-log fields",
+            );
+        }
+        return (
+            KindSpec::Hostlog,
+            "space-delimited pattern without flow-log fields",
+        );
+    }
+    let group = log_group.unwrap_or("").to_ascii_lowercase();
+    if group.contains("cloudtrail") {
+        return (
+            KindSpec::Cloudtrail,
+            "term pattern on a CloudTrail log group",
+        );
+    }
+    if group.contains("flow") {
+        return (KindSpec::Vpcflow, "term pattern on a flow-log group");
+    }
+    (KindSpec::Hostlog, "term pattern")
+}
+
+/// The CloudWatch statistic as a rule `aggregate`.
+fn aggregate_of(statistic: &str) -> Option<&'static str> {
+    Some(match statistic {
+        "Sum" => "sum",
+        "Average" => "avg",
+        "SampleCount" => "sample_count",
+        "Minimum" => "min",
+        "Maximum" => "max",
+        _ => return None,
+    })
+}
+
+/// The comparison operator as a rule threshold operator.
+fn operator_of(comparison: &str) -> Option<&'static str> {
+    Some(match comparison {
+        "GreaterThanOrEqualToThreshold" => ">=",
+        "GreaterThanThreshold" => ">",
+        "LessThanThreshold" => "<",
+        "LessThanOrEqualToThreshold" => "<=",
+        _ => return None,
+    })
+}
+
+fn treat_missing_of(text: Option<&str>) -> Option<&'static str> {
+    Some(match text.unwrap_or("missing") {
+        "missing" => "missing",
+        "notBreaching" => "not_breaching",
+        "breaching" => "breaching",
+        "ignore" => "ignore",
+        _ => return None,
+    })
+}
+
+/// A dimension value as a `group_by` field: `$.a.b` → `a.b`, `$name` → `name`.
+fn dimension_field(value: &str) -> Option<String> {
+    let value = value.trim();
+    if let Some(path) = value.strip_prefix("$.") {
+        return (!path.is_empty()).then(|| path.to_string());
+    }
+    value
+        .strip_prefix('$')
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+}
+
+/// Formats seconds as a rule duration (`5m`, `1h`, `90s`).
+pub fn format_duration(seconds: u64) -> String {
+    if seconds > 0 && seconds % 3600 == 0 {
+        format!("{}h", seconds / 3600)
+    } else if seconds > 0 && seconds % 60 == 0 {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+fn unique_id(base: String, used: &mut BTreeMap<String, usize>) -> String {
+    let count = used.entry(base.clone()).or_insert(0);
+    *count += 1;
+    if *count == 1 {
+        base
+    } else {
+        format!("{base}-{count}")
+    }
+}
+
+/// Whether the metric counts events (every match adds the literal 1).
+fn is_count_metric(value: &str) -> bool {
+    value.trim().parse::<f64>().is_ok_and(|v| v == 1.0)
+}
+
+fn build_rule(
+    filter: &ImportedFilter,
+    alarm: Option<&ImportedAlarm>,
+    options: &ImportOptions,
+    used_ids: &mut BTreeMap<String, usize>,
+    notes: &mut Vec<Note>,
+) -> Option<GeneratedRule> {
+    let subject = alarm.map_or(filter.name.clone(), |a| a.name.clone());
+    let mut note = |level, message: String| notes.push(Note::new(level, subject.clone(), message));
+
+    let (kind, why) = match options.kind {
+        Some(kind) => (kind, "--kind"),
+        None => guess_kind(&filter.pattern, filter.log_group.as_deref()),
+    };
+    if options.kind.is_none() && kind != KindSpec::Cloudtrail {
+        note(
+            NoteLevel::Info,
+            format!(
+                "kind {} guessed from the {why}; pass --kind to override",
+                kind_name(kind)
+            ),
+        );
+    }
+
+    let mut group_by = Vec::new();
+    for (name, value) in &filter.dimensions {
+        match dimension_field(value) {
+            Some(field) => group_by.push(field),
+            None => note(
+                NoteLevel::Skipped,
+                format!("dimension {name} = {value:?} is not a field reference; not used as a group key"),
+            ),
+        }
+    }
+    if let Some(unit) = &filter.unit {
+        note(
+            NoteLevel::Info,
+            format!("metric unit {unit} is descriptive only; not carried over"),
+        );
+    }
+
+    let (aggregate, window_s, periods, datapoints, treat_missing, threshold, statistic_name) =
+        match alarm {
+            None => (
+                "sum",
+                DEFAULT_PERIOD_S,
+                1,
+                1,
+                "missing",
+                ">= 1".to_string(),
+                "Sum",
+            ),
+            Some(alarm) => {
+                if let Some(ext) = &alarm.extended_statistic {
+                    note(
+                        NoteLevel::Skipped,
+                        format!(
+                            "extended statistic {ext} (percentile) has no trailwatch aggregate"
+                        ),
+                    );
+                    return None;
+                }
+                let statistic = alarm.statistic.as_deref().unwrap_or("");
+                let Some(aggregate) = aggregate_of(statistic) else {
+                    note(
+                        NoteLevel::Skipped,
+                        format!("unknown statistic {statistic:?}"),
+                    );
+                    return None;
+                };
+                let Some(op) = operator_of(&alarm.comparison) else {
+                    note(
+                        NoteLevel::Skipped,
+                        format!(
+                            "comparison operator {} (anomaly detection band) cannot be carried over",
+                            alarm.comparison
+                        ),
+                    );
+                    return None;
+                };
+                let Some(value) = alarm.threshold else {
+                    note(
+                        NoteLevel::Skipped,
+                        "the alarm has no static threshold".to_string(),
+                    );
+                    return None;
+                };
+                let Some(period) = alarm.period_s.filter(|p| *p > 0) else {
+                    note(NoteLevel::Skipped, "the alarm has no period".to_string());
+                    return None;
+                };
+                let periods = alarm.evaluation_periods.unwrap_or(1).max(1);
+                let datapoints = alarm.datapoints.unwrap_or(periods);
+                if datapoints == 0 || datapoints > periods || periods > 1024 {
+                    note(
+                        NoteLevel::Skipped,
+                        format!("DatapointsToAlarm {datapoints} of EvaluationPeriods {periods} is not a valid M of N"),
+                    );
+                    return None;
+                }
+                let Some(treat) = treat_missing_of(alarm.treat_missing.as_deref()) else {
+                    note(
+                        NoteLevel::Skipped,
+                        format!("unknown TreatMissingData {:?}", alarm.treat_missing),
+                    );
+                    return None;
+                };
+                if statistic == "Average" && is_count_metric(&filter.value) {
+                    note(
+                        NoteLevel::Warning,
+                        format!(
+                            "Average of a count metric (MetricValue 1) is always 1 whenever any event matched, \
+                             so the alarm can only compare 1 {op} {}: it never counts how many events happened. \
+                             This is the Average-vs-Sum mistake; you almost certainly want Statistic Sum. \
+                             Kept as avg to behave exactly like the alarm.",
+                            crate::event::format_number(value)
+                        ),
+                    );
+                }
+                if matches!(op, "<" | "<=") {
+                    note(
+                        NoteLevel::Info,
+                        "`<` thresholds breach only for periods with data, or through the metric default \
+                         value and treat_missing (as in CloudWatch, where an empty period has no datapoint)"
+                            .to_string(),
+                    );
+                }
+                if !alarm.dimensions.is_empty() {
+                    let dims: Vec<String> = alarm
+                        .dimensions
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    note(
+                        NoteLevel::Warning,
+                        format!(
+                            "the alarm watches only the series {}; the rule evaluates every value of group_by separately",
+                            dims.join(", ")
+                        ),
+                    );
+                }
+                if !alarm.other_actions.is_empty() {
+                    note(
+                        NoteLevel::Skipped,
+                        format!("non-SNS alarm actions: {}", alarm.other_actions.join(", ")),
+                    );
+                }
+                if alarm.ok_or_insufficient_actions {
+                    note(
+                        NoteLevel::Info,
+                        "OKActions / InsufficientDataActions are not separate routes: the rule emits Close \
+                         on return to OK, routed like its Create"
+                            .to_string(),
+                    );
+                }
+                if !alarm.actions_enabled {
+                    note(
+                        NoteLevel::Info,
+                        "ActionsEnabled is false: the rule is written with `enabled: false`"
+                            .to_string(),
+                    );
+                }
+                (
+                    aggregate,
+                    period,
+                    periods,
+                    datapoints,
+                    treat,
+                    format!("{op} {}", crate::event::format_number(value)),
+                    match statistic {
+                        "Sum" => "Sum",
+                        "Average" => "Average",
+                        "SampleCount" => "SampleCount",
+                        "Minimum" => "Minimum",
+                        _ => "Maximum",
+                    },
+                )
+            }
+        };
+    let slide_s = (options.slide && window_s > 60 && window_s % 60 == 0).then_some(60);
+    if options.slide && slide_s.is_none() && window_s % 60 != 0 {
+        note(
+            NoteLevel::Info,
+            format!("period {window_s}s is not a whole number of minutes: evaluated tumbling, without slide"),
+        );
+    }
+    if periods == 1 && slide_s.is_none() && treat_missing == "missing" && alarm.is_some() {
+        note(
+            NoteLevel::Info,
+            "1-of-1 without slide and with treat_missing missing runs in window mode: one Create per \
+             breaching period rather than one per entry into ALARM"
+                .to_string(),
+        );
+    }
+    let sns_topic = alarm.and_then(|a| (!a.sns_topics.is_empty()).then(|| a.sns_topics.join(",")));
+    let enabled = alarm.is_none_or(|a| a.actions_enabled);
+    let base = slugify(alarm.map_or(&filter.name, |a| &a.name));
+    let id = unique_id(base, used_ids);
+    let settings = RuleSettings {
+        kind,
+        group_by,
+        aggregate,
+        window_s,
+        slide_s,
+        periods,
+        datapoints,
+        treat_missing,
+        threshold,
+        sns_topic,
+        enabled,
+    };
+    let yaml = render::rule_yaml(
+        &id,
+        filter,
+        alarm,
+        &settings,
+        statistic_name,
+        &options.format,
+    );
+    if let Err(problems) = crate::rules::parse_rule_text(&id, &yaml) {
+        let mut text = String::new();
+        for p in &problems {
+            let _ = write!(text, "{}; ", p.message);
+        }
+        note(
+            NoteLevel::Skipped,
+            format!(
+                "the generated rule does not validate: {}",
+                text.trim_end_matches("; ")
+            ),
+        );
+        return None;
+    }
+    Some(GeneratedRule {
+        file_name: format!("{id}.yaml"),
+        id,
+        yaml,
+        filter: filter.clone(),
+        alarm: alarm.cloned(),
+        settings,
+    })
+}
+
+/// The YAML name of a kind.
+pub fn kind_name(kind: KindSpec) -> &'static str {
+    match kind {
+        KindSpec::Cloudtrail => "cloudtrail",
+        KindSpec::Vpcflow => "vpcflow",
+        KindSpec::Hostlog => "hostlog",
+    }
+}
+
+/// SNS topic name from an ARN (`arn:aws:sns:region:acct:Name` → `Name`),
+/// or `None` when the text is not an SNS ARN.
+pub fn sns_topic_from_arn(arn: &str) -> Option<String> {
+    let rest = arn.strip_prefix("arn:")?;
+    let parts: Vec<&str> = rest.splitn(5, ':').collect();
+    if parts.len() == 5 && parts[1] == "sns" {
+        let name = parts[4].rsplit(':').next().unwrap_or(parts[4]);
+        return (!name.is_empty()).then(|| name.to_string());
+    }
+    None
+}
+
+/// A JSON number or numeric string as `f64`.
+pub(crate) fn number(value: &serde_json::Value) -> Option<f64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A JSON string, number or bool as text.
+pub(crate) fn text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slugify("S3 Bucket Activity"), "s3-bucket-activity");
+        assert_eq!(slugify("CloudTrailChanges"), "cloud-trail-changes");
+        assert_eq!(
+            slugify("CIS-4.6 ConsoleAuthFailures"),
+            "cis-4.6-console-auth-failures"
+        );
+        assert_eq!(slugify("EC2InstanceChanges"), "ec2-instance-changes");
+        assert_eq!(slugify("!!!"), "imported-rule");
+        assert_eq!(slugify("UnauthorizedAPICalls"), "unauthorized-api-calls");
+        assert_eq!(slugify("S3BucketActivity"), "s3-bucket-activity");
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(guess_kind("{ $.a = 1 }", None).0, KindSpec::Cloudtrail);
+        assert_eq!(
+            guess_kind("[version, account, eni, source, destination, srcport, dstport, protocol, packets, bytes, start, end, action = REJECT, status]", None).0,
+            KindSpec::Vpcflow
+        );
+        assert_eq!(
+            guess_kind(
+                "[ip, id, user, timestamp, request, status_code = 404, size]",
+                None
+            )
+            .0,
+            KindSpec::Hostlog
+        );
+        assert_eq!(
+            guess_kind("\"Failed password\"", Some("CloudTrail/Default")).0,
+            KindSpec::Cloudtrail
+        );
+        assert_eq!(
+            guess_kind("\"Failed password\"", Some("/var/log/secure")).0,
+            KindSpec::Hostlog
+        );
+    }
+
+    #[test]
+    fn arns() {
+        assert_eq!(
+            sns_topic_from_arn("arn:aws:sns:us-east-1:111122223333:NotifyMe").as_deref(),
+            Some("NotifyMe")
+        );
+        assert_eq!(
+            sns_topic_from_arn("arn:aws:automate:us-east-1:ec2:stop"),
+            None
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(format_duration(300), "5m");
+        assert_eq!(format_duration(3600), "1h");
+        assert_eq!(format_duration(90), "90s");
+    }
+}
