@@ -14,7 +14,7 @@ use trailwatch::rules::{parse_rule_text, RuleSpec};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/import")
+        .join("tests/data/import")
         .join(name)
 }
 
@@ -751,7 +751,6 @@ fn treat_missing_run(mode: &str) -> Vec<Alert> {
 }
 
 #[test]
-#[ignore = "engine bug: transitions while filling gap periods (shard::push_gaps) are dropped, so the Close is lost"]
 fn treat_missing_not_breaching_returns_to_ok_and_alarms_again() {
     // CloudWatch: ALARM at 12:00 (Create), 12:05 still in the 2-period
     // range, 12:10 all missing → OK (Close), 12:15 ALARM again (Create).
@@ -888,7 +887,7 @@ fn metric_value_from_space_delimited_name() {
 }
 
 #[test]
-#[ignore = "engine: metric default value not applied to empty periods yet (CompiledRule::default_value unused in src/engine)"]
+
 fn default_value_fills_empty_periods() {
     // Alarm when a period has no failures at all. With default 0 the empty
     // 12:05 period is a 0 datapoint (< 1: ALARM); without it the period is
@@ -942,7 +941,6 @@ fn average_and_sum_differ_on_the_same_data() {
 }
 
 #[test]
-#[ignore = "needs sliding engine"]
 fn sliding_catches_a_burst_straddling_a_boundary_once() {
     // Three failures at 12:03:30, 12:04:30 and 12:05:30: no 5-minute
     // tumbling window holds three, the sliding 5-minute window ending at

@@ -54,6 +54,9 @@ pub struct AlarmState {
     pub last_period_end: i64,
     /// Window start of the period that raised the current ALARM (alert id).
     pub raised_window_start: Option<i64>,
+    /// An open period already sent its Create eagerly; when that period
+    /// closes and raises, the Create is not sent again.
+    pub eager_raised_for: Option<i64>,
 }
 
 impl AlarmState {
@@ -64,6 +67,7 @@ impl AlarmState {
             status: AlarmStatus::InsufficientData,
             last_period_end: first_period_end,
             raised_window_start: None,
+            eager_raised_for: None,
         }
     }
 

@@ -349,7 +349,7 @@ impl Engine {
                 self.metrics
                     .alerts
                     .inc(usize::from(e.rule), e.alert.activity);
-                let lag = (now - e.alert.time_ms()).max(0) as u64;
+                let lag = now.saturating_sub(e.alert.time_ms()).max(0) as u64;
                 Metrics::record(&self.metrics.event_time_lag_ms, lag);
             }
             delivered += alerts.len() as u64;

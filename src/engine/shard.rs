@@ -14,9 +14,9 @@ use compact_str::CompactString;
 use crossbeam_channel::{Receiver, Sender};
 use hashbrown::Equivalent;
 
-use super::alarm::{AlarmState, Datapoint, Transition};
+use super::alarm::{AlarmState, AlarmStatus, Datapoint, Transition};
 use super::commit::{AlertHold, BatchToken, CommitTracker};
-use super::sliding::{LaneAlert, SlidingLane};
+use super::sliding::{empty_period, LaneAlert, SlidingLane};
 use super::window::{window_start, EvidenceLimits, WindowAgg};
 use crate::alert::{alert_id, Activity, Alert, RuleInfo};
 use crate::metrics::{Tally, WorkerCounters};
@@ -358,16 +358,22 @@ impl Shard {
                 self.out.extend(emitted);
             }
             EvalMode::Alarm => {
+                // Raise eagerly when this open period breaches and, with
+                // the closed periods, reaches M of N. The state machine
+                // itself advances only when periods close, in order; it
+                // then recognises this Create instead of sending another.
                 let ev = rule.evaluation;
                 let alarm_key = BorrowedKey {
                     rule: m.rule,
                     key: key_text,
                 };
-                let recent = self
-                    .alarms
-                    .get(&alarm_key)
-                    .map_or(0, |a| a.recent_breaching(ev.periods, ev.treat_missing));
-                if recent + 1 < ev.datapoints {
+                let (recent, already) = self.alarms.get(&alarm_key).map_or((0, false), |a| {
+                    (
+                        a.recent_breaching(ev.periods, ev.treat_missing),
+                        a.status == AlarmStatus::Alarm || a.eager_raised_for.is_some(),
+                    )
+                });
+                if already || recent + 1 < ev.datapoints {
                     return;
                 }
                 agg.fired = true;
@@ -378,11 +384,9 @@ impl Shard {
                         key: CompactString::from(key_text),
                     })
                     .or_insert_with(|| AlarmState::new(start));
-                if state.raise_eagerly() == Transition::Raise {
-                    state.raised_window_start = Some(start);
-                    let emitted = self.build(m.rule, key_text, start, end, Activity::Create, None);
-                    self.out.extend(emitted);
-                }
+                state.eager_raised_for = Some(start);
+                let emitted = self.build(m.rule, key_text, start, end, Activity::Create, None);
+                self.out.extend(emitted);
             }
         }
     }
@@ -569,8 +573,18 @@ impl Shard {
             window_end_ms,
             value: agg.value(rule.aggregate),
             count: agg.count,
-            first_seen_ms: agg.first_seen_ms,
-            last_seen_ms: agg.last_seen_ms,
+            // A period without events (a breaching default value or
+            // missing data) is "seen" over its whole window.
+            first_seen_ms: if agg.count == 0 {
+                window_start_ms
+            } else {
+                agg.first_seen_ms
+            },
+            last_seen_ms: if agg.count == 0 {
+                window_end_ms
+            } else {
+                agg.last_seen_ms
+            },
             account: agg.samples.account.as_ref().map(|s| s.to_string()),
             region: agg.samples.region.as_ref().map(|s| s.to_string()),
             sample_ids: agg.samples.ids.iter().map(|s| s.to_string()).collect(),
@@ -631,58 +645,13 @@ impl Shard {
                     }
                 }
                 EvalMode::Alarm => {
-                    let ev = rule.evaluation;
-                    let state = self
-                        .alarms
-                        .entry(bin_key.clone())
-                        .or_insert_with(|| AlarmState::new(start));
-                    push_gaps(
-                        state,
-                        start,
-                        rule.window_ms,
-                        ev.periods,
-                        ev.datapoints,
-                        ev.treat_missing,
-                    );
+                    self.fill_gaps(bin_key, rule, start);
                     let datapoint = if breached {
                         Datapoint::Breaching
                     } else {
                         Datapoint::NotBreaching
                     };
-                    let transition =
-                        state.push(datapoint, ev.periods, ev.datapoints, ev.treat_missing);
-                    state.last_period_end = end;
-                    let raised_at = state.raised_window_start;
-                    match transition {
-                        Transition::Raise => {
-                            if let Some(s) = self.alarms.get_mut(bin_key) {
-                                s.raised_window_start = Some(start);
-                            }
-                            self.out.push(self.alert_from(
-                                bin_key.rule,
-                                rule,
-                                &bin_key.key,
-                                start,
-                                end,
-                                agg,
-                                Activity::Create,
-                                None,
-                            ));
-                        }
-                        Transition::Clear => {
-                            self.out.push(self.alert_from(
-                                bin_key.rule,
-                                rule,
-                                &bin_key.key,
-                                start,
-                                end,
-                                agg,
-                                Activity::Close,
-                                raised_at,
-                            ));
-                        }
-                        Transition::None => {}
-                    }
+                    self.push_datapoint(bin_key, rule, datapoint, start, Some(agg));
                 }
             }
             self.release_holds(agg);
@@ -694,52 +663,116 @@ impl Shard {
         self.sweep_missing(end);
     }
 
-    /// Alarm keys with no data in the period ending at `end` get a missing
-    /// datapoint; a Close may result (treat_missing = not_breaching).
+    /// Feeds one closed period's datapoint to the alarm state of `key` and
+    /// emits what the transition asks for: Create on entering ALARM (unless
+    /// it was already sent eagerly for this period), Close on returning to
+    /// OK (named after the period that raised the alarm).
+    fn push_datapoint(
+        &mut self,
+        key: &BinKey,
+        rule: &CompiledRule,
+        datapoint: Datapoint,
+        period_start: i64,
+        agg: Option<&WindowAgg>,
+    ) {
+        let ev = rule.evaluation;
+        let period_end = period_start + rule.window_ms;
+        let state = self
+            .alarms
+            .entry(key.clone())
+            .or_insert_with(|| AlarmState::new(period_start));
+        let transition = state.push(datapoint, ev.periods, ev.datapoints, ev.treat_missing);
+        state.last_period_end = period_end;
+        let eager_sent = state.eager_raised_for == Some(period_start);
+        if state
+            .eager_raised_for
+            .is_some_and(|eager| eager <= period_start)
+        {
+            state.eager_raised_for = None;
+        }
+        let (activity, id_start) = match transition {
+            Transition::Raise => {
+                state.raised_window_start = Some(period_start);
+                if eager_sent {
+                    return;
+                }
+                (Activity::Create, period_start)
+            }
+            Transition::Clear => (
+                Activity::Close,
+                state.raised_window_start.unwrap_or(period_start),
+            ),
+            Transition::None => return,
+        };
+        let empty;
+        let agg = match agg {
+            Some(agg) => agg,
+            None => {
+                empty = WindowAgg::new(rule.aggregate);
+                &empty
+            }
+        };
+        let emitted = self.alert_from(
+            key.rule,
+            rule,
+            &key.key,
+            period_start,
+            period_end,
+            agg,
+            activity,
+            Some(id_start),
+        );
+        self.out.push(emitted);
+    }
+
+    /// Pushes empty-period datapoints (the metric default, or missing) for
+    /// the periods between the key's last closed period and `start`. Only
+    /// the last N of them can matter, so at most N are pushed.
+    fn fill_gaps(&mut self, key: &BinKey, rule: &CompiledRule, start: i64) {
+        let Some(last_end) = self.alarms.get(key).map(|s| s.last_period_end) else {
+            return;
+        };
+        if last_end == i64::MIN || last_end >= start {
+            return;
+        }
+        let gaps = ((start - last_end) / rule.window_ms).min(i64::from(rule.evaluation.periods));
+        for index in (1..=gaps).rev() {
+            let period_start = start - index * rule.window_ms;
+            self.push_datapoint(key, rule, empty_period(rule), period_start, None);
+        }
+    }
+
+    /// Alarm keys with no data in the period ending at `end` get an
+    /// empty-period datapoint; this may raise (treat missing as breaching,
+    /// or a breaching default value) or clear the alarm. Dormant states are
+    /// dropped.
     fn sweep_missing(&mut self, end: i64) {
         let rules = Arc::clone(&self.rules);
-        let mut closes = Vec::new();
+        let due: Vec<BinKey> = self
+            .alarms
+            .iter()
+            .filter(|(key, state)| {
+                let width = rules.rule(key.rule).window_ms;
+                end % width == 0 && state.last_period_end < end
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in due {
+            let rule = rules.rule(key.rule);
+            let period_start = end - rule.window_ms;
+            self.fill_gaps(&key, rule, period_start);
+            self.push_datapoint(&key, rule, empty_period(rule), period_start, None);
+        }
+        // A state with nothing in its history that could count towards M
+        // behaves like a fresh one and is dropped, unless empty periods
+        // themselves breach (a breaching default value, or treat_missing =
+        // breaching): then the key must keep being evaluated.
         self.alarms.retain(|key, state| {
             let rule = rules.rule(key.rule);
-            if end % rule.window_ms != 0 || state.last_period_end >= end {
-                return true;
-            }
-            let ev = rule.evaluation;
-            push_gaps(
-                state,
-                end - rule.window_ms,
-                rule.window_ms,
-                ev.periods,
-                ev.datapoints,
-                ev.treat_missing,
-            );
-            let transition = state.push(
-                Datapoint::Missing,
-                ev.periods,
-                ev.datapoints,
-                ev.treat_missing,
-            );
-            state.last_period_end = end;
-            if transition == Transition::Clear {
-                closes.push((key.clone(), end, state.raised_window_start));
-            }
-            !state.is_dormant()
+            let empty_breaches = empty_period(rule) == Datapoint::Breaching
+                || rule.evaluation.treat_missing == crate::rules::model::TreatMissing::Breaching;
+            empty_breaches || !state.is_dormant() || state.eager_raised_for.is_some()
         });
-        for (key, end, raised_at) in closes {
-            let rule = rules.rule(key.rule);
-            let agg = WindowAgg::new(rule.aggregate);
-            let start = end - rule.window_ms;
-            self.out.push(self.alert_from(
-                key.rule,
-                rule,
-                &key.key,
-                start,
-                end,
-                &agg,
-                Activity::Close,
-                raised_at,
-            ));
-        }
     }
 
     /// Sheds the oldest bins when the state cap is exceeded: they are
@@ -768,24 +801,5 @@ impl Shard {
                 "state cap reached, closing oldest windows early"
             );
         }
-    }
-}
-
-/// Pushes missing datapoints for periods skipped between the state's last
-/// period and the period starting at `start` (at most `periods` of them).
-fn push_gaps(
-    state: &mut AlarmState,
-    start: i64,
-    width: i64,
-    periods: u32,
-    datapoints: u32,
-    treat: crate::rules::model::TreatMissing,
-) {
-    if state.last_period_end >= start || state.last_period_end == i64::MIN {
-        return;
-    }
-    let gaps = ((start - state.last_period_end) / width).min(i64::from(periods));
-    for _ in 0..gaps {
-        state.push(Datapoint::Missing, periods, datapoints, treat);
     }
 }
