@@ -167,6 +167,25 @@ else
     fail "k8s/base/prometheusrule.yaml drifted from deploy/prometheus/alerts.yaml"
 fi
 
+echo "== Grafana dashboard"
+# Every panel query must parse: wrap them as recording rules for promtool.
+if "$py" - "$work/dashboard-rules.yaml" <<'PY'
+import json, sys, yaml
+d = json.load(open("deploy/grafana/trailwatch.json"))
+rules = []
+for p in d["panels"]:
+    for t in p["targets"]:
+        expr = t["expr"].replace("$__rate_interval", "1m").replace('job=~"$job"', 'job=~".+"')
+        rules.append({"record": f"dashboard:panel{p['id']}:{t['refId'].lower()}", "expr": expr})
+yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, open(sys.argv[1], "w"))
+PY
+then
+    promtool check rules "$work/dashboard-rules.yaml" > /dev/null \
+        && echo "ok: every dashboard query parses" || fail "dashboard PromQL"
+else
+    fail "cannot read deploy/grafana/trailwatch.json"
+fi
+
 if ((failures)); then
     echo "check-manifests: $failures failure(s)" >&2
     exit 1
