@@ -7,7 +7,7 @@
 //! harness, so it runs anywhere the crate builds.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +15,16 @@ use trailwatch::metrics::{Tally, WorkerCounters};
 
 const BATCH: u64 = 1_000;
 const BATCHES: u64 = 20_000;
+
+/// The same loop and inputs without counting: the floor to subtract.
+fn baseline(_: &WorkerCounters) {
+    for _ in 0..BATCHES {
+        for i in 0..BATCH {
+            black_box(700 + (i & 7));
+            black_box(i & 1);
+        }
+    }
+}
 
 /// The engine's scheme: plain adds per event, one flush per batch.
 fn tally_per_batch(counters: &WorkerCounters) {
@@ -78,6 +88,12 @@ fn main() {
     };
     println!("events per run: {} (4 counters per event)", BATCH * BATCHES);
     let rows = [
+        (
+            "baseline: loop and inputs, no counting, 1 thread",
+            1,
+            false,
+            baseline as fn(&WorkerCounters),
+        ),
         (
             "tally + per-batch flush, 1 thread",
             1,

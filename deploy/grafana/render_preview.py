@@ -153,8 +153,8 @@ def draw(dash, api, start, end, out_png):
     for p in dash["panels"]:
         g = p["gridPos"]
         left, width = g["x"] / cols + pad, g["w"] / cols - 2 * pad
-        top = 1 - (g["y"] / rows) * 0.97 - 0.02
-        height = g["h"] / rows * 0.97 - 2 * pad
+        top = 1 - (g["y"] / rows) * 0.95 - 0.035
+        height = g["h"] / rows * 0.95 - 2 * pad
         box = fig.add_axes([left, top - height, width, height])
         box.set_facecolor(PANEL)
         for s in box.spines.values():
