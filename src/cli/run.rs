@@ -157,10 +157,11 @@ pub fn execute(args: RunArgs) -> Result<i32> {
         } else {
             println!("metrics listen: {}", config.metrics.listen);
         }
-        println!(
-            "log: level={} format={:?}",
-            config.log.level, config.log.format
-        );
+        let format = match config.log.format {
+            crate::config::LogFormat::Human => "human",
+            crate::config::LogFormat::Json => "json",
+        };
+        println!("log: level={} format={format}", config.log.level);
         return Ok(0);
     }
     let sources = build_sources(&config)?;
