@@ -22,6 +22,7 @@ pub mod error;
 pub mod event;
 pub mod fields;
 pub mod filter;
+pub mod http;
 pub mod import;
 pub mod logging;
 pub mod metrics;

@@ -3,7 +3,13 @@
 //! `RUST_LOG` overrides the configured level. Logs go to stderr, so they
 //! never mix with alerts on stdout. Messages are lowercase with structured
 //! fields; secrets are never passed to a log macro (config types that hold
-//! secrets redact them in `Debug`).
+//! secrets redact them in `Debug`, and `run --check` prints the config
+//! through [`crate::cli::run::redact`]).
+//!
+//! Each component logs inside its own span, so every line says where it
+//! came from: `source{name=..}`, `sink{name=..}`, `http{addr=..}`. Human
+//! lines are coloured only when stderr is a terminal; JSON lines carry the
+//! current span as a field and are meant for log shippers.
 
 use tracing_subscriber::EnvFilter;
 
@@ -17,6 +23,7 @@ pub fn init(level: &str, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
@@ -24,6 +31,7 @@ pub fn init(level: &str, format: LogFormat) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
     };
 }

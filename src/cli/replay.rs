@@ -43,6 +43,15 @@ pub struct ReplayArgs {
     /// Do not print the summary.
     #[arg(long)]
     pub quiet: bool,
+    /// Serve `/metrics`, `/livez` and `/readyz` on this address (e.g.
+    /// `127.0.0.1:9464`) while replaying.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// With `--metrics-listen`: keep serving this many seconds after the
+    /// replay ends, so a scraper can read the final values (SIGINT or
+    /// SIGTERM ends it early).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub linger: u64,
 }
 
 /// Loads and compiles rules per the shared flags.
@@ -95,6 +104,12 @@ pub fn execute(args: ReplayArgs) -> Result<i32> {
         None => (LineTarget::Stderr, DeadLetterFormat::Human),
     };
     let engine = Engine::new(config, Arc::clone(&rules));
+    let http = match &args.metrics_listen {
+        Some(listen) => {
+            crate::http::HttpServer::start(listen, engine.metrics(), engine.registry())?
+        }
+        None => None,
+    };
     let summary = engine.run(
         vec![Box::new(source)],
         Box::new(JsonLinesAlertSink::new(alert_target)),
@@ -106,7 +121,25 @@ pub fn execute(args: ReplayArgs) -> Result<i32> {
             render_summary(&engine.metrics(), &rules, summary.elapsed)
         );
     }
+    if http.is_some() && args.linger > 0 {
+        linger(Duration::from_secs(args.linger))?;
+    }
+    drop(http);
     Ok(0)
+}
+
+/// Sleeps up to `duration`, ending early on SIGINT or SIGTERM.
+fn linger(duration: Duration) -> Result<()> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| Error::Internal(format!("cannot install signal handler: {e}")))?;
+    }
+    let until = std::time::Instant::now() + duration;
+    while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 /// The human summary printed after a replay.

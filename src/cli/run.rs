@@ -87,6 +87,56 @@ pub fn build_dead_letter_sink(config: &SinkConfig) -> Result<Box<dyn DeadLetterS
     })
 }
 
+/// Key fragments whose values are secrets and never printed or logged.
+const SECRET_KEY_PARTS: [&str; 6] = [
+    "password",
+    "secret",
+    "token",
+    "credential",
+    "sasl",
+    "private",
+];
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
+}
+
+/// Replaces the value of every secret-looking key (at any depth).
+pub fn redact(value: &mut serde_yaml_ng::Value) {
+    use serde_yaml_ng::Value;
+    match value {
+        Value::Mapping(map) => {
+            for (key, child) in map.iter_mut() {
+                let secret = key.as_str().is_some_and(is_secret_key);
+                if secret && !matches!(child, Value::Mapping(_) | Value::Sequence(_)) {
+                    *child = Value::String("<redacted>".into());
+                } else {
+                    redact(child);
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(redact),
+        Value::Tagged(tagged) => redact(&mut tagged.value),
+        _ => {}
+    }
+}
+
+/// The config file as YAML with secrets redacted (for `--check`).
+fn redacted_config(path: &std::path::Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    redact(&mut value);
+    let yaml = serde_yaml_ng::to_string(&value)
+        .map_err(|e| Error::Internal(format!("cannot print config: {e}")))?;
+    Ok(yaml
+        .lines()
+        .map(|line| format!("  {line}\n"))
+        .collect::<String>())
+}
+
 /// Runs `run`.
 pub fn execute(args: RunArgs) -> Result<i32> {
     let config = Config::load(&args.config)?;
@@ -99,6 +149,8 @@ pub fn execute(args: RunArgs) -> Result<i32> {
     let engine_config = config.engine.to_engine_config(false);
     if args.check {
         println!("config ok: {}", args.config.display());
+        println!("effective config (secrets redacted):");
+        print!("{}", redacted_config(&args.config)?);
         println!("rules: {} enabled", rules.len());
         println!("sources: {}", config.sources.len());
         println!(
@@ -108,13 +160,27 @@ pub fn execute(args: RunArgs) -> Result<i32> {
             engine_config.watermark.allowed_lateness_ms,
             engine_config.max_open_windows
         );
-        println!("metrics listen: {}", config.metrics.listen);
+        if config.metrics.listen.trim().is_empty() {
+            println!("metrics listen: disabled");
+        } else {
+            println!("metrics listen: {}", config.metrics.listen);
+        }
+        let format = match config.log.format {
+            crate::config::LogFormat::Human => "human",
+            crate::config::LogFormat::Json => "json",
+        };
+        println!("log: level={} format={format}", config.log.level);
         return Ok(0);
     }
     let sources = build_sources(&config)?;
     let alert_sink = build_alert_sink(&config.sinks.alerts)?;
     let dead_letter_sink = build_dead_letter_sink(&config.sinks.dead_letter)?;
     let engine = Engine::new(engine_config, Arc::clone(&rules));
+    let _http = crate::http::HttpServer::start(
+        &config.metrics.listen,
+        engine.metrics(),
+        engine.registry(),
+    )?;
     let stop = engine.stop_handle();
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -132,4 +198,23 @@ pub fn execute(args: RunArgs) -> Result<i32> {
         "trailwatch stopped"
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_secret_values_at_any_depth() {
+        let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+            "sources:\n  - type: kafka\n    properties:\n      sasl.password: hunter2\n      sasl.username: svc\n      bootstrap.servers: b:9092\n    api_token: t0k\n",
+        )
+        .unwrap();
+        redact(&mut value);
+        let text = serde_yaml_ng::to_string(&value).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("t0k"), "{text}");
+        assert!(text.contains("bootstrap.servers: b:9092"), "{text}");
+        assert_eq!(text.matches("<redacted>").count(), 3, "{text}");
+    }
 }

@@ -159,6 +159,8 @@ impl Engine {
         let (dead_tx, dead_rx) = bounded::<Vec<DeadLetter>>(capacity);
         let (done_tx, done_rx) = bounded::<()>(0);
         let per_shard_cap = (self.config.max_open_windows / self.config.shards).max(1);
+        // Readiness (`/readyz`): every source ready and a batch consumed.
+        self.metrics.health.begin(sources.len());
 
         std::thread::scope(|scope| -> Result<RunSummary> {
             let sink_handle = std::thread::Builder::new()
@@ -293,6 +295,7 @@ impl Engine {
         let span = tracing::info_span!("source", name = source.name());
         let _entered = span.enter();
         let mut last_commit = Instant::now();
+        let mut was_ready = false;
         let result = loop {
             if self.stop.load(Ordering::Relaxed) {
                 tracing::info!("stop requested, intake stopped");
@@ -302,12 +305,17 @@ impl Engine {
                 Ok(polled) => polled,
                 Err(e) => break Err(e),
             };
+            // Once per poll, never per event.
+            self.metrics
+                .health
+                .observe_source(&mut was_ready, source.is_ready());
             match polled {
                 Poll::Batch(batch) => {
                     let target = batch.partition as usize % decoders.len();
                     if decoders[target].send(batch).is_err() {
                         break Ok(());
                     }
+                    self.metrics.health.consumed();
                 }
                 Poll::Idle => {}
                 Poll::End => break Ok(()),

@@ -5,8 +5,15 @@
 //! tally into its own [`WorkerCounters`] (one set of relaxed atomics per
 //! worker, so no cache line is shared between workers). Readers (the
 //! `/metrics` endpoint, the replay summary) sum all workers at read time.
+//!
+//! [`exposition`] renders all of it in the Prometheus text format;
+//! [`Health`] backs `/readyz`; [`Metrics::register_lag`] lets a source
+//! publish its backlog (Kafka consumer lag, Kinesis milliseconds behind
+//! latest) as a gauge read at scrape time.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+pub mod exposition;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hdrhistogram::Histogram;
@@ -149,6 +156,83 @@ pub struct SinkCounters {
     pub retries: AtomicU64,
 }
 
+/// Readiness as `/readyz` reports it: every source assigned input and
+/// consuming, and at least one batch consumed.
+///
+/// The engine's source threads update it once per poll (never per event):
+/// [`Health::begin`] when a run starts, [`Health::observe_source`] with each
+/// source's `is_ready()`, [`Health::consumed`] after a batch is handed on.
+#[derive(Debug, Default)]
+pub struct Health {
+    started: AtomicBool,
+    not_ready: AtomicUsize,
+    consumed: AtomicBool,
+}
+
+impl Health {
+    /// A run starts with `sources` sources, none of them ready yet.
+    pub fn begin(&self, sources: usize) {
+        self.not_ready.store(sources, Ordering::Relaxed);
+        self.started.store(true, Ordering::Release);
+    }
+
+    /// Records one source's readiness; `was_ready` is that source thread's
+    /// own memory of its last report (start with `false`).
+    pub fn observe_source(&self, was_ready: &mut bool, ready: bool) {
+        if ready == *was_ready {
+            return;
+        }
+        *was_ready = ready;
+        if ready {
+            self.not_ready.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            self.not_ready.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A batch was consumed and handed to the decoders.
+    pub fn consumed(&self) {
+        if !self.consumed.load(Ordering::Relaxed) {
+            self.consumed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether the engine runs, every source is ready and input was consumed.
+    pub fn is_ready(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+            && self.not_ready.load(Ordering::Acquire) == 0
+            && self.consumed.load(Ordering::Acquire)
+    }
+}
+
+/// Reads a source's backlog per partition or shard at scrape time.
+pub type LagReader = Arc<dyn Fn() -> Vec<(String, i64)> + Send + Sync>;
+
+/// A backlog gauge a source registered (see [`Metrics::register_lag`]).
+#[derive(Clone)]
+pub struct LagGauge {
+    /// Full metric name, `trailwatch_` prefixed.
+    pub name: &'static str,
+    pub help: &'static str,
+    /// Label naming the partition (`partition`, `shard`).
+    pub label: &'static str,
+    pub read: LagReader,
+}
+
+impl std::fmt::Debug for LagGauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LagGauge")
+            .field("name", &self.name)
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Metric name of the Kafka consumer lag gauge (messages, per partition).
+pub const KAFKA_CONSUMER_LAG: &str = "trailwatch_kafka_consumer_lag";
+/// Metric name of the Kinesis backlog gauge (milliseconds, per shard).
+pub const KINESIS_MILLIS_BEHIND_LATEST: &str = "trailwatch_kinesis_millis_behind_latest";
+
 /// All engine metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -167,6 +251,12 @@ pub struct Metrics {
     pub watermark_ms: AtomicI64,
     pub rule_load_errors: AtomicU64,
     pub started_at: std::time::Instant,
+    /// Wall-clock start, epoch seconds (for `trailwatch_start_time_seconds`).
+    pub started_unix_s: f64,
+    /// Readiness for `/readyz`.
+    pub health: Health,
+    /// Backlog gauges registered by sources.
+    pub lag: Mutex<Vec<LagGauge>>,
 }
 
 impl Metrics {
@@ -191,6 +281,11 @@ impl Metrics {
             watermark_ms: AtomicI64::new(i64::MIN),
             rule_load_errors: AtomicU64::new(0),
             started_at: std::time::Instant::now(),
+            started_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            health: Health::default(),
+            lag: Mutex::new(Vec::new()),
         })
     }
 
@@ -223,6 +318,52 @@ impl Metrics {
             counts.resize(index + 1, 0);
         }
         counts[index] += n;
+    }
+
+    /// Registers a backlog gauge read at every scrape. `read` returns
+    /// `(partition or shard, backlog)` pairs; it must be cheap and must not
+    /// block (return the source's last known values). Registering a name
+    /// again replaces the earlier reader (a source restarted).
+    ///
+    /// The Kafka source registers [`KAFKA_CONSUMER_LAG`] with label
+    /// `partition`; the Kinesis source [`KINESIS_MILLIS_BEHIND_LATEST`] with
+    /// label `shard`. Names must start with `trailwatch_`.
+    pub fn register_lag(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        label: &'static str,
+        read: LagReader,
+    ) {
+        let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
+        lag.retain(|g| g.name != name);
+        lag.push(LagGauge {
+            name,
+            help,
+            label,
+            read,
+        });
+    }
+
+    /// Registers the Kafka consumer lag (messages behind the high
+    /// watermark, per partition).
+    pub fn register_kafka_consumer_lag(&self, read: LagReader) {
+        self.register_lag(
+            KAFKA_CONSUMER_LAG,
+            "Messages between the committed position and the partition's high watermark.",
+            "partition",
+            read,
+        );
+    }
+
+    /// Registers the Kinesis `MillisBehindLatest` per shard.
+    pub fn register_kinesis_millis_behind_latest(&self, read: LagReader) {
+        self.register_lag(
+            KINESIS_MILLIS_BEHIND_LATEST,
+            "Milliseconds the last GetRecords response was behind the tip of the shard.",
+            "shard",
+            read,
+        );
     }
 
     /// Records a value in a histogram, saturating.

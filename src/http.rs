@@ -1,0 +1,140 @@
+//! The metrics and health listener: `/metrics`, `/livez`, `/readyz`.
+//!
+//! One small blocking HTTP/1.1 server (`tiny_http`) on its own thread, on
+//! the configured bind address only (default `127.0.0.1:9464`; an empty
+//! address disables it). Nothing here touches the hot path: `/metrics`
+//! reads the engine's atomics at scrape time.
+//!
+//! - `/livez`: 200 while this thread serves; it checks only that the
+//!   process works, so a broker outage never gets the pod restarted.
+//! - `/readyz`: 200 once every source reports `is_ready()` and at least
+//!   one batch was consumed ([`crate::metrics::Health`]); 503 before.
+//! - `/metrics`: the Prometheus text exposition
+//!   ([`crate::metrics::exposition`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::error::{Error, Result};
+use crate::metrics::{exposition, Metrics};
+use crate::source::PartitionRegistry;
+
+/// A running listener; dropping it stops the server thread.
+pub struct HttpServer {
+    server: Arc<Server>,
+    addr: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpServer {
+    /// Binds `listen` and serves on a background thread. `Ok(None)` when
+    /// `listen` is empty (listener disabled).
+    pub fn start(
+        listen: &str,
+        metrics: Arc<Metrics>,
+        registry: Arc<PartitionRegistry>,
+    ) -> Result<Option<HttpServer>> {
+        let listen = listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        let server = Server::http(listen)
+            .map_err(|e| Error::Config(format!("metrics listener cannot bind {listen}: {e}")))?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| Error::Internal("metrics listener has no IP address".into()))?;
+        let server = Arc::new(server);
+        let serving = Arc::clone(&server);
+        let thread = std::thread::Builder::new()
+            .name("tw-http".into())
+            .spawn(move || {
+                let span = tracing::info_span!("http", addr = %addr);
+                let _entered = span.enter();
+                for request in serving.incoming_requests() {
+                    respond(request, &metrics, &registry);
+                }
+            })
+            .map_err(|e| Error::Internal(format!("cannot spawn http thread: {e}")))?;
+        tracing::info!(addr = %addr, "metrics listener started");
+        Ok(Some(HttpServer {
+            server,
+            addr,
+            thread: Some(thread),
+        }))
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> Option<Header> {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+}
+
+fn text(status: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    let mut response = Response::from_string(body).with_status_code(status);
+    if let Some(h) = header("Content-Type", "text/plain; charset=utf-8") {
+        response.add_header(h);
+    }
+    response
+}
+
+/// Serves one request.
+fn respond(request: Request, metrics: &Metrics, registry: &PartitionRegistry) {
+    let path = request.url().split('?').next().unwrap_or("").to_string();
+    let get = matches!(request.method(), Method::Get | Method::Head);
+    let response = match (get, path.as_str()) {
+        (true, "/metrics") => match exposition::render(metrics, registry) {
+            Ok(body) => {
+                let mut response = Response::from_string(body);
+                if let Some(h) = header("Content-Type", exposition::CONTENT_TYPE) {
+                    response.add_header(h);
+                }
+                response
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics rendering failed");
+                text(500, "metrics rendering failed\n")
+            }
+        },
+        (true, "/livez") => text(200, "ok\n"),
+        (true, "/readyz") => {
+            if metrics.health.is_ready() {
+                text(200, "ready\n")
+            } else {
+                text(
+                    503,
+                    "not ready: input not assigned or nothing consumed yet\n",
+                )
+            }
+        }
+        (true, _) => text(404, "not found; try /metrics, /livez or /readyz\n"),
+        (false, _) => text(405, "method not allowed\n"),
+    };
+    if let Err(e) = request.respond(response) {
+        tracing::debug!(error = %e, "http client went away");
+    }
+}
