@@ -149,8 +149,10 @@ fn promtool_accepts_the_exposition_after_a_replay() {
     let body = poll("the replay's alert to be counted", || {
         let (status, body) = get(addr, "/metrics");
         assert_eq!(status, 200);
-        body.contains("trailwatch_sink_sends_total{sink=\"alerts\"} 1\n")
-            .then_some(body)
+        body.contains(
+            "trailwatch_alerts_total{activity=\"create\",rule=\"cis-4.6-console-auth-failures\"} 1\n",
+        )
+        .then_some(body)
     });
     assert!(
         body.contains("trailwatch_records_received_total{partition=\"all\",source=\"file\"} 7\n"),

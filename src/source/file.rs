@@ -37,6 +37,10 @@ struct OpenInput {
     at_eof: bool,
     next_offset: u64,
     partition: u32,
+    /// The input is gzip-compressed (read errors are then data errors).
+    gzip: bool,
+    /// Set when the gzip stream failed: reported once as a dead letter.
+    corrupt: Option<String>,
 }
 
 /// Replays files, directories and stdin.
@@ -93,7 +97,8 @@ impl FileSource {
         let mut buffered = BufReader::with_capacity(CHUNK_BYTES, raw);
         let mut magic = [0u8; 2];
         let peeked = peek(&mut buffered, &mut magic).map_err(|e| Error::io(&name, e))?;
-        let reader: Box<dyn Read + Send> = if peeked == 2 && magic == [0x1f, 0x8b] {
+        let gzip = peeked == 2 && magic == [0x1f, 0x8b];
+        let reader: Box<dyn Read + Send> = if gzip {
             Box::new(MultiGzDecoder::new(buffered))
         } else {
             Box::new(buffered)
@@ -107,6 +112,8 @@ impl FileSource {
             at_eof: false,
             next_offset: 0,
             partition,
+            gzip,
+            corrupt: None,
         });
         Ok(true)
     }
@@ -135,13 +142,30 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>> {
             let p = entry.path();
             if p.is_dir() {
                 pending.push(p);
-            } else {
+            } else if is_log_file(&p) {
                 files.push(p);
+            } else {
+                tracing::debug!(file = %p.display(), "skipping non-log file in input directory");
             }
         }
     }
     files.sort();
     Ok(files)
+}
+
+/// Whether a file found while expanding a directory is log input. Hidden
+/// files and documentation or code next to the data (`.md`, `.py`, `.sh`,
+/// `.yaml`, ...) are skipped; files named explicitly are always read.
+fn is_log_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name.starts_with('.') {
+        return false;
+    }
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    !matches!(
+        extension.to_ascii_lowercase().as_str(),
+        "md" | "py" | "sh" | "rs" | "toml" | "yaml" | "yml" | "html" | "png"
+    )
 }
 
 impl Source for FileSource {
@@ -160,11 +184,21 @@ impl Source for FileSource {
             };
             if !input.at_eof {
                 let mut chunk = vec![0u8; CHUNK_BYTES];
-                let read = input
-                    .reader
-                    .read(&mut chunk)
-                    .map_err(|e| Error::io(&input.name, e))?;
-                if read == 0 {
+                let read = match input.reader.read(&mut chunk) {
+                    Ok(read) => read,
+                    // A corrupt or truncated gzip file is bad input, not an
+                    // I/O failure: dead-letter what cannot be read, keep the
+                    // records decoded so far, and go on with the next file.
+                    Err(error) if input.gzip => {
+                        tracing::warn!(file = %input.name, %error, "gzip input is corrupt or truncated");
+                        input.corrupt = Some(error.to_string());
+                        0
+                    }
+                    Err(error) => return Err(Error::io(&input.name, error)),
+                };
+                if read == 0 && input.corrupt.is_some() {
+                    input.at_eof = true;
+                } else if read == 0 {
                     if self.follow && is_last && input.name != "-" {
                         std::thread::sleep(Duration::from_millis(200));
                         return Ok(Poll::Idle);
@@ -176,6 +210,7 @@ impl Source for FileSource {
             }
             let mut batch = RawBatch::new(input.partition);
             batch.decoding.clone_from(&self.decoding);
+            let corrupt = input.corrupt.take();
             let mut offset = input.next_offset;
             let consumed = frame(&input.pending, input.at_eof, &mut |f| {
                 match f {
@@ -193,6 +228,17 @@ impl Source for FileSource {
                 }
                 offset += 1;
             });
+            if let Some(detail) = corrupt {
+                // Whatever followed the last complete record is lost with
+                // the stream: report it once, after the records recovered.
+                batch.rejected.push(Rejected {
+                    offset,
+                    bytes: Vec::new(),
+                    reason: crate::decode::DecodeErrorReason::TruncatedGzip,
+                    detail: format!("{}: {detail}", input.name),
+                });
+                offset += 1;
+            }
             input.next_offset = offset;
             input.pending.drain(..consumed.min(input.pending.len()));
             let finished = input.at_eof;
