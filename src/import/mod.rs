@@ -8,7 +8,7 @@
 //! renders one rule YAML file per (filter, alarm) pair. Everything that
 //! cannot be carried over goes into the [`Report`] with its reason.
 //!
-//! Mapping (see `docs/migrating.md` for the full table):
+//! Mapping (see the README section "Migrating from CloudWatch alarms" for the full table):
 //!
 //! | CloudWatch | rule |
 //! |---|---|

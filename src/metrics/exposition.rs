@@ -4,7 +4,7 @@
 //! reads the per-worker atomics, sums them, snapshots the histograms and
 //! encodes everything with the `prometheus` crate's [`TextEncoder`]
 //! (text format 0.0.4, which Debian's `promtool check metrics` accepts; see
-//! `docs/metrics.md` for why this crate and not `prometheus-client`).
+//! the README section "Why the `prometheus` crate" for why this crate and not `prometheus-client`).
 //!
 //! Naming follows GUIDE §7: one `trailwatch_` prefix, base units
 //! (`_seconds`, `_bytes`), `_total` on counters, and only bounded labels
