@@ -56,15 +56,7 @@ pub struct ReplayArgs {
 
 /// Loads and compiles rules per the shared flags.
 pub fn load_rules(args: &RuleArgs) -> Result<Arc<RuleSet>> {
-    let loaded = crate::rules::load_all(&args.rules, args.no_builtin).map_err(|problems| {
-        Error::Rules(
-            problems
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
+    let loaded = crate::rules::load_all(&args.rules, args.no_builtin)?;
     let set = crate::rules::compile_all(&loaded).map_err(|p| Error::Rules(p.to_string()))?;
     Ok(Arc::new(set))
 }

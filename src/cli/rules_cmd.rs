@@ -46,17 +46,7 @@ pub fn execute(cmd: RulesCommand) -> Result<i32> {
 }
 
 fn load(args: &RuleArgs) -> Result<Vec<LoadedRule>> {
-    rules::load_all(&args.rules, args.no_builtin).map_err(problems_error)
-}
-
-fn problems_error(problems: Vec<rules::RuleProblem>) -> Error {
-    Error::Rules(
-        problems
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join("\n"),
-    )
+    rules::load_all(&args.rules, args.no_builtin).map_err(Error::from)
 }
 
 fn list(args: &RuleArgs) -> Result<i32> {
@@ -114,7 +104,7 @@ fn check(dir: &std::path::Path) -> Result<i32> {
 
 fn test(dir: Option<PathBuf>, args: &RuleArgs, only: Option<&str>) -> Result<i32> {
     let loaded = match dir {
-        Some(dir) => rules::load_dir(&dir).map_err(problems_error)?,
+        Some(dir) => rules::load_dir(&dir).map_err(Error::from)?,
         None => load(args)?,
     };
     let (mut passed, mut failed, mut untested) = (0, 0, Vec::new());

@@ -65,6 +65,19 @@ impl fmt::Display for RuleProblem {
     }
 }
 
+impl From<Vec<RuleProblem>> for crate::error::Error {
+    /// All problems, one `file:line:column: message` per line.
+    fn from(problems: Vec<RuleProblem>) -> Self {
+        crate::error::Error::Rules(
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    }
+}
+
 /// Parses and compiles one rule file's text. On failure, every problem found.
 pub fn parse_rule_text(origin: &str, text: &str) -> Result<RuleSpec, Vec<RuleProblem>> {
     let spec: RuleSpec = match serde_yaml_ng::from_str(text) {
