@@ -8,11 +8,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::decode::DecoderKind;
+use crate::engine::commit::CommitTracker;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::sink::kafka::{KafkaAlertSink, KafkaDeadLetterSink};
 use crate::sink::writer::{DeadLetterFormat, JsonLinesAlertSink, LineDeadLetterSink, LineTarget};
 use crate::sink::{AlertSink, DeadLetterSink};
 use crate::source::file::{FileInput, FileSource};
+use crate::source::kafka::KafkaSource;
 use crate::source::Source;
 
 use super::replay::load_rules;
@@ -29,8 +33,9 @@ pub struct RunArgs {
     pub check: bool,
 }
 
-/// Builds the configured sources.
-pub fn build_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
+/// Builds the configured sources; `tracker` is the engine's, which
+/// consumer-group sources consult when partitions are revoked.
+pub fn build_sources(config: &Config, tracker: &CommitTracker) -> Result<Vec<Box<dyn Source>>> {
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for source in &config.sources {
         match source {
@@ -47,6 +52,11 @@ pub fn build_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
                     .collect();
                 sources.push(Box::new(FileSource::new(&inputs, *follow)?));
             }
+            SourceConfig::Kafka(kafka) => {
+                let mut source = KafkaSource::new(kafka)?;
+                source.set_tracker(tracker.clone());
+                sources.push(Box::new(source));
+            }
         }
     }
     Ok(sources)
@@ -58,6 +68,11 @@ pub fn build_alert_sink(config: &SinkConfig) -> Result<Box<dyn AlertSink>> {
         SinkConfig::Stdout => Box::new(JsonLinesAlertSink::new(LineTarget::Stdout)),
         SinkConfig::Stderr => Box::new(JsonLinesAlertSink::new(LineTarget::Stderr)),
         SinkConfig::File { path } => Box::new(JsonLinesAlertSink::new(LineTarget::append(path)?)),
+        SinkConfig::Kafka {
+            brokers,
+            topic,
+            properties,
+        } => Box::new(KafkaAlertSink::new(brokers, topic, properties)?),
     })
 }
 
@@ -76,7 +91,35 @@ pub fn build_dead_letter_sink(config: &SinkConfig) -> Result<Box<dyn DeadLetterS
             LineTarget::append(path)?,
             DeadLetterFormat::Json,
         )),
+        SinkConfig::Kafka {
+            brokers,
+            topic,
+            properties,
+        } => Box::new(KafkaDeadLetterSink::new(brokers, topic, properties)?),
     })
+}
+
+/// The decoder forced by the sources' `decoder` settings. Decoding is
+/// configured engine-wide, so sources that force different decoders are a
+/// configuration error.
+pub fn forced_decoder(config: &Config) -> Result<Option<DecoderKind>> {
+    let mut forced: Option<DecoderKind> = None;
+    for source in &config.sources {
+        let decoder = match source {
+            SourceConfig::File { decoder, .. } => *decoder,
+            SourceConfig::Kafka(kafka) => kafka.decoder,
+        };
+        match (forced, decoder) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::Config(format!(
+                    "sources force different decoders ({a:?} and {b:?}); decoding is engine-wide"
+                )))
+            }
+            (None, Some(b)) => forced = Some(b),
+            _ => {}
+        }
+    }
+    Ok(forced)
 }
 
 /// Runs `run`.
@@ -88,7 +131,15 @@ pub fn execute(args: RunArgs) -> Result<i32> {
         no_builtin: !config.rules.builtin,
     };
     let rules = load_rules(&rule_args)?;
-    let engine_config = config.engine.to_engine_config(false);
+    let mut engine_config = config.engine.to_engine_config(false);
+    if let Some(decoder) = forced_decoder(&config)? {
+        engine_config.decode.forced = decoder;
+    }
+    for source in &config.sources {
+        if let SourceConfig::Kafka(kafka) = source {
+            kafka.validate()?;
+        }
+    }
     if args.check {
         println!("config ok: {}", args.config.display());
         println!("rules: {} enabled", rules.len());
@@ -103,10 +154,10 @@ pub fn execute(args: RunArgs) -> Result<i32> {
         println!("metrics listen: {}", config.metrics.listen);
         return Ok(0);
     }
-    let sources = build_sources(&config)?;
+    let engine = Engine::new(engine_config, Arc::clone(&rules));
+    let sources = build_sources(&config, &engine.tracker())?;
     let alert_sink = build_alert_sink(&config.sinks.alerts)?;
     let dead_letter_sink = build_dead_letter_sink(&config.sinks.dead_letter)?;
-    let engine = Engine::new(engine_config, Arc::clone(&rules));
     let stop = engine.stop_handle();
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
