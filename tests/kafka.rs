@@ -669,7 +669,7 @@ fn rebalance_between_two_engines_loses_no_alert() {
         Duration::from_secs(120),
         |m| creates(m).len() >= 2 * third,
     );
-    first.stop();
+    let by_first = first.stop().alerts_delivered;
     feeder.join().unwrap();
     wait_for(
         &broker.brokers,
@@ -678,11 +678,18 @@ fn rebalance_between_two_engines_loses_no_alert() {
         Duration::from_secs(120),
         |m| creates(m).len() >= expected.len(),
     );
-    second.stop();
+    let by_second = second.stop().alerts_delivered;
+    assert!(
+        by_first > 0 && by_second > 0,
+        "both engines own partitions: {by_first} and {by_second} alerts"
+    );
     let alerts = read_all(&broker.brokers, "alerts", 1);
     assert_eq!(creates(&alerts), expected);
     let repeats = assert_repeats_identical(&alerts);
-    eprintln!("rebalance: {} alerts, {repeats} repeats", expected.len());
+    eprintln!(
+        "rebalance: {} alerts ({by_first} by the first engine, {by_second} by the second), {repeats} repeats",
+        expected.len()
+    );
 }
 
 /// The `trailwatch run` service configuration for `brokers`.
@@ -725,14 +732,34 @@ log:
     path
 }
 
-fn spawn_service(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_trailwatch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("POD_NAME", "trailwatch-0")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
+/// A `trailwatch run` process, SIGKILLed on drop (so a failing test leaves
+/// no process behind); its log is appended to `service.log` next to the
+/// config.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_service(config: &Path) -> Service {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("service.log"))
+        .unwrap();
+    Service(
+        Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("POD_NAME", "trailwatch-0")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 #[test]
@@ -743,6 +770,7 @@ fn sigkill_at_ten_points_then_restart_loses_no_alert() {
     let broker = Broker::start(&[("ct", 3), ("alerts", 1), ("dlq", 1)]);
     let dir = tempfile::tempdir().unwrap();
     let config = service_config(dir.path(), &broker.brokers, "crash");
+    eprintln!("service log: {}", dir.path().join("service.log").display());
     let (records, expected) = bursts(330, 3);
     let brokers = broker.brokers.clone();
     let feeder = std::thread::spawn(move || {
@@ -768,8 +796,9 @@ fn sigkill_at_ten_points_then_restart_loses_no_alert() {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1);
         std::thread::sleep(Duration::from_millis((jitter >> 33) % 300));
-        child.kill().unwrap(); // SIGKILL: no drain, no final commit.
-        child.wait().unwrap();
+        child.0.kill().unwrap(); // SIGKILL: no drain, no final commit.
+        child.0.wait().unwrap();
+        eprintln!("kill {k}: after {target} alerts");
     }
     feeder.join().unwrap();
     let mut child = spawn_service(&config);
@@ -781,11 +810,11 @@ fn sigkill_at_ten_points_then_restart_loses_no_alert() {
         |m| creates(m).len() >= expected.len(),
     );
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = child.wait().unwrap();
+    let exit = child.0.wait().unwrap();
     assert!(exit.success(), "graceful stop exits 0, got {exit}");
     let alerts = read_all(&broker.brokers, "alerts", 1);
     assert_eq!(creates(&alerts), expected, "distinct alert ids");
