@@ -24,6 +24,17 @@
 //!   them are not committed past, so the new owner rebuilds them by
 //!   replaying from the committed offsets. On assign, librdkafka resumes
 //!   from the committed offsets.
+//! * **Warm-up after an assignment.** The engine's watermark is the minimum
+//!   over the partitions it has *seen*; a partition not yet seen does not
+//!   hold it back. After a (re)start or an assignment, librdkafka may hand
+//!   over a whole partition before the next one's first fetch arrives, so
+//!   the first partition would push the watermark far ahead and the
+//!   others' replayed records (rebuilding open windows) would count as
+//!   late: lost alerts. So after every assignment the source buffers until
+//!   every assigned partition has a record or reached its end (bounded by
+//!   [`WARM_UP_LIMIT`] and a record cap), then hands out a one-record batch
+//!   per partition first, so that all of them are in the watermark before
+//!   any advances it by more than one record.
 //! * **Lag.** librdkafka statistics (`statistics.interval.ms`, 5 s unless
 //!   configured) update a per-partition consumer-lag map, readable through
 //!   [`KafkaSource::lag`] for the metrics endpoint.
@@ -33,7 +44,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -50,6 +61,9 @@ use crate::error::{Error, Result};
 
 /// How long a poll waits for the first message before reporting idleness.
 pub const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// Longest buffering after an assignment (see the module docs).
+pub const WARM_UP_LIMIT: Duration = Duration::from_secs(3);
 
 /// Source name used in the partition registry.
 const SOURCE: &str = "kafka";
@@ -94,6 +108,8 @@ pub struct KafkaContext {
     tracker: Mutex<Option<CommitTracker>>,
     lag: KafkaLag,
     consumed: AtomicBool,
+    /// Set by an assignment; the source then warms up (module docs).
+    assigned_changed: AtomicBool,
 }
 
 impl KafkaContext {
@@ -177,6 +193,11 @@ impl ClientContext for KafkaContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // Reaching a partition's end is reported here too (tansu), not a fault.
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::debug!(reason, "kafka partition end");
+            return;
+        }
         tracing::warn!(error = %error, reason, "kafka consumer error");
     }
 }
@@ -197,6 +218,7 @@ impl ConsumerContext for KafkaContext {
                         .assigned
                         .insert((element.topic().to_string(), element.partition()));
                 }
+                self.assigned_changed.store(true, Ordering::Relaxed);
                 tracing::info!(
                     partitions = assigned.count(),
                     total = state.assigned.len(),
@@ -224,6 +246,10 @@ pub struct KafkaSource {
     poll_batch: usize,
     pending: VecDeque<RawBatch>,
     group_id: String,
+    /// Partition numbers whose end was reached since their last message.
+    at_end: HashSet<i32>,
+    /// When the current warm-up started, if one is running.
+    warming_since: Option<Instant>,
 }
 
 impl KafkaSource {
@@ -236,6 +262,7 @@ impl KafkaSource {
             tracker: Mutex::new(None),
             lag: KafkaLag::default(),
             consumed: AtomicBool::new(false),
+            assigned_changed: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<KafkaContext> = client_config
             .create_with_context(context)
@@ -260,6 +287,8 @@ impl KafkaSource {
             poll_batch: config.poll_batch.max(1),
             pending: VecDeque::new(),
             group_id: config.group_id.clone(),
+            at_end: HashSet::new(),
+            warming_since: None,
         })
     }
 
@@ -322,6 +351,7 @@ impl KafkaSource {
                         }
                     };
                     batches[index].push(message.payload().unwrap_or(&[]), message.offset() as u64);
+                    self.at_end.remove(&message.partition());
                     total += 1;
                     wait = Duration::ZERO;
                     self.consumer
@@ -329,7 +359,8 @@ impl KafkaSource {
                         .consumed
                         .store(true, Ordering::Relaxed);
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => {
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    self.at_end.insert(partition);
                     self.consumer
                         .context()
                         .consumed
@@ -354,6 +385,77 @@ impl KafkaSource {
         self.pending.extend(batches);
         Ok(())
     }
+
+    /// Whether every assigned partition has a pending record or is at its end.
+    fn all_partitions_heard(&self) -> bool {
+        let state = self.consumer.context().state();
+        state.assigned.iter().all(|key| {
+            self.at_end.contains(&key.1)
+                || state
+                    .ids
+                    .get(key)
+                    .is_some_and(|id| self.pending.iter().any(|b| b.partition == *id))
+        })
+    }
+
+    /// Puts a one-record batch of every pending partition first.
+    fn heads_first(&mut self) {
+        let mut heads = VecDeque::new();
+        let mut rest = VecDeque::new();
+        let mut seen = HashSet::new();
+        for batch in self.pending.drain(..) {
+            if batch.len() > 1 && seen.insert(batch.partition) {
+                let (head, tail) = split_first(batch);
+                heads.push_back(head);
+                rest.push_back(tail);
+            } else {
+                seen.insert(batch.partition);
+                rest.push_back(batch);
+            }
+        }
+        heads.extend(rest);
+        self.pending = heads;
+    }
+
+    /// Runs the post-assignment warm-up; `true` while still buffering.
+    fn warming_up(&mut self, registry: &PartitionRegistry) -> Result<bool> {
+        if self
+            .consumer
+            .context()
+            .assigned_changed
+            .swap(false, Ordering::Relaxed)
+        {
+            self.warming_since = Some(Instant::now());
+        }
+        let Some(since) = self.warming_since else {
+            return Ok(false);
+        };
+        let buffered: usize = self.pending.iter().map(RawBatch::len).sum();
+        if buffered < self.poll_batch * 16 && since.elapsed() < WARM_UP_LIMIT {
+            self.fill(registry)?;
+            if !self.all_partitions_heard() {
+                return Ok(true);
+            }
+        }
+        self.warming_since = None;
+        self.heads_first();
+        tracing::debug!(batches = self.pending.len(), "kafka warm-up done");
+        Ok(false)
+    }
+}
+
+/// Splits a batch into its first record and the rest.
+fn split_first(batch: RawBatch) -> (RawBatch, RawBatch) {
+    let mut head = RawBatch::new(batch.partition);
+    let mut tail = RawBatch::new(batch.partition);
+    head.arrival_ms = batch.arrival_ms;
+    tail.arrival_ms = batch.arrival_ms;
+    for (index, (_, offset)) in batch.records.iter().enumerate() {
+        let target = if index == 0 { &mut head } else { &mut tail };
+        target.push(batch.record(index), *offset);
+    }
+    tail.rejected = batch.rejected;
+    (head, tail)
 }
 
 impl Source for KafkaSource {
@@ -362,6 +464,9 @@ impl Source for KafkaSource {
     }
 
     fn poll(&mut self, registry: &PartitionRegistry) -> Result<Poll> {
+        if self.warming_up(registry)? {
+            return Ok(Poll::Idle);
+        }
         if self.pending.is_empty() {
             self.fill(registry)?;
         }
@@ -486,6 +591,22 @@ mod tests {
             Some("cooperative-sticky")
         );
         assert_eq!(client.get("fetch.min.bytes"), Some("1"));
+    }
+
+    #[test]
+    fn split_first_keeps_offsets_and_bytes() {
+        let mut batch = RawBatch::new(3);
+        batch.push(b"a", 10);
+        batch.push(b"bb", 11);
+        batch.push(b"ccc", 12);
+        let (head, tail) = split_first(batch);
+        assert_eq!(
+            (head.len(), head.record(0), head.records[0].1),
+            (1, &b"a"[..], 10)
+        );
+        assert_eq!(tail.len(), 2);
+        assert_eq!((tail.record(1), tail.records[1].1), (&b"ccc"[..], 12));
+        assert_eq!(tail.partition, 3);
     }
 
     #[test]
