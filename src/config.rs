@@ -448,6 +448,17 @@ mod tests {
     }
 
     #[test]
+    fn example_kafka_config_parses() {
+        let text = include_str!("../deploy/config/kafka.yaml");
+        let config = Config::parse("deploy/config/kafka.yaml", text).unwrap();
+        let SourceConfig::Kafka(kafka) = &config.sources[0] else {
+            panic!("not kafka");
+        };
+        kafka.validate().unwrap();
+        assert!(matches!(config.sinks.alerts, SinkConfig::Kafka { .. }));
+    }
+
+    #[test]
     fn kafka_source_needs_exactly_one_topic_selector() {
         let both = "sources:\n  - type: kafka\n    brokers: b\n    topics: [a]\n    topic_pattern: 'ct-.*'\n    group_id: g\n";
         let SourceConfig::Kafka(kafka) = &Config::parse("t", both).unwrap().sources[0] else {

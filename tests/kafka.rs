@@ -627,8 +627,8 @@ fn graceful_stop_commits_only_up_to_open_windows() {
         .create()
         .unwrap();
     let mut list = TopicPartitionList::new();
-    list.add_partition(&"ct".to_string(), 0);
-    list.add_partition(&"ct".to_string(), 1);
+    list.add_partition("ct", 0);
+    list.add_partition("ct", 1);
     let committed = consumer
         .committed_offsets(list, Duration::from_secs(10))
         .unwrap();
@@ -768,9 +768,14 @@ fn sigkill_at_ten_points_then_restart_loses_no_alert() {
         return;
     }
     let broker = Broker::start(&[("ct", 3), ("alerts", 1), ("dlq", 1)]);
-    let dir = tempfile::tempdir().unwrap();
-    let config = service_config(dir.path(), &broker.brokers, "crash");
-    eprintln!("service log: {}", dir.path().join("service.log").display());
+    // Kept after the test (under the target dir) for post-mortems.
+    let dir = tempfile::Builder::new()
+        .prefix("kafka-crash-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+        .keep();
+    let config = service_config(&dir, &broker.brokers, "crash");
+    eprintln!("service log: {}", dir.join("service.log").display());
     let (records, expected) = bursts(330, 3);
     let brokers = broker.brokers.clone();
     let feeder = std::thread::spawn(move || {
@@ -798,7 +803,10 @@ fn sigkill_at_ten_points_then_restart_loses_no_alert() {
         std::thread::sleep(Duration::from_millis((jitter >> 33) % 300));
         child.0.kill().unwrap(); // SIGKILL: no drain, no final commit.
         child.0.wait().unwrap();
-        eprintln!("kill {k}: after {target} alerts");
+        eprintln!(
+            "kill {k}: after {target} alerts, {} messages on the alert topic",
+            read_all(&broker.brokers, "alerts", 1).len()
+        );
     }
     feeder.join().unwrap();
     let mut child = spawn_service(&config);
@@ -820,8 +828,9 @@ fn sigkill_at_ten_points_then_restart_loses_no_alert() {
     assert_eq!(creates(&alerts), expected, "distinct alert ids");
     let repeats = assert_repeats_identical(&alerts);
     eprintln!(
-        "crash recovery: {kills} kills, {} alerts, {repeats} repeated messages",
-        expected.len()
+        "crash recovery: {kills} kills, {} alerts, {} messages, {repeats} repeated messages",
+        expected.len(),
+        alerts.len()
     );
 }
 
