@@ -6,6 +6,8 @@
 //! enums tagged by `type`; adding a backend means adding a variant and a
 //! `match` arm where they are built (see `crate::cli::run`).
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -142,6 +144,144 @@ pub enum SourceConfig {
         #[serde(default)]
         flow_format: Option<String>,
     },
+    /// A Kafka consumer group (see `crate::source::kafka`).
+    Kafka(KafkaSourceConfig),
+}
+
+/// A Kafka consumer-group input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// `bootstrap.servers`, e.g. `10.0.0.1:9092,10.0.0.2:9092`.
+    pub brokers: String,
+    /// Topics to subscribe to (exclusive with `topic_pattern`).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// A regex of topics to subscribe to (exclusive with `topics`); a
+    /// leading `^` is added when missing (librdkafka's regex marker).
+    #[serde(default)]
+    pub topic_pattern: Option<String>,
+    /// Consumer group id.
+    pub group_id: String,
+    /// Forced decoder; absent means auto-detection per record.
+    #[serde(default)]
+    pub decoder: Option<DecoderKind>,
+    /// Custom VPC flow log format (`${version} ${srcaddr} ...`).
+    #[serde(default)]
+    pub flow_format: Option<String>,
+    /// librdkafka properties, applied after trailwatch's defaults.
+    #[serde(default)]
+    pub properties: KafkaProperties,
+    /// Static membership: `group.instance.id` from `POD_NAME` (or `HOSTNAME`).
+    #[serde(default)]
+    pub static_membership: bool,
+    /// Most records handed to the engine per poll.
+    #[serde(default = "default_poll_batch")]
+    pub poll_batch: usize,
+}
+
+fn default_poll_batch() -> usize {
+    2048
+}
+
+/// librdkafka properties (`key: value`), passed through as-is.
+///
+/// A value may name a secret instead of holding it: `${env:NAME}` reads an
+/// environment variable and `${file:PATH}` a file's content (trimmed), so
+/// that credentials live in a Kubernetes secret, not the config file.
+/// `Debug` redacts the values of secret-looking keys (passwords, keys,
+/// tokens), so the config dump and logs never show a credential.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct KafkaProperties(pub BTreeMap<String, String>);
+
+impl KafkaProperties {
+    /// Whether `key` holds a secret and must never be logged.
+    pub fn is_secret(key: &str) -> bool {
+        let key = key.to_ascii_lowercase();
+        [
+            "password",
+            "secret",
+            "sasl.oauthbearer.config",
+            "key.pem",
+            "token",
+            "jaas",
+        ]
+        .iter()
+        .any(|marker| key.contains(marker))
+    }
+
+    /// The properties with `${env:..}` / `${file:..}` references resolved.
+    pub fn resolve(&self) -> Result<BTreeMap<String, String>> {
+        self.0
+            .iter()
+            .map(|(key, value)| resolve_value(key, value).map(|v| (key.clone(), v)))
+            .collect()
+    }
+}
+
+fn resolve_value(key: &str, value: &str) -> Result<String> {
+    let Some(reference) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) else {
+        return Ok(value.to_string());
+    };
+    if let Some(name) = reference.strip_prefix("env:") {
+        return std::env::var(name).map_err(|_| {
+            Error::Config(format!(
+                "kafka property {key}: environment variable {name} is not set"
+            ))
+        });
+    }
+    if let Some(path) = reference.strip_prefix("file:") {
+        return std::fs::read_to_string(path)
+            .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
+            .map_err(|e| Error::Config(format!("kafka property {key}: cannot read {path}: {e}")));
+    }
+    Ok(value.to_string())
+}
+
+impl fmt::Debug for KafkaProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (key, value) in &self.0 {
+            if KafkaProperties::is_secret(key) {
+                map.entry(key, &"<redacted>");
+            } else {
+                map.entry(key, value);
+            }
+        }
+        map.finish()
+    }
+}
+
+impl KafkaSourceConfig {
+    /// Checks the settings that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        match (&self.topic_pattern, self.topics.is_empty()) {
+            (Some(_), false) => {
+                return Err(Error::Config(
+                    "kafka source: set either topics or topic_pattern, not both".into(),
+                ))
+            }
+            (None, true) => {
+                return Err(Error::Config(
+                    "kafka source: one of topics or topic_pattern is required".into(),
+                ))
+            }
+            (Some(pattern), true) => {
+                regex::Regex::new(pattern).map_err(|e| {
+                    Error::Config(format!("kafka source: invalid topic_pattern: {e}"))
+                })?;
+            }
+            (None, false) => {}
+        }
+        if self.poll_batch == 0 {
+            return Err(Error::Config("kafka source: poll_batch must be > 0".into()));
+        }
+        if self.group_id.is_empty() {
+            return Err(Error::Config("kafka source: group_id is empty".into()));
+        }
+        Ok(())
+    }
 }
 
 /// Outputs.
@@ -177,7 +317,18 @@ fn stderr_sink() -> SinkConfig {
 pub enum SinkConfig {
     Stdout,
     Stderr,
-    File { path: PathBuf },
+    File {
+        path: PathBuf,
+    },
+    /// A Kafka topic (see `crate::sink::kafka`).
+    Kafka {
+        /// `bootstrap.servers`.
+        brokers: String,
+        topic: String,
+        /// librdkafka properties, applied after trailwatch's defaults.
+        #[serde(default)]
+        properties: KafkaProperties,
+    },
 }
 
 /// The metrics and health listener.
@@ -304,5 +455,72 @@ mod tests {
         assert!(text.contains("cfg.yaml:3"), "{text}");
         assert!(text.contains("shardz"), "{text}");
         assert!(Config::parse("c", "sources: []\n").is_err());
+    }
+
+    #[test]
+    fn kafka_blocks_parse_and_redact_secrets() {
+        let text = "sources:\n  - type: kafka\n    brokers: 127.0.0.1:9092\n    topics: [ct]\n    group_id: g\n    properties:\n      sasl.password: hunter2\n      security.protocol: SASL_SSL\nsinks:\n  alerts:\n    type: kafka\n    brokers: 127.0.0.1:9092\n    topic: alerts\n    properties:\n      sasl.password: hunter3\n";
+        let config = Config::parse("t", text).unwrap();
+        let dump = format!("{config:?}");
+        assert!(
+            !dump.contains("hunter2") && !dump.contains("hunter3"),
+            "{dump}"
+        );
+        assert!(dump.contains("SASL_SSL"), "{dump}");
+        let SourceConfig::Kafka(kafka) = &config.sources[0] else {
+            panic!("not kafka: {dump}");
+        };
+        kafka.validate().unwrap();
+        assert_eq!(kafka.poll_batch, 2048);
+        assert_eq!(
+            kafka.properties.resolve().unwrap()["sasl.password"],
+            "hunter2"
+        );
+    }
+
+    #[test]
+    fn example_kafka_config_parses() {
+        let text = include_str!("../deploy/config/kafka.yaml");
+        let config = Config::parse("deploy/config/kafka.yaml", text).unwrap();
+        let SourceConfig::Kafka(kafka) = &config.sources[0] else {
+            panic!("not kafka");
+        };
+        kafka.validate().unwrap();
+        assert!(matches!(config.sinks.alerts, SinkConfig::Kafka { .. }));
+    }
+
+    #[test]
+    fn kafka_source_needs_exactly_one_topic_selector() {
+        let both = "sources:\n  - type: kafka\n    brokers: b\n    topics: [a]\n    topic_pattern: 'ct-.*'\n    group_id: g\n";
+        let SourceConfig::Kafka(kafka) = &Config::parse("t", both).unwrap().sources[0] else {
+            panic!("not kafka");
+        };
+        assert!(kafka.validate().is_err());
+        let none = "sources:\n  - type: kafka\n    brokers: b\n    group_id: g\n";
+        let SourceConfig::Kafka(kafka) = &Config::parse("t", none).unwrap().sources[0] else {
+            panic!("not kafka");
+        };
+        assert!(kafka.validate().is_err());
+    }
+
+    #[test]
+    fn kafka_property_references_resolve_from_env_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let properties = KafkaProperties(BTreeMap::from([
+            ("a".to_string(), format!("${{file:{}}}", path.display())),
+            (
+                "b".to_string(),
+                "${env:TRAILWATCH_TEST_UNSET_VARIABLE}".to_string(),
+            ),
+        ]));
+        let err = properties.resolve().unwrap_err().to_string();
+        assert!(err.contains("TRAILWATCH_TEST_UNSET_VARIABLE"), "{err}");
+        let only_file = KafkaProperties(BTreeMap::from([(
+            "a".to_string(),
+            format!("${{file:{}}}", path.display()),
+        )]));
+        assert_eq!(only_file.resolve().unwrap()["a"], "from-file");
     }
 }

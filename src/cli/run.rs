@@ -10,9 +10,11 @@ use std::sync::Arc;
 use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::sink::kafka::{KafkaAlertSink, KafkaDeadLetterSink};
 use crate::sink::writer::{DeadLetterFormat, JsonLinesAlertSink, LineDeadLetterSink, LineTarget};
 use crate::sink::{AlertSink, DeadLetterSink};
 use crate::source::file::{FileInput, FileSource};
+use crate::source::kafka::KafkaSource;
 use crate::source::Source;
 
 use super::replay::load_rules;
@@ -29,8 +31,10 @@ pub struct RunArgs {
     pub check: bool,
 }
 
-/// Builds the configured sources.
-pub fn build_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
+/// Builds the configured sources; `tracker` is the engine's, which
+/// consumer-group sources consult when partitions are revoked.
+pub fn build_sources(config: &Config, engine: &Engine) -> Result<Vec<Box<dyn Source>>> {
+    let tracker = engine.tracker();
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for source in &config.sources {
         match source {
@@ -55,6 +59,20 @@ pub fn build_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
                     &inputs, *follow, decoding,
                 )?));
             }
+            SourceConfig::Kafka(kafka) => {
+                let mut source = KafkaSource::new(kafka)?;
+                source.set_tracker(tracker.clone());
+                let lag = source.lag();
+                engine
+                    .metrics()
+                    .register_kafka_consumer_lag(Arc::new(move || {
+                        lag.lag_snapshot()
+                            .into_iter()
+                            .map(|(topic, partition, lag)| (format!("{topic}/{partition}"), lag))
+                            .collect()
+                    }));
+                sources.push(Box::new(source));
+            }
         }
     }
     Ok(sources)
@@ -66,6 +84,11 @@ pub fn build_alert_sink(config: &SinkConfig) -> Result<Box<dyn AlertSink>> {
         SinkConfig::Stdout => Box::new(JsonLinesAlertSink::new(LineTarget::Stdout)),
         SinkConfig::Stderr => Box::new(JsonLinesAlertSink::new(LineTarget::Stderr)),
         SinkConfig::File { path } => Box::new(JsonLinesAlertSink::new(LineTarget::append(path)?)),
+        SinkConfig::Kafka {
+            brokers,
+            topic,
+            properties,
+        } => Box::new(KafkaAlertSink::new(brokers, topic, properties)?),
     })
 }
 
@@ -84,6 +107,11 @@ pub fn build_dead_letter_sink(config: &SinkConfig) -> Result<Box<dyn DeadLetterS
             LineTarget::append(path)?,
             DeadLetterFormat::Json,
         )),
+        SinkConfig::Kafka {
+            brokers,
+            topic,
+            properties,
+        } => Box::new(KafkaDeadLetterSink::new(brokers, topic, properties)?),
     })
 }
 
@@ -147,6 +175,11 @@ pub fn execute(args: RunArgs) -> Result<i32> {
     };
     let rules = load_rules(&rule_args)?;
     let engine_config = config.engine.to_engine_config(false);
+    for source in &config.sources {
+        if let SourceConfig::Kafka(kafka) = source {
+            kafka.validate()?;
+        }
+    }
     if args.check {
         println!("config ok: {}", args.config.display());
         println!("effective config (secrets redacted):");
@@ -172,10 +205,10 @@ pub fn execute(args: RunArgs) -> Result<i32> {
         println!("log: level={} format={format}", config.log.level);
         return Ok(0);
     }
-    let sources = build_sources(&config)?;
+    let engine = Engine::new(engine_config, Arc::clone(&rules));
+    let sources = build_sources(&config, &engine)?;
     let alert_sink = build_alert_sink(&config.sinks.alerts)?;
     let dead_letter_sink = build_dead_letter_sink(&config.sinks.dead_letter)?;
-    let engine = Engine::new(engine_config, Arc::clone(&rules));
     let _http = crate::http::HttpServer::start(
         &config.metrics.listen,
         engine.metrics(),

@@ -1,0 +1,315 @@
+//! Kafka end-to-end benchmark against tansu on loopback (`harness = false`).
+//!
+//! `cargo bench --bench kafka_e2e [-- RECORDS [SECONDS]]` starts its own
+//! tansu with `scripts/kafka-broker.sh`, then measures:
+//!
+//! 1. **Broker ceiling:** a bare consumer draining the input topic (no
+//!    decoding), to show how far tansu itself limits the figures.
+//! 2. **Throughput:** the engine (Kafka source → decode → rules → Kafka
+//!    alert sink) consuming RECORDS pre-produced records; events/s.
+//! 3. **Latency at 50% load:** records produced at half the measured
+//!    throughput for SECONDS; one record in ten is a probe that an eager
+//!    rule (`count >= 1`, grouped by `eventID`) turns into an alert at
+//!    once. Latency = from the probe's hand-off to the producer (which
+//!    includes the broker append) to the moment the alert sink returned
+//!    (broker acknowledged the alert); p50/p99/p999 via hdrhistogram.
+//!
+//! Results go to stdout; BENCHMARKS.md records them with the machine.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use trailwatch::alert::Alert;
+use trailwatch::config::{KafkaProperties, KafkaSourceConfig};
+use trailwatch::engine::{Engine, EngineConfig};
+use trailwatch::rules::RuleSet;
+use trailwatch::sink::kafka::{KafkaAlertSink, KafkaDeadLetterSink};
+use trailwatch::sink::AlertSink;
+use trailwatch::source::kafka::KafkaSource;
+
+const PARTITIONS: i32 = 3;
+
+const RULE: &str = r#"id: probe
+title: Probe
+description: Every probe event alerts at once (eager).
+severity: low
+kind: cloudtrail
+filter: '{ $.eventName = ProbeEvent }'
+group_by: [eventID]
+window: 1m
+threshold: ">= 1"
+"#;
+
+fn epoch_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+fn record(index: u64, probe: bool) -> Vec<u8> {
+    let name = if probe {
+        "ProbeEvent"
+    } else {
+        "DescribeInstances"
+    };
+    // Event time = now keeps windows closing as the stream goes.
+    let now = chrono::Utc::now();
+    format!(
+        r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","accountId":"111122223333","arn":"arn:aws:iam::111122223333:user/bench"}},"eventTime":"{}","eventSource":"ec2.amazonaws.com","eventName":"{name}","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.{}","recipientAccountId":"111122223333","eventID":"p-{}-{index}"}}"#,
+        now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        index % 250,
+        epoch_us(),
+    )
+    .into_bytes()
+}
+
+fn producer(brokers: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer")
+}
+
+fn send(producer: &BaseProducer, topic: &str, index: u64, bytes: &[u8]) {
+    let partition = (index % PARTITIONS as u64) as i32;
+    loop {
+        match producer.send(
+            BaseRecord::<(), [u8]>::to(topic)
+                .partition(partition)
+                .payload(bytes),
+        ) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(_), _)) => producer.poll(Duration::from_millis(1)),
+            Err((e, _)) => panic!("produce: {e}"),
+        }
+    }
+}
+
+fn engine_config() -> EngineConfig {
+    EngineConfig {
+        flush_on_end: false,
+        commit_interval: Duration::from_millis(500),
+        ..EngineConfig::default()
+    }
+}
+
+fn source(brokers: &str, topic: &str, group: &str) -> KafkaSource {
+    KafkaSource::new(&KafkaSourceConfig {
+        brokers: brokers.to_string(),
+        topics: vec![topic.to_string()],
+        topic_pattern: None,
+        group_id: group.to_string(),
+        decoder: None,
+        flow_format: None,
+        properties: KafkaProperties(BTreeMap::from([(
+            "fetch.wait.max.ms".to_string(),
+            "10".to_string(),
+        )])),
+        static_membership: false,
+        poll_batch: 2048,
+    })
+    .expect("source")
+}
+
+/// Wraps the Kafka alert sink to time probe alerts once acknowledged.
+struct Timed {
+    inner: KafkaAlertSink,
+    latency_us: Arc<Mutex<Histogram<u64>>>,
+    measuring: Arc<AtomicBool>,
+}
+
+impl AlertSink for Timed {
+    fn name(&self) -> &str {
+        "kafka-timed"
+    }
+
+    fn send(&mut self, alerts: &[Alert]) -> trailwatch::error::Result<()> {
+        self.inner.send(alerts)?;
+        if self.measuring.load(Ordering::Relaxed) {
+            let now = epoch_us();
+            let mut histogram = self.latency_us.lock().unwrap_or_else(|p| p.into_inner());
+            for alert in alerts {
+                let sent = alert
+                    .key
+                    .first()
+                    .and_then(|id| id.split('-').nth(1))
+                    .and_then(|us| us.parse::<i64>().ok());
+                if let Some(sent) = sent {
+                    let _ = histogram.record((now - sent).max(1) as u64);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn processed(engine: &Engine) -> u64 {
+    engine
+        .metrics()
+        .decoders
+        .iter()
+        .map(|d| d.records.load(Ordering::Relaxed))
+        .sum()
+}
+
+fn broker_ceiling(brokers: &str, topic: &str, records: u64) -> f64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bench-ceiling")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    consumer.assign(&list).expect("assign");
+    let started = Instant::now();
+    let mut seen = 0u64;
+    while seen < records {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            seen += 1;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "ceiling read stuck"
+        );
+    }
+    records as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let records: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-broker.sh");
+    let out = Command::new(&script)
+        .args(["start", "tput:3", "paced:3", "alerts:1", "dlq:1"])
+        .output()
+        .expect("start tansu");
+    assert!(out.status.success(), "tansu did not start");
+    let port = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let brokers = format!("127.0.0.1:{port}");
+    let spec = trailwatch::rules::parse_rule_text("bench", RULE).expect("rule");
+    let rules = Arc::new(RuleSet::compile(&[spec]).expect("rules"));
+    let none = KafkaProperties::default();
+
+    // Produce the throughput input (one probe in ten).
+    let p = producer(&brokers);
+    let started = Instant::now();
+    for i in 0..records {
+        send(&p, "tput", i, &record(i, i % 10 == 0));
+        if i % 1000 == 0 {
+            p.poll(Duration::ZERO);
+        }
+    }
+    p.flush(Duration::from_secs(120)).expect("flush");
+    let produce_rate = records as f64 / started.elapsed().as_secs_f64();
+    println!("produce (idempotent, acks=all): {produce_rate:.0} records/s");
+    let ceiling = broker_ceiling(&brokers, "tput", records);
+    println!("broker ceiling (bare consumer, no decoding): {ceiling:.0} records/s");
+
+    // Throughput: engine drains the pre-produced topic.
+    let engine = Arc::new(Engine::new(engine_config(), Arc::clone(&rules)));
+    let mut src = source(&brokers, "tput", "bench-tput");
+    src.set_tracker(engine.tracker());
+    let sink = KafkaAlertSink::new(&brokers, "alerts", &none).expect("sink");
+    let dead = KafkaDeadLetterSink::new(&brokers, "dlq", &none).expect("dlq");
+    let stop = engine.stop_handle();
+    let runner = Arc::clone(&engine);
+    let handle =
+        std::thread::spawn(move || runner.run(vec![Box::new(src)], Box::new(sink), Box::new(dead)));
+    // Time from the first record processed (excludes the group join).
+    while processed(&engine) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let started = Instant::now();
+    let first = processed(&engine);
+    while processed(&engine) < records {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let summary = handle.join().expect("engine thread").expect("engine");
+    let throughput = (records - first) as f64 / elapsed.as_secs_f64();
+    println!(
+        "engine throughput: {throughput:.0} events/s ({} records, {} alerts)",
+        records - first,
+        summary.alerts_delivered
+    );
+
+    // Latency at 50% of the sustainable throughput: the engine figure above
+    // starts after the group join, when librdkafka has already prefetched
+    // a large part of the topic, so the broker ceiling bounds it.
+    let rate = (throughput.min(ceiling) / 2.0).max(100.0);
+    let latency = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
+    ));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let engine = Arc::new(Engine::new(engine_config(), Arc::clone(&rules)));
+    let mut src = source(&brokers, "paced", "bench-paced");
+    src.set_tracker(engine.tracker());
+    let sink = Timed {
+        inner: KafkaAlertSink::new(&brokers, "alerts", &none).expect("sink"),
+        latency_us: Arc::clone(&latency),
+        measuring: Arc::clone(&measuring),
+    };
+    let dead = KafkaDeadLetterSink::new(&brokers, "dlq", &none).expect("dlq");
+    let stop = engine.stop_handle();
+    let runner = Arc::clone(&engine);
+    let handle =
+        std::thread::spawn(move || runner.run(vec![Box::new(src)], Box::new(sink), Box::new(dead)));
+    // Warm up (group join, first fetches) before measuring.
+    let paced = producer(&brokers);
+    let mut index = 0u64;
+    let warmup = Instant::now();
+    while processed(&engine) == 0 && warmup.elapsed() < Duration::from_secs(60) {
+        send(&paced, "paced", index, &record(index, true));
+        index += 1;
+        paced.poll(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    measuring.store(true, Ordering::Relaxed);
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let total = (rate * seconds as f64) as u64;
+    for n in 0..total {
+        let due = started + interval.mul_f64(n as f64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        send(&paced, "paced", index, &record(index, index % 10 == 0));
+        index += 1;
+        paced.poll(Duration::ZERO);
+    }
+    paced.flush(Duration::from_secs(60)).expect("flush");
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("engine thread").expect("engine");
+    let h = latency.lock().unwrap_or_else(|p| p.into_inner());
+    println!(
+        "latency at {rate:.0} records/s ({} probes): p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms",
+        h.len(),
+        h.value_at_quantile(0.50) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.value_at_quantile(0.999) as f64 / 1000.0,
+        h.max() as f64 / 1000.0,
+    );
+    let _ = Command::new(&script).args(["stop", &port]).status();
+}

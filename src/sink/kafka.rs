@@ -1,0 +1,434 @@
+//! Kafka sinks: the alert topic and the dead-letter topic.
+//!
+//! # Contract
+//!
+//! Both sinks share one [`TopicProducer`]: an idempotent librdkafka producer
+//! (`enable.idempotence=true`, `acks=all`) whose `send` enqueues a whole
+//! batch and then waits for the delivery report of every message. `send`
+//! returns `Ok` only when the broker acknowledged all of them (the
+//! acknowledgement contract of [`crate::sink`]); any failed or missing
+//! report is an `Err`, the engine retries the batch with backoff, and the
+//! bounded channels behind it pause intake (backpressure). The wait is
+//! bounded by `message.timeout.ms` (30 s unless configured), after which
+//! librdkafka reports every outstanding message as failed.
+//!
+//! A retried batch may re-send alerts that were in fact written: they are
+//! byte-identical (same key, value and headers, all derived from the alert,
+//! whose `time` is event time), and consumers dedup them by `ce_id`.
+//!
+//! * **Alerts:** key = [`Alert::routing_key`] (so one rule and group key stay
+//!   in one partition, in order), value = the OCSF JSON, and CloudEvents
+//!   binary-mode headers: `ce_specversion`, `ce_id` ([`Alert::event_id`]),
+//!   `ce_type` (`com.trailwatch.detection_finding.<activity>`), `ce_source`
+//!   (`trailwatch/<rule id>`), `ce_time` (RFC 3339 of the alert's event
+//!   time) and `content-type: application/json`.
+//! * **Dead letters:** value = the original bytes, key = the input partition
+//!   name, headers `tw_source` (`kafka:topic/partition`), `tw_topic` and
+//!   `tw_partition` (when the input is a Kafka partition), `tw_offset`,
+//!   `tw_error_class`, `tw_reason` and `tw_detail`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+
+use super::{AlertSink, DeadLetter, DeadLetterSink};
+use crate::alert::Alert;
+use crate::config::KafkaProperties;
+use crate::error::{Error, Result};
+
+/// Default `message.timeout.ms`: how long one `send` may wait for reports.
+const DEFAULT_MESSAGE_TIMEOUT_MS: u64 = 30_000;
+
+/// Delivery reports of the batch being sent.
+#[derive(Default)]
+struct Reports {
+    /// Batch generation; reports of older (abandoned) batches are ignored.
+    generation: u32,
+    /// One slot per message: `None` until its report arrives.
+    results: Vec<Option<std::result::Result<(), String>>>,
+    received: usize,
+}
+
+/// Producer context: collects delivery reports, logs through `tracing`.
+#[derive(Default)]
+pub struct DeliveryContext {
+    reports: Mutex<Reports>,
+}
+
+impl DeliveryContext {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Reports> {
+        self.reports.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(error = %error, reason, "kafka producer error");
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    /// `generation << 32 | index` of the message in its batch.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let generation = (opaque >> 32) as u32;
+        let index = opaque & 0xffff_ffff;
+        let mut reports = self.lock();
+        if reports.generation != generation {
+            return;
+        }
+        if let Some(slot) = reports.results.get_mut(index) {
+            if slot.is_none() {
+                *slot = Some(match result {
+                    Ok(_) => Ok(()),
+                    Err((error, _)) => Err(error.to_string()),
+                });
+                reports.received += 1;
+            }
+        }
+    }
+}
+
+/// Forwards librdkafka's log lines to `tracing`.
+pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!(facility, message, "librdkafka"),
+        RDKafkaLogLevel::Warning => tracing::warn!(facility, message, "librdkafka"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(facility, message, "librdkafka")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(facility, message, "librdkafka"),
+    }
+}
+
+/// One message of a batch.
+pub struct OutMessage {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// An idempotent producer to one topic that sends batches synchronously.
+pub struct TopicProducer {
+    producer: BaseProducer<DeliveryContext>,
+    config: ClientConfig,
+    topic: String,
+    report_deadline: Duration,
+    generation: u32,
+}
+
+impl TopicProducer {
+    /// A producer for `topic` on `brokers`; `properties` override defaults.
+    pub fn new(brokers: &str, topic: &str, properties: &KafkaProperties) -> Result<Self> {
+        let resolved = properties.resolve()?;
+        let config = producer_config(brokers, &resolved)?;
+        let timeout_ms = config
+            .get("message.timeout.ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(DEFAULT_MESSAGE_TIMEOUT_MS);
+        let producer = create_producer(&config)?;
+        tracing::info!(topic, brokers, "kafka producer created");
+        Ok(TopicProducer {
+            producer,
+            config,
+            topic: topic.to_string(),
+            report_deadline: Duration::from_millis(timeout_ms) + Duration::from_secs(5),
+            generation: 0,
+        })
+    }
+
+    /// The topic written to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Sends `messages` and waits until the broker acknowledged all of them.
+    pub fn send_all(&mut self, messages: &[OutMessage]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let result = self.try_send_all(messages);
+        if result.is_err() {
+            if let Some((code, reason)) = self.producer.client().fatal_error() {
+                // An idempotent producer that hit a fatal error cannot
+                // produce again: start a new one (new producer id).
+                tracing::warn!(topic = %self.topic, code = %code, reason = %reason, "kafka producer fatal error, recreating it");
+                self.producer = create_producer(&self.config)?;
+            }
+        }
+        result
+    }
+
+    fn try_send_all(&mut self, messages: &[OutMessage]) -> Result<()> {
+        self.generation = self.generation.wrapping_add(1);
+        {
+            let mut reports = self.producer.context().lock();
+            reports.generation = self.generation;
+            reports.results = vec![None; messages.len()];
+            reports.received = 0;
+        }
+        let deadline = Instant::now() + self.report_deadline;
+        for (index, message) in messages.iter().enumerate() {
+            let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
+            for (key, value) in &message.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                });
+            }
+            let opaque = ((self.generation as usize) << 32) | index;
+            let mut record = BaseRecord::with_opaque_to(&self.topic, opaque)
+                .key(&message.key[..])
+                .payload(&message.value[..])
+                .headers(headers);
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        if Instant::now() >= deadline {
+                            return Err(Error::Sink(format!(
+                                "kafka topic {}: local queue full until the deadline",
+                                self.topic
+                            )));
+                        }
+                        record = back;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                    Err((error, _)) => {
+                        return Err(Error::Sink(format!(
+                            "kafka topic {}: cannot enqueue: {error}",
+                            self.topic
+                        )));
+                    }
+                }
+            }
+        }
+        loop {
+            {
+                let reports = self.producer.context().lock();
+                if reports.received == messages.len() {
+                    let failed: Vec<&String> = reports
+                        .results
+                        .iter()
+                        .filter_map(|r| r.as_ref().and_then(|r| r.as_ref().err()))
+                        .collect();
+                    if let Some(first) = failed.first() {
+                        return Err(Error::Sink(format!(
+                            "kafka topic {}: {} of {} messages not delivered: {first}",
+                            self.topic,
+                            failed.len(),
+                            messages.len()
+                        )));
+                    }
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Sink(format!(
+                    "kafka topic {}: delivery reports missing after {} ms",
+                    self.topic,
+                    self.report_deadline.as_millis()
+                )));
+            }
+            self.producer.poll(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TopicProducer {
+    fn drop(&mut self) {
+        if let Err(e) = self.producer.flush(Duration::from_secs(5)) {
+            tracing::warn!(topic = %self.topic, error = %e, "kafka producer flush at close failed");
+        }
+    }
+}
+
+fn producer_config(brokers: &str, properties: &BTreeMap<String, String>) -> Result<ClientConfig> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", DEFAULT_MESSAGE_TIMEOUT_MS.to_string())
+        .set("compression.type", "none");
+    for (key, value) in properties {
+        if key == "enable.idempotence" && value != "true" {
+            return Err(Error::Config(
+                "kafka sink: enable.idempotence cannot be turned off".into(),
+            ));
+        }
+        config.set(key, value);
+    }
+    Ok(config)
+}
+
+fn create_producer(config: &ClientConfig) -> Result<BaseProducer<DeliveryContext>> {
+    config
+        .create_with_context(DeliveryContext::default())
+        .map_err(|e| Error::Config(format!("kafka producer: {e}")))
+}
+
+/// RFC 3339 (UTC, milliseconds) of an epoch-ms timestamp.
+fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// Alerts as OCSF JSON with CloudEvents headers (module contract).
+pub struct KafkaAlertSink {
+    producer: TopicProducer,
+}
+
+impl KafkaAlertSink {
+    /// A sink writing to `topic`.
+    pub fn new(brokers: &str, topic: &str, properties: &KafkaProperties) -> Result<Self> {
+        Ok(KafkaAlertSink {
+            producer: TopicProducer::new(brokers, topic, properties)?,
+        })
+    }
+
+    /// The Kafka message for `alert`.
+    pub fn message(alert: &Alert) -> Result<OutMessage> {
+        let value = serde_json::to_vec(&alert.to_ocsf())
+            .map_err(|e| Error::Internal(format!("cannot encode alert: {e}")))?;
+        Ok(OutMessage {
+            key: alert.routing_key().into_bytes(),
+            value,
+            headers: vec![
+                ("ce_specversion", "1.0".to_string()),
+                ("ce_id", alert.event_id()),
+                (
+                    "ce_type",
+                    format!(
+                        "com.trailwatch.detection_finding.{}",
+                        alert.activity.as_str()
+                    ),
+                ),
+                ("ce_source", format!("trailwatch/{}", alert.rule.id)),
+                ("ce_time", rfc3339_ms(alert.time_ms())),
+                ("content-type", "application/json".to_string()),
+            ],
+        })
+    }
+}
+
+impl AlertSink for KafkaAlertSink {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+
+    fn send(&mut self, alerts: &[Alert]) -> Result<()> {
+        let messages = alerts
+            .iter()
+            .map(KafkaAlertSink::message)
+            .collect::<Result<Vec<_>>>()?;
+        self.producer.send_all(&messages)
+    }
+}
+
+/// Dead letters with their original bytes (module contract).
+pub struct KafkaDeadLetterSink {
+    producer: TopicProducer,
+}
+
+impl KafkaDeadLetterSink {
+    /// A sink writing to `topic`.
+    pub fn new(brokers: &str, topic: &str, properties: &KafkaProperties) -> Result<Self> {
+        Ok(KafkaDeadLetterSink {
+            producer: TopicProducer::new(brokers, topic, properties)?,
+        })
+    }
+
+    /// The Kafka message for `record`.
+    pub fn message(record: &DeadLetter) -> OutMessage {
+        let mut headers = vec![("tw_source", record.partition.clone())];
+        if let Some((topic, partition)) = record
+            .partition
+            .strip_prefix("kafka:")
+            .and_then(|rest| rest.rsplit_once('/'))
+        {
+            headers.push(("tw_topic", topic.to_string()));
+            headers.push(("tw_partition", partition.to_string()));
+        }
+        headers.extend([
+            ("tw_offset", record.offset.to_string()),
+            ("tw_error_class", record.class.as_str().to_string()),
+            ("tw_reason", record.reason.to_string()),
+            ("tw_detail", record.detail.clone()),
+        ]);
+        OutMessage {
+            key: record.partition.clone().into_bytes(),
+            value: record.bytes.clone(),
+            headers,
+        }
+    }
+}
+
+impl DeadLetterSink for KafkaDeadLetterSink {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+
+    fn send(&mut self, records: &[DeadLetter]) -> Result<()> {
+        let messages: Vec<OutMessage> = records.iter().map(KafkaDeadLetterSink::message).collect();
+        self.producer.send_all(&messages)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorClass;
+
+    #[test]
+    fn dead_letter_headers_name_topic_partition_and_reason() {
+        let message = KafkaDeadLetterSink::message(&DeadLetter {
+            partition: "kafka:ct/in/2".into(),
+            offset: 41,
+            class: ErrorClass::User,
+            reason: "invalid_json",
+            detail: "expected value".into(),
+            bytes: b"{oops".to_vec(),
+        });
+        let get = |k: &str| {
+            message
+                .headers
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("tw_topic"), Some("ct/in"));
+        assert_eq!(get("tw_partition"), Some("2"));
+        assert_eq!(get("tw_offset"), Some("41"));
+        assert_eq!(get("tw_error_class"), Some("user"));
+        assert_eq!(get("tw_reason"), Some("invalid_json"));
+        assert_eq!(message.value, b"{oops");
+    }
+
+    #[test]
+    fn idempotence_cannot_be_disabled() {
+        let properties = BTreeMap::from([("enable.idempotence".to_string(), "false".to_string())]);
+        assert!(producer_config("127.0.0.1:1", &properties).is_err());
+    }
+
+    #[test]
+    fn rfc3339_has_millisecond_precision() {
+        assert_eq!(rfc3339_ms(1_709_294_401_500), "2024-03-01T12:00:01.500Z");
+    }
+}

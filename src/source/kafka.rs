@@ -1,0 +1,629 @@
+//! Kafka consumer-group source.
+//!
+//! # Contract
+//!
+//! * **Polling.** A `BaseConsumer` is polled on the engine's source thread:
+//!   the first poll waits up to [`IDLE_WAIT`] (then the source reports
+//!   [`Poll::Idle`]), later ones take only what librdkafka has already
+//!   prefetched, up to `poll_batch` records. The records are split into one
+//!   [`RawBatch`] per partition, handed out over consecutive polls. Each
+//!   `(topic, partition)` is the engine partition `kafka` / `topic/partition`.
+//! * **Commits.** `enable.auto.offset.store=false`: the source stores only
+//!   the engine's safe positions ([`Source::commit`]), and librdkafka's
+//!   auto-commit (every `auto.commit.interval.ms`, on revoke and on close)
+//!   ships whatever was stored. Storing rather than committing directly means
+//!   *every* commit librdkafka makes on its own (the timer, a rebalance, the
+//!   close) can only carry a safe position, and the commit request never
+//!   blocks the source thread. Commit metadata is not used (tansu drops it).
+//! * **Rebalances** (`cooperative-sticky` by default). On revoke, the safe
+//!   positions of the revoked partitions are computed fresh from the
+//!   engine's [`CommitTracker`] (when [`KafkaSource::set_tracker`] was
+//!   called), stored and committed synchronously before librdkafka gives the
+//!   partitions up; then the tracker forgets them and batches not yet
+//!   handed to the engine are dropped. Windows the engine still holds for
+//!   them are not committed past, so the new owner rebuilds them by
+//!   replaying from the committed offsets. On assign, librdkafka resumes
+//!   from the committed offsets.
+//! * **Warm-up after an assignment.** The engine's watermark is the minimum
+//!   over the partitions it has *seen*; a partition not yet seen does not
+//!   hold it back. After a (re)start or an assignment, librdkafka may hand
+//!   over a whole partition before the next one's first fetch arrives, so
+//!   the first partition would push the watermark far ahead and the
+//!   others' replayed records (rebuilding open windows) would count as
+//!   late: lost alerts. So after every assignment the source buffers until
+//!   every assigned partition has a record or reached its end (bounded by
+//!   [`WARM_UP_LIMIT`] and a record cap), then hands out a one-record batch
+//!   per partition first, so that all of them are in the watermark before
+//!   any advances it by more than one record.
+//! * **Lag.** librdkafka statistics (`statistics.interval.ms`, 5 s unless
+//!   configured) update a per-partition consumer-lag map, readable through
+//!   [`KafkaSource::lag`] for the metrics endpoint.
+//! * **Readiness.** Ready once at least one partition is assigned and a
+//!   message or a partition end was consumed.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+
+use super::{PartitionId, PartitionRegistry, Poll, RawBatch, Source, SourceDecoding};
+use crate::config::KafkaSourceConfig;
+use crate::engine::commit::CommitTracker;
+use crate::error::{Error, Result};
+
+/// How long a poll waits for the first message before reporting idleness.
+pub const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// Longest buffering after an assignment (see the module docs).
+pub const WARM_UP_LIMIT: Duration = Duration::from_secs(3);
+
+/// Source name used in the partition registry.
+const SOURCE: &str = "kafka";
+
+/// Consumer lag per partition, from librdkafka statistics.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaLag {
+    inner: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+}
+
+impl KafkaLag {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<(String, i32), i64>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `(topic, partition, lag in messages)` of every assigned partition
+    /// whose lag librdkafka knows.
+    pub fn lag_snapshot(&self) -> Vec<(String, i32, i64)> {
+        self.lock()
+            .iter()
+            .map(|((topic, partition), lag)| (topic.clone(), *partition, *lag))
+            .collect()
+    }
+}
+
+/// Group state shared between the source and its rebalance callbacks.
+#[derive(Debug, Default)]
+struct GroupState {
+    /// Engine ids of every partition this source has read.
+    ids: HashMap<(String, i32), PartitionId>,
+    /// Reverse of `ids`, for commits.
+    names: HashMap<PartitionId, (String, i32)>,
+    /// Currently assigned partitions.
+    assigned: HashSet<(String, i32)>,
+    /// Last position stored per partition (fallback when no tracker).
+    stored: HashMap<PartitionId, u64>,
+}
+
+/// The consumer context: rebalance, statistics and log callbacks.
+pub struct KafkaContext {
+    state: Mutex<GroupState>,
+    tracker: Mutex<Option<CommitTracker>>,
+    lag: KafkaLag,
+    consumed: AtomicBool,
+    /// Set by an assignment; the source then warms up (module docs).
+    assigned_changed: AtomicBool,
+}
+
+impl KafkaContext {
+    fn state(&self) -> MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tracker(&self) -> Option<CommitTracker> {
+        self.tracker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<KafkaContext>, revoked: &TopicPartitionList) {
+        let lost = consumer.assignment_lost();
+        let tracker = self.tracker();
+        let mut positions = TopicPartitionList::new();
+        {
+            let mut state = self.state();
+            for element in revoked.elements() {
+                let key = (element.topic().to_string(), element.partition());
+                state.assigned.remove(&key);
+                self.lag.lock().remove(&key);
+                let Some(&id) = state.ids.get(&key) else {
+                    continue;
+                };
+                let safe = tracker
+                    .as_ref()
+                    .and_then(|t| t.safe_position(id))
+                    .or_else(|| state.stored.get(&id).copied());
+                if let Some(offset) = safe {
+                    if let Err(e) =
+                        positions.add_partition_offset(&key.0, key.1, Offset::Offset(offset as i64))
+                    {
+                        tracing::warn!(topic = %key.0, partition = key.1, error = %e, "cannot list revoked partition offset");
+                    }
+                }
+                state.stored.remove(&id);
+                if let Some(tracker) = &tracker {
+                    tracker.forget_partition(id);
+                }
+            }
+        }
+        tracing::info!(
+            partitions = revoked.count(),
+            committing = positions.count(),
+            lost,
+            "kafka partitions revoked"
+        );
+        if lost || positions.count() == 0 {
+            return;
+        }
+        // Store first, so that librdkafka's own commit on unassign carries
+        // the same (fresh, safe) positions; then commit synchronously.
+        if let Err(e) = consumer.store_offsets(&positions) {
+            tracing::warn!(error = %e, "cannot store offsets of revoked partitions");
+        }
+        if let Err(e) = consumer.commit(&positions, CommitMode::Sync) {
+            tracing::warn!(error = %e, "cannot commit offsets of revoked partitions");
+        }
+    }
+}
+
+impl ClientContext for KafkaContext {
+    fn stats(&self, statistics: Statistics) {
+        let assigned = self.state().assigned.clone();
+        let mut lag = self.lag.lock();
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                let key = (topic.clone(), *partition);
+                if *partition >= 0 && p.consumer_lag >= 0 && assigned.contains(&key) {
+                    lag.insert(key, p.consumer_lag);
+                }
+            }
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::sink::kafka::log_librdkafka(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Reaching a partition's end is reported here too (tansu), not a fault.
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::debug!(reason, "kafka partition end");
+            return;
+        }
+        tracing::warn!(error = %error, reason, "kafka consumer error");
+    }
+}
+
+impl ConsumerContext for KafkaContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            self.on_revoke(consumer, revoked);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                let mut state = self.state();
+                for element in assigned.elements() {
+                    state
+                        .assigned
+                        .insert((element.topic().to_string(), element.partition()));
+                }
+                self.assigned_changed.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    partitions = assigned.count(),
+                    total = state.assigned.len(),
+                    "kafka partitions assigned"
+                );
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "kafka rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => tracing::debug!(partitions = offsets.count(), "kafka offsets committed"),
+            // No offset to commit is the normal idle case.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "kafka offset commit failed"),
+        }
+    }
+}
+
+/// A Kafka consumer-group source (module contract).
+pub struct KafkaSource {
+    consumer: BaseConsumer<KafkaContext>,
+    poll_batch: usize,
+    pending: VecDeque<RawBatch>,
+    group_id: String,
+    /// Partition numbers whose end was reached since their last message.
+    at_end: HashSet<i32>,
+    /// When the current warm-up started, if one is running.
+    warming_since: Option<Instant>,
+    /// The source's decoding settings, attached to every batch.
+    decoding: Option<Arc<SourceDecoding>>,
+}
+
+impl KafkaSource {
+    /// A consumer subscribed per `config`.
+    pub fn new(config: &KafkaSourceConfig) -> Result<Self> {
+        config.validate()?;
+        let client_config = consumer_config(config)?;
+        let context = KafkaContext {
+            state: Mutex::new(GroupState::default()),
+            tracker: Mutex::new(None),
+            lag: KafkaLag::default(),
+            consumed: AtomicBool::new(false),
+            assigned_changed: AtomicBool::new(false),
+        };
+        let consumer: BaseConsumer<KafkaContext> = client_config
+            .create_with_context(context)
+            .map_err(|e| Error::Config(format!("kafka consumer: {e}")))?;
+        let subscription: Vec<String> = match &config.topic_pattern {
+            Some(pattern) if pattern.starts_with('^') => vec![pattern.clone()],
+            Some(pattern) => vec![format!("^{pattern}")],
+            None => config.topics.clone(),
+        };
+        let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| Error::Source(format!("kafka subscribe to {topics:?}: {e}")))?;
+        tracing::info!(
+            group_id = %config.group_id,
+            topics = ?topics,
+            brokers = %config.brokers,
+            "kafka consumer subscribed"
+        );
+        Ok(KafkaSource {
+            consumer,
+            poll_batch: config.poll_batch.max(1),
+            pending: VecDeque::new(),
+            group_id: config.group_id.clone(),
+            at_end: HashSet::new(),
+            warming_since: None,
+            decoding: crate::config::source_decoding(
+                config.decoder,
+                config.flow_format.as_deref(),
+            )?
+            .map(Arc::new),
+        })
+    }
+
+    /// Lets rebalances compute fresh safe positions for revoked partitions
+    /// (and forget them) instead of using the last committed ones.
+    pub fn set_tracker(&mut self, tracker: CommitTracker) {
+        *self
+            .consumer
+            .context()
+            .tracker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tracker);
+    }
+
+    /// A shared handle on the per-partition consumer lag.
+    pub fn lag(&self) -> KafkaLag {
+        self.consumer.context().lag.clone()
+    }
+
+    fn is_assigned(&self, partition: PartitionId) -> bool {
+        let state = self.consumer.context().state();
+        state
+            .names
+            .get(&partition)
+            .is_some_and(|key| state.assigned.contains(key))
+    }
+
+    fn partition_id(
+        &self,
+        registry: &PartitionRegistry,
+        topic: &str,
+        partition: i32,
+    ) -> PartitionId {
+        let mut state = self.consumer.context().state();
+        let key = (topic.to_string(), partition);
+        if let Some(id) = state.ids.get(&key) {
+            return *id;
+        }
+        let id = registry.id(SOURCE, &format!("{topic}/{partition}"));
+        state.ids.insert(key.clone(), id);
+        state.names.insert(id, key);
+        id
+    }
+
+    /// Polls librdkafka into `self.pending`, one batch per partition.
+    fn fill(&mut self, registry: &PartitionRegistry) -> Result<()> {
+        let mut batches: Vec<RawBatch> = Vec::new();
+        let mut total = 0usize;
+        let mut wait = IDLE_WAIT;
+        while total < self.poll_batch {
+            match self.consumer.poll(wait) {
+                None => break,
+                Some(Ok(message)) => {
+                    let id = self.partition_id(registry, message.topic(), message.partition());
+                    let index = match batches.iter().position(|b| b.partition == id) {
+                        Some(index) => index,
+                        None => {
+                            let mut batch = RawBatch::new(id);
+                            batch.decoding.clone_from(&self.decoding);
+                            batches.push(batch);
+                            batches.len() - 1
+                        }
+                    };
+                    batches[index].push(message.payload().unwrap_or(&[]), message.offset() as u64);
+                    self.at_end.remove(&message.partition());
+                    total += 1;
+                    wait = Duration::ZERO;
+                    self.consumer
+                        .context()
+                        .consumed
+                        .store(true, Ordering::Relaxed);
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    self.at_end.insert(partition);
+                    self.consumer
+                        .context()
+                        .consumed
+                        .store(true, Ordering::Relaxed);
+                    wait = Duration::ZERO;
+                }
+                Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                    return Err(Error::Source(format!("kafka consumer fatal error: {code}")));
+                }
+                Some(Err(e)) => {
+                    if let Some((code, reason)) = self.consumer.client().fatal_error() {
+                        return Err(Error::Source(format!(
+                            "kafka consumer fatal error: {code}: {reason}"
+                        )));
+                    }
+                    // librdkafka retries transient errors itself.
+                    tracing::warn!(group_id = %self.group_id, error = %e, "kafka consume error");
+                    break;
+                }
+            }
+        }
+        self.pending.extend(batches);
+        Ok(())
+    }
+
+    /// Whether every assigned partition has a pending record or is at its end.
+    fn all_partitions_heard(&self) -> bool {
+        let state = self.consumer.context().state();
+        state.assigned.iter().all(|key| {
+            self.at_end.contains(&key.1)
+                || state
+                    .ids
+                    .get(key)
+                    .is_some_and(|id| self.pending.iter().any(|b| b.partition == *id))
+        })
+    }
+
+    /// Puts a one-record batch of every pending partition first.
+    fn heads_first(&mut self) {
+        let mut heads = VecDeque::new();
+        let mut rest = VecDeque::new();
+        let mut seen = HashSet::new();
+        for batch in self.pending.drain(..) {
+            if batch.len() > 1 && seen.insert(batch.partition) {
+                let (head, tail) = split_first(batch);
+                heads.push_back(head);
+                rest.push_back(tail);
+            } else {
+                seen.insert(batch.partition);
+                rest.push_back(batch);
+            }
+        }
+        heads.extend(rest);
+        self.pending = heads;
+    }
+
+    /// Runs the post-assignment warm-up; `true` while still buffering.
+    fn warming_up(&mut self, registry: &PartitionRegistry) -> Result<bool> {
+        if self
+            .consumer
+            .context()
+            .assigned_changed
+            .swap(false, Ordering::Relaxed)
+        {
+            self.warming_since = Some(Instant::now());
+        }
+        let Some(since) = self.warming_since else {
+            return Ok(false);
+        };
+        let buffered: usize = self.pending.iter().map(RawBatch::len).sum();
+        if buffered < self.poll_batch * 16 && since.elapsed() < WARM_UP_LIMIT {
+            self.fill(registry)?;
+            if !self.all_partitions_heard() {
+                return Ok(true);
+            }
+        }
+        self.warming_since = None;
+        self.heads_first();
+        tracing::debug!(batches = self.pending.len(), "kafka warm-up done");
+        Ok(false)
+    }
+}
+
+/// Splits a batch into its first record and the rest.
+fn split_first(batch: RawBatch) -> (RawBatch, RawBatch) {
+    let mut head = RawBatch::new(batch.partition);
+    let mut tail = RawBatch::new(batch.partition);
+    head.arrival_ms = batch.arrival_ms;
+    tail.arrival_ms = batch.arrival_ms;
+    head.decoding.clone_from(&batch.decoding);
+    tail.decoding.clone_from(&batch.decoding);
+    for (index, (_, offset)) in batch.records.iter().enumerate() {
+        let target = if index == 0 { &mut head } else { &mut tail };
+        target.push(batch.record(index), *offset);
+    }
+    tail.rejected = batch.rejected;
+    (head, tail)
+}
+
+impl Source for KafkaSource {
+    fn name(&self) -> &str {
+        SOURCE
+    }
+
+    fn poll(&mut self, registry: &PartitionRegistry) -> Result<Poll> {
+        if self.warming_up(registry)? {
+            return Ok(Poll::Idle);
+        }
+        if self.pending.is_empty() {
+            self.fill(registry)?;
+        }
+        while let Some(batch) = self.pending.pop_front() {
+            // A rebalance during `fill` may have revoked the partition: its
+            // new owner replays these records.
+            if self.is_assigned(batch.partition) {
+                return Ok(Poll::Batch(batch));
+            }
+        }
+        Ok(Poll::Idle)
+    }
+
+    fn commit(&mut self, positions: &[(PartitionId, u64)]) -> Result<()> {
+        let mut list = TopicPartitionList::new();
+        {
+            let mut state = self.consumer.context().state();
+            for (id, offset) in positions {
+                let Some(key) = state.names.get(id).cloned() else {
+                    continue;
+                };
+                if !state.assigned.contains(&key) || state.stored.get(id) == Some(offset) {
+                    continue;
+                }
+                list.add_partition_offset(&key.0, key.1, Offset::Offset(*offset as i64))
+                    .map_err(|e| Error::Source(format!("kafka offset list: {e}")))?;
+                state.stored.insert(*id, *offset);
+            }
+        }
+        if list.count() == 0 {
+            return Ok(());
+        }
+        tracing::debug!(partitions = list.count(), "kafka offsets stored");
+        self.consumer
+            .store_offsets(&list)
+            .map_err(|e| Error::Source(format!("kafka store offsets: {e}")))
+    }
+
+    fn is_ready(&self) -> bool {
+        let context = self.consumer.context();
+        !context.state().assigned.is_empty() && context.consumed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        // Ship the last stored (safe) positions before leaving the group.
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                tracing::warn!(group_id = %self.group_id, error = %e, "final kafka commit failed")
+            }
+        }
+    }
+}
+
+/// The consumer's librdkafka configuration: defaults, then the user's.
+fn consumer_config(config: &KafkaSourceConfig) -> Result<ClientConfig> {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group_id)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("statistics.interval.ms", "5000");
+    if config.static_membership {
+        let instance = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .map_err(|_| {
+                Error::Config("kafka source: static_membership needs POD_NAME or HOSTNAME".into())
+            })?;
+        client.set("group.instance.id", instance);
+    }
+    for (key, value) in config.properties.resolve()? {
+        if key == "enable.auto.offset.store" && value != "false" {
+            return Err(Error::Config(
+                "kafka source: enable.auto.offset.store must stay false (offsets are stored only when safe)".into(),
+            ));
+        }
+        if key == "group.id" || key == "bootstrap.servers" {
+            return Err(Error::Config(format!(
+                "kafka source: set {key} with the block's own field, not properties"
+            )));
+        }
+        client.set(key, value);
+    }
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KafkaProperties;
+
+    fn config(properties: &[(&str, &str)]) -> KafkaSourceConfig {
+        KafkaSourceConfig {
+            brokers: "127.0.0.1:1".into(),
+            topics: vec!["ct".into()],
+            topic_pattern: None,
+            group_id: "g".into(),
+            decoder: None,
+            flow_format: None,
+            properties: KafkaProperties(
+                properties
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            static_membership: false,
+            poll_batch: 10,
+        }
+    }
+
+    #[test]
+    fn offsets_are_stored_explicitly_with_cooperative_sticky_by_default() {
+        let client = consumer_config(&config(&[("fetch.min.bytes", "1")])).unwrap();
+        assert_eq!(client.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(
+            client.get("partition.assignment.strategy"),
+            Some("cooperative-sticky")
+        );
+        assert_eq!(client.get("fetch.min.bytes"), Some("1"));
+    }
+
+    #[test]
+    fn split_first_keeps_offsets_and_bytes() {
+        let mut batch = RawBatch::new(3);
+        batch.push(b"a", 10);
+        batch.push(b"bb", 11);
+        batch.push(b"ccc", 12);
+        let (head, tail) = split_first(batch);
+        assert_eq!(
+            (head.len(), head.record(0), head.records[0].1),
+            (1, &b"a"[..], 10)
+        );
+        assert_eq!(tail.len(), 2);
+        assert_eq!((tail.record(1), tail.records[1].1), (&b"ccc"[..], 12));
+        assert_eq!(tail.partition, 3);
+    }
+
+    #[test]
+    fn automatic_offset_store_is_refused() {
+        assert!(consumer_config(&config(&[("enable.auto.offset.store", "true")])).is_err());
+        assert!(consumer_config(&config(&[("group.id", "other")])).is_err());
+    }
+}
