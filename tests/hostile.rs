@@ -907,3 +907,30 @@ fn key_flood_peak_rss_stays_bounded_in_a_separate_process() {
     assert!(shed > 0, "{summary}");
     assert!(growth_mib < 256, "peak RSS grew by {growth_mib} MiB");
 }
+
+// ─────────────────────────────── rule loading ───────────────────────────────
+
+/// Rules cannot read files outside their directory: a symlinked rule file
+/// or directory inside a rules directory is not followed.
+#[test]
+fn symlinks_in_a_rules_directory_are_ignored() {
+    let outside = tempfile::tempdir().expect("outside");
+    std::fs::write(outside.path().join("evil.yaml"), BURST_RULE).expect("rule");
+    std::fs::create_dir(outside.path().join("more")).expect("dir");
+    std::fs::write(outside.path().join("more").join("evil2.yaml"), FLOW_RULE).expect("rule");
+    let rules_dir = tempfile::tempdir().expect("rules");
+    std::fs::write(rules_dir.path().join("own.yaml"), REGEX_RULE).expect("own rule");
+    std::os::unix::fs::symlink(
+        outside.path().join("evil.yaml"),
+        rules_dir.path().join("linked.yaml"),
+    )
+    .expect("file symlink");
+    std::os::unix::fs::symlink(
+        outside.path().join("more"),
+        rules_dir.path().join("linked-dir"),
+    )
+    .expect("dir symlink");
+    let loaded = trailwatch::rules::load_dir(rules_dir.path()).expect("load");
+    let ids: Vec<&str> = loaded.iter().map(|r| r.spec.id.as_str()).collect();
+    assert_eq!(ids, vec!["hostile-regex"], "symlinks followed: {ids:?}");
+}
