@@ -33,7 +33,7 @@ all_targets=$(cd fuzz && cargo fuzz list)
 targets=${FUZZ_TARGETS:-$all_targets}
 
 echo "==> building fuzz targets"
-(cd fuzz && cargo fuzz build)
+(cd fuzz && cargo fuzz build -O)
 
 mkdir -p fuzz/logs
 failed=()
@@ -44,7 +44,7 @@ for target in $targets; do
   # -rss_limit_mb: a decoder must stay inside 2 GB on any input (its caps
   # are set low in fuzz_targets/common.rs). -timeout: one input may not
   # take 10 s (a hang is a finding too).
-  if ! (cd fuzz && cargo fuzz run "$target" "corpus/$target" -- \
+  if ! (cd fuzz && cargo fuzz run -O "$target" "corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
         -max_len=65536 -print_final_stats=1) >"$log" 2>&1; then
     status=CRASH
