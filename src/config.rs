@@ -73,6 +73,8 @@ pub struct EngineSection {
     pub idle_timeout: Option<HumanDuration>,
     pub max_skew: Option<HumanDuration>,
     pub max_open_windows: Option<usize>,
+    /// Cap on window state bytes (see `EngineConfig::max_state_bytes`).
+    pub max_state_bytes: Option<usize>,
     pub max_samples: Option<usize>,
     pub max_sample_bytes: Option<usize>,
     pub max_record_bytes: Option<usize>,
@@ -110,6 +112,7 @@ impl EngineSection {
                 replay,
             },
             max_open_windows: self.max_open_windows.unwrap_or(defaults.max_open_windows),
+            max_state_bytes: self.max_state_bytes.unwrap_or(defaults.max_state_bytes),
             evidence: crate::engine::window::EvidenceLimits {
                 max_samples: self.max_samples.unwrap_or(defaults.evidence.max_samples),
                 max_sample_bytes: self

@@ -49,6 +49,13 @@ pub struct EngineConfig {
     pub watermark: WatermarkConfig,
     /// Cap on open window aggregates, over all shards.
     pub max_open_windows: usize,
+    /// Cap on the approximate bytes of window state, over all shards
+    /// (`usize::MAX`, the default: no byte cap, only `max_open_windows`).
+    /// Each shard gets an equal share. Beyond it the oldest windows close
+    /// early: they are still evaluated, so eager alerts already sent stand
+    /// and window-close alerts fire early; each shed window is counted in
+    /// the `shed` counter (`trailwatch_windows_shed_total` on `/metrics`).
+    pub max_state_bytes: usize,
     pub evidence: EvidenceLimits,
     pub decode: DecodeConfig,
     /// Close all windows when every source is exhausted (finite input:
@@ -70,6 +77,7 @@ impl Default for EngineConfig {
             channel_batches: 64,
             watermark: WatermarkConfig::default(),
             max_open_windows: 4_000_000,
+            max_state_bytes: usize::MAX,
             evidence: EvidenceLimits::default(),
             decode: DecodeConfig::default(),
             flush_on_end: true,
@@ -161,6 +169,10 @@ impl Engine {
         let per_shard_cap = (self.config.max_open_windows / self.config.shards).max(1);
         // Readiness (`/readyz`): every source ready and a batch consumed.
         self.metrics.health.begin(sources.len());
+        let per_shard_bytes = match self.config.max_state_bytes {
+            usize::MAX => usize::MAX,
+            total => (total / self.config.shards).max(1),
+        };
 
         std::thread::scope(|scope| -> Result<RunSummary> {
             let sink_handle = std::thread::Builder::new()
@@ -179,6 +191,7 @@ impl Engine {
                     Arc::clone(&self.rules),
                     ShardConfig {
                         max_open_windows: per_shard_cap,
+                        max_state_bytes: per_shard_bytes,
                         evidence: self.config.evidence,
                         eager_sliding: !self.config.watermark.replay,
                     },

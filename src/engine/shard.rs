@@ -138,11 +138,20 @@ impl Equivalent<BinKey> for BorrowedKey<'_> {
 
 type Bin = hashbrown::HashMap<BinKey, WindowAgg>;
 
+/// Floor on the measured bytes per open window used to turn
+/// `max_state_bytes` into a window count (and the estimate before the
+/// first measurement): the aggregate, its key and the map slot.
+pub const MIN_WINDOW_BYTES: u64 = 256;
+
 /// Shard settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardConfig {
     /// Cap on open window aggregates in this shard.
     pub max_open_windows: usize,
+    /// Cap on the approximate bytes of this shard's window state
+    /// (`usize::MAX`: none). Enforced as a window count; see
+    /// [`Shard::window_cap`].
+    pub max_state_bytes: usize,
     pub evidence: EvidenceLimits,
     /// Let sliding rules raise before their step is complete (service
     /// mode). Replay evaluates sliding steps in order at the end instead,
@@ -778,10 +787,11 @@ impl Shard {
     /// Sheds the oldest bins when the state cap is exceeded: they are
     /// closed early (evaluated and alerted as if the watermark had passed).
     fn enforce_cap(&mut self) {
-        if self.open_windows <= self.config.max_open_windows {
+        let cap = self.window_cap();
+        if self.open_windows <= cap {
             return;
         }
-        let target = self.config.max_open_windows - self.config.max_open_windows / 10;
+        let target = cap - cap / 10;
         let before = self.open_windows;
         while self.open_windows > target {
             let Some(entry) = self.bins.first_entry() else {
@@ -797,9 +807,31 @@ impl Shard {
             tracing::warn!(
                 shard = self.index,
                 shed,
-                cap = self.config.max_open_windows,
+                cap,
                 "state cap reached, closing oldest windows early"
             );
         }
+    }
+
+    /// The open-window cap in force: `max_open_windows`, lowered so that
+    /// window state stays under `max_state_bytes`. The byte budget becomes
+    /// a window count through the bytes per open window this shard
+    /// measured at the end of its previous batch (`state_bytes /
+    /// open_windows`, never less than [`MIN_WINDOW_BYTES`]), so the check
+    /// stays O(1) per batch. The shedding policy is the count cap's: the
+    /// oldest windows close early.
+    fn window_cap(&self) -> usize {
+        let by_count = self.config.max_open_windows.max(1);
+        if self.config.max_state_bytes == usize::MAX {
+            return by_count;
+        }
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        let windows = self.counters.open_windows.load(relaxed);
+        let bytes = self.counters.state_bytes.load(relaxed);
+        let per_window = bytes
+            .checked_div(windows)
+            .map_or(MIN_WINDOW_BYTES, |b| b.max(MIN_WINDOW_BYTES));
+        let by_bytes = u64::try_from(self.config.max_state_bytes).unwrap_or(u64::MAX) / per_window;
+        by_count.min(usize::try_from(by_bytes).unwrap_or(usize::MAX).max(1))
     }
 }

@@ -1,0 +1,118 @@
+//! Shared helpers for the decoder fuzz targets.
+//!
+//! Every decoder target builds one [`RuleSet`] (the built-in pack plus a
+//! few fuzz-only rules so that flow and host-log events have planned
+//! fields too), then runs one fresh [`Decoder`] per input so a flow header
+//! seen in one input never leaks into the next (inputs stay reproducible).
+//! The sink checks the decoder contract: every event carries exactly one
+//! slot per planned field of its kind.
+
+use std::sync::OnceLock;
+
+use trailwatch::decode::{DecodeConfig, DecodeError, DecodeSink, Decoder, DecoderKind};
+use trailwatch::event::Event;
+use trailwatch::fields::FieldPlans;
+use trailwatch::rules::{RuleSet, RuleSpec};
+
+/// Fuzz-only rules: they plan flow and host-log fields the built-in pack
+/// does not reference.
+const EXTRA_RULES: [&str; 3] = [
+    r#"
+id: fuzz-flow
+title: fuzz flow
+kind: vpcflow
+filter: '[version, account, eni, src, dst, sport, dport="22", proto, pkts, bytes>=0, start, end, action="REJECT", status]'
+group_by: [srcaddr, vpc-id, "@owner"]
+window: 5m
+threshold: ">= 1"
+"#,
+    r#"
+id: fuzz-host
+title: fuzz host
+kind: hostlog
+filter: '"authentication failure" ?sshd ?su %user=[a-z]+%'
+group_by: ["@log_group", "@log_stream", "@message"]
+window: 5m
+threshold: ">= 1"
+"#,
+    r#"
+id: fuzz-cloudtrail
+title: fuzz cloudtrail
+kind: cloudtrail
+filter: '{ ($.userIdentity.type = "Root") || ($.requestParameters.items[0].x > 3) || ($.errorCode NOT EXISTS) }'
+group_by: [userIdentity.arn, sourceIPAddress, "@owner"]
+window: 5m
+threshold: ">= 1"
+"#,
+];
+
+fn rules() -> &'static RuleSet {
+    static RULES: OnceLock<RuleSet> = OnceLock::new();
+    RULES.get_or_init(|| {
+        let mut specs: Vec<RuleSpec> = trailwatch::rules::builtin_rules()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.spec)
+            .collect();
+        for text in EXTRA_RULES {
+            if let Ok(spec) = serde_yaml_ng::from_str::<RuleSpec>(text) {
+                specs.push(spec);
+            }
+        }
+        match RuleSet::compile(&specs) {
+            Ok(set) => set,
+            Err((id, error)) => panic!("fuzz rule {id} does not compile: {error}"),
+        }
+    })
+}
+
+/// Counts what a decoder reports and checks the slot-count contract.
+struct CheckingSink<'p> {
+    plans: &'p FieldPlans,
+    events: usize,
+    errors: usize,
+}
+
+impl DecodeSink for CheckingSink<'_> {
+    fn event(&mut self, event: &Event<'_>) {
+        let expected = self.plans.for_kind(event.kind).len();
+        assert_eq!(
+            event.fields.len(),
+            expected,
+            "event of kind {:?} has {} field slots, plan has {expected}",
+            event.kind,
+            event.fields.len()
+        );
+        self.events += 1;
+    }
+
+    fn error(&mut self, error: DecodeError, _original: &[u8]) {
+        // Every error has a stable, non-empty label.
+        assert!(!error.reason.as_str().is_empty());
+        self.errors += 1;
+    }
+
+    fn control_message(&mut self) {}
+}
+
+/// Decodes `data` with a fresh decoder forced to `kind` (or `Auto`).
+pub fn decode(kind: DecoderKind, data: &[u8]) {
+    let rules = rules();
+    let config = DecodeConfig {
+        forced: kind,
+        // Small caps keep gzip bombs inside libFuzzer's RSS limit.
+        max_record_bytes: 1 << 20,
+        max_decompressed_bytes: 4 << 20,
+        flow_format: None,
+    };
+    let mut decoder = Decoder::new(config, rules.plans());
+    let mut sink = CheckingSink {
+        plans: rules.plans(),
+        events: 0,
+        errors: 0,
+    };
+    decoder.decode(data, &mut sink);
+    // Decoding the same bytes again on the same stream must not panic
+    // either (the flow format may have changed through a header line).
+    decoder.decode(data, &mut sink);
+}
