@@ -86,7 +86,8 @@ pub fn execute(args: ReplayArgs) -> Result<i32> {
             }
         })
         .collect();
-    let source = FileSource::new(&inputs, false)?;
+    let source =
+        FileSource::new(&inputs, false)?.with_max_record_bytes(config.decode.max_record_bytes);
     let alert_target = match &args.output {
         Some(path) => LineTarget::append(path)?,
         None => LineTarget::Stdout,

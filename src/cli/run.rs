@@ -55,9 +55,14 @@ pub fn build_sources(config: &Config, engine: &Engine) -> Result<Vec<Box<dyn Sou
                     })
                     .collect();
                 let decoding = crate::config::source_decoding(*decoder, flow_format.as_deref())?;
-                sources.push(Box::new(FileSource::with_decoding(
-                    &inputs, *follow, decoding,
-                )?));
+                let source = FileSource::with_decoding(&inputs, *follow, decoding)?
+                    .with_max_record_bytes(
+                        config
+                            .engine
+                            .max_record_bytes
+                            .unwrap_or(crate::decode::DecodeConfig::default().max_record_bytes),
+                    );
+                sources.push(Box::new(source));
             }
             SourceConfig::Kafka(kafka) => {
                 let mut source = KafkaSource::new(kafka)?;

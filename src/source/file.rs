@@ -41,6 +41,8 @@ struct OpenInput {
     gzip: bool,
     /// Set when the gzip stream failed: reported once as a dead letter.
     corrupt: Option<String>,
+    /// Discarding the rest of an oversized record, up to its newline.
+    skipping: bool,
 }
 
 /// Replays files, directories and stdin.
@@ -49,6 +51,10 @@ pub struct FileSource {
     current: Option<OpenInput>,
     follow: bool,
     decoding: Option<Arc<SourceDecoding>>,
+    /// A record that grows past this without ending is dead-lettered as
+    /// `too_large` and skipped to the next line, so an unterminated record
+    /// cannot hold unbounded memory.
+    max_record_bytes: usize,
 }
 
 impl FileSource {
@@ -79,7 +85,14 @@ impl FileSource {
             current: None,
             follow,
             decoding: decoding.map(Arc::new),
+            max_record_bytes: crate::decode::DecodeConfig::default().max_record_bytes,
         })
+    }
+
+    /// Sets the record size cap (the engine's `max_record_bytes`).
+    pub fn with_max_record_bytes(mut self, max_record_bytes: usize) -> Self {
+        self.max_record_bytes = max_record_bytes.max(1);
+        self
     }
 
     fn open_next(&mut self, registry: &PartitionRegistry) -> Result<bool> {
@@ -114,6 +127,7 @@ impl FileSource {
             partition,
             gzip,
             corrupt: None,
+            skipping: false,
         });
         Ok(true)
     }
@@ -204,6 +218,15 @@ impl Source for FileSource {
                         return Ok(Poll::Idle);
                     }
                     input.at_eof = true;
+                } else if input.skipping {
+                    // Drop the tail of an oversized record up to its end.
+                    match memchr::memchr(b'\n', &chunk[..read]) {
+                        Some(newline) => {
+                            input.skipping = false;
+                            input.pending.extend_from_slice(&chunk[newline + 1..read]);
+                        }
+                        None => continue,
+                    }
                 } else {
                     input.pending.extend_from_slice(&chunk[..read]);
                 }
@@ -228,6 +251,32 @@ impl Source for FileSource {
                 }
                 offset += 1;
             });
+            input.pending.drain(..consumed.min(input.pending.len()));
+            if !input.at_eof && input.pending.len() > self.max_record_bytes {
+                // An unfinished record already larger than any record may
+                // be: keep a preview for the dead letter, drop the rest up
+                // to the next newline.
+                let preview_len = input.pending.len().min(4096);
+                batch.rejected.push(Rejected {
+                    offset,
+                    bytes: input.pending[..preview_len].to_vec(),
+                    reason: crate::decode::DecodeErrorReason::TooLarge,
+                    detail: format!(
+                        "record exceeds max_record_bytes ({}) before its end; skipped to the next line",
+                        self.max_record_bytes
+                    ),
+                });
+                offset += 1;
+                match memchr::memchr(b'\n', &input.pending) {
+                    Some(newline) => {
+                        input.pending.drain(..=newline);
+                    }
+                    None => {
+                        input.pending.clear();
+                        input.skipping = true;
+                    }
+                }
+            }
             if let Some(detail) = corrupt {
                 // Whatever followed the last complete record is lost with
                 // the stream: report it once, after the records recovered.
@@ -240,7 +289,6 @@ impl Source for FileSource {
                 offset += 1;
             }
             input.next_offset = offset;
-            input.pending.drain(..consumed.min(input.pending.len()));
             let finished = input.at_eof;
             if finished {
                 tracing::debug!(file = %input.name, records = input.next_offset, "finished input");
