@@ -942,17 +942,12 @@ fn symlinks_in_a_rules_directory_are_ignored() {
 
 // ─────────────────────────── file source findings ───────────────────────────
 
-/// Finding (not fixed here, see RELIABILITY.md): the file source frames a
-/// record only once its end (newline or closing bracket) arrives, and
-/// keeps the unfinished bytes in memory, re-scanning them on every 1 MiB
-/// chunk. A `.gz` file of ~1 MB that inflates to 1 GB of non-blank bytes
-/// without a newline grows that buffer to 1 GB and costs quadratic time
-/// (it did not finish within 5 minutes here). The decoder's
-/// `max_record_bytes` only applies once the record is framed.
-///
-/// Expected once fixed: the framer stops buffering a record past
-/// `max_record_bytes`, dead-letters it as `too_large`, and peak RSS stays
-/// far below the record's size.
+/// Regression (found while hardening): the file source used to keep an
+/// unfinished record in memory without bound, re-scanning it on every
+/// 1 MiB chunk, so a ~1 MB `.gz` inflating to a 256 MiB line without a
+/// newline held it all. Now a record past `max_record_bytes` is
+/// dead-lettered as `too_large` and skipped to its newline, and peak RSS
+/// stays far below the record's size.
 #[test]
 fn file_source_caps_an_unterminated_gzip_record() {
     let dir = tempfile::tempdir().expect("tempdir");
