@@ -2,9 +2,10 @@
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 #
 # It installs what the tests need (a Kafka-protocol broker, a Kinesis API
-# server, a DynamoDB API server, Prometheus/promtool, kubectl and
-# kubernetes-validate), then runs formatting, lints, every test, and the
-# deployment checks. Installed tools are cached (~/.cargo/bin, .tools/), so
+# server, a DynamoDB API server, Prometheus/promtool, kubectl,
+# kubernetes-validate, cargo-deny, cargo-fuzz), then runs formatting, lints,
+# every test, the deployment checks, the supply-chain checks and a short
+# fuzzing pass. Installed tools are cached (~/.cargo/bin, .tools/), so
 # later runs skip the installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,9 +33,13 @@ cargo run --locked --quiet -- rules test
 step "replay of the shipped samples"
 cargo run --locked --quiet -- replay --quiet samples/ > /dev/null
 
-if [ -x scripts/check-manifests.sh ]; then
-  step "deployment manifests"
-  scripts/check-manifests.sh
-fi
+step "deployment manifests"
+scripts/check-manifests.sh
+
+step "supply chain (cargo deny; advisories when the database is reachable)"
+scripts/supply-chain.sh
+
+step "fuzzing, short budget"
+scripts/fuzz.sh --ci
 
 step "all checks passed"
