@@ -136,6 +136,37 @@ pub enum SourceConfig {
         #[serde(default)]
         decoder: Option<DecoderKind>,
     },
+    /// A Kinesis data stream, shards shared across replicas by DynamoDB leases.
+    Kinesis {
+        stream: String,
+        #[serde(default)]
+        region: Option<String>,
+        #[serde(default)]
+        endpoint_url: Option<String>,
+        /// DynamoDB endpoint override (defaults to `endpoint_url`).
+        #[serde(default)]
+        dynamodb_endpoint_url: Option<String>,
+        /// Default `trailwatch-<stream>`.
+        #[serde(default)]
+        lease_table: Option<String>,
+        /// Default `POD_NAME`, else `HOSTNAME`.
+        #[serde(default)]
+        worker_id: Option<String>,
+        /// Default 10s.
+        #[serde(default)]
+        lease_duration: Option<HumanDuration>,
+        /// GetRecords limit, default 10000.
+        #[serde(default)]
+        max_records: Option<i32>,
+        /// Delay between GetRecords on a caught-up shard, default 1s.
+        #[serde(default)]
+        poll_interval: Option<HumanDuration>,
+        /// ListShards refresh period, default 60s.
+        #[serde(default)]
+        shard_sync_interval: Option<HumanDuration>,
+        #[serde(default)]
+        decoder: Option<DecoderKind>,
+    },
 }
 
 /// Outputs.
@@ -172,6 +203,14 @@ pub enum SinkConfig {
     Stdout,
     Stderr,
     File { path: PathBuf },
+    /// A Kinesis stream (alerts only).
+    Kinesis {
+        stream: String,
+        #[serde(default)]
+        region: Option<String>,
+        #[serde(default)]
+        endpoint_url: Option<String>,
+    },
 }
 
 /// The metrics and health listener.
@@ -267,6 +306,18 @@ mod tests {
         let engine = config.engine.to_engine_config(false);
         assert_eq!(engine.watermark.allowed_lateness_ms, 15 * 60_000);
         assert!(!engine.flush_on_end);
+    }
+
+    #[test]
+    fn kinesis_source_and_sink_parse() {
+        let text = "sources:\n  - type: kinesis\n    stream: trail\n    lease_duration: 5s\nsinks:\n  alerts:\n    type: kinesis\n    stream: alerts\n";
+        let config = Config::parse("k", text).unwrap();
+        assert!(matches!(
+            &config.sources[0],
+            SourceConfig::Kinesis { stream, lease_duration: Some(d), .. }
+                if stream == "trail" && d.0 == std::time::Duration::from_secs(5)
+        ));
+        assert!(matches!(&config.sinks.alerts, SinkConfig::Kinesis { stream, .. } if stream == "alerts"));
     }
 
     #[test]

@@ -47,6 +47,47 @@ pub fn build_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
                     .collect();
                 sources.push(Box::new(FileSource::new(&inputs, *follow)?));
             }
+            SourceConfig::Kinesis {
+                stream,
+                region,
+                endpoint_url,
+                dynamodb_endpoint_url,
+                lease_table,
+                worker_id,
+                lease_duration,
+                max_records,
+                poll_interval,
+                shard_sync_interval,
+                ..
+            } => {
+                let mut kinesis = crate::source::kinesis::KinesisSourceConfig::new(stream);
+                kinesis.region.clone_from(region);
+                kinesis.endpoint_url.clone_from(endpoint_url);
+                kinesis
+                    .dynamodb_endpoint_url
+                    .clone_from(dynamodb_endpoint_url);
+                if let Some(table) = lease_table {
+                    kinesis.lease_table.clone_from(table);
+                }
+                if let Some(worker) = worker_id {
+                    kinesis.worker_id.clone_from(worker);
+                }
+                if let Some(duration) = lease_duration {
+                    kinesis.lease_duration = duration.0;
+                }
+                if let Some(limit) = max_records {
+                    kinesis.max_records = *limit;
+                }
+                if let Some(interval) = poll_interval {
+                    kinesis.poll_interval = interval.0;
+                }
+                if let Some(interval) = shard_sync_interval {
+                    kinesis.shard_sync_interval = interval.0;
+                }
+                sources.push(Box::new(crate::source::kinesis::KinesisSource::new(
+                    kinesis,
+                )?));
+            }
         }
     }
     Ok(sources)
@@ -58,6 +99,17 @@ pub fn build_alert_sink(config: &SinkConfig) -> Result<Box<dyn AlertSink>> {
         SinkConfig::Stdout => Box::new(JsonLinesAlertSink::new(LineTarget::Stdout)),
         SinkConfig::Stderr => Box::new(JsonLinesAlertSink::new(LineTarget::Stderr)),
         SinkConfig::File { path } => Box::new(JsonLinesAlertSink::new(LineTarget::append(path)?)),
+        SinkConfig::Kinesis {
+            stream,
+            region,
+            endpoint_url,
+        } => Box::new(crate::sink::kinesis::KinesisAlertSink::new(
+            &crate::sink::kinesis::KinesisSinkConfig {
+                stream: stream.clone(),
+                region: region.clone(),
+                endpoint_url: endpoint_url.clone(),
+            },
+        )?),
     })
 }
 
@@ -76,6 +128,11 @@ pub fn build_dead_letter_sink(config: &SinkConfig) -> Result<Box<dyn DeadLetterS
             LineTarget::append(path)?,
             DeadLetterFormat::Json,
         )),
+        SinkConfig::Kinesis { .. } => {
+            return Err(Error::Config(
+                "sinks.dead_letter: kinesis is only supported for alerts".into(),
+            ))
+        }
     })
 }
 

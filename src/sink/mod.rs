@@ -10,6 +10,7 @@
 //! retries, the bounded channels fill and intake pauses (backpressure):
 //! nothing is dropped and nothing is buffered without bound.
 
+pub mod kinesis;
 pub mod writer;
 
 use crate::alert::Alert;

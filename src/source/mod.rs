@@ -13,6 +13,7 @@
 //! alert ids being deterministic makes re-emitted alerts identical.
 
 pub mod file;
+pub mod kinesis;
 pub mod memory;
 
 use std::ops::Range;
