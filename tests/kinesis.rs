@@ -363,33 +363,27 @@ fn cloudwatch_envelope(events: &[Value]) -> Vec<u8> {
     gzip(envelope.to_string().as_bytes())
 }
 
-/// The fixture: per user, `events` CloudTrail records, written as raw
-/// records, CloudWatch Logs envelopes or KPL aggregates by user index.
-/// Returns (kinesis records, the plain event records for the reference).
+/// The fixture: per user, `events` CloudTrail records (three a window),
+/// written as raw records, CloudWatch Logs envelopes or KPL aggregates by
+/// user index. Window-major order, so event time only moves forward and
+/// nothing is late. Returns (kinesis records, plain events for the reference).
 fn fixture(users: usize, events: usize, offset: usize) -> (Vec<(String, Vec<u8>)>, Vec<Vec<u8>>) {
     let mut records = Vec::new();
     let mut plain = Vec::new();
-    for u in offset..offset + users {
-        let user = format!("user{u:03}");
-        let values: Vec<Value> = (0..events).map(|i| cloudtrail(&user, i)).collect();
-        plain.extend(values.iter().map(|v| v.to_string().into_bytes()));
-        match u % 3 {
-            0 => {
-                for v in &values {
-                    records.push((user.clone(), v.to_string().into_bytes()));
-                }
-            }
-            1 => {
-                for chunk in values.chunks(3) {
-                    records.push((user.clone(), cloudwatch_envelope(chunk)));
-                }
-            }
-            _ => {
-                let payloads: Vec<Vec<u8>> =
-                    values.iter().map(|v| v.to_string().into_bytes()).collect();
-                let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-                for chunk in refs.chunks(3) {
-                    records.push((user.clone(), trailwatch::decode::kpl::aggregate(chunk)));
+    for window in 0..events.div_ceil(3) {
+        for u in offset..offset + users {
+            let user = format!("user{u:03}");
+            let values: Vec<Value> = (window * 3..(window * 3 + 3).min(events))
+                .map(|i| cloudtrail(&user, i))
+                .collect();
+            let payloads: Vec<Vec<u8>> = values.iter().map(|v| v.to_string().into_bytes()).collect();
+            plain.extend(payloads.iter().cloned());
+            match u % 3 {
+                0 => records.extend(payloads.into_iter().map(|p| (user.clone(), p))),
+                1 => records.push((user.clone(), cloudwatch_envelope(&values))),
+                _ => {
+                    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+                    records.push((user.clone(), trailwatch::decode::kpl::aggregate(&refs)));
                 }
             }
         }
@@ -632,11 +626,10 @@ fn two_replicas_share_leases_and_the_survivor_takes_over_without_loss() {
     // Kill A: it stops without releasing its leases.
     running_a.stop();
     admin.put("shared", &second_half);
-    let alerts = wait_for(
-        || admin.read_all("alerts"),
-        |alerts| create_ids(alerts).len() >= expected.len(),
+    let (alerts, held) = wait_for(
+        || (admin.read_all("alerts"), held_b.shards()),
+        |(alerts, held)| create_ids(alerts).len() >= expected.len() && held.len() == 4,
     );
-    let held = held_b.shards();
     running_b.stop();
     assert_eq!(held.len(), 4, "the survivor holds every shard: {held:?}");
     assert_eq!(create_ids(&alerts), expected);

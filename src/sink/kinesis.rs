@@ -135,7 +135,7 @@ fn chunks(entries: Vec<PutRecordsRequestEntry>) -> Vec<Vec<PutRecordsRequestEntr
     let mut current = Vec::new();
     let mut bytes = 0;
     for entry in entries {
-        let size = entry.data().as_ref().len() + entry.partition_key().len();
+        let size = entry.data().as_ref().len() + entry.partition_key().map_or(0, str::len);
         if !current.is_empty()
             && (current.len() == MAX_RECORDS_PER_CALL || bytes + size > MAX_BYTES_PER_CALL)
         {

@@ -112,7 +112,12 @@ pub async fn load_aws_config(
     region: Option<&str>,
     endpoint_url: Option<&str>,
 ) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    // A hung connection must not stall a reader or a lease renew forever.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .build();
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
     match region {
         Some(region) => loader = loader.region(aws_config::Region::new(region.to_string())),
         // Local servers accept any region; the SDK needs one.
@@ -288,9 +293,10 @@ impl Source for KinesisSource {
     }
 
     fn poll(&mut self, registry: &PartitionRegistry) -> Result<Poll> {
+        let rx = &mut self.rx;
         let received = self
             .runtime
-            .block_on(async { tokio::time::timeout(POLL_WAIT, self.rx.recv()).await });
+            .block_on(async { tokio::time::timeout(POLL_WAIT, rx.recv()).await });
         let message = match received {
             Err(_elapsed) => return Ok(Poll::Idle),
             // The shared state keeps a sender, so this does not happen.
