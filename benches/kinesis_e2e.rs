@@ -195,7 +195,13 @@ impl Admin {
     fn drain(&self, stream: &str) -> (usize, Duration) {
         let started = Instant::now();
         let count = self.runtime.block_on(async {
-            let shards = self.client.list_shards().stream_name(stream).send().await.unwrap();
+            let shards = self
+                .client
+                .list_shards()
+                .stream_name(stream)
+                .send()
+                .await
+                .unwrap();
             let mut count = 0;
             for shard in shards.shards() {
                 let mut iterator = self
@@ -299,7 +305,9 @@ fn main() {
     };
 
     // Raw records: one CloudTrail event per Kinesis record.
-    let raw: Vec<Vec<u8>> = (0..events).map(|i| event(i).to_string().into_bytes()).collect();
+    let raw: Vec<Vec<u8>> = (0..events)
+        .map(|i| event(i).to_string().into_bytes())
+        .collect();
     let bytes: usize = raw.iter().map(Vec::len).sum();
     admin.create("raw", 4);
     let put = admin.put("raw", raw);

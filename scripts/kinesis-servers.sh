@@ -28,6 +28,10 @@ install() {
       cargo install ferrokinesis --locked --root "$tools" >&2
     fi
   fi
+  if [ ! -x "$moto" ] && command -v moto_server >/dev/null 2>&1 \
+    && moto_server --help >/dev/null 2>&1; then
+    mkdir -p "$tools/moto/bin" && ln -sf "$(command -v moto_server)" "$moto"
+  fi
   if [ ! -x "$moto" ]; then
     echo "installing moto server into $tools/moto" >&2
     python3 -m venv "$tools/moto" >&2

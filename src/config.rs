@@ -202,7 +202,9 @@ fn stderr_sink() -> SinkConfig {
 pub enum SinkConfig {
     Stdout,
     Stderr,
-    File { path: PathBuf },
+    File {
+        path: PathBuf,
+    },
     /// A Kinesis stream (alerts only).
     Kinesis {
         stream: String,
@@ -317,7 +319,9 @@ mod tests {
             SourceConfig::Kinesis { stream, lease_duration: Some(d), .. }
                 if stream == "trail" && d.0 == std::time::Duration::from_secs(5)
         ));
-        assert!(matches!(&config.sinks.alerts, SinkConfig::Kinesis { stream, .. } if stream == "alerts"));
+        assert!(
+            matches!(&config.sinks.alerts, SinkConfig::Kinesis { stream, .. } if stream == "alerts")
+        );
     }
 
     #[test]

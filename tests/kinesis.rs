@@ -83,7 +83,14 @@ fn prepare() -> bool {
             .arg("install")
             .status()
             .expect("run scripts/kinesis-servers.sh install");
-        assert!(status.success(), "installing the kinesis test servers failed");
+        assert!(
+            status.success(),
+            "installing the kinesis test servers failed"
+        );
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         // Set before any SDK client exists (the OnceLock serialises this).
         std::env::set_var("AWS_ACCESS_KEY_ID", "test");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
@@ -102,7 +109,12 @@ fn start_servers() -> Option<Servers> {
     let kinesis_port = free_port();
     let dynamodb_port = free_port();
     let kinesis = Command::new(format!("{root}/.tools/bin/ferrokinesis"))
-        .args(["--port", &kinesis_port.to_string(), "--create-stream-ms", "10"])
+        .args([
+            "--port",
+            &kinesis_port.to_string(),
+            "--create-stream-ms",
+            "10",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -324,13 +336,14 @@ fn rules() -> Arc<RuleSet> {
 }
 
 fn cloudtrail(user: &str, index: usize) -> Value {
-    // Three events a user per five-minute window, windows one hour apart.
-    let window = index / 3;
-    let second = (index % 3) * 30 + 1;
+    // Three events a user per five-minute window, windows ten minutes
+    // apart: all within the allowed lateness (15 minutes), so no event is
+    // late whichever shard the engine hears from first.
+    let minute = (index / 3) * 10 + index % 3;
     json!({
         "eventVersion": "1.08",
         "userIdentity": {"type": "IAMUser", "userName": user, "accountId": "111122223333"},
-        "eventTime": format!("2024-03-01T{:02}:00:{:02}Z", 8 + window, second),
+        "eventTime": format!("2024-03-01T08:{minute:02}:01Z"),
         "eventSource": "signin.amazonaws.com",
         "eventName": "ConsoleLogin",
         "errorMessage": "Failed authentication",
@@ -363,11 +376,14 @@ fn cloudwatch_envelope(events: &[Value]) -> Vec<u8> {
     gzip(envelope.to_string().as_bytes())
 }
 
+/// `(partition key, data)` records.
+type Keyed = Vec<(String, Vec<u8>)>;
+
 /// The fixture: per user, `events` CloudTrail records (three a window),
 /// written as raw records, CloudWatch Logs envelopes or KPL aggregates by
 /// user index. Window-major order, so event time only moves forward and
 /// nothing is late. Returns (kinesis records, plain events for the reference).
-fn fixture(users: usize, events: usize, offset: usize) -> (Vec<(String, Vec<u8>)>, Vec<Vec<u8>>) {
+fn fixture(users: usize, events: usize, offset: usize) -> (Keyed, Vec<Vec<u8>>) {
     let mut records = Vec::new();
     let mut plain = Vec::new();
     for window in 0..events.div_ceil(3) {
@@ -376,7 +392,8 @@ fn fixture(users: usize, events: usize, offset: usize) -> (Vec<(String, Vec<u8>)
             let values: Vec<Value> = (window * 3..(window * 3 + 3).min(events))
                 .map(|i| cloudtrail(&user, i))
                 .collect();
-            let payloads: Vec<Vec<u8>> = values.iter().map(|v| v.to_string().into_bytes()).collect();
+            let payloads: Vec<Vec<u8>> =
+                values.iter().map(|v| v.to_string().into_bytes()).collect();
             plain.extend(payloads.iter().cloned());
             match u % 3 {
                 0 => records.extend(payloads.into_iter().map(|p| (user.clone(), p))),
@@ -435,13 +452,15 @@ impl Running {
 }
 
 fn start_engine(servers: &Servers, source: KinesisSource, alerts: &str) -> Running {
-    let mut config = EngineConfig::default();
-    config.shards = 2;
-    config.decoders = 2;
-    config.flush_on_end = false;
+    let mut config = EngineConfig {
+        shards: 2,
+        decoders: 2,
+        flush_on_end: false,
+        commit_interval: Duration::from_millis(200),
+        shutdown_deadline: Duration::from_secs(10),
+        ..EngineConfig::default()
+    };
     config.watermark.replay = false;
-    config.commit_interval = Duration::from_millis(200);
-    config.shutdown_deadline = Duration::from_secs(10);
     let engine = Engine::new(config, rules());
     let stop = engine.stop_handle();
     let sink = KinesisAlertSink::new(&KinesisSinkConfig {
@@ -531,7 +550,9 @@ fn drain_source(
                 for index in 0..batch.len() {
                     let value: Value = serde_json::from_slice(batch.record(index)).unwrap();
                     let key = value["key"].as_str().unwrap().to_string();
-                    seen.entry(key).or_default().push(value["i"].as_u64().unwrap());
+                    seen.entry(key)
+                        .or_default()
+                        .push(value["i"].as_u64().unwrap());
                 }
                 if let Some((_, last)) = batch.records.last() {
                     read_end.insert(batch.partition, last + 1);
@@ -550,7 +571,10 @@ fn keyed(keys: usize, from: u64, to: u64) -> Vec<(String, Vec<u8>)> {
     for i in from..to {
         for k in 0..keys {
             let key = format!("key{k:02}");
-            records.push((key.clone(), json!({"key": key, "i": i}).to_string().into_bytes()));
+            records.push((
+                key.clone(),
+                json!({"key": key, "i": i}).to_string().into_bytes(),
+            ));
         }
     }
     records
@@ -589,7 +613,10 @@ fn split_and_merge_mid_stream_lose_nothing_and_keep_key_order() {
     let expected: Vec<u64> = (0..15).collect();
     assert_eq!(seen.len(), keys);
     for (key, order) in &seen {
-        assert_eq!(order, &expected, "records of {key} lost, repeated or out of order");
+        assert_eq!(
+            order, &expected,
+            "records of {key} lost, repeated or out of order"
+        );
     }
     assert!(merge.is_ok(), "MergeShards failed: {merge:?}");
 }
@@ -620,7 +647,10 @@ fn two_replicas_share_leases_and_the_survivor_takes_over_without_loss() {
         |(a, b)| !a.is_empty() && !b.is_empty() && a.len() + b.len() == 4,
     );
     assert_eq!(split.0.len() + split.1.len(), 4, "leases: {split:?}");
-    assert!(!split.0.is_empty() && !split.1.is_empty(), "leases: {split:?}");
+    assert!(
+        !split.0.is_empty() && !split.1.is_empty(),
+        "leases: {split:?}"
+    );
 
     admin.put("shared", &first_half);
     // Kill A: it stops without releasing its leases.
@@ -653,7 +683,10 @@ fn crash_recovery_rebuilds_the_same_alert_ids_and_repeats_are_identical() {
     let mut source = KinesisSource::new(source_config(&servers, "trail", "w1")).unwrap();
     source.set_release_on_drop(false);
     let running = start_engine(&servers, source, "alerts");
-    wait_for(|| admin.read_all("alerts"), |alerts| !create_ids(alerts).is_empty());
+    wait_for(
+        || admin.read_all("alerts"),
+        |alerts| !create_ids(alerts).is_empty(),
+    );
     // Crash: stop without releasing leases; open windows keep their input
     // uncommitted.
     running.stop();

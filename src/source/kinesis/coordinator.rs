@@ -94,7 +94,10 @@ impl Shared {
             }
             tracing::warn!(shard = %key, reason = why, "lease lost, reader stopped");
         }
-        self.lag.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// Shard ids currently held (for tests and status).
@@ -172,10 +175,7 @@ async fn renew(shared: &Shared) {
             }
             Ok(None) => shared.lose(&key, "taken over"),
             Err(error) => {
-                let expired = shared
-                    .held()
-                    .get(&key)
-                    .is_none_or(|h| !h.clock.is_valid());
+                let expired = shared.held().get(&key).is_none_or(|h| !h.clock.is_valid());
                 tracing::warn!(shard = %key, error = %error, "lease renew failed");
                 if expired {
                     shared.lose(&key, "renew failed until expiry");

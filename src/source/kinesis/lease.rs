@@ -233,7 +233,12 @@ impl LeaseTable {
     }
 
     /// Writes a checkpoint under a held lease. `None` means the lease was lost.
-    pub async fn checkpoint(&self, key: &str, counter: u64, checkpoint: &str) -> Result<Option<()>> {
+    pub async fn checkpoint(
+        &self,
+        key: &str,
+        counter: u64,
+        checkpoint: &str,
+    ) -> Result<Option<()>> {
         let update = self
             .client
             .update_item()
@@ -270,7 +275,10 @@ impl LeaseTable {
 
 /// Maps a conditional-check failure to `Ok(None)`.
 fn conditional<T, R>(
-    result: std::result::Result<T, SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>>,
+    result: std::result::Result<
+        T,
+        SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>,
+    >,
     what: &str,
 ) -> Result<Option<T>>
 where

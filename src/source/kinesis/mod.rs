@@ -121,7 +121,9 @@ pub async fn load_aws_config(
     match region {
         Some(region) => loader = loader.region(aws_config::Region::new(region.to_string())),
         // Local servers accept any region; the SDK needs one.
-        None if endpoint_url.is_some() => loader = loader.region(aws_config::Region::new("us-east-1")),
+        None if endpoint_url.is_some() => {
+            loader = loader.region(aws_config::Region::new("us-east-1"))
+        }
         None => {}
     }
     if let Some(url) = endpoint_url {
@@ -177,7 +179,8 @@ impl KinesisSource {
         }
         let runtime = runtime(2)?;
         let (kinesis, dynamodb) = runtime.block_on(async {
-            let sdk = load_aws_config(config.region.as_deref(), config.endpoint_url.as_deref()).await;
+            let sdk =
+                load_aws_config(config.region.as_deref(), config.endpoint_url.as_deref()).await;
             let dynamo_sdk = match &config.dynamodb_endpoint_url {
                 Some(url) => load_aws_config(config.region.as_deref(), Some(url)).await,
                 None => sdk.clone(),
@@ -398,7 +401,10 @@ impl Drop for KinesisSource {
             held.iter().map(|(k, h)| (k.clone(), h.counter)).collect()
         };
         if !self.release_on_drop {
-            tracing::info!(leases = held.len(), "kinesis source stopped without releasing leases");
+            tracing::info!(
+                leases = held.len(),
+                "kinesis source stopped without releasing leases"
+            );
             return;
         }
         let table = &self.shared.table;
@@ -406,7 +412,9 @@ impl Drop for KinesisSource {
             for (shard, counter) in held {
                 match table.release(&shard, counter).await {
                     Ok(_) => tracing::info!(shard = %shard, "lease released"),
-                    Err(error) => tracing::warn!(shard = %shard, error = %error, "lease release failed"),
+                    Err(error) => {
+                        tracing::warn!(shard = %shard, error = %error, "lease release failed")
+                    }
                 }
             }
         });
