@@ -251,8 +251,10 @@ fn source_config(servers: &Servers, stream: &str) -> KinesisSourceConfig {
 fn run_engine(servers: &Servers, stream: &str, events: u64) -> Duration {
     let spec = trailwatch::rules::parse_rule_text("bench", RULE).unwrap();
     let rules = Arc::new(RuleSet::compile(&[spec]).unwrap());
-    let mut config = EngineConfig::default();
-    config.flush_on_end = false;
+    let mut config = EngineConfig {
+        flush_on_end: false,
+        ..EngineConfig::default()
+    };
     config.watermark.replay = false;
     let engine = Engine::new(config, rules);
     let metrics = engine.metrics();
