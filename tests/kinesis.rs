@@ -702,3 +702,29 @@ fn crash_recovery_rebuilds_the_same_alert_ids_and_repeats_are_identical() {
     assert_eq!(create_ids(&alerts), expected);
     assert_repeats_identical(&alerts);
 }
+
+#[test]
+fn a_late_replica_steals_its_share_of_leases() {
+    let Some(servers) = start_servers() else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("balance", 4);
+    let source_a = KinesisSource::new(source_config(&servers, "balance", "a")).unwrap();
+    let held_a = source_a.held_shards_handle();
+    let all = wait_for(|| held_a.shards(), |held| held.len() == 4);
+    assert_eq!(all.len(), 4, "the only replica holds every shard: {all:?}");
+    let source_b = KinesisSource::new(source_config(&servers, "balance", "b")).unwrap();
+    let held_b = source_b.held_shards_handle();
+    let (a, b) = wait_for(
+        || (held_a.shards(), held_b.shards()),
+        |(a, b)| a.len() == 2 && b.len() == 2,
+    );
+    assert_eq!((a.len(), b.len()), (2, 2), "balanced: {a:?} {b:?}");
+    assert!(
+        a.iter().all(|shard| !b.contains(shard)),
+        "disjoint: {a:?} {b:?}"
+    );
+    drop(source_a);
+    drop(source_b);
+}
