@@ -149,6 +149,41 @@ pub enum SourceConfig {
     },
     /// A Kafka consumer group (see `crate::source::kafka`).
     Kafka(KafkaSourceConfig),
+    /// A Kinesis data stream, shards shared across replicas by DynamoDB leases.
+    Kinesis {
+        stream: String,
+        #[serde(default)]
+        region: Option<String>,
+        #[serde(default)]
+        endpoint_url: Option<String>,
+        /// DynamoDB endpoint override (defaults to `endpoint_url`).
+        #[serde(default)]
+        dynamodb_endpoint_url: Option<String>,
+        /// Default `trailwatch-<stream>`.
+        #[serde(default)]
+        lease_table: Option<String>,
+        /// Default `POD_NAME`, else `HOSTNAME`.
+        #[serde(default)]
+        worker_id: Option<String>,
+        /// Default 10s.
+        #[serde(default)]
+        lease_duration: Option<HumanDuration>,
+        /// GetRecords limit, default 10000.
+        #[serde(default)]
+        max_records: Option<i32>,
+        /// Delay between GetRecords on a caught-up shard, default 1s.
+        #[serde(default)]
+        poll_interval: Option<HumanDuration>,
+        /// ListShards refresh period, default 60s.
+        #[serde(default)]
+        shard_sync_interval: Option<HumanDuration>,
+        /// Force a decoder instead of detecting the envelope per record.
+        #[serde(default)]
+        decoder: Option<DecoderKind>,
+        /// Custom VPC flow log format (`${version} ${srcaddr} ...`).
+        #[serde(default)]
+        flow_format: Option<String>,
+    },
 }
 
 /// A Kafka consumer-group input.
@@ -332,6 +367,14 @@ pub enum SinkConfig {
         #[serde(default)]
         properties: KafkaProperties,
     },
+    /// A Kinesis stream (alerts only).
+    Kinesis {
+        stream: String,
+        #[serde(default)]
+        region: Option<String>,
+        #[serde(default)]
+        endpoint_url: Option<String>,
+    },
 }
 
 /// The metrics and health listener.
@@ -424,6 +467,23 @@ impl Config {
                 "{origin}: at least one source is required"
             )));
         }
+        for source in &config.sources {
+            let (decoder, flow_format) = match source {
+                SourceConfig::File {
+                    decoder,
+                    flow_format,
+                    ..
+                }
+                | SourceConfig::Kinesis {
+                    decoder,
+                    flow_format,
+                    ..
+                } => (*decoder, flow_format.as_deref()),
+                SourceConfig::Kafka(kafka) => (kafka.decoder, kafka.flow_format.as_deref()),
+            };
+            source_decoding(decoder, flow_format)
+                .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        }
         Ok(config)
     }
 
@@ -449,6 +509,20 @@ mod tests {
         assert_eq!(engine.watermark.allowed_lateness_ms, 15 * 60_000);
         assert!(engine.flush_on_end);
         assert!(!engine.watermark.replay);
+    }
+
+    #[test]
+    fn kinesis_source_and_sink_parse() {
+        let text = "sources:\n  - type: kinesis\n    stream: trail\n    lease_duration: 5s\nsinks:\n  alerts:\n    type: kinesis\n    stream: alerts\n";
+        let config = Config::parse("k", text).unwrap();
+        assert!(matches!(
+            &config.sources[0],
+            SourceConfig::Kinesis { stream, lease_duration: Some(d), .. }
+                if stream == "trail" && d.0 == std::time::Duration::from_secs(5)
+        ));
+        assert!(
+            matches!(&config.sinks.alerts, SinkConfig::Kinesis { stream, .. } if stream == "alerts")
+        );
     }
 
     #[test]

@@ -78,6 +78,58 @@ pub fn build_sources(config: &Config, engine: &Engine) -> Result<Vec<Box<dyn Sou
                     }));
                 sources.push(Box::new(source));
             }
+            SourceConfig::Kinesis {
+                stream,
+                region,
+                endpoint_url,
+                dynamodb_endpoint_url,
+                lease_table,
+                worker_id,
+                lease_duration,
+                max_records,
+                poll_interval,
+                shard_sync_interval,
+                decoder,
+                flow_format,
+            } => {
+                let mut kinesis = crate::source::kinesis::KinesisSourceConfig::new(stream);
+                kinesis.region.clone_from(region);
+                kinesis.endpoint_url.clone_from(endpoint_url);
+                kinesis
+                    .dynamodb_endpoint_url
+                    .clone_from(dynamodb_endpoint_url);
+                if let Some(table) = lease_table {
+                    kinesis.lease_table.clone_from(table);
+                }
+                if let Some(worker) = worker_id {
+                    kinesis.worker_id.clone_from(worker);
+                }
+                if let Some(duration) = lease_duration {
+                    kinesis.lease_duration = duration.0;
+                }
+                if let Some(limit) = max_records {
+                    kinesis.max_records = *limit;
+                }
+                if let Some(interval) = poll_interval {
+                    kinesis.poll_interval = interval.0;
+                }
+                if let Some(interval) = shard_sync_interval {
+                    kinesis.shard_sync_interval = interval.0;
+                }
+                let mut source = crate::source::kinesis::KinesisSource::new(kinesis)?;
+                source.set_decoding(crate::config::source_decoding(
+                    *decoder,
+                    flow_format.as_deref(),
+                )?);
+                let lag = source.lag();
+                engine
+                    .metrics()
+                    .register_kinesis_millis_behind_latest(Arc::new(move || {
+                        let lag = lag.lock().unwrap_or_else(|p| p.into_inner());
+                        lag.iter().map(|(shard, ms)| (shard.clone(), *ms)).collect()
+                    }));
+                sources.push(Box::new(source));
+            }
         }
     }
     Ok(sources)
@@ -94,6 +146,17 @@ pub fn build_alert_sink(config: &SinkConfig) -> Result<Box<dyn AlertSink>> {
             topic,
             properties,
         } => Box::new(KafkaAlertSink::new(brokers, topic, properties)?),
+        SinkConfig::Kinesis {
+            stream,
+            region,
+            endpoint_url,
+        } => Box::new(crate::sink::kinesis::KinesisAlertSink::new(
+            &crate::sink::kinesis::KinesisSinkConfig {
+                stream: stream.clone(),
+                region: region.clone(),
+                endpoint_url: endpoint_url.clone(),
+            },
+        )?),
     })
 }
 
@@ -117,6 +180,11 @@ pub fn build_dead_letter_sink(config: &SinkConfig) -> Result<Box<dyn DeadLetterS
             topic,
             properties,
         } => Box::new(KafkaDeadLetterSink::new(brokers, topic, properties)?),
+        SinkConfig::Kinesis { .. } => {
+            return Err(Error::Config(
+                "sinks.dead_letter: kinesis is only supported for alerts".into(),
+            ))
+        }
     })
 }
 

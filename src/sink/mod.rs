@@ -11,6 +11,7 @@
 //! nothing is dropped and nothing is buffered without bound.
 
 pub mod kafka;
+pub mod kinesis;
 pub mod writer;
 
 use crate::alert::Alert;

@@ -14,6 +14,7 @@
 
 pub mod file;
 pub mod kafka;
+pub mod kinesis;
 pub mod memory;
 
 use std::ops::Range;

@@ -1,0 +1,291 @@
+//! Shard discovery (ListShards) and the per-shard reader task.
+//!
+//! A reader owns one shard for one lease session (a *generation*). It
+//! polls GetRecords within the per-shard limits (at most 5 calls/s, at
+//! most 10,000 records a call; an empty or caught-up shard is polled every
+//! `poll_interval`), backs off exponentially on
+//! `ProvisionedThroughputExceededException`, re-acquires its iterator on
+//! `ExpiredIteratorException`, and hands each Kinesis record's data bytes
+//! with its sequence number to the source through a bounded channel (a
+//! full channel pauses the reader: backpressure). When a closed shard has
+//! no next iterator the reader reports [`ReaderMsg::End`] and stops. It
+//! also stops, without reporting, once its lease's validity runs out
+//! ([`LeaseClock`]), so it never reads past the moment another worker may
+//! take the shard over.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::error::DisplayErrorContext;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use aws_sdk_kinesis::Client;
+use tokio::sync::mpsc;
+
+use super::checkpoint::TRIM_HORIZON;
+use super::LagSnapshot;
+use crate::error::{Error, Result};
+
+/// AWS allows 5 GetRecords calls per second per shard.
+const MIN_CALL_SPACING: Duration = Duration::from_millis(200);
+/// Cap of the throttling backoff.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A shard as listed by ListShards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub id: String,
+    pub parents: Vec<String>,
+}
+
+/// Every shard of `stream` (all ListShards pages).
+pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>> {
+    let mut shards = Vec::new();
+    let mut next_token: Option<String> = None;
+    loop {
+        let request = match next_token.take() {
+            // With a token, the stream name must not be repeated.
+            Some(token) => client.list_shards().next_token(token),
+            None => client.list_shards().stream_name(stream),
+        };
+        let page = request.send().await.map_err(|e| {
+            Error::Source(format!(
+                "kinesis list shards of {stream}: {}",
+                DisplayErrorContext(e)
+            ))
+        })?;
+        for shard in page.shards() {
+            let parents = [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
+                .into_iter()
+                .flatten()
+                .map(str::to_string)
+                .collect();
+            shards.push(ShardInfo {
+                id: shard.shard_id().to_string(),
+                parents,
+            });
+        }
+        match page.next_token() {
+            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+            _ => return Ok(shards),
+        }
+    }
+}
+
+/// Until when a lease session may read, as milliseconds since a shared
+/// base instant (lock-free for the readers; the coordinator extends it on
+/// every successful renew).
+#[derive(Debug)]
+pub struct LeaseClock {
+    base: Instant,
+    valid_until_ms: AtomicU64,
+}
+
+impl LeaseClock {
+    /// A clock valid until `until`.
+    pub fn new(base: Instant, until: Instant) -> LeaseClock {
+        let clock = LeaseClock {
+            base,
+            valid_until_ms: AtomicU64::new(0),
+        };
+        clock.extend(until);
+        clock
+    }
+
+    /// Moves the validity to `until`.
+    pub fn extend(&self, until: Instant) {
+        let ms = until.saturating_duration_since(self.base).as_millis() as u64;
+        self.valid_until_ms.store(ms, Ordering::Release);
+    }
+
+    /// Ends the validity now.
+    pub fn revoke(&self) {
+        self.valid_until_ms.store(0, Ordering::Release);
+    }
+
+    /// Whether reading is still allowed.
+    pub fn is_valid(&self) -> bool {
+        let now_ms = self.base.elapsed().as_millis() as u64;
+        now_ms < self.valid_until_ms.load(Ordering::Acquire)
+    }
+}
+
+/// What readers send to the source.
+#[derive(Debug)]
+pub enum ReaderMsg {
+    /// Records in shard order: data bytes and sequence number.
+    Records {
+        shard: String,
+        generation: u64,
+        records: Vec<(Vec<u8>, String)>,
+    },
+    /// The closed shard was read to its end.
+    End { shard: String, generation: u64 },
+}
+
+/// Everything a reader needs.
+pub struct Reader {
+    pub client: Client,
+    pub stream: String,
+    pub shard: String,
+    pub generation: u64,
+    /// Checkpoint to start after (`TRIM_HORIZON` or a sequence number).
+    pub start: String,
+    pub max_records: i32,
+    pub poll_interval: Duration,
+    pub clock: Arc<LeaseClock>,
+    pub tx: mpsc::Sender<ReaderMsg>,
+    pub lag: LagSnapshot,
+    /// Set after the first successful GetRecords (readiness).
+    pub polled: Arc<AtomicBool>,
+}
+
+impl Reader {
+    async fn iterator(&self, after: Option<&str>) -> Result<Option<String>> {
+        let request = self
+            .client
+            .get_shard_iterator()
+            .stream_name(&self.stream)
+            .shard_id(&self.shard);
+        let request = match after {
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            Some(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(sequence),
+        };
+        let output = request.send().await.map_err(|e| {
+            Error::Source(format!(
+                "kinesis get shard iterator for {}: {}",
+                self.shard,
+                DisplayErrorContext(e)
+            ))
+        })?;
+        Ok(output.shard_iterator().map(str::to_string))
+    }
+
+    /// Reads until the shard ends, the lease runs out or the source goes away.
+    pub async fn run(self) {
+        let mut last_sequence: Option<String> = if self.start == TRIM_HORIZON {
+            None
+        } else {
+            Some(self.start.clone())
+        };
+        let mut backoff = MIN_CALL_SPACING;
+        let mut iterator: Option<String> = None;
+        loop {
+            if !self.clock.is_valid() {
+                tracing::info!(shard = %self.shard, "lease validity ran out, reader stops");
+                return;
+            }
+            let current = match iterator.take() {
+                Some(current) => current,
+                None => match self.iterator(last_sequence.as_deref()).await {
+                    Ok(Some(fresh)) => fresh,
+                    Ok(None) => {
+                        // No iterator at all: a closed shard already read past its end.
+                        let _ = self
+                            .tx
+                            .send(ReaderMsg::End {
+                                shard: self.shard.clone(),
+                                generation: self.generation,
+                            })
+                            .await;
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(shard = %self.shard, error = %error, "cannot get shard iterator, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                },
+            };
+            let called_at = Instant::now();
+            let response = self
+                .client
+                .get_records()
+                .shard_iterator(&current)
+                .limit(self.max_records)
+                .send()
+                .await;
+            let output = match response {
+                Ok(output) => output,
+                Err(error) => {
+                    let service = error.as_service_error();
+                    if service.is_some_and(|e| e.is_provisioned_throughput_exceeded_exception()) {
+                        tracing::debug!(shard = %self.shard, backoff_ms = backoff.as_millis() as u64, "throughput exceeded, backing off");
+                        iterator = Some(current);
+                    } else if service.is_some_and(|e| e.is_expired_iterator_exception()) {
+                        tracing::debug!(shard = %self.shard, "iterator expired, re-acquiring");
+                        backoff = MIN_CALL_SPACING;
+                        continue;
+                    } else {
+                        tracing::warn!(shard = %self.shard, error = %DisplayErrorContext(error), "get records failed, retrying");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            backoff = MIN_CALL_SPACING;
+            self.polled.store(true, Ordering::Release);
+            let behind = output.millis_behind_latest();
+            if let Some(behind) = behind {
+                let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
+                lag.insert(self.shard.clone(), behind);
+            }
+            let records: Vec<(Vec<u8>, String)> = output
+                .records()
+                .iter()
+                .map(|r| (r.data().as_ref().to_vec(), r.sequence_number().to_string()))
+                .collect();
+            let got_records = !records.is_empty();
+            if let Some((_, sequence)) = records.last() {
+                last_sequence = Some(sequence.clone());
+            }
+            if !self.clock.is_valid() {
+                // Records fetched after the lease ran out are not handed over.
+                return;
+            }
+            if got_records {
+                let message = ReaderMsg::Records {
+                    shard: self.shard.clone(),
+                    generation: self.generation,
+                    records,
+                };
+                if self.tx.send(message).await.is_err() {
+                    return;
+                }
+            }
+            match output.next_shard_iterator() {
+                Some(next) => iterator = Some(next.to_string()),
+                None => {
+                    tracing::info!(shard = %self.shard, "closed shard read to its end");
+                    let _ = self
+                        .tx
+                        .send(ReaderMsg::End {
+                            shard: self.shard.clone(),
+                            generation: self.generation,
+                        })
+                        .await;
+                    return;
+                }
+            }
+            let caught_up = !got_records || behind == Some(0);
+            let spacing = if caught_up {
+                self.poll_interval.max(MIN_CALL_SPACING)
+            } else {
+                MIN_CALL_SPACING
+            };
+            let elapsed = called_at.elapsed();
+            if elapsed < spacing {
+                tokio::time::sleep(spacing - elapsed).await;
+            }
+        }
+    }
+}
+
+/// Shared per-shard `MillisBehindLatest` (shard id → milliseconds).
+pub fn new_lag_snapshot() -> LagSnapshot {
+    Arc::new(Mutex::new(std::collections::BTreeMap::new()))
+}
