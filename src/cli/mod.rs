@@ -11,6 +11,8 @@
 //! | 4 | input/output error (unreadable file, sink failed at shutdown) |
 //! | 70 | internal error (a bug) |
 
+pub mod bench;
+pub mod gen;
 pub mod replay;
 pub mod rules_cmd;
 pub mod run;
@@ -50,6 +52,10 @@ pub enum Command {
     /// List, check or test rules.
     #[command(subcommand)]
     Rules(rules_cmd::RulesCommand),
+    /// Generate deterministic benchmark data.
+    Gen(gen::GenArgs),
+    /// Benchmark the whole pipeline against a naive baseline.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -58,6 +64,8 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::Replay(args) => replay::execute(args),
         Command::Run(args) => run::execute(args),
         Command::Rules(cmd) => rules_cmd::execute(cmd),
+        Command::Gen(args) => gen::execute(args),
+        Command::Bench(args) => bench::execute(args),
     };
     match result {
         Ok(code) => code,
