@@ -458,8 +458,7 @@ impl Decoder {
             self.decode_host(line, envelope, out);
             return;
         }
-        let field_count = line.split(' ').filter(|t| !t.is_empty()).count();
-        if field_count == self.flow.field_count() || line.starts_with("2 ") {
+        if line.starts_with("2 ") || count_fields(line) == self.flow.field_count() {
             self.decode_flow(line, envelope, out);
         } else if envelope.timestamp_ms.is_some() {
             self.decode_host(line, envelope, out);
@@ -508,8 +507,30 @@ impl Decoder {
     }
 }
 
+/// Number of space-separated fields (runs of non-space bytes) in `line`.
+fn count_fields(line: &str) -> usize {
+    let mut count = 0;
+    let mut in_field = false;
+    for &b in line.as_bytes() {
+        let field_byte = b != b' ';
+        if field_byte && !in_field {
+            count += 1;
+        }
+        in_field = field_byte;
+    }
+    count
+}
+
 /// Calls `each` for every non-blank line of `text` (`\r` stripped).
 fn for_each_line<'a>(text: &'a str, mut each: impl FnMut(&'a str)) {
+    if memchr::memchr(b'\n', text.as_bytes()).is_none() {
+        // One record, one line: the common case for Kafka and Kinesis.
+        let line = text.strip_suffix('\r').unwrap_or(text);
+        if !line.trim().is_empty() {
+            each(line);
+        }
+        return;
+    }
     for line in text.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if !line.trim().is_empty() {

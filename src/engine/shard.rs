@@ -155,6 +155,10 @@ pub struct Shard {
     alarms: hashbrown::HashMap<BinKey, AlarmState>,
     watermark_ms: i64,
     open_windows: usize,
+    /// Approximate bytes of window state, kept up to date incrementally
+    /// (summing over every open window per batch cost more than the
+    /// windows themselves once there are tens of thousands).
+    state_bytes: usize,
     holds: HashMap<PartitionId, BTreeMap<u64, u32>>,
     holds_dirty: bool,
     tracker: CommitTracker,
@@ -206,6 +210,7 @@ impl Shard {
             alarms: hashbrown::HashMap::new(),
             watermark_ms: i64::MIN,
             open_windows: 0,
+            state_bytes: 0,
             holds: HashMap::new(),
             holds_dirty: false,
             tracker,
@@ -290,15 +295,18 @@ impl Shard {
             self.open_windows as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let state_bytes: usize = self
-            .bins
-            .values()
-            .flat_map(|bin| bin.iter())
-            .map(|(k, agg)| agg.approx_bytes() + k.key.len())
-            .sum();
-        self.counters
-            .state_bytes
-            .store(state_bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        debug_assert_eq!(
+            self.state_bytes,
+            self.bins
+                .values()
+                .flat_map(|bin| bin.iter())
+                .map(|(k, agg)| agg.approx_bytes() + k.key.len())
+                .sum::<usize>()
+        );
+        self.counters.state_bytes.store(
+            self.state_bytes as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     fn apply(&mut self, batch: &MatchBatch, m: &Match) {
@@ -316,16 +324,22 @@ impl Shard {
             rule: m.rule,
             key: key_text,
         };
-        let agg = match bin.get_mut(&lookup) {
-            Some(agg) => agg,
+        let (agg, bytes_before) = match bin.get_mut(&lookup) {
+            Some(agg) => {
+                let bytes = agg.approx_bytes();
+                (agg, bytes)
+            }
             None => {
                 self.open_windows += 1;
+                self.state_bytes += key_text.len();
                 let key = BinKey {
                     rule: m.rule,
                     key: CompactString::from(key_text),
                 };
-                bin.entry(key)
-                    .or_insert_with(|| WindowAgg::new(rule.aggregate))
+                let agg = bin
+                    .entry(key)
+                    .or_insert_with(|| WindowAgg::new(rule.aggregate));
+                (agg, 0)
             }
         };
         if agg.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
@@ -350,6 +364,7 @@ impl Shard {
         if samples.region.is_none() {
             samples.region = batch.opt_text(m.region).map(CompactString::from);
         }
+        self.state_bytes = self.state_bytes + agg.approx_bytes() - bytes_before;
         if !rule.eager || agg.fired {
             return;
         }
@@ -581,6 +596,11 @@ impl Shard {
             }
         }
         self.open_windows -= bin.len();
+        let closed_bytes: usize = bin
+            .iter()
+            .map(|(k, agg)| agg.approx_bytes() + k.key.len())
+            .sum();
+        self.state_bytes -= closed_bytes;
         self.sweep_missing(end);
     }
 
