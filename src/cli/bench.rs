@@ -322,7 +322,7 @@ pub fn proc_status_bytes(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn watermark_config(replay: bool) -> WatermarkConfig {
+pub fn watermark_config(replay: bool) -> WatermarkConfig {
     WatermarkConfig {
         replay,
         ..WatermarkConfig::default()
@@ -334,75 +334,138 @@ fn encode_alerts(alerts: &[Alert]) -> usize {
     alerts.iter().map(|a| a.to_ocsf().to_string().len()).sum()
 }
 
+/// The decode worker and one shard driven on the calling thread: the whole
+/// pipeline (decode, rules, routing, windows, alerts) on one core, with no
+/// thread hand-off. Used by `bench`, the criterion and allocation benches.
+pub struct InlinePipeline {
+    metrics: Arc<Metrics>,
+    worker: DecodeWorker,
+    shard: Shard,
+    shard_rx: crossbeam_channel::Receiver<ShardMsg>,
+    dead_rx: crossbeam_channel::Receiver<Vec<crate::sink::DeadLetter>>,
+    partition: crate::source::PartitionId,
+    offset: u64,
+    /// Alerts emitted so far.
+    pub alerts: u64,
+    /// Encode alerts to OCSF JSON as a sink would.
+    pub encode: bool,
+}
+
+impl InlinePipeline {
+    /// A pipeline for `rules`; `replay` keeps windows open until the end.
+    pub fn new(rules: &Arc<RuleSet>, replay: bool) -> Self {
+        let rule_ids = rules.rules().iter().map(|r| r.id.clone()).collect();
+        let metrics = Metrics::new(1, 1, rule_ids);
+        let tracker = CommitTracker::new(1);
+        let watermark = Arc::new(WatermarkTracker::new(watermark_config(replay)));
+        let registry = Arc::new(PartitionRegistry::default());
+        let (shard_tx, shard_rx) = crossbeam_channel::unbounded();
+        let (dead_tx, dead_rx) = crossbeam_channel::unbounded();
+        let evidence = EvidenceLimits::default();
+        let worker = DecodeWorker::new(
+            Arc::clone(rules),
+            DecodeConfig::default(),
+            watermark,
+            tracker.clone(),
+            vec![shard_tx],
+            Arc::clone(&metrics.decoders[0]),
+            Arc::clone(&metrics),
+            Arc::clone(&registry),
+            dead_tx,
+            evidence.max_sample_bytes,
+        );
+        let shard = Shard::new(
+            0,
+            Arc::clone(rules),
+            ShardConfig {
+                max_open_windows: EngineConfig::default().max_open_windows,
+                evidence,
+            },
+            tracker,
+            Arc::clone(&metrics.shards[0]),
+        );
+        let partition = registry.id("memory", "bench");
+        InlinePipeline {
+            metrics,
+            worker,
+            shard,
+            shard_rx,
+            dead_rx,
+            partition,
+            offset: 0,
+            alerts: 0,
+            encode: true,
+        }
+    }
+
+    /// Runs one raw batch of `records` through the pipeline.
+    pub fn feed(&mut self, records: &[Vec<u8>]) {
+        let mut raw = RawBatch::new(self.partition);
+        for record in records {
+            raw.push(record, self.offset);
+            self.offset += 1;
+        }
+        self.worker.process(raw);
+        while let Ok(message) = self.shard_rx.try_recv() {
+            match message {
+                ShardMsg::Matches(matches) => self.shard.process(matches),
+                ShardMsg::FlushAll => self.shard.flush_all(),
+            }
+        }
+        self.drain();
+    }
+
+    /// Closes every window (end of input).
+    pub fn finish(&mut self) {
+        self.shard.flush_all();
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        let emitted = self.shard.take_output();
+        self.alerts += emitted.len() as u64;
+        if self.encode && !emitted.is_empty() {
+            let alerts: Vec<Alert> = emitted.into_iter().map(|e| e.alert).collect();
+            encode_alerts(&alerts);
+        }
+        while self.dead_rx.try_recv().is_ok() {}
+    }
+
+    /// Open window aggregates.
+    pub fn open_windows(&self) -> usize {
+        self.shard.open_windows()
+    }
+
+    /// The shard's estimate of its state bytes.
+    pub fn state_bytes(&self) -> u64 {
+        self.metrics.shards[0].state_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Events decoded so far.
+    pub fn events(&self) -> u64 {
+        self.metrics.sum(|w| &w.events)
+    }
+}
+
 fn run_inline(rules: &Arc<RuleSet>, set: &DataSet, batch: usize, replay: bool) -> Result<RunStats> {
-    let rule_ids = rules.rules().iter().map(|r| r.id.clone()).collect();
-    let metrics = Metrics::new(1, 1, rule_ids);
-    let tracker = CommitTracker::new(1);
-    let watermark = Arc::new(WatermarkTracker::new(watermark_config(replay)));
-    let registry = Arc::new(PartitionRegistry::default());
-    let (shard_tx, shard_rx) = crossbeam_channel::unbounded();
-    let (dead_tx, dead_rx) = crossbeam_channel::unbounded();
-    let evidence = EvidenceLimits::default();
-    let mut worker = DecodeWorker::new(
-        Arc::clone(rules),
-        DecodeConfig::default(),
-        watermark,
-        tracker.clone(),
-        vec![shard_tx],
-        Arc::clone(&metrics.decoders[0]),
-        Arc::clone(&metrics),
-        Arc::clone(&registry),
-        dead_tx,
-        evidence.max_sample_bytes,
-    );
-    let mut shard = Shard::new(
-        0,
-        Arc::clone(rules),
-        ShardConfig {
-            max_open_windows: EngineConfig::default().max_open_windows,
-            evidence,
-        },
-        tracker,
-        Arc::clone(&metrics.shards[0]),
-    );
-    let partition = registry.id("memory", "bench");
+    let mut pipeline = InlinePipeline::new(rules, replay);
     let mut stats = RunStats::default();
     reset_peak_rss();
     let started = Instant::now();
     let cpu_started = thread_cpu();
-    let mut offset = 0u64;
     for chunk in set.records.chunks(batch.max(1)) {
-        let mut raw = RawBatch::new(partition);
-        for record in chunk {
-            raw.push(record, offset);
-            offset += 1;
-        }
-        worker.process(raw);
-        while let Ok(message) = shard_rx.try_recv() {
-            match message {
-                ShardMsg::Matches(matches) => shard.process(matches),
-                ShardMsg::FlushAll => shard.flush_all(),
-            }
-        }
-        let open = shard.open_windows() as u64;
+        pipeline.feed(chunk);
+        let open = pipeline.open_windows() as u64;
         if open > stats.peak_open {
             stats.peak_open = open;
-            stats.state_bytes_at_peak = metrics.shards[0].state_bytes.load(Ordering::Relaxed);
+            stats.state_bytes_at_peak = pipeline.state_bytes();
         }
-        let emitted = shard.take_output();
-        stats.alerts += emitted.len() as u64;
-        let alerts: Vec<Alert> = emitted.into_iter().map(|e| e.alert).collect();
-        encode_alerts(&alerts);
-        while dead_rx.try_recv().is_ok() {}
     }
-    shard.flush_all();
-    let emitted = shard.take_output();
-    stats.alerts += emitted.len() as u64;
-    let alerts: Vec<Alert> = emitted.into_iter().map(|e| e.alert).collect();
-    encode_alerts(&alerts);
+    pipeline.finish();
     stats.elapsed = started.elapsed();
     stats.cpu = thread_cpu().saturating_sub(cpu_started);
-    stats.events = metrics.sum(|w| &w.events);
+    stats.events = pipeline.events();
+    stats.alerts = pipeline.alerts;
     stats.peak_rss_bytes = proc_status_bytes("VmHWM");
     Ok(stats)
 }
