@@ -191,7 +191,7 @@ fn principal(rng: &mut Rng) -> Principal {
         let mut session = String::new();
         match rng.below(3) {
             0 => rng.push_chars(&mut session, b"0123456789", 19),
-            1 => session.push_str(*rng.pick(&USERS)),
+            1 => session.push_str(rng.pick::<&str>(&USERS)),
             _ => {
                 session.push_str("botocore-session-");
                 rng.push_chars(&mut session, b"0123456789", 10);
@@ -199,7 +199,7 @@ fn principal(rng: &mut Rng) -> Principal {
         }
         Principal::Role { role, session }
     } else {
-        Principal::User(*rng.pick(&USERS))
+        Principal::User(rng.pick::<&str>(&USERS))
     }
 }
 
