@@ -8,8 +8,9 @@
 //! window, existing key). Allocations per event of that pass must be about
 //! zero (the few left are per batch: the raw batch, the match batches).
 //!
-//! Run: `cargo bench --bench alloc`. Exits non-zero when flow records
-//! allocate more than 0.05 times per event on the count path.
+//! Run: `cargo bench --bench alloc`. Exits non-zero (under `cargo bench`)
+//! when flow records allocate more than 0.05 times per event on the count
+//! path.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,7 +103,9 @@ fn main() {
             }
         }
     }
-    if failed {
+    // `cargo bench` passes `--bench`; under `cargo test --all-targets` the
+    // figures are printed but do not fail the test run.
+    if failed && std::env::args().any(|a| a == "--bench") {
         std::process::exit(1);
     }
 }
