@@ -147,9 +147,81 @@ impl<'a> Event<'a> {
     }
 }
 
+/// Hash of a distinct-count value: the hash of its key text, computed
+/// without allocating for numbers (ports, protocol numbers).
+#[inline]
+pub fn distinct_hash_of(value: &FieldValue<'_>) -> Option<u64> {
+    match value {
+        FieldValue::Str(s) => Some(xxhash_rust::xxh3::xxh3_64(s.as_bytes())),
+        FieldValue::Number(n) => {
+            let mut buffer = NumberText::default();
+            write_number(&mut buffer, *n).ok()?;
+            Some(xxhash_rust::xxh3::xxh3_64(buffer.as_bytes()))
+        }
+        other => other
+            .as_key_text()
+            .map(|text| xxhash_rust::xxh3::xxh3_64(text.as_bytes())),
+    }
+}
+
+/// Writes `n` as [`crate::event::format_number`] renders it, without
+/// allocating.
+pub fn write_number(out: &mut impl std::fmt::Write, n: f64) -> std::fmt::Result {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        write!(out, "{}", n as i64)
+    } else {
+        write!(out, "{n}")
+    }
+}
+
+/// A stack buffer for a number's text (falls back to truncation, which
+/// cannot happen for f64's shortest representation within 64 bytes).
+struct NumberText {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for NumberText {
+    fn default() -> Self {
+        NumberText {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl NumberText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Write for NumberText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let target = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        target.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_render_and_hash_like_their_text() {
+        for n in [22.0, -5.0, 1.5, 1e20, 0.1] {
+            let mut text = String::new();
+            write_number(&mut text, n).unwrap();
+            assert_eq!(text, crate::event::format_number(n));
+            assert_eq!(
+                distinct_hash_of(&FieldValue::Number(n)),
+                Some(xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+            );
+        }
+    }
 
     #[test]
     fn numbers_render_like_json() {

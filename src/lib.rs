@@ -14,6 +14,7 @@
 //! - [`decode`]: envelope detection and decoders for every input format.
 
 pub mod alert;
+pub mod bench_baseline;
 pub mod cli;
 pub mod config;
 pub mod decode;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod event;
 pub mod fields;
 pub mod filter;
+pub mod gen;
 pub mod http;
 pub mod import;
 pub mod logging;

@@ -11,6 +11,8 @@
 //! | 4 | input/output error (unreadable file, sink failed at shutdown) |
 //! | 70 | internal error (a bug) |
 
+pub mod bench;
+pub mod gen;
 pub mod import;
 pub mod replay;
 pub mod rules_cmd;
@@ -55,6 +57,10 @@ pub enum Command {
     /// CLI JSON, Terraform JSON) as rule files.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Generate deterministic benchmark data.
+    Gen(gen::GenArgs),
+    /// Benchmark the whole pipeline against a naive baseline.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -64,6 +70,8 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::Run(args) => run::execute(args),
         Command::Rules(cmd) => rules_cmd::execute(cmd),
         Command::Import(cmd) => import::execute(cmd),
+        Command::Gen(args) => gen::execute(args),
+        Command::Bench(args) => bench::execute(args),
     };
     match result {
         Ok(code) => code,

@@ -129,6 +129,12 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     if let Some(ms) = parse_utc_fast(text.as_bytes()) {
         return Some(ms);
     }
+    // The shortest RFC 3339 stamp, `YYYY-MM-DDTHH:MM:SSZ`, has 20 bytes;
+    // rejecting shorter text here spares chrono a parse (host-log
+    // detection tries every line's first word).
+    if text.len() < 20 {
+        return None;
+    }
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.timestamp_millis())

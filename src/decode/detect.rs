@@ -75,6 +75,12 @@ fn shape_of_key(key: &str) -> Option<Shape> {
 /// Scans the top-level keys of a JSON object until a decisive one.
 /// `Ok(None)`: a well-formed object with no decisive key.
 pub fn sniff(text: &str) -> Result<Option<Shape>, DecodeError> {
+    // Fast path: a decisive first key (a CloudTrail record starts with
+    // `eventVersion`) settles it without stopping serde by an error, which
+    // allocates. Equal to a decisive key means the key is a clean string.
+    if let Some(shape) = first_key(text).and_then(shape_of_key) {
+        return Ok(Some(shape));
+    }
     let mut found = None;
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let result = deserializer.deserialize_map(SniffVisitor { found: &mut found });
@@ -84,6 +90,26 @@ pub fn sniff(text: &str) -> Result<Option<Shape>, DecodeError> {
     result.map_err(classify)?;
     deserializer.end().map_err(classify)?;
     Ok(None)
+}
+
+/// The first key of a JSON object, when it has no escapes.
+fn first_key(text: &str) -> Option<&str> {
+    let is_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let bytes = text.as_bytes();
+    let mut pos = bytes.iter().position(|b| !is_ws(b))?;
+    if bytes[pos] != b'{' {
+        return None;
+    }
+    pos += 1 + bytes[pos + 1..].iter().position(|b| !is_ws(b))?;
+    if bytes[pos] != b'"' {
+        return None;
+    }
+    let start = pos + 1;
+    let end = start + memchr::memchr2(b'"', b'\\', &bytes[start..])?;
+    if bytes[end] != b'"' {
+        return None;
+    }
+    text.get(start..end)
 }
 
 struct SniffVisitor<'s> {
@@ -458,8 +484,7 @@ impl Decoder {
             self.decode_host(line, envelope, out);
             return;
         }
-        let field_count = line.split(' ').filter(|t| !t.is_empty()).count();
-        if field_count == self.flow.field_count() || line.starts_with("2 ") {
+        if line.starts_with("2 ") || count_fields(line) == self.flow.field_count() {
             self.decode_flow(line, envelope, out);
         } else if envelope.timestamp_ms.is_some() {
             self.decode_host(line, envelope, out);
@@ -508,8 +533,30 @@ impl Decoder {
     }
 }
 
+/// Number of space-separated fields (runs of non-space bytes) in `line`.
+fn count_fields(line: &str) -> usize {
+    let mut count = 0;
+    let mut in_field = false;
+    for &b in line.as_bytes() {
+        let field_byte = b != b' ';
+        if field_byte && !in_field {
+            count += 1;
+        }
+        in_field = field_byte;
+    }
+    count
+}
+
 /// Calls `each` for every non-blank line of `text` (`\r` stripped).
 fn for_each_line<'a>(text: &'a str, mut each: impl FnMut(&'a str)) {
+    if memchr::memchr(b'\n', text.as_bytes()).is_none() {
+        // One record, one line: the common case for Kafka and Kinesis.
+        let line = text.strip_suffix('\r').unwrap_or(text);
+        if !line.trim().is_empty() {
+            each(line);
+        }
+        return;
+    }
     for line in text.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if !line.trim().is_empty() {
@@ -538,6 +585,16 @@ mod tests {
             Some(Shape::CloudTrail)
         );
         assert_eq!(sniff(r#"{"a":1}"#).unwrap(), None);
+        assert_eq!(
+            sniff(" {\n \"eventVersion\":1}").unwrap(),
+            Some(Shape::CloudTrail)
+        );
+        assert_eq!(
+            sniff(r#"{"event\u0056ersion":1}"#).unwrap(),
+            Some(Shape::CloudTrail)
+        );
+        assert_eq!(first_key(r#"{"a\"b":1}"#), None);
+        assert_eq!(first_key(r#"{ "ab" :1}"#), Some("ab"));
         assert_eq!(
             sniff(r#"{"a":1"#).unwrap_err().reason,
             DecodeErrorReason::InvalidJson

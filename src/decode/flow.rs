@@ -165,6 +165,14 @@ impl FlowFormat {
     /// If `line` is a header line (only known field names, at least two),
     /// its format.
     pub fn from_header_line(line: &str) -> Option<Self> {
+        // Cheap reject first: every record line starts with a value, not a
+        // field name, and parsing it in full would allocate an error.
+        let first = line.split_ascii_whitespace().next()?;
+        let first = first
+            .strip_prefix("${")
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or(first);
+        known(first)?;
         let format = FlowFormat::parse(line).ok()?;
         (format.columns.len() >= 2).then_some(format)
     }
@@ -262,8 +270,24 @@ impl FlowDecoder {
         let mut account = None;
         let mut region = None;
         let mut count = 0usize;
-        for (index, token) in line.split(' ').filter(|t| !t.is_empty()).enumerate() {
-            count = index + 1;
+        // Tokens are runs of non-space bytes (as `split(' ')` without the
+        // empty pieces); scanning bytes avoids a searcher call per space.
+        let bytes = line.as_bytes();
+        let mut pos = 0usize;
+        while pos < bytes.len() {
+            if bytes[pos] == b' ' {
+                pos += 1;
+                continue;
+            }
+            let token_start = pos;
+            while pos < bytes.len() && bytes[pos] != b' ' {
+                pos += 1;
+            }
+            // Both ends sit next to an ASCII space or the line's ends, so
+            // they are char boundaries.
+            let token = &line[token_start..pos];
+            let index = count;
+            count += 1;
             let Some(column) = self.columns.get(index) else {
                 continue;
             };
@@ -281,9 +305,9 @@ impl FlowDecoder {
                 continue;
             }
             let value = match column.numeric {
-                true => match token.parse::<f64>() {
-                    Ok(number) if number.is_finite() => FieldValue::Number(number),
-                    _ => FieldValue::Str(Cow::Borrowed(token)),
+                true => match parse_flow_number(token) {
+                    Some(number) => FieldValue::Number(number),
+                    None => FieldValue::Str(Cow::Borrowed(token)),
                 },
                 false => FieldValue::Str(Cow::Borrowed(token)),
             };
@@ -330,6 +354,20 @@ impl FlowDecoder {
         emit(&event);
         Ok(())
     }
+}
+
+/// A numeric flow field: plain digits (ports, counts, times) take a fast
+/// path; anything else goes through `f64` parsing (finite values only).
+#[inline]
+fn parse_flow_number(token: &str) -> Option<f64> {
+    let bytes = token.as_bytes();
+    if !bytes.is_empty() && bytes.len() <= 15 && bytes.iter().all(u8::is_ascii_digit) {
+        let value = bytes
+            .iter()
+            .fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
+        return Some(value as f64);
+    }
+    token.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
 #[cfg(test)]

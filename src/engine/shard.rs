@@ -326,8 +326,11 @@ impl Shard {
             rule: m.rule,
             key: key_text,
         };
-        let agg = match bin.get_mut(&lookup) {
-            Some(agg) => agg,
+        let (agg, bytes_before) = match bin.get_mut(&lookup) {
+            Some(agg) => {
+                let bytes = agg.approx_bytes();
+                (agg, bytes)
+            }
             None => {
                 self.open_windows += 1;
                 self.state_bytes += key_text.len();
@@ -335,11 +338,12 @@ impl Shard {
                     rule: m.rule,
                     key: CompactString::from(key_text),
                 };
-                bin.entry(key)
-                    .or_insert_with(|| WindowAgg::new(rule.aggregate))
+                let agg = bin
+                    .entry(key)
+                    .or_insert_with(|| WindowAgg::new(rule.aggregate));
+                (agg, 0)
             }
         };
-        let bytes_before = agg.approx_bytes();
         if agg.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
             let offsets = self.holds.entry(m.partition).or_default();
             *offsets.entry(m.offset).or_insert(0) += 1;
@@ -422,11 +426,18 @@ impl Shard {
                 .or_insert_with(|| SlidingLane::new(pane_start, step)),
         };
         lane.touch(pane_start, step);
+        let mut created = false;
         let pane = lane.panes.entry(pane_start).or_insert_with(|| {
-            self.open_windows += 1;
+            created = true;
             WindowAgg::new(rule.aggregate)
         });
-        let bytes_before = pane.approx_bytes();
+        // A new pane counts whole; an existing one by its growth.
+        let bytes_before = if created {
+            self.open_windows += 1;
+            0
+        } else {
+            pane.approx_bytes()
+        };
         if pane.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
             let offsets = self.holds.entry(m.partition).or_default();
             *offsets.entry(m.offset).or_insert(0) += 1;

@@ -7,7 +7,6 @@
 //! shard's arena), and routes the match to `hash(rule, key) % shards`.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
@@ -31,9 +30,79 @@ pub fn route(rule: RuleIdx, key: &str, shards: usize) -> usize {
     (hash % shards.max(1) as u64) as usize
 }
 
+/// Rules of one kind indexed by the exact value of one string field
+/// (`eventName` for CloudTrail), built from [`crate::filter::Filter::required_strings`]:
+/// an event whose field is a string only runs the rules that can match
+/// that value, plus the rules that are not constrained by it. Lists keep
+/// rule order, so matches come out in the same order as without dispatch.
+#[derive(Debug, Default)]
+pub struct RuleDispatch {
+    slot: Option<crate::fields::Slot>,
+    by_value: hashbrown::HashMap<Box<str>, Vec<RuleIdx>>,
+    unconstrained: Vec<RuleIdx>,
+}
+
+impl RuleDispatch {
+    /// The dispatch of CloudTrail rules by `eventName` (empty when no rule
+    /// reads `eventName`).
+    pub fn cloudtrail(rules: &RuleSet) -> Self {
+        let kind = crate::event::EventKind::CloudTrail;
+        let Ok(path) = crate::fields::FieldPath::parse("eventName") else {
+            return RuleDispatch::default();
+        };
+        let Some(slot) = rules.plans().for_kind(kind).get(&path) else {
+            return RuleDispatch::default();
+        };
+        let mut dispatch = RuleDispatch {
+            slot: Some(slot),
+            ..RuleDispatch::default()
+        };
+        let mut constrained: Vec<(RuleIdx, Vec<&str>)> = Vec::new();
+        for &idx in rules.for_kind(kind) {
+            match rules.rule(idx).filter.required_strings(slot) {
+                Some(values) => constrained.push((idx, values)),
+                None => dispatch.unconstrained.push(idx),
+            }
+        }
+        for (_, values) in &constrained {
+            for value in values {
+                dispatch.by_value.entry((*value).into()).or_default();
+            }
+        }
+        for (value, list) in dispatch.by_value.iter_mut() {
+            list.extend(dispatch.unconstrained.iter().copied());
+            for (idx, values) in &constrained {
+                if values.contains(&value.as_ref()) && !list.contains(idx) {
+                    list.push(*idx);
+                }
+            }
+            list.sort_unstable();
+        }
+        dispatch
+    }
+
+    /// The rules `event` may match, among `all` (the rules of its kind).
+    #[inline]
+    pub fn candidates<'r>(&'r self, event: &Event<'_>, all: &'r [RuleIdx]) -> &'r [RuleIdx] {
+        let Some(slot) = self.slot else {
+            return all;
+        };
+        match event.field(slot) {
+            FieldValue::Str(value) => match self.by_value.get(value.as_ref()) {
+                Some(list) => list,
+                None => &self.unconstrained,
+            },
+            // Numbers and booleans can equal a literal through their JSON
+            // text; missing fields match `!=` tests: evaluate every rule.
+            _ => all,
+        }
+    }
+}
+
 /// One decode worker.
 pub struct DecodeWorker {
     rules: Arc<RuleSet>,
+    cloudtrail_dispatch: RuleDispatch,
     decode_config: DecodeConfig,
     decoders: HashMap<PartitionId, Decoder>,
     watermark: Arc<WatermarkTracker>,
@@ -65,6 +134,7 @@ impl DecodeWorker {
     ) -> Self {
         let shard_count = shards.len();
         DecodeWorker {
+            cloudtrail_dispatch: RuleDispatch::cloudtrail(&rules),
             rules,
             decode_config,
             decoders: HashMap::new(),
@@ -132,6 +202,7 @@ impl DecodeWorker {
         let now = now_ms();
         let mut collector = Collector {
             rules: &self.rules,
+            cloudtrail_dispatch: &self.cloudtrail_dispatch,
             watermark: &self.watermark,
             outputs: &mut outputs,
             tally: &mut tally,
@@ -210,6 +281,7 @@ impl DecodeWorker {
 /// Receives decoder output for one raw batch.
 struct Collector<'w> {
     rules: &'w RuleSet,
+    cloudtrail_dispatch: &'w RuleDispatch,
     watermark: &'w WatermarkTracker,
     outputs: &'w mut Vec<MatchBatch>,
     tally: &'w mut Tally,
@@ -232,7 +304,12 @@ impl DecodeSink for Collector<'_> {
         }
         self.max_event_ms = Some(self.max_event_ms.map_or(time_ms, |m| m.max(time_ms)));
         let shard_count = self.outputs.len();
-        for &rule_idx in self.rules.for_kind(event.kind) {
+        let all = self.rules.for_kind(event.kind);
+        let candidates = match event.kind {
+            crate::event::EventKind::CloudTrail => self.cloudtrail_dispatch.candidates(event, all),
+            _ => all,
+        };
+        for &rule_idx in candidates {
             let rule = self.rules.rule(rule_idx);
             if !rule.matches(event) {
                 continue;
@@ -249,7 +326,7 @@ impl DecodeSink for Collector<'_> {
                 match event.field(*slot) {
                     FieldValue::Str(s) => self.key_buffer.push_str(&sanitize_key(s)),
                     FieldValue::Number(n) => {
-                        let _ = write!(self.key_buffer, "{}", crate::event::format_number(*n));
+                        let _ = crate::event::write_number(self.key_buffer, *n);
                     }
                     other => match other.as_key_text() {
                         Some(text) => self.key_buffer.push_str(&text),

@@ -175,6 +175,46 @@ impl Filter {
         out
     }
 
+    /// The exact string values field `slot` must hold for the pattern to
+    /// match *when that field is a string*: `Some(values)` when every way
+    /// to satisfy the pattern includes an exact (wildcard-free) `=` test of
+    /// `slot` against one of `values`; `None` when the pattern may match
+    /// other strings too. A non-string value of the field (a number or a
+    /// boolean can equal a literal through its JSON text) is not covered:
+    /// callers must evaluate the pattern for those. Used to dispatch rules
+    /// by `eventName` instead of testing every rule.
+    pub fn required_strings(&self, slot: crate::fields::Slot) -> Option<Vec<&str>> {
+        fn walk(expr: &JsonExpr, slot: crate::fields::Slot) -> Option<Vec<&str>> {
+            match expr {
+                JsonExpr::Cond(cond) => match (&cond.slot, &cond.test) {
+                    (
+                        Some(s),
+                        ast::JsonTest::Eq(ast::ValueMatch::Text(wildcard::Wildcard::Exact(text))),
+                    ) if *s == slot => Some(vec![&**text]),
+                    _ => None,
+                },
+                // Every item must hold: any constrained item constrains the
+                // whole; take the smallest set.
+                JsonExpr::And(items) => items
+                    .iter()
+                    .filter_map(|e| walk(e, slot))
+                    .min_by_key(Vec::len),
+                // Any item may hold: constrained only if every item is.
+                JsonExpr::Or(items) => {
+                    let mut all = Vec::new();
+                    for item in items {
+                        all.extend(walk(item, slot)?);
+                    }
+                    Some(all)
+                }
+            }
+        }
+        match &self.compiled {
+            Pattern::Json(expr) => walk(expr, slot),
+            _ => None,
+        }
+    }
+
     /// The field names of a space-delimited pattern, in order (`...`
     /// omitted). Empty for other families.
     pub fn field_names(&self) -> Vec<&str> {
@@ -288,6 +328,30 @@ mod tests {
             v.clone()
         ));
         assert!(!json_match("{ ($.n = 5 || $.n = 7) && $.t IS FALSE }", v));
+    }
+
+    #[test]
+    fn required_strings_follow_and_or() {
+        let bound = |pattern: &str| {
+            let mut filter = Filter::parse(pattern).unwrap();
+            let mut plan = FieldPlan::new(EventKind::CloudTrail);
+            let slot = plan.slot_for(&FieldPath::parse("eventName").unwrap());
+            filter.bind(&mut plan);
+            (filter, slot)
+        };
+        let (f, slot) = bound("{ ($.eventName = A) || ($.eventName = \"B\") }");
+        assert_eq!(f.required_strings(slot), Some(vec!["A", "B"]));
+        let (f, slot) = bound("{ $.eventSource = s && ($.eventName = A || $.eventName = B) }");
+        assert_eq!(f.required_strings(slot), Some(vec!["A", "B"]));
+        let (f, slot) = bound("{ $.eventName = A || $.x = 1 }");
+        assert_eq!(f.required_strings(slot), None);
+        let (f, slot) = bound("{ $.eventName = A* }");
+        assert_eq!(f.required_strings(slot), None);
+        let (f, slot) = bound("{ $.eventName != A }");
+        assert_eq!(f.required_strings(slot), None);
+        let (f, slot) = bound("{ $.eventName = 5 }");
+        assert_eq!(f.required_strings(slot), None);
+        assert_eq!(Filter::parse("ERROR").unwrap().required_strings(0), None);
     }
 
     #[test]

@@ -380,8 +380,7 @@ impl CompiledRule {
             let ValueSource::Field(slot) = self.value else {
                 return None;
             };
-            let text = event.field(slot).as_key_text()?;
-            return Some((1.0, xxhash_rust::xxh3::xxh3_64(text.as_bytes())));
+            return crate::event::distinct_hash_of(event.field(slot)).map(|hash| (1.0, hash));
         }
         match &self.value {
             ValueSource::Literal(v) => Some((*v, 0)),
