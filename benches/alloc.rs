@@ -56,8 +56,7 @@ fn counted(run: impl FnOnce()) -> (u64, u64) {
 }
 
 fn main() {
-    let rules_dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/rules"));
-    let loaded = match trailwatch::rules::load_all(&[rules_dir], false) {
+    let loaded = match trailwatch::rules::load_all(&[], false) {
         Ok(loaded) => loaded,
         Err(problems) => panic!("bench rules: {problems:?}"),
     };

@@ -1,5 +1,5 @@
-//! Shared helpers of the criterion benches: the bench rule pack (issue 2's
-//! built-in table, under `benches/rules/`) and generated records.
+//! Shared helpers of the criterion benches: the built-in rule pack and
+//! generated records.
 
 #![allow(dead_code)]
 
@@ -8,10 +8,9 @@ use std::sync::Arc;
 use trailwatch::gen::{generate_records, GenKind, GenOptions};
 use trailwatch::rules::RuleSet;
 
-/// The built-in pack plus `benches/rules/`, compiled.
+/// The built-in pack, compiled.
 pub fn rules() -> Arc<RuleSet> {
-    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/rules"));
-    let loaded = trailwatch::rules::load_all(&[dir], false).expect("bench rules load");
+    let loaded = trailwatch::rules::load_all(&[], false).expect("bench rules load");
     Arc::new(trailwatch::rules::compile_all(&loaded).expect("bench rules compile"))
 }
 

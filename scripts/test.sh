@@ -24,9 +24,6 @@ cargo clippy --locked --all-targets -- -D warnings
 step "cargo test"
 cargo test --locked --no-fail-fast
 
-step "benchmarks compile"
-cargo bench --locked --no-run
-
 step "built-in rule tests (trailwatch rules test)"
 cargo run --locked --quiet -- rules test
 
