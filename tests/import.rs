@@ -647,7 +647,6 @@ fn imported_controls_fire_on_exactly_the_expected_events() {
 
 #[test]
 fn imported_rules_alert_like_the_builtin_pack() {
-    let require_full = std::env::var("TRAILWATCH_REQUIRE_FULL_PACK").is_ok_and(|v| v == "1");
     let builtin = trailwatch::rules::builtin_rules().expect("built-in pack parses");
     let report = cis_report();
     let (_, by_time) = shared_events();
@@ -662,11 +661,7 @@ fn imported_rules_alert_like_the_builtin_pack() {
             }
         });
         let Some(builtin_rule) = found else {
-            if require_full {
-                failures.push(format!("{control}: no built-in rule {builtin_id}*"));
-            } else {
-                eprintln!("skip {control}: built-in {builtin_id}* not in the pack yet");
-            }
+            failures.push(format!("{control}: no built-in rule {builtin_id}*"));
             continue;
         };
         compared += 1;
@@ -679,7 +674,11 @@ fn imported_rules_alert_like_the_builtin_pack() {
             ));
         }
     }
-    assert!(compared > 0, "no built-in rule to compare with");
+    assert_eq!(
+        compared,
+        CONTROLS.len(),
+        "every control has a built-in twin"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
