@@ -344,18 +344,10 @@ impl Shard {
                 (agg, 0)
             }
         };
-        if agg.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
-            let offsets = self.holds.entry(m.partition).or_default();
-            *offsets.entry(m.offset).or_insert(0) += 1;
+        if apply_match(agg, batch, m, self.config.evidence) {
+            hold(&mut self.holds, m.partition, m.offset);
             self.holds_dirty = true;
         }
-        agg.add_sample(
-            batch.opt_text(m.id),
-            batch.text(m.sample),
-            batch.opt_text(m.account),
-            batch.opt_text(m.region),
-            self.config.evidence,
-        );
         self.state_bytes += agg.approx_bytes() - bytes_before;
         if !rule.eager || agg.fired {
             return;
@@ -438,18 +430,10 @@ impl Shard {
         } else {
             pane.approx_bytes()
         };
-        if pane.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
-            let offsets = self.holds.entry(m.partition).or_default();
-            *offsets.entry(m.offset).or_insert(0) += 1;
+        if apply_match(pane, batch, m, self.config.evidence) {
+            hold(&mut self.holds, m.partition, m.offset);
             self.holds_dirty = true;
         }
-        pane.add_sample(
-            batch.opt_text(m.id),
-            batch.text(m.sample),
-            batch.opt_text(m.account),
-            batch.opt_text(m.region),
-            self.config.evidence,
-        );
         self.state_bytes += pane.approx_bytes() - bytes_before;
         if !self.config.eager_sliding {
             return;
@@ -845,4 +829,33 @@ impl Shard {
         let by_bytes = u64::try_from(self.config.max_state_bytes).unwrap_or(u64::MAX) / per_window;
         by_count.min(usize::try_from(by_bytes).unwrap_or(usize::MAX).max(1))
     }
+}
+
+/// Adds one match to a window or pane and keeps it as evidence if there is
+/// room. Returns whether a new partition fed the aggregate (its first
+/// offset must then be held, see [`hold`]).
+fn apply_match(
+    agg: &mut WindowAgg,
+    batch: &MatchBatch,
+    m: &Match,
+    evidence: EvidenceLimits,
+) -> bool {
+    let new_partition = agg.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset));
+    agg.add_sample(
+        batch.opt_text(m.id),
+        batch.text(m.sample),
+        batch.opt_text(m.account),
+        batch.opt_text(m.region),
+        evidence,
+    );
+    new_partition
+}
+
+/// Holds `offset` of `partition` until the aggregate it fed is released.
+fn hold(holds: &mut HashMap<PartitionId, BTreeMap<u64, u32>>, partition: PartitionId, offset: u64) {
+    *holds
+        .entry(partition)
+        .or_default()
+        .entry(offset)
+        .or_insert(0) += 1;
 }
