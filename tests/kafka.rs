@@ -9,6 +9,8 @@
 //! is about timing. Set `TRAILWATCH_SKIP_KAFKA=1` to skip them (for a
 //! machine without tansu and without the time to build it).
 
+#![cfg(feature = "kafka")]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::net::TcpListener;

@@ -6,6 +6,8 @@
 //! Set `TRAILWATCH_SKIP_KINESIS=1` to skip these tests (they then print
 //! why). Waits are bounded polling loops; assertions are on content only.
 
+#![cfg(feature = "kinesis")]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::net::TcpStream;

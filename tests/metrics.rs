@@ -329,6 +329,7 @@ fn check_prints_effective_settings_and_never_the_secret() {
 /// or in `--check`, `/livez` stays 200 through the outage and `/readyz`
 /// stays 503 (nothing assigned, nothing consumed).
 #[test]
+#[cfg(feature = "kafka")]
 fn sasl_run_never_logs_the_password_and_livez_survives_a_broker_outage() {
     const ENV_SECRET: &str = "env-secret-9c1d-never-logged";
     let dir = tempfile::tempdir().unwrap();

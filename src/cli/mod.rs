@@ -11,6 +11,7 @@
 //! | 4 | input/output error (unreadable file, sink failed at shutdown) |
 //! | 70 | internal error (a bug) |
 
+pub mod backends;
 pub mod bench;
 pub mod gen;
 pub mod import;

@@ -10,13 +10,12 @@ use std::sync::Arc;
 use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::sink::kafka::{KafkaAlertSink, KafkaDeadLetterSink};
 use crate::sink::writer::{DeadLetterFormat, JsonLinesAlertSink, LineDeadLetterSink, LineTarget};
 use crate::sink::{AlertSink, DeadLetterSink};
 use crate::source::file::{FileInput, FileSource};
-use crate::source::kafka::KafkaSource;
 use crate::source::Source;
 
+use super::backends;
 use super::replay::load_rules;
 use super::RuleArgs;
 
@@ -34,7 +33,6 @@ pub struct RunArgs {
 /// Builds the configured sources; `tracker` is the engine's, which
 /// consumer-group sources consult when partitions are revoked.
 pub fn build_sources(config: &Config, engine: &Engine) -> Result<Vec<Box<dyn Source>>> {
-    let tracker = engine.tracker();
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for source in &config.sources {
         match source {
@@ -64,71 +62,9 @@ pub fn build_sources(config: &Config, engine: &Engine) -> Result<Vec<Box<dyn Sou
                     );
                 sources.push(Box::new(source));
             }
-            SourceConfig::Kafka(kafka) => {
-                let mut source = KafkaSource::new(kafka)?;
-                source.set_tracker(tracker.clone());
-                let lag = source.lag();
-                engine
-                    .metrics()
-                    .register_kafka_consumer_lag(Arc::new(move || {
-                        lag.lag_snapshot()
-                            .into_iter()
-                            .map(|(topic, partition, lag)| (format!("{topic}/{partition}"), lag))
-                            .collect()
-                    }));
-                sources.push(Box::new(source));
-            }
-            SourceConfig::Kinesis {
-                stream,
-                region,
-                endpoint_url,
-                dynamodb_endpoint_url,
-                lease_table,
-                worker_id,
-                lease_duration,
-                max_records,
-                poll_interval,
-                shard_sync_interval,
-                decoder,
-                flow_format,
-            } => {
-                let mut kinesis = crate::source::kinesis::KinesisSourceConfig::new(stream);
-                kinesis.region.clone_from(region);
-                kinesis.endpoint_url.clone_from(endpoint_url);
-                kinesis
-                    .dynamodb_endpoint_url
-                    .clone_from(dynamodb_endpoint_url);
-                if let Some(table) = lease_table {
-                    kinesis.lease_table.clone_from(table);
-                }
-                if let Some(worker) = worker_id {
-                    kinesis.worker_id.clone_from(worker);
-                }
-                if let Some(duration) = lease_duration {
-                    kinesis.lease_duration = duration.0;
-                }
-                if let Some(limit) = max_records {
-                    kinesis.max_records = *limit;
-                }
-                if let Some(interval) = poll_interval {
-                    kinesis.poll_interval = interval.0;
-                }
-                if let Some(interval) = shard_sync_interval {
-                    kinesis.shard_sync_interval = interval.0;
-                }
-                let mut source = crate::source::kinesis::KinesisSource::new(kinesis)?;
-                source.set_decoding(crate::config::source_decoding(
-                    *decoder,
-                    flow_format.as_deref(),
-                )?);
-                let lag = source.lag();
-                engine
-                    .metrics()
-                    .register_kinesis_millis_behind_latest(Arc::new(move || {
-                        let lag = lag.lock().unwrap_or_else(|p| p.into_inner());
-                        lag.iter().map(|(shard, ms)| (shard.clone(), *ms)).collect()
-                    }));
-                sources.push(Box::new(source));
+            SourceConfig::Kafka(kafka) => sources.push(backends::kafka_source(kafka, engine)?),
+            kinesis @ SourceConfig::Kinesis { .. } => {
+                sources.push(backends::kinesis_source(kinesis, engine)?)
             }
         }
     }
@@ -145,18 +81,8 @@ pub fn build_alert_sink(config: &SinkConfig) -> Result<Box<dyn AlertSink>> {
             brokers,
             topic,
             properties,
-        } => Box::new(KafkaAlertSink::new(brokers, topic, properties)?),
-        SinkConfig::Kinesis {
-            stream,
-            region,
-            endpoint_url,
-        } => Box::new(crate::sink::kinesis::KinesisAlertSink::new(
-            &crate::sink::kinesis::KinesisSinkConfig {
-                stream: stream.clone(),
-                region: region.clone(),
-                endpoint_url: endpoint_url.clone(),
-            },
-        )?),
+        } => backends::kafka_alert_sink(brokers, topic, properties)?,
+        kinesis @ SinkConfig::Kinesis { .. } => backends::kinesis_alert_sink(kinesis)?,
     })
 }
 
@@ -179,7 +105,7 @@ pub fn build_dead_letter_sink(config: &SinkConfig) -> Result<Box<dyn DeadLetterS
             brokers,
             topic,
             properties,
-        } => Box::new(KafkaDeadLetterSink::new(brokers, topic, properties)?),
+        } => backends::kafka_dead_letter_sink(brokers, topic, properties)?,
         SinkConfig::Kinesis { .. } => {
             return Err(Error::Config(
                 "sinks.dead_letter: kinesis is only supported for alerts".into(),

@@ -10,7 +10,9 @@
 //! retries, the bounded channels fill and intake pauses (backpressure):
 //! nothing is dropped and nothing is buffered without bound.
 
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kinesis")]
 pub mod kinesis;
 pub mod writer;
 

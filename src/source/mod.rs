@@ -13,7 +13,9 @@
 //! alert ids being deterministic makes re-emitted alerts identical.
 
 pub mod file;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kinesis")]
 pub mod kinesis;
 pub mod memory;
 
