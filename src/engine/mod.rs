@@ -201,7 +201,10 @@ impl Engine {
                 let out = alert_tx.clone();
                 std::thread::Builder::new()
                     .name(format!("tw-shard-{index}"))
-                    .spawn_scoped(scope, move || shard.run(rx, out))
+                    .spawn_scoped(scope, move || {
+                        let _span = tracing::info_span!("shard", index).entered();
+                        shard.run(rx, out)
+                    })
                     .map_err(|e| Error::Internal(format!("cannot spawn shard thread: {e}")))?;
             }
             drop(alert_tx);
@@ -221,19 +224,22 @@ impl Engine {
                 );
                 let handle = std::thread::Builder::new()
                     .name(format!("tw-decode-{index}"))
-                    .spawn_scoped(scope, move || loop {
-                        match rx.recv_timeout(Duration::from_millis(500)) {
-                            Ok(batch) => {
-                                if !worker.process(batch) {
-                                    return;
+                    .spawn_scoped(scope, move || {
+                        let _span = tracing::info_span!("decode", index).entered();
+                        loop {
+                            match rx.recv_timeout(Duration::from_millis(500)) {
+                                Ok(batch) => {
+                                    if !worker.process(batch) {
+                                        return;
+                                    }
                                 }
-                            }
-                            Err(RecvTimeoutError::Timeout) => {
-                                if !worker.tick() {
-                                    return;
+                                Err(RecvTimeoutError::Timeout) => {
+                                    if !worker.tick() {
+                                        return;
+                                    }
                                 }
+                                Err(RecvTimeoutError::Disconnected) => return,
                             }
-                            Err(RecvTimeoutError::Disconnected) => return,
                         }
                     })
                     .map_err(|e| Error::Internal(format!("cannot spawn decode thread: {e}")))?;
