@@ -102,3 +102,63 @@ fn future_dated_events_are_clamped_and_do_not_close_windows() {
     );
     assert!(alerts.lock().unwrap().is_empty());
 }
+
+/// A dead-letter sink that blocks until the test lets it deliver.
+struct GatedDeadLetters {
+    called: crossbeam_channel::Sender<()>,
+    permits: crossbeam_channel::Receiver<()>,
+}
+
+impl trailwatch::sink::DeadLetterSink for GatedDeadLetters {
+    fn name(&self) -> &str {
+        "gated"
+    }
+
+    fn send(&mut self, _records: &[trailwatch::sink::DeadLetter]) -> trailwatch::error::Result<()> {
+        let _ = self.called.send(());
+        self.permits
+            .recv()
+            .map_err(|_| trailwatch::error::Error::Sink("gate closed".into()))
+    }
+}
+
+#[test]
+fn dead_letters_hold_their_offset_until_the_dead_letter_sink_acknowledges() {
+    let engine = service_engine();
+    let mut records = vec![event("2024-03-01T12:00:00Z"), b"{not json".to_vec()];
+    records.extend((0..6).map(|i| event(&format!("2024-03-01T12:30:0{i}Z"))));
+    let (called_tx, called_rx) = crossbeam_channel::unbounded();
+    let (permit_tx, permit_rx) = crossbeam_channel::unbounded();
+    let tracker = engine.tracker();
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| {
+            engine.run(
+                vec![Box::new(MemorySource::new("p", records, 1))],
+                Box::new(MemorySink::default()),
+                Box::new(GatedDeadLetters {
+                    called: called_tx,
+                    permits: permit_rx,
+                }),
+            )
+        });
+        called_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("dead-letter sink called");
+        // Let every later batch through the pipeline while the dead letter
+        // is unacknowledged: the commit position stays at its offset (1).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let held = tracker.safe_positions();
+        assert_eq!(held.len(), 1);
+        assert!(
+            held[0].1 <= 1,
+            "committable past an unacknowledged dead letter: {held:?}"
+        );
+        permit_tx.send(()).unwrap();
+        run.join().unwrap().unwrap();
+    });
+    let released = tracker.safe_positions();
+    assert!(
+        released[0].1 > 1,
+        "acknowledged dead letter still holds: {released:?}"
+    );
+}

@@ -342,7 +342,7 @@ pub struct InlinePipeline {
     worker: DecodeWorker,
     shard: Shard,
     shard_rx: crossbeam_channel::Receiver<ShardMsg>,
-    dead_rx: crossbeam_channel::Receiver<Vec<crate::sink::DeadLetter>>,
+    dead_rx: crossbeam_channel::Receiver<crate::engine::worker::DeadLetterBatch>,
     partition: crate::source::PartitionId,
     offset: u64,
     /// Alerts emitted so far.

@@ -28,13 +28,13 @@ use self::commit::CommitTracker;
 use self::shard::{Emitted, Shard, ShardConfig, ShardMsg};
 use self::watermark::{WatermarkConfig, WatermarkTracker};
 use self::window::EvidenceLimits;
-use self::worker::DecodeWorker;
+use self::worker::{DeadLetterBatch, DecodeWorker};
 use crate::alert::Alert;
 use crate::decode::DecodeConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
-use crate::sink::{AlertSink, DeadLetter, DeadLetterSink};
+use crate::sink::{AlertSink, DeadLetterSink};
 use crate::source::{PartitionRegistry, Poll, RawBatch, Source};
 
 /// Engine settings.
@@ -164,7 +164,7 @@ impl Engine {
         let (decode_txs, decode_rxs): (Vec<Sender<RawBatch>>, Vec<Receiver<RawBatch>>) =
             (0..self.config.decoders).map(|_| bounded(capacity)).unzip();
         let (alert_tx, alert_rx) = bounded::<Vec<Emitted>>(capacity);
-        let (dead_tx, dead_rx) = bounded::<Vec<DeadLetter>>(capacity);
+        let (dead_tx, dead_rx) = bounded::<DeadLetterBatch>(capacity);
         let (done_tx, done_rx) = bounded::<()>(0);
         let per_shard_cap = (self.config.max_open_windows / self.config.shards).max(1);
         // Readiness (`/readyz`): every source ready and a batch consumed.
@@ -417,11 +417,12 @@ impl Engine {
 
     fn run_dead_letter_sink(
         &self,
-        rx: Receiver<Vec<DeadLetter>>,
+        rx: Receiver<DeadLetterBatch>,
         mut sink: Box<dyn DeadLetterSink>,
     ) -> Result<()> {
         let mut backoff = Duration::from_millis(100);
-        for records in rx.iter() {
+        // Dropping `_hold` after the send acknowledges the batch.
+        for (records, _hold) in rx.iter() {
             loop {
                 match sink.send(&records) {
                     Ok(()) => {

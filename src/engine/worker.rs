@@ -99,6 +99,10 @@ impl RuleDispatch {
     }
 }
 
+/// Dead letters of one raw batch, with the hold that keeps their input
+/// uncommitted until the dead-letter sink acknowledges them (drop = ack).
+pub type DeadLetterBatch = (Vec<DeadLetter>, super::commit::AlertHold);
+
 /// One decode worker.
 pub struct DecodeWorker {
     rules: Arc<RuleSet>,
@@ -112,7 +116,7 @@ pub struct DecodeWorker {
     counters: Arc<WorkerCounters>,
     metrics: Arc<Metrics>,
     registry: Arc<PartitionRegistry>,
-    dead_letters: Sender<Vec<DeadLetter>>,
+    dead_letters: Sender<DeadLetterBatch>,
     max_sample_bytes: usize,
     key_buffer: String,
 }
@@ -129,7 +133,7 @@ impl DecodeWorker {
         counters: Arc<WorkerCounters>,
         metrics: Arc<Metrics>,
         registry: Arc<PartitionRegistry>,
-        dead_letters: Sender<Vec<DeadLetter>>,
+        dead_letters: Sender<DeadLetterBatch>,
         max_sample_bytes: usize,
     ) -> Self {
         let shard_count = shards.len();
@@ -233,8 +237,19 @@ impl DecodeWorker {
             batch.records.len() as u64 + batch.rejected.len() as u64,
         );
         self.counters.add(&tally);
-        if !dead.is_empty() && self.dead_letters.send(dead).is_err() {
-            return false;
+        // Dead letters hold their first offset until the dead-letter sink
+        // acknowledges them, like alerts: a crash in between replays them.
+        let dead_hold = dead.iter().map(|d| d.offset).min().map(|first| {
+            self.tracker
+                .hold_alert(&super::commit::Holds::from_slice(&[(
+                    batch.partition,
+                    first,
+                )]))
+        });
+        if let Some(hold) = dead_hold {
+            if self.dead_letters.send((dead, hold)).is_err() {
+                return false;
+            }
         }
         for (index, mut output) in outputs.into_iter().enumerate() {
             if output.matches.is_empty() && self.last_watermark_sent[index] >= watermark {
