@@ -37,8 +37,13 @@ wait_port() { # host port name
     return 1
 }
 
-cargo build --release --bin trailwatch
-bin=${CARGO_TARGET_DIR:-target}/release/trailwatch
+# TRAILWATCH_BIN=path skips the release build (e.g. a debug binary).
+if [ -n "${TRAILWATCH_BIN:-}" ]; then
+    bin=$TRAILWATCH_BIN
+else
+    cargo build --release --bin trailwatch
+    bin=${CARGO_TARGET_DIR:-target}/release/trailwatch
+fi
 
 config=$state/config.yaml
 case $mode in
@@ -50,7 +55,7 @@ kafka)
     wait_port 127.0.0.1 9092 tansu
     tansu topic create cloudtrail --broker tcp://127.0.0.1:9092 --partitions 3 || true
     sed -e 's#^\(    brokers:\).*#\1 127.0.0.1:9092#' \
-        -e '/security.protocol/d' -e '/sasl\./d' -e '/Read from the environment/d' \
+        -e '/security.protocol/d' -e '/sasl\./d' -e '/Read from the environment/d' -e '/^    properties:$/d' \
         -e 's#/etc/trailwatch/rules#k8s/base/rules#' \
         -e 's#0.0.0.0:9464#127.0.0.1:9464#' -e 's#format: json#format: human#' \
         k8s/overlays/kafka/config.yaml > "$config"
@@ -66,7 +71,20 @@ kinesis)
         wait_port 127.0.0.1 5000 moto
     fi
     export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
-    sed -e 's#^\(    region:.*\)#\1\n    endpoint_url: http://127.0.0.1:4567\n    dynamodb_endpoint_url: http://127.0.0.1:5000#' \
+    # Create the input and alert streams (ferrokinesis checks only that a
+    # SigV4 header is present, not its signature).
+    for stream in cloudtrail security-findings; do
+        curl -sf -X POST http://127.0.0.1:4567/ \
+            -H 'Authorization: AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=0' \
+            -H 'X-Amz-Date: 20260101T000000Z' -H 'Content-Type: application/x-amz-json-1.1' \
+            -H 'X-Amz-Target: Kinesis_20131202.CreateStream' \
+            -d "{\"StreamName\":\"$stream\",\"ShardCount\":2}" > /dev/null
+    done
+    sleep 1
+    # Endpoint overrides go on the source only (the first `region:` line);
+    # the alert sink gets the Kinesis endpoint.
+    sed -e '0,/^    region:/s#^\(    region:.*\)#\1\n    endpoint_url: http://127.0.0.1:4567\n    dynamodb_endpoint_url: http://127.0.0.1:5000#' \
+        -e 's#^\(    stream: security-findings\)#\1\n    endpoint_url: http://127.0.0.1:4567#' \
         -e 's#/etc/trailwatch/rules#k8s/base/rules#' \
         -e 's#0.0.0.0:9464#127.0.0.1:9464#' -e 's#format: json#format: human#' \
         deploy/config/kinesis.yaml > "$config"

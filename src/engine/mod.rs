@@ -324,10 +324,16 @@ impl Engine {
                 Ok(polled) => polled,
                 Err(e) => break Err(e),
             };
-            // Once per poll, never per event.
+            // Once per poll, never per event. A source that reports ready
+            // has consumed its input as far as it goes (a quiet topic at its
+            // end counts), so the pod becomes ready without traffic.
+            let source_ready = source.is_ready();
             self.metrics
                 .health
-                .observe_source(&mut was_ready, source.is_ready());
+                .observe_source(&mut was_ready, source_ready);
+            if source_ready {
+                self.metrics.health.consumed();
+            }
             match polled {
                 Poll::Batch(batch) => {
                     let target = batch.partition as usize % decoders.len();

@@ -51,6 +51,9 @@ pub struct FileSource {
     current: Option<OpenInput>,
     follow: bool,
     decoding: Option<Arc<SourceDecoding>>,
+    /// Set once anything was read (bytes or an end of input): the source
+    /// has consumed its input as far as it goes (readiness).
+    progressed: bool,
     /// A record that grows past this without ending is dead-lettered as
     /// `too_large` and skipped to the next line, so an unterminated record
     /// cannot hold unbounded memory.
@@ -85,6 +88,7 @@ impl FileSource {
             current: None,
             follow,
             decoding: decoding.map(Arc::new),
+            progressed: false,
             max_record_bytes: crate::decode::DecodeConfig::default().max_record_bytes,
         })
     }
@@ -210,6 +214,7 @@ impl Source for FileSource {
                     }
                     Err(error) => return Err(Error::io(&input.name, error)),
                 };
+                self.progressed = true;
                 if read == 0 && input.corrupt.is_some() {
                     input.at_eof = true;
                 } else if read == 0 {
@@ -298,6 +303,10 @@ impl Source for FileSource {
                 return Ok(Poll::Batch(batch));
             }
         }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.progressed
     }
 
     fn commit(&mut self, _positions: &[(u32, u64)]) -> Result<()> {

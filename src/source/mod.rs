@@ -128,7 +128,8 @@ pub trait Source: Send {
     fn poll(&mut self, registry: &PartitionRegistry) -> Result<Poll>;
     /// Commits safe positions, as `(partition, next offset to read)`.
     fn commit(&mut self, positions: &[(PartitionId, u64)]) -> Result<()>;
-    /// Whether the source is assigned input and consuming (for `/readyz`).
+    /// Whether the source is assigned input and has consumed it as far as
+    /// it goes: a record, or the end of what is there (for `/readyz`).
     fn is_ready(&self) -> bool {
         true
     }
