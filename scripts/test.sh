@@ -33,6 +33,9 @@ cargo run --locked --quiet -- replay --quiet samples/ > /dev/null
 step "deployment manifests"
 scripts/check-manifests.sh
 
+step "local dev script (deploy/local-dev.sh) against tansu, ferrokinesis, moto and Prometheus"
+scripts/local-dev-smoke.sh
+
 step "supply chain (cargo deny; advisories when the database is reachable)"
 scripts/supply-chain.sh
 
