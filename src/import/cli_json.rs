@@ -6,7 +6,8 @@
 use serde_json::Value;
 
 use super::{
-    number, sns_topic_from_arn, text, ImportSet, ImportedAlarm, ImportedFilter, Note, NoteLevel,
+    filter_from_transformation, number, sns_topic_from_arn, text, ImportSet, ImportedAlarm, Note,
+    NoteLevel, TransformKeys,
 };
 use crate::error::{Error, Result};
 
@@ -52,6 +53,14 @@ pub fn import(metric_filters: &Value, alarms: &Value, files: (&str, &str)) -> Re
     Ok(set)
 }
 
+/// Metric transformation keys of `describe-metric-filters` output.
+const CLI_KEYS: TransformKeys = TransformKeys {
+    name: "metricName",
+    namespace: "metricNamespace",
+    value: "metricValue",
+    default: "defaultValue",
+};
+
 fn read_filter(f: &Value, source: &str, set: &mut ImportSet) {
     let name = f
         .get("filterName")
@@ -65,30 +74,14 @@ fn read_filter(f: &Value, source: &str, set: &mut ImportSet) {
         .into_iter()
         .flatten()
     {
-        let dimensions = t
-            .get("dimensions")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), text(v)?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        set.filters.push(ImportedFilter {
-            name: name.clone(),
-            pattern: pattern.clone(),
-            log_group: log_group.clone(),
-            metric_name: t.get("metricName").and_then(text).unwrap_or_default(),
-            namespace: t.get("metricNamespace").and_then(text).unwrap_or_default(),
-            value: t
-                .get("metricValue")
-                .and_then(text)
-                .unwrap_or_else(|| "1".to_string()),
-            default: t.get("defaultValue").and_then(number),
-            dimensions,
-            unit: t.get("unit").and_then(text).filter(|u| u != "None"),
-            source: source.to_string(),
-        });
+        set.filters.push(filter_from_transformation(
+            t,
+            &CLI_KEYS,
+            &name,
+            &pattern,
+            log_group.as_deref(),
+            source,
+        ));
     }
 }
 

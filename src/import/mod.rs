@@ -719,6 +719,54 @@ pub fn sns_topic_from_arn(arn: &str) -> Option<String> {
 }
 
 /// A JSON number or numeric string as `f64`.
+/// Where one input format keeps the parts of a metric transformation.
+pub(crate) struct TransformKeys {
+    pub name: &'static str,
+    pub namespace: &'static str,
+    pub value: &'static str,
+    pub default: &'static str,
+}
+
+/// The metric filter described by one metric transformation `t` (a JSON
+/// object), in a format whose key names are `keys`. Absent values take
+/// CloudWatch's defaults (metric value `1`, no default value, no unit).
+pub(crate) fn filter_from_transformation(
+    t: &serde_json::Value,
+    keys: &TransformKeys,
+    name: &str,
+    pattern: &str,
+    log_group: Option<&str>,
+    source: &str,
+) -> ImportedFilter {
+    let dimensions = t
+        .get("dimensions")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), text(v)?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    ImportedFilter {
+        name: name.to_string(),
+        pattern: pattern.to_string(),
+        log_group: log_group.map(str::to_string),
+        metric_name: t.get(keys.name).and_then(text).unwrap_or_default(),
+        namespace: t.get(keys.namespace).and_then(text).unwrap_or_default(),
+        value: t
+            .get(keys.value)
+            .and_then(text)
+            .unwrap_or_else(|| "1".to_string()),
+        default: t.get(keys.default).and_then(number),
+        dimensions,
+        unit: t
+            .get("unit")
+            .and_then(text)
+            .filter(|u| !u.is_empty() && u != "None"),
+        source: source.to_string(),
+    }
+}
+
 pub(crate) fn number(value: &serde_json::Value) -> Option<f64> {
     match value {
         serde_json::Value::Number(n) => n.as_f64(),

@@ -14,7 +14,17 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{cli_json, number, text, ImportSet, ImportedFilter, Note, NoteLevel};
+use super::{
+    cli_json, filter_from_transformation, text, ImportSet, Note, NoteLevel, TransformKeys,
+};
+
+/// Metric transformation keys of `aws_cloudwatch_log_metric_filter`.
+const TERRAFORM_KEYS: TransformKeys = TransformKeys {
+    name: "name",
+    namespace: "namespace",
+    value: "value",
+    default: "default_value",
+};
 use crate::error::{Error, Result};
 
 /// One resource instance: address, type, values.
@@ -245,33 +255,14 @@ fn read_filter(r: &Resource, source: &str, set: &mut ImportSet) {
         return;
     }
     for t in transformations {
-        let dimensions = t
-            .get("dimensions")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, val)| Some((k.clone(), text(val)?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        set.filters.push(ImportedFilter {
-            name: name.clone(),
-            pattern: pattern.clone(),
-            log_group: log_group.clone(),
-            metric_name: t.get("name").and_then(text).unwrap_or_default(),
-            namespace: t.get("namespace").and_then(text).unwrap_or_default(),
-            value: t
-                .get("value")
-                .and_then(text)
-                .unwrap_or_else(|| "1".to_string()),
-            default: t.get("default_value").and_then(number),
-            dimensions,
-            unit: t
-                .get("unit")
-                .and_then(text)
-                .filter(|u| !u.is_empty() && u != "None"),
-            source: source.to_string(),
-        });
+        set.filters.push(filter_from_transformation(
+            &Value::Object(t),
+            &TERRAFORM_KEYS,
+            &name,
+            &pattern,
+            log_group.as_deref(),
+            source,
+        ));
     }
 }
 
