@@ -32,6 +32,7 @@
 pub mod checkpoint;
 pub mod coordinator;
 pub mod lease;
+pub mod pacing;
 pub mod shards;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -2,8 +2,8 @@
 //!
 //! A reader owns one shard for one lease session (a *generation*). It
 //! polls GetRecords within the per-shard limits (at most 5 calls/s, at
-//! most 10,000 records a call; an empty or caught-up shard is polled every
-//! `poll_interval`), backs off exponentially on
+//! most 10,000 records a call, 2 MB/s paced by [`ReadPacer`]; an empty or
+//! caught-up shard is polled every `poll_interval`), backs off exponentially on
 //! `ProvisionedThroughputExceededException`, re-acquires its iterator on
 //! `ExpiredIteratorException`, and hands each Kinesis record's data bytes
 //! with its sequence number to the source through a bounded channel (a
@@ -23,11 +23,10 @@ use aws_sdk_kinesis::Client;
 use tokio::sync::mpsc;
 
 use super::checkpoint::TRIM_HORIZON;
+use super::pacing::{ReadPacer, MIN_CALL_SPACING};
 use super::LagSnapshot;
 use crate::error::{Error, Result};
 
-/// AWS allows 5 GetRecords calls per second per shard.
-const MIN_CALL_SPACING: Duration = Duration::from_millis(200);
 /// Cap of the throttling backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -171,6 +170,7 @@ impl Reader {
             Some(self.start.clone())
         };
         let mut backoff = MIN_CALL_SPACING;
+        let mut pacer = ReadPacer::default();
         let mut iterator: Option<String> = None;
         loop {
             if !self.clock.is_valid() {
@@ -240,6 +240,7 @@ impl Reader {
                 .map(|r| (r.data().as_ref().to_vec(), r.sequence_number().to_string()))
                 .collect();
             let got_records = !records.is_empty();
+            let bytes: u64 = records.iter().map(|(data, _)| data.len() as u64).sum();
             if let Some((_, sequence)) = records.last() {
                 last_sequence = Some(sequence.clone());
             }
@@ -272,15 +273,8 @@ impl Reader {
                 }
             }
             let caught_up = !got_records || behind == Some(0);
-            let spacing = if caught_up {
-                self.poll_interval.max(MIN_CALL_SPACING)
-            } else {
-                MIN_CALL_SPACING
-            };
-            let elapsed = called_at.elapsed();
-            if elapsed < spacing {
-                tokio::time::sleep(spacing - elapsed).await;
-            }
+            let due = pacer.next_call(called_at, bytes, caught_up, self.poll_interval);
+            tokio::time::sleep_until(due.into()).await;
         }
     }
 }
