@@ -9,7 +9,9 @@
 //!   core, no channels crossed between threads; the figure the per-core
 //!   targets of issues 2 and 7 are about;
 //! - `engine N`: the real [`Engine`] with `MemorySource` and `MemorySink`,
-//!   N decode workers and N shards (plus the source and sink threads);
+//!   N decode workers and N shards (plus the source and sink threads),
+//!   the input dealt over N partitions (a partition is decoded by one
+//!   worker, so this is how a Kafka topic with N partitions runs);
 //! - `baseline`: the naive engine, one thread;
 //!
 //! with events/s, MB/s, peak RSS of the run (VmHWM, reset before each run
@@ -506,7 +508,9 @@ fn run_engine(
     let metrics = engine.metrics();
     let sink = MemorySink::default();
     let stored = Arc::clone(&sink.alerts);
-    let source = MemorySource::new("bench", set.records.clone(), batch);
+    // One input partition per decode worker, as a Kafka topic with that
+    // many partitions would give (a partition is decoded on one worker).
+    let source = MemorySource::new("bench", set.records.clone(), batch).with_partitions(shards);
     let done = Arc::new(AtomicBool::new(false));
     reset_peak_rss();
     let sampler = {
