@@ -1,7 +1,8 @@
 //! `trailwatch import`: turns existing CloudWatch Logs metric filters and
 //! CloudWatch alarms into trailwatch rule files.
 //!
-//! Each front end ([`cloudformation`], [`cli_json`], [`terraform`]) reads
+//! Each front end ([`cloudformation`], [`cli_json`], [`terraform`] for
+//! Terraform JSON, [`hcl`] for Terraform `.tf` files) reads
 //! its format into the common model here: [`ImportedFilter`]s and
 //! [`ImportedAlarm`]s plus the notes it could not resolve. [`convert`] then
 //! joins filters and alarms through the metric namespace and name, and
@@ -14,7 +15,7 @@
 //! |---|---|
 //! | FilterPattern | `filter` (verbatim) |
 //! | MetricValue / DefaultValue | `metric: {value, default}` |
-//! | Dimensions | `group_by` (`$.a.b` → `a.b`, `$name` → `name`) |
+//! | Dimensions | `group_by` (`$.a.b` → `a.b`, `$name` → `name`); a value the alarm pins → `where: {field, equals}` |
 //! | Statistic | `aggregate` |
 //! | Period | `window`, plus `slide: 1m` when 60 s divides it |
 //! | EvaluationPeriods / DatapointsToAlarm / TreatMissingData | `evaluation` |
@@ -24,6 +25,7 @@
 
 pub mod cli_json;
 pub mod cloudformation;
+pub mod hcl;
 pub mod terraform;
 
 mod render;
@@ -184,6 +186,9 @@ pub struct GeneratedRule {
 pub struct RuleSettings {
     pub kind: KindSpec,
     pub group_by: Vec<String>,
+    /// `where:` equalities from the alarm's pinned dimension values
+    /// (field, value).
+    pub pinned: Vec<(String, String)>,
     pub aggregate: &'static str,
     pub window_s: u64,
     pub slide_s: Option<u64>,
@@ -478,14 +483,79 @@ fn build_rule(
         );
     }
 
+    // Dimensions. A metric filter with dimensions publishes one series per
+    // combination of dimension values, and a CloudWatch alarm watches
+    // exactly one series: the one whose dimensions are all the alarm's
+    // `Dimensions`. So a pinned dimension becomes a `where:` equality (only
+    // that series counts) and an unpinned one a `group_by` key (every
+    // series evaluated on its own, as one alarm per value would).
+    let alarm_dims: &[(String, String)] = alarm.map_or(&[], |a| a.dimensions.as_slice());
     let mut group_by = Vec::new();
+    let mut pinned = Vec::new();
+    let mut unpinned = Vec::new();
     for (name, value) in &filter.dimensions {
-        match dimension_field(value) {
-            Some(field) => group_by.push(field),
-            None => note(
+        let Some(field) = dimension_field(value) else {
+            note(
                 NoteLevel::Skipped,
                 format!("dimension {name} = {value:?} is not a field reference; not used as a group key"),
-            ),
+            );
+            continue;
+        };
+        match alarm_dims.iter().find(|(k, _)| k == name) {
+            Some((_, pin)) => {
+                if value.trim().starts_with("$.") || kind == KindSpec::Vpcflow {
+                    pinned.push((field, pin.clone()));
+                } else {
+                    note(
+                        NoteLevel::Skipped,
+                        format!(
+                            "the alarm pins dimension {name} = {pin:?}, a field of the space-delimited pattern;                              `where:` reads named fields only for vpcflow rules, so the series cannot be selected"
+                        ),
+                    );
+                    return None;
+                }
+            }
+            None => {
+                unpinned.push(name.clone());
+                group_by.push(field);
+            }
+        }
+    }
+    if let Some(alarm) = alarm {
+        let foreign: Vec<String> = alarm
+            .dimensions
+            .iter()
+            .filter(|(k, _)| !filter.dimensions.iter().any(|(n, _)| n == k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !foreign.is_empty() {
+            note(
+                NoteLevel::Skipped,
+                format!(
+                    "the alarm selects the series {}, a dimension the metric filter does not publish:                      in CloudWatch the alarm never receives data",
+                    foreign.join(", ")
+                ),
+            );
+            return None;
+        }
+        if !unpinned.is_empty() {
+            note(
+                NoteLevel::Warning,
+                format!(
+                    "the alarm names no value for dimension(s) {}, so in CloudWatch it watches a series this                      metric filter never publishes (it stays INSUFFICIENT_DATA); the rule groups by them                      instead, one evaluation per value, as one alarm per value would",
+                    unpinned.join(", ")
+                ),
+            );
+        }
+        if !pinned.is_empty() {
+            let list: Vec<String> = pinned.iter().map(|(f, v)| format!("{f} = {v:?}")).collect();
+            note(
+                NoteLevel::Info,
+                format!(
+                    "the alarm's pinned dimension value(s) become `where:` equalities: {}",
+                    list.join(", ")
+                ),
+            );
         }
     }
     if let Some(unit) = &filter.unit {
@@ -581,20 +651,6 @@ fn build_rule(
                             .to_string(),
                     );
                 }
-                if !alarm.dimensions.is_empty() {
-                    let dims: Vec<String> = alarm
-                        .dimensions
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    note(
-                        NoteLevel::Warning,
-                        format!(
-                            "the alarm watches only the series {}; the rule evaluates every value of group_by separately",
-                            dims.join(", ")
-                        ),
-                    );
-                }
                 if !alarm.other_actions.is_empty() {
                     note(
                         NoteLevel::Skipped,
@@ -655,6 +711,7 @@ fn build_rule(
     let settings = RuleSettings {
         kind,
         group_by,
+        pinned,
         aggregate,
         window_s,
         slide_s,
