@@ -509,7 +509,8 @@ fn build_rule(
                     note(
                         NoteLevel::Skipped,
                         format!(
-                            "the alarm pins dimension {name} = {pin:?}, a field of the space-delimited pattern;                              `where:` reads named fields only for vpcflow rules, so the series cannot be selected"
+                            "the alarm pins dimension {name} = {pin:?}, a field of the space-delimited pattern; \
+                     `where:` reads named fields only for vpcflow rules, so the series cannot be selected"
                         ),
                     );
                     return None;
@@ -532,7 +533,8 @@ fn build_rule(
             note(
                 NoteLevel::Skipped,
                 format!(
-                    "the alarm selects the series {}, a dimension the metric filter does not publish:                      in CloudWatch the alarm never receives data",
+                    "the alarm selects the series {}, a dimension the metric filter does not publish: \
+                     in CloudWatch the alarm never receives data",
                     foreign.join(", ")
                 ),
             );
@@ -542,7 +544,9 @@ fn build_rule(
             note(
                 NoteLevel::Warning,
                 format!(
-                    "the alarm names no value for dimension(s) {}, so in CloudWatch it watches a series this                      metric filter never publishes (it stays INSUFFICIENT_DATA); the rule groups by them                      instead, one evaluation per value, as one alarm per value would",
+                    "the alarm names no value for dimension(s) {}, so in CloudWatch it watches a series this \
+                     metric filter never publishes (it stays INSUFFICIENT_DATA); the rule groups by them \
+                     instead, one evaluation per value, as one alarm per value would",
                     unpinned.join(", ")
                 ),
             );
