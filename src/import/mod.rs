@@ -353,18 +353,7 @@ pub fn guess_kind(pattern: &str, log_group: Option<&str>) -> (KindSpec, &'static
                     .to_ascii_lowercase()
             })
             .collect();
-        const FLOW: [&str; 9] = [
-            "srcaddr",
-            "dstaddr",
-            "srcport",
-            "dstport",
-            "protocol",
-            "packets",
-            "bytes",
-            "action",
-            "interface-id",
-        ];
-        if names.iter().filter(|n| FLOW.contains(&n.as_str())).count() >= 2 {
+        if flow_score(&names) >= FLOW_SCORE_THRESHOLD {
             return (
                 KindSpec::Vpcflow,
                 "space-delimited pattern with flow-log fields",
@@ -386,6 +375,35 @@ pub fn guess_kind(pattern: &str, log_group: Option<&str>) -> (KindSpec, &'static
         return (KindSpec::Vpcflow, "term pattern on a flow-log group");
     }
     (KindSpec::Hostlog, "term pattern")
+}
+
+/// Flow-log field names that are also everyday words in other logs
+/// (`[job, start, end, status]`, `[ip, ..., bytes]`): they count half.
+const GENERIC_FLOW_NAMES: &[&str] = &[
+    "version", "start", "end", "type", "region", "action", "bytes", "packets", "protocol",
+];
+
+/// Score from which a space-delimited pattern is taken for a flow-log
+/// pattern: two flow-specific names (`srcaddr`, `dstport`, ...), one
+/// specific and one generic, or three generic ones.
+const FLOW_SCORE_THRESHOLD: u32 = 3;
+
+/// How much a pattern's field names (`_` read as `-`, lower case) look like
+/// VPC Flow Log fields: 2 per name in the full v2–v8 list
+/// ([`crate::decode::flow::KNOWN_FIELDS`]) that only flow logs use, 1 per
+/// generic one.
+fn flow_score(names: &[String]) -> u32 {
+    names
+        .iter()
+        .filter(|n| crate::decode::flow::KNOWN_FIELDS.contains(&n.as_str()))
+        .map(|n| {
+            if GENERIC_FLOW_NAMES.contains(&n.as_str()) {
+                1
+            } else {
+                2
+            }
+        })
+        .sum()
 }
 
 /// The CloudWatch statistic as a rule `aggregate`.
@@ -887,6 +905,49 @@ mod tests {
             guess_kind("\"Failed password\"", Some("/var/log/secure")).0,
             KindSpec::Hostlog
         );
+    }
+
+    /// The full flow-field list does not misclassify the space-delimited
+    /// patterns of the test corpus: the AWS documentation examples (see
+    /// `tests/filter_conformance.rs`), the import fixtures and the rule
+    /// tests, plus host-log shapes that share generic names with flow logs.
+    #[test]
+    fn flow_guess_on_the_corpus() {
+        let flow = [
+            // AWS VPC Flow Logs documentation / CIS style.
+            "[version, account, eni, source, destination, srcport, destport=\"22\", protocol=\"6\", packets, bytes, windowstart, windowend, action=\"REJECT\", flowlogstatus]",
+            "[version, account_id, interface_id, srcaddr, dstaddr, srcport, dstport=\"22\", protocol=\"6\", packets, bytes, start, end, action=\"REJECT\", log_status]",
+            // tests/hostile.rs: abbreviated names, only generic ones known.
+            "[version, account, eni, src, dst, sport, dport=\"22\", proto, pkts, bytes, start, end, action=\"REJECT\", status]",
+            // v5 custom formats.
+            "[..., pkt_srcaddr, pkt_dstaddr, flow_direction = egress]",
+            "[..., vpc_id, subnet_id, ...]",
+            "[..., dstport = 22, action = REJECT, ...]",
+        ];
+        let host = [
+            // AWS filter-pattern pages.
+            "[ip, user, username, timestamp, request, status_code, bytes]",
+            "[ip, server, username, timestamp, request, status_code, bytes > 1000]",
+            "[..., request =*.html*, status_code = 4*, bytes]",
+            "[w1=ERROR, w2]",
+            "[w1=ERROR || w1=WARNING, w2]",
+            "[logLevel, date, time, method, url=%/service/resource/[0-9]+$%, response_time]",
+            "[ip, id, user, timestamp, request, status_code = 404, size]",
+            // Host logs that share generic words with flow logs.
+            "[job, start, end, status]",
+            "[date, time, type, region, message]",
+            "[..., protocol, bytes]",
+        ];
+        for pattern in flow {
+            assert_eq!(guess_kind(pattern, None).0, KindSpec::Vpcflow, "{pattern}");
+        }
+        for pattern in host {
+            assert_eq!(guess_kind(pattern, None).0, KindSpec::Hostlog, "{pattern}");
+        }
+        // A plain count of the full list (>= 2 names) would take
+        // `[job, start, end, status]` for a flow log: the weights matter.
+        let names: Vec<String> = ["job", "start", "end", "status"].map(String::from).to_vec();
+        assert_eq!(flow_score(&names), 2);
     }
 
     #[test]
