@@ -1102,6 +1102,12 @@ fn terraform_hcl_resolves_variables_locals_and_references() {
         NoteLevel::Skipped,
         "`count` is 0",
     );
+    // Attributes the importer does not read are not evaluated.
+    assert!(
+        report.notes.iter().all(|n| !n.message.contains("`tags`")),
+        "{:#?}",
+        report.notes
+    );
     // Every generated rule loads.
     for rule in &report.rules {
         spec(&report, &rule.id);

@@ -68,6 +68,18 @@ const ALARM_REQUIRED: &[&str] = &[
     "metric_query",
     "actions_enabled",
 ];
+/// The attributes the importer reads; others (`tags`, `lifecycle`, ...)
+/// are not evaluated, so an unresolvable `tags = merge(...)` is no concern.
+const FILTER_USED: &[&str] = &["name", "pattern", "log_group_name", "metric_transformation"];
+const ALARM_USED: &[&str] = &[
+    "alarm_name",
+    "alarm_description",
+    "alarm_actions",
+    "ok_actions",
+    "insufficient_data_actions",
+    "threshold_metric_id",
+];
+
 /// List attributes evaluated element by element, so one unknown action
 /// does not lose the others.
 const ACTION_LISTS: &[&str] = &["alarm_actions", "ok_actions", "insufficient_data_actions"];
@@ -439,11 +451,15 @@ impl Module<'_> {
         &self,
         file: usize,
         body: &Body,
+        used: &dyn Fn(&str) -> bool,
     ) -> (Map<String, Value>, Vec<(String, Unresolved)>) {
         let mut values = Map::new();
         let mut problems = Vec::new();
         for attr in body.attributes() {
             let key = attr.key.as_str();
+            if !used(key) {
+                continue;
+            }
             if ACTION_LISTS.contains(&key) {
                 if let Expression::Array(items) = &attr.value {
                     let mut actions = Vec::new();
@@ -466,6 +482,9 @@ impl Module<'_> {
         }
         for block in body.blocks() {
             let key = block.ident.as_str().to_string();
+            if !used(&key) {
+                continue;
+            }
             match self.body_value(file, &block.body) {
                 Ok(v) => {
                     if let Value::Array(items) = values
@@ -605,7 +624,7 @@ pub fn import(
         module.var_values.insert(name.clone(), value.clone());
     }
 
-    // Resources, in file order, grouped per file for the JSON reader.
+    // Resources, by address, grouped per file for the JSON reader.
     let mut per_file: Vec<Vec<Value>> = vec![Vec::new(); files.len()];
     for (address, &(file, index)) in &module.resources {
         let Some(block) = module.block(file, index) else {
@@ -624,12 +643,14 @@ pub fn import(
             ));
             continue;
         }
-        let (values, problems) = module.resource_values(file, &block.body);
-        let required = if kind == FILTER {
-            FILTER_REQUIRED
+        let (required, used) = if kind == FILTER {
+            (FILTER_REQUIRED, FILTER_USED)
         } else {
-            ALARM_REQUIRED
+            (ALARM_REQUIRED, ALARM_USED)
         };
+        let (values, problems) = module.resource_values(file, &block.body, &|key: &str| {
+            required.contains(&key) || used.contains(&key)
+        });
         if let Some((attr, u)) = problems
             .iter()
             .find(|(a, _)| required.contains(&a.as_str()))

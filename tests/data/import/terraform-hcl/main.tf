@@ -76,6 +76,9 @@ resource "aws_cloudwatch_metric_alarm" "root_usage" {
   comparison_operator = "GreaterThanOrEqualToThreshold"
   threshold           = 1
   alarm_actions       = [aws_sns_topic.alarms.arn]
+
+  # Not read by the importer, so never evaluated.
+  tags = merge(var.common_tags, { control = "CIS 4.3" })
 }
 
 # Failures per source address: the dimension carries the address, and the
