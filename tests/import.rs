@@ -1324,3 +1324,71 @@ fn pinned_series_alerts_only_for_its_value_and_unpinned_per_value() {
     let pinned = run_rule(&spec(report, "pinned-ip"), records(&fewer)).unwrap();
     assert!(creates(&pinned).is_empty(), "{pinned:#?}");
 }
+
+fn delimited_pair(pattern: &str, dimension: (&str, &str), pin: (&str, &str)) -> Report {
+    let filter = import::ImportedFilter {
+        name: "F".into(),
+        pattern: pattern.into(),
+        metric_name: "M".into(),
+        namespace: "N".into(),
+        value: "1".into(),
+        dimensions: vec![(dimension.0.into(), dimension.1.into())],
+        source: "test".into(),
+        ..Default::default()
+    };
+    let alarm = import::ImportedAlarm {
+        name: "A".into(),
+        metric_name: "M".into(),
+        namespace: "N".into(),
+        statistic: Some("Sum".into()),
+        period_s: Some(300),
+        comparison: "GreaterThanOrEqualToThreshold".into(),
+        threshold: Some(1.0),
+        actions_enabled: true,
+        dimensions: vec![(pin.0.into(), pin.1.into())],
+        source: "test".into(),
+        ..Default::default()
+    };
+    let set = import::ImportSet {
+        filters: vec![filter],
+        alarms: vec![alarm],
+        notes: Vec::new(),
+    };
+    import::convert(set, &ImportOptions::default(), "test")
+}
+
+#[test]
+fn pinned_flow_field_becomes_where_on_a_vpcflow_rule() {
+    let report = delimited_pair(
+        "[version, account_id, interface_id, srcaddr, dstaddr, srcport, dstport, protocol, packets, bytes, start, end, action = REJECT, log_status]",
+        ("Port", "$dstport"),
+        ("Port", "22"),
+    );
+    let rule = spec(&report, "a");
+    assert_eq!(rule.kind, KindSpec::Vpcflow);
+    assert_eq!(rule.predicates.len(), 1, "{}", report.rules[0].yaml);
+    assert_eq!(rule.predicates[0].field, "dstport");
+    assert!(rule.group_by.is_empty());
+    // Through the engine: only the port-22 reject counts.
+    let line = |port: u16| {
+        format!("2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 {port} 6 20 4249 1709294410 1709294470 REJECT OK")
+            .into_bytes()
+    };
+    let alerts = run_rule(&rule, vec![line(80), line(443)]).unwrap();
+    assert!(creates(&alerts).is_empty(), "{alerts:#?}");
+    let alerts = run_rule(&rule, vec![line(80), line(22)]).unwrap();
+    assert_eq!(creates(&alerts).len(), 1, "{alerts:#?}");
+    assert_eq!(creates(&alerts)[0].value, 1.0);
+}
+
+#[test]
+fn pinned_field_of_a_host_log_pattern_is_skipped_with_the_reason() {
+    let report = delimited_pair(
+        "[ip, user, username, timestamp, request, status_code, bytes]",
+        ("Status", "$status_code"),
+        ("Status", "404"),
+    );
+    assert!(report.rules.is_empty());
+    let why = note_with(&report, "A", NoteLevel::Skipped, "Status");
+    assert!(why.contains("only for vpcflow rules"), "{why}");
+}
