@@ -400,6 +400,20 @@ fn unstructured_terms_and_phrases() {
             "WARN message",
             false,
         ),
+        // Our edge cases: an excluded phrase, a term glued to punctuation.
+        text(
+            "exclusion_phrase",
+            "ERROR -\"MISSING ARGUMENTS\"",
+            E419,
+            false,
+        ),
+        text(
+            "exclusion_phrase_keeps",
+            "ERROR -\"MISSING ARGUMENTS\"",
+            E420,
+            true,
+        ),
+        text("term_next_to_punctuation", "400]", E400, true),
     ]);
 }
 
