@@ -1102,6 +1102,11 @@ fn terraform_hcl_resolves_variables_locals_and_references() {
         NoteLevel::Skipped,
         "`count` is 0",
     );
+    let module = note_with(&report, "module.org_trail", NoteLevel::Info, "not followed");
+    assert!(
+        module.starts_with(&position(&main, "module \"org_trail\"")),
+        "{module}"
+    );
     // Attributes the importer does not read are not evaluated.
     assert!(
         report.notes.iter().all(|n| !n.message.contains("`tags`")),

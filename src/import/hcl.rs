@@ -20,6 +20,9 @@
 //!   `arn` / `id`, built from its `name`;
 //! - `cond ? a : b` when `cond` is known; `count` of 0 or 1.
 //!
+//! Child `module` blocks are not followed (an info note says so): import
+//! each module directory on its own.
+//!
 //! Anything else (functions, data sources, module outputs, `for_each`,
 //! `count` above 1, splats, arithmetic) cannot be known without Terraform.
 //! A resource whose filter pattern, metric or alarm settings need such an
@@ -583,6 +586,17 @@ pub fn import(
                             .locals
                             .insert(attr.key.as_str().to_string(), (file, attr.value.clone()));
                     }
+                }
+                ("module", [name]) => {
+                    let at = line_col(&files[file].text, block.span().map_or(0, |s| s.start));
+                    set.notes.push(Note::new(
+                        NoteLevel::Info,
+                        format!("module.{name}"),
+                        format!(
+                            "{}:{}:{}: child modules are not followed; import the module's directory on its own",
+                            files[file].name, at.0, at.1
+                        ),
+                    ));
                 }
                 ("resource", [kind, name]) => {
                     module

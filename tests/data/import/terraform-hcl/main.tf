@@ -153,3 +153,8 @@ resource "aws_cloudwatch_log_metric_filter" "ec2_changes" {
     value     = "1"
   }
 }
+
+# A child module: not followed (import its directory on its own).
+module "org_trail" {
+  source = "./modules/org-trail"
+}
