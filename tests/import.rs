@@ -957,3 +957,443 @@ fn sliding_catches_a_burst_straddling_a_boundary_once() {
     let alerts = run_rule(&sliding, records(&events)).unwrap();
     assert_eq!(creates(&alerts).len(), 1, "{alerts:#?}");
 }
+
+// ---------------------------------------------------------------------
+// Terraform HCL
+// ---------------------------------------------------------------------
+
+fn hcl_module(vars: &[(&str, &str)]) -> (Report, String) {
+    let dir = fixture("terraform-hcl");
+    let source = |name: &str| import::hcl::SourceFile {
+        name: name.to_string(),
+        text: std::fs::read_to_string(dir.join(name)).unwrap(),
+    };
+    let files = [source("main.tf"), source("variables.tf")];
+    let tfvars = [source("terraform.tfvars")];
+    let vars: BTreeMap<String, serde_json::Value> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), import::hcl::var_value(v)))
+        .collect();
+    let set = import::hcl::import(&files, &tfvars, &vars).unwrap();
+    let options = ImportOptions {
+        format: "terraform".into(),
+        ..ImportOptions::default()
+    };
+    (
+        import::convert(set, &options, "terraform-hcl"),
+        files[0].text.clone(),
+    )
+}
+
+/// `main.tf:LINE:COLUMN` of the first occurrence of `needle` in `text`.
+fn position(text: &str, needle: &str) -> String {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} not in main.tf"));
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap().chars().count() + 1;
+    format!("main.tf:{line}:{column}")
+}
+
+fn note_with<'a>(report: &'a Report, subject: &str, level: NoteLevel, text: &str) -> &'a str {
+    report
+        .notes
+        .iter()
+        .find(|n| n.subject == subject && n.level == level && n.message.contains(text))
+        .map(|n| n.message.as_str())
+        .unwrap_or_else(|| {
+            panic!(
+                "no {level:?} note on {subject} with {text:?}: {:#?}",
+                report.notes
+            )
+        })
+}
+
+#[test]
+fn terraform_hcl_resolves_variables_locals_and_references() {
+    let (report, main) = hcl_module(&[]);
+    let ids: BTreeSet<&str> = report.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([
+            "bastion-signin-failures",
+            "cis-4.3-root-usage",
+            "cis-4.6-console-sign-in-failures"
+        ]),
+        "{:#?}",
+        report.notes
+    );
+
+    // The alarm's metric comes from the filter through references; the
+    // threshold from terraform.tfvars; the topic from aws_sns_topic's name
+    // (a variable default).
+    let failures = spec(&report, "cis-4.6-console-sign-in-failures");
+    assert_eq!(
+        failures.filter,
+        r#"{ ($.eventName = ConsoleLogin) && ($.errorMessage = "Failed authentication") }"#
+    );
+    assert_eq!(failures.title, "cis-4.6-console-sign-in-failures");
+    assert_eq!(threshold(&failures), ">= 3");
+    assert_eq!(failures.window.as_millis_i64(), 300_000);
+    assert_eq!(
+        failures.evaluation.treat_missing,
+        TreatMissing::NotBreaching
+    );
+    assert_eq!(
+        failures.labels.get("sns_topic").map(String::as_str),
+        Some("cis-alarms")
+    );
+    assert_eq!(
+        failures.labels.get("cloudwatch_metric").map(String::as_str),
+        Some("CISBenchmark/ConsoleSigninFailureCount")
+    );
+    // What could not be resolved is dropped with its position.
+    let subject = "aws_cloudwatch_metric_alarm.console_signin_failures";
+    let description = note_with(&report, subject, NoteLevel::Warning, "alarm_description");
+    assert!(
+        description.contains(&position(&main, "var.environment"))
+            && description
+                .contains("variable `environment` has no default: pass --var environment=VALUE"),
+        "{description}"
+    );
+    assert!(failures.description.is_empty());
+    let pager = note_with(&report, subject, NoteLevel::Warning, "alarm_actions");
+    assert!(
+        pager.contains(&position(&main, "data.aws_sns_topic.pager.arn")),
+        "{pager}"
+    );
+
+    // Heredoc pattern, default value, M of N.
+    let root = spec(&report, "cis-4.3-root-usage");
+    assert_eq!(root.filter, PATTERNS[0].1);
+    assert_eq!(root.metric.as_ref().unwrap().default, Some(0.0));
+    assert_eq!(root.evaluation.periods, 3);
+    assert_eq!(root.evaluation.datapoints, Some(2));
+
+    // Skipped, each with file:line:column and the reason.
+    let from_file = note_with(
+        &report,
+        "aws_cloudwatch_log_metric_filter.from_file",
+        NoteLevel::Skipped,
+        "`pattern` cannot be resolved statically",
+    );
+    assert!(
+        from_file.contains(&position(&main, "file(\"${path.module}/pattern.txt\")"))
+            && from_file.contains("function call `file(...)`"),
+        "{from_file}"
+    );
+    let for_each = note_with(
+        &report,
+        "aws_cloudwatch_log_metric_filter.controls",
+        NoteLevel::Skipped,
+        "for_each",
+    );
+    assert!(
+        for_each.starts_with(&position(
+            &main,
+            "resource \"aws_cloudwatch_log_metric_filter\" \"controls\""
+        )),
+        "{for_each}"
+    );
+    note_with(
+        &report,
+        "aws_cloudwatch_log_metric_filter.ec2_changes",
+        NoteLevel::Skipped,
+        "`count` is 0",
+    );
+    let module = note_with(&report, "module.org_trail", NoteLevel::Info, "not followed");
+    assert!(
+        module.starts_with(&position(&main, "module \"org_trail\"")),
+        "{module}"
+    );
+    // Attributes the importer does not read are not evaluated.
+    assert!(
+        report.notes.iter().all(|n| !n.message.contains("`tags`")),
+        "{:#?}",
+        report.notes
+    );
+    // Every generated rule loads.
+    for rule in &report.rules {
+        spec(&report, &rule.id);
+    }
+}
+
+#[test]
+fn terraform_hcl_var_overrides_win_over_tfvars() {
+    let (report, _) = hcl_module(&[("console_failure_threshold", "5"), ("environment", "prod")]);
+    let failures = spec(&report, "cis-4.6-console-sign-in-failures");
+    assert_eq!(threshold(&failures), ">= 5");
+    assert_eq!(failures.description, "Failed console sign-ins in prod");
+    assert!(report
+        .notes_for("aws_cloudwatch_metric_alarm.console_signin_failures")
+        .iter()
+        .all(|n| !n.message.contains("alarm_description")));
+}
+
+#[test]
+fn terraform_hcl_unresolved_alarm_metric_skips_the_alarm_with_position() {
+    let text = r#"
+variable "ns" {}
+resource "aws_cloudwatch_metric_alarm" "a" {
+  alarm_name          = "a"
+  metric_name         = "M"
+  namespace           = var.ns
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+}
+"#;
+    let files = [import::hcl::SourceFile {
+        name: "alarms.tf".into(),
+        text: text.into(),
+    }];
+    let set = import::hcl::import(&files, &[], &BTreeMap::new()).unwrap();
+    assert!(set.alarms.is_empty());
+    assert_eq!(set.notes.len(), 1, "{:#?}", set.notes);
+    assert_eq!(set.notes[0].level, NoteLevel::Skipped);
+    assert_eq!(
+        set.notes[0].message,
+        "`namespace` cannot be resolved statically: alarms.tf:6:25: variable `ns` has no default: pass --var ns=VALUE"
+    );
+}
+
+#[test]
+fn terraform_hcl_syntax_error_names_file_and_line() {
+    let files = [import::hcl::SourceFile {
+        name: "broken.tf".into(),
+        text: "resource \"aws_cloudwatch_metric_alarm\" \"a\" {\n  alarm_name = \"a\"\n  threshold = \n}\n".into(),
+    }];
+    let e = import::hcl::import(&files, &[], &BTreeMap::new()).unwrap_err();
+    assert_eq!(e.class(), trailwatch::error::ErrorClass::User);
+    let text = e.to_string();
+    // Line 3, right after `threshold = `.
+    assert!(text.contains("broken.tf:3:15: invalid HCL"), "{text}");
+}
+
+#[test]
+fn cli_imports_a_terraform_module_directory() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rules");
+    let cli = trailwatch::cli::Cli::parse_from([
+        "trailwatch",
+        "import",
+        "terraform",
+        fixture("terraform-hcl").to_str().unwrap(),
+        "--var",
+        "environment=staging",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(trailwatch::cli::main_with(cli), 0);
+    let loaded = trailwatch::rules::load_dir(&out).unwrap();
+    assert_eq!(loaded.len(), 3);
+    let failures = loaded
+        .iter()
+        .find(|r| r.spec.id == "cis-4.6-console-sign-in-failures")
+        .unwrap();
+    assert_eq!(
+        failures.spec.description,
+        "Failed console sign-ins in staging"
+    );
+    let report_md = std::fs::read_to_string(out.join("IMPORT_REPORT.md")).unwrap();
+    assert!(report_md.contains("main.tf:"), "{report_md}");
+}
+
+// ---------------------------------------------------------------------
+// Alarm dimensions: pinned values → where:, unpinned → group_by
+// ---------------------------------------------------------------------
+
+fn dimension_reports() -> Vec<(&'static str, Report)> {
+    let read_dim = |name: &str| read(&format!("dimensions/{name}"));
+    let doc = import::cloudformation::parse_template(&read_dim("cloudformation.yaml")).unwrap();
+    let cfn =
+        import::cloudformation::import(&doc, &BTreeMap::new(), "cloudformation.yaml").unwrap();
+    let filters: serde_json::Value =
+        serde_json::from_str(&read_dim("describe-metric-filters.json")).unwrap();
+    let alarms: serde_json::Value =
+        serde_json::from_str(&read_dim("describe-alarms.json")).unwrap();
+    let cli = import::cli_json::import(&filters, &alarms, ("filters.json", "alarms.json")).unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&read_dim("terraform-plan.json")).unwrap();
+    let tf = import::terraform::import(&plan, "terraform-plan.json").unwrap();
+    [
+        ("cloudformation", cfn),
+        ("aws-cli", cli),
+        ("terraform-json", tf),
+    ]
+    .into_iter()
+    .map(|(format, set)| {
+        (
+            format,
+            import::convert(set, &ImportOptions::default(), format),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn pinned_dimension_becomes_where_and_unpinned_becomes_group_by_in_every_format() {
+    for (format, report) in dimension_reports() {
+        let ids: BTreeSet<&str> = report.rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            BTreeSet::from(["pinned-ip", "per-ip"]),
+            "{format}: {:#?}",
+            report.notes
+        );
+
+        let pinned = spec(&report, "pinned-ip");
+        assert!(pinned.group_by.is_empty(), "{format}");
+        assert_eq!(pinned.predicates.len(), 1, "{format}");
+        assert_eq!(pinned.predicates[0].field, "sourceIPAddress", "{format}");
+        assert_eq!(
+            pinned.predicates[0].equals,
+            Some(trailwatch::filter::Scalar::Text("203.0.113.9".into())),
+            "{format}"
+        );
+
+        let per_ip = spec(&report, "per-ip");
+        assert_eq!(per_ip.group_by, vec!["sourceIPAddress"], "{format}");
+        assert!(per_ip.predicates.is_empty(), "{format}");
+        let warning = note_with(&report, "PerIp", NoteLevel::Warning, "sourceIPAddress");
+        assert!(warning.contains("INSUFFICIENT_DATA"), "{format}: {warning}");
+
+        let foreign = note_with(
+            &report,
+            "ForeignDimension",
+            NoteLevel::Skipped,
+            "Region=us-east-1",
+        );
+        assert!(
+            foreign.contains("never receives data"),
+            "{format}: {foreign}"
+        );
+    }
+}
+
+#[test]
+fn terraform_hcl_pinned_dimension_becomes_where() {
+    let (report, _) = hcl_module(&[]);
+    let bastion = spec(&report, "bastion-signin-failures");
+    assert!(bastion.group_by.is_empty());
+    assert_eq!(bastion.predicates.len(), 1);
+    assert_eq!(bastion.predicates[0].field, "sourceIPAddress");
+    assert_eq!(
+        bastion.predicates[0].equals,
+        Some(trailwatch::filter::Scalar::Text("203.0.113.9".into()))
+    );
+}
+
+#[test]
+fn pinned_series_alerts_only_for_its_value_and_unpinned_per_value() {
+    let reports = dimension_reports();
+    let report = &reports[0].1;
+    let mut events = Vec::new();
+    for (i, ip) in ["203.0.113.9", "198.51.100.7"].iter().enumerate() {
+        for j in 0..3 {
+            events.push(ct(
+                &format!("2024-03-01T12:0{}:{}0Z", i, j + 1),
+                &format!("{ip}-{j}"),
+                serde_json::json!({"sourceIPAddress": ip}),
+            ));
+        }
+    }
+    // The pinned alarm's series: only 203.0.113.9's three failures count.
+    let pinned = run_rule(&spec(report, "pinned-ip"), records(&events)).unwrap();
+    let c = creates(&pinned);
+    assert_eq!(c.len(), 1, "{pinned:#?}");
+    assert_eq!(c[0].value, 3.0);
+    assert!(
+        c[0].sample_ids
+            .iter()
+            .all(|id| id.starts_with("203.0.113.9")),
+        "{:?}",
+        c[0].sample_ids
+    );
+    // Without the pin, each address is its own series.
+    let per_ip = run_rule(&spec(report, "per-ip"), records(&events)).unwrap();
+    let keys: BTreeSet<Vec<String>> = creates(&per_ip).iter().map(|a| a.key.clone()).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            vec!["198.51.100.7".to_string()],
+            vec!["203.0.113.9".to_string()]
+        ])
+    );
+    // Two failures of the pinned address are not enough, whatever the others do.
+    let mut fewer = events.clone();
+    fewer.remove(0);
+    let pinned = run_rule(&spec(report, "pinned-ip"), records(&fewer)).unwrap();
+    assert!(creates(&pinned).is_empty(), "{pinned:#?}");
+}
+
+fn delimited_pair(pattern: &str, dimension: (&str, &str), pin: (&str, &str)) -> Report {
+    let filter = import::ImportedFilter {
+        name: "F".into(),
+        pattern: pattern.into(),
+        metric_name: "M".into(),
+        namespace: "N".into(),
+        value: "1".into(),
+        dimensions: vec![(dimension.0.into(), dimension.1.into())],
+        source: "test".into(),
+        ..Default::default()
+    };
+    let alarm = import::ImportedAlarm {
+        name: "A".into(),
+        metric_name: "M".into(),
+        namespace: "N".into(),
+        statistic: Some("Sum".into()),
+        period_s: Some(300),
+        comparison: "GreaterThanOrEqualToThreshold".into(),
+        threshold: Some(1.0),
+        actions_enabled: true,
+        dimensions: vec![(pin.0.into(), pin.1.into())],
+        source: "test".into(),
+        ..Default::default()
+    };
+    let set = import::ImportSet {
+        filters: vec![filter],
+        alarms: vec![alarm],
+        notes: Vec::new(),
+    };
+    import::convert(set, &ImportOptions::default(), "test")
+}
+
+#[test]
+fn pinned_flow_field_becomes_where_on_a_vpcflow_rule() {
+    let report = delimited_pair(
+        "[version, account_id, interface_id, srcaddr, dstaddr, srcport, dstport, protocol, packets, bytes, start, end, action = REJECT, log_status]",
+        ("Port", "$dstport"),
+        ("Port", "22"),
+    );
+    let rule = spec(&report, "a");
+    assert_eq!(rule.kind, KindSpec::Vpcflow);
+    assert_eq!(rule.predicates.len(), 1, "{}", report.rules[0].yaml);
+    assert_eq!(rule.predicates[0].field, "dstport");
+    assert!(rule.group_by.is_empty());
+    // Through the engine: only the port-22 reject counts.
+    let line = |port: u16| {
+        format!("2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 {port} 6 20 4249 1709294410 1709294470 REJECT OK")
+            .into_bytes()
+    };
+    let alerts = run_rule(&rule, vec![line(80), line(443)]).unwrap();
+    assert!(creates(&alerts).is_empty(), "{alerts:#?}");
+    let alerts = run_rule(&rule, vec![line(80), line(22)]).unwrap();
+    assert_eq!(creates(&alerts).len(), 1, "{alerts:#?}");
+    assert_eq!(creates(&alerts)[0].value, 1.0);
+}
+
+#[test]
+fn pinned_field_of_a_host_log_pattern_is_skipped_with_the_reason() {
+    let report = delimited_pair(
+        "[ip, user, username, timestamp, request, status_code, bytes]",
+        ("Status", "$status_code"),
+        ("Status", "404"),
+    );
+    assert!(report.rules.is_empty());
+    let why = note_with(&report, "A", NoteLevel::Skipped, "Status");
+    assert!(why.contains("only for vpcflow rules"), "{why}");
+}

@@ -34,11 +34,16 @@ pub enum ImportCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Terraform JSON: `terraform show -json` (plan or state) or a
+    /// Terraform: a module directory or `.tf` file (HCL, evaluated
+    /// statically), or JSON from `terraform show -json` (plan or state) or a
     /// `terraform.tfstate`.
     Terraform {
-        #[arg(value_name = "FILE")]
+        #[arg(value_name = "PATH")]
         file: PathBuf,
+        /// Terraform variable value `NAME=VALUE` for HCL input (repeatable);
+        /// wins over tfvars files and defaults.
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -134,13 +139,37 @@ pub fn load(cmd: &ImportCommand) -> Result<(ImportSet, String, &CommonArgs, &'st
                 "aws-cli",
             ))
         }
-        ImportCommand::Terraform { file, common } => {
+        ImportCommand::Terraform { file, vars, common } => {
+            let mut overrides = BTreeMap::new();
+            for var in vars {
+                let (k, v) = var
+                    .split_once('=')
+                    .ok_or_else(|| Error::Config(format!("--var {var:?}: expected NAME=VALUE")))?;
+                overrides.insert(k.trim().to_string(), import::hcl::var_value(v));
+            }
+            if file.is_dir() {
+                let (files, tfvars) = read_module(file)?;
+                let set = import::hcl::import(&files, &tfvars, &overrides)?;
+                return Ok((
+                    set,
+                    format!("Terraform module {}", file.display()),
+                    common,
+                    "terraform",
+                ));
+            }
             let text = read(file)?;
             if !text.trim_start().starts_with('{') {
-                return Err(Error::Config(format!(
-                    "{}: HCL is not read; export JSON with `terraform show -json` (plan or state) and import that",
-                    file.display()
-                )));
+                let files = [import::hcl::SourceFile {
+                    name: display_name(file),
+                    text,
+                }];
+                let set = import::hcl::import(&files, &[], &overrides)?;
+                return Ok((
+                    set,
+                    format!("Terraform HCL {}", file.display()),
+                    common,
+                    "terraform",
+                ));
             }
             let doc: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| Error::Config(format!("{}: not valid JSON: {e}", file.display())))?;
@@ -153,6 +182,40 @@ pub fn load(cmd: &ImportCommand) -> Result<(ImportSet, String, &CommonArgs, &'st
             ))
         }
     }
+}
+
+/// The `*.tf` files of a module directory (sorted by name) and its
+/// `terraform.tfvars` / `*.auto.tfvars` files.
+fn read_module(dir: &Path) -> Result<(Vec<import::hcl::SourceFile>, Vec<import::hcl::SourceFile>)> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir.display().to_string(), e))?;
+        paths.push(entry.path());
+    }
+    paths.sort();
+    let (mut files, mut tfvars) = (Vec::new(), Vec::new());
+    for path in paths {
+        let name = display_name(&path);
+        let source = |path: &Path| -> Result<import::hcl::SourceFile> {
+            Ok(import::hcl::SourceFile {
+                name: name.clone(),
+                text: read(path)?,
+            })
+        };
+        if name.ends_with(".tf") {
+            files.push(source(&path)?);
+        } else if name == "terraform.tfvars" || name.ends_with(".auto.tfvars") {
+            tfvars.push(source(&path)?);
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::Config(format!(
+            "{}: no .tf files in the directory",
+            dir.display()
+        )));
+    }
+    Ok((files, tfvars))
 }
 
 fn display_name(path: &Path) -> String {

@@ -23,7 +23,8 @@ pub(crate) enum Pattern {
 
 /// An unstructured pattern. Matches when every required term matches, at
 /// least one optional (`?`) term matches if there are any, and no excluded
-/// (`-`) term matches.
+/// (`-`) term matches. The parser drops optional terms when there is any
+/// required or excluded term, as CloudWatch ignores them then.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Terms {
     pub required: Vec<Term>,
@@ -36,15 +37,8 @@ pub(crate) struct Terms {
 pub(crate) enum Term {
     /// Matches every text (`" "`).
     All,
-    /// A word or phrase, found on word boundaries (see `eval`).
-    Word {
-        finder: Box<Finder<'static>>,
-        /// Whether the needle starts with an alphanumeric character, so the
-        /// character before a hit must not be alphanumeric.
-        check_start: bool,
-        /// Same for the end of the needle.
-        check_end: bool,
-    },
+    /// A word or phrase, found anywhere in the text (see `eval`).
+    Word { finder: Box<Finder<'static>> },
     /// `%regex%`, searched anywhere in the text.
     Regex(Regex),
 }

@@ -41,35 +41,14 @@ impl Terms {
 }
 
 impl Term {
-    /// Words and phrases match on word boundaries: a hit counts only when
-    /// an alphanumeric first (last) character of the needle is not glued to
-    /// an alphanumeric character of the text. So `ERROR` matches
-    /// `[ERROR 400]` and `ERROR:` but not `ERRORS` or `NOERROR`
-    /// (CloudWatch indexes terms as words; use `%regex%` for substrings).
+    /// Words and phrases match anywhere in the text, case-sensitively:
+    /// `ERROR` matches `Exiting with ERRORCODE: -1` and `Exception` matches
+    /// `IllegalArgumentException`, as the AWS documentation's examples show.
     fn matches(&self, text: &str) -> bool {
         match self {
             Term::All => true,
             Term::Regex(re) => re.is_match(text),
-            Term::Word {
-                finder,
-                check_start,
-                check_end,
-            } => {
-                let len = finder.needle().len();
-                finder.find_iter(text.as_bytes()).any(|at| {
-                    let before_ok = !*check_start
-                        || !text
-                            .get(..at)
-                            .and_then(|s| s.chars().next_back())
-                            .is_some_and(char::is_alphanumeric);
-                    let after_ok = !*check_end
-                        || !text
-                            .get(at + len..)
-                            .and_then(|s| s.chars().next())
-                            .is_some_and(char::is_alphanumeric);
-                    before_ok && after_ok
-                })
-            }
+            Term::Word { finder } => finder.find(text.as_bytes()).is_some(),
         }
     }
 }

@@ -17,14 +17,14 @@
 //! matches, `wildcard` compiles `*` values, [`predicate`] holds the
 //! structured `where:` predicates, [`testing`] builds fixture events.
 //!
-//! # Semantics where AWS documentation is silent
+//! # Semantics (as documented by AWS, and argued where it is silent)
 //!
-//! - Terms and phrases match on word boundaries: `ERROR` matches
-//!   `[ERROR 400]` but not `ERRORS` (CloudWatch matches terms as words; the
-//!   AWS docs show `%AUTHORIZED%` to reach `UNAUTHORIZED`). An edge of the
-//!   needle that is not alphanumeric has no boundary requirement.
-//! - Mixing plain and `?` terms: every plain term must match and at least
-//!   one `?` term must match; `-` terms must not match.
+//! - Terms and phrases match anywhere in the message, case-sensitively:
+//!   `ERROR` matches `Exiting with ERRORCODE: -1` (AWS doc example, see
+//!   `tests/filter_conformance.rs`).
+//! - Mixing plain and `?` terms: AWS documents that the `?` terms are then
+//!   ignored (`?ERROR ?ARGUMENTS REQUEST` matches every event containing
+//!   `REQUEST`), so they are dropped at parse time; `-` terms must not match.
 //! - A selector that lands on an object or an array matches no comparison
 //!   (not even `!=`); it does satisfy `EXISTS` and fails `NOT EXISTS`.
 //! - `!=` matches a missing field and a JSON `null` (lenient: "not equal";
@@ -38,10 +38,13 @@
 //!   matches a JSON number through its JSON text (`$.status = 4*` matches
 //!   `404`).
 //! - `IS NULL` is true only for an explicit JSON `null`; an absent field is
-//!   `NOT EXISTS`. `EXISTS` is accepted as the opposite of `NOT EXISTS`.
+//!   `NOT EXISTS`. `EXISTS` is accepted as the opposite of `NOT EXISTS`
+//!   (an extension: AWS documents that `IS NOT` and `EXISTS` are not
+//!   supported).
 //! - Keywords (`IS`, `NULL`, `NOT EXISTS`, ...) are accepted in any case.
 //! - Regexes use the `regex` crate (linear time, no backtracking), which
-//!   accepts a superset of the AWS regex subset; compiled size is capped.
+//!   accepts a superset of the AWS regex subset (parentheses, which AWS
+//!   rejects, are accepted); compiled size is capped.
 //! - `...` may appear any number of times in a space-delimited pattern.
 
 mod ast;
@@ -276,7 +279,15 @@ mod tests {
         assert!(text_match("", "anything"));
         assert!(text_match("\" \"", "anything"));
         assert!(text_match("ERROR", "[ERROR 400] BAD REQUEST"));
-        assert!(!text_match("ERROR", "[INFO] ERRORS none"));
+        // Terms are substrings (AWS: `ERROR` matches `ERRORCODE`).
+        assert!(text_match("ERROR", "[INFO] ERRORS none"));
+        assert!(!text_match("ERROR", "[INFO] errors none"));
+        // `?` terms are ignored next to a plain term.
+        assert!(text_match("?ERROR ?WARN REQUEST", "[INFO] REQUEST FAILED"));
+        assert!(!text_match(
+            "?ERROR ?WARN -REQUEST",
+            "[INFO] REQUEST FAILED"
+        ));
         assert!(text_match(
             "ERROR ARGUMENTS",
             "[ERROR 419] MISSING ARGUMENTS"

@@ -125,6 +125,12 @@ fn parse_terms(c: &mut Cursor<'_>) -> Result<Pattern, FilterError> {
             Role::Excluded => terms.excluded.push(term),
         }
     }
+    // AWS: "If you combine \"?\" with other filter patterns, all question
+    // mark terms will be ignored" (`?ERROR ?ARGUMENTS REQUEST` matches every
+    // event containing `REQUEST`).
+    if !terms.required.is_empty() || !terms.excluded.is_empty() {
+        terms.optional.clear();
+    }
     Ok(Pattern::Terms(terms))
 }
 
@@ -132,11 +138,8 @@ fn word_term(text: &str) -> Term {
     if text.trim().is_empty() {
         return Term::All;
     }
-    let is_word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
     Term::Word {
         finder: Box::new(Finder::new(text.as_bytes()).into_owned()),
-        check_start: is_word(text.chars().next()),
-        check_end: is_word(text.chars().next_back()),
     }
 }
 
@@ -257,6 +260,12 @@ fn parse_selector(c: &mut Cursor<'_>) -> Result<FieldPath, FilterError> {
                     .unwrap_or(rest.len());
                 if len == 0 {
                     return Err(c.error_at(key_start, "expected a key name after '.' in selector"));
+                }
+                if &rest[..len] == "*" {
+                    // AWS documents `$.*` (any field); the field plan has no
+                    // multi-valued selectors, so refuse rather than look up a
+                    // key literally named `*`.
+                    return Err(c.error_at(key_start, "wildcard selector '$.*' is not supported"));
                 }
                 segs.push(PathSeg::Key(rest[..len].into()));
                 c.eat(&rest[..len]);

@@ -1,7 +1,8 @@
 //! `trailwatch import`: turns existing CloudWatch Logs metric filters and
 //! CloudWatch alarms into trailwatch rule files.
 //!
-//! Each front end ([`cloudformation`], [`cli_json`], [`terraform`]) reads
+//! Each front end ([`cloudformation`], [`cli_json`], [`terraform`] for
+//! Terraform JSON, [`hcl`] for Terraform `.tf` files) reads
 //! its format into the common model here: [`ImportedFilter`]s and
 //! [`ImportedAlarm`]s plus the notes it could not resolve. [`convert`] then
 //! joins filters and alarms through the metric namespace and name, and
@@ -14,7 +15,7 @@
 //! |---|---|
 //! | FilterPattern | `filter` (verbatim) |
 //! | MetricValue / DefaultValue | `metric: {value, default}` |
-//! | Dimensions | `group_by` (`$.a.b` → `a.b`, `$name` → `name`) |
+//! | Dimensions | `group_by` (`$.a.b` → `a.b`, `$name` → `name`); a value the alarm pins → `where: {field, equals}` |
 //! | Statistic | `aggregate` |
 //! | Period | `window`, plus `slide: 1m` when 60 s divides it |
 //! | EvaluationPeriods / DatapointsToAlarm / TreatMissingData | `evaluation` |
@@ -24,6 +25,7 @@
 
 pub mod cli_json;
 pub mod cloudformation;
+pub mod hcl;
 pub mod terraform;
 
 mod render;
@@ -184,6 +186,9 @@ pub struct GeneratedRule {
 pub struct RuleSettings {
     pub kind: KindSpec,
     pub group_by: Vec<String>,
+    /// `where:` equalities from the alarm's pinned dimension values
+    /// (field, value).
+    pub pinned: Vec<(String, String)>,
     pub aggregate: &'static str,
     pub window_s: u64,
     pub slide_s: Option<u64>,
@@ -348,18 +353,7 @@ pub fn guess_kind(pattern: &str, log_group: Option<&str>) -> (KindSpec, &'static
                     .to_ascii_lowercase()
             })
             .collect();
-        const FLOW: [&str; 9] = [
-            "srcaddr",
-            "dstaddr",
-            "srcport",
-            "dstport",
-            "protocol",
-            "packets",
-            "bytes",
-            "action",
-            "interface-id",
-        ];
-        if names.iter().filter(|n| FLOW.contains(&n.as_str())).count() >= 2 {
+        if flow_score(&names) >= FLOW_SCORE_THRESHOLD {
             return (
                 KindSpec::Vpcflow,
                 "space-delimited pattern with flow-log fields",
@@ -381,6 +375,35 @@ pub fn guess_kind(pattern: &str, log_group: Option<&str>) -> (KindSpec, &'static
         return (KindSpec::Vpcflow, "term pattern on a flow-log group");
     }
     (KindSpec::Hostlog, "term pattern")
+}
+
+/// Flow-log field names that are also everyday words in other logs
+/// (`[job, start, end, status]`, `[ip, ..., bytes]`): they count half.
+const GENERIC_FLOW_NAMES: &[&str] = &[
+    "version", "start", "end", "type", "region", "action", "bytes", "packets", "protocol",
+];
+
+/// Score from which a space-delimited pattern is taken for a flow-log
+/// pattern: two flow-specific names (`srcaddr`, `dstport`, ...), one
+/// specific and one generic, or three generic ones.
+const FLOW_SCORE_THRESHOLD: u32 = 3;
+
+/// How much a pattern's field names (`_` read as `-`, lower case) look like
+/// VPC Flow Log fields: 2 per name in the full v2–v8 list
+/// ([`crate::decode::flow::KNOWN_FIELDS`]) that only flow logs use, 1 per
+/// generic one.
+fn flow_score(names: &[String]) -> u32 {
+    names
+        .iter()
+        .filter(|n| crate::decode::flow::KNOWN_FIELDS.contains(&n.as_str()))
+        .map(|n| {
+            if GENERIC_FLOW_NAMES.contains(&n.as_str()) {
+                1
+            } else {
+                2
+            }
+        })
+        .sum()
 }
 
 /// The CloudWatch statistic as a rule `aggregate`.
@@ -478,14 +501,83 @@ fn build_rule(
         );
     }
 
+    // Dimensions. A metric filter with dimensions publishes one series per
+    // combination of dimension values, and a CloudWatch alarm watches
+    // exactly one series: the one whose dimensions are all the alarm's
+    // `Dimensions`. So a pinned dimension becomes a `where:` equality (only
+    // that series counts) and an unpinned one a `group_by` key (every
+    // series evaluated on its own, as one alarm per value would).
+    let alarm_dims: &[(String, String)] = alarm.map_or(&[], |a| a.dimensions.as_slice());
     let mut group_by = Vec::new();
+    let mut pinned = Vec::new();
+    let mut unpinned = Vec::new();
     for (name, value) in &filter.dimensions {
-        match dimension_field(value) {
-            Some(field) => group_by.push(field),
-            None => note(
+        let Some(field) = dimension_field(value) else {
+            note(
                 NoteLevel::Skipped,
                 format!("dimension {name} = {value:?} is not a field reference; not used as a group key"),
-            ),
+            );
+            continue;
+        };
+        match alarm_dims.iter().find(|(k, _)| k == name) {
+            Some((_, pin)) => {
+                if value.trim().starts_with("$.") || kind == KindSpec::Vpcflow {
+                    pinned.push((field, pin.clone()));
+                } else {
+                    note(
+                        NoteLevel::Skipped,
+                        format!(
+                            "the alarm pins dimension {name} = {pin:?}, a field of the space-delimited pattern; \
+                     `where:` reads named fields only for vpcflow rules, so the series cannot be selected"
+                        ),
+                    );
+                    return None;
+                }
+            }
+            None => {
+                unpinned.push(name.clone());
+                group_by.push(field);
+            }
+        }
+    }
+    if let Some(alarm) = alarm {
+        let foreign: Vec<String> = alarm
+            .dimensions
+            .iter()
+            .filter(|(k, _)| !filter.dimensions.iter().any(|(n, _)| n == k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !foreign.is_empty() {
+            note(
+                NoteLevel::Skipped,
+                format!(
+                    "the alarm selects the series {}, a dimension the metric filter does not publish: \
+                     in CloudWatch the alarm never receives data",
+                    foreign.join(", ")
+                ),
+            );
+            return None;
+        }
+        if !unpinned.is_empty() {
+            note(
+                NoteLevel::Warning,
+                format!(
+                    "the alarm names no value for dimension(s) {}, so in CloudWatch it watches a series this \
+                     metric filter never publishes (it stays INSUFFICIENT_DATA); the rule groups by them \
+                     instead, one evaluation per value, as one alarm per value would",
+                    unpinned.join(", ")
+                ),
+            );
+        }
+        if !pinned.is_empty() {
+            let list: Vec<String> = pinned.iter().map(|(f, v)| format!("{f} = {v:?}")).collect();
+            note(
+                NoteLevel::Info,
+                format!(
+                    "the alarm's pinned dimension value(s) become `where:` equalities: {}",
+                    list.join(", ")
+                ),
+            );
         }
     }
     if let Some(unit) = &filter.unit {
@@ -581,20 +673,6 @@ fn build_rule(
                             .to_string(),
                     );
                 }
-                if !alarm.dimensions.is_empty() {
-                    let dims: Vec<String> = alarm
-                        .dimensions
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    note(
-                        NoteLevel::Warning,
-                        format!(
-                            "the alarm watches only the series {}; the rule evaluates every value of group_by separately",
-                            dims.join(", ")
-                        ),
-                    );
-                }
                 if !alarm.other_actions.is_empty() {
                     note(
                         NoteLevel::Skipped,
@@ -655,6 +733,7 @@ fn build_rule(
     let settings = RuleSettings {
         kind,
         group_by,
+        pinned,
         aggregate,
         window_s,
         slide_s,
@@ -826,6 +905,49 @@ mod tests {
             guess_kind("\"Failed password\"", Some("/var/log/secure")).0,
             KindSpec::Hostlog
         );
+    }
+
+    /// The full flow-field list does not misclassify the space-delimited
+    /// patterns of the test corpus: the AWS documentation examples (see
+    /// `tests/filter_conformance.rs`), the import fixtures and the rule
+    /// tests, plus host-log shapes that share generic names with flow logs.
+    #[test]
+    fn flow_guess_on_the_corpus() {
+        let flow = [
+            // AWS VPC Flow Logs documentation / CIS style.
+            "[version, account, eni, source, destination, srcport, destport=\"22\", protocol=\"6\", packets, bytes, windowstart, windowend, action=\"REJECT\", flowlogstatus]",
+            "[version, account_id, interface_id, srcaddr, dstaddr, srcport, dstport=\"22\", protocol=\"6\", packets, bytes, start, end, action=\"REJECT\", log_status]",
+            // tests/hostile.rs: abbreviated names, only generic ones known.
+            "[version, account, eni, src, dst, sport, dport=\"22\", proto, pkts, bytes, start, end, action=\"REJECT\", status]",
+            // v5 custom formats.
+            "[..., pkt_srcaddr, pkt_dstaddr, flow_direction = egress]",
+            "[..., vpc_id, subnet_id, ...]",
+            "[..., dstport = 22, action = REJECT, ...]",
+        ];
+        let host = [
+            // AWS filter-pattern pages.
+            "[ip, user, username, timestamp, request, status_code, bytes]",
+            "[ip, server, username, timestamp, request, status_code, bytes > 1000]",
+            "[..., request =*.html*, status_code = 4*, bytes]",
+            "[w1=ERROR, w2]",
+            "[w1=ERROR || w1=WARNING, w2]",
+            "[logLevel, date, time, method, url=%/service/resource/[0-9]+$%, response_time]",
+            "[ip, id, user, timestamp, request, status_code = 404, size]",
+            // Host logs that share generic words with flow logs.
+            "[job, start, end, status]",
+            "[date, time, type, region, message]",
+            "[..., protocol, bytes]",
+        ];
+        for pattern in flow {
+            assert_eq!(guess_kind(pattern, None).0, KindSpec::Vpcflow, "{pattern}");
+        }
+        for pattern in host {
+            assert_eq!(guess_kind(pattern, None).0, KindSpec::Hostlog, "{pattern}");
+        }
+        // A plain count of the full list (>= 2 names) would take
+        // `[job, start, end, status]` for a flow log: the weights matter.
+        let names: Vec<String> = ["job", "start", "end", "status"].map(String::from).to_vec();
+        assert_eq!(flow_score(&names), 2);
     }
 
     #[test]

@@ -19,6 +19,8 @@ struct RuleOut<'a> {
     description: &'a str,
     kind: &'static str,
     filter: &'a str,
+    #[serde(rename = "where", skip_serializing_if = "Vec::is_empty")]
+    predicates: Vec<WhereOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metric: Option<MetricOut>,
     aggregate: &'static str,
@@ -36,6 +38,13 @@ struct RuleOut<'a> {
 
 fn is_true(value: &bool) -> bool {
     *value
+}
+
+/// A `where:` equality (an alarm's pinned dimension value).
+#[derive(Serialize)]
+struct WhereOut {
+    field: String,
+    equals: String,
 }
 
 #[derive(Serialize)]
@@ -101,6 +110,14 @@ pub(super) fn rule_yaml(
         description: &description,
         kind: kind_name(settings.kind),
         filter: &filter.pattern,
+        predicates: settings
+            .pinned
+            .iter()
+            .map(|(field, value)| WhereOut {
+                field: field.clone(),
+                equals: value.clone(),
+            })
+            .collect(),
         metric: (!plain_count).then(|| MetricOut {
             value: metric_value(&filter.value),
             default: filter.default,
@@ -227,6 +244,24 @@ pub fn render_dry_run(report: &Report) -> String {
                 format!("group_by: [{}]", s.group_by.join(", ")),
             ),
         ];
+        if let Some(a) = rule.alarm.as_ref().filter(|a| !a.dimensions.is_empty()) {
+            rows.push((
+                "alarm series",
+                a.dimensions
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                format!(
+                    "where: [{}]",
+                    s.pinned
+                        .iter()
+                        .map(|(f, v)| format!("{f} = {v:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
         match &rule.alarm {
             Some(a) => {
                 rows.push(("alarm", a.name.clone(), format!("title {:?}", a.name)));

@@ -7,8 +7,8 @@
 //! plan is unknown (`null`); its topic then comes from the configuration's
 //! references (`aws_sns_topic.alerts.arn` → that topic's `name`).
 //!
-//! HCL (`.tf`) is not read: export a plan (`terraform plan -out p &&
-//! terraform show -json p`) instead.
+//! HCL (`.tf`) is read by [`super::hcl`], which evaluates it statically and
+//! hands the same `values` shape to this reader.
 
 use std::collections::BTreeMap;
 

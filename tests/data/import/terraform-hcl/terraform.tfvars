@@ -1,0 +1,1 @@
+console_failure_threshold = 3
