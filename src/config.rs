@@ -177,6 +177,10 @@ pub enum SourceConfig {
         /// ListShards refresh period, default 60s.
         #[serde(default)]
         shard_sync_interval: Option<HumanDuration>,
+        /// Read through enhanced fan-out (SubscribeToShard) instead of
+        /// GetRecords polling; absent means polling.
+        #[serde(default)]
+        enhanced_fan_out: Option<EnhancedFanOutConfig>,
         /// Force a decoder instead of detecting the envelope per record.
         #[serde(default)]
         decoder: Option<DecoderKind>,
@@ -184,6 +188,15 @@ pub enum SourceConfig {
         #[serde(default)]
         flow_format: Option<String>,
     },
+}
+
+/// Enhanced fan-out of a Kinesis source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnhancedFanOutConfig {
+    /// Stream consumer name, shared by every replica; registered on start
+    /// unless it exists (1 to 128 of `[a-zA-Z0-9_.-]`).
+    pub consumer_name: String,
 }
 
 /// A Kafka consumer-group input.
@@ -523,6 +536,33 @@ mod tests {
         assert!(
             matches!(&config.sinks.alerts, SinkConfig::Kinesis { stream, .. } if stream == "alerts")
         );
+    }
+
+    #[test]
+    fn kinesis_enhanced_fan_out_parses_and_is_off_by_default() {
+        let fan_out = |config: &Config| match &config.sources[0] {
+            SourceConfig::Kinesis {
+                enhanced_fan_out, ..
+            } => enhanced_fan_out.clone(),
+            other => panic!("not a kinesis source: {other:?}"),
+        };
+        let polling =
+            Config::parse("k", "sources:\n  - type: kinesis\n    stream: trail\n").unwrap();
+        assert_eq!(fan_out(&polling), None);
+        let text = "sources:\n  - type: kinesis\n    stream: trail\n    enhanced_fan_out:\n      consumer_name: trailwatch-prod\n";
+        let config = Config::parse("k", text).unwrap();
+        assert_eq!(
+            fan_out(&config),
+            Some(EnhancedFanOutConfig {
+                consumer_name: "trailwatch-prod".into()
+            })
+        );
+        let typo = "sources:\n  - type: kinesis\n    stream: trail\n    enhanced_fan_out:\n      consumer: trailwatch\n";
+        let error = Config::parse("k.yaml", typo).unwrap_err().to_string();
+        assert!(error.contains("consumer"), "{error}");
+        let missing = "sources:\n  - type: kinesis\n    stream: trail\n    enhanced_fan_out: {}\n";
+        let error = Config::parse("k.yaml", missing).unwrap_err().to_string();
+        assert!(error.contains("consumer_name"), "{error}");
     }
 
     #[test]
