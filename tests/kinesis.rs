@@ -24,7 +24,7 @@ use trailwatch::error::Result as TwResult;
 use trailwatch::rules::RuleSet;
 use trailwatch::sink::kinesis::{KinesisAlertSink, KinesisSinkConfig};
 use trailwatch::sink::writer::MemoryDeadLetters;
-use trailwatch::source::kinesis::{KinesisSource, KinesisSourceConfig};
+use trailwatch::source::kinesis::{FanOutConfig, KinesisSource, KinesisSourceConfig, ReadMode};
 use trailwatch::source::{PartitionRegistry, Poll, Source};
 
 const RULE: &str = r#"
@@ -441,6 +441,16 @@ fn source_config(servers: &Servers, stream: &str, worker: &str) -> KinesisSource
     config
 }
 
+/// Like [`source_config`], reading through enhanced fan-out with short
+/// subscriptions, so that readers resubscribe several times a test.
+fn fan_out_config(servers: &Servers, stream: &str, worker: &str) -> KinesisSourceConfig {
+    let mut config = source_config(servers, stream, worker);
+    let mut fan_out = FanOutConfig::new("trailwatch-test");
+    fan_out.subscription_limit = Duration::from_secs(2);
+    config.read_mode = ReadMode::FanOut(fan_out);
+    config
+}
+
 struct Running {
     stop: Arc<std::sync::atomic::AtomicBool>,
     handle: JoinHandle<TwResult<RunSummary>>,
@@ -506,6 +516,17 @@ fn assert_repeats_identical(alerts: &[Value]) {
 
 #[test]
 fn end_to_end_raw_envelope_and_kpl_records_give_the_exact_alert_set() {
+    end_to_end_gives_the_exact_alert_set(source_config);
+}
+
+#[test]
+fn fan_out_end_to_end_raw_envelope_and_kpl_records_give_the_exact_alert_set() {
+    end_to_end_gives_the_exact_alert_set(fan_out_config);
+}
+
+/// Raw records, CloudWatch Logs envelopes and KPL aggregates on two shards
+/// give exactly the reference alert set, read as `config` says.
+fn end_to_end_gives_the_exact_alert_set(config: fn(&Servers, &str, &str) -> KinesisSourceConfig) {
     let Some(servers) = start_servers() else {
         return;
     };
@@ -522,7 +543,7 @@ fn end_to_end_raw_envelope_and_kpl_records_give_the_exact_alert_set() {
     bad[last] ^= 0xff;
     admin.put("trail", &[("bad".to_string(), bad)]);
 
-    let source = KinesisSource::new(source_config(&servers, "trail", "w1")).unwrap();
+    let source = KinesisSource::new(config(&servers, "trail", "w1")).unwrap();
     let lag = source.lag();
     let running = start_engine(&servers, source, "alerts");
     let alerts = wait_for(
@@ -729,4 +750,84 @@ fn a_late_replica_steals_its_share_of_leases() {
     );
     drop(source_a);
     drop(source_b);
+}
+
+#[test]
+fn fan_out_split_and_merge_under_live_subscriptions_lose_nothing_and_keep_key_order() {
+    let Some(servers) = start_servers() else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("fanout", 2);
+    let keys = 16;
+    let registry = PartitionRegistry::default();
+    let config = fan_out_config(&servers, "fanout", "w1");
+    let ReadMode::FanOut(fan_out) = &config.read_mode else {
+        panic!("fan_out_config reads through fan-out");
+    };
+    let limit = fan_out.subscription_limit;
+    let mut source = KinesisSource::new(config).unwrap();
+    let consumers = admin.runtime.block_on(async {
+        let arn = admin
+            .client
+            .describe_stream_summary()
+            .stream_name("fanout")
+            .send()
+            .await
+            .unwrap()
+            .stream_description_summary()
+            .unwrap()
+            .stream_arn()
+            .to_string();
+        admin
+            .client
+            .list_stream_consumers()
+            .stream_arn(arn)
+            .send()
+            .await
+            .unwrap()
+    });
+    let consumer = consumers
+        .consumers()
+        .iter()
+        .find(|c| c.consumer_name() == "trailwatch-test")
+        .expect("the source registered its consumer");
+    assert_eq!(
+        consumer.consumer_status(),
+        &aws_sdk_kinesis::types::ConsumerStatus::Active
+    );
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+
+    // Read through live subscriptions, and let them expire and renew.
+    admin.put("fanout", &keyed(keys, 0, 5));
+    drain_source(&mut source, &registry, &mut seen, keys * 5);
+    let pause = Instant::now() + limit * 2;
+    while Instant::now() < pause {
+        if let Poll::Batch(batch) = source.poll(&registry).unwrap() {
+            panic!("{} records repeated by a new subscription", batch.len());
+        }
+    }
+    admin.put("fanout", &keyed(keys, 5, 10));
+    // Split the first shard while it is subscribed to.
+    let (first, start, end) = admin.open_shards("fanout")[0].clone();
+    admin.split("fanout", &first, start + (end - start) / 2);
+    admin.put("fanout", &keyed(keys, 10, 15));
+    drain_source(&mut source, &registry, &mut seen, keys * 15);
+
+    // Merge the two children back together, also under subscriptions.
+    let mut open = admin.open_shards("fanout");
+    open.sort_by_key(|s| s.1);
+    let merge = admin.merge("fanout", &open[0].0, &open[1].0);
+    admin.put("fanout", &keyed(keys, 15, 20));
+    drain_source(&mut source, &registry, &mut seen, keys * 20);
+
+    let expected: Vec<u64> = (0..20).collect();
+    assert_eq!(seen.len(), keys);
+    for (key, order) in &seen {
+        assert_eq!(
+            order, &expected,
+            "records of {key} lost, repeated or out of order"
+        );
+    }
+    assert!(merge.is_ok(), "MergeShards failed: {merge:?}");
 }

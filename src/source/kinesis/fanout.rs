@@ -27,8 +27,11 @@
 //!   it; the reader also ends it after `subscription_limit`, so a
 //!   half-open connection cannot hold a shard). The reader then
 //!   subscribes again `AFTER_SEQUENCE_NUMBER` the last record it handed
-//!   over (or from its lease checkpoint), so nothing is skipped or
-//!   repeated within a session.
+//!   over (or its lease checkpoint), so nothing is skipped. Nothing is
+//!   repeated within a session either: records at or before that point
+//!   are dropped if the server sends them anyway (ferrokinesis 0.7 drops
+//!   `StartingPosition.SequenceNumber` and replays the shard from its
+//!   start).
 //! - Failed subscribes back off exponentially: `ResourceInUseException`
 //!   (the previous holder's subscription is still live),
 //!   `LimitExceededException` (one subscribe per second per shard and
@@ -153,6 +156,12 @@ pub async fn ensure_consumer(client: &Client, stream: &str, name: &str) -> Resul
     Err(Error::Source(format!(
         "kinesis stream consumer {name} of {stream} did not become active"
     )))
+}
+
+/// Whether sequence number `a` comes after `b` (both decimal, without
+/// leading zeros, as Kinesis writes them).
+pub fn sequence_after(a: &str, b: &str) -> bool {
+    (a.len(), a) > (b.len(), b)
 }
 
 /// Whether `event` is the last of a closed shard (see the module docs).
@@ -311,16 +320,26 @@ impl FanOutReader {
                 lag.insert(self.shard.clone(), event.millis_behind_latest());
             }
             let end = at_shard_end(&event);
+            let received = event.records.len();
             let records: Vec<(Vec<u8>, String)> = event
                 .records
                 .into_iter()
+                .filter(|r| {
+                    last_sequence
+                        .as_deref()
+                        .is_none_or(|last| sequence_after(&r.sequence_number, last))
+                })
                 .map(|r| (r.data.into_inner(), r.sequence_number))
                 .collect();
+            if records.len() < received {
+                tracing::debug!(shard = %self.shard, skipped = received - records.len(), "skipped records at or before the resume point");
+            }
             if !self.clock.is_valid() {
                 // Records received after the lease ran out are not handed over.
                 return Ended::Stop;
             }
             if let Some((_, sequence)) = records.last() {
+                tracing::trace!(shard = %self.shard, records = records.len(), first = %records[0].1, last = %sequence, "fan-out records");
                 *last_sequence = Some(sequence.clone());
                 let message = ReaderMsg::Records {
                     shard: self.shard.clone(),
@@ -395,6 +414,17 @@ mod tests {
     fn children_end_the_shard_only_once_its_records_are_drained() {
         assert!(!at_shard_end(&event(&["1"], "2", true)));
         assert!(at_shard_end(&event(&[], "2", true)));
+    }
+
+    #[test]
+    fn sequence_numbers_compare_as_numbers() {
+        assert!(sequence_after("10", "9"));
+        assert!(sequence_after(
+            "49680472841718739177499749903828987582823069707615076371",
+            "49680472841718739177499749903828987582823069707615076370"
+        ));
+        assert!(!sequence_after("9", "10"));
+        assert!(!sequence_after("42", "42"));
     }
 
     #[test]
