@@ -831,3 +831,56 @@ fn fan_out_split_and_merge_under_live_subscriptions_lose_nothing_and_keep_key_or
     }
     assert!(merge.is_ok(), "MergeShards failed: {merge:?}");
 }
+
+#[test]
+fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
+    use trailwatch::source::kinesis::fanout::{ensure_consumer, FanOutReader};
+    use trailwatch::source::kinesis::shards::{new_lag_snapshot, LeaseClock, ReaderMsg};
+
+    let Some(servers) = start_servers() else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("expiry", 1);
+    let shard = admin.open_shards("expiry")[0].0.clone();
+    admin.put("expiry", &keyed(1, 0, 3));
+    let base = Instant::now();
+    let clock = Arc::new(LeaseClock::new(base, base + Duration::from_secs(2)));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let reader = admin.runtime.block_on(async {
+        let consumer_arn = ensure_consumer(&admin.client, "expiry", "trailwatch-test")
+            .await
+            .unwrap();
+        FanOutReader {
+            client: admin.client.clone(),
+            consumer_arn,
+            shard,
+            generation: 1,
+            start: "TRIM_HORIZON".into(),
+            subscription_limit: Duration::from_secs(600),
+            clock: Arc::clone(&clock),
+            tx,
+            lag: new_lag_snapshot(),
+            polled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    });
+    let running = admin.runtime.spawn(reader.run());
+    let first = admin.runtime.block_on(rx.recv());
+    let Some(ReaderMsg::Records { records, .. }) = first else {
+        panic!("expected the first records, got {first:?}");
+    };
+    assert_eq!(records.len(), 3);
+    // The reader ends by itself once the validity runs out (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !running.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(running.is_finished(), "the reader outlived its lease");
+    assert!(!clock.is_valid());
+    admin.put("expiry", &keyed(1, 3, 6));
+    let after = admin.runtime.block_on(rx.recv());
+    assert!(
+        after.is_none(),
+        "handed over after the lease ran out: {after:?}"
+    );
+}
