@@ -199,6 +199,25 @@ pub struct EnhancedFanOutConfig {
     pub consumer_name: String,
 }
 
+impl EnhancedFanOutConfig {
+    /// Checks the consumer name against the AWS pattern (1 to 128 of
+    /// `[a-zA-Z0-9_.-]`).
+    pub fn validate(&self) -> Result<()> {
+        let name = &self.consumer_name;
+        let valid = (1..=128).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if valid {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "kinesis source: enhanced_fan_out.consumer_name {name:?} must be 1 to 128 of [a-zA-Z0-9_.-]"
+            )))
+        }
+    }
+}
+
 /// A Kafka consumer-group input.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -496,6 +515,15 @@ impl Config {
             };
             source_decoding(decoder, flow_format)
                 .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+            if let SourceConfig::Kinesis {
+                enhanced_fan_out: Some(fan_out),
+                ..
+            } = source
+            {
+                fan_out
+                    .validate()
+                    .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+            }
         }
         Ok(config)
     }
@@ -563,6 +591,26 @@ mod tests {
         let missing = "sources:\n  - type: kinesis\n    stream: trail\n    enhanced_fan_out: {}\n";
         let error = Config::parse("k.yaml", missing).unwrap_err().to_string();
         assert!(error.contains("consumer_name"), "{error}");
+        let invalid = "sources:\n  - type: kinesis\n    stream: trail\n    enhanced_fan_out:\n      consumer_name: has space\n";
+        let error = Config::parse("k.yaml", invalid).unwrap_err().to_string();
+        assert!(error.contains("[a-zA-Z0-9_.-]"), "{error}");
+    }
+
+    #[test]
+    fn kinesis_consumer_names_follow_the_aws_pattern() {
+        let check = |name: &str| {
+            EnhancedFanOutConfig {
+                consumer_name: name.into(),
+            }
+            .validate()
+            .is_ok()
+        };
+        assert!(check("trailwatch-prod_1.a"));
+        assert!(check(&"x".repeat(128)));
+        assert!(!check(""));
+        assert!(!check("has space"));
+        assert!(!check("slash/no"));
+        assert!(!check(&"x".repeat(129)));
     }
 
     #[test]

@@ -67,15 +67,6 @@ const MIN_SUBSCRIBE_SPACING: Duration = Duration::from_secs(1);
 const ACTIVATION_ATTEMPTS: u32 = 240;
 const ACTIVATION_POLL: Duration = Duration::from_millis(500);
 
-/// Whether `name` is a valid stream consumer name (1 to 128 of
-/// `[a-zA-Z0-9_.-]`).
-pub fn valid_consumer_name(name: &str) -> bool {
-    (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
 fn external(what: &str, detail: impl std::fmt::Display) -> Error {
     Error::Source(format!("kinesis {what}: {detail}"))
 }
@@ -425,14 +416,5 @@ mod tests {
         ));
         assert!(!sequence_after("9", "10"));
         assert!(!sequence_after("42", "42"));
-    }
-
-    #[test]
-    fn consumer_names_follow_the_aws_pattern() {
-        assert!(valid_consumer_name("trailwatch-prod_1.a"));
-        assert!(!valid_consumer_name(""));
-        assert!(!valid_consumer_name("has space"));
-        assert!(!valid_consumer_name("slash/no"));
-        assert!(!valid_consumer_name(&"x".repeat(129)));
     }
 }

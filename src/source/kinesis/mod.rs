@@ -222,12 +222,10 @@ impl KinesisSource {
             ));
         }
         if let ReadMode::FanOut(fan_out) = &config.read_mode {
-            if !fanout::valid_consumer_name(&fan_out.consumer_name) {
-                return Err(Error::Config(format!(
-                    "kinesis source: enhanced_fan_out.consumer_name {:?} must be 1 to 128 of [a-zA-Z0-9_.-]",
-                    fan_out.consumer_name
-                )));
+            crate::config::EnhancedFanOutConfig {
+                consumer_name: fan_out.consumer_name.clone(),
             }
+            .validate()?;
             if fan_out.subscription_limit < Duration::from_secs(1) {
                 return Err(Error::Config(
                     "kinesis source: the fan-out subscription limit must be at least 1s".into(),
