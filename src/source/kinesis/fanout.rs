@@ -217,7 +217,7 @@ impl FanOutReader {
                 return;
             }
             let subscribed_at = Instant::now();
-            let ended = self.subscription(&mut last_sequence).await;
+            let ended = self.subscription(&mut last_sequence, &mut backoff).await;
             match ended {
                 Ended::ShardEnd => {
                     tracing::info!(shard = %self.shard, "closed shard read to its end");
@@ -232,7 +232,6 @@ impl FanOutReader {
                 }
                 Ended::Stop => return,
                 Ended::Expired => {
-                    backoff = MIN_BACKOFF;
                     let elapsed = subscribed_at.elapsed();
                     if elapsed < MIN_SUBSCRIBE_SPACING {
                         tokio::time::sleep(MIN_SUBSCRIBE_SPACING - elapsed).await;
@@ -247,8 +246,13 @@ impl FanOutReader {
     }
 
     /// One subscription: subscribes after `last_sequence` and hands over
-    /// its events' records, advancing `last_sequence`.
-    async fn subscription(&self, last_sequence: &mut Option<String>) -> Ended {
+    /// its events' records, advancing `last_sequence`; an event resets
+    /// `backoff`.
+    async fn subscription(
+        &self,
+        last_sequence: &mut Option<String>,
+        backoff: &mut Duration,
+    ) -> Ended {
         let position = match Self::position(last_sequence.as_deref()) {
             Ok(position) => position,
             Err(error) => {
@@ -305,6 +309,7 @@ impl FanOutReader {
                     return Ended::Failed;
                 }
             };
+            *backoff = MIN_BACKOFF;
             self.polled.store(true, Ordering::Release);
             {
                 let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
