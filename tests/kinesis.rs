@@ -646,6 +646,21 @@ fn split_and_merge_mid_stream_lose_nothing_and_keep_key_order() {
 
 #[test]
 fn two_replicas_share_leases_and_the_survivor_takes_over_without_loss() {
+    two_replicas_share_leases_and_the_survivor_takes_over(source_config);
+}
+
+/// Both replicas read through one shared fan-out consumer.
+#[test]
+fn fan_out_two_replicas_share_leases_and_the_survivor_takes_over_without_loss() {
+    two_replicas_share_leases_and_the_survivor_takes_over(fan_out_config);
+}
+
+/// Two replicas split four shards; one is killed without releasing its
+/// leases, and the survivor takes them over with no alert lost, read as
+/// `config` says.
+fn two_replicas_share_leases_and_the_survivor_takes_over(
+    config: fn(&Servers, &str, &str) -> KinesisSourceConfig,
+) {
     let Some(servers) = start_servers() else {
         return;
     };
@@ -658,10 +673,10 @@ fn two_replicas_share_leases_and_the_survivor_takes_over_without_loss() {
     let expected = reference_ids(plain);
     assert_eq!(expected.len(), 16);
 
-    let mut source_a = KinesisSource::new(source_config(&servers, "shared", "a")).unwrap();
+    let mut source_a = KinesisSource::new(config(&servers, "shared", "a")).unwrap();
     source_a.set_release_on_drop(false);
     let held_a = source_a.held_shards_handle();
-    let source_b = KinesisSource::new(source_config(&servers, "shared", "b")).unwrap();
+    let source_b = KinesisSource::new(config(&servers, "shared", "b")).unwrap();
     let held_b = source_b.held_shards_handle();
     let running_a = start_engine(&servers, source_a, "alerts");
     let running_b = start_engine(&servers, source_b, "alerts");
