@@ -272,10 +272,20 @@ impl FanOutReader {
             Ok(output) => output,
             Err(error) => {
                 let service = error.as_service_error();
+                // Expected now and then; worth a warning once it persists.
+                let persistent = *backoff >= MAX_BACKOFF;
                 if service.is_some_and(|e| e.is_resource_in_use_exception()) {
-                    tracing::debug!(shard = %self.shard, "a previous subscription is still live, backing off");
+                    if persistent {
+                        tracing::warn!(shard = %self.shard, consumer = %self.consumer_arn, "another subscription of this consumer holds the shard, backing off");
+                    } else {
+                        tracing::debug!(shard = %self.shard, "a previous subscription is still live, backing off");
+                    }
                 } else if service.is_some_and(|e| e.is_limit_exceeded_exception()) {
-                    tracing::debug!(shard = %self.shard, "subscribe rate exceeded, backing off");
+                    if persistent {
+                        tracing::warn!(shard = %self.shard, "subscribe rate still exceeded, backing off");
+                    } else {
+                        tracing::debug!(shard = %self.shard, "subscribe rate exceeded, backing off");
+                    }
                 } else {
                     tracing::warn!(shard = %self.shard, error = %DisplayErrorContext(error), "subscribe to shard failed, retrying");
                 }
