@@ -177,6 +177,10 @@ pub enum SourceConfig {
         /// ListShards refresh period, default 60s.
         #[serde(default)]
         shard_sync_interval: Option<HumanDuration>,
+        /// Read through enhanced fan-out (SubscribeToShard) instead of
+        /// GetRecords polling; absent means polling.
+        #[serde(default)]
+        enhanced_fan_out: Option<EnhancedFanOutConfig>,
         /// Force a decoder instead of detecting the envelope per record.
         #[serde(default)]
         decoder: Option<DecoderKind>,
@@ -184,6 +188,34 @@ pub enum SourceConfig {
         #[serde(default)]
         flow_format: Option<String>,
     },
+}
+
+/// Enhanced fan-out of a Kinesis source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnhancedFanOutConfig {
+    /// Stream consumer name, shared by every replica; registered on start
+    /// unless it exists (1 to 128 of `[a-zA-Z0-9_.-]`).
+    pub consumer_name: String,
+}
+
+impl EnhancedFanOutConfig {
+    /// Checks the consumer name against the AWS pattern (1 to 128 of
+    /// `[a-zA-Z0-9_.-]`).
+    pub fn validate(&self) -> Result<()> {
+        let name = &self.consumer_name;
+        let valid = (1..=128).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if valid {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "kinesis source: enhanced_fan_out.consumer_name {name:?} must be 1 to 128 of [a-zA-Z0-9_.-]"
+            )))
+        }
+    }
 }
 
 /// A Kafka consumer-group input.
@@ -483,6 +515,15 @@ impl Config {
             };
             source_decoding(decoder, flow_format)
                 .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+            if let SourceConfig::Kinesis {
+                enhanced_fan_out: Some(fan_out),
+                ..
+            } = source
+            {
+                fan_out
+                    .validate()
+                    .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+            }
         }
         Ok(config)
     }
@@ -523,6 +564,53 @@ mod tests {
         assert!(
             matches!(&config.sinks.alerts, SinkConfig::Kinesis { stream, .. } if stream == "alerts")
         );
+    }
+
+    #[test]
+    fn kinesis_enhanced_fan_out_parses_and_is_off_by_default() {
+        let fan_out = |config: &Config| match &config.sources[0] {
+            SourceConfig::Kinesis {
+                enhanced_fan_out, ..
+            } => enhanced_fan_out.clone(),
+            other => panic!("not a kinesis source: {other:?}"),
+        };
+        let polling =
+            Config::parse("k", "sources:\n  - type: kinesis\n    stream: trail\n").unwrap();
+        assert_eq!(fan_out(&polling), None);
+        let text = "sources:\n  - type: kinesis\n    stream: trail\n    enhanced_fan_out:\n      consumer_name: trailwatch-prod\n";
+        let config = Config::parse("k", text).unwrap();
+        assert_eq!(
+            fan_out(&config),
+            Some(EnhancedFanOutConfig {
+                consumer_name: "trailwatch-prod".into()
+            })
+        );
+        let typo = "sources:\n  - type: kinesis\n    stream: trail\n    enhanced_fan_out:\n      consumer: trailwatch\n";
+        let error = Config::parse("k.yaml", typo).unwrap_err().to_string();
+        assert!(error.contains("consumer"), "{error}");
+        let missing = "sources:\n  - type: kinesis\n    stream: trail\n    enhanced_fan_out: {}\n";
+        let error = Config::parse("k.yaml", missing).unwrap_err().to_string();
+        assert!(error.contains("consumer_name"), "{error}");
+        let invalid = "sources:\n  - type: kinesis\n    stream: trail\n    enhanced_fan_out:\n      consumer_name: has space\n";
+        let error = Config::parse("k.yaml", invalid).unwrap_err().to_string();
+        assert!(error.contains("[a-zA-Z0-9_.-]"), "{error}");
+    }
+
+    #[test]
+    fn kinesis_consumer_names_follow_the_aws_pattern() {
+        let check = |name: &str| {
+            EnhancedFanOutConfig {
+                consumer_name: name.into(),
+            }
+            .validate()
+            .is_ok()
+        };
+        assert!(check("trailwatch-prod_1.a"));
+        assert!(check(&"x".repeat(128)));
+        assert!(!check(""));
+        assert!(!check("has space"));
+        assert!(!check("slash/no"));
+        assert!(!check(&"x".repeat(129)));
     }
 
     #[test]

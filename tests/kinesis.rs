@@ -24,7 +24,7 @@ use trailwatch::error::Result as TwResult;
 use trailwatch::rules::RuleSet;
 use trailwatch::sink::kinesis::{KinesisAlertSink, KinesisSinkConfig};
 use trailwatch::sink::writer::MemoryDeadLetters;
-use trailwatch::source::kinesis::{KinesisSource, KinesisSourceConfig};
+use trailwatch::source::kinesis::{FanOutConfig, KinesisSource, KinesisSourceConfig, ReadMode};
 use trailwatch::source::{PartitionRegistry, Poll, Source};
 
 const RULE: &str = r#"
@@ -441,6 +441,16 @@ fn source_config(servers: &Servers, stream: &str, worker: &str) -> KinesisSource
     config
 }
 
+/// Like [`source_config`], reading through enhanced fan-out with short
+/// subscriptions, so that readers resubscribe several times a test.
+fn fan_out_config(servers: &Servers, stream: &str, worker: &str) -> KinesisSourceConfig {
+    let mut config = source_config(servers, stream, worker);
+    let mut fan_out = FanOutConfig::new("trailwatch-test");
+    fan_out.subscription_limit = Duration::from_secs(2);
+    config.read_mode = ReadMode::FanOut(fan_out);
+    config
+}
+
 struct Running {
     stop: Arc<std::sync::atomic::AtomicBool>,
     handle: JoinHandle<TwResult<RunSummary>>,
@@ -506,6 +516,17 @@ fn assert_repeats_identical(alerts: &[Value]) {
 
 #[test]
 fn end_to_end_raw_envelope_and_kpl_records_give_the_exact_alert_set() {
+    end_to_end_gives_the_exact_alert_set(source_config);
+}
+
+#[test]
+fn fan_out_end_to_end_raw_envelope_and_kpl_records_give_the_exact_alert_set() {
+    end_to_end_gives_the_exact_alert_set(fan_out_config);
+}
+
+/// Raw records, CloudWatch Logs envelopes and KPL aggregates on two shards
+/// give exactly the reference alert set, read as `config` says.
+fn end_to_end_gives_the_exact_alert_set(config: fn(&Servers, &str, &str) -> KinesisSourceConfig) {
     let Some(servers) = start_servers() else {
         return;
     };
@@ -522,7 +543,7 @@ fn end_to_end_raw_envelope_and_kpl_records_give_the_exact_alert_set() {
     bad[last] ^= 0xff;
     admin.put("trail", &[("bad".to_string(), bad)]);
 
-    let source = KinesisSource::new(source_config(&servers, "trail", "w1")).unwrap();
+    let source = KinesisSource::new(config(&servers, "trail", "w1")).unwrap();
     let lag = source.lag();
     let running = start_engine(&servers, source, "alerts");
     let alerts = wait_for(
@@ -663,6 +684,21 @@ fn split_and_merge_under_the_engine_give_the_exact_alert_set() {
 
 #[test]
 fn two_replicas_share_leases_and_the_survivor_takes_over_without_loss() {
+    two_replicas_share_leases_and_the_survivor_takes_over(source_config);
+}
+
+/// Both replicas read through one shared fan-out consumer.
+#[test]
+fn fan_out_two_replicas_share_leases_and_the_survivor_takes_over_without_loss() {
+    two_replicas_share_leases_and_the_survivor_takes_over(fan_out_config);
+}
+
+/// Two replicas split four shards; one is killed without releasing its
+/// leases, and the survivor takes them over with no alert lost, read as
+/// `config` says.
+fn two_replicas_share_leases_and_the_survivor_takes_over(
+    config: fn(&Servers, &str, &str) -> KinesisSourceConfig,
+) {
     let Some(servers) = start_servers() else {
         return;
     };
@@ -675,10 +711,10 @@ fn two_replicas_share_leases_and_the_survivor_takes_over_without_loss() {
     let expected = reference_ids(plain);
     assert_eq!(expected.len(), 16);
 
-    let mut source_a = KinesisSource::new(source_config(&servers, "shared", "a")).unwrap();
+    let mut source_a = KinesisSource::new(config(&servers, "shared", "a")).unwrap();
     source_a.set_release_on_drop(false);
     let held_a = source_a.held_shards_handle();
-    let source_b = KinesisSource::new(source_config(&servers, "shared", "b")).unwrap();
+    let source_b = KinesisSource::new(config(&servers, "shared", "b")).unwrap();
     let held_b = source_b.held_shards_handle();
     let running_a = start_engine(&servers, source_a, "alerts");
     let running_b = start_engine(&servers, source_b, "alerts");
@@ -708,6 +744,21 @@ fn two_replicas_share_leases_and_the_survivor_takes_over_without_loss() {
 
 #[test]
 fn crash_recovery_rebuilds_the_same_alert_ids_and_repeats_are_identical() {
+    crash_recovery_rebuilds_the_same_alert_ids(source_config);
+}
+
+/// The crash-recovery scenario, read through fan-out.
+#[test]
+fn fan_out_crash_recovery_rebuilds_the_same_alert_ids_and_repeats_are_identical() {
+    crash_recovery_rebuilds_the_same_alert_ids(fan_out_config);
+}
+
+/// A replica crashes (leases kept) after some alerts; a new replica takes
+/// the expired leases over, and the alert set is exact, read as `config`
+/// says.
+fn crash_recovery_rebuilds_the_same_alert_ids(
+    config: fn(&Servers, &str, &str) -> KinesisSourceConfig,
+) {
     let Some(servers) = start_servers() else {
         return;
     };
@@ -720,7 +771,7 @@ fn crash_recovery_rebuilds_the_same_alert_ids_and_repeats_are_identical() {
     let (first, second) = records.split_at(records.len() / 2);
     admin.put("trail", first);
 
-    let mut source = KinesisSource::new(source_config(&servers, "trail", "w1")).unwrap();
+    let mut source = KinesisSource::new(config(&servers, "trail", "w1")).unwrap();
     source.set_release_on_drop(false);
     let running = start_engine(&servers, source, "alerts");
     wait_for(
@@ -732,7 +783,7 @@ fn crash_recovery_rebuilds_the_same_alert_ids_and_repeats_are_identical() {
     running.stop();
     admin.put("trail", second);
 
-    let source = KinesisSource::new(source_config(&servers, "trail", "w2")).unwrap();
+    let source = KinesisSource::new(config(&servers, "trail", "w2")).unwrap();
     let running = start_engine(&servers, source, "alerts");
     let alerts = wait_for(
         || admin.read_all("alerts"),
@@ -767,4 +818,142 @@ fn a_late_replica_steals_its_share_of_leases() {
     );
     drop(source_a);
     drop(source_b);
+}
+
+#[test]
+fn fan_out_restart_split_and_merge_under_live_subscriptions_lose_nothing_and_keep_key_order() {
+    let Some(servers) = start_servers() else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("fanout", 2);
+    let keys = 16;
+    let registry = PartitionRegistry::default();
+    let config = fan_out_config(&servers, "fanout", "w1");
+    let ReadMode::FanOut(fan_out) = &config.read_mode else {
+        panic!("fan_out_config reads through fan-out");
+    };
+    let limit = fan_out.subscription_limit;
+    let mut source = KinesisSource::new(config).unwrap();
+    let consumers = admin.runtime.block_on(async {
+        let arn = admin
+            .client
+            .describe_stream_summary()
+            .stream_name("fanout")
+            .send()
+            .await
+            .unwrap()
+            .stream_description_summary()
+            .unwrap()
+            .stream_arn()
+            .to_string();
+        admin
+            .client
+            .list_stream_consumers()
+            .stream_arn(arn)
+            .send()
+            .await
+            .unwrap()
+    });
+    let consumer = consumers
+        .consumers()
+        .iter()
+        .find(|c| c.consumer_name() == "trailwatch-test")
+        .expect("the source registered its consumer");
+    assert_eq!(
+        consumer.consumer_status(),
+        &aws_sdk_kinesis::types::ConsumerStatus::Active
+    );
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+
+    // Read through live subscriptions, and let them expire and renew.
+    admin.put("fanout", &keyed(keys, 0, 3));
+    drain_source(&mut source, &registry, &mut seen, keys * 3);
+    // Restart: the next source subscribes after the checkpoints.
+    drop(source);
+    let mut source = KinesisSource::new(fan_out_config(&servers, "fanout", "w2")).unwrap();
+    admin.put("fanout", &keyed(keys, 3, 5));
+    drain_source(&mut source, &registry, &mut seen, keys * 5);
+    let pause = Instant::now() + limit * 2;
+    while Instant::now() < pause {
+        if let Poll::Batch(batch) = source.poll(&registry).unwrap() {
+            panic!("{} records repeated by a new subscription", batch.len());
+        }
+    }
+    admin.put("fanout", &keyed(keys, 5, 10));
+    // Split the first shard while it is subscribed to.
+    let (first, start, end) = admin.open_shards("fanout")[0].clone();
+    admin.split("fanout", &first, start + (end - start) / 2);
+    admin.put("fanout", &keyed(keys, 10, 15));
+    drain_source(&mut source, &registry, &mut seen, keys * 15);
+
+    // Merge the two children back together, also under subscriptions.
+    let mut open = admin.open_shards("fanout");
+    open.sort_by_key(|s| s.1);
+    let merge = admin.merge("fanout", &open[0].0, &open[1].0);
+    admin.put("fanout", &keyed(keys, 15, 20));
+    drain_source(&mut source, &registry, &mut seen, keys * 20);
+
+    let expected: Vec<u64> = (0..20).collect();
+    assert_eq!(seen.len(), keys);
+    for (key, order) in &seen {
+        assert_eq!(
+            order, &expected,
+            "records of {key} lost, repeated or out of order"
+        );
+    }
+    assert!(merge.is_ok(), "MergeShards failed: {merge:?}");
+}
+
+#[test]
+fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
+    use trailwatch::source::kinesis::fanout::{ensure_consumer, FanOutReader};
+    use trailwatch::source::kinesis::shards::{new_lag_snapshot, LeaseClock, ReaderMsg};
+
+    let Some(servers) = start_servers() else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("expiry", 1);
+    let shard = admin.open_shards("expiry")[0].0.clone();
+    admin.put("expiry", &keyed(1, 0, 3));
+    let base = Instant::now();
+    let clock = Arc::new(LeaseClock::new(base, base + Duration::from_secs(2)));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let reader = admin.runtime.block_on(async {
+        let consumer_arn = ensure_consumer(&admin.client, "expiry", "trailwatch-test")
+            .await
+            .unwrap();
+        FanOutReader {
+            client: admin.client.clone(),
+            consumer_arn,
+            shard,
+            generation: 1,
+            start: "TRIM_HORIZON".into(),
+            subscription_limit: Duration::from_secs(600),
+            clock: Arc::clone(&clock),
+            tx,
+            lag: new_lag_snapshot(),
+            polled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    });
+    let running = admin.runtime.spawn(reader.run());
+    let first = admin.runtime.block_on(rx.recv());
+    let Some(ReaderMsg::Records { records, .. }) = first else {
+        panic!("expected the first records, got {first:?}");
+    };
+    assert_eq!(records.len(), 3);
+    // The reader ends by itself once the validity runs out (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !running.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(running.is_finished(), "the reader outlived its lease");
+    assert!(!clock.is_valid());
+    admin.put("expiry", &keyed(1, 3, 6));
+    let after = admin.runtime.block_on(rx.recv());
+    assert!(
+        after.is_none(),
+        "handed over after the lease ran out: {after:?}"
+    );
 }

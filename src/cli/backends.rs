@@ -103,6 +103,7 @@ pub fn kinesis_source(config: &SourceConfig, engine: &Engine) -> Result<Box<dyn 
         max_records,
         poll_interval,
         shard_sync_interval,
+        enhanced_fan_out,
         decoder,
         flow_format,
     } = config
@@ -134,6 +135,11 @@ pub fn kinesis_source(config: &SourceConfig, engine: &Engine) -> Result<Box<dyn 
     }
     if let Some(interval) = shard_sync_interval {
         kinesis.shard_sync_interval = interval.0;
+    }
+    if let Some(fan_out) = enhanced_fan_out {
+        kinesis.read_mode = crate::source::kinesis::ReadMode::FanOut(
+            crate::source::kinesis::FanOutConfig::new(&fan_out.consumer_name),
+        );
     }
     let mut source = crate::source::kinesis::KinesisSource::new(kinesis)?;
     source.set_decoding(crate::config::source_decoding(

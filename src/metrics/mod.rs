@@ -360,7 +360,7 @@ impl Metrics {
     pub fn register_kinesis_millis_behind_latest(&self, read: LagReader) {
         self.register_lag(
             KINESIS_MILLIS_BEHIND_LATEST,
-            "Milliseconds the last GetRecords response was behind the tip of the shard.",
+            "Milliseconds the last GetRecords response or SubscribeToShard event was behind the tip of the shard.",
             "shard",
             read,
         );

@@ -21,7 +21,8 @@
 //!    parent is finished: checkpointed `SHARD_END`, gone from the table,
 //!    or read to its end by this very worker (its records are then already
 //!    ahead of the child's in the engine).
-//! 5. **Start a reader** for every held lease that has none.
+//! 5. **Start a reader** for every held lease that has none: a polling
+//!    [`Reader`] or a [`FanOutReader`], as [`ReaderKind`] says.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
 use super::checkpoint::SHARD_END;
+use super::fanout::FanOutReader;
 use super::lease::{LeaseRow, LeaseTable};
 use super::shards::{list_shards, LeaseClock, Reader, ReaderMsg};
 use super::{KinesisSourceConfig, LagSnapshot};
@@ -52,10 +54,23 @@ pub struct Held {
     pub ended: bool,
 }
 
+/// Which reader a held shard gets (the resolved [`super::ReadMode`]).
+#[derive(Debug, Clone)]
+pub enum ReaderKind {
+    /// GetRecords polling.
+    Polling,
+    /// SubscribeToShard through the active consumer `consumer_arn`.
+    FanOut {
+        consumer_arn: String,
+        subscription_limit: Duration,
+    },
+}
+
 /// State shared by the source, the coordinator and the readers.
 pub struct Shared {
     pub config: KinesisSourceConfig,
     pub kinesis: aws_sdk_kinesis::Client,
+    pub reader_kind: ReaderKind,
     pub table: LeaseTable,
     pub held: Mutex<HashMap<String, Held>>,
     /// Serialises this worker's table writes, so a checkpoint never races
@@ -351,21 +366,44 @@ fn start_readers(shared: &Shared) {
             lease.ended = true;
             continue;
         }
-        let reader = Reader {
-            client: shared.kinesis.clone(),
-            stream: shared.config.stream.clone(),
-            shard: key.clone(),
-            generation: lease.generation,
-            start: lease.checkpoint.clone(),
-            max_records: shared.config.max_records,
-            poll_interval: shared.config.poll_interval,
-            clock: Arc::clone(&lease.clock),
-            tx: shared.tx.clone(),
-            lag: Arc::clone(&shared.lag),
-            polled: Arc::clone(&shared.polled),
+        let handle = match &shared.reader_kind {
+            ReaderKind::Polling => {
+                let reader = Reader {
+                    client: shared.kinesis.clone(),
+                    stream: shared.config.stream.clone(),
+                    shard: key.clone(),
+                    generation: lease.generation,
+                    start: lease.checkpoint.clone(),
+                    max_records: shared.config.max_records,
+                    poll_interval: shared.config.poll_interval,
+                    clock: Arc::clone(&lease.clock),
+                    tx: shared.tx.clone(),
+                    lag: Arc::clone(&shared.lag),
+                    polled: Arc::clone(&shared.polled),
+                };
+                tracing::info!(shard = %key, start = %lease.checkpoint, "reader started");
+                tokio::spawn(reader.run())
+            }
+            ReaderKind::FanOut {
+                consumer_arn,
+                subscription_limit,
+            } => {
+                let reader = FanOutReader {
+                    client: shared.kinesis.clone(),
+                    consumer_arn: consumer_arn.clone(),
+                    shard: key.clone(),
+                    generation: lease.generation,
+                    start: lease.checkpoint.clone(),
+                    subscription_limit: *subscription_limit,
+                    clock: Arc::clone(&lease.clock),
+                    tx: shared.tx.clone(),
+                    lag: Arc::clone(&shared.lag),
+                    polled: Arc::clone(&shared.polled),
+                };
+                tracing::info!(shard = %key, start = %lease.checkpoint, "fan-out reader started");
+                tokio::spawn(reader.run())
+            }
         };
-        tracing::info!(shard = %key, start = %lease.checkpoint, "reader started");
-        let handle = tokio::spawn(reader.run());
         lease.reader = Some(handle.abort_handle());
     }
 }

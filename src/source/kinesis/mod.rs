@@ -26,11 +26,19 @@
 //! tokio runtime of its own where the coordinator and one reader task per
 //! held shard run, feeding a bounded channel that `poll` drains.
 //!
+//! **Readers.** [`ReadMode`] picks how a held shard is read: GetRecords
+//! polling ([`shards::Reader`], the default) or enhanced fan-out
+//! (SubscribeToShard through a registered stream consumer,
+//! [`fanout::FanOutReader`]). Both send the same [`ReaderMsg`]s under the
+//! same lease rules, so checkpoints, leases and resharding do not depend
+//! on the mode.
+//!
 //! **Lag.** `MillisBehindLatest` per shard is published in
 //! [`KinesisSource::lag`] for the metrics endpoint.
 
 pub mod checkpoint;
 pub mod coordinator;
+pub mod fanout;
 pub mod lease;
 pub mod pacing;
 pub mod shards;
@@ -44,7 +52,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
 use self::checkpoint::{ShardProgress, SHARD_END};
-use self::coordinator::Shared;
+use self::coordinator::{ReaderKind, Shared};
 use self::lease::LeaseTable;
 use self::shards::ReaderMsg;
 use super::{PartitionId, PartitionRegistry, Poll, RawBatch, Source};
@@ -57,6 +65,37 @@ pub type LagSnapshot = Arc<Mutex<BTreeMap<String, i64>>>;
 const POLL_WAIT: Duration = Duration::from_millis(200);
 /// Reader → source channel capacity, in GetRecords responses.
 const CHANNEL_BATCHES: usize = 16;
+
+/// How held shards are read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ReadMode {
+    /// GetRecords polling within the per-shard limits.
+    #[default]
+    Polling,
+    /// Enhanced fan-out: SubscribeToShard through a stream consumer.
+    FanOut(FanOutConfig),
+}
+
+/// Settings of enhanced fan-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanOutConfig {
+    /// Stream consumer shared by every replica; registered on start
+    /// unless it exists.
+    pub consumer_name: String,
+    /// A reader ends a subscription itself after this long (the service
+    /// ends them after five minutes); default 5 min 10 s.
+    pub subscription_limit: Duration,
+}
+
+impl FanOutConfig {
+    /// Fan-out through consumer `consumer_name`, with the default limit.
+    pub fn new(consumer_name: &str) -> FanOutConfig {
+        FanOutConfig {
+            consumer_name: consumer_name.to_string(),
+            subscription_limit: Duration::from_secs(310),
+        }
+    }
+}
 
 /// Settings of the Kinesis source.
 #[derive(Debug, Clone)]
@@ -77,6 +116,8 @@ pub struct KinesisSourceConfig {
     pub poll_interval: Duration,
     /// Period of ListShards refreshes.
     pub shard_sync_interval: Duration,
+    /// Polling (default) or enhanced fan-out.
+    pub read_mode: ReadMode,
 }
 
 impl KinesisSourceConfig {
@@ -94,6 +135,7 @@ impl KinesisSourceConfig {
             max_records: 10_000,
             poll_interval: Duration::from_secs(1),
             shard_sync_interval: Duration::from_secs(60),
+            read_mode: ReadMode::Polling,
         }
     }
 }
@@ -180,6 +222,17 @@ impl KinesisSource {
                 "kinesis source: lease_duration must be at least 300ms".into(),
             ));
         }
+        if let ReadMode::FanOut(fan_out) = &config.read_mode {
+            crate::config::EnhancedFanOutConfig {
+                consumer_name: fan_out.consumer_name.clone(),
+            }
+            .validate()?;
+            if fan_out.subscription_limit < Duration::from_secs(1) {
+                return Err(Error::Config(
+                    "kinesis source: the fan-out subscription limit must be at least 1s".into(),
+                ));
+            }
+        }
         let runtime = runtime(2)?;
         let (kinesis, dynamodb) = runtime.block_on(async {
             let sdk =
@@ -193,12 +246,28 @@ impl KinesisSource {
                 aws_sdk_dynamodb::Client::new(&dynamo_sdk),
             )
         });
+        let reader_kind = match &config.read_mode {
+            ReadMode::Polling => ReaderKind::Polling,
+            ReadMode::FanOut(fan_out) => {
+                let consumer_arn = runtime.block_on(fanout::ensure_consumer(
+                    &kinesis,
+                    &config.stream,
+                    &fan_out.consumer_name,
+                ))?;
+                tracing::info!(consumer = %consumer_arn, "kinesis source reads through enhanced fan-out");
+                ReaderKind::FanOut {
+                    consumer_arn,
+                    subscription_limit: fan_out.subscription_limit,
+                }
+            }
+        };
         let table = LeaseTable::new(dynamodb, &config.lease_table, &config.worker_id);
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         tracing::info!(stream = %config.stream, worker = %config.worker_id, table = %config.lease_table, "kinesis source starting");
         let shared = Arc::new(Shared {
             config,
             kinesis,
+            reader_kind,
             table,
             held: Mutex::new(HashMap::new()),
             write_lock: tokio::sync::Mutex::new(()),

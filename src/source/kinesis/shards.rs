@@ -107,6 +107,13 @@ impl LeaseClock {
         let now_ms = self.base.elapsed().as_millis() as u64;
         now_ms < self.valid_until_ms.load(Ordering::Acquire)
     }
+
+    /// How long reading is still allowed (zero once it is not).
+    pub fn remaining(&self) -> Duration {
+        let now_ms = self.base.elapsed().as_millis() as u64;
+        let until_ms = self.valid_until_ms.load(Ordering::Acquire);
+        Duration::from_millis(until_ms.saturating_sub(now_ms))
+    }
 }
 
 /// What readers send to the source.
