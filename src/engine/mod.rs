@@ -37,6 +37,9 @@ use crate::rules::RuleSet;
 use crate::sink::{AlertSink, DeadLetterSink};
 use crate::source::{PartitionRegistry, Poll, RawBatch, Source};
 
+/// Most alerts the sink thread hands to the sink in one call.
+const MAX_ALERTS_PER_SEND: usize = 4096;
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -374,7 +377,17 @@ impl Engine {
         let span = tracing::info_span!("sink", name = sink.name());
         let _entered = span.enter();
         let mut delivered = 0u64;
-        for emitted in rx.iter() {
+        while let Ok(mut emitted) = rx.recv() {
+            // Coalesce what is already queued: every shard batch sends its
+            // own (often one-alert) vector, and a sink that waits for the
+            // broker's acknowledgement would otherwise pay one round trip
+            // per vector.
+            while emitted.len() < MAX_ALERTS_PER_SEND {
+                match rx.try_recv() {
+                    Ok(more) => emitted.extend(more),
+                    Err(_) => break,
+                }
+            }
             let alerts: Vec<Alert> = emitted.iter().map(|e| e.alert.clone()).collect();
             self.deliver(&mut *sink, &alerts)?;
             let now = crate::source::now_ms();
