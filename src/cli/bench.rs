@@ -115,6 +115,9 @@ struct DataSet {
 pub fn execute(args: BenchArgs) -> Result<i32> {
     crate::logging::init("warn", crate::config::LogFormat::Human);
     let rules = super::replay::load_rules(&args.rules)?;
+    // Measured first, in a fresh process: after the pipeline runs, freed
+    // memory already counted in RSS would absorb the new state.
+    let state_line = args.state_keys.map(|keys| state_cost(&rules, keys));
     let sets = load_sets(&args)?;
     println!("# trailwatch bench");
     println!(
@@ -169,9 +172,9 @@ pub fn execute(args: BenchArgs) -> Result<i32> {
             );
         }
     }
-    if let Some(keys) = args.state_keys {
+    if let Some(line) = state_line {
         println!();
-        state_cost(&rules, keys);
+        println!("{line}");
     }
     Ok(0)
 }
@@ -581,15 +584,14 @@ fn run_baseline(rules: &Arc<RuleSet>, set: &DataSet) -> RunStats {
 
 /// Feeds `keys` distinct keys of one count rule into a shard and reports
 /// the RSS growth per open aggregate (key bytes included and excluded).
-fn state_cost(rules: &Arc<RuleSet>, keys: u64) {
+fn state_cost(rules: &Arc<RuleSet>, keys: u64) -> String {
     let Some(rule) = rules
         .rules()
         .iter()
         .position(|r| r.aggregate == crate::rules::compile::Aggregate::Count && r.eager)
         .and_then(|i| u16::try_from(i).ok())
     else {
-        println!("state: no eager count rule loaded");
-        return;
+        return "state: no eager count rule loaded".to_string();
     };
     let rule_ids = rules.rules().iter().map(|r| r.id.clone()).collect();
     let metrics = Metrics::new(1, 1, rule_ids);
@@ -644,7 +646,7 @@ fn state_cost(rules: &Arc<RuleSet>, keys: u64) {
     let after = proc_status_bytes("VmRSS");
     let open = shard.open_windows() as u64;
     let grown = after.saturating_sub(before);
-    println!(
+    format!(
         "## state: {open} open count aggregates of `{}` in {:.2}s: RSS +{:.0} MB, {:.0} bytes/aggregate ({:.0} excluding {} key bytes each)",
         rules.rule(rule).id,
         started.elapsed().as_secs_f64(),
@@ -652,5 +654,5 @@ fn state_cost(rules: &Arc<RuleSet>, keys: u64) {
         grown as f64 / open.max(1) as f64,
         grown.saturating_sub(key_bytes) as f64 / open.max(1) as f64,
         12
-    );
+    )
 }

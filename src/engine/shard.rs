@@ -350,8 +350,13 @@ impl Shard {
             self.open_windows += 1;
         }
         if added.new_partition {
-            hold(&mut self.holds, m.partition, m.offset);
-            self.holds_dirty = true;
+            if let Some(replaced) = bin.lower_min_hold(m.partition, m.offset) {
+                hold(&mut self.holds, m.partition, m.offset);
+                if let Some(previous) = replaced {
+                    unhold(&mut self.holds, m.partition, previous);
+                }
+                self.holds_dirty = true;
+            }
         }
         if !rule.eager || bin.entry(added.index).fired() {
             return;
@@ -509,14 +514,7 @@ impl Shard {
 
     fn release_holds(&mut self, holds: &[(PartitionId, u64)]) {
         for (partition, offset) in holds {
-            if let Some(offsets) = self.holds.get_mut(partition) {
-                if let Some(count) = offsets.get_mut(offset) {
-                    *count -= 1;
-                    if *count == 0 {
-                        offsets.remove(offset);
-                    }
-                }
-            }
+            unhold(&mut self.holds, *partition, *offset);
             self.holds_dirty = true;
         }
     }
@@ -640,7 +638,6 @@ impl Shard {
                     } else if entry.fired() && rule.evaluation.emit_close {
                         Activity::Close
                     } else {
-                        self.release_holds(&bin.holds(index));
                         continue;
                     };
                     let agg = bin.agg(index);
@@ -663,8 +660,8 @@ impl Shard {
                     self.push_datapoint(&bin_key, rule, datapoint, start, Some(&agg));
                 }
             }
-            self.release_holds(&bin.holds(index));
         }
+        self.release_holds(bin.min_holds());
         self.state_bytes = self.state_bytes.saturating_sub(bin.approx_bytes());
         self.open_windows -= bin.len();
     }
@@ -851,6 +848,22 @@ fn apply_match(
         evidence,
     );
     new_partition
+}
+
+/// Releases one hold of `offset` of `partition`.
+fn unhold(
+    holds: &mut HashMap<PartitionId, BTreeMap<u64, u32>>,
+    partition: PartitionId,
+    offset: u64,
+) {
+    if let Some(offsets) = holds.get_mut(&partition) {
+        if let Some(count) = offsets.get_mut(&offset) {
+            *count -= 1;
+            if *count == 0 {
+                offsets.remove(&offset);
+            }
+        }
+    }
 }
 
 /// Holds `offset` of `partition` until the aggregate it fed is released.

@@ -137,6 +137,12 @@ pub struct Bin {
     texts: String,
     /// Heap bytes of the distinct-value sets (kept as they grow).
     distinct_bytes: usize,
+    /// Per partition, the smallest input position that fed any window of
+    /// the bin. All windows of a bin close together, so holding this one
+    /// position keeps exactly what holding every window's first position
+    /// would (the shard publishes minimums), at one hold per bin instead
+    /// of one per window.
+    min_holds: SmallVec<[(PartitionId, u64); 1]>,
 }
 
 impl Bin {
@@ -151,6 +157,27 @@ impl Bin {
             extras: Vec::new(),
             texts: String::new(),
             distinct_bytes: 0,
+            min_holds: SmallVec::new(),
+        }
+    }
+
+    /// The smallest positions per partition that fed the bin.
+    pub fn min_holds(&self) -> &[(PartitionId, u64)] {
+        &self.min_holds
+    }
+
+    /// Notes that `offset` of `partition` fed a window of the bin. Returns
+    /// the bin's previous smallest position of that partition when `offset`
+    /// replaces it (`Some(None)`: the partition is new to the bin), or
+    /// `None` when the bin already holds an earlier position.
+    pub fn lower_min_hold(&mut self, partition: PartitionId, offset: u64) -> Option<Option<u64>> {
+        match self.min_holds.iter_mut().find(|(p, _)| *p == partition) {
+            Some((_, held)) if *held <= offset => None,
+            Some((_, held)) => Some(Some(std::mem::replace(held, offset))),
+            None => {
+                self.min_holds.push((partition, offset));
+                Some(None)
+            }
         }
     }
 
@@ -503,6 +530,16 @@ mod tests {
         bin.set_fired(index);
         assert!(bin.entry(index).fired());
         assert_eq!(bin.key_of(index), "k");
+    }
+
+    #[test]
+    fn the_bin_holds_the_smallest_position_per_partition() {
+        let mut bin = Bin::new(Aggregate::Count);
+        assert_eq!(bin.lower_min_hold(0, 10), Some(None));
+        assert_eq!(bin.lower_min_hold(0, 12), None);
+        assert_eq!(bin.lower_min_hold(1, 3), Some(None));
+        assert_eq!(bin.lower_min_hold(0, 7), Some(Some(10)));
+        assert_eq!(bin.min_holds(), &[(0, 7), (1, 3)]);
     }
 
     #[test]
