@@ -16,7 +16,8 @@
 //! through `/proc/self/clear_refs`; process-wide, so it includes the input
 //! held in memory), peak open aggregates and the shards' estimate of state
 //! bytes per open aggregate. `--state-keys N` also measures the RSS cost
-//! of N distinct open count aggregates in one shard.
+//! of N distinct open count aggregates in one shard, first, while the
+//! process is fresh (freed memory from earlier runs would hide growth).
 //!
 //! Throughput is given per CPU-second (the measured threads' on-CPU time,
 //! from `/proc/thread-self/schedstat`; for the engine, the process's user +
