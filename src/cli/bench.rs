@@ -18,7 +18,8 @@
 //! through `/proc/self/clear_refs`; process-wide, so it includes the input
 //! held in memory), peak open aggregates and the shards' estimate of state
 //! bytes per open aggregate. `--state-keys N` also measures the RSS cost
-//! of N distinct open count aggregates in one shard.
+//! of N distinct open count aggregates in one shard, first, while the
+//! process is fresh (freed memory from earlier runs would hide growth).
 //!
 //! Throughput is given per CPU-second (the measured threads' on-CPU time,
 //! from `/proc/thread-self/schedstat`; for the engine, the process's user +
@@ -117,6 +118,9 @@ struct DataSet {
 pub fn execute(args: BenchArgs) -> Result<i32> {
     crate::logging::init("warn", crate::config::LogFormat::Human);
     let rules = super::replay::load_rules(&args.rules)?;
+    // Measured first, in a fresh process: after the pipeline runs, freed
+    // memory already counted in RSS would absorb the new state.
+    let state_line = args.state_keys.map(|keys| state_cost(&rules, keys));
     let sets = load_sets(&args)?;
     println!("# trailwatch bench");
     println!(
@@ -171,9 +175,9 @@ pub fn execute(args: BenchArgs) -> Result<i32> {
             );
         }
     }
-    if let Some(keys) = args.state_keys {
+    if let Some(line) = state_line {
         println!();
-        state_cost(&rules, keys);
+        println!("{line}");
     }
     Ok(0)
 }
@@ -405,6 +409,11 @@ impl InlinePipeline {
     /// Runs one raw batch of `records` through the pipeline.
     pub fn feed(&mut self, records: &[Vec<u8>]) {
         let mut raw = RawBatch::new(self.partition);
+        // Sized up front, as a source reading a known amount would: the
+        // harness should not add its own growth to the per-batch figures.
+        raw.data
+            .reserve(records.iter().map(|record| record.len()).sum::<usize>());
+        raw.records.reserve(records.len());
         for record in records {
             raw.push(record, self.offset);
             self.offset += 1;
@@ -580,15 +589,14 @@ fn run_baseline(rules: &Arc<RuleSet>, set: &DataSet) -> RunStats {
 
 /// Feeds `keys` distinct keys of one count rule into a shard and reports
 /// the RSS growth per open aggregate (key bytes included and excluded).
-fn state_cost(rules: &Arc<RuleSet>, keys: u64) {
+fn state_cost(rules: &Arc<RuleSet>, keys: u64) -> String {
     let Some(rule) = rules
         .rules()
         .iter()
         .position(|r| r.aggregate == crate::rules::compile::Aggregate::Count && r.eager)
         .and_then(|i| u16::try_from(i).ok())
     else {
-        println!("state: no eager count rule loaded");
-        return;
+        return "state: no eager count rule loaded".to_string();
     };
     let rule_ids = rules.rules().iter().map(|r| r.id.clone()).collect();
     let metrics = Metrics::new(1, 1, rule_ids);
@@ -643,7 +651,7 @@ fn state_cost(rules: &Arc<RuleSet>, keys: u64) {
     let after = proc_status_bytes("VmRSS");
     let open = shard.open_windows() as u64;
     let grown = after.saturating_sub(before);
-    println!(
+    format!(
         "## state: {open} open count aggregates of `{}` in {:.2}s: RSS +{:.0} MB, {:.0} bytes/aggregate ({:.0} excluding {} key bytes each)",
         rules.rule(rule).id,
         started.elapsed().as_secs_f64(),
@@ -651,5 +659,5 @@ fn state_cost(rules: &Arc<RuleSet>, keys: u64) {
         grown as f64 / open.max(1) as f64,
         grown.saturating_sub(key_bytes) as f64 / open.max(1) as f64,
         12
-    );
+    )
 }

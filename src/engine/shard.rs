@@ -2,8 +2,9 @@
 //!
 //! Matches are routed to shards by a stable hash of (rule, key), so each
 //! shard owns a disjoint set of keys and needs no lock. Windows live in
-//! bins keyed by window end (as in Arroyo's tumbling aggregator): when the
-//! watermark passes a bin's end, the whole bin closes. A shard emits at
+//! bins keyed by (window end, rule) (as in Arroyo's tumbling aggregator):
+//! when the watermark passes a bin's end, the whole bin closes. A bin keeps
+//! its windows compactly (see [`bins`]). A shard emits at
 //! most one Create per (rule, key, window); eager rules fire the moment the
 //! threshold is crossed, the others when the window closes.
 
@@ -23,6 +24,9 @@ use crate::metrics::{Tally, WorkerCounters};
 use crate::rules::compile::{CompiledRule, EvalMode, RuleIdx};
 use crate::rules::RuleSet;
 use crate::source::PartitionId;
+use bins::{Bin, Contribution};
+
+mod bins;
 
 /// Separator between group-key values inside a key string.
 pub const KEY_SEPARATOR: char = '\u{1f}';
@@ -136,8 +140,6 @@ impl Equivalent<BinKey> for BorrowedKey<'_> {
     }
 }
 
-type Bin = hashbrown::HashMap<BinKey, WindowAgg>;
-
 /// Floor on the measured bytes per open window used to turn
 /// `max_state_bytes` into a window count (and the estimate before the
 /// first measurement): the aggregate, its key and the map slot.
@@ -165,7 +167,8 @@ pub struct Shard {
     rules: Arc<RuleSet>,
     rule_info: Vec<Arc<RuleInfo>>,
     config: ShardConfig,
-    bins: BTreeMap<i64, Bin>,
+    /// Open tumbling windows by (window end, rule).
+    bins: BTreeMap<(i64, RuleIdx), Bin>,
     alarms: hashbrown::HashMap<BinKey, AlarmState>,
     sliding: hashbrown::HashMap<BinKey, SlidingLane>,
     watermark_ms: i64,
@@ -321,44 +324,49 @@ impl Shard {
             return;
         }
         let key_text = batch.text(m.key);
-        let bin = self.bins.entry(end).or_default();
-        let lookup = BorrowedKey {
-            rule: m.rule,
-            key: key_text,
+        let bin = self
+            .bins
+            .entry((end, m.rule))
+            .or_insert_with(|| Bin::new(rule.aggregate));
+        let bytes_before = bin.approx_bytes();
+        let contribution = Contribution {
+            value: m.value,
+            distinct_hash: m.distinct_hash,
+            time_ms: m.time_ms,
+            partition: m.partition,
+            offset: m.offset,
+            id: batch.opt_text(m.id),
+            sample: batch.text(m.sample),
+            account: batch.opt_text(m.account),
+            region: batch.opt_text(m.region),
         };
-        let (agg, bytes_before) = match bin.get_mut(&lookup) {
-            Some(agg) => {
-                let bytes = agg.approx_bytes();
-                (agg, bytes)
-            }
-            None => {
-                self.open_windows += 1;
-                self.state_bytes += key_text.len();
-                let key = BinKey {
-                    rule: m.rule,
-                    key: CompactString::from(key_text),
-                };
-                let agg = bin
-                    .entry(key)
-                    .or_insert_with(|| WindowAgg::new(rule.aggregate));
-                (agg, 0)
-            }
+        let Some(added) = bin.add(key_text, &contribution, self.config.evidence) else {
+            // The bin's key arena is full (4 GiB of keys in one window).
+            self.tally.shed += 1;
+            return;
         };
-        if apply_match(agg, batch, m, self.config.evidence) {
-            hold(&mut self.holds, m.partition, m.offset);
-            self.holds_dirty = true;
+        self.state_bytes += bin.approx_bytes() - bytes_before;
+        if added.opened {
+            self.open_windows += 1;
         }
-        self.state_bytes += agg.approx_bytes() - bytes_before;
-        if !rule.eager || agg.fired {
+        if added.new_partition {
+            if let Some(replaced) = bin.lower_min_hold(m.partition, m.offset) {
+                hold(&mut self.holds, m.partition, m.offset);
+                if let Some(previous) = replaced {
+                    unhold(&mut self.holds, m.partition, previous);
+                }
+                self.holds_dirty = true;
+            }
+        }
+        if !rule.eager || bin.entry(added.index).fired() {
             return;
         }
-        let value = agg.value(rule.aggregate);
-        if !rule.threshold.breached_by(value) {
+        if !rule.threshold.breached_by(bin.value(added.index)) {
             return;
         }
         match rule.evaluation.mode {
             EvalMode::Window => {
-                agg.fired = true;
+                bin.set_fired(added.index);
                 let emitted = self.build(m.rule, key_text, start, end, Activity::Create, None);
                 self.out.extend(emitted);
             }
@@ -381,7 +389,7 @@ impl Shard {
                 if already || recent + 1 < ev.datapoints {
                     return;
                 }
-                agg.fired = true;
+                bin.set_fired(added.index);
                 let state = self
                     .alarms
                     .entry(BinKey {
@@ -496,7 +504,7 @@ impl Shard {
             for pane in released.drain(..) {
                 self.open_windows -= 1;
                 self.state_bytes = self.state_bytes.saturating_sub(pane.approx_bytes());
-                self.release_holds(&pane);
+                self.release_holds(&pane.holds);
             }
             if idle {
                 self.sliding.remove(&key);
@@ -504,16 +512,9 @@ impl Shard {
         }
     }
 
-    fn release_holds(&mut self, agg: &WindowAgg) {
-        for (partition, offset) in &agg.holds {
-            if let Some(offsets) = self.holds.get_mut(partition) {
-                if let Some(count) = offsets.get_mut(offset) {
-                    *count -= 1;
-                    if *count == 0 {
-                        offsets.remove(offset);
-                    }
-                }
-            }
+    fn release_holds(&mut self, holds: &[(PartitionId, u64)]) {
+        for (partition, offset) in holds {
+            unhold(&mut self.holds, *partition, *offset);
             self.holds_dirty = true;
         }
     }
@@ -529,17 +530,15 @@ impl Shard {
         id_window_start: Option<i64>,
     ) -> Option<Emitted> {
         let rule = self.rules.rule(rule_idx);
-        let agg = self.bins.get(&window_end_ms)?.get(&BorrowedKey {
-            rule: rule_idx,
-            key,
-        })?;
+        let bin = self.bins.get(&(window_end_ms, rule_idx))?;
+        let agg = bin.agg(bin.find(key)?);
         Some(self.alert_from(
             rule_idx,
             rule,
             key,
             window_start_ms,
             window_end_ms,
-            agg,
+            &agg,
             activity,
             id_window_start,
         ))
@@ -601,70 +600,70 @@ impl Shard {
         }
     }
 
-    /// Closes every bin whose end is at or before `limit`.
+    /// Closes every bin whose end is at or before `limit`, oldest first;
+    /// once all bins of one end are closed, sweeps the alarms for it.
     fn close_until(&mut self, limit: i64) {
-        while let Some(entry) = self.bins.first_entry() {
-            if *entry.key() > limit {
+        let mut swept_end = None;
+        while let Some(&(end, _)) = self.bins.keys().next() {
+            if end > limit {
                 break;
             }
-            let (end, bin) = entry.remove_entry();
-            self.close_bin(end, bin);
+            if let Some(previous) = swept_end.filter(|previous| *previous != end) {
+                self.sweep_missing(previous);
+            }
+            swept_end = Some(end);
+            let Some(((_, rule), bin)) = self.bins.pop_first() else {
+                break;
+            };
+            self.close_bin(end, rule, bin);
+        }
+        if let Some(previous) = swept_end {
+            self.sweep_missing(previous);
         }
     }
 
-    fn close_bin(&mut self, end: i64, bin: Bin) {
+    fn close_bin(&mut self, end: i64, rule_idx: RuleIdx, bin: Bin) {
         let rules = Arc::clone(&self.rules);
-        let mut keys: Vec<(&BinKey, &WindowAgg)> = bin.iter().collect();
+        let rule = rules.rule(rule_idx);
+        let start = end - rule.window_ms;
         // Deterministic output order within a bin.
-        keys.sort_unstable_by(|a, b| (a.0.rule, &a.0.key).cmp(&(b.0.rule, &b.0.key)));
-        for (bin_key, agg) in keys {
-            let rule = rules.rule(bin_key.rule);
-            let start = end - rule.window_ms;
-            let value = agg.value(rule.aggregate);
-            let breached = agg.count > 0 && rule.threshold.breached_by(value);
+        for index in bin.sorted_indices() {
+            let entry = bin.entry(index);
+            let key = bin.key_of(index);
+            let breached = entry.count > 0 && rule.threshold.breached_by(bin.value(index));
             match rule.evaluation.mode {
                 EvalMode::Window => {
-                    if !agg.fired && breached {
-                        self.out.push(self.alert_from(
-                            bin_key.rule,
-                            rule,
-                            &bin_key.key,
-                            start,
-                            end,
-                            agg,
-                            Activity::Create,
-                            None,
-                        ));
-                    } else if agg.fired && rule.evaluation.emit_close {
-                        self.out.push(self.alert_from(
-                            bin_key.rule,
-                            rule,
-                            &bin_key.key,
-                            start,
-                            end,
-                            agg,
-                            Activity::Close,
-                            None,
-                        ));
-                    }
+                    let activity = if !entry.fired() && breached {
+                        Activity::Create
+                    } else if entry.fired() && rule.evaluation.emit_close {
+                        Activity::Close
+                    } else {
+                        continue;
+                    };
+                    let agg = bin.agg(index);
+                    self.out.push(
+                        self.alert_from(rule_idx, rule, key, start, end, &agg, activity, None),
+                    );
                 }
                 EvalMode::Alarm => {
-                    self.fill_gaps(bin_key, rule, start);
+                    let bin_key = BinKey {
+                        rule: rule_idx,
+                        key: CompactString::from(key),
+                    };
+                    self.fill_gaps(&bin_key, rule, start);
                     let datapoint = if breached {
                         Datapoint::Breaching
                     } else {
                         Datapoint::NotBreaching
                     };
-                    self.push_datapoint(bin_key, rule, datapoint, start, Some(agg));
+                    let agg = bin.agg(index);
+                    self.push_datapoint(&bin_key, rule, datapoint, start, Some(&agg));
                 }
             }
-            self.release_holds(agg);
-            self.state_bytes = self
-                .state_bytes
-                .saturating_sub(agg.approx_bytes() + bin_key.key.len());
         }
+        self.release_holds(bin.min_holds());
+        self.state_bytes = self.state_bytes.saturating_sub(bin.approx_bytes());
         self.open_windows -= bin.len();
-        self.sweep_missing(end);
     }
 
     /// Feeds one closed period's datapoint to the alarm state of `key` and
@@ -789,11 +788,11 @@ impl Shard {
         let target = cap - cap / 10;
         let before = self.open_windows;
         while self.open_windows > target {
-            let Some(entry) = self.bins.first_entry() else {
+            let Some(&(end, _)) = self.bins.keys().next() else {
                 break;
             };
-            let (end, bin) = entry.remove_entry();
-            self.close_bin(end, bin);
+            // Every bin of the oldest end, as the watermark would.
+            self.close_until(end);
         }
         let shed = (before - self.open_windows) as u64;
         self.tally.shed += shed;
@@ -849,6 +848,22 @@ fn apply_match(
         evidence,
     );
     new_partition
+}
+
+/// Releases one hold of `offset` of `partition`.
+fn unhold(
+    holds: &mut HashMap<PartitionId, BTreeMap<u64, u32>>,
+    partition: PartitionId,
+    offset: u64,
+) {
+    if let Some(offsets) = holds.get_mut(&partition) {
+        if let Some(count) = offsets.get_mut(&offset) {
+            *count -= 1;
+            if *count == 0 {
+                offsets.remove(&offset);
+            }
+        }
+    }
 }
 
 /// Holds `offset` of `partition` until the aggregate it fed is released.

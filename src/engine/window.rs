@@ -41,7 +41,10 @@ impl Default for EvidenceLimits {
     }
 }
 
-/// The running aggregate of one (rule, key, window).
+/// The running aggregate of one (rule, key, window): the state of a sliding
+/// rule's pane, and the form every window takes in an alert. Tumbling
+/// windows are kept more compactly in the shard's bins and materialised as
+/// a `WindowAgg` only when an alert leaves.
 #[derive(Debug, Clone)]
 pub struct WindowAgg {
     pub count: u64,

@@ -31,10 +31,12 @@ pub fn route(rule: RuleIdx, key: &str, shards: usize) -> usize {
 }
 
 /// Rules of one kind indexed by the exact value of one string field
-/// (`eventName` for CloudTrail), built from [`crate::filter::Filter::required_strings`]:
-/// an event whose field is a string only runs the rules that can match
-/// that value, plus the rules that are not constrained by it. Lists keep
-/// rule order, so matches come out in the same order as without dispatch.
+/// (`eventName` for CloudTrail, `action` for VPC flows), built from
+/// [`crate::filter::Filter::required_strings`] and
+/// [`crate::filter::Predicate::required_strings`]: an event whose field is
+/// a string only runs the rules that can match that value, plus the rules
+/// that are not constrained by it. Lists keep rule order, so matches come
+/// out in the same order as without dispatch.
 #[derive(Debug, Default)]
 pub struct RuleDispatch {
     slot: Option<crate::fields::Slot>,
@@ -46,8 +48,18 @@ impl RuleDispatch {
     /// The dispatch of CloudTrail rules by `eventName` (empty when no rule
     /// reads `eventName`).
     pub fn cloudtrail(rules: &RuleSet) -> Self {
-        let kind = crate::event::EventKind::CloudTrail;
-        let Ok(path) = crate::fields::FieldPath::parse("eventName") else {
+        Self::by_field(rules, crate::event::EventKind::CloudTrail, "eventName")
+    }
+
+    /// The dispatch of flow rules by `action` (ACCEPT / REJECT).
+    pub fn vpcflow(rules: &RuleSet) -> Self {
+        Self::by_field(rules, crate::event::EventKind::VpcFlow, "action")
+    }
+
+    /// The dispatch of the rules of `kind` by the planned field `field`
+    /// (empty when no rule of the kind reads it).
+    pub fn by_field(rules: &RuleSet, kind: crate::event::EventKind, field: &str) -> Self {
+        let Ok(path) = crate::fields::FieldPath::parse(field) else {
             return RuleDispatch::default();
         };
         let Some(slot) = rules.plans().for_kind(kind).get(&path) else {
@@ -59,7 +71,14 @@ impl RuleDispatch {
         };
         let mut constrained: Vec<(RuleIdx, Vec<&str>)> = Vec::new();
         for &idx in rules.for_kind(kind) {
-            match rules.rule(idx).filter.required_strings(slot) {
+            let rule = rules.rule(idx);
+            // The filter and every predicate must hold: any constrained one
+            // constrains the rule; take the smallest set.
+            let required = std::iter::once(rule.filter.required_strings(slot))
+                .chain(rule.predicates.iter().map(|p| p.required_strings(slot)))
+                .flatten()
+                .min_by_key(Vec::len);
+            match required {
                 Some(values) => constrained.push((idx, values)),
                 None => dispatch.unconstrained.push(idx),
             }
@@ -107,6 +126,7 @@ pub type DeadLetterBatch = (Vec<DeadLetter>, super::commit::AlertHold);
 pub struct DecodeWorker {
     rules: Arc<RuleSet>,
     cloudtrail_dispatch: RuleDispatch,
+    flow_dispatch: RuleDispatch,
     decode_config: DecodeConfig,
     decoders: HashMap<PartitionId, Decoder>,
     watermark: Arc<WatermarkTracker>,
@@ -119,6 +139,8 @@ pub struct DecodeWorker {
     dead_letters: Sender<DeadLetterBatch>,
     max_sample_bytes: usize,
     key_buffer: String,
+    /// Arena bytes and matches of the last batch sent to each shard.
+    last_output_sizes: Vec<(usize, usize)>,
 }
 
 impl DecodeWorker {
@@ -139,6 +161,7 @@ impl DecodeWorker {
         let shard_count = shards.len();
         DecodeWorker {
             cloudtrail_dispatch: RuleDispatch::cloudtrail(&rules),
+            flow_dispatch: RuleDispatch::vpcflow(&rules),
             rules,
             decode_config,
             decoders: HashMap::new(),
@@ -152,6 +175,7 @@ impl DecodeWorker {
             dead_letters,
             max_sample_bytes,
             key_buffer: String::new(),
+            last_output_sizes: vec![(0, 0); shard_count],
         }
     }
 
@@ -173,8 +197,17 @@ impl DecodeWorker {
             .tracker
             .begin_batch(batch.partition, first_offset, end_offset);
         let shard_count = self.shards.len();
-        let mut outputs: Vec<MatchBatch> =
-            (0..shard_count).map(|_| MatchBatch::default()).collect();
+        // Sized like the previous batch's outputs, so filling them does
+        // not reallocate as they grow.
+        let mut outputs: Vec<MatchBatch> = self
+            .last_output_sizes
+            .iter()
+            .map(|&(arena, matches)| MatchBatch {
+                arena: String::with_capacity(arena),
+                matches: Vec::with_capacity(matches),
+                ..MatchBatch::default()
+            })
+            .collect();
         let mut tally = Tally::default();
         let mut dead = Vec::new();
         let partition_name = self
@@ -207,6 +240,7 @@ impl DecodeWorker {
         let mut collector = Collector {
             rules: &self.rules,
             cloudtrail_dispatch: &self.cloudtrail_dispatch,
+            flow_dispatch: &self.flow_dispatch,
             watermark: &self.watermark,
             outputs: &mut outputs,
             tally: &mut tally,
@@ -218,6 +252,8 @@ impl DecodeWorker {
             max_event_ms: None,
             max_sample_bytes: self.max_sample_bytes,
             key_buffer: &mut self.key_buffer,
+            event_seq: 0,
+            event_texts: vec![EventTexts::NONE; shard_count],
         };
         for (range, offset) in &batch.records {
             collector.offset = *offset;
@@ -252,6 +288,7 @@ impl DecodeWorker {
             }
         }
         for (index, mut output) in outputs.into_iter().enumerate() {
+            self.last_output_sizes[index] = (output.arena.len(), output.matches.len());
             if output.matches.is_empty() && self.last_watermark_sent[index] >= watermark {
                 continue;
             }
@@ -297,6 +334,7 @@ impl DecodeWorker {
 struct Collector<'w> {
     rules: &'w RuleSet,
     cloudtrail_dispatch: &'w RuleDispatch,
+    flow_dispatch: &'w RuleDispatch,
     watermark: &'w WatermarkTracker,
     outputs: &'w mut Vec<MatchBatch>,
     tally: &'w mut Tally,
@@ -308,11 +346,37 @@ struct Collector<'w> {
     max_event_ms: Option<i64>,
     max_sample_bytes: usize,
     key_buffer: &'w mut String,
+    /// Ordinal of the event being matched (1-based within the batch).
+    event_seq: u64,
+    /// Per shard: the arena spans of the last event interned there.
+    event_texts: Vec<EventTexts>,
+}
+
+/// Where one event's texts sit in a shard's arena.
+#[derive(Clone, Copy)]
+struct EventTexts {
+    /// The `event_seq` these spans belong to (0: none yet).
+    event: u64,
+    sample: Span,
+    id: Span,
+    account: Span,
+    region: Span,
+}
+
+impl EventTexts {
+    const NONE: EventTexts = EventTexts {
+        event: 0,
+        sample: Span::NONE,
+        id: Span::NONE,
+        account: Span::NONE,
+        region: Span::NONE,
+    };
 }
 
 impl DecodeSink for Collector<'_> {
     fn event(&mut self, event: &Event<'_>) {
         self.tally.events += 1;
+        self.event_seq += 1;
         let (time_ms, clamped) = self.watermark.clamp(event.time_ms, self.now_ms);
         if clamped {
             self.tally.clamped += 1;
@@ -322,7 +386,8 @@ impl DecodeSink for Collector<'_> {
         let all = self.rules.for_kind(event.kind);
         let candidates = match event.kind {
             crate::event::EventKind::CloudTrail => self.cloudtrail_dispatch.candidates(event, all),
-            _ => all,
+            crate::event::EventKind::VpcFlow => self.flow_dispatch.candidates(event, all),
+            crate::event::EventKind::HostLog => all,
         };
         for &rule_idx in candidates {
             let rule = self.rules.rule(rule_idx);
@@ -352,14 +417,35 @@ impl DecodeSink for Collector<'_> {
                     },
                 }
             }
-            let shard = route(rule_idx, self.key_buffer, shard_count);
+            // One shard owns everything: no hash needed.
+            let shard = if shard_count == 1 {
+                0
+            } else {
+                route(rule_idx, self.key_buffer, shard_count)
+            };
             let out = &mut self.outputs[shard];
             let key = out.intern(self.key_buffer);
-            let sample_cut = super::window::floor_char_boundary(&event.text, self.max_sample_bytes);
-            let sample = out.intern(&event.text[..sample_cut]);
-            let id = intern_opt(out, event.id.as_deref());
-            let account = intern_opt(out, event.account.as_deref());
-            let region = intern_opt(out, event.region.as_deref());
+            // The event's texts go into a shard's arena once, however many
+            // of its rules match there.
+            let cached = &mut self.event_texts[shard];
+            if cached.event != self.event_seq {
+                let sample_cut =
+                    super::window::floor_char_boundary(&event.text, self.max_sample_bytes);
+                *cached = EventTexts {
+                    event: self.event_seq,
+                    sample: out.intern(&event.text[..sample_cut]),
+                    id: intern_opt(out, event.id.as_deref()),
+                    account: intern_opt(out, event.account.as_deref()),
+                    region: intern_opt(out, event.region.as_deref()),
+                };
+            }
+            let EventTexts {
+                sample,
+                id,
+                account,
+                region,
+                ..
+            } = *cached;
             out.matches.push(Match {
                 rule: rule_idx,
                 time_ms,

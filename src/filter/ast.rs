@@ -92,6 +92,34 @@ pub(crate) struct Delimited {
     /// Field groups; with `n` ellipses there are `n + 1` groups, some
     /// possibly empty.
     pub groups: Vec<Vec<DelimField>>,
+    /// The longest literal some field must equal exactly (`action="REJECT"`):
+    /// a line that does not contain it cannot match, which is found
+    /// without splitting the line into fields.
+    pub required: Option<Box<Finder<'static>>>,
+}
+
+impl Delimited {
+    /// A pattern of `groups`, with its required literal.
+    pub fn new(groups: Vec<Vec<DelimField>>) -> Delimited {
+        fn exact(expr: &FieldExpr) -> Option<&str> {
+            match expr {
+                FieldExpr::Test(FieldTest::Eq(ValueMatch::Text(Wildcard::Exact(text)))) => {
+                    Some(text)
+                }
+                // Every item must hold, so each exact item is required.
+                FieldExpr::And(items) => items.iter().filter_map(exact).max_by_key(|t| t.len()),
+                _ => None,
+            }
+        }
+        let required = groups
+            .iter()
+            .flatten()
+            .filter_map(|field| field.cond.as_ref().and_then(exact))
+            .filter(|text| !text.is_empty())
+            .max_by_key(|text| text.len())
+            .map(|text| Box::new(Finder::new(text.as_bytes()).into_owned()));
+        Delimited { groups, required }
+    }
 }
 
 /// One named field, with an optional condition.

@@ -24,6 +24,11 @@ impl Pattern {
             Pattern::Terms(terms) => terms.matches(&event.text),
             Pattern::Json(expr) => expr.matches(event),
             Pattern::Delimited(delimited) => {
+                if let Some(required) = &delimited.required {
+                    if required.find(event.text.as_bytes()).is_none() {
+                        return false;
+                    }
+                }
                 let mut spans = Spans::new();
                 tokenize(&event.text, &mut spans);
                 delimited.locate(&event.text, &spans).is_some()

@@ -471,7 +471,7 @@ fn parse_delimited(c: &mut Cursor<'_>) -> Result<Pattern, FilterError> {
     if !c.at_end() {
         return Err(c.error("unexpected text after the closing ']'"));
     }
-    Ok(Pattern::Delimited(Delimited { groups }))
+    Ok(Pattern::Delimited(Delimited::new(groups)))
 }
 
 /// State while parsing one field's condition: the field name (all atoms

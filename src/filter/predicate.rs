@@ -155,9 +155,54 @@ pub fn is_private_ip(ip: IpAddr) -> bool {
 
 fn parse_ip(value: &FieldValue<'_>) -> Option<IpAddr> {
     match value {
-        FieldValue::Str(s) => s.trim().parse().ok(),
+        FieldValue::Str(s) => {
+            let text = s.trim();
+            match parse_dotted_quad(text.as_bytes()) {
+                Some(v4) => Some(IpAddr::V4(v4)),
+                None => text.parse().ok(),
+            }
+        }
         _ => None,
     }
+}
+
+/// A plain dotted-quad IPv4 address (`10.0.0.1`: four decimal parts of one
+/// to three digits, each at most 255, no leading zeros), parsed without the
+/// general address parser; `None` for anything else, which then goes
+/// through `str::parse` (so what is accepted does not change).
+#[inline]
+fn parse_dotted_quad(bytes: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut part = 0usize;
+    let mut value = 0u16;
+    let mut digits = 0usize;
+    for &byte in bytes {
+        match byte {
+            b'0'..=b'9' => {
+                // A leading zero (`01`) is rejected by `str::parse` too.
+                if digits == 1 && value == 0 {
+                    return None;
+                }
+                value = value * 10 + u16::from(byte - b'0');
+                digits += 1;
+                if digits > 3 || value > 255 {
+                    return None;
+                }
+            }
+            b'.' if digits > 0 && part < 3 => {
+                octets[part] = u8::try_from(value).ok()?;
+                part += 1;
+                value = 0;
+                digits = 0;
+            }
+            _ => return None,
+        }
+    }
+    if part != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, String> {
@@ -291,6 +336,27 @@ impl Predicate {
         &self.path
     }
 
+    /// The exact strings field `slot` must hold for the predicate to hold
+    /// *when that field is a string* (the contract of
+    /// [`crate::filter::Filter::required_strings`]): `Some` for a
+    /// non-negated `equals` or `in` of text values on `slot`.
+    pub fn required_strings(&self, slot: Slot) -> Option<Vec<&str>> {
+        if self.slot != slot || self.negate {
+            return None;
+        }
+        fn text(expected: &Expected) -> Option<&str> {
+            match expected {
+                Expected::Text { text, .. } => Some(text),
+                Expected::Number(_) | Expected::Bool(_) => None,
+            }
+        }
+        match &self.cond {
+            Cond::Equals(expected) => Some(vec![text(expected)?]),
+            Cond::In(list) => list.iter().map(text).collect(),
+            _ => None,
+        }
+    }
+
     /// Whether `event` satisfies the predicate.
     pub fn matches(&self, event: &Event<'_>) -> bool {
         let value = event.field(self.slot);
@@ -343,8 +409,25 @@ impl Predicate {
 mod tests {
     use std::borrow::Cow;
 
+    use proptest::prelude::*;
+
     use super::*;
     use crate::event::EventKind;
+
+    proptest! {
+        #[test]
+        fn dotted_quad_agrees_with_the_std_parser(text in "[0-9.]{0,16}") {
+            if let Some(fast) = parse_dotted_quad(text.as_bytes()) {
+                prop_assert_eq!(Some(fast), text.parse::<std::net::Ipv4Addr>().ok());
+            }
+        }
+
+        #[test]
+        fn dotted_quad_parses_every_address(a: u8, b: u8, c: u8, d: u8) {
+            let address = std::net::Ipv4Addr::new(a, b, c, d);
+            prop_assert_eq!(parse_dotted_quad(address.to_string().as_bytes()), Some(address));
+        }
+    }
 
     fn spec(yaml: &str) -> PredicateSpec {
         serde_yaml_ng::from_str(yaml).unwrap()

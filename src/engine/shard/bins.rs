@@ -1,0 +1,568 @@
+//! Compact tumbling-window state: one [`Bin`] per (window end, rule).
+//!
+//! Every open window of one rule that ends at the same time lives in the
+//! same bin, and the whole bin closes at once when the watermark passes its
+//! end. That lets a bin own its memory in a few growing buffers instead of
+//! one heap object per window:
+//!
+//! - `entries`: one 48-byte [`Entry`] per window (count, first and last
+//!   seen, the first input position that fed it, where its key is, flags);
+//! - `table`: a hash table of `u32` entry indices, keyed by the key text;
+//! - `keys`: the key texts, back to back;
+//! - `extras`: what only some windows need, allocated as a row of a side
+//!   vector the first time a window needs it: sum/min/max/distinct for
+//!   non-count aggregates, input positions of further partitions, and
+//!   evidence (sample ids and texts live in `texts`, the bin's text arena).
+//!
+//! So opening a window and counting into it never allocate per window or
+//! per event (the buffers grow by doubling), and an open count window with
+//! no evidence costs its entry, about 10 bytes of table and its key bytes.
+//! Alerts materialise a [`WindowAgg`] from a window ([`Bin::agg`]); that
+//! copy is paid only when an alert leaves.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use smallvec::SmallVec;
+
+use crate::engine::commit::Holds;
+use crate::engine::window::{floor_char_boundary, EvidenceLimits, Samples, WindowAgg};
+use crate::rules::compile::Aggregate;
+use crate::source::PartitionId;
+
+/// No extra row.
+const NO_EXTRA: u32 = u32::MAX;
+/// Flag in `Entry::key_len_and_fired`: a Create alert has been sent.
+const FIRED: u32 = 1 << 31;
+
+/// One open window; see the module docs.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub count: u64,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    hold_offset: u64,
+    hold_partition: PartitionId,
+    key_start: u32,
+    /// Key length in the low 31 bits, [`FIRED`] in the top bit.
+    key_len_and_fired: u32,
+    /// Row in `Bin::extras`, or [`NO_EXTRA`].
+    extra: u32,
+}
+
+impl Entry {
+    /// Whether a Create alert has been sent for this window.
+    pub fn fired(&self) -> bool {
+        self.key_len_and_fired & FIRED != 0
+    }
+
+    fn key_range(&self) -> std::ops::Range<usize> {
+        let start = self.key_start as usize;
+        start..start + (self.key_len_and_fired & !FIRED) as usize
+    }
+}
+
+/// A byte range in `Bin::texts`.
+#[derive(Debug, Clone, Copy)]
+struct TextSpan {
+    start: usize,
+    end: usize,
+}
+
+/// The part of a window's state most windows of a count rule never need.
+#[derive(Debug, Clone)]
+struct Extra {
+    sum: f64,
+    min: f64,
+    max: f64,
+    distinct: Option<Box<hashbrown::HashSet<u64>>>,
+    /// Input positions of the second and later partitions that fed it.
+    more_holds: Vec<(PartitionId, u64)>,
+    sample_ids: SmallVec<[TextSpan; 3]>,
+    sample_texts: SmallVec<[TextSpan; 3]>,
+    account: Option<TextSpan>,
+    region: Option<TextSpan>,
+}
+
+impl Extra {
+    fn new(aggregate: Aggregate) -> Extra {
+        Extra {
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            distinct: matches!(aggregate, Aggregate::Distinct).then(Default::default),
+            more_holds: Vec::new(),
+            sample_ids: SmallVec::new(),
+            sample_texts: SmallVec::new(),
+            account: None,
+            region: None,
+        }
+    }
+}
+
+/// One match's contribution, as [`Bin::add`] needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Contribution<'a> {
+    pub value: f64,
+    pub distinct_hash: u64,
+    pub time_ms: i64,
+    pub partition: PartitionId,
+    pub offset: u64,
+    pub id: Option<&'a str>,
+    pub sample: &'a str,
+    pub account: Option<&'a str>,
+    pub region: Option<&'a str>,
+}
+
+/// What [`Bin::add`] did.
+#[derive(Debug, Clone, Copy)]
+pub struct Added {
+    /// The window's entry index.
+    pub index: u32,
+    /// The match opened the window.
+    pub opened: bool,
+    /// A new partition fed the window: its offset must be held.
+    pub new_partition: bool,
+}
+
+/// The open windows of one rule that end at the same time.
+#[derive(Debug)]
+pub struct Bin {
+    aggregate: Aggregate,
+    hasher: hashbrown::DefaultHashBuilder,
+    table: HashTable<u32>,
+    entries: Vec<Entry>,
+    keys: String,
+    extras: Vec<Extra>,
+    texts: String,
+    /// Heap bytes of the distinct-value sets (kept as they grow).
+    distinct_bytes: usize,
+    /// Per partition, the smallest input position that fed any window of
+    /// the bin. All windows of a bin close together, so holding this one
+    /// position keeps exactly what holding every window's first position
+    /// would (the shard publishes minimums), at one hold per bin instead
+    /// of one per window.
+    min_holds: SmallVec<[(PartitionId, u64); 1]>,
+}
+
+impl Bin {
+    /// An empty bin for a rule with `aggregate`.
+    pub fn new(aggregate: Aggregate) -> Bin {
+        Bin {
+            aggregate,
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            table: HashTable::new(),
+            entries: Vec::new(),
+            keys: String::new(),
+            extras: Vec::new(),
+            texts: String::new(),
+            distinct_bytes: 0,
+            min_holds: SmallVec::new(),
+        }
+    }
+
+    /// The smallest positions per partition that fed the bin.
+    pub fn min_holds(&self) -> &[(PartitionId, u64)] {
+        &self.min_holds
+    }
+
+    /// Notes that `offset` of `partition` fed a window of the bin. Returns
+    /// the bin's previous smallest position of that partition when `offset`
+    /// replaces it (`Some(None)`: the partition is new to the bin), or
+    /// `None` when the bin already holds an earlier position.
+    pub fn lower_min_hold(&mut self, partition: PartitionId, offset: u64) -> Option<Option<u64>> {
+        match self.min_holds.iter_mut().find(|(p, _)| *p == partition) {
+            Some((_, held)) if *held <= offset => None,
+            Some((_, held)) => Some(Some(std::mem::replace(held, offset))),
+            None => {
+                self.min_holds.push((partition, offset));
+                Some(None)
+            }
+        }
+    }
+
+    /// Open windows in this bin.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Approximate bytes of the bin's state. Only grows while windows are
+    /// added to, so callers can keep a running total from differences.
+    pub fn approx_bytes(&self) -> usize {
+        // A table slot is a u32 and a control byte.
+        self.table.capacity() * 5
+            + self.entries.len() * std::mem::size_of::<Entry>()
+            + self.keys.len()
+            + self.extras.len() * std::mem::size_of::<Extra>()
+            + self.texts.len()
+            + self.distinct_bytes
+    }
+
+    /// The entry index of the window keyed `key`.
+    pub fn find(&self, key: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.table
+            .find(hash, |&index| self.key_of(index) == key)
+            .copied()
+    }
+
+    /// The window at `index`.
+    pub fn entry(&self, index: u32) -> &Entry {
+        &self.entries[index as usize]
+    }
+
+    /// The key text of the window at `index`.
+    pub fn key_of(&self, index: u32) -> &str {
+        let range = self.entries[index as usize].key_range();
+        self.keys.get(range).unwrap_or("")
+    }
+
+    /// Marks the window at `index` as having sent its Create alert.
+    pub fn set_fired(&mut self, index: u32) {
+        self.entries[index as usize].key_len_and_fired |= FIRED;
+    }
+
+    /// The aggregate's current value for the window at `index`.
+    pub fn value(&self, index: u32) -> f64 {
+        let entry = &self.entries[index as usize];
+        let extra = self.extras.get(entry.extra as usize);
+        match (self.aggregate, extra) {
+            (Aggregate::Count, _) => entry.count as f64,
+            (Aggregate::Sum, Some(extra)) => extra.sum,
+            (Aggregate::Distinct, Some(extra)) => {
+                extra.distinct.as_ref().map_or(0, |set| set.len()) as f64
+            }
+            (Aggregate::Min, Some(extra)) => extra.min,
+            (Aggregate::Max, Some(extra)) => extra.max,
+            (Aggregate::Avg, Some(extra)) if entry.count > 0 => extra.sum / entry.count as f64,
+            (Aggregate::Avg, _) | (Aggregate::Sum, None) | (Aggregate::Distinct, None) => 0.0,
+            (Aggregate::Min, None) => f64::INFINITY,
+            (Aggregate::Max, None) => f64::NEG_INFINITY,
+        }
+    }
+
+    /// Adds one match to the window keyed `key`, opening it if needed.
+    /// `None` when the bin's key arena is full (4 GiB of keys): the caller
+    /// sheds the match.
+    pub fn add(
+        &mut self,
+        key: &str,
+        contribution: &Contribution<'_>,
+        evidence: EvidenceLimits,
+    ) -> Option<Added> {
+        let hash = self.hasher.hash_one(key);
+        let found = self
+            .table
+            .find(hash, |&index| {
+                let range = self.entries[index as usize].key_range();
+                self.keys.get(range) == Some(key)
+            })
+            .copied();
+        let (index, opened, new_partition) = match found {
+            Some(index) => {
+                let new_partition = self.count_into(index, contribution);
+                (index, false, new_partition)
+            }
+            None => (self.open(key, hash, contribution)?, true, true),
+        };
+        self.keep_evidence(index, contribution, evidence);
+        Some(Added {
+            index,
+            opened,
+            new_partition,
+        })
+    }
+
+    fn open(&mut self, key: &str, hash: u64, contribution: &Contribution<'_>) -> Option<u32> {
+        let index = u32::try_from(self.entries.len()).ok()?;
+        let key_start = u32::try_from(self.keys.len()).ok()?;
+        let key_len = u32::try_from(key.len())
+            .ok()
+            .filter(|len| len & FIRED == 0)?;
+        key_start.checked_add(key_len)?;
+        self.keys.push_str(key);
+        self.entries.push(Entry {
+            count: 0,
+            first_seen_ms: i64::MAX,
+            last_seen_ms: i64::MIN,
+            hold_offset: contribution.offset,
+            hold_partition: contribution.partition,
+            key_start,
+            key_len_and_fired: key_len,
+            extra: NO_EXTRA,
+        });
+        let Bin {
+            table,
+            entries,
+            keys,
+            hasher,
+            ..
+        } = self;
+        table.insert_unique(hash, index, |&other| {
+            let range = entries[other as usize].key_range();
+            hasher.hash_one(keys.get(range).unwrap_or(""))
+        });
+        self.count_into(index, contribution);
+        Some(index)
+    }
+
+    /// Counts a match into an open window; returns whether a new partition
+    /// fed it.
+    fn count_into(&mut self, index: u32, contribution: &Contribution<'_>) -> bool {
+        let entry = &mut self.entries[index as usize];
+        entry.count += 1;
+        entry.first_seen_ms = entry.first_seen_ms.min(contribution.time_ms);
+        entry.last_seen_ms = entry.last_seen_ms.max(contribution.time_ms);
+        let first_partition = entry.hold_partition == contribution.partition;
+        if self.aggregate != Aggregate::Count {
+            let value = contribution.value;
+            let before = self.distinct_capacity(index);
+            let extra = self.extra_mut(index);
+            // Negative contributions would make `sum` non-monotone and
+            // break eager firing (see `WindowAgg::add`).
+            extra.sum += value.max(0.0);
+            extra.min = extra.min.min(value);
+            extra.max = extra.max.max(value);
+            if let Some(set) = extra.distinct.as_mut() {
+                set.insert(contribution.distinct_hash);
+            }
+            let after = self.distinct_capacity(index);
+            self.distinct_bytes += (after - before) * 9;
+        }
+        if first_partition {
+            return false;
+        }
+        let extra = self.extra_mut(index);
+        if extra
+            .more_holds
+            .iter()
+            .any(|(partition, _)| *partition == contribution.partition)
+        {
+            return false;
+        }
+        extra
+            .more_holds
+            .push((contribution.partition, contribution.offset));
+        true
+    }
+
+    fn distinct_capacity(&self, index: u32) -> usize {
+        let extra = self.extras.get(self.entries[index as usize].extra as usize);
+        extra
+            .and_then(|extra| extra.distinct.as_ref())
+            .map_or(0, |set| set.capacity())
+    }
+
+    fn extra_mut(&mut self, index: u32) -> &mut Extra {
+        let entry = &mut self.entries[index as usize];
+        if entry.extra == NO_EXTRA {
+            // Entry indices are u32, so the number of extra rows fits too.
+            entry.extra = self.extras.len() as u32;
+            self.extras.push(Extra::new(self.aggregate));
+        }
+        let row = entry.extra as usize;
+        &mut self.extras[row]
+    }
+
+    /// Keeps the match as evidence while the window has room (the rules of
+    /// [`WindowAgg::add_sample`]).
+    fn keep_evidence(
+        &mut self,
+        index: u32,
+        contribution: &Contribution<'_>,
+        limits: EvidenceLimits,
+    ) {
+        let extra = self.extras.get(self.entries[index as usize].extra as usize);
+        let (ids, texts, has_account, has_region) = extra.map_or((0, 0, false, false), |extra| {
+            (
+                extra.sample_ids.len(),
+                extra.sample_texts.len(),
+                extra.account.is_some(),
+                extra.region.is_some(),
+            )
+        });
+        let want_id = ids < limits.max_samples && contribution.id.is_some();
+        let want_text = texts < limits.max_samples;
+        let want_account = !has_account && contribution.account.is_some();
+        let want_region = !has_region && contribution.region.is_some();
+        if !(want_id || want_text || want_account || want_region) {
+            return;
+        }
+        let id = contribution
+            .id
+            .filter(|_| want_id)
+            .map(|id| push_text(&mut self.texts, id));
+        let text = want_text.then(|| {
+            let cut = floor_char_boundary(contribution.sample, limits.max_sample_bytes);
+            push_text(&mut self.texts, &contribution.sample[..cut])
+        });
+        let account = contribution
+            .account
+            .filter(|_| want_account)
+            .map(|account| push_text(&mut self.texts, account));
+        let region = contribution
+            .region
+            .filter(|_| want_region)
+            .map(|region| push_text(&mut self.texts, region));
+        let extra = self.extra_mut(index);
+        extra.sample_ids.extend(id);
+        extra.sample_texts.extend(text);
+        if account.is_some() {
+            extra.account = account;
+        }
+        if region.is_some() {
+            extra.region = region;
+        }
+    }
+
+    /// Input positions that fed the window at `index`, first partition
+    /// first.
+    pub fn holds(&self, index: u32) -> Holds {
+        let entry = &self.entries[index as usize];
+        let mut holds = Holds::new();
+        holds.push((entry.hold_partition, entry.hold_offset));
+        if let Some(extra) = self.extras.get(entry.extra as usize) {
+            holds.extend(extra.more_holds.iter().copied());
+        }
+        holds
+    }
+
+    /// The window at `index` as a standalone aggregate (for alerts).
+    pub fn agg(&self, index: u32) -> WindowAgg {
+        let entry = &self.entries[index as usize];
+        let mut agg = WindowAgg::new(Aggregate::Count);
+        agg.count = entry.count;
+        agg.first_seen_ms = entry.first_seen_ms;
+        agg.last_seen_ms = entry.last_seen_ms;
+        agg.fired = entry.fired();
+        agg.holds = self.holds(index);
+        let Some(extra) = self.extras.get(entry.extra as usize) else {
+            return agg;
+        };
+        agg.sum = extra.sum;
+        agg.min = extra.min;
+        agg.max = extra.max;
+        agg.distinct = extra.distinct.clone();
+        let text = |span: &TextSpan| self.texts.get(span.start..span.end).unwrap_or("");
+        agg.samples = Box::new(Samples {
+            ids: extra.sample_ids.iter().map(|s| text(s).into()).collect(),
+            texts: extra.sample_texts.iter().map(|s| text(s).into()).collect(),
+            account: extra.account.as_ref().map(|s| text(s).into()),
+            region: extra.region.as_ref().map(|s| text(s).into()),
+        });
+        agg
+    }
+
+    /// Entry indices in key order (deterministic output when closing).
+    pub fn sorted_indices(&self) -> Vec<u32> {
+        let mut indices: Vec<u32> = (0..self.entries.len() as u32).collect();
+        indices.sort_unstable_by(|a, b| self.key_of(*a).cmp(self.key_of(*b)));
+        indices
+    }
+}
+
+fn push_text(arena: &mut String, text: &str) -> TextSpan {
+    let start = arena.len();
+    arena.push_str(text);
+    TextSpan {
+        start,
+        end: arena.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contribution(time_ms: i64, partition: u32, offset: u64) -> Contribution<'static> {
+        Contribution {
+            value: 2.0,
+            distinct_hash: offset % 2,
+            time_ms,
+            partition,
+            offset,
+            id: Some("id"),
+            sample: "sample text",
+            account: Some("123"),
+            region: None,
+        }
+    }
+
+    #[test]
+    fn entries_stay_small() {
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
+    }
+
+    #[test]
+    fn windows_count_and_materialise_like_window_agg() {
+        let limits = EvidenceLimits {
+            max_samples: 2,
+            max_sample_bytes: 6,
+        };
+        let mut bin = Bin::new(Aggregate::Distinct);
+        let mut reference = WindowAgg::new(Aggregate::Distinct);
+        for (time, partition, offset) in [(5, 0, 1), (2, 0, 2), (9, 1, 7)] {
+            let c = contribution(time, partition, offset);
+            let added = bin.add("k", &c, limits).unwrap();
+            let grew = reference.add(c.value, c.distinct_hash, time, (partition, offset));
+            reference.add_sample(c.id, c.sample, c.account, c.region, limits);
+            assert_eq!(added.new_partition, grew);
+        }
+        assert_eq!(bin.len(), 1);
+        let index = bin.find("k").unwrap();
+        assert_eq!(bin.find("other"), None);
+        let agg = bin.agg(index);
+        assert_eq!(bin.value(index), reference.value(Aggregate::Distinct));
+        for aggregate in [
+            Aggregate::Count,
+            Aggregate::Sum,
+            Aggregate::Min,
+            Aggregate::Max,
+        ] {
+            assert_eq!(agg.value(aggregate), reference.value(aggregate));
+        }
+        assert_eq!(agg.holds, reference.holds);
+        assert_eq!((agg.first_seen_ms, agg.last_seen_ms), (2, 9));
+        assert_eq!(agg.samples.ids, reference.samples.ids);
+        assert_eq!(agg.samples.texts, reference.samples.texts);
+        assert_eq!(agg.samples.account, reference.samples.account);
+        assert!(!bin.entry(index).fired());
+        bin.set_fired(index);
+        assert!(bin.entry(index).fired());
+        assert_eq!(bin.key_of(index), "k");
+    }
+
+    #[test]
+    fn the_bin_holds_the_smallest_position_per_partition() {
+        let mut bin = Bin::new(Aggregate::Count);
+        assert_eq!(bin.lower_min_hold(0, 10), Some(None));
+        assert_eq!(bin.lower_min_hold(0, 12), None);
+        assert_eq!(bin.lower_min_hold(1, 3), Some(None));
+        assert_eq!(bin.lower_min_hold(0, 7), Some(Some(10)));
+        assert_eq!(bin.min_holds(), &[(0, 7), (1, 3)]);
+    }
+
+    #[test]
+    fn many_keys_are_found_again_and_sorted() {
+        let mut bin = Bin::new(Aggregate::Count);
+        let limits = EvidenceLimits {
+            max_samples: 0,
+            max_sample_bytes: 0,
+        };
+        for round in 0..2 {
+            for n in (0..1000).rev() {
+                let bare = Contribution {
+                    account: None,
+                    ..contribution(n, 0, 0)
+                };
+                let added = bin.add(&format!("key{n:04}"), &bare, limits).unwrap();
+                assert_eq!(added.opened, round == 0);
+            }
+        }
+        assert_eq!(bin.len(), 1000);
+        assert_eq!(bin.extras.len(), 0, "count windows without evidence");
+        let sorted = bin.sorted_indices();
+        assert_eq!(bin.key_of(sorted[0]), "key0000");
+        assert_eq!(bin.entry(sorted[999]).count, 2);
+    }
+}
