@@ -52,7 +52,7 @@ use aws_sdk_kinesis::Client;
 use tokio::sync::mpsc;
 
 use super::checkpoint::TRIM_HORIZON;
-use super::shards::{LeaseClock, ReaderMsg};
+use super::shards::{publish_lag, LeaseClock, ReaderMsg};
 use super::LagSnapshot;
 use crate::error::{Error, Result};
 
@@ -321,10 +321,7 @@ impl FanOutReader {
             };
             *backoff = MIN_BACKOFF;
             self.polled.store(true, Ordering::Release);
-            {
-                let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
-                lag.insert(self.shard.clone(), event.millis_behind_latest());
-            }
+            publish_lag(&self.lag, &self.shard, event.millis_behind_latest());
             let end = at_shard_end(&event);
             let received = event.records.len();
             let records: Vec<(Vec<u8>, String)> = event

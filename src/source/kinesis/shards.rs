@@ -238,8 +238,7 @@ impl Reader {
             self.polled.store(true, Ordering::Release);
             let behind = output.millis_behind_latest();
             if let Some(behind) = behind {
-                let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
-                lag.insert(self.shard.clone(), behind);
+                publish_lag(&self.lag, &self.shard, behind);
             }
             let records: Vec<(Vec<u8>, String)> = output
                 .records()
@@ -289,4 +288,10 @@ impl Reader {
 /// Shared per-shard `MillisBehindLatest` (shard id → milliseconds).
 pub fn new_lag_snapshot() -> LagSnapshot {
     Arc::new(Mutex::new(std::collections::BTreeMap::new()))
+}
+
+/// Records `shard`'s latest `MillisBehindLatest` (both reader kinds).
+pub fn publish_lag(lag: &LagSnapshot, shard: &str, behind: i64) {
+    let mut lag = lag.lock().unwrap_or_else(|p| p.into_inner());
+    lag.insert(shard.to_string(), behind);
 }
