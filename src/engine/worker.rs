@@ -13,7 +13,7 @@ use crossbeam_channel::Sender;
 
 use super::commit::CommitTracker;
 use super::shard::{Match, MatchBatch, ShardMsg, Span, KEY_SEPARATOR};
-use super::watermark::WatermarkTracker;
+use super::watermark::{Progress, WatermarkTracker};
 use crate::decode::{DecodeConfig, DecodeError, DecodeSink, Decoder};
 use crate::error::ErrorClass;
 use crate::event::{Event, FieldValue};
@@ -182,6 +182,16 @@ impl DecodeWorker {
     /// Decodes, matches and routes one raw batch. Returns false when the
     /// shards have gone away (shutdown).
     pub fn process(&mut self, batch: RawBatch) -> bool {
+        if batch.is_empty() && batch.rejected.is_empty() {
+            // News about the partition only (it reached its end).
+            let progress = Progress {
+                max_event_ms: None,
+                arrival_ms: None,
+                caught_up: batch.caught_up,
+            };
+            let watermark = self.watermark.observe(batch.partition, progress, now_ms());
+            return self.advance(watermark);
+        }
         let first = batch.records.first().map(|(_, o)| *o);
         let first_rejected = batch.rejected.first().map(|r| r.offset);
         let first_offset = first.into_iter().chain(first_rejected).min().unwrap_or(0);
@@ -262,9 +272,12 @@ impl DecodeWorker {
             decoder.decode(&batch.data[range.clone()], &mut collector);
         }
         let max_event_ms = collector.max_event_ms;
-        let watermark = self
-            .watermark
-            .observe(batch.partition, max_event_ms, batch.arrival_ms);
+        let progress = Progress {
+            max_event_ms,
+            arrival_ms: Some(batch.arrival_ms),
+            caught_up: batch.caught_up,
+        };
+        let watermark = self.watermark.observe(batch.partition, progress, now);
         self.metrics
             .watermark_ms
             .fetch_max(watermark, std::sync::atomic::Ordering::Relaxed);
@@ -308,6 +321,14 @@ impl DecodeWorker {
     /// Advances idle partitions' watermark and tells the shards.
     pub fn tick(&mut self) -> bool {
         let watermark = self.watermark.tick(now_ms());
+        self.advance(watermark)
+    }
+
+    /// Sends `watermark` to every shard that has not seen it yet.
+    fn advance(&mut self, watermark: i64) -> bool {
+        self.metrics
+            .watermark_ms
+            .fetch_max(watermark, std::sync::atomic::Ordering::Relaxed);
         for (index, shard) in self.shards.iter().enumerate() {
             if self.last_watermark_sent[index] >= watermark {
                 continue;
