@@ -182,6 +182,13 @@ impl DecodeWorker {
     /// Decodes, matches and routes one raw batch. Returns false when the
     /// shards have gone away (shutdown).
     pub fn process(&mut self, batch: RawBatch) -> bool {
+        if batch.replayed_skipped > 0 {
+            let tally = Tally {
+                replayed_skipped: batch.replayed_skipped,
+                ..Tally::default()
+            };
+            self.counters.add(&tally);
+        }
         if batch.is_empty() && batch.rejected.is_empty() {
             // News about the partition only (it reached its end).
             let progress = Progress {

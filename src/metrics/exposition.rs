@@ -53,6 +53,10 @@ pub const WORKER_COUNTERS: &[(&str, &str)] = &[
     ("events", "trailwatch_records_decoded_total"),
     ("failed", "trailwatch_records_failed_total"),
     ("control_messages", "trailwatch_control_messages_total"),
+    (
+        "replayed_skipped",
+        "trailwatch_records_replay_skipped_total",
+    ),
     ("clamped", "trailwatch_events_clamped_total"),
     ("late", "trailwatch_events_late_total"),
     ("shed", "trailwatch_windows_shed_total"),
@@ -254,6 +258,12 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
         "CloudWatch Logs control messages skipped.",
         COUNTER,
         vec![counter(vec![], total(|w| &w.control_messages))],
+    ));
+    out.push(family(
+        "trailwatch_records_replay_skipped_total",
+        "Records skipped on a partition that came back to this process: already counted in its open windows.",
+        COUNTER,
+        vec![counter(vec![], total(|w| &w.replayed_skipped))],
     ));
     out.push(family(
         "trailwatch_events_late_total",

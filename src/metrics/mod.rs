@@ -32,6 +32,7 @@ pub struct Tally {
     pub events: u64,
     pub failed: [u64; REASONS],
     pub control_messages: u64,
+    pub replayed_skipped: u64,
     pub clamped: u64,
     pub late: u64,
     pub shed: u64,
@@ -47,6 +48,7 @@ impl Tally {
             && self.events == 0
             && self.failed.iter().all(|n| *n == 0)
             && self.control_messages == 0
+            && self.replayed_skipped == 0
             && self.clamped == 0
             && self.late == 0
             && self.shed == 0
@@ -63,6 +65,7 @@ pub struct WorkerCounters {
     pub events: AtomicU64,
     pub failed: [AtomicU64; REASONS],
     pub control_messages: AtomicU64,
+    pub replayed_skipped: AtomicU64,
     pub clamped: AtomicU64,
     pub late: AtomicU64,
     pub shed: AtomicU64,
@@ -82,6 +85,7 @@ impl Default for WorkerCounters {
             events: AtomicU64::new(0),
             failed: std::array::from_fn(|_| AtomicU64::new(0)),
             control_messages: AtomicU64::new(0),
+            replayed_skipped: AtomicU64::new(0),
             clamped: AtomicU64::new(0),
             late: AtomicU64::new(0),
             shed: AtomicU64::new(0),
@@ -108,6 +112,7 @@ impl WorkerCounters {
             add(counter, *n);
         }
         add(&self.control_messages, tally.control_messages);
+        add(&self.replayed_skipped, tally.replayed_skipped);
         add(&self.clamped, tally.clamped);
         add(&self.late, tally.late);
         add(&self.shed, tally.shed);

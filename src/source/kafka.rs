@@ -24,6 +24,15 @@
 //!   them are not committed past, so the new owner rebuilds them by
 //!   replaying from the committed offsets. On assign, librdkafka resumes
 //!   from the committed offsets.
+//! * **A partition that comes back.** The engine keeps the windows a
+//!   revoked partition fed (they may mix its records with other
+//!   partitions'; they close as usual). When the partition is assigned to
+//!   this process again, the replay from its committed offset starts
+//!   before the last record this process handed over, and those records
+//!   already count in the kept windows. So the source skips every record at
+//!   or below the last offset it handed to the engine for that partition
+//!   (`trailwatch_records_replay_skipped_total`); counting them again would
+//!   double counts and raise false alerts.
 //! * **Watermark.** The engine's watermark must not run ahead of a
 //!   partition whose backlog has not arrived yet. So every assignment is
 //!   announced to the engine ([`Source::take_partition_events`]) before any
@@ -255,6 +264,9 @@ pub struct KafkaSource {
     at_end: HashSet<(String, i32)>,
     /// Offset after the last message read, per partition.
     next_offset: HashMap<(String, i32), i64>,
+    /// Offset of the last record handed to the engine, per partition,
+    /// kept across revocations (see [`KafkaSource::already_processed`]).
+    handed: HashMap<PartitionId, i64>,
     /// The source's decoding settings, attached to every batch.
     decoding: Option<Arc<SourceDecoding>>,
 }
@@ -295,6 +307,7 @@ impl KafkaSource {
             group_id: config.group_id.clone(),
             at_end: HashSet::new(),
             next_offset: HashMap::new(),
+            handed: HashMap::new(),
             decoding: crate::config::source_decoding(
                 config.decoder,
                 config.flow_format.as_deref(),
@@ -348,6 +361,8 @@ impl KafkaSource {
     /// marked with whether its partition was at its end afterwards.
     fn fill(&mut self, registry: &PartitionRegistry) -> Result<()> {
         let mut batches: Vec<((String, i32), RawBatch)> = Vec::new();
+        // Records skipped as already processed, per partition.
+        let mut skipped: HashMap<(String, i32), (PartitionId, u64)> = HashMap::new();
         let mut total = 0usize;
         let mut wait = IDLE_WAIT;
         while total < self.poll_batch {
@@ -355,10 +370,21 @@ impl KafkaSource {
                 None => break,
                 Some(Ok(message)) => {
                     let key = (message.topic().to_string(), message.partition());
+                    self.next_offset.insert(key.clone(), message.offset() + 1);
+                    self.at_end.remove(&key);
+                    wait = Duration::ZERO;
+                    self.consumer
+                        .context()
+                        .consumed
+                        .store(true, Ordering::Relaxed);
+                    let id = self.partition_id(registry, &key.0, key.1);
+                    if self.already_processed(id, message.offset()) {
+                        skipped.entry(key).or_insert((id, 0)).1 += 1;
+                        continue;
+                    }
                     let index = match batches.iter().position(|(k, _)| *k == key) {
                         Some(index) => index,
                         None => {
-                            let id = self.partition_id(registry, &key.0, key.1);
                             let mut batch = RawBatch::new(id);
                             batch.decoding.clone_from(&self.decoding);
                             batches.push((key.clone(), batch));
@@ -368,14 +394,7 @@ impl KafkaSource {
                     batches[index]
                         .1
                         .push(message.payload().unwrap_or(&[]), message.offset() as u64);
-                    self.next_offset.insert(key.clone(), message.offset() + 1);
-                    self.at_end.remove(&key);
                     total += 1;
-                    wait = Duration::ZERO;
-                    self.consumer
-                        .context()
-                        .consumed
-                        .store(true, Ordering::Relaxed);
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     for key in self.ends_at(partition) {
@@ -411,9 +430,30 @@ impl KafkaSource {
         }
         for (key, mut batch) in batches {
             batch.caught_up = self.at_end.contains(&key);
+            if let Some((_, count)) = skipped.remove(&key) {
+                batch.replayed_skipped = count;
+            }
+            self.pending.push_back(batch);
+        }
+        // Partitions whose records were all skipped still report the count.
+        for (key, (id, count)) in skipped {
+            let mut batch = RawBatch::new(id);
+            batch.replayed_skipped = count;
+            batch.caught_up = self.at_end.contains(&key);
             self.pending.push_back(batch);
         }
         Ok(())
+    }
+
+    /// Whether the record at `offset` of `partition` was handed to the
+    /// engine before. That happens only when a revoked partition comes back
+    /// to this process and is replayed from its committed offset: the
+    /// windows it fed are still here (the engine keeps them; the commit
+    /// never passed them), so counting it again would count it twice.
+    fn already_processed(&self, partition: PartitionId, offset: i64) -> bool {
+        self.handed
+            .get(&partition)
+            .is_some_and(|last| offset <= *last)
     }
 
     /// The assigned partitions numbered `partition` that are at their end.
@@ -500,6 +540,9 @@ impl Source for KafkaSource {
             // A rebalance during `fill` may have revoked the partition: its
             // new owner replays these records.
             if self.is_assigned(batch.partition) {
+                if let Some((_, last)) = batch.records.last() {
+                    self.handed.insert(batch.partition, *last as i64);
+                }
                 return Ok(Poll::Batch(batch));
             }
         }
