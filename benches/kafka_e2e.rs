@@ -14,6 +14,13 @@
 //!    includes the broker append) to the moment the alert sink returned
 //!    (broker acknowledged the alert); p50/p99/p999 via hdrhistogram.
 //!
+//! 4. **Broker latency at the same rate:** the same paced stream read by a
+//!    bare consumer (no engine), so the broker's own share of the latency
+//!    shows beside the engine's.
+//! 5. **Engine latency at the same rate, no broker:** the same paced
+//!    stream from an in-memory source into an in-memory sink, from the
+//!    record's hand-off to the engine to the sink's return.
+//!
 //! Results go to stdout; BENCHMARKS.md records them with the machine.
 
 use std::collections::BTreeMap;
@@ -34,8 +41,10 @@ use trailwatch::config::{KafkaProperties, KafkaSourceConfig};
 use trailwatch::engine::{Engine, EngineConfig};
 use trailwatch::rules::RuleSet;
 use trailwatch::sink::kafka::{KafkaAlertSink, KafkaDeadLetterSink};
+use trailwatch::sink::writer::{MemoryDeadLetters, MemorySink};
 use trailwatch::sink::AlertSink;
 use trailwatch::source::kafka::KafkaSource;
+use trailwatch::source::{PartitionId, PartitionRegistry, Poll, RawBatch, Source};
 
 const PARTITIONS: i32 = 3;
 
@@ -122,9 +131,9 @@ fn source(brokers: &str, topic: &str, group: &str) -> KafkaSource {
     .expect("source")
 }
 
-/// Wraps the Kafka alert sink to time probe alerts once acknowledged.
+/// Wraps an alert sink to time probe alerts once acknowledged.
 struct Timed {
-    inner: KafkaAlertSink,
+    inner: Box<dyn AlertSink>,
     latency_us: Arc<Mutex<Histogram<u64>>>,
     measuring: Arc<AtomicBool>,
 }
@@ -190,6 +199,166 @@ fn broker_ceiling(brokers: &str, topic: &str, records: u64) -> f64 {
     records as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Sends `seconds` of paced records (`rate` per second, one probe in ten)
+/// to `topic`, starting at `index`; returns the next index.
+fn paced_stream(producer: &BaseProducer, topic: &str, rate: f64, seconds: u64, index: u64) -> u64 {
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let total = (rate * seconds as f64) as u64;
+    let mut index = index;
+    for n in 0..total {
+        let due = started + interval.mul_f64(n as f64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        send(producer, topic, index, &record(index, index % 10 == 0));
+        index += 1;
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    index
+}
+
+/// The microsecond stamp of `p-<us>-<index>` in a record's `eventID`.
+fn sent_us(payload: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let start = text.find("\"eventID\":\"p-")? + "\"eventID\":\"p-".len();
+    let rest = &text[start..];
+    rest[..rest.find('-')?].parse().ok()
+}
+
+/// Probe latency of a bare consumer (no engine) reading a paced stream.
+fn broker_latency(brokers: &str, topic: &str, rate: f64, seconds: u64) -> Histogram<u64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bench-bare")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    consumer.assign(&list).expect("assign");
+    // Warm up (metadata, fetch sessions) on a few records before the
+    // measured stream starts, as the engine run does.
+    let warm = producer(brokers);
+    for i in 0..PARTITIONS as u64 {
+        send(&warm, topic, i, &record(i, false));
+    }
+    warm.flush(Duration::from_secs(30)).expect("flush");
+    let mut warmed = 0;
+    let warm_deadline = Instant::now() + Duration::from_secs(60);
+    while warmed < PARTITIONS && Instant::now() < warm_deadline {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            warmed += 1;
+        }
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let finished = Arc::clone(&done);
+    let brokers = brokers.to_string();
+    let topic_name = topic.to_string();
+    let producing = std::thread::spawn(move || {
+        let producer = producer(&brokers);
+        paced_stream(&producer, &topic_name, rate, seconds, 0);
+        std::thread::sleep(Duration::from_secs(2));
+        finished.store(true, Ordering::Relaxed);
+    });
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    while !done.load(Ordering::Relaxed) {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            use rdkafka::message::Message;
+            if let Some(sent) = message.payload().and_then(sent_us) {
+                let _ = histogram.record((epoch_us() - sent).max(1) as u64);
+            }
+        }
+    }
+    producing.join().expect("producer thread");
+    histogram
+}
+
+/// A source handing the paced stream straight to the engine, one batch
+/// per poll with every record due by then (no broker).
+struct PacedSource {
+    interval: Duration,
+    total: u64,
+    sent: u64,
+    started: Instant,
+}
+
+impl Source for PacedSource {
+    fn name(&self) -> &str {
+        "paced"
+    }
+
+    fn poll(&mut self, registry: &PartitionRegistry) -> trailwatch::error::Result<Poll> {
+        if self.sent >= self.total {
+            return Ok(Poll::End);
+        }
+        let due = self.started + self.interval.mul_f64(self.sent as f64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep((due - now).min(Duration::from_millis(10)));
+            return Ok(Poll::Idle);
+        }
+        let mut batch = RawBatch::new(registry.id("paced", "0"));
+        while self.sent < self.total
+            && self.started + self.interval.mul_f64(self.sent as f64) <= Instant::now()
+        {
+            let index = self.sent;
+            batch.push(&record(index, index % 10 == 0), index);
+            self.sent += 1;
+        }
+        Ok(Poll::Batch(batch))
+    }
+
+    fn commit(&mut self, _positions: &[(PartitionId, u64)]) -> trailwatch::error::Result<()> {
+        Ok(())
+    }
+}
+
+/// Probe latency of the engine alone: paced in-memory source, in-memory sink.
+fn engine_only_latency(rules: &Arc<RuleSet>, rate: f64, seconds: u64) -> Histogram<u64> {
+    let latency = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
+    ));
+    let engine = Engine::new(engine_config(), Arc::clone(rules));
+    let source = PacedSource {
+        interval: Duration::from_secs_f64(1.0 / rate),
+        total: (rate * seconds as f64) as u64,
+        sent: 0,
+        started: Instant::now(),
+    };
+    let sink = Timed {
+        inner: Box::new(MemorySink::default()),
+        latency_us: Arc::clone(&latency),
+        measuring: Arc::new(AtomicBool::new(true)),
+    };
+    engine
+        .run(
+            vec![Box::new(source)],
+            Box::new(sink),
+            Box::new(MemoryDeadLetters::default()),
+        )
+        .expect("engine");
+    let histogram = latency.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    histogram
+}
+
+fn print_latency(what: &str, rate: f64, h: &Histogram<u64>) {
+    println!(
+        "{what} at {rate:.0} records/s ({} samples): p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms",
+        h.len(),
+        h.value_at_quantile(0.50) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.value_at_quantile(0.999) as f64 / 1000.0,
+        h.max() as f64 / 1000.0,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -199,7 +368,7 @@ fn main() {
     let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-broker.sh");
     let out = Command::new(&script)
-        .args(["start", "tput:3", "paced:3", "alerts:1", "dlq:1"])
+        .args(["start", "tput:3", "paced:3", "bare:3", "alerts:1", "dlq:1"])
         .output()
         .expect("start tansu");
     assert!(out.status.success(), "tansu did not start");
@@ -265,7 +434,7 @@ fn main() {
     let mut src = source(&brokers, "paced", "bench-paced");
     src.set_tracker(engine.tracker());
     let sink = Timed {
-        inner: KafkaAlertSink::new(&brokers, "alerts", &none).expect("sink"),
+        inner: Box::new(KafkaAlertSink::new(&brokers, "alerts", &none).expect("sink")),
         latency_us: Arc::clone(&latency),
         measuring: Arc::clone(&measuring),
     };
@@ -285,31 +454,15 @@ fn main() {
     }
     std::thread::sleep(Duration::from_secs(1));
     measuring.store(true, Ordering::Relaxed);
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let started = Instant::now();
-    let total = (rate * seconds as f64) as u64;
-    for n in 0..total {
-        let due = started + interval.mul_f64(n as f64);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        send(&paced, "paced", index, &record(index, index % 10 == 0));
-        index += 1;
-        paced.poll(Duration::ZERO);
-    }
-    paced.flush(Duration::from_secs(60)).expect("flush");
+    paced_stream(&paced, "paced", rate, seconds, index);
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     handle.join().expect("engine thread").expect("engine");
     let h = latency.lock().unwrap_or_else(|p| p.into_inner());
-    println!(
-        "latency at {rate:.0} records/s ({} probes): p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms",
-        h.len(),
-        h.value_at_quantile(0.50) as f64 / 1000.0,
-        h.value_at_quantile(0.99) as f64 / 1000.0,
-        h.value_at_quantile(0.999) as f64 / 1000.0,
-        h.max() as f64 / 1000.0,
-    );
+    print_latency("engine probe-to-alert latency", rate, &h);
+    let bare = broker_latency(&brokers, "bare", rate, seconds);
+    print_latency("broker only (bare consumer, same stream)", rate, &bare);
+    let alone = engine_only_latency(&rules, rate, seconds);
+    print_latency("engine only (in-memory source and sink)", rate, &alone);
     let _ = Command::new(&script).args(["stop", &port]).status();
 }

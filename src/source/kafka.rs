@@ -9,12 +9,15 @@
 //!   [`RawBatch`] per partition, handed out over consecutive polls. Each
 //!   `(topic, partition)` is the engine partition `kafka` / `topic/partition`.
 //! * **Commits.** `enable.auto.offset.store=false`: the source stores only
-//!   the engine's safe positions ([`Source::commit`]), and librdkafka's
-//!   auto-commit (every `auto.commit.interval.ms`, on revoke and on close)
-//!   ships whatever was stored. Storing rather than committing directly means
-//!   *every* commit librdkafka makes on its own (the timer, a rebalance, the
-//!   close) can only carry a safe position, and the commit request never
-//!   blocks the source thread. Commit metadata is not used (tansu drops it).
+//!   the engine's safe positions ([`Source::commit`]) and then commits the
+//!   stored state asynchronously; librdkafka's auto-commit (every
+//!   `auto.commit.interval.ms`, on revoke and on close) ships the same
+//!   stored positions. Storing first means *every* commit, ours or one
+//!   librdkafka makes on its own, can only carry a safe position, and no
+//!   commit blocks the source thread. The explicit commit is there because
+//!   the timer alone was seen never to fire for a static member on tansu
+//!   (the crash test then replayed the whole topic on every restart).
+//!   Commit metadata is not used (tansu drops it).
 //! * **Rebalances** (`cooperative-sticky` by default). On revoke, the safe
 //!   positions of the revoked partitions are computed fresh from the
 //!   engine's [`CommitTracker`] (when [`KafkaSource::set_tracker`] was
@@ -584,7 +587,14 @@ impl Source for KafkaSource {
         tracing::debug!(partitions = list.count(), "kafka offsets stored");
         self.consumer
             .store_offsets(&list)
-            .map_err(|e| Error::Source(format!("kafka store offsets: {e}")))
+            .map_err(|e| Error::Source(format!("kafka store offsets: {e}")))?;
+        // Ship them now rather than on librdkafka's timer, which does not
+        // fire for a static member on some brokers (tansu): the stored,
+        // safe positions are all an asynchronous commit can carry.
+        match self.consumer.commit_consumer_state(CommitMode::Async) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            Err(e) => Err(Error::Source(format!("kafka commit: {e}"))),
+        }
     }
 
     fn is_ready(&self) -> bool {
