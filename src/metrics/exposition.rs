@@ -392,15 +392,6 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
             &PROCESSING_LATENCY_BOUNDS,
         )],
     ));
-    out.push(family(
-        "trailwatch_rule_load_errors_total",
-        "Rule files that failed to load or compile.",
-        COUNTER,
-        vec![counter(
-            vec![],
-            metrics.rule_load_errors.load(Ordering::Relaxed),
-        )],
-    ));
     let lag = metrics
         .lag
         .lock()

@@ -254,7 +254,6 @@ pub struct Metrics {
     pub processing_latency_us: Mutex<Histogram<u64>>,
     /// Current global watermark (epoch ms), `i64::MIN` before the first.
     pub watermark_ms: AtomicI64,
-    pub rule_load_errors: AtomicU64,
     pub started_at: std::time::Instant,
     /// Wall-clock start, epoch seconds (for `trailwatch_start_time_seconds`).
     pub started_unix_s: f64,
@@ -284,7 +283,6 @@ impl Metrics {
             event_time_lag_ms: histogram(),
             processing_latency_us: histogram(),
             watermark_ms: AtomicI64::new(i64::MIN),
-            rule_load_errors: AtomicU64::new(0),
             started_at: std::time::Instant::now(),
             started_unix_s: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
