@@ -80,11 +80,19 @@ impl JsonTest {
     /// a selector on an object or array matches no comparison; `!=` matches
     /// a missing or null field; ordering needs a JSON number.
     pub(crate) fn matches(&self, value: &FieldValue<'_>) -> bool {
+        if let FieldValue::Many(values) = value {
+            // A wildcard selector: the condition holds for one of the
+            // selected values (`NOT EXISTS`: none was selected).
+            return match self {
+                JsonTest::NotExists => values.is_empty(),
+                _ => values.iter().any(|v| self.matches(v)),
+            };
+        }
         match self {
             JsonTest::Eq(m) => m.matches_field(value),
             JsonTest::Ne(m) => match value {
                 FieldValue::Missing | FieldValue::Null => true,
-                FieldValue::Object | FieldValue::Array => false,
+                FieldValue::Object | FieldValue::Array | FieldValue::Many(_) => false,
                 _ => !m.matches_field(value),
             },
             JsonTest::Cmp(op, n) => match value {
@@ -126,9 +134,11 @@ impl ValueMatch {
                 ValueMatch::Number { .. } => false,
                 _ => self.matches_text(if *b { "true" } else { "false" }),
             },
-            FieldValue::Missing | FieldValue::Null | FieldValue::Object | FieldValue::Array => {
-                false
-            }
+            FieldValue::Missing
+            | FieldValue::Null
+            | FieldValue::Object
+            | FieldValue::Array
+            | FieldValue::Many(_) => false,
         }
     }
 }
