@@ -3,8 +3,11 @@
 //! Contract: a [`FlowFormat`] is an ordered list of known flow field names
 //! (v2 to v8, including the `ecs-*` fields), parsed from AWS's
 //! `${field} ${field}` form or a plain header line. [`FlowDecoder`] splits a
-//! record on ASCII spaces without allocating and fills the planned single
-//! names (`srcaddr`, `interface-id`, envelope `@…` names). `-` is Missing.
+//! record on ASCII spaces into token spans (a buffer reused across records,
+//! so nothing is allocated), then reads only the columns the plan names
+//! (`srcaddr`, `interface-id`, …; the column list is computed when the
+//! format is set) plus `start`, `account-id` and `region`, and fills the
+//! envelope `@…` names. `-` is Missing.
 //! Numeric fields become `Number` when they parse and stay `Str` otherwise,
 //! except `start`, the event time: non-numeric is `bad_flow_record`, absent
 //! (`-` or not in the format, with no CloudWatch Logs timestamp to fall back
@@ -16,7 +19,6 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
-use smallvec::SmallVec;
 
 use crate::decode::{missing_fields, DecodeError, DecodeErrorReason, Envelope, EnvelopeSlots};
 use crate::event::{Event, EventKind, FieldValue};
@@ -189,23 +191,31 @@ impl FlowFormat {
     }
 }
 
-#[derive(Clone, Debug, Default)]
-struct Column {
+/// One planned field read from one column.
+#[derive(Clone, Copy, Debug)]
+struct Fill {
+    column: usize,
+    slot: Slot,
     numeric: bool,
-    slots: SmallVec<[Slot; 2]>,
 }
 
 /// Decodes flow records for one field plan; keeps the stream's format.
+///
+/// Only the columns the plan names (plus `start`, `account-id` and
+/// `region`) are looked at: the record is split once into token spans and
+/// the planned columns are then read by index.
 #[derive(Clone, Debug)]
 pub struct FlowDecoder {
     plan_names: Vec<(Slot, Box<str>)>,
     plan_len: usize,
     envelope: EnvelopeSlots,
     format: FlowFormat,
-    columns: Vec<Column>,
+    fills: Vec<Fill>,
     start: Option<usize>,
     account: Option<usize>,
     region: Option<usize>,
+    /// Token spans of the record being decoded (reused).
+    tokens: Vec<(u32, u32)>,
 }
 
 impl FlowDecoder {
@@ -222,10 +232,11 @@ impl FlowDecoder {
             plan_len: plan.len(),
             envelope: EnvelopeSlots::from_plan(plan),
             format: FlowFormat::default(),
-            columns: Vec::new(),
+            fills: Vec::new(),
             start: None,
             account: None,
             region: None,
+            tokens: Vec::new(),
         };
         decoder.set_format(format);
         decoder
@@ -242,88 +253,83 @@ impl FlowDecoder {
         self.start = position("start");
         self.account = position("account-id");
         self.region = position("region");
-        self.columns = format
+        self.fills = format
             .columns
             .iter()
-            .map(|name| Column {
-                numeric: NUMERIC_FIELDS.contains(name),
-                slots: self
-                    .plan_names
+            .enumerate()
+            .flat_map(|(column, name)| {
+                let numeric = NUMERIC_FIELDS.contains(name);
+                self.plan_names
                     .iter()
-                    .filter(|(_, planned)| planned.as_ref() == *name)
-                    .map(|(slot, _)| *slot)
-                    .collect(),
+                    .filter(move |(_, planned)| planned.as_ref() == *name)
+                    .map(move |(slot, _)| Fill {
+                        column,
+                        slot: *slot,
+                        numeric,
+                    })
             })
             .collect();
+        self.tokens = Vec::with_capacity(format.columns.len() + 1);
         self.format = format;
     }
 
     /// Number of fields in the current format.
     pub fn field_count(&self) -> usize {
-        self.columns.len()
+        self.format.columns.len()
     }
 
     /// Decodes one record line.
     pub fn decode<'a>(
-        &self,
+        &mut self,
         line: &'a str,
         envelope: &Envelope<'a>,
         emit: &mut dyn FnMut(&Event<'_>),
     ) -> Result<(), DecodeError> {
-        let line = line.trim_matches(|c: char| c.is_ascii_whitespace());
-        let mut fields = missing_fields(self.plan_len);
-        let mut start = None;
-        let mut account = None;
-        let mut region = None;
+        let line = line.trim_ascii();
         // Tokens are runs of non-space bytes (as `split(' ')` without the
         // empty pieces), found eight bytes at a time.
-        let mut tokens = TokenSpans::new();
-        split_on_spaces(line.as_bytes(), &mut tokens);
+        let tokens = &mut self.tokens;
+        tokens.clear();
+        split_on_spaces(line.as_bytes(), tokens);
         let count = tokens.len();
-        for (index, (column, &(token_start, token_end))) in
-            self.columns.iter().zip(tokens.iter()).enumerate()
-        {
-            // Both ends sit next to an ASCII space or the line's ends, so
-            // they are char boundaries.
-            let Some(token) = line.get(token_start as usize..token_end as usize) else {
+        if count != self.format.columns.len() {
+            return Err(DecodeError::new(
+                DecodeErrorReason::BadFlowRecord,
+                format!("{count} fields, format has {}", self.format.columns.len()),
+            ));
+        }
+        let tokens = &self.tokens;
+        // A present value (not `-`) of a column. Both ends of a span sit
+        // next to an ASCII space or the line's ends, so they are char
+        // boundaries.
+        let value_at = |column: usize| -> Option<&'a str> {
+            let &(token_start, token_end) = tokens.get(column)?;
+            line.get(token_start as usize..token_end as usize)
+                .filter(|token| *token != "-")
+        };
+        let start = self.start.and_then(value_at);
+        let account = self.account.and_then(value_at);
+        let region = self.region.and_then(value_at);
+        let mut fields = missing_fields(self.plan_len);
+        for fill in &self.fills {
+            let Some(token) = value_at(fill.column) else {
                 continue;
             };
-            if token == "-" {
-                continue;
-            }
-            if Some(index) == self.start {
-                start = Some(token);
-            } else if Some(index) == self.account {
-                account = Some(token);
-            } else if Some(index) == self.region {
-                region = Some(token);
-            }
-            if column.slots.is_empty() {
-                continue;
-            }
-            let value = match column.numeric {
+            let value = match fill.numeric {
                 true => match parse_flow_number(token) {
                     Some(number) => FieldValue::Number(number),
                     None => FieldValue::Str(Cow::Borrowed(token)),
                 },
                 false => FieldValue::Str(Cow::Borrowed(token)),
             };
-            for slot in &column.slots {
-                if let Some(target) = fields.get_mut(usize::from(*slot)) {
-                    *target = value.clone();
-                }
+            if let Some(target) = fields.get_mut(usize::from(fill.slot)) {
+                *target = value;
             }
         }
-        if count != self.columns.len() {
-            return Err(DecodeError::new(
-                DecodeErrorReason::BadFlowRecord,
-                format!("{count} fields, format has {}", self.columns.len()),
-            ));
-        }
         let time_ms = match (start, envelope.timestamp_ms) {
-            (Some(start), _) => match start.parse::<i64>() {
-                Ok(seconds) => seconds.saturating_mul(1000),
-                Err(_) => {
+            (Some(start), _) => match parse_seconds(start) {
+                Some(seconds) => seconds.saturating_mul(1000),
+                None => {
                     return Err(DecodeError::new(
                         DecodeErrorReason::BadFlowRecord,
                         format!("start {start:?} is not a number"),
@@ -353,18 +359,15 @@ impl FlowDecoder {
     }
 }
 
-/// Token byte ranges of one record; inline for every known format.
-type TokenSpans = SmallVec<[(u32, u32); 48]>;
-
 /// Pushes the byte range of every run of non-space bytes of `bytes` (a
 /// record line, far shorter than 4 GiB). Spaces are found eight bytes at a
 /// time: a byte equal to `b' '` becomes a zero byte after the XOR, and the
 /// exact zero-byte test below sets the top bit of exactly those bytes.
-fn split_on_spaces(bytes: &[u8], out: &mut TokenSpans) {
+fn split_on_spaces(bytes: &[u8], out: &mut Vec<(u32, u32)>) {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const SPACES: u64 = 0x2020_2020_2020_2020;
     let mut token_start = 0usize;
-    let mut on_space = |position: usize, out: &mut TokenSpans| {
+    let mut on_space = |position: usize, out: &mut Vec<(u32, u32)>| {
         if position > token_start {
             out.push((token_start as u32, position as u32));
         }
@@ -391,6 +394,21 @@ fn split_on_spaces(bytes: &[u8], out: &mut TokenSpans) {
     if bytes.len() > token_start {
         out.push((token_start as u32, bytes.len() as u32));
     }
+}
+
+/// The `start` field as `str::parse::<i64>` reads it, with a fast path for
+/// plain digits (which cannot overflow at 18 digits or fewer).
+#[inline]
+fn parse_seconds(token: &str) -> Option<i64> {
+    let bytes = token.as_bytes();
+    if !bytes.is_empty() && bytes.len() <= 18 && bytes.iter().all(u8::is_ascii_digit) {
+        return Some(
+            bytes
+                .iter()
+                .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0')),
+        );
+    }
+    token.parse::<i64>().ok()
 }
 
 /// A numeric flow field: plain digits (ports, counts, times) take a fast
@@ -421,7 +439,7 @@ mod tests {
     }
 
     fn decode(
-        d: &FlowDecoder,
+        d: &mut FlowDecoder,
         line: &str,
     ) -> Result<(i64, Vec<FieldValue<'static>>, Option<String>), DecodeError> {
         let mut got = None;
@@ -442,7 +460,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn spaces_split_like_split_on_blanks(line in "[ a-c0-9\\-é]{0,80}") {
-            let mut tokens = TokenSpans::new();
+            let mut tokens = Vec::new();
             split_on_spaces(line.as_bytes(), &mut tokens);
             let got: Vec<&str> = tokens
                 .iter()
@@ -455,13 +473,13 @@ mod tests {
 
     #[test]
     fn v2_record() {
-        let d = decoder(
+        let mut d = decoder(
             &["srcaddr", "dstport", "action", "bytes", "vpc-id"],
             FlowFormat::default(),
         );
         let line =
             "2 123456789012 eni-1 10.0.0.1 10.0.0.2 443 22 6 10 -5 1709294400 1709294460 REJECT OK";
-        let (time, f, account) = decode(&d, line).unwrap();
+        let (time, f, account) = decode(&mut d, line).unwrap();
         assert_eq!(time, 1_709_294_400_000);
         assert_eq!(f[0], FieldValue::Str("10.0.0.1".into()));
         assert_eq!(f[1], FieldValue::Number(22.0));
@@ -473,16 +491,16 @@ mod tests {
 
     #[test]
     fn nodata_and_errors() {
-        let d = decoder(&["srcaddr", "log-status"], FlowFormat::default());
+        let mut d = decoder(&["srcaddr", "log-status"], FlowFormat::default());
         let (time, f, _) = decode(
-            &d,
+            &mut d,
             "2 123 eni-1 - - - - - - - 1709294400 1709294460 - NODATA",
         )
         .unwrap();
         assert_eq!(time, 1_709_294_400_000);
         assert_eq!(f[0], FieldValue::Missing);
         assert_eq!(f[1], FieldValue::Str("NODATA".into()));
-        let reason = |l: &str| decode(&d, l).unwrap_err().reason;
+        let mut reason = |l: &str| decode(&mut d, l).unwrap_err().reason;
         assert_eq!(reason("2 123 eni-1"), DecodeErrorReason::BadFlowRecord);
         assert_eq!(
             reason("2 1 e a b 1 2 6 1 1 soon 1 ACCEPT OK"),
@@ -502,8 +520,8 @@ mod tests {
             format.to_string(),
             "${srcaddr} ${start} ${region} ${tcp-flags} ${ecs-task-id}"
         );
-        let d = decoder(&["tcp-flags", "srcaddr"], format);
-        let (time, f, _) = decode(&d, "10.1.1.1 100 eu-west-1 2 -").unwrap();
+        let mut d = decoder(&["tcp-flags", "srcaddr"], format);
+        let (time, f, _) = decode(&mut d, "10.1.1.1 100 eu-west-1 2 -").unwrap();
         assert_eq!(time, 100_000);
         assert_eq!(
             f,
