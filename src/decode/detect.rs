@@ -280,7 +280,7 @@ impl Decoder {
                 return;
             }
         };
-        let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+        let text = text.trim_ascii();
         if text.is_empty() {
             error(out, DecodeErrorReason::EmptyRecord, "empty record", bytes);
             return;

@@ -310,22 +310,6 @@ impl FlowDecoder {
         let start = self.start.and_then(value_at);
         let account = self.account.and_then(value_at);
         let region = self.region.and_then(value_at);
-        let mut fields = missing_fields(self.plan_len);
-        for fill in &self.fills {
-            let Some(token) = value_at(fill.column) else {
-                continue;
-            };
-            let value = match fill.numeric {
-                true => match parse_flow_number(token) {
-                    Some(number) => FieldValue::Number(number),
-                    None => FieldValue::Str(Cow::Borrowed(token)),
-                },
-                false => FieldValue::Str(Cow::Borrowed(token)),
-            };
-            if let Some(target) = fields.get_mut(usize::from(fill.slot)) {
-                *target = value;
-            }
-        }
         let time_ms = match (start, envelope.timestamp_ms) {
             (Some(start), _) => match parse_seconds(start) {
                 Some(seconds) => seconds.saturating_mul(1000),
@@ -344,16 +328,32 @@ impl FlowDecoder {
                 ));
             }
         };
-        self.envelope.fill(&mut fields, envelope, line);
-        let event = Event {
+        // Built in place: the field vector is filled where it lies.
+        let mut event = Event {
             kind: EventKind::VpcFlow,
             time_ms,
             text: Cow::Borrowed(line),
-            fields,
+            fields: missing_fields(self.plan_len),
             id: envelope.event_id.map(Cow::Borrowed),
             account: account.or(envelope.owner).map(Cow::Borrowed),
             region: region.map(Cow::Borrowed),
         };
+        for fill in &self.fills {
+            let Some(token) = value_at(fill.column) else {
+                continue;
+            };
+            let value = match fill.numeric {
+                true => match parse_flow_number(token) {
+                    Some(number) => FieldValue::Number(number),
+                    None => FieldValue::Str(Cow::Borrowed(token)),
+                },
+                false => FieldValue::Str(Cow::Borrowed(token)),
+            };
+            if let Some(target) = event.fields.get_mut(usize::from(fill.slot)) {
+                *target = value;
+            }
+        }
+        self.envelope.fill(&mut event.fields, envelope, line);
         emit(&event);
         Ok(())
     }
