@@ -20,8 +20,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::decode::{missing_fields, DecodeError, DecodeErrorReason, Envelope, EnvelopeSlots};
-use crate::event::{Event, EventKind, FieldValue};
+use crate::decode::{DecodeError, DecodeErrorReason, Envelope, EnvelopeSlots};
+use crate::event::{Event, EventKind, FieldValue, Fields};
 use crate::fields::{FieldPlan, Slot};
 
 /// The default (version 2) format.
@@ -290,7 +290,10 @@ impl FlowDecoder {
         // empty pieces), found eight bytes at a time.
         let tokens = &mut self.tokens;
         tokens.clear();
-        split_on_spaces(line.as_bytes(), tokens);
+        // A record line is far shorter than 4 GiB.
+        split_on_spaces(line.as_bytes(), |start, end| {
+            tokens.push((start as u32, end as u32))
+        });
         let count = tokens.len();
         if count != self.format.columns.len() {
             return Err(DecodeError::new(
@@ -333,11 +336,16 @@ impl FlowDecoder {
             kind: EventKind::VpcFlow,
             time_ms,
             text: Cow::Borrowed(line),
-            fields: missing_fields(self.plan_len),
+            fields: Fields::new(),
             id: envelope.event_id.map(Cow::Borrowed),
             account: account.or(envelope.owner).map(Cow::Borrowed),
             region: region.map(Cow::Borrowed),
         };
+        // Sized where it lies: building the inline vector elsewhere and
+        // moving it in would copy all of its inline capacity.
+        event
+            .fields
+            .resize_with(self.plan_len, || FieldValue::Missing);
         for fill in &self.fills {
             let Some(token) = value_at(fill.column) else {
                 continue;
@@ -359,17 +367,19 @@ impl FlowDecoder {
     }
 }
 
-/// Pushes the byte range of every run of non-space bytes of `bytes` (a
-/// record line, far shorter than 4 GiB). Spaces are found eight bytes at a
-/// time: a byte equal to `b' '` becomes a zero byte after the XOR, and the
-/// exact zero-byte test below sets the top bit of exactly those bytes.
-fn split_on_spaces(bytes: &[u8], out: &mut Vec<(u32, u32)>) {
+/// Calls `push(start, end)` with the byte range of every run of non-space
+/// bytes of `bytes`, in order. Spaces are found eight bytes at a time: a
+/// byte equal to `b' '` becomes a zero byte after the XOR, and the exact
+/// zero-byte test below sets the top bit of exactly those bytes. Also
+/// used by space-delimited filter patterns (`crate::filter`).
+#[inline]
+pub(crate) fn split_on_spaces(bytes: &[u8], mut push: impl FnMut(usize, usize)) {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const SPACES: u64 = 0x2020_2020_2020_2020;
     let mut token_start = 0usize;
-    let mut on_space = |position: usize, out: &mut Vec<(u32, u32)>| {
+    let mut on_space = |position: usize| {
         if position > token_start {
-            out.push((token_start as u32, position as u32));
+            push(token_start, position);
         }
         token_start = position + 1;
     };
@@ -381,48 +391,57 @@ fn split_on_spaces(bytes: &[u8], out: &mut Vec<(u32, u32)>) {
         let x = u64::from_le_bytes(word) ^ SPACES;
         let mut mask = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
         while mask != 0 {
-            on_space(base + (mask.trailing_zeros() / 8) as usize, out);
+            on_space(base + (mask.trailing_zeros() / 8) as usize);
             mask &= mask - 1;
         }
         base += 8;
     }
     for (offset, byte) in chunks.remainder().iter().enumerate() {
         if *byte == b' ' {
-            on_space(base + offset, out);
+            on_space(base + offset);
         }
     }
     if bytes.len() > token_start {
-        out.push((token_start as u32, bytes.len() as u32));
+        push(token_start, bytes.len());
     }
+}
+
+/// The value of a run of 1 to `max_len` ASCII digits, read in one pass;
+/// `None` for anything else.
+#[inline]
+fn plain_digits(bytes: &[u8], max_len: usize) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > max_len {
+        return None;
+    }
+    let mut value = 0u64;
+    for &byte in bytes {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value * 10 + u64::from(digit);
+    }
+    Some(value)
 }
 
 /// The `start` field as `str::parse::<i64>` reads it, with a fast path for
 /// plain digits (which cannot overflow at 18 digits or fewer).
 #[inline]
 fn parse_seconds(token: &str) -> Option<i64> {
-    let bytes = token.as_bytes();
-    if !bytes.is_empty() && bytes.len() <= 18 && bytes.iter().all(u8::is_ascii_digit) {
-        return Some(
-            bytes
-                .iter()
-                .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0')),
-        );
+    match plain_digits(token.as_bytes(), 18) {
+        Some(value) => i64::try_from(value).ok(),
+        None => token.parse::<i64>().ok(),
     }
-    token.parse::<i64>().ok()
 }
 
 /// A numeric flow field: plain digits (ports, counts, times) take a fast
 /// path; anything else goes through `f64` parsing (finite values only).
 #[inline]
 fn parse_flow_number(token: &str) -> Option<f64> {
-    let bytes = token.as_bytes();
-    if !bytes.is_empty() && bytes.len() <= 15 && bytes.iter().all(u8::is_ascii_digit) {
-        let value = bytes
-            .iter()
-            .fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
-        return Some(value as f64);
+    match plain_digits(token.as_bytes(), 15) {
+        Some(value) => Some(value as f64),
+        None => token.parse::<f64>().ok().filter(|n| n.is_finite()),
     }
-    token.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
 #[cfg(test)]
@@ -460,12 +479,8 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn spaces_split_like_split_on_blanks(line in "[ a-c0-9\\-é]{0,80}") {
-            let mut tokens = Vec::new();
-            split_on_spaces(line.as_bytes(), &mut tokens);
-            let got: Vec<&str> = tokens
-                .iter()
-                .map(|&(s, e)| &line[s as usize..e as usize])
-                .collect();
+            let mut got: Vec<&str> = Vec::new();
+            split_on_spaces(line.as_bytes(), |s, e| got.push(&line[s..e]));
             let want: Vec<&str> = line.split(' ').filter(|t| !t.is_empty()).collect();
             proptest::prop_assert_eq!(got, want);
         }
