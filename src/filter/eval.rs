@@ -26,7 +26,7 @@ impl Pattern {
             Pattern::Json(expr) => expr.matches(event),
             Pattern::Delimited(delimited) => {
                 if let Some(required) = &delimited.required {
-                    if required.find(event.text.as_bytes()).is_none() {
+                    if !required.is_in(event.text.as_bytes()) {
                         return false;
                     }
                 }
@@ -309,6 +309,15 @@ mod tests {
             let mut general = Spans::new();
             tokenize_general(&text, &mut general);
             proptest::prop_assert_eq!(fast, general);
+        }
+
+        #[test]
+        fn required_literal_agrees_with_a_substring_search(
+            needle in "[a-cJ ]{1,6}",
+            haystack in "[a-cJ ]{0,40}",
+        ) {
+            let literal = super::super::ast::RequiredLiteral::new(needle.as_bytes());
+            proptest::prop_assert_eq!(literal.is_in(haystack.as_bytes()), haystack.contains(&needle));
         }
     }
 }
