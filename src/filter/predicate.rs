@@ -108,6 +108,7 @@ impl Expected {
         }
     }
 
+    #[inline]
     fn matches(&self, value: &FieldValue<'_>) -> bool {
         match (self, value) {
             (Expected::Text { text, .. }, FieldValue::Str(s)) => s.as_ref() == &**text,
@@ -363,6 +364,7 @@ impl Predicate {
     }
 
     /// Whether `event` satisfies the predicate.
+    #[inline]
     pub fn matches(&self, event: &Event<'_>) -> bool {
         let value = event.field(self.slot);
         if let Cond::Exists(want) = self.cond {
