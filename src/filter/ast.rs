@@ -98,15 +98,21 @@ pub(crate) struct Delimited {
     pub required: Option<RequiredLiteral>,
 }
 
-/// A literal a line must contain, looked for by its rarest byte: one
-/// `memchr` over a short line (a flow record) rejects it when that byte is
-/// absent, without a substring searcher's per-call setup.
+/// A literal a line must contain. In a short line (a flow record) it is
+/// looked for by its rarest byte: one `memchr` rejects the line when that
+/// byte is absent, without a substring searcher's per-call setup. Longer
+/// text goes to the `memmem` searcher, whose time stays linear however
+/// often the rare byte occurs.
 #[derive(Clone, Debug)]
 pub(crate) struct RequiredLiteral {
     needle: Box<[u8]>,
     /// Index in `needle` of its rarest byte (memchr's frequency ranking).
     rare: usize,
+    finder: Box<Finder<'static>>,
 }
+
+/// Text up to this length is searched by the literal's rarest byte.
+const SHORT_TEXT: usize = 512;
 
 impl RequiredLiteral {
     /// The literal `needle` (not empty).
@@ -116,12 +122,16 @@ impl RequiredLiteral {
         RequiredLiteral {
             needle: needle.into(),
             rare,
+            finder: Box::new(Finder::new(needle).into_owned()),
         }
     }
 
     /// Whether `haystack` contains the literal.
     #[inline]
     pub fn is_in(&self, haystack: &[u8]) -> bool {
+        if haystack.len() > SHORT_TEXT {
+            return self.finder.find(haystack).is_some();
+        }
         let Some(&rare_byte) = self.needle.get(self.rare) else {
             return true;
         };

@@ -315,9 +315,13 @@ mod tests {
         fn required_literal_agrees_with_a_substring_search(
             needle in "[a-cJ ]{1,6}",
             haystack in "[a-cJ ]{0,40}",
+            repeat in 1usize..40,
         ) {
             let literal = super::super::ast::RequiredLiteral::new(needle.as_bytes());
             proptest::prop_assert_eq!(literal.is_in(haystack.as_bytes()), haystack.contains(&needle));
+            // Long text takes the searcher.
+            let long = haystack.repeat(repeat * 20);
+            proptest::prop_assert_eq!(literal.is_in(long.as_bytes()), long.contains(&needle));
         }
     }
 }
