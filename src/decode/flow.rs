@@ -288,6 +288,12 @@ impl FlowDecoder {
         let line = line.trim_ascii();
         // Tokens are runs of non-space bytes (as `split(' ')` without the
         // empty pieces), found eight bytes at a time.
+        let columns = self.format.columns.len();
+        // A hostile line of millions of fields must not leave a large
+        // buffer behind for the rest of the stream.
+        if self.tokens.capacity() > 4 * columns + 64 {
+            self.tokens = Vec::with_capacity(columns + 1);
+        }
         let tokens = &mut self.tokens;
         tokens.clear();
         // A record line is far shorter than 4 GiB.
@@ -295,10 +301,10 @@ impl FlowDecoder {
             tokens.push((start as u32, end as u32))
         });
         let count = tokens.len();
-        if count != self.format.columns.len() {
+        if count != columns {
             return Err(DecodeError::new(
                 DecodeErrorReason::BadFlowRecord,
-                format!("{count} fields, format has {}", self.format.columns.len()),
+                format!("{count} fields, format has {columns}"),
             ));
         }
         let tokens = &self.tokens;
@@ -517,6 +523,7 @@ mod tests {
         assert_eq!(f[1], FieldValue::Str("NODATA".into()));
         let mut reason = |l: &str| decode(&mut d, l).unwrap_err().reason;
         assert_eq!(reason("2 123 eni-1"), DecodeErrorReason::BadFlowRecord);
+        assert_eq!(reason(&"x ".repeat(1000)), DecodeErrorReason::BadFlowRecord);
         assert_eq!(
             reason("2 1 e a b 1 2 6 1 1 soon 1 ACCEPT OK"),
             DecodeErrorReason::BadFlowRecord
@@ -525,6 +532,13 @@ mod tests {
             reason("2 1 e a b 1 2 6 1 1 - 1 ACCEPT OK"),
             DecodeErrorReason::BadEventTime
         );
+        // The long line leaves no large span buffer behind.
+        decode(
+            &mut d,
+            "2 123 eni-1 - - - - - - - 1709294400 1709294460 - NODATA",
+        )
+        .unwrap();
+        assert!(d.tokens.capacity() <= V2_FIELDS.len() + 1);
     }
 
     #[test]
