@@ -280,7 +280,7 @@ impl Decoder {
                 return;
             }
         };
-        let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+        let text = text.trim_ascii();
         if text.is_empty() {
             error(out, DecodeErrorReason::EmptyRecord, "empty record", bytes);
             return;
@@ -480,11 +480,18 @@ impl Decoder {
             self.flow.set_format(format);
             return;
         }
+        // A default-format flow record (version 2) cannot start with a
+        // stamp (the first word, `2`, is too short for one), so it skips
+        // the stamp test.
+        if line.starts_with("2 ") {
+            self.decode_flow(line, envelope, out);
+            return;
+        }
         if hostlog::has_timestamp_prefix(line) {
             self.decode_host(line, envelope, out);
             return;
         }
-        if line.starts_with("2 ") || count_fields(line) == self.flow.field_count() {
+        if count_fields(line) == self.flow.field_count() {
             self.decode_flow(line, envelope, out);
         } else if envelope.timestamp_ms.is_some() {
             self.decode_host(line, envelope, out);
@@ -514,7 +521,7 @@ impl Decoder {
         }
     }
 
-    fn decode_flow(&self, line: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
+    fn decode_flow(&mut self, line: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
         if let Err(e) = self
             .flow
             .decode(line, envelope, &mut |event| out.event(event))
