@@ -21,7 +21,9 @@
 //!    stream from an in-memory source into an in-memory sink, from the
 //!    record's hand-off to the engine to the sink's return.
 //!
-//! Results go to stdout; BENCHMARKS.md records them with the machine.
+//! `TW_POLL_BATCH=N` sets the source's `poll_batch` (default 2048, the
+//! config default). Results go to stdout; BENCHMARKS.md records them with
+//! the machine.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -113,6 +115,14 @@ fn engine_config() -> EngineConfig {
     }
 }
 
+/// The source's `poll_batch`: `TW_POLL_BATCH`, or the config default.
+fn poll_batch() -> usize {
+    std::env::var("TW_POLL_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2048)
+}
+
 fn source(brokers: &str, topic: &str, group: &str) -> KafkaSource {
     KafkaSource::new(&KafkaSourceConfig {
         brokers: brokers.to_string(),
@@ -126,7 +136,7 @@ fn source(brokers: &str, topic: &str, group: &str) -> KafkaSource {
             "10".to_string(),
         )])),
         static_membership: false,
-        poll_batch: 2048,
+        poll_batch: poll_batch(),
     })
     .expect("source")
 }
@@ -389,6 +399,7 @@ fn main() {
     }
     p.flush(Duration::from_secs(120)).expect("flush");
     let produce_rate = records as f64 / started.elapsed().as_secs_f64();
+    println!("poll_batch: {}", poll_batch());
     println!("produce (idempotent, acks=all): {produce_rate:.0} records/s");
     let ceiling = broker_ceiling(&brokers, "tput", records);
     println!("broker ceiling (bare consumer, no decoding): {ceiling:.0} records/s");
