@@ -182,19 +182,34 @@ fn processed(engine: &Engine) -> u64 {
         .sum()
 }
 
-fn broker_ceiling(brokers: &str, topic: &str, records: u64) -> f64 {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A consumer outside any engine, assigned every partition of `topic` from
+/// the beginning, with `extra` librdkafka properties.
+fn bare_consumer(brokers: &str, topic: &str, group: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
-        .set("group.id", "bench-ceiling")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
     let mut list = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         list.add_partition_offset(topic, p, Offset::Beginning)
             .expect("offset");
     }
     consumer.assign(&list).expect("assign");
+    consumer
+}
+
+/// An empty latency histogram: 1 µs to 60 s, three significant digits.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram")
+}
+
+fn broker_ceiling(brokers: &str, topic: &str, records: u64) -> f64 {
+    let consumer = bare_consumer(brokers, topic, "bench-ceiling", &[]);
     let started = Instant::now();
     let mut seen = 0u64;
     while seen < records {
@@ -240,19 +255,7 @@ fn sent_us(payload: &[u8]) -> Option<i64> {
 
 /// Probe latency of a bare consumer (no engine) reading a paced stream.
 fn broker_latency(brokers: &str, topic: &str, rate: f64, seconds: u64) -> Histogram<u64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "bench-bare")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("consumer");
-    let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        list.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("offset");
-    }
-    consumer.assign(&list).expect("assign");
+    let consumer = bare_consumer(brokers, topic, "bench-bare", &[("fetch.wait.max.ms", "10")]);
     // Warm up (metadata, fetch sessions) on a few records before the
     // measured stream starts, as the engine run does.
     let warm = producer(brokers);
@@ -277,7 +280,7 @@ fn broker_latency(brokers: &str, topic: &str, rate: f64, seconds: u64) -> Histog
         std::thread::sleep(Duration::from_secs(2));
         finished.store(true, Ordering::Relaxed);
     });
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let mut histogram = latency_histogram();
     while !done.load(Ordering::Relaxed) {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
             use rdkafka::message::Message;
@@ -332,9 +335,7 @@ impl Source for PacedSource {
 
 /// Probe latency of the engine alone: paced in-memory source, in-memory sink.
 fn engine_only_latency(rules: &Arc<RuleSet>, rate: f64, seconds: u64) -> Histogram<u64> {
-    let latency = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
-    ));
+    let latency = Arc::new(Mutex::new(latency_histogram()));
     let engine = Engine::new(engine_config(), Arc::clone(rules));
     let source = PacedSource {
         interval: Duration::from_secs_f64(1.0 / rate),
@@ -437,9 +438,7 @@ fn main() {
     // starts after the group join, when librdkafka has already prefetched
     // a large part of the topic, so the broker ceiling bounds it.
     let rate = (throughput.min(ceiling) / 2.0).max(100.0);
-    let latency = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
-    ));
+    let latency = Arc::new(Mutex::new(latency_histogram()));
     let measuring = Arc::new(AtomicBool::new(false));
     let engine = Arc::new(Engine::new(engine_config(), Arc::clone(&rules)));
     let mut src = source(&brokers, "paced", "bench-paced");
