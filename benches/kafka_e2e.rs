@@ -21,8 +21,11 @@
 //!    stream from an in-memory source into an in-memory sink, from the
 //!    record's hand-off to the engine to the sink's return.
 //!
-//! `TW_POLL_BATCH=N` sets the source's `poll_batch` (default 2048, the
-//! config default). Results go to stdout; BENCHMARKS.md records them with
+//! `TW_RATE=N` paces the latency phases at N records/s instead (to
+//! compare brokers at one rate). `TW_POLL_BATCH=N` sets the source's `poll_batch` (default 2048, the
+//! config default). `TW_BROKER=mock` runs every phase against librdkafka's
+//! mock cluster instead of tansu: the same protocol over loopback TCP from a
+//! broker whose fetch cost does not grow with the partition's history. Results go to stdout; BENCHMARKS.md records them with
 //! the machine.
 
 use std::collections::BTreeMap;
@@ -272,11 +275,12 @@ fn broker_latency(brokers: &str, topic: &str, rate: f64, seconds: u64) -> Histog
     }
     let done = Arc::new(AtomicBool::new(false));
     let finished = Arc::clone(&done);
-    let brokers = brokers.to_string();
     let topic_name = topic.to_string();
+    // The warmed producer sends the stream: a fresh one would hold its
+    // first records while it fetches metadata and its producer id, which
+    // read as about 0.5 s of broker latency on any broker.
     let producing = std::thread::spawn(move || {
-        let producer = producer(&brokers);
-        paced_stream(&producer, &topic_name, rate, seconds, 0);
+        paced_stream(&warm, &topic_name, rate, seconds, PARTITIONS as u64);
         std::thread::sleep(Duration::from_secs(2));
         finished.store(true, Ordering::Relaxed);
     });
@@ -378,13 +382,31 @@ fn main() {
     let records: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-broker.sh");
-    let out = Command::new(&script)
-        .args(["start", "tput:3", "paced:3", "bare:3", "alerts:1", "dlq:1"])
-        .output()
-        .expect("start tansu");
-    assert!(out.status.success(), "tansu did not start");
-    let port = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let brokers = format!("127.0.0.1:{port}");
+    let topics = ["tput:3", "paced:3", "bare:3", "alerts:1", "dlq:1"];
+    // TW_BROKER=mock: librdkafka's mock cluster instead of tansu (the real
+    // protocol over loopback TCP, served from memory in this process).
+    let mock = std::env::var("TW_BROKER").is_ok_and(|b| b == "mock");
+    let (brokers, port, _cluster) = if mock {
+        let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+        for spec in topics {
+            let (name, parts) = spec.split_once(':').expect("topic spec");
+            cluster
+                .create_topic(name, parts.parse().expect("partitions"), 1)
+                .expect("mock topic");
+        }
+        println!("broker: librdkafka mock cluster (TW_BROKER=mock)");
+        (cluster.bootstrap_servers(), None, Some(cluster))
+    } else {
+        let out = Command::new(&script)
+            .arg("start")
+            .args(topics)
+            .output()
+            .expect("start tansu");
+        assert!(out.status.success(), "tansu did not start");
+        let port = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        println!("broker: tansu (memory storage)");
+        (format!("127.0.0.1:{port}"), Some(port), None)
+    };
     let spec = trailwatch::rules::parse_rule_text("bench", RULE).expect("rule");
     let rules = Arc::new(RuleSet::compile(&[spec]).expect("rules"));
     let none = KafkaProperties::default();
@@ -437,7 +459,10 @@ fn main() {
     // Latency at 50% of the sustainable throughput: the engine figure above
     // starts after the group join, when librdkafka has already prefetched
     // a large part of the topic, so the broker ceiling bounds it.
-    let rate = (throughput.min(ceiling) / 2.0).max(100.0);
+    let rate = std::env::var("TW_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or((throughput.min(ceiling) / 2.0).max(100.0));
     let latency = Arc::new(Mutex::new(latency_histogram()));
     let measuring = Arc::new(AtomicBool::new(false));
     let engine = Arc::new(Engine::new(engine_config(), Arc::clone(&rules)));
@@ -474,5 +499,7 @@ fn main() {
     print_latency("broker only (bare consumer, same stream)", rate, &bare);
     let alone = engine_only_latency(&rules, rate, seconds);
     print_latency("engine only (in-memory source and sink)", rate, &alone);
-    let _ = Command::new(&script).args(["stop", &port]).status();
+    if let Some(port) = port {
+        let _ = Command::new(&script).args(["stop", &port]).status();
+    }
 }
