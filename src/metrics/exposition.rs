@@ -261,7 +261,7 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
     ));
     out.push(family(
         "trailwatch_records_replay_skipped_total",
-        "Records skipped on a partition that came back to this process: already counted in its open windows.",
+        "Records skipped on a Kafka partition or Kinesis shard that came back to this process: already counted in its open windows.",
         COUNTER,
         vec![counter(vec![], total(|w| &w.replayed_skipped))],
     ));

@@ -416,6 +416,12 @@ impl Source for KinesisSource {
                 batch.decoding = decoding;
                 batch.caught_up = caught_up;
                 for (data, sequence) in records {
+                    // A lease back from another session: its first records
+                    // may already be counted by this process's windows.
+                    if state.progress.was_handed(&sequence) {
+                        batch.replayed_skipped += 1;
+                        continue;
+                    }
                     let ordinal = state.progress.push(sequence);
                     batch.push(&data, ordinal);
                 }
