@@ -22,6 +22,7 @@
 //! - [`detect`]: envelope auto-detection (gzip, KPL, S3 file, CloudWatch
 //!   Logs, EventBridge, JSON array, text lines).
 //! - [`json`]: the plan-driven single-pass JSON extractor.
+//! - [`scan`]: the allocation-free validating JSON scanner under it.
 //! - [`cloudtrail`]: one CloudTrail record to an event.
 //! - [`cloudwatch`]: CloudWatch Logs subscription envelopes.
 //! - [`flow`]: VPC Flow Logs lines and formats.
@@ -40,6 +41,7 @@ pub mod gzip;
 pub mod hostlog;
 pub mod json;
 pub mod kpl;
+pub mod scan;
 pub mod testing;
 
 use std::borrow::Cow;
