@@ -11,11 +11,15 @@
 //!   framing resumes after it; an unfinished value at the end waits for more
 //!   input, or at EOF is reported invalid whole. A line that does not start
 //!   a JSON value is invalid too.
+//!   Values are delimited by the allocation-free [`scan`](super::scan)
+//!   scanner; whatever it refuses (errors, unfinished values, nesting
+//!   deeper than it tracks) is delimited by serde_json, whose error decides.
 //! - Otherwise each line (`\n`, `\r` stripped) is a record; blank lines are
 //!   skipped; an unterminated last line waits for more input unless at EOF.
 
 use serde::de::IgnoredAny;
 
+use crate::decode::scan::Scanner;
 use crate::decode::DecodeErrorReason;
 
 /// One framed record, borrowing from the buffer.
@@ -62,6 +66,13 @@ fn frame_json(buf: &[u8], at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usize
                 reason: DecodeErrorReason::InvalidJson,
                 detail: "expected a JSON object or array".to_string(),
             });
+            pos += end;
+            continue;
+        }
+        let mut scanner = Scanner::new(rest);
+        if scanner.skip_value().is_ok() {
+            let end = scanner.pos();
+            out(Frame::Record(&rest[..end]));
             pos += end;
             continue;
         }
@@ -168,6 +179,24 @@ mod tests {
         let (frames, consumed) = collect(&buf[8..], true);
         assert_eq!(frames, vec!["I:invalid_json:{\"b\":".to_string()]);
         assert_eq!(consumed, buf.len() - 8);
+    }
+
+    #[test]
+    fn values_the_scanner_refuses_are_framed_by_serde_json() {
+        // Nesting past the scanner's depth, then an ordinary value.
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        let buf = format!("{deep}\n{{\"a\":[1e999,{{\"b\":\"\\u00e9\"}}]}}\n[1,}}\n{{}}");
+        let (frames, consumed) = collect(buf.as_bytes(), true);
+        assert_eq!(consumed, buf.len());
+        assert_eq!(frames.len(), 4, "{frames:?}");
+        assert_eq!(frames[0], format!("R:{deep}"));
+        assert_eq!(frames[1], "R:{\"a\":[1e999,{\"b\":\"\\u00e9\"}]}");
+        assert_eq!(frames[2], "I:invalid_json:[1,}");
+        assert_eq!(frames[3], "R:{}");
+        // Bytes that are not UTF-8 inside a string do not stop framing
+        // (the decoder reports them), as with serde_json's skipping.
+        let (frames, _) = collect(b"{\"a\":\"\xff\"}\n{}", true);
+        assert_eq!(frames.len(), 2, "{frames:?}");
     }
 
     #[test]
