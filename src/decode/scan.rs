@@ -440,6 +440,9 @@ mod tests {
             "1 2",
             "[1]]",
             "\u{c}1",
+            "{\"a\":1]",
+            "[1}",
+            "[{\"a\":[1}]}",
         ] {
             assert!(!serde_accepts(text), "serde accepts {text:?}");
             assert!(!scanner_accepts(text), "scanner accepts {text:?}");
