@@ -25,6 +25,10 @@
 //!    CloudTrail record.
 //!
 //! A forced [`DecoderKind`] skips steps 4 to 6 (gzip is still unwrapped).
+//!
+//! An EventBridge event's `detail-type` and `detail` are read with the
+//! allocation-free [`scan`](super::scan) scanner; serde_json reads (and
+//! words the error for) any event the scanner refuses.
 
 use std::fmt;
 
@@ -35,6 +39,7 @@ use serde_json::value::RawValue;
 use crate::decode::cloudwatch::{self, CONTROL_MESSAGE, DATA_MESSAGE};
 use crate::decode::flow::FlowFormat;
 use crate::decode::json::classify;
+use crate::decode::scan::{Scanner, Str};
 use crate::decode::{gzip, hostlog, kpl};
 use crate::decode::{DecodeError, DecodeErrorReason, DecodeSink, Decoder, DecoderKind, Envelope};
 
@@ -223,6 +228,54 @@ struct EventBridgeEvent<'a> {
     detail: &'a RawValue,
 }
 
+/// The `detail-type` and the raw `detail` of an EventBridge event, read
+/// with the allocation-free scanner. `None` leaves it to serde_json (and
+/// its error): anything the scanner refuses, escapes in `detail-type` or
+/// in a key, a repeated or missing field, an event that is not an object.
+fn eventbridge_fields(text: &str) -> Option<(&str, &str)> {
+    let mut scanner = Scanner::new(text.as_bytes());
+    scanner.expect(b'{').ok()?;
+    let (mut detail_type, mut detail) = (None, None);
+    if scanner.peek()? != b'}' {
+        loop {
+            scanner.expect(b'"').ok()?;
+            let Str::Plain { start, end } = scanner.string().ok()? else {
+                return None;
+            };
+            let key = text.get(start..end)?;
+            scanner.expect(b':').ok()?;
+            match key {
+                "detail-type" if detail_type.is_none() => {
+                    scanner.expect(b'"').ok()?;
+                    let Str::Plain { start, end } = scanner.string().ok()? else {
+                        return None;
+                    };
+                    detail_type = Some(text.get(start..end)?);
+                }
+                "detail" if detail.is_none() => {
+                    scanner.peek()?;
+                    let start = scanner.pos();
+                    scanner.skip_value().ok()?;
+                    detail = Some(text.get(start..scanner.pos())?);
+                }
+                // serde_json rejects a repeated field.
+                "detail-type" | "detail" => return None,
+                _ => scanner.skip_value().ok()?,
+            }
+            match scanner.peek()? {
+                b',' => scanner.bump(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    scanner.bump();
+    if !scanner.at_end() {
+        return None;
+    }
+    Some((detail_type?, detail?))
+}
+
 fn error(
     out: &mut dyn DecodeSink,
     reason: DecodeErrorReason,
@@ -385,18 +438,25 @@ impl Decoder {
     }
 
     fn decode_eventbridge(&self, text: &str, out: &mut dyn DecodeSink) {
-        let event: EventBridgeEvent<'_> = match serde_json::from_str(text) {
-            Ok(event) => event,
-            Err(e) => {
-                out.error(classify(e), text.as_bytes());
-                return;
+        // serde_json's skipping of the other members and of `detail`
+        // allocated once per event; the scanner does not.
+        let parsed: EventBridgeEvent<'_>;
+        let (detail_type, detail) = match eventbridge_fields(text) {
+            Some(fields) => fields,
+            None => {
+                parsed = match serde_json::from_str(text) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        out.error(classify(e), text.as_bytes());
+                        return;
+                    }
+                };
+                (parsed.detail_type.as_ref(), parsed.detail.get())
             }
         };
-        if !CLOUDTRAIL_DETAIL_TYPES.contains(&event.detail_type.as_ref()) {
-            let detail = format!(
-                "EventBridge detail-type {:?} carries no CloudTrail record",
-                event.detail_type
-            );
+        if !CLOUDTRAIL_DETAIL_TYPES.contains(&detail_type) {
+            let detail =
+                format!("EventBridge detail-type {detail_type:?} carries no CloudTrail record");
             error(
                 out,
                 DecodeErrorReason::UnknownFormat,
@@ -405,7 +465,7 @@ impl Decoder {
             );
             return;
         }
-        self.decode_cloudtrail(event.detail.get(), &Envelope::default(), out);
+        self.decode_cloudtrail(detail, &Envelope::default(), out);
     }
 
     fn decode_awslogs(
@@ -608,6 +668,44 @@ mod tests {
         ] {
             assert_eq!(is_blank(line), line.trim().is_empty(), "{line:?}");
         }
+    }
+
+    #[test]
+    fn eventbridge_fields_agree_with_serde_json() {
+        let serde = |text: &str| {
+            serde_json::from_str::<EventBridgeEvent<'_>>(text)
+                .ok()
+                .map(|e| (e.detail_type.to_string(), e.detail.get().to_string()))
+        };
+        let fast =
+            |text: &str| eventbridge_fields(text).map(|(t, d)| (t.to_string(), d.to_string()));
+        // Read by the scanner.
+        for text in [
+            r#"{"version":"0","detail-type":"AWS API Call via CloudTrail","source":"aws.iam","resources":[],"detail":{"eventTime":"2024-03-01T12:00:00Z","n":[1e999,{"a":[]}]}}"#,
+            r#" { "detail" : [ 1 , 2 ] , "detail-type" : "x" , "z" : { "q" : null } } "#,
+            r#"{"detail-type":"","detail":"\u00e9"}"#,
+        ] {
+            assert!(fast(text).is_some(), "{text}");
+            assert_eq!(fast(text), serde(text), "{text}");
+        }
+        // Left to serde_json, which decides.
+        for text in [
+            r#"{"detail-type":"a\u0062","detail":{}}"#,
+            r#"{"detail-type":"a","detail":{},"detail":{}}"#,
+            r#"{"detail-type":"a","detail-type":"b","detail":{}}"#,
+            r#"{"detail-type":"a"}"#,
+            r#"{"detail":{}}"#,
+            r#"{"detail-type":5,"detail":{}}"#,
+            r#"{"detail-type":"a","detail":{}} x"#,
+            r#"{"detail-type":"a","detail":{},}"#,
+            r#"{"\u0064etail-type":"a","detail":{}}"#,
+            r#"["AWS API Call via CloudTrail",{}]"#,
+            "{}",
+        ] {
+            assert_eq!(fast(text), None, "{text}");
+        }
+        assert!(serde(r#"{"detail-type":"a\u0062","detail":{}}"#).is_some());
+        assert!(serde(r#"["AWS API Call via CloudTrail",{}]"#).is_some());
     }
 
     #[test]
