@@ -17,9 +17,9 @@ use hashbrown::Equivalent;
 use super::alarm::{AlarmState, AlarmStatus, Datapoint, Transition};
 use super::commit::{AlertHold, BatchToken, CommitTracker};
 use super::sliding::{empty_period, LaneAlert, SlidingLane};
-use super::window::{window_start, EvidenceLimits, WindowAgg};
+use super::window::{window_start, EvidenceLimits, MergeCheck, WindowAgg};
 use crate::alert::{alert_id, Activity, Alert, RuleInfo};
-use crate::metrics::{Tally, WorkerCounters};
+use crate::metrics::{RepartitionCounters, Tally, WorkerCounters};
 use crate::rules::compile::{CompiledRule, EvalMode, RuleIdx};
 use crate::rules::RuleSet;
 use crate::source::PartitionId;
@@ -110,10 +110,40 @@ pub struct Emitted {
     pub hold: AlertHold,
 }
 
+/// One decoded partial, ready to merge.
+#[derive(Debug)]
+pub struct MergePartial {
+    pub rule: RuleIdx,
+    pub key: CompactString,
+    /// The aggregate; it holds the repartition record it came from.
+    pub agg: WindowAgg,
+    /// The stage-1 input partition and offsets it covers (replay check).
+    pub input: CompactString,
+    pub first_offset: u64,
+    pub last_offset: u64,
+}
+
+/// Partial aggregates for one shard from one repartition-topic batch
+/// (stage 2 of a scaled-out deployment, see [`super::merge`]).
+#[derive(Debug, Default)]
+pub struct PartialBatch {
+    pub partials: Vec<MergePartial>,
+    /// Stage 2's watermark when the batch was sent.
+    pub watermark_ms: i64,
+    /// The repartition partition read and its assignment generation: a
+    /// batch read before the partition was revoked is dropped (its new
+    /// owner replays it).
+    pub partition: PartitionId,
+    pub generation: u64,
+    /// Keeps the raw batch in flight until the shard has registered holds.
+    pub token: Option<BatchToken>,
+}
+
 /// Messages a shard receives.
 #[derive(Debug)]
 pub enum ShardMsg {
     Matches(MatchBatch),
+    Partials(PartialBatch),
     /// Close every open window (end of a finite input).
     FlushAll,
 }
@@ -157,6 +187,11 @@ pub struct ShardConfig {
     /// mode). Replay evaluates sliding steps in order at the end instead,
     /// which makes the outcome independent of input order.
     pub eager_sliding: bool,
+    /// Drop the windows of revoked partitions (stage 2, where every window
+    /// is fed by exactly one repartition partition, so its new owner
+    /// rebuilds it whole from the committed offsets). Off on the direct
+    /// path, where a window mixes partitions.
+    pub drop_revoked: bool,
 }
 
 /// State and logic of one shard.
@@ -180,6 +215,10 @@ pub struct Shard {
     out: Vec<Emitted>,
     tally: Tally,
     shed_warned: bool,
+    /// Cursor into the tracker's revocation log.
+    revocation_cursor: usize,
+    /// Stage 2's replay counters.
+    repartition: Arc<RepartitionCounters>,
 }
 
 /// The facts alerts carry about each rule, shared by all alerts.
@@ -233,7 +272,15 @@ impl Shard {
             out: Vec::new(),
             tally: Tally::default(),
             shed_warned: false,
+            revocation_cursor: 0,
+            repartition: Arc::default(),
         }
+    }
+
+    /// Counts stage-2 replays into `counters` (the engine's metrics).
+    pub fn with_repartition_counters(mut self, counters: Arc<RepartitionCounters>) -> Self {
+        self.repartition = counters;
+        self
     }
 
     /// Runs the shard until its input channel closes. Open windows are
@@ -241,8 +288,12 @@ impl Shard {
     /// rebuilt from the uncommitted input after a restart.
     pub fn run(mut self, input: Receiver<ShardMsg>, output: Sender<Vec<Emitted>>) {
         for msg in input.iter() {
+            if self.config.drop_revoked {
+                self.drop_revoked();
+            }
             match msg {
                 ShardMsg::Matches(batch) => self.process(batch),
+                ShardMsg::Partials(batch) => self.process_partials(batch),
                 ShardMsg::FlushAll => self.flush_all(),
             }
             if !self.out.is_empty() && output.send(std::mem::take(&mut self.out)).is_err() {
@@ -266,6 +317,107 @@ impl Shard {
         self.enforce_cap();
         self.finish_batch();
         drop(batch.token);
+    }
+
+    /// Merges one batch of partials (stage 2), then closes what the
+    /// watermark allows. A batch read under an older assignment of its
+    /// partition is dropped: the partition's new owner replays it.
+    pub fn process_partials(&mut self, batch: PartialBatch) {
+        if batch.partials.is_empty() || self.tracker.generation(batch.partition) == batch.generation
+        {
+            let repartition = Arc::clone(&self.repartition);
+            for partial in &batch.partials {
+                let position = (
+                    batch.partition,
+                    partial.agg.holds.first().map_or(0, |h| h.1),
+                );
+                let update = |agg: &mut WindowAgg, limits: EvidenceLimits| {
+                    let check =
+                        agg.mark_merged(&partial.input, partial.first_offset, partial.last_offset);
+                    let counter = match check {
+                        MergeCheck::Fresh => None,
+                        MergeCheck::Replay => Some(&repartition.replayed),
+                        MergeCheck::Overlap => Some(&repartition.overlaps),
+                    };
+                    if let Some(counter) = counter {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if check == MergeCheck::Replay {
+                        return false;
+                    }
+                    let new_partition = !agg.holds.iter().any(|(p, _)| *p == position.0);
+                    agg.merge(&partial.agg, limits.max_samples);
+                    new_partition
+                };
+                self.apply_with(
+                    partial.rule,
+                    &partial.key,
+                    partial.agg.first_seen_ms,
+                    position,
+                    update,
+                );
+            }
+            self.tally.matches += batch.partials.len() as u64;
+        }
+        if batch.watermark_ms > self.watermark_ms {
+            self.watermark_ms = batch.watermark_ms;
+            self.close_until(self.watermark_ms);
+            self.advance_sliding(self.watermark_ms);
+        }
+        self.enforce_cap();
+        self.finish_batch();
+        drop(batch.token);
+    }
+
+    /// Drops the windows and panes fed by partitions revoked since the
+    /// last call, with their holds, without evaluating them: their new
+    /// owner rebuilds and evaluates them, so no alert is sent twice.
+    fn drop_revoked(&mut self) {
+        let revoked = self.tracker.revocations_since(&mut self.revocation_cursor);
+        if revoked.is_empty() {
+            return;
+        }
+        let fed_by_revoked = |agg: &WindowAgg| agg.holds.iter().any(|(p, _)| revoked.contains(p));
+        let mut dropped: Vec<(usize, WindowAgg)> = Vec::new();
+        for bin in self.bins.values_mut() {
+            bin.retain(|key, agg| {
+                if fed_by_revoked(agg) {
+                    dropped.push((key.key.len(), agg.clone()));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.bins.retain(|_, bin| !bin.is_empty());
+        for lane in self.sliding.values_mut() {
+            lane.panes.retain(|_, pane| {
+                if fed_by_revoked(pane) {
+                    dropped.push((0, pane.clone()));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        for (key_bytes, agg) in &dropped {
+            self.open_windows -= 1;
+            self.state_bytes = self
+                .state_bytes
+                .saturating_sub(agg.approx_bytes() + key_bytes);
+            self.release_holds(agg);
+        }
+        for partition in &revoked {
+            self.holds.remove(partition);
+        }
+        self.holds_dirty = true;
+        tracing::info!(
+            shard = self.index,
+            partitions = revoked.len(),
+            windows = dropped.len(),
+            "dropped the windows of revoked partitions"
+        );
+        self.finish_batch();
     }
 
     /// Closes every window, oldest first.
@@ -308,22 +460,43 @@ impl Shard {
     }
 
     fn apply(&mut self, batch: &MatchBatch, m: &Match) {
+        let evidence = self.config.evidence;
+        self.apply_with(
+            m.rule,
+            batch.text(m.key),
+            m.time_ms,
+            (m.partition, m.offset),
+            |agg, _| apply_match(agg, batch, m, evidence),
+        );
+    }
+
+    /// Adds one contribution (`update`, which returns whether a new
+    /// partition fed the aggregate) to the window or pane of
+    /// `(rule_idx, key_text)` containing `time_ms`, then fires eagerly if
+    /// the rule allows.
+    fn apply_with(
+        &mut self,
+        rule_idx: RuleIdx,
+        key_text: &str,
+        time_ms: i64,
+        position: (PartitionId, u64),
+        update: impl FnOnce(&mut WindowAgg, EvidenceLimits) -> bool,
+    ) {
         let rules = Arc::clone(&self.rules);
-        let rule = rules.rule(m.rule);
+        let rule = rules.rule(rule_idx);
         if let Some(step) = rule.slide_ms {
-            self.apply_sliding(batch, m, rule, step);
+            self.apply_sliding(rule_idx, key_text, time_ms, position, update, rule, step);
             return;
         }
-        let start = window_start(m.time_ms, rule.window_ms);
+        let start = window_start(time_ms, rule.window_ms);
         let end = start.saturating_add(rule.window_ms);
         if end <= self.watermark_ms {
             self.tally.late += 1;
             return;
         }
-        let key_text = batch.text(m.key);
         let bin = self.bins.entry(end).or_default();
         let lookup = BorrowedKey {
-            rule: m.rule,
+            rule: rule_idx,
             key: key_text,
         };
         let (agg, bytes_before) = match bin.get_mut(&lookup) {
@@ -335,7 +508,7 @@ impl Shard {
                 self.open_windows += 1;
                 self.state_bytes += key_text.len();
                 let key = BinKey {
-                    rule: m.rule,
+                    rule: rule_idx,
                     key: CompactString::from(key_text),
                 };
                 let agg = bin
@@ -344,8 +517,8 @@ impl Shard {
                 (agg, 0)
             }
         };
-        if apply_match(agg, batch, m, self.config.evidence) {
-            hold(&mut self.holds, m.partition, m.offset);
+        if update(agg, self.config.evidence) {
+            hold(&mut self.holds, position.0, position.1);
             self.holds_dirty = true;
         }
         self.state_bytes += agg.approx_bytes() - bytes_before;
@@ -359,7 +532,7 @@ impl Shard {
         match rule.evaluation.mode {
             EvalMode::Window => {
                 agg.fired = true;
-                let emitted = self.build(m.rule, key_text, start, end, Activity::Create, None);
+                let emitted = self.build(rule_idx, key_text, start, end, Activity::Create, None);
                 self.out.extend(emitted);
             }
             EvalMode::Alarm => {
@@ -369,7 +542,7 @@ impl Shard {
                 // then recognises this Create instead of sending another.
                 let ev = rule.evaluation;
                 let alarm_key = BorrowedKey {
-                    rule: m.rule,
+                    rule: rule_idx,
                     key: key_text,
                 };
                 let (recent, already) = self.alarms.get(&alarm_key).map_or((0, false), |a| {
@@ -385,26 +558,35 @@ impl Shard {
                 let state = self
                     .alarms
                     .entry(BinKey {
-                        rule: m.rule,
+                        rule: rule_idx,
                         key: CompactString::from(key_text),
                     })
                     .or_insert_with(|| AlarmState::new(start));
                 state.eager_raised_for = Some(start);
-                let emitted = self.build(m.rule, key_text, start, end, Activity::Create, None);
+                let emitted = self.build(rule_idx, key_text, start, end, Activity::Create, None);
                 self.out.extend(emitted);
             }
         }
     }
 
-    fn apply_sliding(&mut self, batch: &MatchBatch, m: &Match, rule: &CompiledRule, step: i64) {
-        let pane_start = window_start(m.time_ms, step);
+    #[allow(clippy::too_many_arguments)]
+    fn apply_sliding(
+        &mut self,
+        rule_idx: RuleIdx,
+        key_text: &str,
+        time_ms: i64,
+        position: (PartitionId, u64),
+        update: impl FnOnce(&mut WindowAgg, EvidenceLimits) -> bool,
+        rule: &CompiledRule,
+        step: i64,
+    ) {
+        let pane_start = window_start(time_ms, step);
         if pane_start + step <= self.watermark_ms {
             self.tally.late += 1;
             return;
         }
-        let key_text = batch.text(m.key);
         let lookup = BorrowedKey {
-            rule: m.rule,
+            rule: rule_idx,
             key: key_text,
         };
         let lane = match self.sliding.get_mut(&lookup) {
@@ -412,7 +594,7 @@ impl Shard {
             None => self
                 .sliding
                 .entry(BinKey {
-                    rule: m.rule,
+                    rule: rule_idx,
                     key: CompactString::from(key_text),
                 })
                 .or_insert_with(|| SlidingLane::new(pane_start, step)),
@@ -430,8 +612,8 @@ impl Shard {
         } else {
             pane.approx_bytes()
         };
-        if apply_match(pane, batch, m, self.config.evidence) {
-            hold(&mut self.holds, m.partition, m.offset);
+        if update(pane, self.config.evidence) {
+            hold(&mut self.holds, position.0, position.1);
             self.holds_dirty = true;
         }
         self.state_bytes += pane.approx_bytes() - bytes_before;
@@ -441,7 +623,7 @@ impl Shard {
         if let Some(raised) =
             lane.try_raise_eagerly(pane_start, rule, self.config.evidence.max_samples)
         {
-            let emitted = self.lane_alert(m.rule, rule, key_text, raised);
+            let emitted = self.lane_alert(rule_idx, rule, key_text, raised);
             self.out.push(emitted);
         }
     }
