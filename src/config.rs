@@ -80,9 +80,14 @@ pub struct ScaleoutConfig {
     #[serde(default = "yes")]
     pub preaggregate: bool,
     /// Producer send time a repartition partition must span before stage 2
-    /// lets it advance the watermark (default 3 heartbeats).
+    /// lets it advance the watermark (default 5 heartbeats).
     #[serde(default)]
     pub warm_up: Option<HumanDuration>,
+    /// Producer send time after which a silent stage-1 producer (a dead
+    /// replica) stops holding stage 2's watermark (default:
+    /// `engine.idle_timeout`).
+    #[serde(default)]
+    pub producer_idle_timeout: Option<HumanDuration>,
     /// librdkafka properties for the repartition producer and consumer.
     #[serde(default)]
     pub properties: KafkaProperties,
@@ -128,7 +133,7 @@ impl ScaleoutConfig {
     /// The warm-up in force, milliseconds.
     pub fn warm_up_ms(&self) -> i64 {
         self.warm_up.map_or(
-            3 * i64::try_from(self.heartbeat().as_millis()).unwrap_or(i64::MAX / 4),
+            5 * i64::try_from(self.heartbeat().as_millis()).unwrap_or(i64::MAX / 8),
             |d| d.as_millis_i64(),
         )
     }

@@ -8,20 +8,23 @@
 //!
 //! # Watermarks
 //!
-//! Each stage-1 producer writes its watermark to every repartition
-//! partition after the partials it covers, so per partition the watermark
-//! is the minimum over the producers heard on it. Producers die and are
-//! replaced (their input partitions move to another stage-1 instance,
-//! which replays them from the committed offsets), so a producer whose
-//! last watermark is older, *in producers' send time* (`at`), than
-//! `idle_timeout` behind the freshest producer of that partition stops
-//! holding it back; send time rather than local arrival keeps a replay of
-//! old repartition records from expiring everybody. A partition holds the
-//! watermark at its floor until it has heard `warm_up` of send time, so
-//! that the first producer read after an assignment cannot close windows
-//! that slower producers still feed. Stage 2's watermark is the minimum
-//! over its assigned partitions and never moves backwards; partitions
-//! revoked from this instance are forgotten.
+//! Each stage-1 producer writes the watermarks of its input partitions to
+//! every repartition partition after the partials they cover, so per
+//! repartition partition the watermark is the minimum over the *input*
+//! partitions heard on it. When an input partition moves to another
+//! stage-1 instance (rebalance, or a dead replica), its last reported
+//! watermark keeps holding until the new owner, replaying from the
+//! committed offsets, reports it again. An input partition nobody has
+//! reported for `idle_timeout` *of producers' send time* (`at`, compared
+//! with the freshest report on that repartition partition) stops holding
+//! (a partition gone for good); send time rather than local arrival keeps
+//! a replay of old repartition records from expiring everything. A
+//! repartition partition holds the watermark at its floor until it has
+//! heard `warm_up` of send time, so that the first producer read after an
+//! assignment cannot close windows that other producers still feed.
+//! Stage 2's watermark is the minimum over its assigned repartition
+//! partitions and never moves backwards; partitions revoked from this
+//! instance are forgotten.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -30,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use compact_str::CompactString;
 use crossbeam_channel::Sender;
 
-use super::commit::CommitTracker;
+use super::commit::{AlertHold, CommitTracker, Holds};
 use super::partial::{self, PartialError, RepartitionRecord};
 use super::shard::{MergePartial, PartialBatch, ShardMsg};
 use super::worker::{route, DeadLetterBatch};
@@ -44,8 +47,8 @@ use crate::source::{PartitionId, PartitionRegistry, RawBatch};
 /// Stage-2 watermark settings.
 #[derive(Debug, Clone, Copy)]
 pub struct MergeConfig {
-    /// A producer this far (send time) behind its partition's freshest
-    /// producer no longer holds the partition back.
+    /// An input partition reported this long ago (send time, behind the
+    /// freshest report) no longer holds the repartition partition back.
     pub idle_timeout_ms: i64,
     /// Send time a partition must have heard before it lets the
     /// watermark advance.
@@ -55,8 +58,9 @@ pub struct MergeConfig {
 #[derive(Debug, Default)]
 struct PartitionMarks {
     generation: u64,
-    /// Producer -> (watermark, send time).
-    producers: HashMap<String, (i64, i64)>,
+    /// Input partition -> (watermark, send time of its last report, the
+    /// hold on that report's offset).
+    inputs: HashMap<String, (i64, i64, Option<AlertHold>)>,
     first_at: Option<i64>,
     latest_at: i64,
 }
@@ -69,10 +73,10 @@ impl PartitionMarks {
         if self.latest_at - first_at < config.warm_up_ms {
             return i64::MIN;
         }
-        self.producers
+        self.inputs
             .values()
-            .filter(|(_, at)| self.latest_at - at < config.idle_timeout_ms)
-            .map(|(wm, _)| *wm)
+            .filter(|(_, at, _)| self.latest_at - at < config.idle_timeout_ms)
+            .map(|(wm, _, _)| *wm)
             .min()
             .unwrap_or(i64::MIN)
     }
@@ -100,7 +104,17 @@ impl RemoteWatermarks {
 
     /// Records watermarks read from `partition` and returns the new stage-2
     /// watermark.
-    pub fn observe(&self, partition: PartitionId, marks: &[partial::ProducerWatermark]) -> i64 {
+    ///
+    /// Each input's latest report stays held (uncommitted) until the next
+    /// one, so that a new owner of the repartition partition, replaying it
+    /// from the committed offset, reads every live input's latest report
+    /// and does not take the minimum over only the inputs it happens to
+    /// read first.
+    pub fn observe(
+        &self,
+        partition: PartitionId,
+        marks: &[(partial::ProducerWatermark, u64)],
+    ) -> i64 {
         let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.tracker.generation(partition);
         let entry = partitions.entry(partition).or_default();
@@ -110,15 +124,26 @@ impl RemoteWatermarks {
                 ..PartitionMarks::default()
             };
         }
-        for mark in marks {
-            let slot = entry
-                .producers
-                .entry(mark.src.clone())
-                .or_insert((mark.wm, mark.at));
-            slot.0 = slot.0.max(mark.wm);
-            slot.1 = slot.1.max(mark.at);
+        for (mark, offset) in marks {
+            for (input, watermark) in &mark.inputs {
+                let slot = entry
+                    .inputs
+                    .entry(input.clone())
+                    .or_insert((*watermark, mark.at, None));
+                // A new owner replaying the partition may report less
+                // than the last owner did; the watermark never goes back.
+                slot.0 = slot.0.max(*watermark);
+                slot.1 = slot.1.max(mark.at);
+                slot.2 = Some(
+                    self.tracker
+                        .hold_alert(&Holds::from_slice(&[(partition, *offset)])),
+                );
+            }
             entry.first_at = Some(entry.first_at.map_or(mark.at, |f| f.min(mark.at)));
             entry.latest_at = entry.latest_at.max(mark.at);
+        }
+        if !marks.is_empty() {
+            tracing::trace!(partition, inputs = ?entry.inputs, "producer watermarks");
         }
         self.recompute(&mut partitions)
     }
@@ -129,13 +154,31 @@ impl RemoteWatermarks {
         self.recompute(&mut partitions)
     }
 
-    /// The current stage-2 watermark.
+    /// The watermark of one repartition partition (`i64::MIN` while it
+    /// warms up or before it is heard of).
+    pub fn partition_watermark(&self, partition: PartitionId) -> i64 {
+        let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        partitions
+            .get(&partition)
+            .filter(|marks| marks.generation == self.tracker.generation(partition))
+            .map_or(i64::MIN, |marks| marks.watermark(&self.config))
+    }
+
+    /// The current stage-2 watermark (minimum over partitions, for metrics).
     pub fn current(&self) -> i64 {
         self.current.load(Ordering::Relaxed)
     }
 
     fn recompute(&self, partitions: &mut HashMap<PartitionId, PartitionMarks>) -> i64 {
         partitions.retain(|p, marks| self.tracker.generation(*p) == marks.generation);
+        let idle_timeout = self.config.idle_timeout_ms;
+        for marks in partitions.values_mut() {
+            // An expired input no longer holds the partition's commits.
+            let latest = marks.latest_at;
+            marks
+                .inputs
+                .retain(|_, (_, at, _)| latest - *at < idle_timeout.saturating_mul(4));
+        }
         let candidate = partitions
             .values()
             .map(|marks| marks.watermark(&self.config))
@@ -155,7 +198,9 @@ pub struct PartialWorker {
     tracker: CommitTracker,
     shards: Vec<Sender<ShardMsg>>,
     watermarks: Arc<RemoteWatermarks>,
-    last_watermark_sent: Vec<i64>,
+    /// Per repartition partition: the assignment generation and the
+    /// watermark last told to the shards.
+    last_watermark_sent: HashMap<PartitionId, (u64, i64)>,
     counters: Arc<WorkerCounters>,
     metrics: Arc<Metrics>,
     registry: Arc<PartitionRegistry>,
@@ -181,14 +226,13 @@ impl PartialWorker {
             .enumerate()
             .filter_map(|(i, r)| Some((r.id.clone(), RuleIdx::try_from(i).ok()?)))
             .collect();
-        let shard_count = shards.len();
         PartialWorker {
             rules,
             rule_index,
             tracker,
             shards,
             watermarks,
-            last_watermark_sent: vec![i64::MIN; shard_count],
+            last_watermark_sent: HashMap::new(),
             counters,
             metrics,
             registry,
@@ -199,6 +243,11 @@ impl PartialWorker {
     /// Decodes and routes one repartition batch. Returns false when the
     /// shards have gone away (shutdown).
     pub fn process(&mut self, batch: RawBatch) -> bool {
+        let generation = batch.generation;
+        if generation != self.tracker.generation(batch.partition) {
+            // Read before its partition was revoked: the new owner replays it.
+            return true;
+        }
         let first = batch
             .records
             .first()
@@ -216,7 +265,6 @@ impl PartialWorker {
             .max()
             .unwrap_or(first);
         let token = self.tracker.begin_batch(batch.partition, first, end);
-        let generation = self.tracker.generation(batch.partition);
         let partition_name = self
             .registry
             .name(batch.partition)
@@ -268,7 +316,7 @@ impl PartialWorker {
                     Ok(())
                 }
                 RepartitionRecord::Watermark { mark, .. } => {
-                    marks.push(mark);
+                    marks.push((mark, *offset));
                     Ok(())
                 }
             });
@@ -298,9 +346,10 @@ impl PartialWorker {
                 return false;
             }
         }
-        // Partials go out under the watermark from before this batch's
-        // watermark records: those follow the partials they cover.
-        let before = self.watermarks.current();
+        // Partials go out under their partition's watermark from before
+        // this batch's watermark records: those follow the partials they
+        // cover.
+        let before = self.watermarks.partition_watermark(batch.partition);
         for (index, mut output) in outputs.into_iter().enumerate() {
             if output.partials.is_empty() {
                 continue;
@@ -313,28 +362,47 @@ impl PartialWorker {
                 return false;
             }
         }
-        let watermark = self.watermarks.observe(batch.partition, &marks);
+        let global = self.watermarks.observe(batch.partition, &marks);
         self.metrics
             .watermark_ms
-            .fetch_max(watermark, Ordering::Relaxed);
+            .fetch_max(global, Ordering::Relaxed);
         drop(token);
-        self.send_watermark(watermark)
+        let after = self.watermarks.partition_watermark(batch.partition);
+        self.send_watermark(batch.partition, generation, after)
     }
 
-    /// Re-evaluates the watermark and tells the shards.
+    /// Re-evaluates the watermark (revocations) for the metrics.
     pub fn tick(&mut self) -> bool {
-        let watermark = self.watermarks.tick();
-        self.send_watermark(watermark)
+        let global = self.watermarks.tick();
+        self.metrics
+            .watermark_ms
+            .fetch_max(global, Ordering::Relaxed);
+        true
     }
 
-    fn send_watermark(&mut self, watermark: i64) -> bool {
-        for (index, shard) in self.shards.iter().enumerate() {
-            if self.last_watermark_sent[index] >= watermark {
-                continue;
-            }
-            self.last_watermark_sent[index] = watermark;
+    /// Tells every shard the watermark of `partition` when it moved.
+    fn send_watermark(&mut self, partition: PartitionId, generation: u64, watermark: i64) -> bool {
+        let last = self
+            .last_watermark_sent
+            .entry(partition)
+            .or_insert((generation, i64::MIN));
+        if last.0 != generation {
+            *last = (generation, i64::MIN);
+        }
+        if last.1 >= watermark {
+            return true;
+        }
+        last.1 = watermark;
+        tracing::debug!(
+            partition,
+            watermark,
+            "repartition partition watermark advanced"
+        );
+        for shard in &self.shards {
             let batch = PartialBatch {
                 watermark_ms: watermark,
+                partition,
+                generation,
                 ..PartialBatch::default()
             };
             if shard.send(ShardMsg::Partials(batch)).is_err() {
@@ -350,12 +418,15 @@ mod tests {
     use super::*;
     use partial::ProducerWatermark;
 
-    fn mark(src: &str, wm: i64, at: i64) -> ProducerWatermark {
-        ProducerWatermark {
-            src: src.into(),
+    /// A report of input partition `input` (one per producer here).
+    fn mark(input: &str, wm: i64, at: i64) -> (ProducerWatermark, u64) {
+        let mark = ProducerWatermark {
+            src: "producer".into(),
             wm,
             at,
-        }
+            inputs: vec![(input.into(), wm)],
+        };
+        (mark, 0)
     }
 
     fn marks() -> (CommitTracker, RemoteWatermarks) {
@@ -368,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn minimum_over_producers_after_warm_up() {
+    fn minimum_over_input_partitions_after_warm_up() {
         let (_, wm) = marks();
         assert_eq!(wm.observe(0, &[mark("a", 500, 0)]), i64::MIN, "warming up");
         assert_eq!(wm.observe(0, &[mark("b", 300, 100)]), i64::MIN);
@@ -377,7 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_producer_expires_by_send_time() {
+    fn an_unreported_input_partition_expires_by_send_time() {
         let (_, wm) = marks();
         wm.observe(0, &[mark("dead", 100, 0), mark("a", 500, 0)]);
         assert_eq!(wm.observe(0, &[mark("a", 600, 5_000)]), 100);

@@ -296,6 +296,7 @@ impl Engine {
                         self.tracker.clone(),
                         Arc::clone(&self.metrics.shards[index]),
                         Arc::clone(&self.registry),
+                        Arc::clone(&self.watermark),
                     );
                     let out = partial_tx.clone();
                     std::thread::Builder::new()
@@ -438,7 +439,7 @@ impl Engine {
                 dead_tx.clone(),
             )));
         }
-        Intake::Events(Box::new(DecodeWorker::new(
+        let worker = DecodeWorker::new(
             Arc::clone(&self.rules),
             self.config.decode.clone(),
             Arc::clone(&self.watermark),
@@ -449,7 +450,11 @@ impl Engine {
             Arc::clone(&self.registry),
             dead_tx.clone(),
             self.config.evidence.max_sample_bytes,
-        )))
+        );
+        Intake::Events(Box::new(match self.config.stage {
+            Stage::Partials(_) => worker.with_partition_reports(),
+            Stage::Direct | Stage::Merge(_) => worker,
+        }))
     }
 
     /// Stage 1's sink thread: writes each flush to the repartition topic,
@@ -530,7 +535,10 @@ impl Engine {
                 self.metrics.health.consumed();
             }
             match polled {
-                Poll::Batch(batch) => {
+                Poll::Batch(mut batch) => {
+                    // Stamped here, on the thread whose polls run the
+                    // rebalance callbacks: no revocation can come between.
+                    batch.generation = self.tracker.generation(batch.partition);
                     let target = batch.partition as usize % decoders.len();
                     if decoders[target].send(batch).is_err() {
                         break Ok(());

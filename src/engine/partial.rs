@@ -34,12 +34,18 @@
 //! one; the rare one that does (a commit held inside a flushed range, e.g.
 //! by a dead letter) is merged and counted as an overlap.
 //! * `"w"`, a **watermark**: `src` names one stage-1 producer (instance
-//!   and pre-aggregator index), `wm` its event-time watermark (every event
-//!   it will still send is at or after it, lateness aside) and `at` its
-//!   wall clock when sent. Each producer writes one to *every* repartition
-//!   partition after the partials of a flush (and at least every heartbeat),
-//!   so within a partition a watermark follows all earlier partials of
-//!   its producer. Key = `~wm|src`.
+//!   and pre-aggregator index), `at` its wall clock when sent, `wm` its
+//!   instance watermark (informative) and `in` the watermark of every input
+//!   partition it owns, as `[name, ms]` pairs: the partition's largest event
+//!   time minus the allowed lateness (or the instance watermark, when that
+//!   is later: an idle partition). Every event the producer will still send
+//!   from that partition is at or after it, lateness aside. Each producer
+//!   writes one to *every* repartition partition after the partials of a
+//!   flush (and at least every heartbeat), so within a partition a
+//!   watermark follows all earlier partials of its producer. Per input
+//!   partition rather than per producer, so that when a partition moves to
+//!   another stage-1 instance its last reported watermark keeps holding
+//!   stage 2 until the new owner reports it. Key = `~wm|src`.
 //!
 //! JSON keeps the format inspectable with any Kafka tool; single-letter
 //! field names keep it compact (see BENCHMARKS.md for bytes per input
@@ -114,6 +120,8 @@ pub struct ProducerWatermark {
     pub src: String,
     pub wm: i64,
     pub at: i64,
+    #[serde(rename = "in", default)]
+    pub inputs: Vec<(String, i64)>,
 }
 
 /// A decoded repartition record.
@@ -314,6 +322,7 @@ mod tests {
             src: "a-0".into(),
             wm: 5,
             at: 9,
+            inputs: vec![("kafka:ct/0".into(), 7)],
         };
         assert_eq!(
             decode(&mark.clone().encode()).unwrap(),

@@ -28,6 +28,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::commit::{AlertHold, CommitTracker, Holds};
 use super::partial::{PartialAgg, ProducerWatermark};
 use super::shard::{MatchBatch, ShardMsg};
+use super::watermark::WatermarkTracker;
 use super::window::{window_start, EvidenceLimits, WindowAgg};
 use crate::metrics::{Tally, WorkerCounters};
 use crate::rules::compile::RuleIdx;
@@ -90,10 +91,16 @@ pub struct Preaggregator {
     /// Aggregate and last input offset per entry.
     entries: hashbrown::HashMap<EntryKey, (WindowAgg, u64)>,
     registry: Arc<PartitionRegistry>,
+    /// Stage 1's watermark tracker, asked which input partitions are idle.
+    watermarks: Arc<WatermarkTracker>,
     /// Partition -> first offsets buffered (multiset).
     holds: HashMap<PartitionId, BTreeMap<u64, u32>>,
     sequence: u64,
     watermark_ms: i64,
+    /// Watermark and assignment generation per owned input partition
+    /// (from the batches received).
+    input_marks: HashMap<PartitionId, (i64, u64)>,
+    inputs_changed: bool,
     last_watermark_sent: i64,
     last_flush: Instant,
     last_watermark_at: Instant,
@@ -109,9 +116,11 @@ impl Preaggregator {
         tracker: CommitTracker,
         counters: Arc<WorkerCounters>,
         registry: Arc<PartitionRegistry>,
+        watermarks: Arc<WatermarkTracker>,
     ) -> Self {
         Preaggregator {
             registry,
+            watermarks,
             index,
             rules,
             config,
@@ -121,6 +130,8 @@ impl Preaggregator {
             holds: HashMap::new(),
             sequence: 0,
             watermark_ms: i64::MIN,
+            input_marks: HashMap::new(),
+            inputs_changed: false,
             last_watermark_sent: i64::MIN,
             last_flush: Instant::now(),
             last_watermark_at: Instant::now(),
@@ -203,6 +214,22 @@ impl Preaggregator {
         }
         self.tally.matches += batch.matches.len() as u64;
         self.watermark_ms = self.watermark_ms.max(batch.watermark_ms);
+        if let Some((partition, mark, generation)) = batch.input_watermark {
+            // A batch of a since-revoked assignment must not resurrect it.
+            if generation == self.tracker.generation(partition) {
+                let slot = self
+                    .input_marks
+                    .entry(partition)
+                    .or_insert((i64::MIN, generation));
+                if slot.1 != generation {
+                    *slot = (i64::MIN, generation);
+                }
+                if mark > slot.0 {
+                    slot.0 = mark;
+                    self.inputs_changed = true;
+                }
+            }
+        }
         let published = self
             .holds
             .iter()
@@ -218,11 +245,25 @@ impl Preaggregator {
         drop(batch.token);
     }
 
+    /// The global name of an input partition (`source:topic/partition`).
+    fn input_name(&self, partition: PartitionId) -> String {
+        self.registry
+            .name(partition)
+            .map(|(source, name)| format!("{source}:{name}"))
+            .unwrap_or_else(|| partition.to_string())
+    }
+
     /// Hands everything buffered (and the watermark, when it moved or the
     /// heartbeat is due) to the sink. Returns false when the sink is gone.
     fn flush(&mut self, output: &Sender<PartialFlush>, force: bool) -> bool {
         self.last_flush = Instant::now();
+        // A revoked input partition is no longer ours to report: its new
+        // owner reports it (stage 2 keeps our last report until then).
+        let tracker = &self.tracker;
+        self.input_marks
+            .retain(|partition, (_, generation)| tracker.generation(*partition) == *generation);
         let watermark_due = self.watermark_ms > self.last_watermark_sent
+            || self.inputs_changed
             || self.last_watermark_at.elapsed() >= self.config.heartbeat;
         if self.entries.is_empty() && !watermark_due && !force {
             return true;
@@ -230,15 +271,12 @@ impl Preaggregator {
         let mut partials = Vec::with_capacity(self.entries.len());
         let mut holds = Holds::new();
         let mut names: HashMap<PartitionId, String> = HashMap::new();
-        for (key, (agg, last_offset)) in self.entries.drain() {
+        let entries: Vec<(EntryKey, (WindowAgg, u64))> = self.entries.drain().collect();
+        for (key, (agg, last_offset)) in entries {
             let rule_id = &self.rules.rule(key.rule).id;
-            let registry = &self.registry;
-            let input = names.entry(key.partition).or_insert_with(|| {
-                registry
-                    .name(key.partition)
-                    .map(|(source, name)| format!("{source}:{name}"))
-                    .unwrap_or_else(|| key.partition.to_string())
-            });
+            let input = names
+                .entry(key.partition)
+                .or_insert_with(|| self.input_name(key.partition));
             let first_offset = agg.holds.first().map_or(last_offset, |h| h.1);
             for hold in &agg.holds {
                 match holds.iter_mut().find(|(p, _)| *p == hold.0) {
@@ -267,11 +305,28 @@ impl Preaggregator {
         self.counters
             .open_windows
             .store(0, std::sync::atomic::Ordering::Relaxed);
-        let watermark = (self.watermark_ms != i64::MIN).then(|| {
+        let watermark = (self.watermark_ms != i64::MIN && watermark_due).then(|| {
+            let instance = self.watermark_ms;
+            let now = now_ms();
+            // An idle input partition reports the instance watermark, which
+            // has moved on without it; an active one its own.
+            let inputs = self
+                .input_marks
+                .iter()
+                .map(|(partition, (mark, _))| {
+                    let reported = if self.watermarks.is_idle(*partition, now) {
+                        (*mark).max(instance)
+                    } else {
+                        *mark
+                    };
+                    (self.input_name(*partition), reported)
+                })
+                .collect();
             let mark = ProducerWatermark {
                 src: format!("{}-{}", self.config.producer, self.index),
-                wm: self.watermark_ms,
+                wm: instance,
                 at: now_ms(),
+                inputs,
             };
             PartialRecord {
                 key: mark.record_key(),
@@ -279,6 +334,7 @@ impl Preaggregator {
             }
         });
         if watermark.is_some() {
+            self.inputs_changed = false;
             self.last_watermark_sent = self.watermark_ms;
             self.last_watermark_at = Instant::now();
         }

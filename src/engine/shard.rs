@@ -71,6 +71,10 @@ pub struct MatchBatch {
     pub matches: Vec<Match>,
     /// Watermark when the batch was sent.
     pub watermark_ms: i64,
+    /// Stage 1 only: the input partition of the batch, its own watermark
+    /// after it (published per input partition to stage 2) and the
+    /// partition's assignment generation.
+    pub input_watermark: Option<(PartitionId, i64, u64)>,
     /// Keeps the raw batch in flight until the shard has registered holds.
     pub token: Option<BatchToken>,
 }
@@ -128,7 +132,8 @@ pub struct MergePartial {
 #[derive(Debug, Default)]
 pub struct PartialBatch {
     pub partials: Vec<MergePartial>,
-    /// Stage 2's watermark when the batch was sent.
+    /// The watermark of `partition` (stage 2 keeps one per repartition
+    /// partition) when the batch was sent.
     pub watermark_ms: i64,
     /// The repartition partition read and its assignment generation: a
     /// batch read before the partition was revoked is dropped (its new
@@ -217,6 +222,10 @@ pub struct Shard {
     shed_warned: bool,
     /// Cursor into the tracker's revocation log.
     revocation_cursor: usize,
+    /// Stage 2: the watermark of each repartition partition heard of.
+    partition_marks: HashMap<PartitionId, i64>,
+    /// Stage 2: the limit sliding steps were last evaluated to.
+    sliding_until: i64,
     /// Stage 2's replay counters.
     repartition: Arc<RepartitionCounters>,
 }
@@ -273,6 +282,8 @@ impl Shard {
             tally: Tally::default(),
             shed_warned: false,
             revocation_cursor: 0,
+            partition_marks: HashMap::new(),
+            sliding_until: i64::MIN,
             repartition: Arc::default(),
         }
     }
@@ -320,11 +331,22 @@ impl Shard {
     }
 
     /// Merges one batch of partials (stage 2), then closes what the
-    /// watermark allows. A batch read under an older assignment of its
+    /// watermarks allow. A batch read under an older assignment of its
     /// partition is dropped: the partition's new owner replays it.
+    ///
+    /// Every stage-2 window is fed by exactly one repartition partition, so
+    /// lateness is judged against that partition's own watermark, and
+    /// windows close at the minimum over the partitions this shard has
+    /// heard of: a partition assigned later, replaying older partials, is
+    /// not late just because the others are ahead.
     pub fn process_partials(&mut self, batch: PartialBatch) {
-        if batch.partials.is_empty() || self.tracker.generation(batch.partition) == batch.generation
-        {
+        let current = self.tracker.generation(batch.partition) == batch.generation;
+        let known = self
+            .partition_marks
+            .get(&batch.partition)
+            .copied()
+            .unwrap_or(i64::MIN);
+        if current {
             let repartition = Arc::clone(&self.repartition);
             for partial in &batch.partials {
                 let position = (
@@ -354,15 +376,41 @@ impl Shard {
                     &partial.key,
                     partial.agg.first_seen_ms,
                     position,
+                    known,
                     update,
                 );
             }
             self.tally.matches += batch.partials.len() as u64;
         }
-        if batch.watermark_ms > self.watermark_ms {
-            self.watermark_ms = batch.watermark_ms;
-            self.close_until(self.watermark_ms);
-            self.advance_sliding(self.watermark_ms);
+        if current {
+            // Heard of, even while warming up (at the floor): it holds the
+            // closing of this shard's windows until it catches up.
+            let mark = self
+                .partition_marks
+                .entry(batch.partition)
+                .or_insert(i64::MIN);
+            *mark = (*mark).max(batch.watermark_ms);
+        }
+        let limit = self
+            .partition_marks
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(i64::MIN);
+        // A partition heard of after others moved on (a rebalance) opens
+        // windows below this shard's high mark: close by the current
+        // minimum, not by the high mark, on every batch (the first bin is
+        // all it looks at when nothing is due).
+        self.close_until(limit);
+        if limit > self.sliding_until {
+            self.advance_sliding(limit);
+        }
+        // Lowered by a partition heard of late, so that sliding steps are
+        // evaluated again once it catches up.
+        self.sliding_until = limit;
+        if limit > self.watermark_ms {
+            tracing::debug!(shard = self.index, limit, "stage-2 watermark advanced");
+            self.watermark_ms = limit;
         }
         self.enforce_cap();
         self.finish_batch();
@@ -390,16 +438,16 @@ impl Shard {
             });
         }
         self.bins.retain(|_, bin| !bin.is_empty());
-        for lane in self.sliding.values_mut() {
-            lane.panes.retain(|_, pane| {
-                if fed_by_revoked(pane) {
-                    dropped.push((0, pane.clone()));
-                    false
-                } else {
-                    true
-                }
-            });
-        }
+        // A key lives in one repartition partition: a lane with a pane fed
+        // by a revoked partition is that partition's, whole (its evaluation
+        // cursor included), and its new owner rebuilds it.
+        self.sliding.retain(|_, lane| {
+            if !lane.panes.values().any(fed_by_revoked) {
+                return true;
+            }
+            dropped.extend(lane.panes.values().map(|pane| (0, pane.clone())));
+            false
+        });
         for (key_bytes, agg) in &dropped {
             self.open_windows -= 1;
             self.state_bytes = self
@@ -409,6 +457,7 @@ impl Shard {
         }
         for partition in &revoked {
             self.holds.remove(partition);
+            self.partition_marks.remove(partition);
         }
         self.holds_dirty = true;
         tracing::info!(
@@ -461,11 +510,13 @@ impl Shard {
 
     fn apply(&mut self, batch: &MatchBatch, m: &Match) {
         let evidence = self.config.evidence;
+        let late_bound = self.watermark_ms;
         self.apply_with(
             m.rule,
             batch.text(m.key),
             m.time_ms,
             (m.partition, m.offset),
+            late_bound,
             |agg, _| apply_match(agg, batch, m, evidence),
         );
     }
@@ -473,24 +524,29 @@ impl Shard {
     /// Adds one contribution (`update`, which returns whether a new
     /// partition fed the aggregate) to the window or pane of
     /// `(rule_idx, key_text)` containing `time_ms`, then fires eagerly if
-    /// the rule allows.
+    /// the rule allows. A window ending at or before `late_bound` (the
+    /// watermark of the contribution's stream) is closed: late.
+    #[allow(clippy::too_many_arguments)]
     fn apply_with(
         &mut self,
         rule_idx: RuleIdx,
         key_text: &str,
         time_ms: i64,
         position: (PartitionId, u64),
+        late_bound: i64,
         update: impl FnOnce(&mut WindowAgg, EvidenceLimits) -> bool,
     ) {
         let rules = Arc::clone(&self.rules);
         let rule = rules.rule(rule_idx);
         if let Some(step) = rule.slide_ms {
-            self.apply_sliding(rule_idx, key_text, time_ms, position, update, rule, step);
+            self.apply_sliding(
+                rule_idx, key_text, time_ms, position, late_bound, update, rule, step,
+            );
             return;
         }
         let start = window_start(time_ms, rule.window_ms);
         let end = start.saturating_add(rule.window_ms);
-        if end <= self.watermark_ms {
+        if end <= late_bound {
             self.tally.late += 1;
             return;
         }
@@ -576,12 +632,13 @@ impl Shard {
         key_text: &str,
         time_ms: i64,
         position: (PartitionId, u64),
+        late_bound: i64,
         update: impl FnOnce(&mut WindowAgg, EvidenceLimits) -> bool,
         rule: &CompiledRule,
         step: i64,
     ) {
         let pane_start = window_start(time_ms, step);
-        if pane_start + step <= self.watermark_ms {
+        if pane_start + step <= late_bound {
             self.tally.late += 1;
             return;
         }
