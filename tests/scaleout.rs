@@ -801,7 +801,14 @@ fn bench_scaleout_replicas_and_repartition_bytes() {
         ("scaleout", 3, true),
         ("scaleout-no-preaggregation", 1, true),
     ];
-    for (label, replicas, scaleout) in runs {
+    // TRAILWATCH_BENCH_ONLY=N: only the N-th run (0-based).
+    let only: Option<usize> = std::env::var("TRAILWATCH_BENCH_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    for (index, (label, replicas, scaleout)) in runs.into_iter().enumerate() {
+        if only.is_some_and(|n| n != index) {
+            continue;
+        }
         let broker = Broker::start(&[
             ("ct", PARTITIONS),
             ("repart", PARTITIONS),
@@ -828,13 +835,17 @@ fn bench_scaleout_replicas_and_repartition_bytes() {
             committed_to_end(brokers, "bench", "ct", PARTITIONS)
         });
         if scaleout {
+            // Stage 2 keeps each input's latest watermark report
+            // uncommitted, so "caught up" is a small lag, not zero.
             wait_until("stage 2 to catch up", || {
-                committed_to_end(brokers, "bench-stage2", "repart", PARTITIONS)
-                    || running.iter().all(|r| {
-                        r.metrics(&["trailwatch_repartition_lag{"])
-                            .iter()
-                            .all(|l| l.ends_with(" 0") || l.ends_with(" 1") || l.ends_with(" 2"))
+                running.iter().all(|r| {
+                    r.metrics(&["trailwatch_repartition_lag{"]).iter().all(|l| {
+                        l.rsplit(' ')
+                            .next()
+                            .and_then(|v| v.parse::<f64>().ok())
+                            .is_some_and(|lag| lag <= 20.0)
                     })
+                })
             });
         }
         let elapsed = started.elapsed();
