@@ -37,6 +37,12 @@ struct Inner {
     partitions: HashMap<PartitionId, PartitionState>,
     /// Per shard: partition -> smallest offset still needed by a window.
     shard_holds: Vec<HashMap<PartitionId, u64>>,
+    /// Every partition forgotten (revoked), in order; append-only, so each
+    /// reader keeps its own cursor ([`CommitTracker::revocations_since`]).
+    revocations: Vec<PartitionId>,
+    /// Per partition: how many times it was forgotten. Work read under an
+    /// older generation belongs to a previous assignment.
+    generations: HashMap<PartitionId, u64>,
 }
 
 /// Shared commit bookkeeping for one pipeline.
@@ -51,6 +57,8 @@ impl CommitTracker {
         let inner = Inner {
             partitions: HashMap::new(),
             shard_holds: vec![HashMap::new(); shards],
+            revocations: Vec::new(),
+            generations: HashMap::new(),
         };
         CommitTracker {
             inner: Arc::new(Mutex::new(inner)),
@@ -144,6 +152,31 @@ impl CommitTracker {
         for shard in &mut inner.shard_holds {
             shard.remove(&partition);
         }
+        inner.revocations.push(partition);
+        *inner.generations.entry(partition).or_insert(0) += 1;
+    }
+
+    /// The assignment generation of `partition` (bumped by every
+    /// [`CommitTracker::forget_partition`]).
+    pub fn generation(&self, partition: PartitionId) -> u64 {
+        self.lock()
+            .generations
+            .get(&partition)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Partitions forgotten since `cursor` (an index into the revocation
+    /// log); advances `cursor`. Cheap when nothing was revoked.
+    pub fn revocations_since(&self, cursor: &mut usize) -> Vec<PartitionId> {
+        let inner = self.lock();
+        let revoked = inner
+            .revocations
+            .get(*cursor..)
+            .map(<[PartitionId]>::to_vec)
+            .unwrap_or_default();
+        *cursor = inner.revocations.len();
+        revoked
     }
 }
 

@@ -130,6 +130,29 @@ impl WatermarkTracker {
         previous.max(candidate)
     }
 
+    /// The watermark of `partition` alone (its largest event time minus
+    /// the allowed lateness); `None` before its first event or in replay.
+    pub fn partition_watermark(&self, partition: PartitionId) -> Option<i64> {
+        if self.config.replay {
+            return None;
+        }
+        let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let time = partitions.get(&partition)?;
+        (time.max_event_ms != i64::MIN).then(|| {
+            time.max_event_ms
+                .saturating_sub(self.config.allowed_lateness_ms)
+        })
+    }
+
+    /// Whether `partition` has sent nothing for `idle_timeout` (so it no
+    /// longer holds the global watermark back).
+    pub fn is_idle(&self, partition: PartitionId, now_ms: i64) -> bool {
+        let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        partitions
+            .get(&partition)
+            .is_some_and(|time| now_ms - time.last_arrival_ms >= self.config.idle_timeout_ms)
+    }
+
     /// The current global watermark.
     pub fn current(&self) -> i64 {
         self.current.load(Ordering::Relaxed)

@@ -141,6 +141,10 @@ pub struct DecodeWorker {
     key_buffer: String,
     /// Arena bytes and matches of the last batch sent to each shard.
     last_output_sizes: Vec<(usize, usize)>,
+    /// Stage 1: tell the pre-aggregators every batch's input watermark.
+    report_partitions: bool,
+    /// Cursor into the tracker's revocation log.
+    revocation_cursor: usize,
 }
 
 impl DecodeWorker {
@@ -176,12 +180,39 @@ impl DecodeWorker {
             max_sample_bytes,
             key_buffer: String::new(),
             last_output_sizes: vec![(0, 0); shard_count],
+            report_partitions: false,
+            revocation_cursor: 0,
+        }
+    }
+
+    /// Attaches each batch's input-partition watermark to the output, for
+    /// every shard (stage 1: the shards are pre-aggregators).
+    pub fn with_partition_reports(mut self) -> Self {
+        self.report_partitions = true;
+        self
+    }
+
+    /// Forgets the decoder and watermark state of partitions revoked since
+    /// the last call, so a revoked partition stops holding the watermark.
+    fn forget_revoked(&mut self) {
+        for partition in self.tracker.revocations_since(&mut self.revocation_cursor) {
+            self.decoders.remove(&partition);
+            self.watermark.remove(partition);
         }
     }
 
     /// Decodes, matches and routes one raw batch. Returns false when the
     /// shards have gone away (shutdown).
     pub fn process(&mut self, batch: RawBatch) -> bool {
+        self.forget_revoked();
+        if batch.generation != self.tracker.generation(batch.partition) {
+            // Read before its partition was revoked: the new owner replays it.
+            tracing::debug!(
+                partition = batch.partition,
+                "dropping a batch of a revoked partition"
+            );
+            return true;
+        }
         let first = batch.records.first().map(|(_, o)| *o);
         let first_rejected = batch.rejected.first().map(|r| r.offset);
         let first_offset = first.into_iter().chain(first_rejected).min().unwrap_or(0);
@@ -287,12 +318,21 @@ impl DecodeWorker {
                 return false;
             }
         }
+        let input_watermark = self
+            .report_partitions
+            .then(|| self.watermark.partition_watermark(batch.partition))
+            .flatten()
+            .map(|own| (batch.partition, own, batch.generation));
         for (index, mut output) in outputs.into_iter().enumerate() {
             self.last_output_sizes[index] = (output.arena.len(), output.matches.len());
-            if output.matches.is_empty() && self.last_watermark_sent[index] >= watermark {
+            if output.matches.is_empty()
+                && self.last_watermark_sent[index] >= watermark
+                && input_watermark.is_none()
+            {
                 continue;
             }
             output.watermark_ms = watermark;
+            output.input_watermark = input_watermark;
             output.token = Some(token.clone());
             self.last_watermark_sent[index] = watermark;
             if self.shards[index].send(ShardMsg::Matches(output)).is_err() {
@@ -307,6 +347,7 @@ impl DecodeWorker {
 
     /// Advances idle partitions' watermark and tells the shards.
     pub fn tick(&mut self) -> bool {
+        self.forget_revoked();
         let watermark = self.watermark.tick(now_ms());
         for (index, shard) in self.shards.iter().enumerate() {
             if self.last_watermark_sent[index] >= watermark {

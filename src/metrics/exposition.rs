@@ -325,9 +325,10 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
         COUNTER,
         alerts,
     ));
-    let sinks: [(&str, &SinkCounters); 2] = [
+    let sinks: [(&str, &SinkCounters); 3] = [
         ("alerts", &metrics.sink),
         ("dead_letter", &metrics.dead_letter),
+        ("repartition", &metrics.repartition.sink),
     ];
     let per_sink = |pick: fn(&SinkCounters) -> &AtomicU64| -> Vec<Metric> {
         sinks
@@ -353,6 +354,56 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
         COUNTER,
         per_sink(|c| &c.retries),
     ));
+    let repartition = &metrics.repartition;
+    for (name, help, value) in [
+        (
+            "trailwatch_repartition_partials_produced_total",
+            "Partial aggregates stage 1 wrote to the repartition topic.",
+            &repartition.produced,
+        ),
+        (
+            "trailwatch_repartition_produced_bytes_total",
+            "Key and value bytes stage 1 wrote to the repartition topic (partials and watermarks).",
+            &repartition.produced_bytes,
+        ),
+        (
+            "trailwatch_repartition_watermarks_produced_total",
+            "Watermark records stage 1 wrote to the repartition topic.",
+            &repartition.watermarks_produced,
+        ),
+        (
+            "trailwatch_repartition_partials_consumed_total",
+            "Partial aggregates stage 2 merged into windows.",
+            &repartition.consumed,
+        ),
+        (
+            "trailwatch_repartition_consumed_bytes_total",
+            "Record bytes stage 2 read from the repartition topic.",
+            &repartition.consumed_bytes,
+        ),
+        (
+            "trailwatch_repartition_replayed_total",
+            "Partials stage 2 skipped because their input was already merged (a stage-1 replay).",
+            &repartition.replayed,
+        ),
+        (
+            "trailwatch_repartition_overlaps_total",
+            "Partials stage 2 merged although part of their input was already merged.",
+            &repartition.overlaps,
+        ),
+        (
+            "trailwatch_repartition_invalid_total",
+            "Repartition records stage 2 could not read (dead-lettered).",
+            &repartition.invalid,
+        ),
+    ] {
+        out.push(family(
+            name,
+            help,
+            COUNTER,
+            vec![counter(vec![], value.load(Ordering::Relaxed))],
+        ));
+    }
     let watermark = metrics.watermark_ms.load(Ordering::Relaxed);
     if watermark != i64::MIN {
         out.push(family(
