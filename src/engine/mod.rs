@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::sink::{AlertSink, DeadLetterSink, PartialSink};
-use crate::source::{PartitionRegistry, Poll, RawBatch, Source};
+use crate::source::{PartitionEvent, PartitionRegistry, Poll, RawBatch, Source};
 
 /// Most alerts the sink thread hands to the sink in one call.
 const MAX_ALERTS_PER_SEND: usize = 4096;
@@ -536,6 +536,16 @@ impl Engine {
                 .observe_source(&mut was_ready, source_ready);
             if source_ready {
                 self.metrics.health.consumed();
+            }
+            // Before the batch goes out: an assigned partition must hold
+            // the watermark before any record can advance it.
+            for event in source.take_partition_events(&self.registry) {
+                match event {
+                    PartitionEvent::Assigned(partition) => {
+                        self.watermark.hold(partition, crate::source::now_ms());
+                    }
+                    PartitionEvent::Revoked(partition) => self.watermark.remove(partition),
+                }
             }
             match polled {
                 Poll::Batch(mut batch) => {

@@ -3,6 +3,18 @@
 //! The watermark is the minimum, over active input partitions, of the
 //! largest event time seen minus the allowed lateness. A partition that
 //! has sent nothing for `idle_timeout` stops holding the watermark back.
+//!
+//! Partitions of a consumer group come and go, and a newly assigned one may
+//! hold a backlog that has not arrived yet. If it counted only once seen,
+//! the partitions heard first would push the watermark hours ahead and the
+//! backlog would arrive late. So a source announces assignments
+//! ([`WatermarkTracker::hold`]); such a *held* partition keeps the
+//! watermark where it is until its first records arrive, and it is judged
+//! idle only once the source reports it caught up (at its end) *and* it has
+//! been quiet for `idle_timeout` (or never had a record). A held partition
+//! that is neither caught up nor sending (its broker is unreachable) stops
+//! the watermark: windows then wait rather than drop its records as late;
+//! eager alerts still fire.
 //! Events stamped further than `max_skew` ahead of the wall clock are
 //! clamped to `now + max_skew` before they count, so one event dated 2099
 //! cannot close every window. The watermark never moves backwards.
@@ -42,6 +54,33 @@ impl Default for WatermarkConfig {
 struct PartitionTime {
     max_event_ms: i64,
     last_arrival_ms: i64,
+    /// Announced by its source ([`WatermarkTracker::hold`]).
+    held: bool,
+    /// The source last reported it at its end.
+    caught_up: bool,
+}
+
+impl PartitionTime {
+    /// Whether the partition holds the watermark at `max_event_ms`.
+    fn holds(&self, now_ms: i64, idle_timeout_ms: i64) -> bool {
+        let quiet = now_ms - self.last_arrival_ms >= idle_timeout_ms;
+        if self.held {
+            !(self.caught_up && (quiet || self.max_event_ms == i64::MIN))
+        } else {
+            self.max_event_ms != i64::MIN && !quiet
+        }
+    }
+}
+
+/// What one batch tells the tracker about its partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Largest (clamped) event time in the batch, if any event had one.
+    pub max_event_ms: Option<i64>,
+    /// When the batch's records arrived; `None` for a batch without records.
+    pub arrival_ms: Option<i64>,
+    /// The source was at the partition's end after the batch.
+    pub caught_up: bool,
 }
 
 /// Shared watermark state, updated once per batch by decode workers.
@@ -78,24 +117,39 @@ impl WatermarkTracker {
         }
     }
 
-    /// Records a batch's largest (clamped) event time for `partition` and
-    /// returns the new global watermark.
-    pub fn observe(
-        &self,
-        partition: PartitionId,
-        max_event_ms: Option<i64>,
-        arrival_ms: i64,
-    ) -> i64 {
+    /// Announces that `partition` is (again) read from a position that may
+    /// hold a backlog: it holds the watermark until heard or caught up.
+    pub fn hold(&self, partition: PartitionId, now_ms: i64) {
         let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         let entry = partitions.entry(partition).or_insert(PartitionTime {
             max_event_ms: i64::MIN,
-            last_arrival_ms: arrival_ms,
+            last_arrival_ms: now_ms,
+            held: true,
+            caught_up: false,
         });
-        entry.last_arrival_ms = entry.last_arrival_ms.max(arrival_ms);
-        if let Some(t) = max_event_ms {
+        entry.held = true;
+        entry.caught_up = false;
+        entry.last_arrival_ms = entry.last_arrival_ms.max(now_ms);
+    }
+
+    /// Records what a batch of `partition` showed and returns the new
+    /// global watermark.
+    pub fn observe(&self, partition: PartitionId, progress: Progress, now_ms: i64) -> i64 {
+        let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = partitions.entry(partition).or_insert(PartitionTime {
+            max_event_ms: i64::MIN,
+            last_arrival_ms: progress.arrival_ms.unwrap_or(now_ms),
+            held: false,
+            caught_up: false,
+        });
+        if let Some(arrival) = progress.arrival_ms {
+            entry.last_arrival_ms = entry.last_arrival_ms.max(arrival);
+        }
+        if let Some(t) = progress.max_event_ms {
             entry.max_event_ms = entry.max_event_ms.max(t);
         }
-        self.recompute(&partitions, arrival_ms)
+        entry.caught_up = progress.caught_up;
+        self.recompute(&partitions, now_ms)
     }
 
     /// Re-evaluates idleness against the wall clock (called on idle ticks).
@@ -114,15 +168,15 @@ impl WatermarkTracker {
         if self.config.replay {
             return i64::MIN;
         }
-        let seen = partitions.values().filter(|p| p.max_event_ms != i64::MIN);
-        let active_min = seen
-            .clone()
-            .filter(|p| now_ms - p.last_arrival_ms < self.config.idle_timeout_ms)
+        let active_min = partitions
+            .values()
+            .filter(|p| p.holds(now_ms, self.config.idle_timeout_ms))
             .map(|p| p.max_event_ms)
             .min();
         // When every partition is idle, the freshest one decides.
-        let basis = active_min.or_else(|| seen.map(|p| p.max_event_ms).max());
-        let Some(basis) = basis else {
+        let basis = active_min.or_else(|| partitions.values().map(|p| p.max_event_ms).max());
+        // A held partition not heard from yet keeps everything where it is.
+        let Some(basis) = basis.filter(|b| *b != i64::MIN) else {
             return self.current.load(Ordering::Relaxed);
         };
         let candidate = basis.saturating_sub(self.config.allowed_lateness_ms);
@@ -144,13 +198,13 @@ impl WatermarkTracker {
         })
     }
 
-    /// Whether `partition` has sent nothing for `idle_timeout` (so it no
-    /// longer holds the global watermark back).
+    /// Whether `partition` no longer holds the global watermark back: quiet
+    /// for `idle_timeout`, and, when its source announced it, caught up.
     pub fn is_idle(&self, partition: PartitionId, now_ms: i64) -> bool {
         let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         partitions
             .get(&partition)
-            .is_some_and(|time| now_ms - time.last_arrival_ms >= self.config.idle_timeout_ms)
+            .is_some_and(|time| !time.holds(now_ms, self.config.idle_timeout_ms))
     }
 
     /// The current global watermark.
@@ -172,29 +226,86 @@ mod tests {
         })
     }
 
+    /// A batch with records of event times up to `max`, arrived at `at`.
+    fn seen(wm: &WatermarkTracker, partition: PartitionId, max: i64, at: i64) -> i64 {
+        let progress = Progress {
+            max_event_ms: Some(max),
+            arrival_ms: Some(at),
+            caught_up: false,
+        };
+        wm.observe(partition, progress, at)
+    }
+
+    /// An empty batch saying the partition is at its end.
+    fn at_end(wm: &WatermarkTracker, partition: PartitionId, now: i64) -> i64 {
+        let progress = Progress {
+            max_event_ms: None,
+            arrival_ms: None,
+            caught_up: true,
+        };
+        wm.observe(partition, progress, now)
+    }
+
     #[test]
     fn minimum_over_active_partitions_minus_lateness() {
         let wm = tracker();
-        assert_eq!(wm.observe(0, Some(1_000), 0), 900);
-        assert_eq!(wm.observe(1, Some(500), 0), 900, "never moves backwards");
-        assert_eq!(
-            wm.observe(0, Some(2_000), 10),
-            900,
-            "partition 1 holds it at 400"
-        );
-        assert_eq!(wm.observe(1, Some(1_500), 20), 1_400);
+        assert_eq!(seen(&wm, 0, 1_000, 0), 900);
+        assert_eq!(seen(&wm, 1, 500, 0), 900, "never moves backwards");
+        assert_eq!(seen(&wm, 0, 2_000, 10), 900, "partition 1 holds it at 400");
+        assert_eq!(seen(&wm, 1, 1_500, 20), 1_400);
     }
 
     #[test]
     fn idle_partitions_stop_holding_back() {
         let wm = tracker();
-        wm.observe(1, Some(1_000), 0);
-        assert_eq!(wm.observe(0, Some(5_000), 0), 900);
+        seen(&wm, 1, 1_000, 0);
+        assert_eq!(seen(&wm, 0, 5_000, 0), 900);
+        assert_eq!(seen(&wm, 0, 6_000, 2_000), 5_900, "partition 1 idle for 2s");
+    }
+
+    #[test]
+    fn an_assigned_partition_holds_until_heard() {
+        let wm = tracker();
+        wm.hold(1, 0);
+        assert_eq!(seen(&wm, 0, 5_000, 0), i64::MIN, "partition 1 not heard");
         assert_eq!(
-            wm.observe(0, Some(6_000), 2_000),
-            5_900,
-            "partition 1 idle for 2s"
+            wm.tick(60_000),
+            i64::MIN,
+            "not idle while it may hold a backlog"
         );
+        assert_eq!(seen(&wm, 1, 3_000, 60_000), 2_900);
+    }
+
+    #[test]
+    fn an_assigned_partition_at_its_end_stops_holding() {
+        let wm = tracker();
+        wm.hold(1, 0);
+        seen(&wm, 0, 5_000, 0);
+        assert_eq!(
+            at_end(&wm, 1, 10),
+            4_900,
+            "an empty partition holds nothing"
+        );
+    }
+
+    #[test]
+    fn a_caught_up_partition_holds_until_quiet() {
+        let wm = tracker();
+        wm.hold(1, 0);
+        seen(&wm, 1, 1_000, 0);
+        at_end(&wm, 1, 0);
+        assert_eq!(seen(&wm, 0, 5_000, 10), 900, "partition 1 still recent");
+        assert_eq!(wm.tick(500), 900);
+        assert_eq!(wm.tick(1_000), 4_900, "quiet for the idle timeout");
+    }
+
+    #[test]
+    fn a_lagging_partition_never_idles() {
+        let wm = tracker();
+        wm.hold(1, 0);
+        seen(&wm, 1, 1_000, 0);
+        seen(&wm, 0, 5_000, 0);
+        assert_eq!(wm.tick(1_000_000), 900, "partition 1 is not at its end");
     }
 
     #[test]
@@ -210,6 +321,6 @@ mod tests {
             replay: true,
             ..WatermarkConfig::default()
         });
-        assert_eq!(wm.observe(0, Some(1_000_000_000), 0), i64::MIN);
+        assert_eq!(seen(&wm, 0, 1_000_000_000, 0), i64::MIN);
     }
 }

@@ -13,7 +13,7 @@ use crossbeam_channel::Sender;
 
 use super::commit::CommitTracker;
 use super::shard::{Match, MatchBatch, ShardMsg, Span, KEY_SEPARATOR};
-use super::watermark::WatermarkTracker;
+use super::watermark::{Progress, WatermarkTracker};
 use crate::decode::{DecodeConfig, DecodeError, DecodeSink, Decoder};
 use crate::error::ErrorClass;
 use crate::event::{Event, FieldValue};
@@ -192,12 +192,12 @@ impl DecodeWorker {
         self
     }
 
-    /// Forgets the decoder and watermark state of partitions revoked since
-    /// the last call, so a revoked partition stops holding the watermark.
+    /// Forgets the decoder state of partitions revoked since the last
+    /// call. (The engine's source loop removes their watermark state as it
+    /// reports the revocation, in order with a later re-assignment.)
     fn forget_revoked(&mut self) {
         for partition in self.tracker.revocations_since(&mut self.revocation_cursor) {
             self.decoders.remove(&partition);
-            self.watermark.remove(partition);
         }
     }
 
@@ -212,6 +212,16 @@ impl DecodeWorker {
                 "dropping a batch of a revoked partition"
             );
             return true;
+        }
+        if batch.is_empty() && batch.rejected.is_empty() {
+            // News about the partition only (it reached its end).
+            let progress = Progress {
+                max_event_ms: None,
+                arrival_ms: None,
+                caught_up: batch.caught_up,
+            };
+            let watermark = self.watermark.observe(batch.partition, progress, now_ms());
+            return self.advance(watermark);
         }
         let first = batch.records.first().map(|(_, o)| *o);
         let first_rejected = batch.rejected.first().map(|r| r.offset);
@@ -293,9 +303,12 @@ impl DecodeWorker {
             decoder.decode(&batch.data[range.clone()], &mut collector);
         }
         let max_event_ms = collector.max_event_ms;
-        let watermark = self
-            .watermark
-            .observe(batch.partition, max_event_ms, batch.arrival_ms);
+        let progress = Progress {
+            max_event_ms,
+            arrival_ms: Some(batch.arrival_ms),
+            caught_up: batch.caught_up,
+        };
+        let watermark = self.watermark.observe(batch.partition, progress, now);
         self.metrics
             .watermark_ms
             .fetch_max(watermark, std::sync::atomic::Ordering::Relaxed);
@@ -349,6 +362,14 @@ impl DecodeWorker {
     pub fn tick(&mut self) -> bool {
         self.forget_revoked();
         let watermark = self.watermark.tick(now_ms());
+        self.advance(watermark)
+    }
+
+    /// Sends `watermark` to every shard that has not seen it yet.
+    fn advance(&mut self, watermark: i64) -> bool {
+        self.metrics
+            .watermark_ms
+            .fetch_max(watermark, std::sync::atomic::Ordering::Relaxed);
         for (index, shard) in self.shards.iter().enumerate() {
             if self.last_watermark_sent[index] >= watermark {
                 continue;

@@ -24,17 +24,16 @@
 //!   them are not committed past, so the new owner rebuilds them by
 //!   replaying from the committed offsets. On assign, librdkafka resumes
 //!   from the committed offsets.
-//! * **Warm-up after an assignment.** The engine's watermark is the minimum
-//!   over the partitions it has *seen*; a partition not yet seen does not
-//!   hold it back. After a (re)start or an assignment, librdkafka may hand
-//!   over a whole partition before the next one's first fetch arrives, so
-//!   the first partition would push the watermark far ahead and the
-//!   others' replayed records (rebuilding open windows) would count as
-//!   late: lost alerts. So after every assignment the source buffers until
-//!   every assigned partition has a record or reached its end (bounded by
-//!   [`WARM_UP_LIMIT`] and a record cap), then hands out a one-record batch
-//!   per partition first, so that all of them are in the watermark before
-//!   any advances it by more than one record.
+//! * **Watermark.** The engine's watermark must not run ahead of a
+//!   partition whose backlog has not arrived yet. So every assignment is
+//!   announced to the engine ([`Source::take_partition_events`]) before any
+//!   record is handed out, and the partition then holds the watermark until
+//!   it sends records or reaches its end. Every batch carries whether its
+//!   partition was at its end afterwards (`enable.partition.eof`, which
+//!   must stay on); an end reached with nothing new is an empty batch.
+//!   librdkafka names only the partition *number* at an end, so with
+//!   several topics the source compares its position with the cached high
+//!   watermark of each candidate (see [`KafkaSource::ends_at`]).
 //! * **Lag.** librdkafka statistics (`statistics.interval.ms`, 5 s unless
 //!   configured) update a per-partition consumer-lag map, readable through
 //!   [`KafkaSource::lag`] for the metrics endpoint.
@@ -44,7 +43,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -54,16 +53,15 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 
-use super::{PartitionId, PartitionRegistry, Poll, RawBatch, Source, SourceDecoding};
+use super::{
+    PartitionEvent, PartitionId, PartitionRegistry, Poll, RawBatch, Source, SourceDecoding,
+};
 use crate::config::KafkaSourceConfig;
 use crate::engine::commit::CommitTracker;
 use crate::error::{Error, Result};
 
 /// How long a poll waits for the first message before reporting idleness.
 pub const IDLE_WAIT: Duration = Duration::from_millis(100);
-
-/// Longest buffering after an assignment (see the module docs).
-pub const WARM_UP_LIMIT: Duration = Duration::from_secs(3);
 
 /// Source name used in the partition registry.
 const SOURCE: &str = "kafka";
@@ -100,6 +98,15 @@ struct GroupState {
     assigned: HashSet<(String, i32)>,
     /// Last position stored per partition (fallback when no tracker).
     stored: HashMap<PartitionId, u64>,
+    /// Assignments and revocations not yet reported to the engine.
+    events: Vec<GroupEvent>,
+}
+
+/// An assignment change seen by the rebalance callbacks.
+#[derive(Debug)]
+enum GroupEvent {
+    Assigned((String, i32)),
+    Revoked(PartitionId),
 }
 
 /// The consumer context: rebalance, statistics and log callbacks.
@@ -108,8 +115,6 @@ pub struct KafkaContext {
     tracker: Mutex<Option<CommitTracker>>,
     lag: KafkaLag,
     consumed: AtomicBool,
-    /// Set by an assignment; the source then warms up (module docs).
-    assigned_changed: AtomicBool,
 }
 
 impl KafkaContext {
@@ -149,6 +154,7 @@ impl KafkaContext {
                     }
                 }
                 state.stored.remove(&id);
+                state.events.push(GroupEvent::Revoked(id));
                 if let Some(tracker) = &tracker {
                     tracker.forget_partition(id);
                 }
@@ -214,11 +220,10 @@ impl ConsumerContext for KafkaContext {
             Rebalance::Assign(assigned) => {
                 let mut state = self.state();
                 for element in assigned.elements() {
-                    state
-                        .assigned
-                        .insert((element.topic().to_string(), element.partition()));
+                    let key = (element.topic().to_string(), element.partition());
+                    state.assigned.insert(key.clone());
+                    state.events.push(GroupEvent::Assigned(key));
                 }
-                self.assigned_changed.store(true, Ordering::Relaxed);
                 tracing::info!(
                     partitions = assigned.count(),
                     total = state.assigned.len(),
@@ -246,10 +251,10 @@ pub struct KafkaSource {
     poll_batch: usize,
     pending: VecDeque<RawBatch>,
     group_id: String,
-    /// Partition numbers whose end was reached since their last message.
-    at_end: HashSet<i32>,
-    /// When the current warm-up started, if one is running.
-    warming_since: Option<Instant>,
+    /// Partitions whose end was reached since their last message.
+    at_end: HashSet<(String, i32)>,
+    /// Offset after the last message read, per partition.
+    next_offset: HashMap<(String, i32), i64>,
     /// The source's decoding settings, attached to every batch.
     decoding: Option<Arc<SourceDecoding>>,
 }
@@ -264,7 +269,6 @@ impl KafkaSource {
             tracker: Mutex::new(None),
             lag: KafkaLag::default(),
             consumed: AtomicBool::new(false),
-            assigned_changed: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<KafkaContext> = client_config
             .create_with_context(context)
@@ -290,7 +294,7 @@ impl KafkaSource {
             pending: VecDeque::new(),
             group_id: config.group_id.clone(),
             at_end: HashSet::new(),
-            warming_since: None,
+            next_offset: HashMap::new(),
             decoding: crate::config::source_decoding(
                 config.decoder,
                 config.flow_format.as_deref(),
@@ -340,27 +344,32 @@ impl KafkaSource {
         id
     }
 
-    /// Polls librdkafka into `self.pending`, one batch per partition.
+    /// Polls librdkafka into `self.pending`, one batch per partition, each
+    /// marked with whether its partition was at its end afterwards.
     fn fill(&mut self, registry: &PartitionRegistry) -> Result<()> {
-        let mut batches: Vec<RawBatch> = Vec::new();
+        let mut batches: Vec<((String, i32), RawBatch)> = Vec::new();
         let mut total = 0usize;
         let mut wait = IDLE_WAIT;
         while total < self.poll_batch {
             match self.consumer.poll(wait) {
                 None => break,
                 Some(Ok(message)) => {
-                    let id = self.partition_id(registry, message.topic(), message.partition());
-                    let index = match batches.iter().position(|b| b.partition == id) {
+                    let key = (message.topic().to_string(), message.partition());
+                    let index = match batches.iter().position(|(k, _)| *k == key) {
                         Some(index) => index,
                         None => {
+                            let id = self.partition_id(registry, &key.0, key.1);
                             let mut batch = RawBatch::new(id);
                             batch.decoding.clone_from(&self.decoding);
-                            batches.push(batch);
+                            batches.push((key.clone(), batch));
                             batches.len() - 1
                         }
                     };
-                    batches[index].push(message.payload().unwrap_or(&[]), message.offset() as u64);
-                    self.at_end.remove(&message.partition());
+                    batches[index]
+                        .1
+                        .push(message.payload().unwrap_or(&[]), message.offset() as u64);
+                    self.next_offset.insert(key.clone(), message.offset() + 1);
+                    self.at_end.remove(&key);
                     total += 1;
                     wait = Duration::ZERO;
                     self.consumer
@@ -369,7 +378,16 @@ impl KafkaSource {
                         .store(true, Ordering::Relaxed);
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    self.at_end.insert(partition);
+                    for key in self.ends_at(partition) {
+                        if self.at_end.insert(key.clone())
+                            && !batches.iter().any(|(k, _)| *k == key)
+                        {
+                            // Nothing new from it in this poll: an empty
+                            // batch carries the news, in partition order.
+                            let id = self.partition_id(registry, &key.0, key.1);
+                            batches.push((key, RawBatch::new(id)));
+                        }
+                    }
                     self.consumer
                         .context()
                         .consumed
@@ -391,82 +409,82 @@ impl KafkaSource {
                 }
             }
         }
-        self.pending.extend(batches);
+        for (key, mut batch) in batches {
+            batch.caught_up = self.at_end.contains(&key);
+            self.pending.push_back(batch);
+        }
         Ok(())
     }
 
-    /// Whether every assigned partition has a pending record or is at its end.
-    fn all_partitions_heard(&self) -> bool {
-        let state = self.consumer.context().state();
-        state.assigned.iter().all(|key| {
-            self.at_end.contains(&key.1)
-                || state
-                    .ids
-                    .get(key)
-                    .is_some_and(|id| self.pending.iter().any(|b| b.partition == *id))
-        })
-    }
-
-    /// Puts a one-record batch of every pending partition first.
-    fn heads_first(&mut self) {
-        let mut heads = VecDeque::new();
-        let mut rest = VecDeque::new();
-        let mut seen = HashSet::new();
-        for batch in self.pending.drain(..) {
-            if batch.len() > 1 && seen.insert(batch.partition) {
-                let (head, tail) = split_first(batch);
-                heads.push_back(head);
-                rest.push_back(tail);
-            } else {
-                seen.insert(batch.partition);
-                rest.push_back(batch);
-            }
-        }
-        heads.extend(rest);
-        self.pending = heads;
-    }
-
-    /// Runs the post-assignment warm-up; `true` while still buffering.
-    fn warming_up(&mut self, registry: &PartitionRegistry) -> Result<bool> {
-        if self
-            .consumer
-            .context()
-            .assigned_changed
-            .swap(false, Ordering::Relaxed)
-        {
-            self.warming_since = Some(Instant::now());
-        }
-        let Some(since) = self.warming_since else {
-            return Ok(false);
+    /// The assigned partitions numbered `partition` that are at their end.
+    /// librdkafka's end-of-partition event names no topic: with one
+    /// candidate it is that one; with several, each is at its end when its
+    /// position (the offset after its last message read, or its committed
+    /// offset) has reached its cached high watermark.
+    fn ends_at(&self, partition: i32) -> Vec<(String, i32)> {
+        let candidates: Vec<(String, i32)> = {
+            let state = self.consumer.context().state();
+            state
+                .assigned
+                .iter()
+                .filter(|(_, p)| *p == partition)
+                .cloned()
+                .collect()
         };
-        let buffered: usize = self.pending.iter().map(RawBatch::len).sum();
-        if buffered < self.poll_batch * 16 && since.elapsed() < WARM_UP_LIMIT {
-            self.fill(registry)?;
-            if !self.all_partitions_heard() {
-                return Ok(true);
-            }
+        if candidates.len() <= 1 {
+            return candidates;
         }
-        self.warming_since = None;
-        self.heads_first();
-        tracing::debug!(batches = self.pending.len(), "kafka warm-up done");
-        Ok(false)
+        candidates
+            .into_iter()
+            .filter(|key| {
+                let Some((low, high)) = self.cached_watermarks(key) else {
+                    return false;
+                };
+                let position = match self.next_offset.get(key) {
+                    Some(next) => *next,
+                    None => self.committed(key).unwrap_or(low.max(0)),
+                };
+                position >= high
+            })
+            .collect()
     }
-}
 
-/// Splits a batch into its first record and the rest.
-fn split_first(batch: RawBatch) -> (RawBatch, RawBatch) {
-    let mut head = RawBatch::new(batch.partition);
-    let mut tail = RawBatch::new(batch.partition);
-    head.arrival_ms = batch.arrival_ms;
-    tail.arrival_ms = batch.arrival_ms;
-    head.decoding.clone_from(&batch.decoding);
-    tail.decoding.clone_from(&batch.decoding);
-    for (index, (_, offset)) in batch.records.iter().enumerate() {
-        let target = if index == 0 { &mut head } else { &mut tail };
-        target.push(batch.record(index), *offset);
+    /// The low and high watermarks of `key` from librdkafka's cache (as of
+    /// the last fetch), without a broker call. rdkafka wraps only the
+    /// querying variant, so this calls librdkafka directly.
+    fn cached_watermarks(&self, key: &(String, i32)) -> Option<(i64, i64)> {
+        let topic = std::ffi::CString::new(key.0.as_str()).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client handle lives as long as `self.consumer`;
+        // librdkafka reads the NUL-terminated `topic` and writes only the two
+        // out-parameters, which outlive the call.
+        let error = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                key.1,
+                &mut low,
+                &mut high,
+            )
+        };
+        (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some((low, high))
     }
-    tail.rejected = batch.rejected;
-    (head, tail)
+
+    /// The group's committed offset of `key`, if it has one (a broker call,
+    /// made only for a partition not read yet in an ambiguous end event).
+    fn committed(&self, key: &(String, i32)) -> Option<i64> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&key.0, key.1);
+        let committed = self
+            .consumer
+            .committed_offsets(list, Duration::from_secs(2))
+            .ok()?;
+        match committed.find_partition(&key.0, key.1)?.offset() {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        }
+    }
 }
 
 impl Source for KafkaSource {
@@ -475,9 +493,6 @@ impl Source for KafkaSource {
     }
 
     fn poll(&mut self, registry: &PartitionRegistry) -> Result<Poll> {
-        if self.warming_up(registry)? {
-            return Ok(Poll::Idle);
-        }
         if self.pending.is_empty() {
             self.fill(registry)?;
         }
@@ -489,6 +504,19 @@ impl Source for KafkaSource {
             }
         }
         Ok(Poll::Idle)
+    }
+
+    fn take_partition_events(&mut self, registry: &PartitionRegistry) -> Vec<PartitionEvent> {
+        let events = std::mem::take(&mut self.consumer.context().state().events);
+        events
+            .into_iter()
+            .map(|event| match event {
+                GroupEvent::Assigned(key) => {
+                    PartitionEvent::Assigned(self.partition_id(registry, &key.0, key.1))
+                }
+                GroupEvent::Revoked(id) => PartitionEvent::Revoked(id),
+            })
+            .collect()
     }
 
     fn commit(&mut self, positions: &[(PartitionId, u64)]) -> Result<()> {
@@ -560,6 +588,11 @@ fn consumer_config(config: &KafkaSourceConfig) -> Result<ClientConfig> {
                 "kafka source: enable.auto.offset.store must stay false (offsets are stored only when safe)".into(),
             ));
         }
+        if key == "enable.partition.eof" && value != "true" {
+            return Err(Error::Config(
+                "kafka source: enable.partition.eof must stay true (a partition at its end stops holding the watermark)".into(),
+            ));
+        }
         if key == "group.id" || key == "bootstrap.servers" {
             return Err(Error::Config(format!(
                 "kafka source: set {key} with the block's own field, not properties"
@@ -606,24 +639,9 @@ mod tests {
     }
 
     #[test]
-    fn split_first_keeps_offsets_and_bytes() {
-        let mut batch = RawBatch::new(3);
-        batch.push(b"a", 10);
-        batch.push(b"bb", 11);
-        batch.push(b"ccc", 12);
-        let (head, tail) = split_first(batch);
-        assert_eq!(
-            (head.len(), head.record(0), head.records[0].1),
-            (1, &b"a"[..], 10)
-        );
-        assert_eq!(tail.len(), 2);
-        assert_eq!((tail.record(1), tail.records[1].1), (&b"ccc"[..], 12));
-        assert_eq!(tail.partition, 3);
-    }
-
-    #[test]
     fn automatic_offset_store_is_refused() {
         assert!(consumer_config(&config(&[("enable.auto.offset.store", "true")])).is_err());
         assert!(consumer_config(&config(&[("group.id", "other")])).is_err());
+        assert!(consumer_config(&config(&[("enable.partition.eof", "false")])).is_err());
     }
 }

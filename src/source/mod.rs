@@ -39,6 +39,12 @@ pub struct RawBatch {
     pub records: Vec<(Range<usize>, u64)>,
     /// Arrival time (wall clock, epoch ms), used only to detect idle partitions.
     pub arrival_ms: i64,
+    /// The source had read everything the partition held when it cut this
+    /// batch (a Kafka partition end). Only meaningful for partitions the
+    /// source announced with [`PartitionEvent::Assigned`]: those hold the
+    /// watermark until they are caught up (see [`crate::engine::watermark`]).
+    /// A batch may be empty and carry only this news.
+    pub caught_up: bool,
     /// Bytes the source could not even frame into records; the engine
     /// dead-letters and counts them like decode failures.
     pub rejected: Vec<Rejected>,
@@ -125,12 +131,30 @@ pub enum Poll {
     End,
 }
 
+/// A change in which partitions a source reads, reported by
+/// [`Source::take_partition_events`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionEvent {
+    /// The source now reads this partition, which may hold a backlog: it
+    /// holds the watermark back until its records arrive or it is caught up.
+    Assigned(PartitionId),
+    /// The source no longer reads this partition (another consumer does).
+    Revoked(PartitionId),
+}
+
 /// A source of raw records. Runs on its own thread.
 pub trait Source: Send {
     /// Human name (`file`, `stdin`, `kafka`), used in logs and metrics.
     fn name(&self) -> &str;
     /// Blocks until a batch, idleness (after a short timeout) or the end.
     fn poll(&mut self, registry: &PartitionRegistry) -> Result<Poll>;
+    /// Partitions assigned or revoked since the last call. The engine calls
+    /// this after every poll, before it forwards the polled batch, so an
+    /// assignment is known before any record of it is processed. Sources
+    /// with a fixed set of partitions (files) keep the default.
+    fn take_partition_events(&mut self, _registry: &PartitionRegistry) -> Vec<PartitionEvent> {
+        Vec::new()
+    }
     /// Commits safe positions, as `(partition, next offset to read)`.
     fn commit(&mut self, positions: &[(PartitionId, u64)]) -> Result<()>;
     /// Whether the source is assigned input and has consumed it as far as
