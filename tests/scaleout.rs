@@ -411,10 +411,9 @@ sources:
     brokers: "{brokers}"
     topics: [ct]
     group_id: {group}
-    # The default (2048): the source's warm-up buffers up to 16 polls, so
-    # it hears every partition of this backlog before the watermark moves
-    # (a smaller poll lets a fully read partition's sentinel close windows
-    # that partitions not heard yet still feed; see the report of issue 9).
+    # Assigned partitions hold the watermark until heard or caught up, so
+    # the poll size does not decide whether a fully read partition's
+    # sentinel closes windows that partitions not heard yet still feed.
     poll_batch: 2048
     properties:
       session.timeout.ms: "6000"

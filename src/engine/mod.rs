@@ -29,7 +29,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use self::commit::CommitTracker;
 use self::merge::{MergeConfig, PartialWorker, RemoteWatermarks};
-use self::preagg::{PartialFlush, PreaggConfig, Preaggregator};
+use self::preagg::{FlushedMarks, PartialFlush, PreaggConfig, Preaggregator};
 use self::shard::{Emitted, Shard, ShardConfig, ShardMsg};
 use self::watermark::{WatermarkConfig, WatermarkTracker};
 use self::window::EvidenceLimits;
@@ -272,6 +272,8 @@ impl Engine {
             total => (total / self.config.shards).max(1),
         };
 
+        // Stage 1: what each pre-aggregator has flushed, per input partition.
+        let flushed = Arc::new(FlushedMarks::new(self.config.shards));
         std::thread::scope(|scope| -> Result<RunSummary> {
             let sink_builder = std::thread::Builder::new().name("tw-sink".into());
             let sink_handle = match output {
@@ -300,7 +302,8 @@ impl Engine {
                         Arc::clone(&self.metrics.shards[index]),
                         Arc::clone(&self.registry),
                         Arc::clone(&self.watermark),
-                    );
+                    )
+                    .with_siblings(Arc::clone(&flushed));
                     let out = partial_tx.clone();
                     std::thread::Builder::new()
                         .name(format!("tw-preagg-{index}"))

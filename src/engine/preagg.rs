@@ -34,6 +34,9 @@ use crate::metrics::{Tally, WorkerCounters};
 use crate::rules::compile::RuleIdx;
 use crate::rules::RuleSet;
 use crate::source::{now_ms, PartitionId, PartitionRegistry};
+pub use marks::FlushedMarks;
+
+mod marks;
 
 /// One encoded repartition record.
 #[derive(Debug, Clone)]
@@ -93,6 +96,8 @@ pub struct Preaggregator {
     registry: Arc<PartitionRegistry>,
     /// Stage 1's watermark tracker, asked which input partitions are idle.
     watermarks: Arc<WatermarkTracker>,
+    /// What this instance's pre-aggregators have flushed (see [`marks`]).
+    flushed: Arc<FlushedMarks>,
     /// Partition -> first offsets buffered (multiset).
     holds: HashMap<PartitionId, BTreeMap<u64, u32>>,
     sequence: u64,
@@ -121,6 +126,7 @@ impl Preaggregator {
         Preaggregator {
             registry,
             watermarks,
+            flushed: Arc::new(FlushedMarks::new(1)),
             index,
             rules,
             config,
@@ -137,6 +143,13 @@ impl Preaggregator {
             last_watermark_at: Instant::now(),
             tally: Tally::default(),
         }
+    }
+
+    /// Shares `flushed` with the other pre-aggregators of this instance (it
+    /// reports input marks every one of them has flushed; alone by default).
+    pub fn with_siblings(mut self, flushed: Arc<FlushedMarks>) -> Self {
+        self.flushed = flushed;
+        self
     }
 
     /// Runs until the input channel closes, flushing on the interval.
@@ -254,8 +267,22 @@ impl Preaggregator {
     }
 
     /// Hands everything buffered (and the watermark, when it moved or the
-    /// heartbeat is due) to the sink. Returns false when the sink is gone.
+    /// heartbeat is due) to the sink, then tells the sibling pre-aggregators
+    /// how far its input marks are flushed. Returns false when the sink is
+    /// gone.
     fn flush(&mut self, output: &Sender<PartialFlush>, force: bool) -> bool {
+        if !self.queue_flush(output, force) {
+            return false;
+        }
+        // Everything folded so far is queued to the sink now.
+        for (partition, (mark, generation)) in &self.input_marks {
+            self.flushed
+                .record(self.index, *partition, *generation, *mark);
+        }
+        true
+    }
+
+    fn queue_flush(&mut self, output: &Sender<PartialFlush>, force: bool) -> bool {
         self.last_flush = Instant::now();
         // A revoked input partition is no longer ours to report: its new
         // owner reports it (stage 2 keeps our last report until then).
@@ -305,22 +332,41 @@ impl Preaggregator {
         self.counters
             .open_windows
             .store(0, std::sync::atomic::Ordering::Relaxed);
-        let watermark = (self.watermark_ms != i64::MIN && watermark_due).then(|| {
+        let now = now_ms();
+        // Assigned input partitions not heard from yet: reported at the
+        // floor, so that stage 2 knows they exist (or keeps holding at
+        // their previous owner's last report) until their records come.
+        let waiting: Vec<PartitionId> = self
+            .watermarks
+            .waiting(now)
+            .into_iter()
+            .filter(|partition| !self.input_marks.contains_key(partition))
+            .collect();
+        let reportable = self.watermark_ms != i64::MIN || !waiting.is_empty();
+        let watermark = (reportable && watermark_due).then(|| {
             let instance = self.watermark_ms;
-            let now = now_ms();
             // An idle input partition reports the instance watermark, which
-            // has moved on without it; an active one its own.
+            // has moved on without it; an active one how far every
+            // pre-aggregator of this instance has flushed it.
             let inputs = self
                 .input_marks
                 .iter()
-                .map(|(partition, (mark, _))| {
+                .map(|(partition, (mark, generation))| {
+                    let agreed = self
+                        .flushed
+                        .agreed(self.index, *partition, *generation, *mark);
                     let reported = if self.watermarks.is_idle(*partition, now) {
-                        (*mark).max(instance)
+                        agreed.max(instance)
                     } else {
-                        *mark
+                        agreed
                     };
                     (self.input_name(*partition), reported)
                 })
+                .chain(
+                    waiting
+                        .iter()
+                        .map(|partition| (self.input_name(*partition), i64::MIN)),
+                )
                 .collect();
             let mark = ProducerWatermark {
                 src: format!("{}-{}", self.config.producer, self.index),
