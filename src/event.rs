@@ -61,6 +61,9 @@ pub enum FieldValue<'a> {
     Object,
     /// The selector landed on an array.
     Array,
+    /// Every value a wildcard selector (`$.a[*]`, `$.*`) selected, in
+    /// document order; a condition holds when it holds for one of them.
+    Many(Vec<FieldValue<'a>>),
 }
 
 impl<'a> FieldValue<'a> {
@@ -72,7 +75,9 @@ impl<'a> FieldValue<'a> {
             FieldValue::Number(n) => Some(Cow::Owned(format_number(*n))),
             FieldValue::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
             FieldValue::Null => Some(Cow::Borrowed("null")),
-            FieldValue::Missing | FieldValue::Object | FieldValue::Array => None,
+            FieldValue::Missing | FieldValue::Object | FieldValue::Array | FieldValue::Many(_) => {
+                None
+            }
         }
     }
 
@@ -96,6 +101,9 @@ impl<'a> FieldValue<'a> {
             FieldValue::Str(s) => FieldValue::Str(Cow::Owned(s.into_owned())),
             FieldValue::Object => FieldValue::Object,
             FieldValue::Array => FieldValue::Array,
+            FieldValue::Many(values) => {
+                FieldValue::Many(values.into_iter().map(FieldValue::into_owned).collect())
+            }
         }
     }
 }

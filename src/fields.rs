@@ -25,6 +25,10 @@ pub enum PathSeg {
     Key(Box<str>),
     /// An array index.
     Index(u32),
+    /// `.*` in a filter selector: every member of an object.
+    AnyKey,
+    /// `[*]` in a filter selector: every element of an array.
+    AnyIndex,
 }
 
 /// A path into an event: a JSON path for CloudTrail, a single field name for
@@ -73,6 +77,14 @@ impl FieldPath {
         }
     }
 
+    /// Whether the path has a wildcard step (`.*` or `[*]`), so that it
+    /// may select several values (filter selectors only).
+    pub fn has_wildcard(&self) -> bool {
+        self.segs
+            .iter()
+            .any(|s| matches!(s, PathSeg::AnyKey | PathSeg::AnyIndex))
+    }
+
     /// Whether this is an envelope field such as `@log_stream`.
     pub fn is_envelope(&self) -> bool {
         matches!(self.segs.first(), Some(PathSeg::Key(k)) if k.starts_with('@'))
@@ -104,6 +116,12 @@ impl FieldPath {
                 return Err(err(start, "empty path segment"));
             }
             if pos > start {
+                if &body[start..pos] == "*" {
+                    return Err(err(
+                        start,
+                        "wildcards select several values: they are allowed in filter selectors only",
+                    ));
+                }
                 segs.push(PathSeg::Key(body[start..pos].into()));
             }
             while pos < bytes.len() && bytes[pos] == b'[' {
@@ -139,6 +157,8 @@ impl fmt::Display for FieldPath {
                 PathSeg::Key(k) if i == 0 => write!(f, "{k}")?,
                 PathSeg::Key(k) => write!(f, ".{k}")?,
                 PathSeg::Index(n) => write!(f, "[{n}]")?,
+                PathSeg::AnyKey => write!(f, ".*")?,
+                PathSeg::AnyIndex => write!(f, "[*]")?,
             }
         }
         Ok(())
@@ -270,6 +290,11 @@ mod tests {
         assert!(FieldPath::parse("a[x]").is_err());
         assert!(FieldPath::parse("a.").is_err());
         assert!(FieldPath::parse("").is_err());
+        assert!(
+            FieldPath::parse("a.*").is_err(),
+            "wildcards only in selectors"
+        );
+        assert!(FieldPath::parse("a[*]").is_err());
     }
 
     #[test]

@@ -202,3 +202,35 @@ fn run_reads_a_custom_flow_format_from_config_and_writes_alerts_to_a_file() {
     assert_eq!(lines.len(), 1, "{written}");
     assert_eq!(lines[0]["observables"][0]["value"], "198.51.100.7");
 }
+
+#[test]
+fn run_refuses_to_start_on_a_bad_rule_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    write(&rules, "good.yaml", GOOD_RULE);
+    write(
+        &rules,
+        "bad.yaml",
+        "id: bad\ntitle: t\nkind: cloudtrail\nfilter: '{ $.eventName = }'\nwindow: 5m\nthreshold: \">= 1\"\n",
+    );
+    let alerts = dir.path().join("alerts.jsonl");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules: {{builtin: true, dirs: [{rules:?}]}}\nsources:\n  - type: file\n    paths: [\"-\"]\nsinks:\n  alerts: {{type: file, path: {alerts:?}}}\nmetrics: {{listen: \"\"}}\n"
+        ),
+    )
+    .unwrap();
+    let output = trailwatch()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("bad.yaml:4:"), "{stderr}");
+    assert!(!alerts.exists(), "nothing ran");
+}

@@ -200,3 +200,37 @@ fn alert_ids_are_deterministic_across_runs_and_input_order() {
     };
     assert_eq!(ids(&first), ids(&second));
 }
+
+#[test]
+fn a_wildcard_selector_finds_a_world_open_ingress_rule_in_any_position() {
+    // A security group opened to the world: the CIDR may be in any
+    // permission and any range of the request.
+    let spec = rule(
+        r#"
+id: world-open-ingress
+title: Ingress opened to 0.0.0.0/0
+kind: cloudtrail
+filter: '{ ($.eventName = AuthorizeSecurityGroupIngress) && ($.requestParameters.ipPermissions.items[*].ipRanges.items[*].cidrIp = "0.0.0.0/0") }'
+group_by: [recipientAccountId]
+window: 5m
+threshold: ">= 1"
+"#,
+    );
+    let ingress = |id: &str, ranges: &str| {
+        format!(
+            r#"{{"eventTime":"2024-03-01T12:00:00Z","eventName":"AuthorizeSecurityGroupIngress","recipientAccountId":"111122223333","eventID":"{id}","requestParameters":{{"groupId":"sg-1","ipPermissions":{{"items":[{{"ipProtocol":"tcp","fromPort":443,"toPort":443,"ipRanges":{{"items":[{{"cidrIp":"10.0.0.0/8"}}]}}}},{{"ipProtocol":"tcp","fromPort":22,"toPort":22,"ipRanges":{{"items":[{ranges}]}}}}]}}}}}}"#
+        )
+        .into_bytes()
+    };
+    let closed = run_rule(&spec, vec![ingress("a", r#"{"cidrIp":"192.0.2.0/24"}"#)]).unwrap();
+    assert!(creates(&closed).is_empty(), "{closed:?}");
+    let open = run_rule(
+        &spec,
+        vec![ingress(
+            "b",
+            r#"{"cidrIp":"192.0.2.0/24"},{"cidrIp":"0.0.0.0/0"}"#,
+        )],
+    )
+    .unwrap();
+    assert_eq!(creates(&open).len(), 1, "{open:?}");
+}

@@ -37,8 +37,6 @@
 //! # Documented behaviour this implementation does not follow (on purpose
 //! # or not yet)
 //!
-//! - JSON wildcard selectors `$.arrayKey[*]` and `$.*` [MAIN] are rejected
-//!   with a parse error (`known_gap_*` cases pin that, so the gap is seen).
 //! - Regex parentheses, which [MAIN] says are not supported, are accepted
 //!   (the regex crate supports them; being lenient loses nothing).
 //! - `EXISTS`, which [MAIN] says is not supported, is accepted as the
@@ -785,20 +783,112 @@ fn json_numeric_literals() {
 }
 
 #[test]
-fn known_gap_json_wildcard_selectors_are_rejected() {
-    // [MAIN] documents `$.arrayKey[*]` and `$.*` ("You can use the JSON
-    // wildcard to select any array element or any JSON object field"). The
-    // field plan has no multi-valued selectors yet, so these are refused
-    // with a clear error instead of silently never matching.
-    for pattern in [
-        "{ $.arrayKey[*] = %val.{2}% }",
-        "{ $.* = %111\\.111\\.111\\.1[0-9]{1,2}% }",
-    ] {
-        assert!(
-            Filter::parse(pattern).is_err(),
-            "{pattern} now parses: move it into json_patterns"
-        );
-    }
+fn json_wildcard_selectors() {
+    run(vec![
+        // [MAIN] "You can use the JSON wildcard to select any array element
+        // or any JSON object field", with its example event.
+        doc(
+            "aws_doc_wildcard_any_array_element",
+            "{ $.arrayKey[*] = %val.{2}% }",
+            doc_event(),
+            true,
+        ),
+        doc(
+            "aws_doc_wildcard_any_object_field",
+            "{ $.* = %111\\.111\\.111\\.1[0-9]{1,2}% }",
+            doc_event(),
+            true,
+        ),
+        // The rule the page states, on values it does not show.
+        doc(
+            "aws_inferred_wildcard_array_no_element_matches",
+            "{ $.arrayKey[*] = \"nope\" }",
+            doc_event(),
+            false,
+        ),
+        doc(
+            "aws_inferred_wildcard_then_key",
+            "{ $.objectList[*].name = \"b\" }",
+            doc_event(),
+            true,
+        ),
+        doc(
+            "aws_inferred_wildcard_then_key_no_match",
+            "{ $.objectList[*].name = \"c\" }",
+            doc_event(),
+            false,
+        ),
+        doc(
+            "aws_inferred_wildcard_numeric",
+            "{ $.objectList[*].id > 1 }",
+            doc_event(),
+            true,
+        ),
+        doc(
+            "aws_inferred_wildcard_numeric_no_match",
+            "{ $.objectList[*].id > 2 }",
+            doc_event(),
+            false,
+        ),
+        doc(
+            "aws_inferred_wildcard_in_compound_event",
+            "{ $.users[*].email = \"Jane.Doe@example.com\" }",
+            compound_event(),
+            true,
+        ),
+        doc(
+            "aws_inferred_wildcard_nested_arrays",
+            "{ $.coordinates[*][1] = 5 }",
+            compound_event(),
+            true,
+        ),
+        doc(
+            "aws_inferred_wildcard_and_index_together",
+            "{ $.actions[*] = \"DELETE\" && $.actions[0] = \"GET\" }",
+            compound_event(),
+            true,
+        ),
+        // `$.*` is one level, as in JSONPath: a nested value is not a field
+        // of the root ("a" is objectList[0].name).
+        doc(
+            "aws_inferred_wildcard_field_is_one_level",
+            "{ $.* = \"a\" }",
+            doc_event(),
+            false,
+        ),
+        // AWS documents nothing more; `trailwatch::filter` argues these: a
+        // condition on a wildcard holds when it holds for one selected value.
+        doc(
+            "aws_unknown_wildcard_ne_one_element_differs",
+            "{ $.arrayKey[*] != \"value\" }",
+            doc_event(),
+            true,
+        ),
+        doc(
+            "aws_unknown_wildcard_ne_all_equal",
+            "{ $.actions[*] != \"GET\" }",
+            edge_event(),
+            false,
+        ),
+        doc(
+            "aws_unknown_wildcard_on_missing_not_exists",
+            "{ $.missing[*] NOT EXISTS }",
+            doc_event(),
+            true,
+        ),
+        doc(
+            "aws_unknown_wildcard_selecting_not_exists",
+            "{ $.arrayKey[*] NOT EXISTS }",
+            doc_event(),
+            false,
+        ),
+        doc(
+            "aws_unknown_wildcard_on_scalar_selects_nothing",
+            "{ $.eventType[*] = \"UpdateTrail\" }",
+            doc_event(),
+            false,
+        ),
+    ]);
 }
 
 // [MAIN] "Using filter patterns to match terms in space-delimited log events".

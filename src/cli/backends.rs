@@ -27,6 +27,10 @@ fn not_built(feature: &str) -> Error {
 pub fn kafka_source(config: &KafkaSourceConfig, engine: &Engine) -> Result<Box<dyn Source>> {
     let mut source = crate::source::kafka::KafkaSource::new(config)?;
     source.set_tracker(engine.tracker());
+    if engine.is_scaled_out() {
+        // Stage 1 drops batches of revoked partitions: a comeback replays.
+        source.keep_replays();
+    }
     let lag = source.lag();
     engine
         .metrics()
@@ -59,6 +63,8 @@ pub fn kafka_repartition_source(
     };
     let mut source = crate::source::kafka::KafkaSource::new(&config)?;
     source.set_tracker(engine.tracker());
+    // Stage 2 drops the windows of revoked partitions: a comeback replays.
+    source.keep_replays();
     let lag = source.lag();
     engine.metrics().register_lag(
         crate::metrics::REPARTITION_LAG,

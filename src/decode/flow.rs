@@ -3,8 +3,11 @@
 //! Contract: a [`FlowFormat`] is an ordered list of known flow field names
 //! (v2 to v8, including the `ecs-*` fields), parsed from AWS's
 //! `${field} ${field}` form or a plain header line. [`FlowDecoder`] splits a
-//! record on ASCII spaces without allocating and fills the planned single
-//! names (`srcaddr`, `interface-id`, envelope `@…` names). `-` is Missing.
+//! record on ASCII spaces into token spans (a buffer reused across records,
+//! so nothing is allocated), then reads only the columns the plan names
+//! (`srcaddr`, `interface-id`, …; the column list is computed when the
+//! format is set) plus `start`, `account-id` and `region`, and fills the
+//! envelope `@…` names. `-` is Missing.
 //! Numeric fields become `Number` when they parse and stay `Str` otherwise,
 //! except `start`, the event time: non-numeric is `bad_flow_record`, absent
 //! (`-` or not in the format, with no CloudWatch Logs timestamp to fall back
@@ -16,10 +19,9 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
-use smallvec::SmallVec;
 
-use crate::decode::{missing_fields, DecodeError, DecodeErrorReason, Envelope, EnvelopeSlots};
-use crate::event::{Event, EventKind, FieldValue};
+use crate::decode::{DecodeError, DecodeErrorReason, Envelope};
+use crate::event::{Event, EventKind, FieldValue, Fields};
 use crate::fields::{FieldPlan, Slot};
 
 /// The default (version 2) format.
@@ -169,7 +171,11 @@ impl FlowFormat {
         // field name, and parsing it in full would allocate an error. No
         // field name starts with a digit or `-` (a version, an account id,
         // an absent value), which rejects nearly every record at once.
-        let first_byte = *line.trim_start().as_bytes().first()?;
+        let first_byte = match line.as_bytes().first() {
+            // The common case, answered without a Unicode scan.
+            Some(&byte) if byte.is_ascii() && !char::from(byte).is_whitespace() => byte,
+            _ => *line.trim_start().as_bytes().first()?,
+        };
         if first_byte.is_ascii_digit() || first_byte == b'-' {
             return None;
         }
@@ -189,23 +195,42 @@ impl FlowFormat {
     }
 }
 
-#[derive(Clone, Debug, Default)]
-struct Column {
-    numeric: bool,
-    slots: SmallVec<[Slot; 2]>,
+/// One planned field read from one column.
+/// Where one slot of the field plan takes its value from, under the
+/// current format.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SlotSource {
+    /// A column of the record; numeric columns become numbers.
+    Column { column: usize, numeric: bool },
+    /// The CloudWatch Logs owner (`@owner`).
+    Owner,
+    /// The CloudWatch Logs log group (`@log_group`).
+    LogGroup,
+    /// The CloudWatch Logs log stream (`@log_stream`).
+    LogStream,
+    /// The record line itself (`@message`).
+    Message,
+    /// Neither a column of this format nor an envelope name.
+    Absent,
 }
 
 /// Decodes flow records for one field plan; keeps the stream's format.
+///
+/// Only the columns the plan names (plus `start`, `account-id` and
+/// `region`) are looked at: the record is split once into token spans and
+/// the planned columns are then read by index.
 #[derive(Clone, Debug)]
 pub struct FlowDecoder {
     plan_names: Vec<(Slot, Box<str>)>,
     plan_len: usize,
-    envelope: EnvelopeSlots,
     format: FlowFormat,
-    columns: Vec<Column>,
+    /// Per slot of the plan, in slot order.
+    sources: Vec<SlotSource>,
     start: Option<usize>,
     account: Option<usize>,
     region: Option<usize>,
+    /// Token spans of the record being decoded (reused).
+    tokens: Vec<(u32, u32)>,
 }
 
 impl FlowDecoder {
@@ -220,12 +245,12 @@ impl FlowDecoder {
         let mut decoder = FlowDecoder {
             plan_names,
             plan_len: plan.len(),
-            envelope: EnvelopeSlots::from_plan(plan),
             format: FlowFormat::default(),
-            columns: Vec::new(),
+            sources: Vec::new(),
             start: None,
             account: None,
             region: None,
+            tokens: Vec::new(),
         };
         decoder.set_format(format);
         decoder
@@ -242,88 +267,80 @@ impl FlowDecoder {
         self.start = position("start");
         self.account = position("account-id");
         self.region = position("region");
-        self.columns = format
-            .columns
-            .iter()
-            .map(|name| Column {
-                numeric: NUMERIC_FIELDS.contains(name),
-                slots: self
-                    .plan_names
-                    .iter()
-                    .filter(|(_, planned)| planned.as_ref() == *name)
-                    .map(|(slot, _)| *slot)
-                    .collect(),
-            })
-            .collect();
+        let mut sources = vec![SlotSource::Absent; self.plan_len];
+        for (slot, name) in &self.plan_names {
+            let source = match name.as_ref() {
+                "@owner" => SlotSource::Owner,
+                "@log_group" => SlotSource::LogGroup,
+                "@log_stream" => SlotSource::LogStream,
+                "@message" => SlotSource::Message,
+                name => match position(name) {
+                    Some(column) => SlotSource::Column {
+                        column,
+                        numeric: NUMERIC_FIELDS.contains(&name),
+                    },
+                    None => SlotSource::Absent,
+                },
+            };
+            if let Some(target) = sources.get_mut(usize::from(*slot)) {
+                *target = source;
+            }
+        }
+        self.sources = sources;
+        self.tokens = Vec::with_capacity(format.columns.len() + 1);
         self.format = format;
     }
 
     /// Number of fields in the current format.
     pub fn field_count(&self) -> usize {
-        self.columns.len()
+        self.format.columns.len()
     }
 
     /// Decodes one record line.
     pub fn decode<'a>(
-        &self,
+        &mut self,
         line: &'a str,
         envelope: &Envelope<'a>,
         emit: &mut dyn FnMut(&Event<'_>),
     ) -> Result<(), DecodeError> {
-        let line = line.trim_matches(|c: char| c.is_ascii_whitespace());
-        let mut fields = missing_fields(self.plan_len);
-        let mut start = None;
-        let mut account = None;
-        let mut region = None;
+        let line = line.trim_ascii();
         // Tokens are runs of non-space bytes (as `split(' ')` without the
         // empty pieces), found eight bytes at a time.
-        let mut tokens = TokenSpans::new();
-        split_on_spaces(line.as_bytes(), &mut tokens);
-        let count = tokens.len();
-        for (index, (column, &(token_start, token_end))) in
-            self.columns.iter().zip(tokens.iter()).enumerate()
-        {
-            // Both ends sit next to an ASCII space or the line's ends, so
-            // they are char boundaries.
-            let Some(token) = line.get(token_start as usize..token_end as usize) else {
-                continue;
-            };
-            if token == "-" {
-                continue;
-            }
-            if Some(index) == self.start {
-                start = Some(token);
-            } else if Some(index) == self.account {
-                account = Some(token);
-            } else if Some(index) == self.region {
-                region = Some(token);
-            }
-            if column.slots.is_empty() {
-                continue;
-            }
-            let value = match column.numeric {
-                true => match parse_flow_number(token) {
-                    Some(number) => FieldValue::Number(number),
-                    None => FieldValue::Str(Cow::Borrowed(token)),
-                },
-                false => FieldValue::Str(Cow::Borrowed(token)),
-            };
-            for slot in &column.slots {
-                if let Some(target) = fields.get_mut(usize::from(*slot)) {
-                    *target = value.clone();
-                }
-            }
+        let columns = self.format.columns.len();
+        // A hostile line of millions of fields must not leave a large
+        // buffer behind for the rest of the stream.
+        if self.tokens.capacity() > 4 * columns + 64 {
+            self.tokens = Vec::with_capacity(columns + 1);
         }
-        if count != self.columns.len() {
+        let tokens = &mut self.tokens;
+        tokens.clear();
+        // A record line is far shorter than 4 GiB.
+        split_on_spaces(line.as_bytes(), |start, end| {
+            tokens.push((start as u32, end as u32))
+        });
+        let count = tokens.len();
+        if count != columns {
             return Err(DecodeError::new(
                 DecodeErrorReason::BadFlowRecord,
-                format!("{count} fields, format has {}", self.columns.len()),
+                format!("{count} fields, format has {columns}"),
             ));
         }
+        let tokens = &self.tokens;
+        // A present value (not `-`) of a column. Both ends of a span sit
+        // next to an ASCII space or the line's ends, so they are char
+        // boundaries.
+        let value_at = |column: usize| -> Option<&'a str> {
+            let &(token_start, token_end) = tokens.get(column)?;
+            line.get(token_start as usize..token_end as usize)
+                .filter(|token| *token != "-")
+        };
+        let start = self.start.and_then(value_at);
+        let account = self.account.and_then(value_at);
+        let region = self.region.and_then(value_at);
         let time_ms = match (start, envelope.timestamp_ms) {
-            (Some(start), _) => match start.parse::<i64>() {
-                Ok(seconds) => seconds.saturating_mul(1000),
-                Err(_) => {
+            (Some(start), _) => match parse_seconds(start) {
+                Some(seconds) => seconds.saturating_mul(1000),
+                None => {
                     return Err(DecodeError::new(
                         DecodeErrorReason::BadFlowRecord,
                         format!("start {start:?} is not a number"),
@@ -338,35 +355,70 @@ impl FlowDecoder {
                 ));
             }
         };
-        self.envelope.fill(&mut fields, envelope, line);
-        let event = Event {
+        // Built in place: the field vector is filled where it lies.
+        let mut event = Event {
             kind: EventKind::VpcFlow,
             time_ms,
             text: Cow::Borrowed(line),
-            fields,
+            fields: Fields::new(),
             id: envelope.event_id.map(Cow::Borrowed),
             account: account.or(envelope.owner).map(Cow::Borrowed),
             region: region.map(Cow::Borrowed),
         };
+        // Filled where it lies, in slot order: building the inline vector
+        // elsewhere and moving it in would copy all of its inline capacity,
+        // and writing over `Missing` slots would run drop glue per slot.
+        let present = |value: Option<&'a str>| match value {
+            Some(text) => FieldValue::Str(Cow::Borrowed(text)),
+            None => FieldValue::Missing,
+        };
+        for source in &self.sources {
+            let value = match *source {
+                SlotSource::Column { column, numeric } => match value_at(column) {
+                    Some(token) if numeric => match parse_flow_number(token) {
+                        Some(number) => FieldValue::Number(number),
+                        None => FieldValue::Str(Cow::Borrowed(token)),
+                    },
+                    token => present(token),
+                },
+                SlotSource::Owner => present(envelope.owner),
+                SlotSource::LogGroup => present(envelope.log_group),
+                SlotSource::LogStream => present(envelope.log_stream),
+                SlotSource::Message => present(Some(line)),
+                SlotSource::Absent => FieldValue::Missing,
+            };
+            event.fields.push(value);
+        }
         emit(&event);
+        // Every value of a flow event borrows from the line or the
+        // envelope, so dropping one frees nothing; but the generic drop
+        // glue calls out once per slot (about 5% of a flow record's
+        // instructions). Forgetting the event is leak-free unless its
+        // field vector spilled to the heap.
+        debug_assert!(event.fields.iter().all(|value| matches!(
+            value,
+            FieldValue::Missing | FieldValue::Number(_) | FieldValue::Str(Cow::Borrowed(_))
+        )));
+        if !event.fields.spilled() {
+            std::mem::forget(event);
+        }
         Ok(())
     }
 }
 
-/// Token byte ranges of one record; inline for every known format.
-type TokenSpans = SmallVec<[(u32, u32); 48]>;
-
-/// Pushes the byte range of every run of non-space bytes of `bytes` (a
-/// record line, far shorter than 4 GiB). Spaces are found eight bytes at a
-/// time: a byte equal to `b' '` becomes a zero byte after the XOR, and the
-/// exact zero-byte test below sets the top bit of exactly those bytes.
-fn split_on_spaces(bytes: &[u8], out: &mut TokenSpans) {
+/// Calls `push(start, end)` with the byte range of every run of non-space
+/// bytes of `bytes`, in order. Spaces are found eight bytes at a time: a
+/// byte equal to `b' '` becomes a zero byte after the XOR, and the exact
+/// zero-byte test below sets the top bit of exactly those bytes. Also
+/// used by space-delimited filter patterns (`crate::filter`).
+#[inline]
+pub(crate) fn split_on_spaces(bytes: &[u8], mut push: impl FnMut(usize, usize)) {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const SPACES: u64 = 0x2020_2020_2020_2020;
     let mut token_start = 0usize;
-    let mut on_space = |position: usize, out: &mut TokenSpans| {
+    let mut on_space = |position: usize| {
         if position > token_start {
-            out.push((token_start as u32, position as u32));
+            push(token_start, position);
         }
         token_start = position + 1;
     };
@@ -378,18 +430,46 @@ fn split_on_spaces(bytes: &[u8], out: &mut TokenSpans) {
         let x = u64::from_le_bytes(word) ^ SPACES;
         let mut mask = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
         while mask != 0 {
-            on_space(base + (mask.trailing_zeros() / 8) as usize, out);
+            on_space(base + (mask.trailing_zeros() / 8) as usize);
             mask &= mask - 1;
         }
         base += 8;
     }
     for (offset, byte) in chunks.remainder().iter().enumerate() {
         if *byte == b' ' {
-            on_space(base + offset, out);
+            on_space(base + offset);
         }
     }
     if bytes.len() > token_start {
-        out.push((token_start as u32, bytes.len() as u32));
+        push(token_start, bytes.len());
+    }
+}
+
+/// The value of a run of 1 to `max_len` ASCII digits, read in one pass;
+/// `None` for anything else.
+#[inline]
+fn plain_digits(bytes: &[u8], max_len: usize) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > max_len {
+        return None;
+    }
+    let mut value = 0u64;
+    for &byte in bytes {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value * 10 + u64::from(digit);
+    }
+    Some(value)
+}
+
+/// The `start` field as `str::parse::<i64>` reads it, with a fast path for
+/// plain digits (which cannot overflow at 18 digits or fewer).
+#[inline]
+fn parse_seconds(token: &str) -> Option<i64> {
+    match plain_digits(token.as_bytes(), 18) {
+        Some(value) => i64::try_from(value).ok(),
+        None => token.parse::<i64>().ok(),
     }
 }
 
@@ -397,14 +477,10 @@ fn split_on_spaces(bytes: &[u8], out: &mut TokenSpans) {
 /// path; anything else goes through `f64` parsing (finite values only).
 #[inline]
 fn parse_flow_number(token: &str) -> Option<f64> {
-    let bytes = token.as_bytes();
-    if !bytes.is_empty() && bytes.len() <= 15 && bytes.iter().all(u8::is_ascii_digit) {
-        let value = bytes
-            .iter()
-            .fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
-        return Some(value as f64);
+    match plain_digits(token.as_bytes(), 15) {
+        Some(value) => Some(value as f64),
+        None => token.parse::<f64>().ok().filter(|n| n.is_finite()),
     }
-    token.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
 #[cfg(test)]
@@ -421,7 +497,7 @@ mod tests {
     }
 
     fn decode(
-        d: &FlowDecoder,
+        d: &mut FlowDecoder,
         line: &str,
     ) -> Result<(i64, Vec<FieldValue<'static>>, Option<String>), DecodeError> {
         let mut got = None;
@@ -442,12 +518,8 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn spaces_split_like_split_on_blanks(line in "[ a-c0-9\\-é]{0,80}") {
-            let mut tokens = TokenSpans::new();
-            split_on_spaces(line.as_bytes(), &mut tokens);
-            let got: Vec<&str> = tokens
-                .iter()
-                .map(|&(s, e)| &line[s as usize..e as usize])
-                .collect();
+            let mut got: Vec<&str> = Vec::new();
+            split_on_spaces(line.as_bytes(), |s, e| got.push(&line[s..e]));
             let want: Vec<&str> = line.split(' ').filter(|t| !t.is_empty()).collect();
             proptest::prop_assert_eq!(got, want);
         }
@@ -455,13 +527,13 @@ mod tests {
 
     #[test]
     fn v2_record() {
-        let d = decoder(
+        let mut d = decoder(
             &["srcaddr", "dstport", "action", "bytes", "vpc-id"],
             FlowFormat::default(),
         );
         let line =
             "2 123456789012 eni-1 10.0.0.1 10.0.0.2 443 22 6 10 -5 1709294400 1709294460 REJECT OK";
-        let (time, f, account) = decode(&d, line).unwrap();
+        let (time, f, account) = decode(&mut d, line).unwrap();
         assert_eq!(time, 1_709_294_400_000);
         assert_eq!(f[0], FieldValue::Str("10.0.0.1".into()));
         assert_eq!(f[1], FieldValue::Number(22.0));
@@ -473,17 +545,18 @@ mod tests {
 
     #[test]
     fn nodata_and_errors() {
-        let d = decoder(&["srcaddr", "log-status"], FlowFormat::default());
+        let mut d = decoder(&["srcaddr", "log-status"], FlowFormat::default());
         let (time, f, _) = decode(
-            &d,
+            &mut d,
             "2 123 eni-1 - - - - - - - 1709294400 1709294460 - NODATA",
         )
         .unwrap();
         assert_eq!(time, 1_709_294_400_000);
         assert_eq!(f[0], FieldValue::Missing);
         assert_eq!(f[1], FieldValue::Str("NODATA".into()));
-        let reason = |l: &str| decode(&d, l).unwrap_err().reason;
+        let mut reason = |l: &str| decode(&mut d, l).unwrap_err().reason;
         assert_eq!(reason("2 123 eni-1"), DecodeErrorReason::BadFlowRecord);
+        assert_eq!(reason(&"x ".repeat(1000)), DecodeErrorReason::BadFlowRecord);
         assert_eq!(
             reason("2 1 e a b 1 2 6 1 1 soon 1 ACCEPT OK"),
             DecodeErrorReason::BadFlowRecord
@@ -492,6 +565,13 @@ mod tests {
             reason("2 1 e a b 1 2 6 1 1 - 1 ACCEPT OK"),
             DecodeErrorReason::BadEventTime
         );
+        // The long line leaves no large span buffer behind.
+        decode(
+            &mut d,
+            "2 123 eni-1 - - - - - - - 1709294400 1709294460 - NODATA",
+        )
+        .unwrap();
+        assert!(d.tokens.capacity() <= V2_FIELDS.len() + 1);
     }
 
     #[test]
@@ -502,8 +582,8 @@ mod tests {
             format.to_string(),
             "${srcaddr} ${start} ${region} ${tcp-flags} ${ecs-task-id}"
         );
-        let d = decoder(&["tcp-flags", "srcaddr"], format);
-        let (time, f, _) = decode(&d, "10.1.1.1 100 eu-west-1 2 -").unwrap();
+        let mut d = decoder(&["tcp-flags", "srcaddr"], format);
+        let (time, f, _) = decode(&mut d, "10.1.1.1 100 eu-west-1 2 -").unwrap();
         assert_eq!(time, 100_000);
         assert_eq!(
             f,

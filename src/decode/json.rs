@@ -6,7 +6,11 @@
 //! other member is skipped with [`serde::de::IgnoredAny`]; array indexes
 //! likewise. A value reaching a trie node is delivered to that node's
 //! targets: strings without escapes are borrowed from the input, a path
-//! landing on an object or array yields `Object` / `Array`. Nesting deeper
+//! landing on an object or array yields `Object` / `Array`. Wildcard steps
+//! (`.*`, `[*]`) descend into every member or element, and their slots
+//! collect every value they reach ([`Target::Many`]); a value that feeds
+//! both a named and a wildcard child is read once as raw JSON and walked
+//! twice. Nesting deeper
 //! than serde_json's recursion limit (128) is an error, never a stack
 //! overflow.
 
@@ -14,6 +18,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
 use crate::decode::{DecodeError, DecodeErrorReason};
@@ -25,6 +30,9 @@ use crate::fields::{FieldPath, PathSeg, Slot};
 pub enum Target {
     /// A planned field slot.
     Slot(Slot),
+    /// A planned slot of a wildcard selector: every value reaching it is
+    /// collected into [`FieldValue::Many`].
+    Many(Slot),
     /// One of the decoder's own special values (index into
     /// [`Extracted::specials`]).
     Special(u8),
@@ -38,6 +46,10 @@ struct Node {
     targets: SmallVec<[Target; 1]>,
     keys: Vec<(Box<str>, u32)>,
     indexes: Vec<(u32, u32)>,
+    /// Child for every member (`.*`).
+    any_key: Option<u32>,
+    /// Child for every element (`[*]`).
+    any_index: Option<u32>,
 }
 
 /// A trie of planned JSON paths.
@@ -55,21 +67,29 @@ impl Default for PathTrie {
 }
 
 impl PathTrie {
-    /// Adds `path` with `target` at its end.
+    /// Adds `path` with `target` at its end (a wildcard path's slot target
+    /// becomes [`Target::Many`]).
     pub fn insert(&mut self, path: &FieldPath, target: Target) {
+        let target = match target {
+            Target::Slot(slot) if path.has_wildcard() => Target::Many(slot),
+            other => other,
+        };
         let mut node = 0usize;
         for seg in path.segs() {
+            let current = &self.nodes[node];
             let existing = match seg {
-                PathSeg::Key(key) => self.nodes[node]
+                PathSeg::Key(key) => current
                     .keys
                     .iter()
                     .find(|(k, _)| k == key)
                     .map(|(_, child)| *child),
-                PathSeg::Index(index) => self.nodes[node]
+                PathSeg::Index(index) => current
                     .indexes
                     .iter()
                     .find(|(i, _)| i == index)
                     .map(|(_, child)| *child),
+                PathSeg::AnyKey => current.any_key,
+                PathSeg::AnyIndex => current.any_index,
             };
             node = match existing {
                 Some(child) => child as usize,
@@ -77,9 +97,12 @@ impl PathTrie {
                     let child = self.nodes.len();
                     self.nodes.push(Node::default());
                     let child_id = u32::try_from(child).unwrap_or(u32::MAX);
+                    let parent = &mut self.nodes[node];
                     match seg {
-                        PathSeg::Key(key) => self.nodes[node].keys.push((key.clone(), child_id)),
-                        PathSeg::Index(index) => self.nodes[node].indexes.push((*index, child_id)),
+                        PathSeg::Key(key) => parent.keys.push((key.clone(), child_id)),
+                        PathSeg::Index(index) => parent.indexes.push((*index, child_id)),
+                        PathSeg::AnyKey => parent.any_key = Some(child_id),
+                        PathSeg::AnyIndex => parent.any_index = Some(child_id),
                     }
                     child
                 }
@@ -117,6 +140,15 @@ impl<'de> Extracted<'de, '_> {
         let slot = match target {
             Target::Slot(slot) => self.fields.get_mut(usize::from(slot)),
             Target::Special(index) => self.specials.get_mut(usize::from(index)),
+            Target::Many(slot) => {
+                if let Some(field) = self.fields.get_mut(usize::from(slot)) {
+                    match field {
+                        FieldValue::Many(values) => values.push(value),
+                        other => *other = FieldValue::Many(vec![value]),
+                    }
+                }
+                return;
+            }
         };
         if let Some(slot) = slot {
             *slot = value;
@@ -252,14 +284,19 @@ impl<'de> Visitor<'de> for NodeSeed<'_, '_, 'de, '_> {
         };
         self.out.deliver(&node.targets, FieldValue::Object);
         while let Some(child) = map.next_key_seed(KeySeed { node })? {
-            match child {
-                Some(child) => map.next_value_seed(NodeSeed {
+            match (child, node.any_key) {
+                (Some(child), None) | (None, Some(child)) => map.next_value_seed(NodeSeed {
                     trie,
                     node: child,
                     root: false,
                     out: &mut *self.out,
                 })?,
-                None => {
+                (Some(named), Some(any)) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    extract_raw(trie, named, raw, self.out)?;
+                    extract_raw(trie, any, raw, self.out)?;
+                }
+                (None, None) => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -287,8 +324,8 @@ impl<'de> Visitor<'de> for NodeSeed<'_, '_, 'de, '_> {
                 .iter()
                 .find(|(i, _)| *i == index)
                 .map(|(_, c)| *c);
-            let more = match child {
-                Some(child) => seq
+            let more = match (child, node.any_index) {
+                (Some(child), None) | (None, Some(child)) => seq
                     .next_element_seed(NodeSeed {
                         trie,
                         node: child,
@@ -296,7 +333,15 @@ impl<'de> Visitor<'de> for NodeSeed<'_, '_, 'de, '_> {
                         out: &mut *self.out,
                     })?
                     .is_some(),
-                None => seq.next_element::<IgnoredAny>()?.is_some(),
+                (Some(named), Some(any)) => match seq.next_element::<&'de RawValue>()? {
+                    Some(raw) => {
+                        extract_raw(trie, named, raw, self.out)?;
+                        extract_raw(trie, any, raw, self.out)?;
+                        true
+                    }
+                    None => false,
+                },
+                (None, None) => seq.next_element::<IgnoredAny>()?.is_some(),
             };
             if !more {
                 return Ok(());
@@ -304,6 +349,26 @@ impl<'de> Visitor<'de> for NodeSeed<'_, '_, 'de, '_> {
             index = index.saturating_add(1);
         }
     }
+}
+
+/// Walks one already-delimited value from trie node `node`: used when a
+/// value feeds both a named child and a wildcard child, which one streaming
+/// pass cannot do. Borrowed strings still borrow from the input.
+fn extract_raw<'de, E: de::Error>(
+    trie: &PathTrie,
+    node: u32,
+    raw: &'de RawValue,
+    out: &mut Extracted<'de, '_>,
+) -> Result<(), E> {
+    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+    NodeSeed {
+        trie,
+        node,
+        root: false,
+        out,
+    }
+    .deserialize(&mut deserializer)
+    .map_err(E::custom)
 }
 
 /// Resolves an object key to the child trie node, without allocating.
@@ -356,6 +421,53 @@ mod tests {
         };
         extract(&trie, text, &mut extracted)?;
         Ok(fields.into_iter().map(FieldValue::into_owned).collect())
+    }
+
+    #[test]
+    fn wildcard_paths_collect_every_value_they_select() {
+        use PathSeg::{AnyIndex, AnyKey, Index, Key};
+        let key = |k: &str| Key(k.into());
+        let paths = [
+            vec![key("a"), AnyIndex, key("n")],
+            vec![AnyKey],
+            vec![key("c"), AnyIndex],
+            vec![key("c"), Index(1)],
+            vec![key("b"), key("q")],
+            vec![key("zz"), AnyIndex],
+        ];
+        let mut trie = PathTrie::default();
+        for (i, segs) in paths.iter().enumerate() {
+            let path = FieldPath::from_segs(segs.clone());
+            trie.insert(&path, Target::Slot(i as Slot));
+        }
+        let text = r#"{"a":[{"n":"x"},{"n":"y"},{"m":1}],"b":{"p":1,"q":"z"},"c":["u","v"]}"#;
+        let mut fields: Fields<'_> = crate::decode::missing_fields(paths.len());
+        let mut extracted = Extracted {
+            fields: &mut fields,
+            specials: Default::default(),
+        };
+        extract(&trie, text, &mut extracted).unwrap();
+        let s = |v: &'static str| FieldValue::Str(v.into());
+        assert_eq!(fields[0], FieldValue::Many(vec![s("x"), s("y")]));
+        assert_eq!(
+            fields[1],
+            FieldValue::Many(vec![
+                FieldValue::Array,
+                FieldValue::Object,
+                FieldValue::Array
+            ]),
+            "one level, in document order"
+        );
+        assert_eq!(fields[2], FieldValue::Many(vec![s("u"), s("v")]));
+        // Named steps next to a wildcard on the same container still work
+        // (the value is read once as raw JSON and walked twice).
+        assert_eq!(fields[3], s("v"));
+        assert_eq!(fields[4], s("z"));
+        assert_eq!(fields[5], FieldValue::Missing);
+        assert!(
+            matches!(&fields[4], FieldValue::Str(std::borrow::Cow::Borrowed(_))),
+            "still borrowed from the input"
+        );
     }
 
     #[test]

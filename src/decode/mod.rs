@@ -285,9 +285,9 @@ impl EnvelopeSlots {
 
 /// A fresh field vector with `len` missing slots.
 pub(crate) fn missing_fields<'a>(len: usize) -> Fields<'a> {
-    let mut fields = Fields::new();
-    fields.resize(len, FieldValue::Missing);
-    fields
+    // Collected rather than `resize`d: each slot is written as a constant
+    // instead of cloned from a template value.
+    (0..len).map(|_| FieldValue::Missing).collect()
 }
 
 /// Decodes raw records of one input stream or partition.

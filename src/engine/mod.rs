@@ -205,6 +205,11 @@ impl Engine {
         Arc::clone(&self.registry)
     }
 
+    /// Whether this engine is a stage of a scaled-out deployment.
+    pub fn is_scaled_out(&self) -> bool {
+        !matches!(self.config.stage, Stage::Direct)
+    }
+
     /// The commit tracker.
     pub fn tracker(&self) -> CommitTracker {
         self.tracker.clone()

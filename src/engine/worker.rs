@@ -30,6 +30,17 @@ pub fn route(rule: RuleIdx, key: &str, shards: usize) -> usize {
     (hash % shards.max(1) as u64) as usize
 }
 
+/// A rule to run on an event, with the predicates the dispatch has already
+/// proven for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The rule.
+    pub rule: RuleIdx,
+    /// Bit `i` set: predicate `i` is an equality (or `in` list) on the
+    /// dispatch field that the event's value satisfies, so it need not run.
+    pub proven: u32,
+}
+
 /// Rules of one kind indexed by the exact value of one string field
 /// (`eventName` for CloudTrail, `action` for VPC flows), built from
 /// [`crate::filter::Filter::required_strings`] and
@@ -40,13 +51,14 @@ pub fn route(rule: RuleIdx, key: &str, shards: usize) -> usize {
 #[derive(Debug, Default)]
 pub struct RuleDispatch {
     slot: Option<crate::fields::Slot>,
-    by_value: hashbrown::HashMap<Box<str>, Vec<RuleIdx>>,
-    unconstrained: Vec<RuleIdx>,
+    by_value: hashbrown::HashMap<Box<str>, Vec<Candidate>>,
+    unconstrained: Vec<Candidate>,
+    all: Vec<Candidate>,
 }
 
 impl RuleDispatch {
-    /// The dispatch of CloudTrail rules by `eventName` (empty when no rule
-    /// reads `eventName`).
+    /// The dispatch of CloudTrail rules by `eventName` (every rule, each
+    /// time, when no rule reads `eventName`).
     pub fn cloudtrail(rules: &RuleSet) -> Self {
         Self::by_field(rules, crate::event::EventKind::CloudTrail, "eventName")
     }
@@ -56,19 +68,29 @@ impl RuleDispatch {
         Self::by_field(rules, crate::event::EventKind::VpcFlow, "action")
     }
 
+    /// Every rule of `kind`, for every event (no dispatch field).
+    pub fn every(rules: &RuleSet, kind: crate::event::EventKind) -> Self {
+        RuleDispatch {
+            all: rules
+                .for_kind(kind)
+                .iter()
+                .map(|&rule| Candidate { rule, proven: 0 })
+                .collect(),
+            ..RuleDispatch::default()
+        }
+    }
+
     /// The dispatch of the rules of `kind` by the planned field `field`
-    /// (empty when no rule of the kind reads it).
+    /// (every rule, each time, when no rule of the kind reads it).
     pub fn by_field(rules: &RuleSet, kind: crate::event::EventKind, field: &str) -> Self {
+        let mut dispatch = Self::every(rules, kind);
         let Ok(path) = crate::fields::FieldPath::parse(field) else {
-            return RuleDispatch::default();
+            return dispatch;
         };
         let Some(slot) = rules.plans().for_kind(kind).get(&path) else {
-            return RuleDispatch::default();
+            return dispatch;
         };
-        let mut dispatch = RuleDispatch {
-            slot: Some(slot),
-            ..RuleDispatch::default()
-        };
+        dispatch.slot = Some(slot);
         let mut constrained: Vec<(RuleIdx, Vec<&str>)> = Vec::new();
         for &idx in rules.for_kind(kind) {
             let rule = rules.rule(idx);
@@ -80,7 +102,10 @@ impl RuleDispatch {
                 .min_by_key(Vec::len);
             match required {
                 Some(values) => constrained.push((idx, values)),
-                None => dispatch.unconstrained.push(idx),
+                None => dispatch.unconstrained.push(Candidate {
+                    rule: idx,
+                    proven: 0,
+                }),
             }
         }
         for (_, values) in &constrained {
@@ -89,22 +114,42 @@ impl RuleDispatch {
             }
         }
         for (value, list) in dispatch.by_value.iter_mut() {
-            list.extend(dispatch.unconstrained.iter().copied());
+            let mut rules_for_value: Vec<RuleIdx> =
+                dispatch.unconstrained.iter().map(|c| c.rule).collect();
             for (idx, values) in &constrained {
-                if values.contains(&value.as_ref()) && !list.contains(idx) {
-                    list.push(*idx);
+                if values.contains(&value.as_ref()) && !rules_for_value.contains(idx) {
+                    rules_for_value.push(*idx);
                 }
             }
-            list.sort_unstable();
+            rules_for_value.sort_unstable();
+            // An event dispatched here has `value` in the slot: every
+            // predicate that only asks for that value holds already.
+            *list = rules_for_value
+                .into_iter()
+                .map(|idx| {
+                    let proven = rules
+                        .rule(idx)
+                        .predicates
+                        .iter()
+                        .take(32)
+                        .enumerate()
+                        .filter(|(_, p)| {
+                            p.required_strings(slot)
+                                .is_some_and(|values| values.contains(&value.as_ref()))
+                        })
+                        .fold(0u32, |bits, (i, _)| bits | 1 << i);
+                    Candidate { rule: idx, proven }
+                })
+                .collect();
         }
         dispatch
     }
 
-    /// The rules `event` may match, among `all` (the rules of its kind).
+    /// The rules `event` may match (of the dispatch's kind).
     #[inline]
-    pub fn candidates<'r>(&'r self, event: &Event<'_>, all: &'r [RuleIdx]) -> &'r [RuleIdx] {
+    pub fn candidates(&self, event: &Event<'_>) -> &[Candidate] {
         let Some(slot) = self.slot else {
-            return all;
+            return &self.all;
         };
         match event.field(slot) {
             FieldValue::Str(value) => match self.by_value.get(value.as_ref()) {
@@ -113,7 +158,7 @@ impl RuleDispatch {
             },
             // Numbers and booleans can equal a literal through their JSON
             // text; missing fields match `!=` tests: evaluate every rule.
-            _ => all,
+            _ => &self.all,
         }
     }
 }
@@ -127,6 +172,7 @@ pub struct DecodeWorker {
     rules: Arc<RuleSet>,
     cloudtrail_dispatch: RuleDispatch,
     flow_dispatch: RuleDispatch,
+    host_dispatch: RuleDispatch,
     decode_config: DecodeConfig,
     decoders: HashMap<PartitionId, Decoder>,
     watermark: Arc<WatermarkTracker>,
@@ -166,6 +212,7 @@ impl DecodeWorker {
         DecodeWorker {
             cloudtrail_dispatch: RuleDispatch::cloudtrail(&rules),
             flow_dispatch: RuleDispatch::vpcflow(&rules),
+            host_dispatch: RuleDispatch::every(&rules, crate::event::EventKind::HostLog),
             rules,
             decode_config,
             decoders: HashMap::new(),
@@ -205,13 +252,23 @@ impl DecodeWorker {
     /// shards have gone away (shutdown).
     pub fn process(&mut self, batch: RawBatch) -> bool {
         self.forget_revoked();
-        if batch.generation != self.tracker.generation(batch.partition) {
+        // Stage 1 only: the direct path keeps the windows a revoked
+        // partition fed and counts such a batch in them (the source then
+        // skips it if the partition comes back), as main does.
+        if self.report_partitions && batch.generation != self.tracker.generation(batch.partition) {
             // Read before its partition was revoked: the new owner replays it.
             tracing::debug!(
                 partition = batch.partition,
                 "dropping a batch of a revoked partition"
             );
             return true;
+        }
+        if batch.replayed_skipped > 0 {
+            let tally = Tally {
+                replayed_skipped: batch.replayed_skipped,
+                ..Tally::default()
+            };
+            self.counters.add(&tally);
         }
         if batch.is_empty() && batch.rejected.is_empty() {
             // News about the partition only (it reached its end).
@@ -282,6 +339,7 @@ impl DecodeWorker {
             rules: &self.rules,
             cloudtrail_dispatch: &self.cloudtrail_dispatch,
             flow_dispatch: &self.flow_dispatch,
+            host_dispatch: &self.host_dispatch,
             watermark: &self.watermark,
             outputs: &mut outputs,
             tally: &mut tally,
@@ -397,6 +455,7 @@ struct Collector<'w> {
     rules: &'w RuleSet,
     cloudtrail_dispatch: &'w RuleDispatch,
     flow_dispatch: &'w RuleDispatch,
+    host_dispatch: &'w RuleDispatch,
     watermark: &'w WatermarkTracker,
     outputs: &'w mut Vec<MatchBatch>,
     tally: &'w mut Tally,
@@ -445,15 +504,18 @@ impl DecodeSink for Collector<'_> {
         }
         self.max_event_ms = Some(self.max_event_ms.map_or(time_ms, |m| m.max(time_ms)));
         let shard_count = self.outputs.len();
-        let all = self.rules.for_kind(event.kind);
-        let candidates = match event.kind {
-            crate::event::EventKind::CloudTrail => self.cloudtrail_dispatch.candidates(event, all),
-            crate::event::EventKind::VpcFlow => self.flow_dispatch.candidates(event, all),
-            crate::event::EventKind::HostLog => all,
+        let dispatch = match event.kind {
+            crate::event::EventKind::CloudTrail => self.cloudtrail_dispatch,
+            crate::event::EventKind::VpcFlow => self.flow_dispatch,
+            crate::event::EventKind::HostLog => self.host_dispatch,
         };
-        for &rule_idx in candidates {
+        for &Candidate {
+            rule: rule_idx,
+            proven,
+        } in dispatch.candidates(event)
+        {
             let rule = self.rules.rule(rule_idx);
-            if !rule.matches(event) {
+            if !rule.matches_unproven(event, proven) {
                 continue;
             }
             // CloudWatch: an absent or non-numeric value adds nothing.
@@ -570,6 +632,58 @@ mod tests {
             prop_assert!(shard < shards);
             prop_assert_eq!(shard, route(rule, &key, shards));
         }
+    }
+
+    /// Dispatch (with its proven predicates) selects exactly the matches
+    /// that evaluating every rule of the kind in full selects, in order.
+    #[test]
+    fn dispatch_agrees_with_every_rule() {
+        use crate::decode::testing::Collector;
+        use crate::event::EventKind;
+        use crate::gen::{generate_records, GenKind, GenOptions};
+        let loaded = crate::rules::load_all(&[], false).expect("built-in rules");
+        let rules = crate::rules::compile_all(&loaded).expect("compile");
+        let mut decoder = Decoder::new(DecodeConfig::default(), rules.plans());
+        let mut collector = Collector::new();
+        for kind in [GenKind::CloudTrail, GenKind::Flows] {
+            let options = GenOptions {
+                count: 3000,
+                ..GenOptions::default()
+            };
+            for record in generate_records(kind, &options) {
+                decoder.decode(&record, &mut collector);
+            }
+        }
+        let mut proven_skips = 0;
+        let mut matched = 0;
+        for kind in [EventKind::CloudTrail, EventKind::VpcFlow] {
+            let dispatch = match kind {
+                EventKind::CloudTrail => RuleDispatch::cloudtrail(&rules),
+                _ => RuleDispatch::vpcflow(&rules),
+            };
+            for event in collector.events.iter().filter(|e| e.kind == kind) {
+                let full: Vec<RuleIdx> = rules
+                    .for_kind(kind)
+                    .iter()
+                    .copied()
+                    .filter(|&idx| rules.rule(idx).matches(event))
+                    .collect();
+                let dispatched: Vec<RuleIdx> = dispatch
+                    .candidates(event)
+                    .iter()
+                    .inspect(|c| proven_skips += c.proven.count_ones())
+                    .filter(|c| rules.rule(c.rule).matches_unproven(event, c.proven))
+                    .map(|c| c.rule)
+                    .collect();
+                assert_eq!(full, dispatched, "{}", event.text);
+                matched += full.len();
+            }
+        }
+        assert!(matched > 100, "the sample matches rules ({matched})");
+        assert!(
+            proven_skips > 1000,
+            "flow action tests are proven ({proven_skips})"
+        );
     }
 
     #[test]

@@ -95,7 +95,52 @@ pub(crate) struct Delimited {
     /// The longest literal some field must equal exactly (`action="REJECT"`):
     /// a line that does not contain it cannot match, which is found
     /// without splitting the line into fields.
-    pub required: Option<Box<Finder<'static>>>,
+    pub required: Option<RequiredLiteral>,
+}
+
+/// A literal a line must contain. In a short line (a flow record) it is
+/// looked for by its rarest byte: one `memchr` rejects the line when that
+/// byte is absent, without a substring searcher's per-call setup. Longer
+/// text goes to the `memmem` searcher, whose time stays linear however
+/// often the rare byte occurs.
+#[derive(Clone, Debug)]
+pub(crate) struct RequiredLiteral {
+    needle: Box<[u8]>,
+    /// Index in `needle` of its rarest byte (memchr's frequency ranking).
+    rare: usize,
+    finder: Box<Finder<'static>>,
+}
+
+/// Text up to this length is searched by the literal's rarest byte.
+const SHORT_TEXT: usize = 512;
+
+impl RequiredLiteral {
+    /// The literal `needle` (not empty).
+    pub fn new(needle: &[u8]) -> RequiredLiteral {
+        let rare = memchr::arch::all::packedpair::Pair::new(needle)
+            .map_or(0, |pair| usize::from(pair.index1()));
+        RequiredLiteral {
+            needle: needle.into(),
+            rare,
+            finder: Box::new(Finder::new(needle).into_owned()),
+        }
+    }
+
+    /// Whether `haystack` contains the literal.
+    #[inline]
+    pub fn is_in(&self, haystack: &[u8]) -> bool {
+        if haystack.len() > SHORT_TEXT {
+            return self.finder.find(haystack).is_some();
+        }
+        let Some(&rare_byte) = self.needle.get(self.rare) else {
+            return true;
+        };
+        memchr::memchr_iter(rare_byte, haystack).any(|at| {
+            at.checked_sub(self.rare)
+                .and_then(|start| haystack.get(start..start + self.needle.len()))
+                == Some(&self.needle[..])
+        })
+    }
 }
 
 impl Delimited {
@@ -117,7 +162,7 @@ impl Delimited {
             .filter_map(|field| field.cond.as_ref().and_then(exact))
             .filter(|text| !text.is_empty())
             .max_by_key(|text| text.len())
-            .map(|text| Box::new(Finder::new(text.as_bytes()).into_owned()));
+            .map(|text| RequiredLiteral::new(text.as_bytes()));
         Delimited { groups, required }
     }
 }

@@ -1,7 +1,8 @@
 //! Matching compiled patterns against events. Nothing here allocates in the
 //! common cases: terms use precompiled substring finders, JSON conditions
 //! read planned field slots, and space-delimited fields are split into an
-//! inline vector of spans over the event text.
+//! inline vector of spans over the event text (eight bytes at a time when
+//! the text has no quotes, brackets, tabs or line breaks).
 
 use std::io::Write;
 
@@ -25,7 +26,7 @@ impl Pattern {
             Pattern::Json(expr) => expr.matches(event),
             Pattern::Delimited(delimited) => {
                 if let Some(required) = &delimited.required {
-                    if required.find(event.text.as_bytes()).is_none() {
+                    if !required.is_in(event.text.as_bytes()) {
                         return false;
                     }
                 }
@@ -80,11 +81,19 @@ impl JsonTest {
     /// a selector on an object or array matches no comparison; `!=` matches
     /// a missing or null field; ordering needs a JSON number.
     pub(crate) fn matches(&self, value: &FieldValue<'_>) -> bool {
+        if let FieldValue::Many(values) = value {
+            // A wildcard selector: the condition holds for one of the
+            // selected values (`NOT EXISTS`: none was selected).
+            return match self {
+                JsonTest::NotExists => values.is_empty(),
+                _ => values.iter().any(|v| self.matches(v)),
+            };
+        }
         match self {
             JsonTest::Eq(m) => m.matches_field(value),
             JsonTest::Ne(m) => match value {
                 FieldValue::Missing | FieldValue::Null => true,
-                FieldValue::Object | FieldValue::Array => false,
+                FieldValue::Object | FieldValue::Array | FieldValue::Many(_) => false,
                 _ => !m.matches_field(value),
             },
             JsonTest::Cmp(op, n) => match value {
@@ -126,9 +135,11 @@ impl ValueMatch {
                 ValueMatch::Number { .. } => false,
                 _ => self.matches_text(if *b { "true" } else { "false" }),
             },
-            FieldValue::Missing | FieldValue::Null | FieldValue::Object | FieldValue::Array => {
-                false
-            }
+            FieldValue::Missing
+            | FieldValue::Null
+            | FieldValue::Object
+            | FieldValue::Array
+            | FieldValue::Many(_) => false,
         }
     }
 }
@@ -165,6 +176,20 @@ pub(crate) fn compare(op: Op, left: f64, right: f64) -> bool {
 /// characters, with `"..."` and `[...]` each taken as one field (without
 /// their delimiters). An unterminated quote or bracket runs to the end.
 pub(crate) fn tokenize(text: &str, out: &mut Spans) {
+    let bytes = text.as_bytes();
+    // Without quotes, brackets, tabs or line breaks (flow records), the
+    // fields are the runs of non-space bytes: found eight bytes at a time.
+    if memchr::memchr2(b'"', b'[', bytes).is_none()
+        && memchr::memchr3(b'\t', b'\n', b'\r', bytes).is_none()
+    {
+        crate::decode::flow::split_on_spaces(bytes, |start, end| out.push((start, end)));
+        return;
+    }
+    tokenize_general(text, out);
+}
+
+/// [`tokenize`] for any text, a byte at a time.
+fn tokenize_general(text: &str, out: &mut Spans) {
     let bytes = text.as_bytes();
     let is_blank = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     let mut i = 0;
@@ -278,6 +303,35 @@ impl FieldExpr {
             FieldExpr::Test(FieldTest::Cmp(op, n)) => {
                 parse_number(token.trim()).is_some_and(|x| compare(*op, x, *n))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn fast_tokenize_agrees_with_the_general_one(text in "[ a-c0-9\"\\[\\]\t\r\n-]{0,60}") {
+            let mut fast = Spans::new();
+            tokenize(&text, &mut fast);
+            let mut general = Spans::new();
+            tokenize_general(&text, &mut general);
+            proptest::prop_assert_eq!(fast, general);
+        }
+
+        #[test]
+        fn required_literal_agrees_with_a_substring_search(
+            needle in "[a-cJ ]{1,6}",
+            haystack in "[a-cJ ]{0,40}",
+            repeat in 1usize..40,
+        ) {
+            let literal = super::super::ast::RequiredLiteral::new(needle.as_bytes());
+            proptest::prop_assert_eq!(literal.is_in(haystack.as_bytes()), haystack.contains(&needle));
+            // Long text takes the searcher.
+            let long = haystack.repeat(repeat * 20);
+            proptest::prop_assert_eq!(literal.is_in(long.as_bytes()), long.contains(&needle));
         }
     }
 }

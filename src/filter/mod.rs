@@ -41,6 +41,12 @@
 //!   `NOT EXISTS`. `EXISTS` is accepted as the opposite of `NOT EXISTS`
 //!   (an extension: AWS documents that `IS NOT` and `EXISTS` are not
 //!   supported).
+//! - Wildcard selectors: `[*]` selects every element of an array and `.*`
+//!   every member of an object, one level (as in JSONPath); they combine
+//!   with keys and indexes (`$.items[*].name`). A condition holds when it
+//!   holds for one selected value, `!=` included (some value differs);
+//!   `NOT EXISTS` holds when nothing is selected. AWS documents the
+//!   selectors, not these edge cases.
 //! - Keywords (`IS`, `NULL`, `NOT EXISTS`, ...) are accepted in any case.
 //! - Regexes use the `regex` crate (linear time, no backtracking), which
 //!   accepts a superset of the AWS regex subset (parentheses, which AWS

@@ -262,12 +262,11 @@ fn parse_selector(c: &mut Cursor<'_>) -> Result<FieldPath, FilterError> {
                     return Err(c.error_at(key_start, "expected a key name after '.' in selector"));
                 }
                 if &rest[..len] == "*" {
-                    // AWS documents `$.*` (any field); the field plan has no
-                    // multi-valued selectors, so refuse rather than look up a
-                    // key literally named `*`.
-                    return Err(c.error_at(key_start, "wildcard selector '$.*' is not supported"));
+                    // `$.*`: every member of the object (one level).
+                    segs.push(PathSeg::AnyKey);
+                } else {
+                    segs.push(PathSeg::Key(rest[..len].into()));
                 }
-                segs.push(PathSeg::Key(rest[..len].into()));
                 c.eat(&rest[..len]);
             }
             Some('[') => {
@@ -286,7 +285,9 @@ fn parse_selector(c: &mut Cursor<'_>) -> Result<FieldPath, FilterError> {
                         c.bump();
                     }
                     Some('*') => {
-                        return Err(c.error("wildcard array index '[*]' is not supported"));
+                        // `[*]`: every element of the array.
+                        c.bump();
+                        segs.push(PathSeg::AnyIndex);
                     }
                     _ => {
                         let digits_at = c.pos();
@@ -314,10 +315,10 @@ fn parse_selector(c: &mut Cursor<'_>) -> Result<FieldPath, FilterError> {
     }
     match segs.first() {
         None => Err(c.error_at(start, "expected '.' after '$' in selector")),
-        Some(PathSeg::Index(_)) => {
+        Some(PathSeg::Index(_) | PathSeg::AnyIndex) => {
             Err(c.error_at(start, "selector must start with a key, as in '$.key'"))
         }
-        Some(PathSeg::Key(_)) => Ok(FieldPath::from_segs(segs)),
+        Some(PathSeg::Key(_) | PathSeg::AnyKey) => Ok(FieldPath::from_segs(segs)),
     }
 }
 

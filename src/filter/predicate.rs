@@ -108,6 +108,7 @@ impl Expected {
         }
     }
 
+    #[inline]
     fn matches(&self, value: &FieldValue<'_>) -> bool {
         match (self, value) {
             (Expected::Text { text, .. }, FieldValue::Str(s)) => s.as_ref() == &**text,
@@ -172,37 +173,42 @@ fn parse_ip(value: &FieldValue<'_>) -> Option<IpAddr> {
 /// through `str::parse` (so what is accepted does not change).
 #[inline]
 fn parse_dotted_quad(bytes: &[u8]) -> Option<std::net::Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut part = 0usize;
-    let mut value = 0u16;
-    let mut digits = 0usize;
-    for &byte in bytes {
-        match byte {
-            b'0'..=b'9' => {
-                // A leading zero (`01`) is rejected by `str::parse` too.
-                if digits == 1 && value == 0 {
-                    return None;
-                }
-                value = value * 10 + u16::from(byte - b'0');
-                digits += 1;
-                if digits > 3 || value > 255 {
-                    return None;
-                }
-            }
-            b'.' if digits > 0 && part < 3 => {
-                octets[part] = u8::try_from(value).ok()?;
-                part += 1;
-                value = 0;
-                digits = 0;
-            }
-            _ => return None,
-        }
-    }
-    if part != 3 || digits == 0 {
+    if !(7..=15).contains(&bytes.len()) {
         return None;
     }
-    octets[3] = u8::try_from(value).ok()?;
-    Some(std::net::Ipv4Addr::from(octets))
+    let digit = |at: usize| {
+        bytes
+            .get(at)
+            .map(|b| b.wrapping_sub(b'0'))
+            .filter(|d| *d <= 9)
+    };
+    let mut octets = [0u8; 4];
+    let mut at = 0usize;
+    for (part, octet) in octets.iter_mut().enumerate() {
+        if part > 0 {
+            if bytes.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
+        }
+        let first = digit(at)?;
+        let mut value = u16::from(first);
+        at += 1;
+        if let Some(second) = digit(at) {
+            // A leading zero (`01`) is rejected by `str::parse` too.
+            if first == 0 {
+                return None;
+            }
+            value = value * 10 + u16::from(second);
+            at += 1;
+            if let Some(third) = digit(at) {
+                value = value * 10 + u16::from(third);
+                at += 1;
+            }
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    (at == bytes.len()).then(|| std::net::Ipv4Addr::from(octets))
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, String> {
@@ -358,6 +364,7 @@ impl Predicate {
     }
 
     /// Whether `event` satisfies the predicate.
+    #[inline]
     pub fn matches(&self, event: &Event<'_>) -> bool {
         let value = event.field(self.slot);
         if let Cond::Exists(want) = self.cond {
@@ -398,7 +405,16 @@ impl Predicate {
                 nets.iter()
                     .any(|n| n.contains(&ip) || mapped.is_some_and(|m| n.contains(&m)))
             }),
-            Cond::Private(want) => parse_ip(value).is_some_and(|ip| is_private_ip(ip) == *want),
+            // The common case, a plain dotted quad, is judged without
+            // trimming or the general parser; anything else takes
+            // `parse_ip` (which accepts the same dotted quads).
+            Cond::Private(want) => match value {
+                FieldValue::Str(s) => match parse_dotted_quad(s.as_bytes()) {
+                    Some(v4) => v4.is_private() == *want,
+                    None => parse_ip(value).is_some_and(|ip| is_private_ip(ip) == *want),
+                },
+                _ => false,
+            },
             Cond::Cmp(op, rhs) => value.as_f64().is_some_and(|x| compare(*op, x, *rhs)),
             Cond::Exists(want) => !matches!(value, FieldValue::Missing) == *want,
         }
@@ -419,6 +435,22 @@ mod tests {
         fn dotted_quad_agrees_with_the_std_parser(text in "[0-9.]{0,16}") {
             if let Some(fast) = parse_dotted_quad(text.as_bytes()) {
                 prop_assert_eq!(Some(fast), text.parse::<std::net::Ipv4Addr>().ok());
+            }
+        }
+
+        #[test]
+        fn private_fast_path_agrees_with_parse_ip(text in "[0-9. a-f:]{0,18}") {
+            let value = FieldValue::Str(Cow::Owned(text));
+            let general = parse_ip(&value).map(is_private_ip);
+            for want in [true, false] {
+                let mut plan = FieldPlan::new(EventKind::VpcFlow);
+                let spec = PredicateSpec {
+                    field: "srcaddr".to_string(),
+                    private: Some(want),
+                    ..PredicateSpec::default()
+                };
+                let predicate = Predicate::compile(&spec, &mut plan).unwrap();
+                prop_assert_eq!(predicate.test(&value), general == Some(want));
             }
         }
 

@@ -40,8 +40,18 @@ pub fn event_from_text(text: &str, kind: EventKind) -> Event<'static> {
     }
 }
 
-/// The value at `path` in `value`, as a decoder would extract it.
+/// The value at `path` in `value`, as a decoder would extract it: every
+/// value a wildcard path selects, in document order, as `Many`.
 pub fn lookup(value: &Value, path: &FieldPath) -> FieldValue<'static> {
+    if path.has_wildcard() {
+        let mut found = Vec::new();
+        collect(value, path.segs(), &mut found);
+        return if found.is_empty() {
+            FieldValue::Missing
+        } else {
+            FieldValue::Many(found)
+        };
+    }
     let mut current = value;
     for seg in path.segs() {
         let next = match (seg, current) {
@@ -56,7 +66,41 @@ pub fn lookup(value: &Value, path: &FieldPath) -> FieldValue<'static> {
             None => return FieldValue::Missing,
         }
     }
-    match current {
+    scalar(current)
+}
+
+fn collect(value: &Value, segs: &[PathSeg], found: &mut Vec<FieldValue<'static>>) {
+    let Some((seg, rest)) = segs.split_first() else {
+        found.push(scalar(value));
+        return;
+    };
+    match (seg, value) {
+        (PathSeg::Key(k), Value::Object(map)) => {
+            if let Some(v) = map.get(&**k) {
+                collect(v, rest, found);
+            }
+        }
+        (PathSeg::Index(i), Value::Array(items)) => {
+            if let Some(v) = usize::try_from(*i).ok().and_then(|i| items.get(i)) {
+                collect(v, rest, found);
+            }
+        }
+        (PathSeg::AnyKey, Value::Object(map)) => {
+            for v in map.values() {
+                collect(v, rest, found);
+            }
+        }
+        (PathSeg::AnyIndex, Value::Array(items)) => {
+            for v in items {
+                collect(v, rest, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn scalar(value: &Value) -> FieldValue<'static> {
+    match value {
         Value::Null => FieldValue::Null,
         Value::Bool(b) => FieldValue::Bool(*b),
         Value::Number(n) => n.as_f64().map_or(FieldValue::Missing, FieldValue::Number),

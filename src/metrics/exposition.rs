@@ -53,6 +53,10 @@ pub const WORKER_COUNTERS: &[(&str, &str)] = &[
     ("events", "trailwatch_records_decoded_total"),
     ("failed", "trailwatch_records_failed_total"),
     ("control_messages", "trailwatch_control_messages_total"),
+    (
+        "replayed_skipped",
+        "trailwatch_records_replay_skipped_total",
+    ),
     ("clamped", "trailwatch_events_clamped_total"),
     ("late", "trailwatch_events_late_total"),
     ("shed", "trailwatch_windows_shed_total"),
@@ -256,6 +260,12 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
         vec![counter(vec![], total(|w| &w.control_messages))],
     ));
     out.push(family(
+        "trailwatch_records_replay_skipped_total",
+        "Records skipped on a Kafka partition or Kinesis shard that came back to this process: already counted in its open windows.",
+        COUNTER,
+        vec![counter(vec![], total(|w| &w.replayed_skipped))],
+    ));
+    out.push(family(
         "trailwatch_events_late_total",
         "Matched events dropped because their window had already closed.",
         COUNTER,
@@ -431,15 +441,6 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
             &snapshot(&metrics.processing_latency_us),
             1_000_000.0,
             &PROCESSING_LATENCY_BOUNDS,
-        )],
-    ));
-    out.push(family(
-        "trailwatch_rule_load_errors_total",
-        "Rule files that failed to load or compile.",
-        COUNTER,
-        vec![counter(
-            vec![],
-            metrics.rule_load_errors.load(Ordering::Relaxed),
         )],
     ));
     let lag = metrics

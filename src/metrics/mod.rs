@@ -32,6 +32,7 @@ pub struct Tally {
     pub events: u64,
     pub failed: [u64; REASONS],
     pub control_messages: u64,
+    pub replayed_skipped: u64,
     pub clamped: u64,
     pub late: u64,
     pub shed: u64,
@@ -47,6 +48,7 @@ impl Tally {
             && self.events == 0
             && self.failed.iter().all(|n| *n == 0)
             && self.control_messages == 0
+            && self.replayed_skipped == 0
             && self.clamped == 0
             && self.late == 0
             && self.shed == 0
@@ -63,6 +65,7 @@ pub struct WorkerCounters {
     pub events: AtomicU64,
     pub failed: [AtomicU64; REASONS],
     pub control_messages: AtomicU64,
+    pub replayed_skipped: AtomicU64,
     pub clamped: AtomicU64,
     pub late: AtomicU64,
     pub shed: AtomicU64,
@@ -82,6 +85,7 @@ impl Default for WorkerCounters {
             events: AtomicU64::new(0),
             failed: std::array::from_fn(|_| AtomicU64::new(0)),
             control_messages: AtomicU64::new(0),
+            replayed_skipped: AtomicU64::new(0),
             clamped: AtomicU64::new(0),
             late: AtomicU64::new(0),
             shed: AtomicU64::new(0),
@@ -108,6 +112,7 @@ impl WorkerCounters {
             add(counter, *n);
         }
         add(&self.control_messages, tally.control_messages);
+        add(&self.replayed_skipped, tally.replayed_skipped);
         add(&self.clamped, tally.clamped);
         add(&self.late, tally.late);
         add(&self.shed, tally.shed);
@@ -271,7 +276,6 @@ pub struct Metrics {
     pub processing_latency_us: Mutex<Histogram<u64>>,
     /// Current global watermark (epoch ms), `i64::MIN` before the first.
     pub watermark_ms: AtomicI64,
-    pub rule_load_errors: AtomicU64,
     pub started_at: std::time::Instant,
     /// Wall-clock start, epoch seconds (for `trailwatch_start_time_seconds`).
     pub started_unix_s: f64,
@@ -303,7 +307,6 @@ impl Metrics {
             event_time_lag_ms: histogram(),
             processing_latency_us: histogram(),
             watermark_ms: AtomicI64::new(i64::MIN),
-            rule_load_errors: AtomicU64::new(0),
             started_at: std::time::Instant::now(),
             started_unix_s: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

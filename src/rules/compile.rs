@@ -397,7 +397,20 @@ impl CompiledRule {
     /// Whether `event` passes the filter and every predicate.
     #[inline]
     pub fn matches(&self, event: &Event<'_>) -> bool {
-        self.filter.matches(event) && self.predicates.iter().all(|p| p.matches(event))
+        self.matches_unproven(event, 0)
+    }
+
+    /// [`Self::matches`], skipping predicate `i` where bit `i` of `proven`
+    /// is set (the caller knows it holds: see
+    /// [`crate::engine::worker::Candidate`]).
+    #[inline]
+    pub fn matches_unproven(&self, event: &Event<'_>, proven: u32) -> bool {
+        self.filter.matches(event)
+            && self
+                .predicates
+                .iter()
+                .enumerate()
+                .all(|(i, p)| (i < 32 && proven >> i & 1 == 1) || p.matches(event))
     }
 }
 

@@ -43,6 +43,10 @@ use crate::config::KafkaProperties;
 use crate::engine::preagg::PartialRecord;
 use crate::error::{Error, Result};
 
+/// How long one wait for delivery reports blocks before the reports are
+/// checked again; it bounds the latency a send adds after the broker acks.
+const REPORT_POLL: Duration = Duration::from_millis(1);
+
 /// Default `message.timeout.ms`: how long one `send` may wait for reports.
 const DEFAULT_MESSAGE_TIMEOUT_MS: u64 = 30_000;
 
@@ -234,7 +238,7 @@ impl TopicProducer {
                             )));
                         }
                         record = back;
-                        self.producer.poll(Duration::from_millis(10));
+                        self.producer.poll(REPORT_POLL);
                     }
                     Err((error, _)) => {
                         return Err(Error::Sink(format!(
@@ -272,7 +276,10 @@ impl TopicProducer {
                     self.report_deadline.as_millis()
                 )));
             }
-            self.producer.poll(Duration::from_millis(50));
+            // rdkafka's `BaseProducer::poll` serves events until its whole
+            // timeout has passed, even when the last report came at once,
+            // so a long timeout here is a floor on every send's latency.
+            self.producer.poll(REPORT_POLL);
         }
     }
 }

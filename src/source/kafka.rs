@@ -9,12 +9,15 @@
 //!   [`RawBatch`] per partition, handed out over consecutive polls. Each
 //!   `(topic, partition)` is the engine partition `kafka` / `topic/partition`.
 //! * **Commits.** `enable.auto.offset.store=false`: the source stores only
-//!   the engine's safe positions ([`Source::commit`]), and librdkafka's
-//!   auto-commit (every `auto.commit.interval.ms`, on revoke and on close)
-//!   ships whatever was stored. Storing rather than committing directly means
-//!   *every* commit librdkafka makes on its own (the timer, a rebalance, the
-//!   close) can only carry a safe position, and the commit request never
-//!   blocks the source thread. Commit metadata is not used (tansu drops it).
+//!   the engine's safe positions ([`Source::commit`]) and then commits the
+//!   stored state asynchronously; librdkafka's auto-commit (every
+//!   `auto.commit.interval.ms`, on revoke and on close) ships the same
+//!   stored positions. Storing first means *every* commit, ours or one
+//!   librdkafka makes on its own, can only carry a safe position, and no
+//!   commit blocks the source thread. The explicit commit is there because
+//!   the timer alone was seen never to fire for a static member on tansu
+//!   (the crash test then replayed the whole topic on every restart).
+//!   Commit metadata is not used (tansu drops it).
 //! * **Rebalances** (`cooperative-sticky` by default). On revoke, the safe
 //!   positions of the revoked partitions are computed fresh from the
 //!   engine's [`CommitTracker`] (when [`KafkaSource::set_tracker`] was
@@ -24,6 +27,15 @@
 //!   them are not committed past, so the new owner rebuilds them by
 //!   replaying from the committed offsets. On assign, librdkafka resumes
 //!   from the committed offsets.
+//! * **A partition that comes back.** The engine keeps the windows a
+//!   revoked partition fed (they may mix its records with other
+//!   partitions'; they close as usual). When the partition is assigned to
+//!   this process again, the replay from its committed offset starts
+//!   before the last record this process handed over, and those records
+//!   already count in the kept windows. So the source skips every record at
+//!   or below the last offset it handed to the engine for that partition
+//!   (`trailwatch_records_replay_skipped_total`); counting them again would
+//!   double counts and raise false alerts.
 //! * **Watermark.** The engine's watermark must not run ahead of a
 //!   partition whose backlog has not arrived yet. So every assignment is
 //!   announced to the engine ([`Source::take_partition_events`]) before any
@@ -255,6 +267,13 @@ pub struct KafkaSource {
     at_end: HashSet<(String, i32)>,
     /// Offset after the last message read, per partition.
     next_offset: HashMap<(String, i32), i64>,
+    /// Offset of the last record handed to the engine, per partition,
+    /// kept across revocations (see [`KafkaSource::already_processed`]).
+    handed: HashMap<PartitionId, i64>,
+    /// Skip what was handed before when a partition comes back (the
+    /// direct path); off for scale-out, whose stages drop the state of
+    /// revoked partitions and rebuild it from the replay.
+    skip_replayed: bool,
     /// The source's decoding settings, attached to every batch.
     decoding: Option<Arc<SourceDecoding>>,
 }
@@ -295,6 +314,8 @@ impl KafkaSource {
             group_id: config.group_id.clone(),
             at_end: HashSet::new(),
             next_offset: HashMap::new(),
+            handed: HashMap::new(),
+            skip_replayed: true,
             decoding: crate::config::source_decoding(
                 config.decoder,
                 config.flow_format.as_deref(),
@@ -348,6 +369,8 @@ impl KafkaSource {
     /// marked with whether its partition was at its end afterwards.
     fn fill(&mut self, registry: &PartitionRegistry) -> Result<()> {
         let mut batches: Vec<((String, i32), RawBatch)> = Vec::new();
+        // Records skipped as already processed, per partition.
+        let mut skipped: HashMap<(String, i32), (PartitionId, u64)> = HashMap::new();
         let mut total = 0usize;
         let mut wait = IDLE_WAIT;
         while total < self.poll_batch {
@@ -355,10 +378,21 @@ impl KafkaSource {
                 None => break,
                 Some(Ok(message)) => {
                     let key = (message.topic().to_string(), message.partition());
+                    self.next_offset.insert(key.clone(), message.offset() + 1);
+                    self.at_end.remove(&key);
+                    wait = Duration::ZERO;
+                    self.consumer
+                        .context()
+                        .consumed
+                        .store(true, Ordering::Relaxed);
+                    let id = self.partition_id(registry, &key.0, key.1);
+                    if self.already_processed(id, message.offset()) {
+                        skipped.entry(key).or_insert((id, 0)).1 += 1;
+                        continue;
+                    }
                     let index = match batches.iter().position(|(k, _)| *k == key) {
                         Some(index) => index,
                         None => {
-                            let id = self.partition_id(registry, &key.0, key.1);
                             let mut batch = RawBatch::new(id);
                             batch.decoding.clone_from(&self.decoding);
                             batches.push((key.clone(), batch));
@@ -368,14 +402,7 @@ impl KafkaSource {
                     batches[index]
                         .1
                         .push(message.payload().unwrap_or(&[]), message.offset() as u64);
-                    self.next_offset.insert(key.clone(), message.offset() + 1);
-                    self.at_end.remove(&key);
                     total += 1;
-                    wait = Duration::ZERO;
-                    self.consumer
-                        .context()
-                        .consumed
-                        .store(true, Ordering::Relaxed);
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     for key in self.ends_at(partition) {
@@ -411,9 +438,38 @@ impl KafkaSource {
         }
         for (key, mut batch) in batches {
             batch.caught_up = self.at_end.contains(&key);
+            if let Some((_, count)) = skipped.remove(&key) {
+                batch.replayed_skipped = count;
+            }
+            self.pending.push_back(batch);
+        }
+        // Partitions whose records were all skipped still report the count.
+        for (key, (id, count)) in skipped {
+            let mut batch = RawBatch::new(id);
+            batch.replayed_skipped = count;
+            batch.caught_up = self.at_end.contains(&key);
             self.pending.push_back(batch);
         }
         Ok(())
+    }
+
+    /// Replays a partition that comes back in full (scale-out stages, which
+    /// drop the state of revoked partitions and rebuild it).
+    pub fn keep_replays(&mut self) {
+        self.skip_replayed = false;
+    }
+
+    /// Whether the record at `offset` of `partition` was handed to the
+    /// engine before. That happens only when a revoked partition comes back
+    /// to this process and is replayed from its committed offset: the
+    /// windows it fed are still here (the engine keeps them; the commit
+    /// never passed them), so counting it again would count it twice.
+    fn already_processed(&self, partition: PartitionId, offset: i64) -> bool {
+        self.skip_replayed
+            && self
+                .handed
+                .get(&partition)
+                .is_some_and(|last| offset <= *last)
     }
 
     /// The assigned partitions numbered `partition` that are at their end.
@@ -500,6 +556,9 @@ impl Source for KafkaSource {
             // A rebalance during `fill` may have revoked the partition: its
             // new owner replays these records.
             if self.is_assigned(batch.partition) {
+                if let Some((_, last)) = batch.records.last() {
+                    self.handed.insert(batch.partition, *last as i64);
+                }
                 return Ok(Poll::Batch(batch));
             }
         }
@@ -541,7 +600,14 @@ impl Source for KafkaSource {
         tracing::debug!(partitions = list.count(), "kafka offsets stored");
         self.consumer
             .store_offsets(&list)
-            .map_err(|e| Error::Source(format!("kafka store offsets: {e}")))
+            .map_err(|e| Error::Source(format!("kafka store offsets: {e}")))?;
+        // Ship them now rather than on librdkafka's timer, which does not
+        // fire for a static member on some brokers (tansu): the stored,
+        // safe positions are all an asynchronous commit can carry.
+        match self.consumer.commit_consumer_state(CommitMode::Async) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            Err(e) => Err(Error::Source(format!("kafka commit: {e}"))),
+        }
     }
 
     fn is_ready(&self) -> bool {

@@ -45,6 +45,10 @@ pub struct RawBatch {
     /// watermark until they are caught up (see [`crate::engine::watermark`]).
     /// A batch may be empty and carry only this news.
     pub caught_up: bool,
+    /// Records the source skipped before this batch because this process
+    /// had already processed them (a revoked partition that came back and
+    /// is replayed from its committed offset). Counted, never processed.
+    pub replayed_skipped: u64,
     /// Bytes the source could not even frame into records; the engine
     /// dead-letters and counts them like decode failures.
     pub rejected: Vec<Rejected>,

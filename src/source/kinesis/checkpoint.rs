@@ -10,7 +10,14 @@
 //! below `P` is safe" the source checkpoints the sequence number of ordinal
 //! `P - 1` (reading resumes *after* it). When the shard was read to its end
 //! and every ordinal is safe, the checkpoint is [`SHARD_END`].
+//!
+//! A lease that comes back to this process resumes from the last
+//! checkpoint, which can lie below records this process already handed to
+//! the engine, whose open windows still count them.
+//! [`ShardProgress::was_handed`] tells such records apart by sequence
+//! number, so the source skips them instead of counting them twice.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 /// Checkpoint value of a shard read to its end and fully processed.
@@ -33,15 +40,48 @@ pub struct ShardProgress {
     end_ordinal: Option<u64>,
     /// The last checkpoint produced, to skip rewriting the same one.
     last_checkpoint: Option<String>,
+    /// The sequence number of the last record an earlier lease session
+    /// handed to the engine, until the current session reads past it.
+    handed_before: Option<String>,
+}
+
+/// Orders two Kinesis sequence numbers (decimal, no leading zeros, up to
+/// 129 digits: longer is larger).
+fn sequence_order(a: &str, b: &str) -> Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 impl ShardProgress {
     /// Starts a new lease session: earlier sequence numbers are forgotten.
     pub fn start_session(&mut self) {
+        if let Some((_, last)) = self.sequences.last_key_value() {
+            let newer = match &self.handed_before {
+                Some(before) => sequence_order(last, before) == Ordering::Greater,
+                None => true,
+            };
+            if newer {
+                self.handed_before = Some(last.clone());
+            }
+        }
         self.session_start = self.next_ordinal;
         self.sequences.clear();
         self.end_ordinal = None;
         self.last_checkpoint = None;
+    }
+
+    /// Whether a record read in this session was already handed to the
+    /// engine in an earlier session of this process (its sequence number is
+    /// at or below the last one handed then). Records of a shard arrive in
+    /// order, so once one is past, the rest of the session is too.
+    pub fn was_handed(&mut self, sequence_number: &str) -> bool {
+        let Some(before) = &self.handed_before else {
+            return false;
+        };
+        if sequence_order(sequence_number, before) == Ordering::Greater {
+            self.handed_before = None;
+            return false;
+        }
+        true
     }
 
     /// Records a read record's sequence number; returns its ordinal.
@@ -128,6 +168,32 @@ mod tests {
         progress.start_session();
         progress.mark_end();
         assert_eq!(progress.checkpoint_for(None).as_deref(), Some(SHARD_END));
+    }
+
+    #[test]
+    fn a_session_skips_what_an_earlier_one_handed() {
+        let mut progress = ShardProgress::default();
+        progress.start_session();
+        for seq in ["98", "99", "100"] {
+            assert!(!progress.was_handed(seq));
+            progress.push(seq.to_string());
+        }
+        // The lease comes back; reading resumes from an older checkpoint.
+        progress.start_session();
+        assert!(progress.was_handed("99"));
+        assert!(progress.was_handed("100"));
+        assert!(!progress.was_handed("101"));
+        progress.push("101".into());
+        assert!(!progress.was_handed("102"), "past it for the session");
+        // Numbers compare by value, not as text ("99" < "100").
+        let mut progress = ShardProgress::default();
+        progress.start_session();
+        progress.push("100".into());
+        progress.start_session();
+        assert!(progress.was_handed("99"));
+        // A session that handed nothing keeps the earlier mark.
+        progress.start_session();
+        assert!(progress.was_handed("100"));
     }
 
     #[test]

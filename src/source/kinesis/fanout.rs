@@ -211,13 +211,16 @@ impl FanOutReader {
             Some(self.start.clone())
         };
         let mut backoff = MIN_BACKOFF;
+        let mut reported_at_tip = None;
         loop {
             if !self.clock.is_valid() {
                 tracing::info!(shard = %self.shard, "lease validity ran out, fan-out reader stops");
                 return;
             }
             let subscribed_at = Instant::now();
-            let ended = self.subscription(&mut last_sequence, &mut backoff).await;
+            let ended = self
+                .subscription(&mut last_sequence, &mut backoff, &mut reported_at_tip)
+                .await;
             match ended {
                 Ended::ShardEnd => {
                     tracing::info!(shard = %self.shard, "closed shard read to its end");
@@ -246,12 +249,14 @@ impl FanOutReader {
     }
 
     /// One subscription: subscribes after `last_sequence` and hands over
-    /// its events' records, advancing `last_sequence`; an event resets
-    /// `backoff`.
+    /// its events' records, advancing `last_sequence`, and whether the
+    /// shard's tip was reached when that changes (`reported_at_tip`); an
+    /// event resets `backoff`.
     async fn subscription(
         &self,
         last_sequence: &mut Option<String>,
         backoff: &mut Duration,
+        reported_at_tip: &mut Option<bool>,
     ) -> Ended {
         let position = match Self::position(last_sequence.as_deref()) {
             Ok(position) => position,
@@ -323,6 +328,7 @@ impl FanOutReader {
             self.polled.store(true, Ordering::Release);
             publish_lag(&self.lag, &self.shard, event.millis_behind_latest());
             let end = at_shard_end(&event);
+            let at_tip = event.millis_behind_latest() == 0;
             let received = event.records.len();
             let records: Vec<(Vec<u8>, String)> = event
                 .records
@@ -344,10 +350,14 @@ impl FanOutReader {
             if let Some((_, sequence)) = records.last() {
                 tracing::trace!(shard = %self.shard, records = records.len(), first = %records[0].1, last = %sequence, "fan-out records");
                 *last_sequence = Some(sequence.clone());
+            }
+            if !records.is_empty() || *reported_at_tip != Some(at_tip) {
+                *reported_at_tip = Some(at_tip);
                 let message = ReaderMsg::Records {
                     shard: self.shard.clone(),
                     generation: self.generation,
                     records,
+                    caught_up: at_tip,
                 };
                 if self.tx.send(message).await.is_err() {
                     return Ended::Stop;

@@ -35,6 +35,13 @@
 //!
 //! **Lag.** `MillisBehindLatest` per shard is published in
 //! [`KinesisSource::lag`] for the metrics endpoint.
+//!
+//! **Watermark.** Every newly held lease is announced to the engine
+//! ([`Source::take_partition_events`]) before the next batch goes out, so
+//! the shard holds the watermark until its records arrive; readers report
+//! when they reach the shard's tip (`MillisBehindLatest` 0, sent with no
+//! record when only that changed) and when a closed shard ends, which is
+//! when a shard may stop holding it (see [`crate::engine::watermark`]).
 
 pub mod checkpoint;
 pub mod coordinator;
@@ -55,7 +62,7 @@ use self::checkpoint::{ShardProgress, SHARD_END};
 use self::coordinator::{ReaderKind, Shared};
 use self::lease::LeaseTable;
 use self::shards::ReaderMsg;
-use super::{PartitionId, PartitionRegistry, Poll, RawBatch, Source};
+use super::{PartitionEvent, PartitionId, PartitionRegistry, Poll, RawBatch, Source};
 use crate::error::{Error, Result};
 
 /// Shard id → `MillisBehindLatest` of its last GetRecords.
@@ -203,6 +210,8 @@ pub struct KinesisSource {
     release_on_drop: bool,
     /// The source's decoding settings, attached to every batch.
     decoding: Option<Arc<super::SourceDecoding>>,
+    /// Held shards (and lease generation) announced to the engine.
+    announced: HashMap<String, u64>,
 }
 
 impl KinesisSource {
@@ -292,6 +301,7 @@ impl KinesisSource {
             shards: HashMap::new(),
             release_on_drop: true,
             decoding: None,
+            announced: HashMap::new(),
         })
     }
 
@@ -390,6 +400,7 @@ impl Source for KinesisSource {
                 shard,
                 generation,
                 records,
+                caught_up,
             } => {
                 if !self.session_is_current(&shard, generation) {
                     tracing::debug!(shard = %shard, "dropping records of a lost lease");
@@ -403,25 +414,70 @@ impl Source for KinesisSource {
                     .get_or_insert_with(|| registry.id("kinesis", &name));
                 let mut batch = RawBatch::new(partition);
                 batch.decoding = decoding;
+                batch.caught_up = caught_up;
                 for (data, sequence) in records {
+                    // A lease back from another session: its first records
+                    // may already be counted by this process's windows.
+                    if state.progress.was_handed(&sequence) {
+                        batch.replayed_skipped += 1;
+                        continue;
+                    }
                     let ordinal = state.progress.push(sequence);
                     batch.push(&data, ordinal);
                 }
                 Ok(Poll::Batch(batch))
             }
             ReaderMsg::End { shard, generation } => {
-                if self.session_is_current(&shard, generation) {
-                    self.state_for(&shard, generation).progress.mark_end();
-                    self.shared
-                        .read_to_end
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(shard);
-                    self.shared.wake.notify_one();
+                if !self.session_is_current(&shard, generation) {
+                    return Ok(Poll::Idle);
                 }
-                Ok(Poll::Idle)
+                let name = self.partition_name(&shard);
+                let state = self.state_for(&shard, generation);
+                state.progress.mark_end();
+                let partition = *state
+                    .partition
+                    .get_or_insert_with(|| registry.id("kinesis", &name));
+                self.shared
+                    .read_to_end
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(shard);
+                self.shared.wake.notify_one();
+                // A closed shard read to its end holds the watermark no more.
+                let mut batch = RawBatch::new(partition);
+                batch.caught_up = true;
+                Ok(Poll::Batch(batch))
             }
         }
+    }
+
+    fn take_partition_events(&mut self, registry: &PartitionRegistry) -> Vec<PartitionEvent> {
+        let held: HashMap<String, u64> = self
+            .shared
+            .held()
+            .iter()
+            .filter(|(_, h)| h.clock.is_valid())
+            .map(|(shard, h)| (shard.clone(), h.generation))
+            .collect();
+        let mut events = Vec::new();
+        for (shard, generation) in &held {
+            if self.announced.insert(shard.clone(), *generation) != Some(*generation) {
+                let id = registry.id("kinesis", &self.partition_name(shard));
+                events.push(PartitionEvent::Assigned(id));
+            }
+        }
+        let gone: Vec<String> = self
+            .announced
+            .keys()
+            .filter(|shard| !held.contains_key(*shard))
+            .cloned()
+            .collect();
+        for shard in gone {
+            self.announced.remove(&shard);
+            let id = registry.id("kinesis", &self.partition_name(&shard));
+            events.push(PartitionEvent::Revoked(id));
+        }
+        events
     }
 
     fn commit(&mut self, positions: &[(PartitionId, u64)]) -> Result<()> {

@@ -124,6 +124,10 @@ pub enum ReaderMsg {
         shard: String,
         generation: u64,
         records: Vec<(Vec<u8>, String)>,
+        /// The reader was at the shard's tip after these records
+        /// (`MillisBehindLatest` 0). May come with no record, when only
+        /// that changed.
+        caught_up: bool,
     },
     /// The closed shard was read to its end.
     End { shard: String, generation: u64 },
@@ -179,6 +183,7 @@ impl Reader {
         let mut backoff = MIN_CALL_SPACING;
         let mut pacer = ReadPacer::default();
         let mut iterator: Option<String> = None;
+        let mut reported_at_tip: Option<bool> = None;
         loop {
             if !self.clock.is_valid() {
                 tracing::info!(shard = %self.shard, "lease validity ran out, reader stops");
@@ -254,11 +259,14 @@ impl Reader {
                 // Records fetched after the lease ran out are not handed over.
                 return;
             }
-            if got_records {
+            let at_tip = behind.map_or(!got_records, |b| b == 0);
+            if got_records || reported_at_tip != Some(at_tip) {
+                reported_at_tip = Some(at_tip);
                 let message = ReaderMsg::Records {
                     shard: self.shard.clone(),
                     generation: self.generation,
                     records,
+                    caught_up: at_tip,
                 };
                 if self.tx.send(message).await.is_err() {
                     return;
