@@ -204,12 +204,8 @@ fn rules() -> Arc<RuleSet> {
     Arc::new(trailwatch::rules::compile_all(&loaded).expect("rules/ compiles"))
 }
 
-/// The Create ids of the in-process replay of `records` (the golden path).
-fn reference(records: &[Vec<u8>]) -> BTreeSet<String> {
-    reference_by_rule(records).keys().cloned().collect()
-}
-
-/// Create id -> rule id of the in-process replay of `records`.
+/// Create id -> what the alert is (rule, key, window, count, first and
+/// last seen) of the in-process replay of `records` (the golden path).
 fn reference_by_rule(records: &[Vec<u8>]) -> std::collections::BTreeMap<String, String> {
     let mut config = EngineConfig::default();
     config.watermark.replay = true;
@@ -231,7 +227,13 @@ fn reference_by_rule(records: &[Vec<u8>]) -> std::collections::BTreeMap<String, 
         .unwrap()
         .iter()
         .filter(|a| a.activity == Activity::Create)
-        .map(|a| (a.id.clone(), a.rule.id.clone()))
+        .map(|a| {
+            let what = format!(
+                "{} key {:?} window {} count {} seen {}..{}",
+                a.rule.id, a.key, a.window_start_ms, a.count, a.first_seen_ms, a.last_seen_ms
+            );
+            (a.id.clone(), what)
+        })
         .collect();
     ids
 }
@@ -676,7 +678,8 @@ fn a_replica_killed_and_another_added_mid_stream_lose_no_alert() {
     let sentinel_ms = trailwatch::source::now_ms();
     let mut with_sentinels = records.clone();
     with_sentinels.extend((0..PARTITIONS).map(|p| sentinel(sentinel_ms, p)));
-    let expected = reference(&with_sentinels);
+    let by_id = reference_by_rule(&with_sentinels);
+    let expected: BTreeSet<String> = by_id.keys().cloned().collect();
     let broker = Broker::start(&[
         ("ct", PARTITIONS),
         ("repart", PARTITIONS),
@@ -727,6 +730,9 @@ fn a_replica_killed_and_another_added_mid_stream_lose_no_alert() {
     let ids = created_ids(&brokers, "alerts");
     drop(replicas);
     eprintln!("{}", describe("kill and add", &ids, &expected));
+    for id in expected.difference(&ids) {
+        eprintln!("missing {id}: {}", by_id[id]);
+    }
     assert_eq!(
         ids,
         expected,
