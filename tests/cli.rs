@@ -8,6 +8,19 @@ fn trailwatch() -> Command {
     Command::new(env!("CARGO_BIN_EXE_trailwatch"))
 }
 
+/// Runs `trailwatch run --config` on `yaml` (written to `dir`), stdin
+/// closed, to completion.
+fn run_with_config(dir: &std::path::Path, yaml: &str) -> std::process::Output {
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    trailwatch()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn write(dir: &std::path::Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
 }
@@ -175,19 +188,12 @@ fn run_reads_a_custom_flow_format_from_config_and_writes_alerts_to_a_file() {
     )
     .unwrap();
     let alerts = dir.path().join("alerts.jsonl");
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let output = run_with_config(
+        dir.path(),
+        &format!(
             "rules: {{builtin: false, dirs: [{rules:?}]}}\nsources:\n  - type: file\n    paths: [{flows:?}]\n    decoder: vpc_flow\n    flow_format: '${{srcaddr}} ${{dstaddr}} ${{dstport}} ${{action}} ${{start}}'\nsinks:\n  alerts: {{type: file, path: {alerts:?}}}\nmetrics: {{listen: \"\"}}\n"
         ),
-    )
-    .unwrap();
-    let output = trailwatch()
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    );
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -215,20 +221,12 @@ fn run_refuses_to_start_on_a_bad_rule_file() {
         "id: bad\ntitle: t\nkind: cloudtrail\nfilter: '{ $.eventName = }'\nwindow: 5m\nthreshold: \">= 1\"\n",
     );
     let alerts = dir.path().join("alerts.jsonl");
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let output = run_with_config(
+        dir.path(),
+        &format!(
             "rules: {{builtin: true, dirs: [{rules:?}]}}\nsources:\n  - type: file\n    paths: [\"-\"]\nsinks:\n  alerts: {{type: file, path: {alerts:?}}}\nmetrics: {{listen: \"\"}}\n"
         ),
-    )
-    .unwrap();
-    let output = trailwatch()
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("bad.yaml:4:"), "{stderr}");

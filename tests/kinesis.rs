@@ -25,7 +25,7 @@ use trailwatch::rules::RuleSet;
 use trailwatch::sink::kinesis::{KinesisAlertSink, KinesisSinkConfig};
 use trailwatch::sink::writer::MemoryDeadLetters;
 use trailwatch::source::kinesis::{FanOutConfig, KinesisSource, KinesisSourceConfig, ReadMode};
-use trailwatch::source::{PartitionRegistry, Poll, Source};
+use trailwatch::source::{PartitionRegistry, Poll, RawBatch, Source};
 
 const RULE: &str = r#"
 id: test-console-failures
@@ -570,13 +570,7 @@ fn drain_source(
     while seen.values().map(Vec::len).sum::<usize>() < want && Instant::now() < deadline {
         match source.poll(registry).unwrap() {
             Poll::Batch(batch) => {
-                for index in 0..batch.len() {
-                    let value: Value = serde_json::from_slice(batch.record(index)).unwrap();
-                    let key = value["key"].as_str().unwrap().to_string();
-                    seen.entry(key)
-                        .or_default()
-                        .push(value["i"].as_u64().unwrap());
-                }
+                note_keyed(&batch, seen);
                 if let Some((_, last)) = batch.records.last() {
                     read_end.insert(batch.partition, last + 1);
                 }
@@ -586,6 +580,18 @@ fn drain_source(
         }
         let positions: Vec<(u32, u64)> = read_end.iter().map(|(p, o)| (*p, *o)).collect();
         source.commit(&positions).unwrap();
+    }
+}
+
+/// Appends the index `i` of every [`keyed`] record of `batch` to its key's
+/// list in `seen`.
+fn note_keyed(batch: &RawBatch, seen: &mut BTreeMap<String, Vec<u64>>) {
+    for index in 0..batch.len() {
+        let value: Value = serde_json::from_slice(batch.record(index)).unwrap();
+        let key = value["key"].as_str().unwrap().to_string();
+        seen.entry(key)
+            .or_default()
+            .push(value["i"].as_u64().unwrap());
     }
 }
 
@@ -808,13 +814,7 @@ fn poll_without_commit(
     while !done(seen) && Instant::now() < deadline {
         if let Poll::Batch(batch) = source.poll(registry).unwrap() {
             skipped += batch.replayed_skipped;
-            for index in 0..batch.len() {
-                let value: Value = serde_json::from_slice(batch.record(index)).unwrap();
-                let key = value["key"].as_str().unwrap().to_string();
-                seen.entry(key)
-                    .or_default()
-                    .push(value["i"].as_u64().unwrap());
-            }
+            note_keyed(&batch, seen);
         }
     }
     skipped

@@ -583,10 +583,7 @@ fn for_each_line<'a>(text: &'a str, mut each: impl FnMut(&'a str)) {
 /// answered without scanning it.
 #[inline]
 fn is_blank(line: &str) -> bool {
-    match line.as_bytes().first() {
-        Some(&byte) if byte.is_ascii() && !char::from(byte).is_whitespace() => false,
-        _ => line.trim().is_empty(),
-    }
+    super::visible_ascii_start(line).is_none() && line.trim().is_empty()
 }
 
 #[cfg(test)]

@@ -171,10 +171,9 @@ impl FlowFormat {
         // field name, and parsing it in full would allocate an error. No
         // field name starts with a digit or `-` (a version, an account id,
         // an absent value), which rejects nearly every record at once.
-        let first_byte = match line.as_bytes().first() {
-            // The common case, answered without a Unicode scan.
-            Some(&byte) if byte.is_ascii() && !char::from(byte).is_whitespace() => byte,
-            _ => *line.trim_start().as_bytes().first()?,
+        let first_byte = match super::visible_ascii_start(line) {
+            Some(byte) => byte,
+            None => *line.trim_start().as_bytes().first()?,
         };
         if first_byte.is_ascii_digit() || first_byte == b'-' {
             return None;

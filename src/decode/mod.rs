@@ -283,6 +283,17 @@ impl EnvelopeSlots {
     }
 }
 
+/// The first byte of `line` when it is visible ASCII (not whitespace, as
+/// `str::trim` counts it): then neither `trim` nor `trim_start` changes the
+/// line's start, and callers skip their Unicode scan. Records start so.
+#[inline]
+pub(crate) fn visible_ascii_start(line: &str) -> Option<u8> {
+    line.as_bytes()
+        .first()
+        .copied()
+        .filter(|byte| byte.is_ascii() && !char::from(*byte).is_whitespace())
+}
+
 /// A fresh field vector with `len` missing slots.
 pub(crate) fn missing_fields<'a>(len: usize) -> Fields<'a> {
     // Collected rather than `resize`d: each slot is written as a constant
