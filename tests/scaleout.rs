@@ -656,6 +656,26 @@ fn three_replicas_with_repartitioning_equal_the_single_process_run() {
     wait_until("the bad partial on the dead-letter topic", || {
         header_values(brokers, "dlq", "tw_reason", |_| true).contains("invalid_partial")
     });
+    // One listener serves both stages: stage 1's input and production are
+    // visible next to stage 2's consumption.
+    let stage_total = |name: &str, stage: &str| -> f64 {
+        replicas
+            .iter()
+            .flat_map(|r| r.metrics(&[name]))
+            .filter(|l| l.starts_with(name) && l.contains(&format!("stage=\"{stage}\"")))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    };
+    let produced = stage_total("trailwatch_repartition_partials_produced_total", "1");
+    let consumed = stage_total("trailwatch_repartition_partials_consumed_total", "2");
+    assert!(
+        produced > 0.0 && consumed >= produced,
+        "stage 1 produced {produced} partials, stage 2 consumed {consumed}"
+    );
+    assert!(
+        stage_total("trailwatch_records_received_total", "1") >= records.len() as f64,
+        "stage 1's input records are exposed"
+    );
     drop(replicas);
     assert_eq!(
         scaled_ids,
@@ -848,14 +868,16 @@ fn bench_scaleout_replicas_and_repartition_bytes() {
             },
         ));
     }
-    let input_bytes: u64 = records.iter().map(|r| r.len() as u64).sum();
+    let hot = hot_key_records(count as usize / 2, start_ms);
     let sentinel_ms = trailwatch::source::now_ms();
-    let runs: [(&str, usize, bool); 5] = [
+    let runs: [(&str, usize, bool); 7] = [
         ("direct", 1, false),
         ("scaleout", 1, true),
         ("scaleout", 2, true),
         ("scaleout", 3, true),
         ("scaleout-no-preaggregation", 1, true),
+        ("hot-key", 1, true),
+        ("hot-key-no-preaggregation", 1, true),
     ];
     // TRAILWATCH_BENCH_ONLY=N: only the N-th run (0-based).
     let only: Option<usize> = std::env::var("TRAILWATCH_BENCH_ONLY")
@@ -872,9 +894,15 @@ fn bench_scaleout_replicas_and_repartition_bytes() {
             ("dlq", 1),
         ]);
         let brokers = &broker.brokers;
+        let input = if label.starts_with("hot-key") {
+            &hot
+        } else {
+            &records
+        };
+        let input_bytes: u64 = input.iter().map(|r| r.len() as u64).sum();
         // Batched: nothing is killed here, and one-record batches would
         // measure tansu's per-batch fetch cost instead of trailwatch.
-        produce_round_robin_with(producer(brokers, true), &records, 0);
+        produce_round_robin_with(producer(brokers, true), input, 0);
         produce_sentinels(brokers, sentinel_ms);
         let dir = run_dir("scaleout-bench-");
         let config = service_config(&dir, brokers, "bench", "alerts", scaleout);
@@ -922,9 +950,26 @@ fn bench_scaleout_replicas_and_repartition_bytes() {
         };
         eprintln!(
             "bench {label} x{replicas}: {} records ({input_bytes} bytes) in {:.1} s = {:.0} records/s; {line}",
-            records.len(),
+            input.len(),
             elapsed.as_secs_f64(),
-            records.len() as f64 / elapsed.as_secs_f64()
+            input.len() as f64 / elapsed.as_secs_f64()
         );
     }
+}
+
+/// `count` AccessDenied errors of one automation role, 10 ms apart in event
+/// time: one hot key for `authz-failure-burst-by-principal` and
+/// `cis-4.1-unauthorized-api-calls` across every input partition.
+fn hot_key_records(count: usize, start_ms: i64) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let time = chrono::DateTime::from_timestamp_millis(start_ms + 10 * i as i64)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            format!(
+                r#"{{"eventVersion":"1.08","userIdentity":{{"type":"AssumedRole","principalId":"AROAEXAMPLE:bot","arn":"arn:aws:sts::111122223333:assumed-role/automation/bot","accountId":"111122223333"}},"eventTime":"{time}","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","awsRegion":"us-east-1","sourceIPAddress":"10.0.0.5","userAgent":"automation","errorCode":"UnauthorizedOperation","errorMessage":"You are not authorized to perform this operation.","requestParameters":null,"responseElements":null,"eventID":"hot-{i}","readOnly":true,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333"}}"#
+            )
+            .into_bytes()
+        })
+        .collect()
 }

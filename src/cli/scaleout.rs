@@ -7,8 +7,10 @@
 //! the default) or one of them. A stop request (SIGTERM/SIGINT) stops
 //! both; each drains and commits what is safe, as on the direct path.
 //!
-//! The metrics endpoint serves stage 2's engine when it runs (alerts,
-//! windows, repartition consumption and lag), else stage 1's.
+//! The metrics endpoint serves every stage that runs, each series
+//! labelled `stage="1"` (input, decoding, pre-aggregation, repartition
+//! production) or `stage="2"` (repartition consumption and lag, windows,
+//! alerts); `/readyz` wants every stage ready.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use crate::engine::merge::MergeConfig;
 use crate::engine::preagg::PreaggConfig;
 use crate::engine::{Engine, EngineConfig, RunSummary, Stage};
 use crate::error::{Error, Result};
+use crate::metrics::exposition::Served;
 use crate::rules::RuleSet;
 
 use super::backends;
@@ -77,15 +80,20 @@ pub fn execute(
         .then(|| Engine::new(stage1_config(&base, scaleout), Arc::clone(&rules)));
     let stage2 = (scaleout.role != ScaleoutRole::Stage1)
         .then(|| Engine::new(stage2_config(&base, scaleout), Arc::clone(&rules)));
-    let served = stage2
-        .as_ref()
-        .or(stage1.as_ref())
-        .ok_or_else(|| Error::Internal("scaleout runs no stage".into()))?;
-    let _http = crate::http::HttpServer::start(
-        &config.metrics.listen,
-        served.metrics(),
-        served.registry(),
-    )?;
+    let served: Vec<Served> = [("1", &stage1), ("2", &stage2)]
+        .into_iter()
+        .filter_map(|(stage, engine)| {
+            engine.as_ref().map(|engine| Served {
+                stage: Some(stage),
+                metrics: engine.metrics(),
+                registry: engine.registry(),
+            })
+        })
+        .collect();
+    if served.is_empty() {
+        return Err(Error::Internal("scaleout runs no stage".into()));
+    }
+    let _http = crate::http::HttpServer::start_all(&config.metrics.listen, served)?;
     tracing::info!(role = ?scaleout.role, topic = %scaleout.topic, "trailwatch scale-out starting");
     let results: Vec<Result<RunSummary>> = std::thread::scope(|scope| {
         let mut handles = Vec::new();
