@@ -63,6 +63,7 @@ fn bench_windows(c: &mut Criterion) {
             max_state_bytes: usize::MAX,
             evidence: EvidenceLimits::default(),
             eager_sliding: false,
+            drop_revoked: false,
         },
         CommitTracker::new(1),
         metrics.shards[0].clone(),

@@ -35,6 +35,108 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Two-stage scale-out over a Kafka repartition topic; absent: the
+    /// direct single-stage path.
+    #[serde(default)]
+    pub scaleout: Option<ScaleoutConfig>,
+}
+
+/// Which stages a replica runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleoutRole {
+    /// Stage 1 and stage 2 in every replica (the default).
+    #[default]
+    Both,
+    /// Only stage 1 (a dedicated pre-aggregation pool).
+    Stage1,
+    /// Only stage 2 (a dedicated window pool).
+    Stage2,
+}
+
+/// The `scaleout` section: the keyed repartition stage (README, "Scaling
+/// out"). Stage 1 reads `sources`, pre-aggregates and writes partials to
+/// `topic`; stage 2 reads `topic` as `group_id` and writes `sinks.alerts`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleoutConfig {
+    #[serde(default)]
+    pub role: ScaleoutRole,
+    /// Brokers holding the repartition topic.
+    pub brokers: String,
+    /// The repartition topic (create it first; its partition count caps
+    /// the useful stage-2 replicas).
+    pub topic: String,
+    /// Stage 2's consumer group (must differ from the input's).
+    pub group_id: String,
+    /// How long stage 1 folds matches before sending them (default 200ms).
+    #[serde(default)]
+    pub flush_interval: Option<HumanDuration>,
+    /// Longest gap between an idle producer's watermarks (default 1s).
+    #[serde(default)]
+    pub heartbeat: Option<HumanDuration>,
+    /// Fold matches per key and bucket (default true; false sends one
+    /// partial per match).
+    #[serde(default = "yes")]
+    pub preaggregate: bool,
+    /// Producer send time a repartition partition must span before stage 2
+    /// lets it advance the watermark (default 5 heartbeats).
+    #[serde(default)]
+    pub warm_up: Option<HumanDuration>,
+    /// Producer send time after which a silent stage-1 producer (a dead
+    /// replica) stops holding stage 2's watermark (default:
+    /// `engine.idle_timeout`).
+    #[serde(default)]
+    pub producer_idle_timeout: Option<HumanDuration>,
+    /// librdkafka properties for the repartition producer and consumer.
+    #[serde(default)]
+    pub properties: KafkaProperties,
+}
+
+impl ScaleoutConfig {
+    /// Rejects settings that cannot work.
+    pub fn validate(&self, sources: &[SourceConfig]) -> Result<()> {
+        if self.topic.trim().is_empty() || self.group_id.trim().is_empty() {
+            return Err(Error::Config(
+                "scaleout: topic and group_id must be set".into(),
+            ));
+        }
+        for source in sources {
+            if let SourceConfig::Kafka(kafka) = source {
+                if kafka.group_id == self.group_id {
+                    return Err(Error::Config(
+                        "scaleout.group_id must differ from the input's consumer group".into(),
+                    ));
+                }
+                if kafka.topics.contains(&self.topic) {
+                    return Err(Error::Config(
+                        "scaleout.topic must not be one of the input topics".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The heartbeat in force.
+    pub fn heartbeat(&self) -> std::time::Duration {
+        self.heartbeat
+            .map_or(std::time::Duration::from_secs(1), |d| d.0)
+    }
+
+    /// The flush interval in force.
+    pub fn flush_interval(&self) -> std::time::Duration {
+        self.flush_interval
+            .map_or(std::time::Duration::from_millis(200), |d| d.0)
+    }
+
+    /// The warm-up in force, milliseconds.
+    pub fn warm_up_ms(&self) -> i64 {
+        self.warm_up.map_or(
+            5 * i64::try_from(self.heartbeat().as_millis()).unwrap_or(i64::MAX / 8),
+            |d| d.as_millis_i64(),
+        )
+    }
 }
 
 /// Where rules come from.
@@ -127,6 +229,7 @@ impl EngineSection {
             shutdown_deadline: self
                 .shutdown_deadline
                 .map_or(defaults.shutdown_deadline, |d| d.0),
+            stage: crate::engine::Stage::Direct,
         }
     }
 }

@@ -8,9 +8,11 @@
 //! - `/livez`: 200 while this thread serves; it checks only that the
 //!   process works, so a broker outage never gets the pod restarted.
 //! - `/readyz`: 200 once every source reports `is_ready()` and at least
-//!   one batch was consumed ([`crate::metrics::Health`]); 503 before.
+//!   one batch was consumed ([`crate::metrics::Health`]); 503 before. With
+//!   several engines (scale-out, both stages), every one must be ready.
 //! - `/metrics`: the Prometheus text exposition
-//!   ([`crate::metrics::exposition`]).
+//!   ([`crate::metrics::exposition`]); several engines are served as one,
+//!   each series labelled with its `stage`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +21,8 @@ use std::thread::JoinHandle;
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::error::{Error, Result};
-use crate::metrics::{exposition, Metrics};
+use crate::metrics::exposition::{self, Served};
+use crate::metrics::Metrics;
 use crate::source::PartitionRegistry;
 
 /// A running listener; dropping it stops the server thread.
@@ -45,6 +48,16 @@ impl HttpServer {
         metrics: Arc<Metrics>,
         registry: Arc<PartitionRegistry>,
     ) -> Result<Option<HttpServer>> {
+        let served = Served {
+            stage: None,
+            metrics,
+            registry,
+        };
+        Self::start_all(listen, vec![served])
+    }
+
+    /// As [`HttpServer::start`], for several engines (scale-out stages).
+    pub fn start_all(listen: &str, served: Vec<Served>) -> Result<Option<HttpServer>> {
         let listen = listen.trim();
         if listen.is_empty() {
             return Ok(None);
@@ -63,7 +76,7 @@ impl HttpServer {
                 let span = tracing::info_span!("http", addr = %addr);
                 let _entered = span.enter();
                 for request in serving.incoming_requests() {
-                    respond(request, &metrics, &registry);
+                    respond(request, &served);
                 }
             })
             .map_err(|e| Error::Internal(format!("cannot spawn http thread: {e}")))?;
@@ -103,11 +116,11 @@ fn text(status: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {
 }
 
 /// Serves one request.
-fn respond(request: Request, metrics: &Metrics, registry: &PartitionRegistry) {
+fn respond(request: Request, served: &[Served]) {
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let get = matches!(request.method(), Method::Get | Method::Head);
     let response = match (get, path.as_str()) {
-        (true, "/metrics") => match exposition::render(metrics, registry) {
+        (true, "/metrics") => match exposition::render_all(served) {
             Ok(body) => {
                 let mut response = Response::from_string(body);
                 if let Some(h) = header("Content-Type", exposition::CONTENT_TYPE) {
@@ -122,7 +135,7 @@ fn respond(request: Request, metrics: &Metrics, registry: &PartitionRegistry) {
         },
         (true, "/livez") => text(200, "ok\n"),
         (true, "/readyz") => {
-            if metrics.health.is_ready() {
+            if served.iter().all(|s| s.metrics.health.is_ready()) {
                 text(200, "ready\n")
             } else {
                 text(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::config::{KafkaProperties, KafkaSourceConfig, SinkConfig, SourceConfig};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::sink::{AlertSink, DeadLetterSink};
+use crate::sink::{AlertSink, DeadLetterSink, PartialSink};
 use crate::source::Source;
 
 #[cfg(not(all(feature = "kafka", feature = "kinesis")))]
@@ -27,6 +27,10 @@ fn not_built(feature: &str) -> Error {
 pub fn kafka_source(config: &KafkaSourceConfig, engine: &Engine) -> Result<Box<dyn Source>> {
     let mut source = crate::source::kafka::KafkaSource::new(config)?;
     source.set_tracker(engine.tracker());
+    if engine.is_scaled_out() {
+        // Stage 1 drops batches of revoked partitions: a comeback replays.
+        source.keep_replays();
+    }
     let lag = source.lag();
     engine
         .metrics()
@@ -37,6 +41,72 @@ pub fn kafka_source(config: &KafkaSourceConfig, engine: &Engine) -> Result<Box<d
                 .collect()
         }));
     Ok(Box::new(source))
+}
+
+/// Stage 2's source: the repartition topic as its own consumer group,
+/// exporting its lag as `trailwatch_repartition_lag`.
+#[cfg(feature = "kafka")]
+pub fn kafka_repartition_source(
+    scaleout: &crate::config::ScaleoutConfig,
+    engine: &Engine,
+) -> Result<Box<dyn Source>> {
+    let config = KafkaSourceConfig {
+        brokers: scaleout.brokers.clone(),
+        topics: vec![scaleout.topic.clone()],
+        topic_pattern: None,
+        group_id: scaleout.group_id.clone(),
+        decoder: None,
+        flow_format: None,
+        properties: scaleout.properties.clone(),
+        static_membership: false,
+        poll_batch: 2048,
+    };
+    let mut source = crate::source::kafka::KafkaSource::new(&config)?;
+    source.set_tracker(engine.tracker());
+    // Stage 2 drops the windows of revoked partitions: a comeback replays.
+    source.keep_replays();
+    let lag = source.lag();
+    engine.metrics().register_lag(
+        crate::metrics::REPARTITION_LAG,
+        "Repartition-topic messages stage 2 has not consumed yet, per partition.",
+        "partition",
+        Arc::new(move || {
+            lag.lag_snapshot()
+                .into_iter()
+                .map(|(_, partition, lag)| (partition.to_string(), lag))
+                .collect()
+        }),
+    );
+    Ok(Box::new(source))
+}
+
+/// Stage 2's source (not built).
+#[cfg(not(feature = "kafka"))]
+pub fn kafka_repartition_source(
+    _scaleout: &crate::config::ScaleoutConfig,
+    _engine: &Engine,
+) -> Result<Box<dyn Source>> {
+    Err(not_built("kafka"))
+}
+
+/// Stage 1's sink: the repartition topic.
+#[cfg(feature = "kafka")]
+pub fn kafka_partial_sink(
+    scaleout: &crate::config::ScaleoutConfig,
+) -> Result<Box<dyn PartialSink>> {
+    Ok(Box::new(crate::sink::kafka::KafkaPartialSink::new(
+        &scaleout.brokers,
+        &scaleout.topic,
+        &scaleout.properties,
+    )?))
+}
+
+/// Stage 1's sink (not built).
+#[cfg(not(feature = "kafka"))]
+pub fn kafka_partial_sink(
+    _scaleout: &crate::config::ScaleoutConfig,
+) -> Result<Box<dyn PartialSink>> {
+    Err(not_built("kafka"))
 }
 
 /// A Kafka consumer-group source (not built).

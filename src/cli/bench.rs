@@ -388,6 +388,7 @@ impl InlinePipeline {
                 max_state_bytes: usize::MAX,
                 evidence,
                 eager_sliding: false,
+                drop_revoked: false,
             },
             tracker,
             Arc::clone(&metrics.shards[0]),
@@ -422,6 +423,7 @@ impl InlinePipeline {
         while let Ok(message) = self.shard_rx.try_recv() {
             match message {
                 ShardMsg::Matches(matches) => self.shard.process(matches),
+                ShardMsg::Partials(partials) => self.shard.process_partials(partials),
                 ShardMsg::FlushAll => self.shard.flush_all(),
             }
         }
@@ -612,6 +614,7 @@ fn state_cost(rules: &Arc<RuleSet>, keys: u64) -> String {
                 max_sample_bytes: 0,
             },
             eager_sliding: false,
+            drop_revoked: false,
         },
         tracker,
         Arc::clone(&metrics.shards[0]),

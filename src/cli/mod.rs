@@ -18,6 +18,7 @@ pub mod import;
 pub mod replay;
 pub mod rules_cmd;
 pub mod run;
+pub mod scaleout;
 
 use std::path::PathBuf;
 

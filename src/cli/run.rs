@@ -202,7 +202,25 @@ pub fn execute(args: RunArgs) -> Result<i32> {
             crate::config::LogFormat::Json => "json",
         };
         println!("log: level={} format={format}", config.log.level);
+        match &config.scaleout {
+            Some(scaleout) => {
+                scaleout.validate(&config.sources)?;
+                println!(
+                    "scaleout: role={:?} topic={} group_id={}",
+                    scaleout.role, scaleout.topic, scaleout.group_id
+                );
+            }
+            None => println!("scaleout: none (direct path)"),
+        }
         return Ok(0);
+    }
+    if let Some(scaleout) = &config.scaleout {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(signal, Arc::clone(&stop))
+                .map_err(|e| Error::Internal(format!("cannot install signal handler: {e}")))?;
+        }
+        return super::scaleout::execute(&config, scaleout, rules, stop);
     }
     let engine = Engine::new(engine_config, Arc::clone(&rules));
     let sources = build_sources(&config, &engine)?;

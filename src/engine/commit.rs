@@ -24,6 +24,12 @@ pub type Holds = smallvec::SmallVec<[(PartitionId, u64); 1]>;
 
 #[derive(Debug, Default)]
 struct PartitionState {
+    /// Which incarnation of the partition's state this is: a revoked
+    /// partition's state is dropped, and a token or hold taken before
+    /// releases only in the incarnation it was counted in (a replay after
+    /// the partition comes back starts at the same offsets, so releasing
+    /// by offset alone would free the new incarnation's holds).
+    epoch: u64,
     /// First offset of every batch read but not yet processed.
     in_flight: BTreeMap<u64, u32>,
     /// Next offset after the last record read.
@@ -37,6 +43,35 @@ struct Inner {
     partitions: HashMap<PartitionId, PartitionState>,
     /// Per shard: partition -> smallest offset still needed by a window.
     shard_holds: Vec<HashMap<PartitionId, u64>>,
+    /// Every partition forgotten (revoked), in order; append-only, so each
+    /// reader keeps its own cursor ([`CommitTracker::revocations_since`]).
+    revocations: Vec<PartitionId>,
+    /// Per partition: how many times it was forgotten. Work read under an
+    /// older generation belongs to a previous assignment.
+    generations: HashMap<PartitionId, u64>,
+    /// Epoch of the next partition state created.
+    next_epoch: u64,
+}
+
+impl Inner {
+    /// `partition`'s state, created (with a fresh epoch) when missing.
+    fn state(&mut self, partition: PartitionId) -> &mut PartitionState {
+        let next_epoch = &mut self.next_epoch;
+        self.partitions.entry(partition).or_insert_with(|| {
+            *next_epoch += 1;
+            PartitionState {
+                epoch: *next_epoch,
+                ..PartitionState::default()
+            }
+        })
+    }
+
+    /// `partition`'s state if it is still incarnation `epoch`.
+    fn state_of(&mut self, partition: PartitionId, epoch: u64) -> Option<&mut PartitionState> {
+        self.partitions
+            .get_mut(&partition)
+            .filter(|state| state.epoch == epoch)
+    }
 }
 
 /// Shared commit bookkeeping for one pipeline.
@@ -51,6 +86,9 @@ impl CommitTracker {
         let inner = Inner {
             partitions: HashMap::new(),
             shard_holds: vec![HashMap::new(); shards],
+            revocations: Vec::new(),
+            generations: HashMap::new(),
+            next_epoch: 0,
         };
         CommitTracker {
             inner: Arc::new(Mutex::new(inner)),
@@ -65,13 +103,15 @@ impl CommitTracker {
     /// Clones of the token travel with every piece of the batch.
     pub fn begin_batch(&self, partition: PartitionId, first: u64, end: u64) -> BatchToken {
         let mut inner = self.lock();
-        let state = inner.partitions.entry(partition).or_default();
+        let state = inner.state(partition);
         *state.in_flight.entry(first).or_insert(0) += 1;
         state.read_end = state.read_end.max(end);
+        let epoch = state.epoch;
         BatchToken {
             _inner: Arc::new(TokenInner {
                 tracker: self.clone(),
                 partition,
+                epoch,
                 first,
             }),
         }
@@ -88,13 +128,16 @@ impl CommitTracker {
     /// Holds `holds` until the returned guard is acknowledged (dropped).
     pub fn hold_alert(&self, holds: &Holds) -> AlertHold {
         let mut inner = self.lock();
+        let mut epochs = smallvec::SmallVec::with_capacity(holds.len());
         for (partition, offset) in holds {
-            let state = inner.partitions.entry(*partition).or_default();
+            let state = inner.state(*partition);
             *state.alert_holds.entry(*offset).or_insert(0) += 1;
+            epochs.push(state.epoch);
         }
         AlertHold {
             tracker: self.clone(),
             holds: holds.clone(),
+            epochs,
         }
     }
 
@@ -144,6 +187,31 @@ impl CommitTracker {
         for shard in &mut inner.shard_holds {
             shard.remove(&partition);
         }
+        inner.revocations.push(partition);
+        *inner.generations.entry(partition).or_insert(0) += 1;
+    }
+
+    /// The assignment generation of `partition` (bumped by every
+    /// [`CommitTracker::forget_partition`]).
+    pub fn generation(&self, partition: PartitionId) -> u64 {
+        self.lock()
+            .generations
+            .get(&partition)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Partitions forgotten since `cursor` (an index into the revocation
+    /// log); advances `cursor`. Cheap when nothing was revoked.
+    pub fn revocations_since(&self, cursor: &mut usize) -> Vec<PartitionId> {
+        let inner = self.lock();
+        let revoked = inner
+            .revocations
+            .get(*cursor..)
+            .map(<[PartitionId]>::to_vec)
+            .unwrap_or_default();
+        *cursor = inner.revocations.len();
+        revoked
     }
 }
 
@@ -160,13 +228,14 @@ fn release(map: &mut BTreeMap<u64, u32>, offset: u64) {
 struct TokenInner {
     tracker: CommitTracker,
     partition: PartitionId,
+    epoch: u64,
     first: u64,
 }
 
 impl Drop for TokenInner {
     fn drop(&mut self) {
         let mut inner = self.tracker.lock();
-        if let Some(state) = inner.partitions.get_mut(&self.partition) {
+        if let Some(state) = inner.state_of(self.partition, self.epoch) {
             release(&mut state.in_flight, self.first);
         }
     }
@@ -183,13 +252,15 @@ pub struct BatchToken {
 pub struct AlertHold {
     tracker: CommitTracker,
     holds: Holds,
+    /// The partition state incarnation each hold was counted in.
+    epochs: smallvec::SmallVec<[u64; 1]>,
 }
 
 impl Drop for AlertHold {
     fn drop(&mut self) {
         let mut inner = self.tracker.lock();
-        for (partition, offset) in &self.holds {
-            if let Some(state) = inner.partitions.get_mut(partition) {
+        for ((partition, offset), epoch) in self.holds.iter().zip(&self.epochs) {
+            if let Some(state) = inner.state_of(*partition, *epoch) {
                 release(&mut state.alert_holds, *offset);
             }
         }
@@ -237,5 +308,28 @@ mod tests {
         drop(hold);
         assert_eq!(tracker.safe_position(1), Some(100));
         assert_eq!(tracker.safe_positions(), vec![(1, 100)]);
+    }
+
+    #[test]
+    fn a_token_or_hold_of_a_revoked_assignment_does_not_release_the_replay() {
+        let tracker = CommitTracker::new(1);
+        // Read [10, 20) and hold 10 for a flush; then the partition is
+        // revoked and comes back, and the replay reads [10, 30) again.
+        let old_batch = tracker.begin_batch(3, 10, 20);
+        let old_hold = tracker.hold_alert(&Holds::from_slice(&[(3, 10)]));
+        tracker.forget_partition(3);
+        let replay = tracker.begin_batch(3, 10, 30);
+        let replay_hold = tracker.hold_alert(&Holds::from_slice(&[(3, 10)]));
+        drop(old_batch);
+        drop(old_hold);
+        assert_eq!(
+            tracker.safe_position(3),
+            Some(10),
+            "the replay's batch and hold still keep offset 10"
+        );
+        drop(replay);
+        assert_eq!(tracker.safe_position(3), Some(10), "the replay's hold");
+        drop(replay_hold);
+        assert_eq!(tracker.safe_position(3), Some(30));
     }
 }

@@ -12,6 +12,9 @@
 
 pub mod alarm;
 pub mod commit;
+pub mod merge;
+pub mod partial;
+pub mod preagg;
 pub mod shard;
 pub mod sliding;
 pub mod watermark;
@@ -25,6 +28,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use self::commit::CommitTracker;
+use self::merge::{MergeConfig, PartialWorker, RemoteWatermarks};
+use self::preagg::{FlushedMarks, PartialFlush, PreaggConfig, Preaggregator};
 use self::shard::{Emitted, Shard, ShardConfig, ShardMsg};
 use self::watermark::{WatermarkConfig, WatermarkTracker};
 use self::window::EvidenceLimits;
@@ -34,11 +39,53 @@ use crate::decode::DecodeConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
-use crate::sink::{AlertSink, DeadLetterSink};
+use crate::sink::{AlertSink, DeadLetterSink, PartialSink};
 use crate::source::{PartitionEvent, PartitionRegistry, Poll, RawBatch, Source};
 
 /// Most alerts the sink thread hands to the sink in one call.
 const MAX_ALERTS_PER_SEND: usize = 4096;
+
+/// Which part of the pipeline an engine runs (README, "Scaling out").
+#[derive(Debug, Clone, Default)]
+pub enum Stage {
+    /// Everything in one process: input to alerts (no repartition topic).
+    #[default]
+    Direct,
+    /// Stage 1: decode, match, pre-aggregate; partials go to the
+    /// repartition topic ([`Engine::run_partials`]).
+    Partials(PreaggConfig),
+    /// Stage 2: the repartition topic is the input; partials are merged
+    /// into windows, evaluated and alerted on ([`Engine::run`]).
+    Merge(MergeConfig),
+}
+
+/// What the engine's shards feed.
+enum Output {
+    Alerts(Box<dyn AlertSink>),
+    Partials(Box<dyn PartialSink>),
+}
+
+/// The intake worker of one decode thread.
+enum Intake {
+    Events(Box<DecodeWorker>),
+    Partials(Box<PartialWorker>),
+}
+
+impl Intake {
+    fn process(&mut self, batch: RawBatch) -> bool {
+        match self {
+            Intake::Events(worker) => worker.process(batch),
+            Intake::Partials(worker) => worker.process(batch),
+        }
+    }
+
+    fn tick(&mut self) -> bool {
+        match self {
+            Intake::Events(worker) => worker.tick(),
+            Intake::Partials(worker) => worker.tick(),
+        }
+    }
+}
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -69,6 +116,8 @@ pub struct EngineConfig {
     pub commit_interval: Duration,
     /// How long to wait for the pipeline to drain on shutdown.
     pub shutdown_deadline: Duration,
+    /// Direct (default), stage 1 or stage 2 of a scaled-out deployment.
+    pub stage: Stage,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +135,7 @@ impl Default for EngineConfig {
             flush_on_end: true,
             commit_interval: Duration::from_secs(5),
             shutdown_deadline: Duration::from_secs(30),
+            stage: Stage::Direct,
         }
     }
 }
@@ -108,17 +158,30 @@ pub struct Engine {
     stop: Arc<AtomicBool>,
     /// Set when a source ended with an error (no end-of-input flush then).
     source_failed: AtomicBool,
+    /// Stage 2 only: the producers' watermarks.
+    remote_watermarks: Option<Arc<RemoteWatermarks>>,
 }
 
 impl Engine {
     /// An engine running `rules` with `config`.
     pub fn new(config: EngineConfig, rules: Arc<RuleSet>) -> Engine {
-        let shards = config.shards.max(1);
+        // Stage 1 runs one pre-aggregator: all its partials flush at once,
+        // so input commits land on flush boundaries (`partial` module docs).
+        let shards = match config.stage {
+            Stage::Partials(_) => 1,
+            Stage::Direct | Stage::Merge(_) => config.shards.max(1),
+        };
         let decoders = config.decoders.max(1);
         let rule_ids = rules.rules().iter().map(|r| r.id.clone()).collect();
+        let tracker = CommitTracker::new(shards);
+        let remote_watermarks = match &config.stage {
+            Stage::Merge(merge) => Some(Arc::new(RemoteWatermarks::new(*merge, tracker.clone()))),
+            Stage::Direct | Stage::Partials(_) => None,
+        };
         Engine {
             metrics: Metrics::new(decoders, shards, rule_ids),
-            tracker: CommitTracker::new(shards),
+            tracker,
+            remote_watermarks,
             watermark: Arc::new(WatermarkTracker::new(config.watermark)),
             registry: Arc::new(PartitionRegistry::default()),
             stop: Arc::new(AtomicBool::new(false)),
@@ -142,6 +205,11 @@ impl Engine {
         Arc::clone(&self.registry)
     }
 
+    /// Whether this engine is a stage of a scaled-out deployment.
+    pub fn is_scaled_out(&self) -> bool {
+        !matches!(self.config.stage, Stage::Direct)
+    }
+
     /// The commit tracker.
     pub fn tracker(&self) -> CommitTracker {
         self.tracker.clone()
@@ -153,11 +221,42 @@ impl Engine {
     }
 
     /// Runs until every source ends (or stop is requested) and the
-    /// pipeline has drained.
+    /// pipeline has drained. For the direct path and stage 2.
     pub fn run(
         &self,
         sources: Vec<Box<dyn Source>>,
         alert_sink: Box<dyn AlertSink>,
+        dead_letter_sink: Box<dyn DeadLetterSink>,
+    ) -> Result<RunSummary> {
+        if matches!(self.config.stage, Stage::Partials(_)) {
+            return Err(Error::Internal(
+                "a stage-1 engine writes partials: use run_partials".into(),
+            ));
+        }
+        self.run_inner(sources, Output::Alerts(alert_sink), dead_letter_sink)
+    }
+
+    /// Runs stage 1: like [`Engine::run`], with partials written to
+    /// `partial_sink` instead of alerts (`alerts_delivered` then counts
+    /// partials).
+    pub fn run_partials(
+        &self,
+        sources: Vec<Box<dyn Source>>,
+        partial_sink: Box<dyn PartialSink>,
+        dead_letter_sink: Box<dyn DeadLetterSink>,
+    ) -> Result<RunSummary> {
+        if !matches!(self.config.stage, Stage::Partials(_)) {
+            return Err(Error::Internal(
+                "only a stage-1 engine writes partials".into(),
+            ));
+        }
+        self.run_inner(sources, Output::Partials(partial_sink), dead_letter_sink)
+    }
+
+    fn run_inner(
+        &self,
+        sources: Vec<Box<dyn Source>>,
+        output: Output,
         dead_letter_sink: Box<dyn DeadLetterSink>,
     ) -> Result<RunSummary> {
         let started = Instant::now();
@@ -167,6 +266,7 @@ impl Engine {
         let (decode_txs, decode_rxs): (Vec<Sender<RawBatch>>, Vec<Receiver<RawBatch>>) =
             (0..self.config.decoders).map(|_| bounded(capacity)).unzip();
         let (alert_tx, alert_rx) = bounded::<Vec<Emitted>>(capacity);
+        let (partial_tx, partial_rx) = bounded::<PartialFlush>(capacity);
         let (dead_tx, dead_rx) = bounded::<DeadLetterBatch>(capacity);
         let (done_tx, done_rx) = bounded::<()>(0);
         let per_shard_cap = (self.config.max_open_windows / self.config.shards).max(1);
@@ -177,11 +277,17 @@ impl Engine {
             total => (total / self.config.shards).max(1),
         };
 
+        // Stage 1: what each pre-aggregator has flushed, per input partition.
+        let flushed = Arc::new(FlushedMarks::new(self.config.shards));
         std::thread::scope(|scope| -> Result<RunSummary> {
-            let sink_handle = std::thread::Builder::new()
-                .name("tw-sink".into())
-                .spawn_scoped(scope, || self.run_alert_sink(alert_rx, alert_sink, done_tx))
-                .map_err(|e| Error::Internal(format!("cannot spawn sink thread: {e}")))?;
+            let sink_builder = std::thread::Builder::new().name("tw-sink".into());
+            let sink_handle = match output {
+                Output::Alerts(sink) => sink_builder
+                    .spawn_scoped(scope, || self.run_alert_sink(alert_rx, sink, done_tx)),
+                Output::Partials(sink) => sink_builder
+                    .spawn_scoped(scope, || self.run_partial_sink(partial_rx, sink, done_tx)),
+            }
+            .map_err(|e| Error::Internal(format!("cannot spawn sink thread: {e}")))?;
             let dlq_handle = std::thread::Builder::new()
                 .name("tw-dead-letter".into())
                 .spawn_scoped(scope, || {
@@ -189,6 +295,30 @@ impl Engine {
                 })
                 .map_err(|e| Error::Internal(format!("cannot spawn dead-letter thread: {e}")))?;
             for (index, rx) in shard_rxs.into_iter().enumerate() {
+                if let Stage::Partials(preagg) = &self.config.stage {
+                    let preaggregator = Preaggregator::new(
+                        index,
+                        Arc::clone(&self.rules),
+                        PreaggConfig {
+                            evidence: self.config.evidence,
+                            ..preagg.clone()
+                        },
+                        self.tracker.clone(),
+                        Arc::clone(&self.metrics.shards[index]),
+                        Arc::clone(&self.registry),
+                        Arc::clone(&self.watermark),
+                    )
+                    .with_siblings(Arc::clone(&flushed));
+                    let out = partial_tx.clone();
+                    std::thread::Builder::new()
+                        .name(format!("tw-preagg-{index}"))
+                        .spawn_scoped(scope, move || {
+                            let _span = tracing::info_span!("preagg", index).entered();
+                            preaggregator.run(rx, out)
+                        })
+                        .map_err(|e| Error::Internal(format!("cannot spawn shard thread: {e}")))?;
+                    continue;
+                }
                 let shard = Shard::new(
                     index,
                     Arc::clone(&self.rules),
@@ -197,10 +327,12 @@ impl Engine {
                         max_state_bytes: per_shard_bytes,
                         evidence: self.config.evidence,
                         eager_sliding: !self.config.watermark.replay,
+                        drop_revoked: matches!(self.config.stage, Stage::Merge(_)),
                     },
                     self.tracker.clone(),
                     Arc::clone(&self.metrics.shards[index]),
-                );
+                )
+                .with_repartition_counters(Arc::clone(&self.metrics.repartition));
                 let out = alert_tx.clone();
                 std::thread::Builder::new()
                     .name(format!("tw-shard-{index}"))
@@ -211,20 +343,10 @@ impl Engine {
                     .map_err(|e| Error::Internal(format!("cannot spawn shard thread: {e}")))?;
             }
             drop(alert_tx);
+            drop(partial_tx);
             let mut decode_handles = Vec::new();
             for (index, rx) in decode_rxs.into_iter().enumerate() {
-                let mut worker = DecodeWorker::new(
-                    Arc::clone(&self.rules),
-                    self.config.decode.clone(),
-                    Arc::clone(&self.watermark),
-                    self.tracker.clone(),
-                    shard_txs.clone(),
-                    Arc::clone(&self.metrics.decoders[index]),
-                    Arc::clone(&self.metrics),
-                    Arc::clone(&self.registry),
-                    dead_tx.clone(),
-                    self.config.evidence.max_sample_bytes,
-                );
+                let mut worker = self.intake_worker(index, &shard_txs, &dead_tx);
                 let handle = std::thread::Builder::new()
                     .name(format!("tw-decode-{index}"))
                     .spawn_scoped(scope, move || {
@@ -308,6 +430,92 @@ impl Engine {
         })
     }
 
+    /// The intake worker of decode thread `index`: the event decoder, or
+    /// in stage 2 the partial reader.
+    fn intake_worker(
+        &self,
+        index: usize,
+        shard_txs: &[Sender<ShardMsg>],
+        dead_tx: &Sender<DeadLetterBatch>,
+    ) -> Intake {
+        if let Some(watermarks) = &self.remote_watermarks {
+            return Intake::Partials(Box::new(PartialWorker::new(
+                Arc::clone(&self.rules),
+                self.tracker.clone(),
+                shard_txs.to_vec(),
+                Arc::clone(watermarks),
+                Arc::clone(&self.metrics.decoders[index]),
+                Arc::clone(&self.metrics),
+                Arc::clone(&self.registry),
+                dead_tx.clone(),
+            )));
+        }
+        let worker = DecodeWorker::new(
+            Arc::clone(&self.rules),
+            self.config.decode.clone(),
+            Arc::clone(&self.watermark),
+            self.tracker.clone(),
+            shard_txs.to_vec(),
+            Arc::clone(&self.metrics.decoders[index]),
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.registry),
+            dead_tx.clone(),
+            self.config.evidence.max_sample_bytes,
+        );
+        Intake::Events(Box::new(match self.config.stage {
+            Stage::Partials(_) => worker.with_partition_reports(),
+            Stage::Direct | Stage::Merge(_) => worker,
+        }))
+    }
+
+    /// Stage 1's sink thread: writes each flush to the repartition topic,
+    /// retrying like the alert sink, then releases its input holds.
+    fn run_partial_sink(
+        &self,
+        rx: Receiver<PartialFlush>,
+        mut sink: Box<dyn PartialSink>,
+        _done: Sender<()>,
+    ) -> Result<u64> {
+        let span = tracing::info_span!("sink", name = sink.name());
+        let _entered = span.enter();
+        let counters = &self.metrics.repartition;
+        let mut delivered = 0u64;
+        for flush in rx.iter() {
+            let mut backoff = Duration::from_millis(100);
+            let mut give_up_at: Option<Instant> = None;
+            let bytes = loop {
+                match sink.send(&flush.partials, flush.watermark.as_ref()) {
+                    Ok(bytes) => break bytes,
+                    Err(e) => {
+                        counters.sink.errors.fetch_add(1, Ordering::Relaxed);
+                        if self.stop.load(Ordering::Relaxed) {
+                            let deadline = *give_up_at.get_or_insert_with(|| {
+                                Instant::now() + self.config.shutdown_deadline
+                            });
+                            if Instant::now() >= deadline {
+                                return Err(Error::Sink(format!("giving up at shutdown: {e}")));
+                            }
+                        }
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "repartition sink failed, retrying");
+                        counters.sink.retries.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            };
+            let partials = flush.partials.len() as u64;
+            counters.sink.sent.fetch_add(partials, Ordering::Relaxed);
+            counters.produced.fetch_add(partials, Ordering::Relaxed);
+            counters.produced_bytes.fetch_add(bytes, Ordering::Relaxed);
+            if flush.watermark.is_some() {
+                counters.watermarks_produced.fetch_add(1, Ordering::Relaxed);
+            }
+            delivered += partials;
+            // Dropping `flush` releases the input holds (acknowledged).
+        }
+        Ok(delivered)
+    }
+
     fn run_source(
         &self,
         mut source: Box<dyn Source>,
@@ -348,7 +556,10 @@ impl Engine {
                 }
             }
             match polled {
-                Poll::Batch(batch) => {
+                Poll::Batch(mut batch) => {
+                    // Stamped here, on the thread whose polls run the
+                    // rebalance callbacks: no revocation can come between.
+                    batch.generation = self.tracker.generation(batch.partition);
                     let target = batch.partition as usize % decoders.len();
                     if decoders[target].send(batch).is_err() {
                         break Ok(());

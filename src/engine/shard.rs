@@ -7,6 +7,11 @@
 //! its windows compactly (see [`bins`]). A shard emits at
 //! most one Create per (rule, key, window); eager rules fire the moment the
 //! threshold is crossed, the others when the window closes.
+//!
+//! In stage 2 of a scaled-out deployment a shard merges partial aggregates
+//! ([`PartialBatch`]) instead of matches into the same bins and lanes,
+//! judges lateness per repartition partition and drops the windows of
+//! revoked partitions (their new owner rebuilds them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,9 +23,9 @@ use hashbrown::Equivalent;
 use super::alarm::{AlarmState, AlarmStatus, Datapoint, Transition};
 use super::commit::{AlertHold, BatchToken, CommitTracker};
 use super::sliding::{empty_period, LaneAlert, SlidingLane};
-use super::window::{window_start, EvidenceLimits, WindowAgg};
+use super::window::{window_start, EvidenceLimits, MergeCheck, WindowAgg};
 use crate::alert::{alert_id, Activity, Alert, RuleInfo};
-use crate::metrics::{Tally, WorkerCounters};
+use crate::metrics::{RepartitionCounters, Tally, WorkerCounters};
 use crate::rules::compile::{CompiledRule, EvalMode, RuleIdx};
 use crate::rules::RuleSet;
 use crate::source::PartitionId;
@@ -75,6 +80,10 @@ pub struct MatchBatch {
     pub matches: Vec<Match>,
     /// Watermark when the batch was sent.
     pub watermark_ms: i64,
+    /// Stage 1 only: the input partition of the batch, its own watermark
+    /// after it (published per input partition to stage 2) and the
+    /// partition's assignment generation.
+    pub input_watermark: Option<(PartitionId, i64, u64)>,
     /// Keeps the raw batch in flight until the shard has registered holds.
     pub token: Option<BatchToken>,
 }
@@ -114,10 +123,41 @@ pub struct Emitted {
     pub hold: AlertHold,
 }
 
+/// One decoded partial, ready to merge.
+#[derive(Debug)]
+pub struct MergePartial {
+    pub rule: RuleIdx,
+    pub key: CompactString,
+    /// The aggregate; it holds the repartition record it came from.
+    pub agg: WindowAgg,
+    /// The stage-1 input partition and offsets it covers (replay check).
+    pub input: CompactString,
+    pub first_offset: u64,
+    pub last_offset: u64,
+}
+
+/// Partial aggregates for one shard from one repartition-topic batch
+/// (stage 2 of a scaled-out deployment, see [`super::merge`]).
+#[derive(Debug, Default)]
+pub struct PartialBatch {
+    pub partials: Vec<MergePartial>,
+    /// The watermark of `partition` (stage 2 keeps one per repartition
+    /// partition) when the batch was sent.
+    pub watermark_ms: i64,
+    /// The repartition partition read and its assignment generation: a
+    /// batch read before the partition was revoked is dropped (its new
+    /// owner replays it).
+    pub partition: PartitionId,
+    pub generation: u64,
+    /// Keeps the raw batch in flight until the shard has registered holds.
+    pub token: Option<BatchToken>,
+}
+
 /// Messages a shard receives.
 #[derive(Debug)]
 pub enum ShardMsg {
     Matches(MatchBatch),
+    Partials(PartialBatch),
     /// Close every open window (end of a finite input).
     FlushAll,
 }
@@ -159,6 +199,11 @@ pub struct ShardConfig {
     /// mode). Replay evaluates sliding steps in order at the end instead,
     /// which makes the outcome independent of input order.
     pub eager_sliding: bool,
+    /// Drop the windows of revoked partitions (stage 2, where every window
+    /// is fed by exactly one repartition partition, so its new owner
+    /// rebuilds it whole from the committed offsets). Off on the direct
+    /// path, where a window mixes partitions.
+    pub drop_revoked: bool,
 }
 
 /// State and logic of one shard.
@@ -183,6 +228,14 @@ pub struct Shard {
     out: Vec<Emitted>,
     tally: Tally,
     shed_warned: bool,
+    /// Cursor into the tracker's revocation log.
+    revocation_cursor: usize,
+    /// Stage 2: the watermark of each repartition partition heard of.
+    partition_marks: HashMap<PartitionId, i64>,
+    /// Stage 2: the limit sliding steps were last evaluated to.
+    sliding_until: i64,
+    /// Stage 2's replay counters.
+    repartition: Arc<RepartitionCounters>,
 }
 
 /// The facts alerts carry about each rule, shared by all alerts.
@@ -236,7 +289,17 @@ impl Shard {
             out: Vec::new(),
             tally: Tally::default(),
             shed_warned: false,
+            revocation_cursor: 0,
+            partition_marks: HashMap::new(),
+            sliding_until: i64::MIN,
+            repartition: Arc::default(),
         }
+    }
+
+    /// Counts stage-2 replays into `counters` (the engine's metrics).
+    pub fn with_repartition_counters(mut self, counters: Arc<RepartitionCounters>) -> Self {
+        self.repartition = counters;
+        self
     }
 
     /// Runs the shard until its input channel closes. Open windows are
@@ -244,8 +307,12 @@ impl Shard {
     /// rebuilt from the uncommitted input after a restart.
     pub fn run(mut self, input: Receiver<ShardMsg>, output: Sender<Vec<Emitted>>) {
         for msg in input.iter() {
+            if self.config.drop_revoked {
+                self.drop_revoked();
+            }
             match msg {
                 ShardMsg::Matches(batch) => self.process(batch),
+                ShardMsg::Partials(batch) => self.process_partials(batch),
                 ShardMsg::FlushAll => self.flush_all(),
             }
             if !self.out.is_empty() && output.send(std::mem::take(&mut self.out)).is_err() {
@@ -269,6 +336,218 @@ impl Shard {
         self.enforce_cap();
         self.finish_batch();
         drop(batch.token);
+    }
+
+    /// Merges one batch of partials (stage 2), then closes what the
+    /// watermarks allow. A batch read under an older assignment of its
+    /// partition is dropped: the partition's new owner replays it.
+    ///
+    /// Every stage-2 window is fed by exactly one repartition partition, so
+    /// lateness is judged against that partition's own watermark, and
+    /// windows close at the minimum over the partitions this shard has
+    /// heard of: a partition assigned later, replaying older partials, is
+    /// not late just because the others are ahead.
+    pub fn process_partials(&mut self, batch: PartialBatch) {
+        let current = self.tracker.generation(batch.partition) == batch.generation;
+        if current {
+            let known = self
+                .partition_marks
+                .get(&batch.partition)
+                .copied()
+                .unwrap_or(i64::MIN);
+            for partial in &batch.partials {
+                self.merge_partial(batch.partition, partial, known);
+            }
+            self.tally.matches += batch.partials.len() as u64;
+            // Heard of, even while warming up (at the floor): it holds the
+            // closing of this shard's windows until it catches up.
+            let mark = self
+                .partition_marks
+                .entry(batch.partition)
+                .or_insert(i64::MIN);
+            *mark = (*mark).max(batch.watermark_ms);
+        }
+        let limit = self
+            .partition_marks
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(i64::MIN);
+        // A partition heard of after others moved on (a rebalance) opens
+        // windows below this shard's high mark: close by the current
+        // minimum, not by the high mark, on every batch (the first bin is
+        // all it looks at when nothing is due).
+        self.close_until(limit);
+        if limit > self.sliding_until {
+            self.advance_sliding(limit);
+        }
+        // Lowered by a partition heard of late, so that sliding steps are
+        // evaluated again once it catches up.
+        self.sliding_until = limit;
+        if limit > self.watermark_ms {
+            tracing::debug!(shard = self.index, limit, "stage-2 watermark advanced");
+            self.watermark_ms = limit;
+        }
+        self.enforce_cap();
+        self.finish_batch();
+        drop(batch.token);
+    }
+
+    /// Merges one partial read from repartition partition `partition` into
+    /// its window (or sliding pane), unless it is late against
+    /// `late_bound` (that partition's watermark) or a replay; then fires
+    /// eagerly if the rule allows.
+    fn merge_partial(&mut self, partition: PartitionId, partial: &MergePartial, late_bound: i64) {
+        let rules = Arc::clone(&self.rules);
+        let rule = rules.rule(partial.rule);
+        let position = (partition, partial.agg.holds.first().map_or(0, |h| h.1));
+        let time_ms = partial.agg.first_seen_ms;
+        if let Some(step) = rule.slide_ms {
+            let repartition = Arc::clone(&self.repartition);
+            let update = |pane: &mut WindowAgg, limits: EvidenceLimits| {
+                let check =
+                    pane.mark_merged(&partial.input, partial.first_offset, partial.last_offset);
+                count_merge_check(&repartition, check);
+                if check == MergeCheck::Replay {
+                    return false;
+                }
+                let new_partition = !pane.holds.iter().any(|(p, _)| *p == position.0);
+                pane.merge(&partial.agg, limits.max_samples);
+                new_partition
+            };
+            self.apply_sliding(
+                partial.rule,
+                &partial.key,
+                time_ms,
+                position,
+                late_bound,
+                update,
+                rule,
+                step,
+            );
+            return;
+        }
+        let start = window_start(time_ms, rule.window_ms);
+        let end = start.saturating_add(rule.window_ms);
+        if end <= late_bound {
+            self.tally.late += 1;
+            return;
+        }
+        let bin = self
+            .bins
+            .entry((end, partial.rule))
+            .or_insert_with(|| Bin::new(rule.aggregate));
+        let bytes_before = bin.approx_bytes();
+        let found = bin.find(&partial.key);
+        if let Some(index) = found {
+            let check = bin.mark_merged(
+                index,
+                &partial.input,
+                partial.first_offset,
+                partial.last_offset,
+            );
+            count_merge_check(&self.repartition, check);
+            if check == MergeCheck::Replay {
+                self.state_bytes += bin.approx_bytes() - bytes_before;
+                return;
+            }
+        }
+        let Some(added) = bin.merge(&partial.key, &partial.agg, self.config.evidence) else {
+            // The bin's key arena is full (4 GiB of keys in one window).
+            self.tally.shed += 1;
+            return;
+        };
+        if found.is_none() {
+            bin.mark_merged(
+                added.index,
+                &partial.input,
+                partial.first_offset,
+                partial.last_offset,
+            );
+        }
+        self.state_bytes += bin.approx_bytes() - bytes_before;
+        if added.opened {
+            self.open_windows += 1;
+        }
+        for &(partition, offset) in &partial.agg.holds {
+            if let Some(replaced) = bin.lower_min_hold(partition, offset) {
+                hold(&mut self.holds, partition, offset);
+                if let Some(previous) = replaced {
+                    unhold(&mut self.holds, partition, previous);
+                }
+                self.holds_dirty = true;
+            }
+        }
+        if !rule.eager || bin.entry(added.index).fired() {
+            return;
+        }
+        if !rule.threshold.breached_by(bin.value(added.index)) {
+            return;
+        }
+        self.fire_eagerly(partial.rule, rule, &partial.key, start, end, added.index);
+    }
+
+    /// Drops the windows and panes fed by partitions revoked since the
+    /// last call, with their holds, without evaluating them: their new
+    /// owner rebuilds and evaluates them, so no alert is sent twice.
+    fn drop_revoked(&mut self) {
+        let revoked = self.tracker.revocations_since(&mut self.revocation_cursor);
+        if revoked.is_empty() {
+            return;
+        }
+        let mut dropped = 0usize;
+        let mut rebuilt = Vec::new();
+        for (bin_key, bin) in &self.bins {
+            if let Some((kept, count)) = bin.without_fed_by(&revoked) {
+                rebuilt.push((*bin_key, kept));
+                dropped += count;
+            }
+        }
+        for (bin_key, kept) in rebuilt {
+            let Some(old) = self.bins.remove(&bin_key) else {
+                continue;
+            };
+            self.state_bytes = self.state_bytes.saturating_sub(old.approx_bytes());
+            self.release_holds(old.min_holds());
+            if kept.len() == 0 {
+                continue;
+            }
+            self.state_bytes += kept.approx_bytes();
+            for &(partition, offset) in kept.min_holds() {
+                hold(&mut self.holds, partition, offset);
+            }
+            self.bins.insert(bin_key, kept);
+        }
+        self.open_windows -= dropped;
+        // A key lives in one repartition partition: a lane with a pane fed
+        // by a revoked partition is that partition's, whole (its evaluation
+        // cursor included), and its new owner rebuilds it.
+        let fed_by_revoked = |agg: &WindowAgg| agg.holds.iter().any(|(p, _)| revoked.contains(p));
+        let mut panes: Vec<WindowAgg> = Vec::new();
+        self.sliding.retain(|_, lane| {
+            if !lane.panes.values().any(fed_by_revoked) {
+                return true;
+            }
+            panes.extend(lane.panes.values().cloned());
+            false
+        });
+        for pane in &panes {
+            self.open_windows -= 1;
+            self.state_bytes = self.state_bytes.saturating_sub(pane.approx_bytes());
+            self.release_holds(&pane.holds);
+        }
+        for partition in &revoked {
+            self.holds.remove(partition);
+            self.partition_marks.remove(partition);
+        }
+        self.holds_dirty = true;
+        tracing::info!(
+            shard = self.index,
+            partitions = revoked.len(),
+            windows = dropped + panes.len(),
+            "dropped the windows of revoked partitions"
+        );
+        self.finish_batch();
     }
 
     /// Closes every window, oldest first.
@@ -314,7 +593,17 @@ impl Shard {
         let rules = Arc::clone(&self.rules);
         let rule = rules.rule(m.rule);
         if let Some(step) = rule.slide_ms {
-            self.apply_sliding(batch, m, rule, step);
+            let evidence = self.config.evidence;
+            self.apply_sliding(
+                m.rule,
+                batch.text(m.key),
+                m.time_ms,
+                (m.partition, m.offset),
+                self.watermark_ms,
+                |pane, _| apply_match(pane, batch, m, evidence),
+                rule,
+                step,
+            );
             return;
         }
         let start = window_start(m.time_ms, rule.window_ms);
@@ -364,10 +653,26 @@ impl Shard {
         if !rule.threshold.breached_by(bin.value(added.index)) {
             return;
         }
+        self.fire_eagerly(m.rule, rule, key_text, start, end, added.index);
+    }
+
+    /// Sends the Create of the breached window at `index` of bin `(end,
+    /// rule_idx)` now (an eager rule), unless its alarm rules it out.
+    fn fire_eagerly(
+        &mut self,
+        rule_idx: RuleIdx,
+        rule: &CompiledRule,
+        key_text: &str,
+        start: i64,
+        end: i64,
+        index: u32,
+    ) {
         match rule.evaluation.mode {
             EvalMode::Window => {
-                bin.set_fired(added.index);
-                let emitted = self.build(m.rule, key_text, start, end, Activity::Create, None);
+                if let Some(bin) = self.bins.get_mut(&(end, rule_idx)) {
+                    bin.set_fired(index);
+                }
+                let emitted = self.build(rule_idx, key_text, start, end, Activity::Create, None);
                 self.out.extend(emitted);
             }
             EvalMode::Alarm => {
@@ -377,7 +682,7 @@ impl Shard {
                 // then recognises this Create instead of sending another.
                 let ev = rule.evaluation;
                 let alarm_key = BorrowedKey {
-                    rule: m.rule,
+                    rule: rule_idx,
                     key: key_text,
                 };
                 let (recent, already) = self.alarms.get(&alarm_key).map_or((0, false), |a| {
@@ -389,30 +694,42 @@ impl Shard {
                 if already || recent + 1 < ev.datapoints {
                     return;
                 }
-                bin.set_fired(added.index);
+                if let Some(bin) = self.bins.get_mut(&(end, rule_idx)) {
+                    bin.set_fired(index);
+                }
                 let state = self
                     .alarms
                     .entry(BinKey {
-                        rule: m.rule,
+                        rule: rule_idx,
                         key: CompactString::from(key_text),
                     })
                     .or_insert_with(|| AlarmState::new(start));
                 state.eager_raised_for = Some(start);
-                let emitted = self.build(m.rule, key_text, start, end, Activity::Create, None);
+                let emitted = self.build(rule_idx, key_text, start, end, Activity::Create, None);
                 self.out.extend(emitted);
             }
         }
     }
 
-    fn apply_sliding(&mut self, batch: &MatchBatch, m: &Match, rule: &CompiledRule, step: i64) {
-        let pane_start = window_start(m.time_ms, step);
-        if pane_start + step <= self.watermark_ms {
+    #[allow(clippy::too_many_arguments)]
+    fn apply_sliding(
+        &mut self,
+        rule_idx: RuleIdx,
+        key_text: &str,
+        time_ms: i64,
+        position: (PartitionId, u64),
+        late_bound: i64,
+        update: impl FnOnce(&mut WindowAgg, EvidenceLimits) -> bool,
+        rule: &CompiledRule,
+        step: i64,
+    ) {
+        let pane_start = window_start(time_ms, step);
+        if pane_start + step <= late_bound {
             self.tally.late += 1;
             return;
         }
-        let key_text = batch.text(m.key);
         let lookup = BorrowedKey {
-            rule: m.rule,
+            rule: rule_idx,
             key: key_text,
         };
         let lane = match self.sliding.get_mut(&lookup) {
@@ -420,7 +737,7 @@ impl Shard {
             None => self
                 .sliding
                 .entry(BinKey {
-                    rule: m.rule,
+                    rule: rule_idx,
                     key: CompactString::from(key_text),
                 })
                 .or_insert_with(|| SlidingLane::new(pane_start, step)),
@@ -438,8 +755,8 @@ impl Shard {
         } else {
             pane.approx_bytes()
         };
-        if apply_match(pane, batch, m, self.config.evidence) {
-            hold(&mut self.holds, m.partition, m.offset);
+        if update(pane, self.config.evidence) {
+            hold(&mut self.holds, position.0, position.1);
             self.holds_dirty = true;
         }
         self.state_bytes += pane.approx_bytes() - bytes_before;
@@ -449,7 +766,7 @@ impl Shard {
         if let Some(raised) =
             lane.try_raise_eagerly(pane_start, rule, self.config.evidence.max_samples)
         {
-            let emitted = self.lane_alert(m.rule, rule, key_text, raised);
+            let emitted = self.lane_alert(rule_idx, rule, key_text, raised);
             self.out.push(emitted);
         }
     }
@@ -848,6 +1165,16 @@ fn apply_match(
         evidence,
     );
     new_partition
+}
+
+/// Counts a stage-2 replay or overlap in the repartition metrics.
+fn count_merge_check(counters: &RepartitionCounters, check: MergeCheck) {
+    let counter = match check {
+        MergeCheck::Fresh => return,
+        MergeCheck::Replay => &counters.replayed,
+        MergeCheck::Overlap => &counters.overlaps,
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Releases one hold of `offset` of `partition`.

@@ -184,6 +184,44 @@ impl WatermarkTracker {
         previous.max(candidate)
     }
 
+    /// The watermark of `partition` alone (its largest event time minus
+    /// the allowed lateness); `None` before its first event or in replay.
+    pub fn partition_watermark(&self, partition: PartitionId) -> Option<i64> {
+        if self.config.replay {
+            return None;
+        }
+        let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let time = partitions.get(&partition)?;
+        (time.max_event_ms != i64::MIN).then(|| {
+            time.max_event_ms
+                .saturating_sub(self.config.allowed_lateness_ms)
+        })
+    }
+
+    /// Partitions announced by their source ([`WatermarkTracker::hold`])
+    /// that have sent no event yet and still hold the watermark.
+    pub fn waiting(&self, now_ms: i64) -> Vec<PartitionId> {
+        let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        partitions
+            .iter()
+            .filter(|(_, time)| {
+                time.held
+                    && time.max_event_ms == i64::MIN
+                    && time.holds(now_ms, self.config.idle_timeout_ms)
+            })
+            .map(|(partition, _)| *partition)
+            .collect()
+    }
+
+    /// Whether `partition` no longer holds the global watermark back: quiet
+    /// for `idle_timeout`, and, when its source announced it, caught up.
+    pub fn is_idle(&self, partition: PartitionId, now_ms: i64) -> bool {
+        let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        partitions
+            .get(&partition)
+            .is_some_and(|time| !time.holds(now_ms, self.config.idle_timeout_ms))
+    }
+
     /// The current global watermark.
     pub fn current(&self) -> i64 {
         self.current.load(Ordering::Relaxed)
@@ -274,6 +312,21 @@ mod tests {
         assert_eq!(seen(&wm, 0, 5_000, 10), 900, "partition 1 still recent");
         assert_eq!(wm.tick(500), 900);
         assert_eq!(wm.tick(1_000), 4_900, "quiet for the idle timeout");
+    }
+
+    #[test]
+    fn assigned_partitions_wait_until_heard_or_found_empty() {
+        let wm = tracker();
+        wm.hold(1, 0);
+        wm.hold(2, 0);
+        let mut waiting = wm.waiting(0);
+        waiting.sort_unstable();
+        assert_eq!(waiting, vec![1, 2]);
+        seen(&wm, 1, 1_000, 0);
+        at_end(&wm, 2, 0);
+        assert!(wm.waiting(0).is_empty(), "1 heard, 2 empty at its end");
+        assert!(!wm.is_idle(1, 10), "recent");
+        assert!(wm.is_idle(2, 10), "empty and caught up");
     }
 
     #[test]

@@ -41,6 +41,47 @@ impl Default for EvidenceLimits {
     }
 }
 
+/// Stage 2: last merged input offset per stage-1 input partition.
+pub type MergedInputs = SmallVec<[(CompactString, u64); 2]>;
+
+/// Whether a stage-2 partial is new to its window ([`WindowAgg::mark_merged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeCheck {
+    /// Input offsets beyond everything merged: merge it.
+    Fresh,
+    /// Every offset already merged: skip it.
+    Replay,
+    /// Straddles what was merged: merged anyway (may over-count), counted.
+    Overlap,
+}
+
+/// Records in `merged` that input offsets `first..=last` of `input` are
+/// being merged, unless they already were: [`MergeCheck::Replay`] when
+/// every offset up to `last` was merged before.
+pub fn mark_merged_inputs(
+    merged: &mut MergedInputs,
+    input: &str,
+    first: u64,
+    last: u64,
+) -> MergeCheck {
+    match merged.iter_mut().find(|(name, _)| name == input) {
+        Some((_, seen)) if *seen >= last => MergeCheck::Replay,
+        Some((_, seen)) => {
+            let check = if first <= *seen {
+                MergeCheck::Overlap
+            } else {
+                MergeCheck::Fresh
+            };
+            *seen = last;
+            check
+        }
+        None => {
+            merged.push((CompactString::from(input), last));
+            MergeCheck::Fresh
+        }
+    }
+}
+
 /// The running aggregate of one (rule, key, window): the state of a sliding
 /// rule's pane, and the form every window takes in an alert. Tumbling
 /// windows are kept more compactly in the shard's bins and materialised as
@@ -60,6 +101,9 @@ pub struct WindowAgg {
     /// First offset per partition that fed this window.
     pub holds: Holds,
     pub samples: Box<Samples>,
+    /// Stage 2 only: the last input offset merged per stage-1 input
+    /// partition (replayed partials are skipped, see `engine::partial`).
+    pub merged: Option<Box<MergedInputs>>,
 }
 
 impl WindowAgg {
@@ -76,6 +120,7 @@ impl WindowAgg {
             fired: false,
             holds: Holds::new(),
             samples: Box::default(),
+            merged: None,
         }
     }
 
@@ -187,6 +232,17 @@ impl WindowAgg {
         }
     }
 
+    /// Records that input offsets `first..=last` of `input` are being
+    /// merged, unless they already were (a replayed partial).
+    pub fn mark_merged(&mut self, input: &str, first: u64, last: u64) -> MergeCheck {
+        mark_merged_inputs(
+            self.merged.get_or_insert_with(Box::default),
+            input,
+            first,
+            last,
+        )
+    }
+
     /// Approximate heap + inline bytes of this aggregate (for the state
     /// gauge). Only grows while the aggregate is updated, so callers can
     /// keep a running total from before/after differences.
@@ -236,6 +292,17 @@ mod tests {
         assert_eq!(agg.value(Aggregate::Max), 3.0);
         assert_eq!((agg.first_seen_ms, agg.last_seen_ms), (2, 9));
         assert_eq!(agg.holds.as_slice(), &[(0, 1), (1, 7)]);
+    }
+
+    #[test]
+    fn replayed_partials_are_recognised_per_input_partition() {
+        let mut agg = WindowAgg::new(Aggregate::Count);
+        assert_eq!(agg.mark_merged("kafka:ct/0", 0, 9), MergeCheck::Fresh);
+        assert_eq!(agg.mark_merged("kafka:ct/1", 0, 4), MergeCheck::Fresh);
+        assert_eq!(agg.mark_merged("kafka:ct/0", 3, 9), MergeCheck::Replay);
+        assert_eq!(agg.mark_merged("kafka:ct/0", 10, 12), MergeCheck::Fresh);
+        assert_eq!(agg.mark_merged("kafka:ct/0", 11, 15), MergeCheck::Overlap);
+        assert_eq!(agg.mark_merged("kafka:ct/0", 15, 15), MergeCheck::Replay);
     }
 
     proptest! {

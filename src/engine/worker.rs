@@ -187,6 +187,10 @@ pub struct DecodeWorker {
     key_buffer: String,
     /// Arena bytes and matches of the last batch sent to each shard.
     last_output_sizes: Vec<(usize, usize)>,
+    /// Stage 1: tell the pre-aggregators every batch's input watermark.
+    report_partitions: bool,
+    /// Cursor into the tracker's revocation log.
+    revocation_cursor: usize,
 }
 
 impl DecodeWorker {
@@ -223,12 +227,42 @@ impl DecodeWorker {
             max_sample_bytes,
             key_buffer: String::new(),
             last_output_sizes: vec![(0, 0); shard_count],
+            report_partitions: false,
+            revocation_cursor: 0,
+        }
+    }
+
+    /// Attaches each batch's input-partition watermark to the output, for
+    /// every shard (stage 1: the shards are pre-aggregators).
+    pub fn with_partition_reports(mut self) -> Self {
+        self.report_partitions = true;
+        self
+    }
+
+    /// Forgets the decoder state of partitions revoked since the last
+    /// call. (The engine's source loop removes their watermark state as it
+    /// reports the revocation, in order with a later re-assignment.)
+    fn forget_revoked(&mut self) {
+        for partition in self.tracker.revocations_since(&mut self.revocation_cursor) {
+            self.decoders.remove(&partition);
         }
     }
 
     /// Decodes, matches and routes one raw batch. Returns false when the
     /// shards have gone away (shutdown).
     pub fn process(&mut self, batch: RawBatch) -> bool {
+        self.forget_revoked();
+        // Stage 1 only: the direct path keeps the windows a revoked
+        // partition fed and counts such a batch in them (the source then
+        // skips it if the partition comes back), as main does.
+        if self.report_partitions && batch.generation != self.tracker.generation(batch.partition) {
+            // Read before its partition was revoked: the new owner replays it.
+            tracing::debug!(
+                partition = batch.partition,
+                "dropping a batch of a revoked partition"
+            );
+            return true;
+        }
         if batch.replayed_skipped > 0 {
             let tally = Tally {
                 replayed_skipped: batch.replayed_skipped,
@@ -355,12 +389,21 @@ impl DecodeWorker {
                 return false;
             }
         }
+        let input_watermark = self
+            .report_partitions
+            .then(|| self.watermark.partition_watermark(batch.partition))
+            .flatten()
+            .map(|own| (batch.partition, own, batch.generation));
         for (index, mut output) in outputs.into_iter().enumerate() {
             self.last_output_sizes[index] = (output.arena.len(), output.matches.len());
-            if output.matches.is_empty() && self.last_watermark_sent[index] >= watermark {
+            if output.matches.is_empty()
+                && self.last_watermark_sent[index] >= watermark
+                && input_watermark.is_none()
+            {
                 continue;
             }
             output.watermark_ms = watermark;
+            output.input_watermark = input_watermark;
             output.token = Some(token.clone());
             self.last_watermark_sent[index] = watermark;
             if self.shards[index].send(ShardMsg::Matches(output)).is_err() {
@@ -375,6 +418,7 @@ impl DecodeWorker {
 
     /// Advances idle partitions' watermark and tells the shards.
     pub fn tick(&mut self) -> bool {
+        self.forget_revoked();
         let watermark = self.watermark.tick(now_ms());
         self.advance(watermark)
     }

@@ -9,13 +9,14 @@
 //! Naming follows GUIDE §7: one `trailwatch_` prefix, base units
 //! (`_seconds`, `_bytes`), `_total` on counters, and only bounded labels
 //! (reason, rule id, activity, sink, shard index, Kafka partition, Kinesis
-//! shard). Partitions of file-like sources (one per input file) are folded
+//! shard, and `stage` when one listener serves both scale-out stages).
+//! Partitions of file-like sources (one per input file) are folded
 //! into one `partition="all"` series, and any source is capped at
 //! [`MAX_PARTITION_SERIES`] partition series.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hdrhistogram::Histogram;
 use prometheus::proto::{
@@ -335,9 +336,10 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
         COUNTER,
         alerts,
     ));
-    let sinks: [(&str, &SinkCounters); 2] = [
+    let sinks: [(&str, &SinkCounters); 3] = [
         ("alerts", &metrics.sink),
         ("dead_letter", &metrics.dead_letter),
+        ("repartition", &metrics.repartition.sink),
     ];
     let per_sink = |pick: fn(&SinkCounters) -> &AtomicU64| -> Vec<Metric> {
         sinks
@@ -363,6 +365,56 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
         COUNTER,
         per_sink(|c| &c.retries),
     ));
+    let repartition = &metrics.repartition;
+    for (name, help, value) in [
+        (
+            "trailwatch_repartition_partials_produced_total",
+            "Partial aggregates stage 1 wrote to the repartition topic.",
+            &repartition.produced,
+        ),
+        (
+            "trailwatch_repartition_produced_bytes_total",
+            "Key and value bytes stage 1 wrote to the repartition topic (partials and watermarks).",
+            &repartition.produced_bytes,
+        ),
+        (
+            "trailwatch_repartition_watermarks_produced_total",
+            "Watermark records stage 1 wrote to the repartition topic.",
+            &repartition.watermarks_produced,
+        ),
+        (
+            "trailwatch_repartition_partials_consumed_total",
+            "Partial aggregates stage 2 merged into windows.",
+            &repartition.consumed,
+        ),
+        (
+            "trailwatch_repartition_consumed_bytes_total",
+            "Record bytes stage 2 read from the repartition topic.",
+            &repartition.consumed_bytes,
+        ),
+        (
+            "trailwatch_repartition_replayed_total",
+            "Partials stage 2 skipped because their input was already merged (a stage-1 replay).",
+            &repartition.replayed,
+        ),
+        (
+            "trailwatch_repartition_overlaps_total",
+            "Partials stage 2 merged although part of their input was already merged.",
+            &repartition.overlaps,
+        ),
+        (
+            "trailwatch_repartition_invalid_total",
+            "Repartition records stage 2 could not read (dead-lettered).",
+            &repartition.invalid,
+        ),
+    ] {
+        out.push(family(
+            name,
+            help,
+            COUNTER,
+            vec![counter(vec![], value.load(Ordering::Relaxed))],
+        ));
+    }
     let watermark = metrics.watermark_ms.load(Ordering::Relaxed);
     if watermark != i64::MIN {
         out.push(family(
@@ -437,9 +489,51 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
 
 /// Renders every metric in the Prometheus text format.
 pub fn render(metrics: &Metrics, registry: &PartitionRegistry) -> Result<String> {
+    encode(&gather(metrics, registry))
+}
+
+/// One engine's metrics on a shared listener.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The `stage` label of every series of this engine (scale-out: `"1"`,
+    /// `"2"`); `None` adds no label (a single engine).
+    pub stage: Option<&'static str>,
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<PartitionRegistry>,
+}
+
+/// Renders several engines as one exposition: each engine's series carry
+/// its `stage` label, and families of the same name are merged (the first
+/// engine's help text stays), so every series stays unique.
+pub fn render_all(served: &[Served]) -> Result<String> {
+    if let [only] = served {
+        if only.stage.is_none() {
+            return render(&only.metrics, &only.registry);
+        }
+    }
+    let mut merged: Vec<MetricFamily> = Vec::new();
+    for engine in served {
+        for mut family in gather(&engine.metrics, &engine.registry) {
+            if let Some(stage) = engine.stage {
+                for metric in family.mut_metric() {
+                    let mut labels = metric.take_label();
+                    labels.push(label("stage", stage));
+                    metric.set_label(sorted(labels));
+                }
+            }
+            match merged.iter_mut().find(|f| f.name() == family.name()) {
+                Some(existing) => existing.mut_metric().extend(family.take_metric()),
+                None => merged.push(family),
+            }
+        }
+    }
+    encode(&merged)
+}
+
+fn encode(families: &[MetricFamily]) -> Result<String> {
     let mut text = String::with_capacity(8 * 1024);
     TextEncoder::new()
-        .encode_utf8(&gather(metrics, registry), &mut text)
+        .encode_utf8(families, &mut text)
         .map_err(|e| Error::Internal(format!("cannot encode metrics: {e}")))?;
     Ok(text)
 }
@@ -498,6 +592,55 @@ mod tests {
         Metrics::record(&metrics.event_time_lag_ms, 2_000);
         Metrics::record(&metrics.processing_latency_us, 300);
         (metrics, registry)
+    }
+
+    #[test]
+    fn two_stages_share_one_exposition_with_a_stage_label() {
+        let (first, first_registry) = sample_metrics();
+        let second = Metrics::new(1, 1, vec!["rule-a".into()]);
+        let served = [
+            Served {
+                stage: Some("1"),
+                metrics: first,
+                registry: Arc::new(first_registry),
+            },
+            Served {
+                stage: Some("2"),
+                metrics: second,
+                registry: Arc::new(PartitionRegistry::default()),
+            },
+        ];
+        let text = render_all(&served).unwrap();
+        let types: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("# TYPE trailwatch_records_received_total "))
+            .collect();
+        assert_eq!(types.len(), 1, "one family, not one per stage:\n{text}");
+        let received: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("trailwatch_records_received_total{"))
+            .collect();
+        assert!(
+            received
+                .iter()
+                .any(|l| l.contains(r#"stage="1""#) && l.ends_with(" 5")),
+            "stage 1's records: {received:?}"
+        );
+        let ready: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("trailwatch_ready{"))
+            .collect();
+        assert_eq!(ready.len(), 2, "{ready:?}");
+        assert!(ready.iter().any(|l| l.contains(r#"stage="2""#)));
+        let mut series: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series))
+            .collect();
+        let total = series.len();
+        series.sort_unstable();
+        series.dedup();
+        assert_eq!(series.len(), total, "every series is unique");
     }
 
     #[test]

@@ -161,6 +161,25 @@ pub struct SinkCounters {
     pub retries: AtomicU64,
 }
 
+/// Repartition-topic counters of a scaled-out deployment (zero on the
+/// direct path): partials stage 1 produced, stage 2 consumed, and stage-2
+/// records that were not valid partials (dead-lettered).
+#[derive(Debug, Default)]
+pub struct RepartitionCounters {
+    pub produced: AtomicU64,
+    pub produced_bytes: AtomicU64,
+    pub watermarks_produced: AtomicU64,
+    pub consumed: AtomicU64,
+    pub consumed_bytes: AtomicU64,
+    pub invalid: AtomicU64,
+    /// Stage 2: partials skipped as replays of merged input.
+    pub replayed: AtomicU64,
+    /// Stage 2: partials that straddled merged input (merged anyway).
+    pub overlaps: AtomicU64,
+    /// Deliveries of the stage-1 repartition sink.
+    pub sink: SinkCounters,
+}
+
 /// Readiness as `/readyz` reports it: every source assigned input and
 /// consuming, and at least one batch consumed.
 ///
@@ -235,6 +254,9 @@ impl std::fmt::Debug for LagGauge {
 
 /// Metric name of the Kafka consumer lag gauge (messages, per partition).
 pub const KAFKA_CONSUMER_LAG: &str = "trailwatch_kafka_consumer_lag";
+
+/// Stage 2's consumer lag on the repartition topic, per partition.
+pub const REPARTITION_LAG: &str = "trailwatch_repartition_lag";
 /// Metric name of the Kinesis backlog gauge (milliseconds, per shard).
 pub const KINESIS_MILLIS_BEHIND_LATEST: &str = "trailwatch_kinesis_millis_behind_latest";
 
@@ -261,6 +283,8 @@ pub struct Metrics {
     pub health: Health,
     /// Backlog gauges registered by sources.
     pub lag: Mutex<Vec<LagGauge>>,
+    /// Repartition-topic traffic (two-stage deployments).
+    pub repartition: Arc<RepartitionCounters>,
 }
 
 impl Metrics {
@@ -289,6 +313,7 @@ impl Metrics {
                 .map_or(0.0, |d| d.as_secs_f64()),
             health: Health::default(),
             lag: Mutex::new(Vec::new()),
+            repartition: Arc::default(),
         })
     }
 

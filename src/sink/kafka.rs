@@ -37,9 +37,10 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
-use super::{AlertSink, DeadLetter, DeadLetterSink};
+use super::{AlertSink, DeadLetter, DeadLetterSink, PartialSink};
 use crate::alert::Alert;
 use crate::config::KafkaProperties;
+use crate::engine::preagg::PartialRecord;
 use crate::error::{Error, Result};
 
 /// How long one wait for delivery reports blocks before the reports are
@@ -121,6 +122,8 @@ pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &s
 
 /// One message of a batch.
 pub struct OutMessage {
+    /// Explicit partition; `None`: librdkafka's partitioner on the key.
+    pub partition: Option<i32>,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
@@ -158,6 +161,28 @@ impl TopicProducer {
     /// The topic written to.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The topic's partition count, from broker metadata (the topic must
+    /// exist: repartition topics are created by the operator).
+    pub fn partition_count(&self) -> Result<i32> {
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(Some(&self.topic), Duration::from_secs(30))
+            .map_err(|e| Error::Sink(format!("kafka topic {}: metadata: {e}", self.topic)))?;
+        let count = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.topic)
+            .map_or(0, |t| t.partitions().len());
+        if count == 0 {
+            return Err(Error::Config(format!(
+                "kafka topic {} has no partitions (create it first)",
+                self.topic
+            )));
+        }
+        i32::try_from(count).map_err(|_| Error::Internal("partition count overflows".into()))
     }
 
     /// Sends `messages` and waits until the broker acknowledged all of them.
@@ -199,6 +224,9 @@ impl TopicProducer {
                 .key(&message.key[..])
                 .payload(&message.value[..])
                 .headers(headers);
+            if let Some(partition) = message.partition {
+                record = record.partition(partition);
+            }
             loop {
                 match self.producer.send(record) {
                     Ok(()) => break,
@@ -290,6 +318,73 @@ fn create_producer(config: &ClientConfig) -> Result<BaseProducer<DeliveryContext
         .map_err(|e| Error::Config(format!("kafka producer: {e}")))
 }
 
+/// The repartition topic of a two-stage deployment (stage 1's output).
+///
+/// A partial goes to partition `xxh3(key) % partitions` (key = `rule|group
+/// key`, so each window lives in exactly one partition); a watermark record
+/// goes to every partition. The partition count is read once at start:
+/// adding partitions to a running repartition topic moves keys between
+/// partitions, so do it with every replica stopped and stage 2 drained.
+pub struct KafkaPartialSink {
+    producer: TopicProducer,
+    partitions: i32,
+}
+
+impl KafkaPartialSink {
+    /// A sink writing to the existing `topic`.
+    pub fn new(brokers: &str, topic: &str, properties: &KafkaProperties) -> Result<Self> {
+        let producer = TopicProducer::new(brokers, topic, properties)?;
+        let partitions = producer.partition_count()?;
+        Ok(KafkaPartialSink {
+            producer,
+            partitions,
+        })
+    }
+
+    /// The repartition partition of a record key.
+    pub fn partition_of(key: &[u8], partitions: i32) -> i32 {
+        let hash = xxhash_rust::xxh3::xxh3_64(key);
+        (hash % partitions.max(1) as u64) as i32
+    }
+}
+
+impl PartialSink for KafkaPartialSink {
+    fn name(&self) -> &str {
+        "kafka-repartition"
+    }
+
+    fn send(
+        &mut self,
+        partials: &[PartialRecord],
+        watermark: Option<&PartialRecord>,
+    ) -> Result<u64> {
+        let mut messages = Vec::with_capacity(partials.len() + self.partitions as usize);
+        let mut bytes = 0u64;
+        for partial in partials {
+            bytes += (partial.key.len() + partial.value.len()) as u64;
+            messages.push(OutMessage {
+                partition: Some(Self::partition_of(&partial.key, self.partitions)),
+                key: partial.key.clone(),
+                value: partial.value.clone(),
+                headers: Vec::new(),
+            });
+        }
+        if let Some(mark) = watermark {
+            for partition in 0..self.partitions {
+                bytes += (mark.key.len() + mark.value.len()) as u64;
+                messages.push(OutMessage {
+                    partition: Some(partition),
+                    key: mark.key.clone(),
+                    value: mark.value.clone(),
+                    headers: Vec::new(),
+                });
+            }
+        }
+        self.producer.send_all(&messages)?;
+        Ok(bytes)
+    }
+}
+
 /// RFC 3339 (UTC, milliseconds) of an epoch-ms timestamp.
 fn rfc3339_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -315,6 +410,7 @@ impl KafkaAlertSink {
         let value = serde_json::to_vec(&alert.to_ocsf())
             .map_err(|e| Error::Internal(format!("cannot encode alert: {e}")))?;
         Ok(OutMessage {
+            partition: None,
             key: alert.routing_key().into_bytes(),
             value,
             headers: vec![
@@ -380,6 +476,7 @@ impl KafkaDeadLetterSink {
             ("tw_detail", record.detail.clone()),
         ]);
         OutMessage {
+            partition: None,
             key: record.partition.clone().into_bytes(),
             value: record.bytes.clone(),
             headers,

@@ -48,3 +48,18 @@ pub trait DeadLetterSink: Send {
     /// Delivers a batch; same contract as [`AlertSink::send`].
     fn send(&mut self, records: &[DeadLetter]) -> Result<()>;
 }
+
+/// Destination of stage-1 partials: the repartition topic of a two-stage
+/// deployment. Same acknowledgement contract as [`AlertSink::send`].
+pub trait PartialSink: Send {
+    /// Name for logs and metrics.
+    fn name(&self) -> &str;
+    /// Delivers `partials` (each to the partition of its key), then
+    /// `watermark` to every partition, in that order per partition.
+    /// Returns the bytes (keys and values) written.
+    fn send(
+        &mut self,
+        partials: &[crate::engine::preagg::PartialRecord],
+        watermark: Option<&crate::engine::preagg::PartialRecord>,
+    ) -> Result<u64>;
+}

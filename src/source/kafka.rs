@@ -270,6 +270,10 @@ pub struct KafkaSource {
     /// Offset of the last record handed to the engine, per partition,
     /// kept across revocations (see [`KafkaSource::already_processed`]).
     handed: HashMap<PartitionId, i64>,
+    /// Skip what was handed before when a partition comes back (the
+    /// direct path); off for scale-out, whose stages drop the state of
+    /// revoked partitions and rebuild it from the replay.
+    skip_replayed: bool,
     /// The source's decoding settings, attached to every batch.
     decoding: Option<Arc<SourceDecoding>>,
 }
@@ -311,6 +315,7 @@ impl KafkaSource {
             at_end: HashSet::new(),
             next_offset: HashMap::new(),
             handed: HashMap::new(),
+            skip_replayed: true,
             decoding: crate::config::source_decoding(
                 config.decoder,
                 config.flow_format.as_deref(),
@@ -448,15 +453,23 @@ impl KafkaSource {
         Ok(())
     }
 
+    /// Replays a partition that comes back in full (scale-out stages, which
+    /// drop the state of revoked partitions and rebuild it).
+    pub fn keep_replays(&mut self) {
+        self.skip_replayed = false;
+    }
+
     /// Whether the record at `offset` of `partition` was handed to the
     /// engine before. That happens only when a revoked partition comes back
     /// to this process and is replayed from its committed offset: the
     /// windows it fed are still here (the engine keeps them; the commit
     /// never passed them), so counting it again would count it twice.
     fn already_processed(&self, partition: PartitionId, offset: i64) -> bool {
-        self.handed
-            .get(&partition)
-            .is_some_and(|last| offset <= *last)
+        self.skip_replayed
+            && self
+                .handed
+                .get(&partition)
+                .is_some_and(|last| offset <= *last)
     }
 
     /// The assigned partitions numbered `partition` that are at their end.

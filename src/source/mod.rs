@@ -56,6 +56,11 @@ pub struct RawBatch {
     /// they differ from the engine defaults. Read when the partition is
     /// first seen.
     pub decoding: Option<Arc<SourceDecoding>>,
+    /// The partition's assignment generation when the engine took the
+    /// batch from the source ([`crate::engine::commit::CommitTracker::generation`]);
+    /// a batch of an assignment that was revoked meanwhile is dropped (the
+    /// partition's new owner replays it).
+    pub generation: u64,
 }
 
 /// Per-source decoding settings from the config (`decoder`, `flow_format`).

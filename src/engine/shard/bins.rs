@@ -19,6 +19,13 @@
 //! no evidence costs its entry, about 10 bytes of table and its key bytes.
 //! Alerts materialise a [`WindowAgg`] from a window ([`Bin::agg`]); that
 //! copy is paid only when an alert leaves.
+//!
+//! Stage 2 of a scaled-out deployment merges whole partial aggregates into
+//! windows ([`Bin::merge`]) instead of single matches, and keeps, per window
+//! and stage-1 input partition, the last input offset merged
+//! ([`Bin::mark_merged`], a side map that the direct path never fills).
+//! When a repartition partition is revoked, the windows it fed leave the
+//! bin ([`Bin::without_fed_by`], a rebuild: revocations are rare).
 
 use std::hash::BuildHasher;
 
@@ -26,7 +33,10 @@ use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use crate::engine::commit::Holds;
-use crate::engine::window::{floor_char_boundary, EvidenceLimits, Samples, WindowAgg};
+use crate::engine::window::{
+    floor_char_boundary, mark_merged_inputs, EvidenceLimits, MergeCheck, MergedInputs, Samples,
+    WindowAgg,
+};
 use crate::rules::compile::Aggregate;
 use crate::source::PartitionId;
 
@@ -143,6 +153,9 @@ pub struct Bin {
     /// would (the shard publishes minimums), at one hold per bin instead
     /// of one per window.
     min_holds: SmallVec<[(PartitionId, u64); 1]>,
+    /// Stage 2 only: per entry index, the last input offset merged per
+    /// stage-1 input partition (replayed partials are skipped).
+    merged: hashbrown::HashMap<u32, MergedInputs>,
 }
 
 impl Bin {
@@ -158,6 +171,7 @@ impl Bin {
             texts: String::new(),
             distinct_bytes: 0,
             min_holds: SmallVec::new(),
+            merged: hashbrown::HashMap::new(),
         }
     }
 
@@ -196,6 +210,7 @@ impl Bin {
             + self.extras.len() * std::mem::size_of::<Extra>()
             + self.texts.len()
             + self.distinct_bytes
+            + self.merged.capacity() * std::mem::size_of::<(u32, MergedInputs)>()
     }
 
     /// The entry index of the window keyed `key`.
@@ -274,6 +289,14 @@ impl Bin {
     }
 
     fn open(&mut self, key: &str, hash: u64, contribution: &Contribution<'_>) -> Option<u32> {
+        let index = self.open_empty(key, hash, (contribution.partition, contribution.offset))?;
+        self.count_into(index, contribution);
+        Some(index)
+    }
+
+    /// Opens an empty window keyed `key` (hash `hash`), first fed by
+    /// `hold`. `None` when an arena is full.
+    fn open_empty(&mut self, key: &str, hash: u64, hold: (PartitionId, u64)) -> Option<u32> {
         let index = u32::try_from(self.entries.len()).ok()?;
         let key_start = u32::try_from(self.keys.len()).ok()?;
         let key_len = u32::try_from(key.len())
@@ -285,8 +308,8 @@ impl Bin {
             count: 0,
             first_seen_ms: i64::MAX,
             last_seen_ms: i64::MIN,
-            hold_offset: contribution.offset,
-            hold_partition: contribution.partition,
+            hold_offset: hold.1,
+            hold_partition: hold.0,
             key_start,
             key_len_and_fired: key_len,
             extra: NO_EXTRA,
@@ -302,7 +325,6 @@ impl Bin {
             let range = entries[other as usize].key_range();
             hasher.hash_one(keys.get(range).unwrap_or(""))
         });
-        self.count_into(index, contribution);
         Some(index)
     }
 
@@ -413,6 +435,170 @@ impl Bin {
         if region.is_some() {
             extra.region = region;
         }
+    }
+
+    /// Merges a partial aggregate (stage 2) into the window keyed `key`,
+    /// opening it if needed: counts, sums, extremes, distinct values, first
+    /// and last seen, the input positions in `partial.holds` (the earliest
+    /// per partition is kept) and evidence while the window has room.
+    /// `new_partition` in the result is whether a partition new to the
+    /// window fed it. `None` when the bin's key arena is full.
+    pub fn merge(
+        &mut self,
+        key: &str,
+        partial: &WindowAgg,
+        evidence: EvidenceLimits,
+    ) -> Option<Added> {
+        let hash = self.hasher.hash_one(key);
+        let found = self
+            .table
+            .find(hash, |&index| self.key_of(index) == key)
+            .copied();
+        let (index, opened) = match found {
+            Some(index) => (index, false),
+            None => {
+                let first = partial.holds.first().copied().unwrap_or((0, 0));
+                (self.open_empty(key, hash, first)?, true)
+            }
+        };
+        let entry = &mut self.entries[index as usize];
+        entry.count += partial.count;
+        entry.first_seen_ms = entry.first_seen_ms.min(partial.first_seen_ms);
+        entry.last_seen_ms = entry.last_seen_ms.max(partial.last_seen_ms);
+        if self.aggregate != Aggregate::Count {
+            let before = self.distinct_capacity(index);
+            let extra = self.extra_mut(index);
+            extra.sum += partial.sum;
+            extra.min = extra.min.min(partial.min);
+            extra.max = extra.max.max(partial.max);
+            if let (Some(set), Some(theirs)) = (extra.distinct.as_mut(), partial.distinct.as_ref())
+            {
+                set.extend(theirs.iter().copied());
+            }
+            let after = self.distinct_capacity(index);
+            self.distinct_bytes += (after - before) * 9;
+        }
+        let mut new_partition = opened;
+        for &(partition, offset) in &partial.holds {
+            let entry = &mut self.entries[index as usize];
+            if entry.hold_partition == partition {
+                entry.hold_offset = entry.hold_offset.min(offset);
+                continue;
+            }
+            let extra = self.extra_mut(index);
+            match extra.more_holds.iter_mut().find(|(p, _)| *p == partition) {
+                Some(held) => held.1 = held.1.min(offset),
+                None => {
+                    extra.more_holds.push((partition, offset));
+                    new_partition = true;
+                }
+            }
+        }
+        self.merge_evidence(index, &partial.samples, evidence);
+        Some(Added {
+            index,
+            opened,
+            new_partition,
+        })
+    }
+
+    /// Keeps a partial's evidence while the window has room (the rules of
+    /// [`WindowAgg::merge`]; texts were already cut by stage 1).
+    fn merge_evidence(&mut self, index: u32, samples: &Samples, limits: EvidenceLimits) {
+        let wants_any = !samples.ids.is_empty()
+            || !samples.texts.is_empty()
+            || samples.account.is_some()
+            || samples.region.is_some();
+        if !wants_any {
+            return;
+        }
+        let (ids, texts) = {
+            let extra = self.extra_mut(index);
+            (extra.sample_ids.len(), extra.sample_texts.len())
+        };
+        let new_ids: SmallVec<[TextSpan; 3]> = samples
+            .ids
+            .iter()
+            .take(limits.max_samples.saturating_sub(ids))
+            .map(|id| push_text(&mut self.texts, id))
+            .collect();
+        let new_texts: SmallVec<[TextSpan; 3]> = samples
+            .texts
+            .iter()
+            .take(limits.max_samples.saturating_sub(texts))
+            .map(|text| {
+                let cut = floor_char_boundary(text, limits.max_sample_bytes);
+                push_text(&mut self.texts, &text[..cut])
+            })
+            .collect();
+        let (has_account, has_region) = {
+            let extra = self.extra_mut(index);
+            (extra.account.is_some(), extra.region.is_some())
+        };
+        let account = samples
+            .account
+            .as_ref()
+            .filter(|_| !has_account)
+            .map(|account| push_text(&mut self.texts, account));
+        let region = samples
+            .region
+            .as_ref()
+            .filter(|_| !has_region)
+            .map(|region| push_text(&mut self.texts, region));
+        let extra = self.extra_mut(index);
+        extra.sample_ids.extend(new_ids);
+        extra.sample_texts.extend(new_texts);
+        if account.is_some() {
+            extra.account = account;
+        }
+        if region.is_some() {
+            extra.region = region;
+        }
+    }
+
+    /// Records that input offsets `first..=last` of stage-1 input `input`
+    /// are being merged into the window at `index`, unless they already
+    /// were (a replayed partial: see [`WindowAgg::mark_merged`]).
+    pub fn mark_merged(&mut self, index: u32, input: &str, first: u64, last: u64) -> MergeCheck {
+        let merged = self.merged.entry(index).or_default();
+        mark_merged_inputs(merged, input, first, last)
+    }
+
+    /// This bin without the windows fed by any of `partitions`, and how
+    /// many windows were left out; `None` when none was. The windows kept
+    /// keep their state, Create flag, replay marks and the bin's holds
+    /// (recomputed from what they hold).
+    pub fn without_fed_by(&self, partitions: &[PartitionId]) -> Option<(Bin, usize)> {
+        let fed_by = |index: u32| {
+            self.holds(index)
+                .iter()
+                .any(|(partition, _)| partitions.contains(partition))
+        };
+        let dropped = (0..self.len() as u32).filter(|&i| fed_by(i)).count();
+        if dropped == 0 {
+            return None;
+        }
+        let mut kept = Bin::new(self.aggregate);
+        let keep_all = EvidenceLimits {
+            max_samples: usize::MAX,
+            max_sample_bytes: usize::MAX,
+        };
+        for index in (0..self.len() as u32).filter(|&i| !fed_by(i)) {
+            let agg = self.agg(index);
+            let Some(added) = kept.merge(self.key_of(index), &agg, keep_all) else {
+                continue;
+            };
+            if agg.fired {
+                kept.set_fired(added.index);
+            }
+            if let Some(marks) = self.merged.get(&index) {
+                kept.merged.insert(added.index, marks.clone());
+            }
+            for &(partition, offset) in &agg.holds {
+                kept.lower_min_hold(partition, offset);
+            }
+        }
+        Some((kept, dropped))
     }
 
     /// Input positions that fed the window at `index`, first partition
@@ -530,6 +716,91 @@ mod tests {
         bin.set_fired(index);
         assert!(bin.entry(index).fired());
         assert_eq!(bin.key_of(index), "k");
+    }
+
+    #[test]
+    fn merged_partials_equal_the_matches_they_fold() {
+        let limits = EvidenceLimits {
+            max_samples: 2,
+            max_sample_bytes: 6,
+        };
+        let matches = [(5, 0, 1), (2, 0, 2), (9, 1, 7), (4, 1, 8)];
+        let mut direct = Bin::new(Aggregate::Distinct);
+        for (time, partition, offset) in matches {
+            direct.add("k", &contribution(time, partition, offset), limits);
+        }
+        // Two partials (one per input partition), each folded like stage 1.
+        let mut merged = Bin::new(Aggregate::Distinct);
+        for chunk in matches.chunks(2) {
+            let mut partial = WindowAgg::new(Aggregate::Distinct);
+            for &(time, partition, offset) in chunk {
+                let c = contribution(time, partition, offset);
+                partial.add(c.value, c.distinct_hash, time, (partition, offset));
+                partial.add_sample(c.id, c.sample, c.account, c.region, limits);
+            }
+            merged.merge("k", &partial, limits).unwrap();
+        }
+        let (a, b) = (direct.agg(0), merged.agg(0));
+        for aggregate in [
+            Aggregate::Count,
+            Aggregate::Sum,
+            Aggregate::Min,
+            Aggregate::Max,
+            Aggregate::Distinct,
+        ] {
+            assert_eq!(a.value(aggregate), b.value(aggregate));
+        }
+        assert_eq!(direct.value(0), merged.value(0));
+        assert_eq!((b.first_seen_ms, b.last_seen_ms), (2, 9));
+        assert_eq!(b.holds, a.holds);
+        assert_eq!(b.samples.ids, a.samples.ids);
+        assert_eq!(b.samples.texts, a.samples.texts);
+        assert_eq!(b.samples.account, a.samples.account);
+    }
+
+    #[test]
+    fn replayed_partials_are_recognised_per_window() {
+        let mut bin = Bin::new(Aggregate::Count);
+        let partial = WindowAgg::new(Aggregate::Count);
+        let limits = EvidenceLimits::default();
+        let a = bin.merge("a", &partial, limits).unwrap().index;
+        let b = bin.merge("b", &partial, limits).unwrap().index;
+        assert_eq!(bin.mark_merged(a, "in/0", 0, 9), MergeCheck::Fresh);
+        assert_eq!(bin.mark_merged(b, "in/0", 0, 9), MergeCheck::Fresh);
+        assert_eq!(bin.mark_merged(a, "in/0", 3, 9), MergeCheck::Replay);
+        assert_eq!(bin.mark_merged(a, "in/0", 8, 12), MergeCheck::Overlap);
+        assert_eq!(bin.mark_merged(b, "in/0", 10, 12), MergeCheck::Fresh);
+    }
+
+    #[test]
+    fn windows_fed_by_revoked_partitions_leave_the_bin() {
+        let limits = EvidenceLimits::default();
+        let mut bin = Bin::new(Aggregate::Sum);
+        for (key, partition, offset) in [("a", 0, 4), ("b", 1, 6), ("c", 0, 2), ("d", 2, 9)] {
+            bin.add(key, &contribution(1, partition, offset), limits);
+            bin.lower_min_hold(partition, offset);
+        }
+        let b = bin.find("b").unwrap();
+        bin.set_fired(b);
+        bin.mark_merged(b, "in/3", 0, 5);
+        assert!(bin.without_fed_by(&[7]).is_none());
+        let (kept, dropped) = bin.without_fed_by(&[0]).unwrap();
+        assert_eq!(dropped, 2);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept.find("a"), None);
+        let b = kept.find("b").unwrap();
+        assert!(kept.entry(b).fired());
+        assert_eq!(kept.value(b), bin.value(bin.find("b").unwrap()));
+        assert_eq!(
+            kept.agg(b).samples.ids,
+            bin.agg(bin.find("b").unwrap()).samples.ids
+        );
+        let mut kept = kept;
+        assert_eq!(kept.mark_merged(b, "in/3", 0, 5), MergeCheck::Replay);
+        assert_eq!(kept.min_holds(), &[(1, 6), (2, 9)]);
+        let d = kept.find("d").unwrap();
+        assert_eq!(kept.key_of(d), "d");
+        assert!(!kept.entry(d).fired());
     }
 
     #[test]

@@ -1,0 +1,485 @@
+//! Stage-2 intake: repartition-topic batches in, partial batches out.
+//!
+//! A [`PartialWorker`] takes the place of a decode worker in stage 2. It
+//! decodes the records of one repartition partition ([`super::partial`]),
+//! routes every partial to the shard owning `hash(rule, key)` (the same
+//! routing as the direct path), dead-letters and counts records it cannot
+//! read, and feeds watermark records to [`RemoteWatermarks`].
+//!
+//! # Watermarks
+//!
+//! Each stage-1 producer writes the watermarks of its input partitions to
+//! every repartition partition after the partials they cover, so per
+//! repartition partition the watermark is the minimum over the *input*
+//! partitions heard on it. When an input partition moves to another
+//! stage-1 instance (rebalance, or a dead replica), its last reported
+//! watermark keeps holding until the new owner, replaying from the
+//! committed offsets, reports it again. An input partition nobody has
+//! reported for `idle_timeout` *of producers' send time* (`at`, compared
+//! with the freshest report on that repartition partition) stops holding
+//! (a partition gone for good); send time rather than local arrival keeps
+//! a replay of old repartition records from expiring everything. A
+//! repartition partition holds the watermark at its floor until it has
+//! heard `warm_up` of send time, so that the first producer read after an
+//! assignment cannot close windows that other producers still feed.
+//! Stage 2's watermark is the minimum over its assigned repartition
+//! partitions and never moves backwards; partitions revoked from this
+//! instance are forgotten.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use compact_str::CompactString;
+use crossbeam_channel::Sender;
+
+use super::commit::{AlertHold, CommitTracker, Holds};
+use super::partial::{self, PartialError, RepartitionRecord};
+use super::shard::{MergePartial, PartialBatch, ShardMsg};
+use super::worker::{route, DeadLetterBatch};
+use crate::error::ErrorClass;
+use crate::metrics::{Metrics, Tally, WorkerCounters};
+use crate::rules::compile::RuleIdx;
+use crate::rules::RuleSet;
+use crate::sink::DeadLetter;
+use crate::source::{PartitionId, PartitionRegistry, RawBatch};
+
+/// Stage-2 watermark settings.
+#[derive(Debug, Clone, Copy)]
+pub struct MergeConfig {
+    /// An input partition reported this long ago (send time, behind the
+    /// freshest report) no longer holds the repartition partition back.
+    pub idle_timeout_ms: i64,
+    /// Send time a partition must have heard before it lets the
+    /// watermark advance.
+    pub warm_up_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct PartitionMarks {
+    generation: u64,
+    /// Input partition -> (watermark, send time of its last report, the
+    /// hold on that report's offset).
+    inputs: HashMap<String, (i64, i64, Option<AlertHold>)>,
+    first_at: Option<i64>,
+    latest_at: i64,
+}
+
+impl PartitionMarks {
+    fn watermark(&self, config: &MergeConfig) -> i64 {
+        let Some(first_at) = self.first_at else {
+            return i64::MIN;
+        };
+        if self.latest_at - first_at < config.warm_up_ms {
+            return i64::MIN;
+        }
+        self.inputs
+            .values()
+            .filter(|(_, at, _)| self.latest_at - at < config.idle_timeout_ms)
+            .map(|(wm, _, _)| *wm)
+            .min()
+            .unwrap_or(i64::MIN)
+    }
+}
+
+/// Producer watermarks per repartition partition (module docs).
+#[derive(Debug)]
+pub struct RemoteWatermarks {
+    config: MergeConfig,
+    tracker: CommitTracker,
+    partitions: Mutex<HashMap<PartitionId, PartitionMarks>>,
+    current: AtomicI64,
+}
+
+impl RemoteWatermarks {
+    /// No partition heard yet.
+    pub fn new(config: MergeConfig, tracker: CommitTracker) -> Self {
+        RemoteWatermarks {
+            config,
+            tracker,
+            partitions: Mutex::new(HashMap::new()),
+            current: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Records watermarks read from `partition` and returns the new stage-2
+    /// watermark.
+    ///
+    /// Each input's latest report stays held (uncommitted) until the next
+    /// one, so that a new owner of the repartition partition, replaying it
+    /// from the committed offset, reads every live input's latest report
+    /// and does not take the minimum over only the inputs it happens to
+    /// read first.
+    pub fn observe(
+        &self,
+        partition: PartitionId,
+        marks: &[(partial::ProducerWatermark, u64)],
+    ) -> i64 {
+        let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = self.tracker.generation(partition);
+        let entry = partitions.entry(partition).or_default();
+        if entry.generation != generation {
+            *entry = PartitionMarks {
+                generation,
+                ..PartitionMarks::default()
+            };
+        }
+        for (mark, offset) in marks {
+            for (input, watermark) in &mark.inputs {
+                let slot = entry
+                    .inputs
+                    .entry(input.clone())
+                    .or_insert((*watermark, mark.at, None));
+                // A new owner replaying the partition may report less
+                // than the last owner did; the watermark never goes back.
+                slot.0 = slot.0.max(*watermark);
+                slot.1 = slot.1.max(mark.at);
+                slot.2 = Some(
+                    self.tracker
+                        .hold_alert(&Holds::from_slice(&[(partition, *offset)])),
+                );
+            }
+            entry.first_at = Some(entry.first_at.map_or(mark.at, |f| f.min(mark.at)));
+            entry.latest_at = entry.latest_at.max(mark.at);
+        }
+        if !marks.is_empty() {
+            tracing::trace!(partition, inputs = ?entry.inputs, "producer watermarks");
+        }
+        self.recompute(&mut partitions)
+    }
+
+    /// Re-evaluates (revocations) and returns the watermark.
+    pub fn tick(&self) -> i64 {
+        let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        self.recompute(&mut partitions)
+    }
+
+    /// The watermark of one repartition partition (`i64::MIN` while it
+    /// warms up or before it is heard of).
+    pub fn partition_watermark(&self, partition: PartitionId) -> i64 {
+        let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        partitions
+            .get(&partition)
+            .filter(|marks| marks.generation == self.tracker.generation(partition))
+            .map_or(i64::MIN, |marks| marks.watermark(&self.config))
+    }
+
+    /// The current stage-2 watermark (minimum over partitions, for metrics).
+    pub fn current(&self) -> i64 {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    fn recompute(&self, partitions: &mut HashMap<PartitionId, PartitionMarks>) -> i64 {
+        partitions.retain(|p, marks| self.tracker.generation(*p) == marks.generation);
+        let idle_timeout = self.config.idle_timeout_ms;
+        for marks in partitions.values_mut() {
+            // An expired input no longer holds the partition's commits.
+            let latest = marks.latest_at;
+            marks
+                .inputs
+                .retain(|_, (_, at, _)| latest - *at < idle_timeout.saturating_mul(4));
+        }
+        let candidate = partitions
+            .values()
+            .map(|marks| marks.watermark(&self.config))
+            .min();
+        let Some(candidate) = candidate else {
+            return self.current();
+        };
+        let previous = self.current.fetch_max(candidate, Ordering::Relaxed);
+        previous.max(candidate)
+    }
+}
+
+/// One stage-2 intake worker.
+pub struct PartialWorker {
+    rules: Arc<RuleSet>,
+    rule_index: HashMap<String, RuleIdx>,
+    tracker: CommitTracker,
+    shards: Vec<Sender<ShardMsg>>,
+    watermarks: Arc<RemoteWatermarks>,
+    /// Per repartition partition: the assignment generation and the
+    /// watermark last told to the shards.
+    last_watermark_sent: HashMap<PartitionId, (u64, i64)>,
+    counters: Arc<WorkerCounters>,
+    metrics: Arc<Metrics>,
+    registry: Arc<PartitionRegistry>,
+    dead_letters: Sender<DeadLetterBatch>,
+}
+
+impl PartialWorker {
+    /// A worker sending to `shards`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        rules: Arc<RuleSet>,
+        tracker: CommitTracker,
+        shards: Vec<Sender<ShardMsg>>,
+        watermarks: Arc<RemoteWatermarks>,
+        counters: Arc<WorkerCounters>,
+        metrics: Arc<Metrics>,
+        registry: Arc<PartitionRegistry>,
+        dead_letters: Sender<DeadLetterBatch>,
+    ) -> Self {
+        let rule_index = rules
+            .rules()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((r.id.clone(), RuleIdx::try_from(i).ok()?)))
+            .collect();
+        PartialWorker {
+            rules,
+            rule_index,
+            tracker,
+            shards,
+            watermarks,
+            last_watermark_sent: HashMap::new(),
+            counters,
+            metrics,
+            registry,
+            dead_letters,
+        }
+    }
+
+    /// Decodes and routes one repartition batch. Returns false when the
+    /// shards have gone away (shutdown).
+    pub fn process(&mut self, batch: RawBatch) -> bool {
+        let generation = batch.generation;
+        if generation != self.tracker.generation(batch.partition) {
+            // Read before its partition was revoked: the new owner replays it.
+            return true;
+        }
+        if batch.is_empty() && batch.rejected.is_empty() {
+            // News only (the partition reached its end): stage 2 judges its
+            // inputs by the producers' watermark records, not by this.
+            return true;
+        }
+        let first = batch
+            .records
+            .first()
+            .map(|(_, o)| *o)
+            .into_iter()
+            .chain(batch.rejected.first().map(|r| r.offset))
+            .min()
+            .unwrap_or(0);
+        let end = batch
+            .records
+            .last()
+            .map(|(_, o)| o + 1)
+            .into_iter()
+            .chain(batch.rejected.last().map(|r| r.offset + 1))
+            .max()
+            .unwrap_or(first);
+        let token = self.tracker.begin_batch(batch.partition, first, end);
+        let partition_name = self
+            .registry
+            .name(batch.partition)
+            .map(|(s, p)| format!("{s}:{p}"))
+            .unwrap_or_default();
+        let mut outputs: Vec<PartialBatch> = (0..self.shards.len())
+            .map(|_| PartialBatch::default())
+            .collect();
+        let mut marks = Vec::new();
+        let mut dead = Vec::new();
+        let mut tally = Tally::default();
+        let counters = &self.metrics.repartition;
+        for rejected in &batch.rejected {
+            tally.records += 1;
+            tally.bytes += rejected.bytes.len() as u64;
+            dead.push(DeadLetter {
+                partition: partition_name.clone(),
+                offset: rejected.offset,
+                class: ErrorClass::User,
+                reason: rejected.reason.as_str(),
+                detail: rejected.detail.clone(),
+                bytes: rejected.bytes.clone(),
+            });
+        }
+        for (range, offset) in &batch.records {
+            let bytes = &batch.data[range.clone()];
+            tally.records += 1;
+            tally.bytes += bytes.len() as u64;
+            counters
+                .consumed_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let record = partial::decode(bytes).and_then(|record| match record {
+                RepartitionRecord::Partial { agg, .. } => {
+                    let Some(&rule_idx) = self.rule_index.get(&agg.r) else {
+                        return Err(PartialError::UnknownRule(agg.r));
+                    };
+                    let aggregate = self.rules.rule(rule_idx).aggregate;
+                    let window = agg.to_window(aggregate, (batch.partition, *offset));
+                    let shard = route(rule_idx, &agg.k, self.shards.len());
+                    outputs[shard].partials.push(MergePartial {
+                        rule: rule_idx,
+                        key: CompactString::from(agg.k),
+                        agg: window,
+                        input: CompactString::from(agg.p),
+                        first_offset: agg.o0,
+                        last_offset: agg.o1,
+                    });
+                    counters.consumed.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                RepartitionRecord::Watermark { mark, .. } => {
+                    marks.push((mark, *offset));
+                    Ok(())
+                }
+            });
+            if let Err(error) = record {
+                counters.invalid.fetch_add(1, Ordering::Relaxed);
+                tally.dead_lettered += 1;
+                dead.push(DeadLetter {
+                    partition: partition_name.clone(),
+                    offset: *offset,
+                    class: ErrorClass::User,
+                    reason: error.reason(),
+                    detail: error.to_string(),
+                    bytes: bytes.to_vec(),
+                });
+            }
+        }
+        self.counters.add(&tally);
+        let dead_hold = dead.iter().map(|d| d.offset).min().map(|first| {
+            self.tracker
+                .hold_alert(&super::commit::Holds::from_slice(&[(
+                    batch.partition,
+                    first,
+                )]))
+        });
+        if let Some(hold) = dead_hold {
+            if self.dead_letters.send((dead, hold)).is_err() {
+                return false;
+            }
+        }
+        // Partials go out under their partition's watermark from before
+        // this batch's watermark records: those follow the partials they
+        // cover.
+        let before = self.watermarks.partition_watermark(batch.partition);
+        for (index, mut output) in outputs.into_iter().enumerate() {
+            if output.partials.is_empty() {
+                continue;
+            }
+            output.watermark_ms = before;
+            output.partition = batch.partition;
+            output.generation = generation;
+            output.token = Some(token.clone());
+            if self.shards[index].send(ShardMsg::Partials(output)).is_err() {
+                return false;
+            }
+        }
+        let global = self.watermarks.observe(batch.partition, &marks);
+        self.metrics
+            .watermark_ms
+            .fetch_max(global, Ordering::Relaxed);
+        drop(token);
+        let after = self.watermarks.partition_watermark(batch.partition);
+        self.send_watermark(batch.partition, generation, after)
+    }
+
+    /// Re-evaluates the watermark (revocations) for the metrics.
+    pub fn tick(&mut self) -> bool {
+        let global = self.watermarks.tick();
+        self.metrics
+            .watermark_ms
+            .fetch_max(global, Ordering::Relaxed);
+        true
+    }
+
+    /// Tells every shard the watermark of `partition` when it moved.
+    fn send_watermark(&mut self, partition: PartitionId, generation: u64, watermark: i64) -> bool {
+        let last = self
+            .last_watermark_sent
+            .entry(partition)
+            .or_insert((generation, i64::MIN));
+        if last.0 != generation {
+            *last = (generation, i64::MIN);
+        }
+        if last.1 >= watermark {
+            return true;
+        }
+        last.1 = watermark;
+        tracing::debug!(
+            partition,
+            watermark,
+            "repartition partition watermark advanced"
+        );
+        for shard in &self.shards {
+            let batch = PartialBatch {
+                watermark_ms: watermark,
+                partition,
+                generation,
+                ..PartialBatch::default()
+            };
+            if shard.send(ShardMsg::Partials(batch)).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use partial::ProducerWatermark;
+
+    /// A report of input partition `input` (one per producer here).
+    fn mark(input: &str, wm: i64, at: i64) -> (ProducerWatermark, u64) {
+        let mark = ProducerWatermark {
+            src: "producer".into(),
+            wm,
+            at,
+            inputs: vec![(input.into(), wm)],
+        };
+        (mark, 0)
+    }
+
+    fn marks() -> (CommitTracker, RemoteWatermarks) {
+        let tracker = CommitTracker::new(1);
+        let config = MergeConfig {
+            idle_timeout_ms: 10_000,
+            warm_up_ms: 1_000,
+        };
+        (tracker.clone(), RemoteWatermarks::new(config, tracker))
+    }
+
+    #[test]
+    fn minimum_over_input_partitions_after_warm_up() {
+        let (_, wm) = marks();
+        assert_eq!(wm.observe(0, &[mark("a", 500, 0)]), i64::MIN, "warming up");
+        assert_eq!(wm.observe(0, &[mark("b", 300, 100)]), i64::MIN);
+        assert_eq!(wm.observe(0, &[mark("a", 900, 1_000)]), 300, "b holds it");
+        assert_eq!(wm.observe(0, &[mark("b", 800, 1_200)]), 800);
+    }
+
+    #[test]
+    fn an_unreported_input_partition_expires_by_send_time() {
+        let (_, wm) = marks();
+        wm.observe(0, &[mark("dead", 100, 0), mark("a", 500, 0)]);
+        assert_eq!(wm.observe(0, &[mark("a", 600, 5_000)]), 100);
+        assert_eq!(
+            wm.observe(0, &[mark("a", 700, 10_000)]),
+            700,
+            "dead is 10 s behind"
+        );
+    }
+
+    #[test]
+    fn every_partition_holds_and_revoked_ones_are_forgotten() {
+        let (tracker, wm) = marks();
+        assert_eq!(wm.observe(1, &[mark("a", 100, 0)]), i64::MIN);
+        assert_eq!(
+            wm.observe(0, &[mark("a", 500, 0), mark("a", 500, 2_000)]),
+            i64::MIN,
+            "partition 1 still warming up"
+        );
+        assert_eq!(wm.observe(1, &[mark("a", 100, 2_000)]), 100);
+        tracker.forget_partition(1);
+        assert_eq!(wm.tick(), 500);
+        assert_eq!(
+            wm.observe(0, &[mark("a", 50, 3_000)]),
+            500,
+            "never backwards"
+        );
+    }
+}

@@ -1,0 +1,359 @@
+//! The repartition-topic record format (version 1): partial aggregates
+//! and producer watermarks exchanged between stage 1 and stage 2.
+//!
+//! # Contract
+//!
+//! Every record value is one JSON object with a format version `v` (this
+//! module writes and reads [`FORMAT_VERSION`]; any other version, and any
+//! value that does not parse, is rejected with a [`PartialError`], which
+//! stage 2 dead-letters and counts, never crashes on) and a type tag `t`:
+//!
+//! * `"p"`, a **partial**: the mergeable aggregate of one `(rule, group key,
+//!   bucket)` over a short stage-1 flush interval. Key = `rule id|group
+//!   key` (so one rule and key always hash to one repartition partition).
+//!   Fields: `r` rule id, `k` group key (values joined by U+001F), `b`
+//!   bucket start (ms: the tumbling window, or the sliding pane, that the
+//!   events fell in), `n` count, `s` sum, `lo`/`hi` min and max, `d` the
+//!   distinct-value hashes (distinct rules only), `f`/`l` first and last
+//!   event time, `i` sample event ids, `e` sample event texts, `a`/`g`
+//!   first account and region seen, `p` the input partition
+//!   (`source:topic/partition`) all its events came from and `o0`/`o1`
+//!   the first and last input offset among them. Merging partials is
+//!   associative and commutative except for which samples are kept
+//!   (evidence only).
+//!
+//! # Replays
+//!
+//! Stage 1 commits its input only after partials are acknowledged, so a
+//! crash or rebalance makes the next owner re-send partials for input it
+//! had already sent. Stage 2 keeps, per window and input partition, the
+//! last input offset merged, and skips a partial whose `o1` is not beyond
+//! it (a duplicate). Stage 1 flushes all its partials at once (one
+//! pre-aggregator per instance), so its input commits land on flush
+//! boundaries and a replayed partial does not straddle an acknowledged
+//! one; the rare one that does (a commit held inside a flushed range, e.g.
+//! by a dead letter) is merged and counted as an overlap.
+//! * `"w"`, a **watermark**: `src` names one stage-1 producer (instance
+//!   and pre-aggregator index), `at` its wall clock when sent, `wm` its
+//!   instance watermark (informative) and `in` the watermark of every input
+//!   partition it owns, as `[name, ms]` pairs: the partition's largest event
+//!   time minus the allowed lateness (or the instance watermark, when that
+//!   is later: an idle partition). Every event the producer will still send
+//!   from that partition is at or after it, lateness aside. Each producer
+//!   writes one to *every* repartition partition after the partials of a
+//!   flush (and at least every heartbeat), so within a partition a
+//!   watermark follows all earlier partials of its producer. Per input
+//!   partition rather than per producer, so that when a partition moves to
+//!   another stage-1 instance its last reported watermark keeps holding
+//!   stage 2 until the new owner reports it. Key = `~wm|src`.
+//!
+//! JSON keeps the format inspectable with any Kafka tool; single-letter
+//! field names keep it compact (see BENCHMARKS.md for bytes per input
+//! byte). A new incompatible layout must bump [`FORMAT_VERSION`].
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+use super::window::WindowAgg;
+use crate::rules::compile::Aggregate;
+use crate::source::PartitionId;
+
+/// The version this build writes and accepts.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Separator between the rule id and the group key in a record key.
+pub const KEY_RULE_SEPARATOR: char = '|';
+
+/// A decoding failure of a repartition record (a user-class input error
+/// from stage 2's point of view: the record is dead-lettered).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PartialError {
+    #[error("invalid partial record: {0}")]
+    Invalid(String),
+    #[error("unsupported partial format version {0} (this build reads {FORMAT_VERSION})")]
+    Version(u32),
+    #[error("partial for unknown rule {0:?}")]
+    UnknownRule(String),
+}
+
+impl PartialError {
+    /// Stable reason label for dead letters.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PartialError::Invalid(_) => "invalid_partial",
+            PartialError::Version(_) => "partial_version",
+            PartialError::UnknownRule(_) => "partial_unknown_rule",
+        }
+    }
+}
+
+/// One partial aggregate (see the module contract for field meanings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartialAgg {
+    pub r: String,
+    pub k: String,
+    pub b: i64,
+    pub n: u64,
+    pub s: f64,
+    pub lo: f64,
+    pub hi: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub d: Vec<u64>,
+    pub f: i64,
+    pub l: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub i: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub e: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub g: Option<String>,
+    pub p: String,
+    pub o0: u64,
+    pub o1: u64,
+}
+
+/// One producer watermark.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerWatermark {
+    pub src: String,
+    pub wm: i64,
+    pub at: i64,
+    #[serde(rename = "in", default)]
+    pub inputs: Vec<(String, i64)>,
+}
+
+/// A decoded repartition record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t")]
+pub enum RepartitionRecord {
+    #[serde(rename = "p")]
+    Partial {
+        v: u32,
+        #[serde(flatten)]
+        agg: Box<PartialAgg>,
+    },
+    #[serde(rename = "w")]
+    Watermark {
+        v: u32,
+        #[serde(flatten)]
+        mark: ProducerWatermark,
+    },
+}
+
+/// JSON has no infinities: an aggregate of out-of-range values is clamped.
+fn finite(value: f64) -> f64 {
+    if value.is_nan() {
+        0.0
+    } else {
+        value.clamp(f64::MIN, f64::MAX)
+    }
+}
+
+impl PartialAgg {
+    /// The record key: `rule id|group key`.
+    pub fn record_key(&self) -> Vec<u8> {
+        let mut key = String::with_capacity(self.r.len() + 1 + self.k.len());
+        key.push_str(&self.r);
+        key.push(KEY_RULE_SEPARATOR);
+        key.push_str(&self.k);
+        key.into_bytes()
+    }
+
+    /// The record value.
+    pub fn encode(mut self) -> Vec<u8> {
+        self.s = finite(self.s);
+        self.lo = finite(self.lo);
+        self.hi = finite(self.hi);
+        encode(&RepartitionRecord::Partial {
+            v: FORMAT_VERSION,
+            agg: Box::new(self),
+        })
+    }
+}
+
+impl ProducerWatermark {
+    /// The record key: `~wm|src`.
+    pub fn record_key(&self) -> Vec<u8> {
+        format!("~wm{KEY_RULE_SEPARATOR}{}", self.src).into_bytes()
+    }
+
+    /// The record value.
+    pub fn encode(self) -> Vec<u8> {
+        encode(&RepartitionRecord::Watermark {
+            v: FORMAT_VERSION,
+            mark: self,
+        })
+    }
+}
+
+impl PartialAgg {
+    /// The partial of `agg`, the aggregate of `(rule_id, key, bucket)` over
+    /// the input offsets `offsets` of partition `input`.
+    pub fn from_window(
+        rule_id: &str,
+        key: &str,
+        bucket: i64,
+        agg: &WindowAgg,
+        input: &str,
+        offsets: (u64, u64),
+    ) -> Self {
+        let mut distinct: Vec<u64> = agg
+            .distinct
+            .as_ref()
+            .map(|set| set.iter().copied().collect())
+            .unwrap_or_default();
+        distinct.sort_unstable();
+        PartialAgg {
+            r: rule_id.to_string(),
+            k: key.to_string(),
+            b: bucket,
+            n: agg.count,
+            s: agg.sum,
+            lo: agg.min,
+            hi: agg.max,
+            d: distinct,
+            f: agg.first_seen_ms,
+            l: agg.last_seen_ms,
+            i: agg.samples.ids.iter().map(|s| s.to_string()).collect(),
+            e: agg.samples.texts.iter().map(|s| s.to_string()).collect(),
+            a: agg.samples.account.as_ref().map(|s| s.to_string()),
+            g: agg.samples.region.as_ref().map(|s| s.to_string()),
+            p: input.to_string(),
+            o0: offsets.0,
+            o1: offsets.1,
+        }
+    }
+
+    /// The aggregate this partial adds to a stage-2 window, holding
+    /// `position` (the repartition record it came from).
+    pub fn to_window(&self, aggregate: Aggregate, position: (PartitionId, u64)) -> WindowAgg {
+        let mut agg = WindowAgg::new(aggregate);
+        agg.count = self.n;
+        agg.sum = self.s;
+        agg.min = self.lo;
+        agg.max = self.hi;
+        if let Some(set) = agg.distinct.as_mut() {
+            set.extend(self.d.iter().copied());
+        }
+        agg.first_seen_ms = self.f;
+        agg.last_seen_ms = self.l;
+        agg.holds.push(position);
+        let samples = &mut agg.samples;
+        samples.ids = self
+            .i
+            .iter()
+            .map(|s| CompactString::from(s.as_str()))
+            .collect();
+        samples.texts = self.e.iter().map(|s| Box::from(s.as_str())).collect();
+        samples.account = self.a.as_deref().map(CompactString::from);
+        samples.region = self.g.as_deref().map(CompactString::from);
+        agg
+    }
+}
+
+fn encode(record: &RepartitionRecord) -> Vec<u8> {
+    // Serializing plain structs of strings and numbers cannot fail.
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+/// Decodes one record value.
+pub fn decode(bytes: &[u8]) -> Result<RepartitionRecord, PartialError> {
+    #[derive(Deserialize)]
+    struct Version {
+        v: u32,
+    }
+    let version: Version =
+        serde_json::from_slice(bytes).map_err(|e| PartialError::Invalid(e.to_string()))?;
+    if version.v != FORMAT_VERSION {
+        return Err(PartialError::Version(version.v));
+    }
+    let record: RepartitionRecord =
+        serde_json::from_slice(bytes).map_err(|e| PartialError::Invalid(e.to_string()))?;
+    if let RepartitionRecord::Partial { agg, .. } = &record {
+        if agg.n == 0 || agg.f > agg.l || agg.o0 > agg.o1 {
+            return Err(PartialError::Invalid(
+                "empty partial, or first seen (or offset) after last".into(),
+            ));
+        }
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PartialAgg {
+        PartialAgg {
+            r: "console-burst".into(),
+            k: "203.0.113.7".into(),
+            b: 300_000,
+            n: 3,
+            s: 3.0,
+            lo: 1.0,
+            hi: 1.0,
+            d: vec![],
+            f: 300_100,
+            l: 300_900,
+            i: vec!["e1".into()],
+            e: vec!["{}".into()],
+            a: Some("111122223333".into()),
+            g: None,
+            p: "kafka:ct/0".into(),
+            o0: 10,
+            o1: 12,
+        }
+    }
+
+    #[test]
+    fn partials_and_watermarks_round_trip() {
+        let agg = sample();
+        let decoded = decode(&agg.clone().encode()).unwrap();
+        assert_eq!(
+            decoded,
+            RepartitionRecord::Partial {
+                v: 1,
+                agg: Box::new(agg)
+            }
+        );
+        let mark = ProducerWatermark {
+            src: "a-0".into(),
+            wm: 5,
+            at: 9,
+            inputs: vec![("kafka:ct/0".into(), 7)],
+        };
+        assert_eq!(
+            decode(&mark.clone().encode()).unwrap(),
+            RepartitionRecord::Watermark { v: 1, mark }
+        );
+        assert_eq!(sample().record_key(), b"console-burst|203.0.113.7".to_vec());
+    }
+
+    #[test]
+    fn bad_records_are_errors_not_panics() {
+        assert_eq!(decode(br#"{"v":2,"t":"p"}"#), Err(PartialError::Version(2)));
+        assert!(matches!(decode(b"garbage"), Err(PartialError::Invalid(_))));
+        assert!(matches!(
+            decode(br#"{"v":1,"t":"x"}"#),
+            Err(PartialError::Invalid(_))
+        ));
+        let mut empty = sample();
+        empty.n = 0;
+        assert!(matches!(
+            decode(&empty.encode()),
+            Err(PartialError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn infinities_are_clamped() {
+        let mut agg = sample();
+        agg.hi = f64::INFINITY;
+        let RepartitionRecord::Partial { agg, .. } = decode(&agg.encode()).unwrap() else {
+            panic!("not a partial");
+        };
+        assert_eq!(agg.hi, f64::MAX);
+    }
+}

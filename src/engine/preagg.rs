@@ -1,0 +1,398 @@
+//! Stage-1 pre-aggregators: match batches in, partial aggregates out.
+//!
+//! In a scaled-out deployment (two stages, see [`super::Stage`]) the shard
+//! threads of stage 1 are pre-aggregators. Each folds the matches routed to
+//! it into one [`WindowAgg`] per `(rule, group key, bucket)` (the bucket is
+//! the rule's tumbling window, or its sliding pane), and every
+//! `flush_interval` hands all of them, encoded as [`PartialAgg`] records,
+//! to the repartition sink, followed by its watermark ([`ProducerWatermark`]).
+//! A hot key thus costs one record per flush instead of one per event.
+//!
+//! # Delivery contract
+//!
+//! Until a flush, the pre-aggregator publishes the first offset per input
+//! partition of everything it buffers as its shard holds (as a shard does
+//! for open windows). A flush turns those into an [`AlertHold`] that
+//! travels with the records and is released only when the repartition
+//! sink has them acknowledged, so input offsets are committed only past
+//! partials that are durably on the repartition topic.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use compact_str::CompactString;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::commit::{AlertHold, CommitTracker, Holds};
+use super::partial::{PartialAgg, ProducerWatermark};
+use super::shard::{MatchBatch, ShardMsg};
+use super::watermark::WatermarkTracker;
+use super::window::{window_start, EvidenceLimits, WindowAgg};
+use crate::metrics::{Tally, WorkerCounters};
+use crate::rules::compile::RuleIdx;
+use crate::rules::RuleSet;
+use crate::source::{now_ms, PartitionId, PartitionRegistry};
+pub use marks::FlushedMarks;
+
+mod marks;
+
+/// One encoded repartition record.
+#[derive(Debug, Clone)]
+pub struct PartialRecord {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// What one flush hands to the repartition sink: partials first, then one
+/// watermark record for every repartition partition.
+#[derive(Debug)]
+pub struct PartialFlush {
+    pub partials: Vec<PartialRecord>,
+    pub watermark: Option<PartialRecord>,
+    /// Dropping this (after the sink's acknowledgement) releases the input.
+    pub hold: Option<AlertHold>,
+}
+
+/// Stage-1 settings.
+#[derive(Debug, Clone)]
+pub struct PreaggConfig {
+    /// How long matches are folded before they are sent.
+    pub flush_interval: Duration,
+    /// Longest gap between watermark records of an idle producer.
+    pub heartbeat: Duration,
+    /// Fold matches of one key and bucket into one partial; `false` sends
+    /// one partial per match (measurement baseline).
+    pub preaggregate: bool,
+    /// Flush early beyond this many buffered partials.
+    pub max_buffered: usize,
+    /// This producer's name in watermark records (unique per instance).
+    pub producer: String,
+    pub evidence: EvidenceLimits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct EntryKey {
+    rule: RuleIdx,
+    key: CompactString,
+    bucket: i64,
+    /// One partial per input partition, so that each covers one offset
+    /// range (stage 2's replay check).
+    partition: PartitionId,
+    /// 0 when pre-aggregating, else a sequence number (no folding).
+    sequence: u64,
+}
+
+/// One pre-aggregator thread's state.
+pub struct Preaggregator {
+    index: usize,
+    rules: Arc<RuleSet>,
+    config: PreaggConfig,
+    tracker: CommitTracker,
+    counters: Arc<WorkerCounters>,
+    /// Aggregate and last input offset per entry.
+    entries: hashbrown::HashMap<EntryKey, (WindowAgg, u64)>,
+    registry: Arc<PartitionRegistry>,
+    /// Stage 1's watermark tracker, asked which input partitions are idle.
+    watermarks: Arc<WatermarkTracker>,
+    /// What this instance's pre-aggregators have flushed (see [`marks`]).
+    flushed: Arc<FlushedMarks>,
+    /// Partition -> first offsets buffered (multiset).
+    holds: HashMap<PartitionId, BTreeMap<u64, u32>>,
+    sequence: u64,
+    watermark_ms: i64,
+    /// Watermark and assignment generation per owned input partition
+    /// (from the batches received).
+    input_marks: HashMap<PartitionId, (i64, u64)>,
+    inputs_changed: bool,
+    last_watermark_sent: i64,
+    last_flush: Instant,
+    last_watermark_at: Instant,
+    tally: Tally,
+}
+
+impl Preaggregator {
+    /// A pre-aggregator with nothing buffered.
+    pub fn new(
+        index: usize,
+        rules: Arc<RuleSet>,
+        config: PreaggConfig,
+        tracker: CommitTracker,
+        counters: Arc<WorkerCounters>,
+        registry: Arc<PartitionRegistry>,
+        watermarks: Arc<WatermarkTracker>,
+    ) -> Self {
+        Preaggregator {
+            registry,
+            watermarks,
+            flushed: Arc::new(FlushedMarks::new(1)),
+            index,
+            rules,
+            config,
+            tracker,
+            counters,
+            entries: hashbrown::HashMap::new(),
+            holds: HashMap::new(),
+            sequence: 0,
+            watermark_ms: i64::MIN,
+            input_marks: HashMap::new(),
+            inputs_changed: false,
+            last_watermark_sent: i64::MIN,
+            last_flush: Instant::now(),
+            last_watermark_at: Instant::now(),
+            tally: Tally::default(),
+        }
+    }
+
+    /// Shares `flushed` with the other pre-aggregators of this instance (it
+    /// reports input marks every one of them has flushed; alone by default).
+    pub fn with_siblings(mut self, flushed: Arc<FlushedMarks>) -> Self {
+        self.flushed = flushed;
+        self
+    }
+
+    /// Runs until the input channel closes, flushing on the interval.
+    pub fn run(mut self, input: Receiver<ShardMsg>, output: Sender<PartialFlush>) {
+        let tick = self.config.flush_interval.max(Duration::from_millis(1));
+        loop {
+            match input.recv_timeout(tick) {
+                Ok(ShardMsg::Matches(batch)) => self.add(batch),
+                Ok(ShardMsg::FlushAll) => {
+                    if !self.flush(&output, true) {
+                        return;
+                    }
+                }
+                Ok(ShardMsg::Partials(_)) => {
+                    tracing::error!(
+                        index = self.index,
+                        "a stage-1 pre-aggregator received partials, ignored"
+                    );
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Shutdown: what is buffered stays uncommitted and is
+                    // replayed by the next owner of the input.
+                    return;
+                }
+            }
+            let due = self.last_flush.elapsed() >= self.config.flush_interval
+                || self.entries.len() >= self.config.max_buffered
+                || !self.config.preaggregate;
+            if due && !self.flush(&output, false) {
+                return;
+            }
+        }
+    }
+
+    /// Folds one batch of matches.
+    pub fn add(&mut self, batch: MatchBatch) {
+        for m in &batch.matches {
+            let rule = self.rules.rule(m.rule);
+            let width = rule.slide_ms.unwrap_or(rule.window_ms);
+            let sequence = if self.config.preaggregate {
+                0
+            } else {
+                self.sequence += 1;
+                self.sequence
+            };
+            let entry_key = EntryKey {
+                rule: m.rule,
+                key: CompactString::from(batch.text(m.key)),
+                bucket: window_start(m.time_ms, width),
+                partition: m.partition,
+                sequence,
+            };
+            let (agg, last_offset) = self
+                .entries
+                .entry(entry_key)
+                .or_insert_with(|| (WindowAgg::new(rule.aggregate), m.offset));
+            *last_offset = (*last_offset).max(m.offset);
+            if agg.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
+                *self
+                    .holds
+                    .entry(m.partition)
+                    .or_default()
+                    .entry(m.offset)
+                    .or_insert(0) += 1;
+            }
+            let text = |span: super::shard::Span| (!span.is_none()).then(|| batch.text(span));
+            agg.add_sample(
+                text(m.id),
+                batch.text(m.sample),
+                text(m.account),
+                text(m.region),
+                self.config.evidence,
+            );
+        }
+        self.tally.matches += batch.matches.len() as u64;
+        self.watermark_ms = self.watermark_ms.max(batch.watermark_ms);
+        if let Some((partition, mark, generation)) = batch.input_watermark {
+            // A batch of a since-revoked assignment must not resurrect it.
+            if generation == self.tracker.generation(partition) {
+                let slot = self
+                    .input_marks
+                    .entry(partition)
+                    .or_insert((i64::MIN, generation));
+                if slot.1 != generation {
+                    *slot = (i64::MIN, generation);
+                }
+                if mark > slot.0 {
+                    slot.0 = mark;
+                    self.inputs_changed = true;
+                }
+            }
+        }
+        let published = self
+            .holds
+            .iter()
+            .filter_map(|(p, offsets)| offsets.first_key_value().map(|(o, _)| (*p, *o)))
+            .collect();
+        self.tracker.publish_shard(self.index, published);
+        self.counters.open_windows.store(
+            self.entries.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.counters.add(&self.tally);
+        self.tally = Tally::default();
+        drop(batch.token);
+    }
+
+    /// The global name of an input partition (`source:topic/partition`).
+    fn input_name(&self, partition: PartitionId) -> String {
+        self.registry
+            .name(partition)
+            .map(|(source, name)| format!("{source}:{name}"))
+            .unwrap_or_else(|| partition.to_string())
+    }
+
+    /// Hands everything buffered (and the watermark, when it moved or the
+    /// heartbeat is due) to the sink, then tells the sibling pre-aggregators
+    /// how far its input marks are flushed. Returns false when the sink is
+    /// gone.
+    fn flush(&mut self, output: &Sender<PartialFlush>, force: bool) -> bool {
+        if !self.queue_flush(output, force) {
+            return false;
+        }
+        // Everything folded so far is queued to the sink now.
+        for (partition, (mark, generation)) in &self.input_marks {
+            self.flushed
+                .record(self.index, *partition, *generation, *mark);
+        }
+        true
+    }
+
+    fn queue_flush(&mut self, output: &Sender<PartialFlush>, force: bool) -> bool {
+        self.last_flush = Instant::now();
+        // A revoked input partition is no longer ours to report: its new
+        // owner reports it (stage 2 keeps our last report until then).
+        let tracker = &self.tracker;
+        self.input_marks
+            .retain(|partition, (_, generation)| tracker.generation(*partition) == *generation);
+        let watermark_due = self.watermark_ms > self.last_watermark_sent
+            || self.inputs_changed
+            || self.last_watermark_at.elapsed() >= self.config.heartbeat;
+        if self.entries.is_empty() && !watermark_due && !force {
+            return true;
+        }
+        let mut partials = Vec::with_capacity(self.entries.len());
+        let mut holds = Holds::new();
+        let mut names: HashMap<PartitionId, String> = HashMap::new();
+        let entries: Vec<(EntryKey, (WindowAgg, u64))> = self.entries.drain().collect();
+        for (key, (agg, last_offset)) in entries {
+            let rule_id = &self.rules.rule(key.rule).id;
+            let input = names
+                .entry(key.partition)
+                .or_insert_with(|| self.input_name(key.partition));
+            let first_offset = agg.holds.first().map_or(last_offset, |h| h.1);
+            for hold in &agg.holds {
+                match holds.iter_mut().find(|(p, _)| *p == hold.0) {
+                    Some(existing) => existing.1 = existing.1.min(hold.1),
+                    None => holds.push(*hold),
+                }
+            }
+            let partial = PartialAgg::from_window(
+                rule_id,
+                &key.key,
+                key.bucket,
+                &agg,
+                input,
+                (first_offset, last_offset),
+            );
+            partials.push(PartialRecord {
+                key: partial.record_key(),
+                value: partial.encode(),
+            });
+        }
+        // The alert-style hold replaces the buffered holds before they are
+        // unpublished, so the input is never committable in between.
+        let hold = (!holds.is_empty()).then(|| self.tracker.hold_alert(&holds));
+        self.holds.clear();
+        self.tracker.publish_shard(self.index, HashMap::new());
+        self.counters
+            .open_windows
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        let now = now_ms();
+        // Assigned input partitions not heard from yet: reported at the
+        // floor, so that stage 2 knows they exist (or keeps holding at
+        // their previous owner's last report) until their records come.
+        let waiting: Vec<PartitionId> = self
+            .watermarks
+            .waiting(now)
+            .into_iter()
+            .filter(|partition| !self.input_marks.contains_key(partition))
+            .collect();
+        let reportable = self.watermark_ms != i64::MIN || !waiting.is_empty();
+        let watermark = (reportable && watermark_due).then(|| {
+            let instance = self.watermark_ms;
+            // An idle input partition reports the instance watermark, which
+            // has moved on without it; an active one how far every
+            // pre-aggregator of this instance has flushed it.
+            let inputs = self
+                .input_marks
+                .iter()
+                .map(|(partition, (mark, generation))| {
+                    let agreed = self
+                        .flushed
+                        .agreed(self.index, *partition, *generation, *mark);
+                    let reported = if self.watermarks.is_idle(*partition, now) {
+                        agreed.max(instance)
+                    } else {
+                        agreed
+                    };
+                    (self.input_name(*partition), reported)
+                })
+                .chain(
+                    waiting
+                        .iter()
+                        .map(|partition| (self.input_name(*partition), i64::MIN)),
+                )
+                .collect();
+            let mark = ProducerWatermark {
+                src: format!("{}-{}", self.config.producer, self.index),
+                wm: instance,
+                at: now_ms(),
+                inputs,
+            };
+            PartialRecord {
+                key: mark.record_key(),
+                value: mark.encode(),
+            }
+        });
+        if watermark.is_some() {
+            self.inputs_changed = false;
+            self.last_watermark_sent = self.watermark_ms;
+            self.last_watermark_at = Instant::now();
+        }
+        if partials.is_empty() && watermark.is_none() {
+            return true;
+        }
+        output
+            .send(PartialFlush {
+                partials,
+                watermark,
+                hold,
+            })
+            .is_ok()
+    }
+}
