@@ -54,7 +54,9 @@ kafka)
     pids+=($!)
     wait_port 127.0.0.1 9092 tansu
     tansu topic create cloudtrail --broker tcp://127.0.0.1:9092 --partitions 3 || true
-    sed -e 's#^\(    brokers:\).*#\1 127.0.0.1:9092#' \
+    # The overlay scales out: its repartition topic lives on the same broker.
+    tansu topic create trailwatch-repartition --broker tcp://127.0.0.1:9092 --partitions 3 || true
+    sed -e 's#^\(    brokers:\).*#\1 127.0.0.1:9092#' -e 's#^\(  brokers:\).*#\1 127.0.0.1:9092#' \
         -e '/security.protocol/d' -e '/sasl\./d' -e '/Read from the environment/d' -e '/^    properties:$/d' \
         -e 's#/etc/trailwatch/rules#k8s/base/rules#' \
         -e 's#0.0.0.0:9464#127.0.0.1:9464#' -e 's#format: json#format: human#' \
