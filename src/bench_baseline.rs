@@ -170,6 +170,7 @@ impl Baseline {
             id: None,
             account: None,
             region: None,
+            ruled_out: false,
         };
         let rules = Arc::clone(&self.rules);
         for &index in rules.for_kind(kind) {

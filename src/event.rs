@@ -67,6 +67,24 @@ pub enum FieldValue<'a> {
 }
 
 impl<'a> FieldValue<'a> {
+    /// Whether dropping the value frees memory: an owned string or a
+    /// wildcard selector's list.
+    #[inline(always)]
+    pub fn owns_heap(&self) -> bool {
+        matches!(self, FieldValue::Str(Cow::Owned(_)) | FieldValue::Many(_))
+    }
+
+    /// Drops the value, testing inline for the common case that owns
+    /// nothing instead of calling the drop glue (an out-of-line call).
+    #[inline(always)]
+    pub fn discard(self) {
+        if self.owns_heap() {
+            drop(self);
+        } else {
+            std::mem::forget(self);
+        }
+    }
+
     /// The string form used for group keys and string comparison, if scalar.
     /// Numbers render without a trailing `.0` when integral.
     pub fn as_key_text(&self) -> Option<Cow<'_, str>> {
@@ -145,9 +163,33 @@ pub struct Event<'a> {
     pub account: Option<Cow<'a, str>>,
     /// AWS region, when known.
     pub region: Option<Cow<'a, str>>,
+    /// The decoder's [rule gate](crate::rules::gate) proved that no rule of
+    /// `kind` can match: only `kind`, `time_ms` and `text` are read, the
+    /// fields beyond the gate's were not extracted, and matching is skipped.
+    pub ruled_out: bool,
 }
 
 impl<'a> Event<'a> {
+    /// Drops the event. When nothing in it owns heap memory (every value
+    /// borrows the record, and the field vector did not spill), it is
+    /// forgotten instead: dropping would free nothing, but the drop glue
+    /// calls out once per slot.
+    #[inline]
+    pub fn discard(self) {
+        let owned = |text: &Option<Cow<'_, str>>| matches!(text, Some(Cow::Owned(_)));
+        let owns_heap = self.fields.spilled()
+            || matches!(self.text, Cow::Owned(_))
+            || owned(&self.id)
+            || owned(&self.account)
+            || owned(&self.region)
+            || self.fields.iter().any(FieldValue::owns_heap);
+        if owns_heap {
+            drop(self);
+        } else {
+            std::mem::forget(self);
+        }
+    }
+
     /// The value at `slot`, or `Missing` when the slot is not filled.
     pub fn field(&self, slot: Slot) -> &FieldValue<'a> {
         const MISSING: &FieldValue<'static> = &FieldValue::Missing;
@@ -248,6 +290,7 @@ mod tests {
             id: None,
             account: None,
             region: None,
+            ruled_out: false,
         };
         assert_eq!(event.field(3), &FieldValue::Missing);
         assert_eq!(FieldValue::Str("42".into()).as_f64(), Some(42.0));

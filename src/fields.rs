@@ -12,8 +12,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::event::EventKind;
+use crate::rules::gate::RuleGate;
 
 /// Index of a field in an event's `fields` vector.
 pub type Slot = u16;
@@ -171,6 +173,8 @@ pub struct FieldPlan {
     kind: EventKind,
     paths: Vec<FieldPath>,
     lookup: HashMap<FieldPath, Slot>,
+    /// The rule set's gate for this kind, if it has one.
+    gate: Option<Arc<RuleGate>>,
 }
 
 impl FieldPlan {
@@ -180,6 +184,7 @@ impl FieldPlan {
             kind,
             paths: Vec::new(),
             lookup: HashMap::new(),
+            gate: None,
         }
     }
 
@@ -213,6 +218,18 @@ impl FieldPlan {
     /// Number of slots.
     pub fn len(&self) -> usize {
         self.paths.len()
+    }
+
+    /// The [rule gate](crate::rules::gate) of the rules behind this plan:
+    /// a decoder may read its fields first and skip the rest of a record
+    /// that no rule can match.
+    pub fn gate(&self) -> Option<&RuleGate> {
+        self.gate.as_deref()
+    }
+
+    /// Sets (or clears) the rule gate; its slots must be this plan's.
+    pub fn set_gate(&mut self, gate: Option<RuleGate>) {
+        self.gate = gate.map(Arc::new);
     }
 
     /// Whether no field is planned.

@@ -39,6 +39,41 @@ fn service_engine() -> Engine {
     Engine::new(config, rules())
 }
 
+/// An event that no rule can match is only read as far as the rule gate's
+/// fields and its time, but its time still moves the watermark: here a
+/// quiet `ListRoles` closes the window the logins opened, so they alert.
+#[test]
+fn ruled_out_events_are_counted_and_still_move_the_watermark() {
+    let engine = service_engine();
+    let quiet = |time: &str| {
+        format!(r#"{{"eventTime":"{time}","eventName":"ListRoles","recipientAccountId":"1"}}"#)
+            .into_bytes()
+    };
+    let records = vec![
+        event("2024-03-01T12:00:00Z"),
+        event("2024-03-01T12:01:00Z"),
+        quiet("2024-03-01T12:02:00Z"),
+        quiet("2024-03-01T12:20:00Z"), // closes window 12:00
+    ];
+    let sink = MemorySink::default();
+    let alerts = Arc::clone(&sink.alerts);
+    engine
+        .run(
+            vec![Box::new(MemorySource::new("p", records, 1))],
+            Box::new(sink),
+            Box::new(MemoryDeadLetters::default()),
+        )
+        .unwrap();
+    let metrics = engine.metrics();
+    assert_eq!(metrics.sum(|w| &w.events), 4);
+    assert_eq!(metrics.sum(|w| &w.ruled_out), 2);
+    assert_eq!(metrics.sum(|w| &w.matches), 2);
+    let alerts = alerts.lock().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].count, 2);
+    assert_eq!(alerts[0].window_start_ms, 1_709_294_400_000);
+}
+
 #[test]
 fn late_events_are_counted_not_applied_and_open_windows_hold_commits() {
     let engine = service_engine();

@@ -146,6 +146,7 @@ pub fn render_summary(metrics: &Metrics, rules: &RuleSet, elapsed: Duration) -> 
     let _ = writeln!(out, "── trailwatch replay summary ──");
     let _ = writeln!(out, "records read        {records}");
     let _ = writeln!(out, "events decoded      {events}");
+    let _ = writeln!(out, "  ruled out by gate {}", metrics.sum(|w| &w.ruled_out));
     let failed = metrics.failed_by_reason();
     let failed_total: u64 = failed.iter().map(|(_, n)| n).sum();
     let _ = writeln!(out, "records failed      {failed_total}");

@@ -14,9 +14,10 @@ use std::borrow::Cow;
 use chrono::DateTime;
 
 use crate::decode::json::{self, Extracted, PathTrie, Target};
-use crate::decode::{missing_fields, DecodeError, DecodeErrorReason, Envelope, EnvelopeSlots};
-use crate::event::{Event, EventKind, FieldValue};
+use crate::decode::{DecodeError, DecodeErrorReason, Envelope, EnvelopeSlots};
+use crate::event::{Event, EventKind, FieldValue, Fields};
 use crate::fields::{FieldPath, FieldPlan, Slot};
+use crate::rules::gate::RuleGate;
 
 const EVENT_TIME: u8 = 0;
 const EVENT_ID: u8 = 1;
@@ -28,6 +29,8 @@ const REGION: u8 = 4;
 #[derive(Clone, Debug)]
 pub struct CloudTrailDecoder {
     trie: PathTrie,
+    /// The plan's rule gate, with a trie of its fields and `eventTime`.
+    gate: Option<(RuleGate, PathTrie)>,
     plan_len: usize,
     envelope: EnvelopeSlots,
 }
@@ -55,8 +58,19 @@ impl CloudTrailDecoder {
                 trie.insert(&path, Target::Special(special));
             }
         }
+        let gate = plan.gate().map(|gate| {
+            let mut gate_trie = PathTrie::default();
+            for (path, slot) in gate.fields() {
+                gate_trie.insert(path, Target::Slot(slot));
+            }
+            if let Ok(path) = FieldPath::parse("eventTime") {
+                gate_trie.insert(&path, Target::Special(EVENT_TIME));
+            }
+            (gate.clone(), gate_trie)
+        });
         CloudTrailDecoder {
             trie,
+            gate,
             plan_len: plan.len(),
             envelope: EnvelopeSlots::from_plan(plan),
         }
@@ -71,48 +85,77 @@ impl CloudTrailDecoder {
         emit: &mut dyn FnMut(&Event<'_>),
     ) -> Result<(), DecodeError> {
         let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
-        let mut fields = missing_fields(self.plan_len);
+        // Built in place: the inline field vector is filled where it lies
+        // (moving it in would copy all of its inline capacity).
+        let mut event = Event {
+            kind: EventKind::CloudTrail,
+            time_ms: 0,
+            text: Cow::Borrowed(text),
+            fields: Fields::new(),
+            id: None,
+            account: None,
+            region: None,
+            ruled_out: false,
+        };
+        event
+            .fields
+            .extend((0..self.plan_len).map(|_| FieldValue::Missing));
+        if let Some((gate, gate_trie)) = &self.gate {
+            // Read the gate's fields and the time first: most records match
+            // no rule, and then the rest of the record is only validated.
+            let mut extracted = Extracted {
+                fields: &mut event.fields,
+                specials: Default::default(),
+            };
+            // A record the fast walker refuses goes the whole way, for
+            // serde_json's verdict.
+            let read = json::fast_extract(gate_trie, text, &mut extracted).is_ok();
+            if read && !gate.may_match(extracted.fields) {
+                let [time, ..] = extracted.specials;
+                event.time_ms = event_time(time)?;
+                event.ruled_out = true;
+                emit(&event);
+                event.discard();
+                return Ok(());
+            }
+            gate_trie.reset(&mut extracted);
+        }
         let mut extracted = Extracted {
-            fields: &mut fields,
+            fields: &mut event.fields,
             specials: Default::default(),
         };
         json::extract(&self.trie, text, &mut extracted)?;
         let [time, id, recipient, identity_account, region, _] = extracted.specials;
-        let time_ms = match &time {
-            FieldValue::Str(s) => parse_rfc3339_ms(s).ok_or_else(|| {
-                DecodeError::new(
-                    DecodeErrorReason::BadEventTime,
-                    format!("unparseable eventTime {s:?}"),
-                )
-            })?,
-            FieldValue::Missing => {
-                return Err(DecodeError::new(
-                    DecodeErrorReason::MissingEventTime,
-                    "no eventTime",
-                ));
-            }
-            other => {
-                return Err(DecodeError::new(
-                    DecodeErrorReason::WrongType,
-                    format!("eventTime is not a string: {other:?}"),
-                ));
-            }
-        };
-        self.envelope.fill(&mut fields, envelope, text);
-        let account = into_str(recipient)
+        event.time_ms = event_time(time)?;
+        self.envelope.fill(&mut event.fields, envelope, text);
+        event.account = into_str(recipient)
             .or_else(|| into_str(identity_account))
             .or(envelope.owner.map(Cow::Borrowed));
-        let event = Event {
-            kind: EventKind::CloudTrail,
-            time_ms,
-            text: Cow::Borrowed(text),
-            fields,
-            id: into_str(id),
-            account,
-            region: into_str(region),
-        };
+        event.id = into_str(id);
+        event.region = into_str(region);
         emit(&event);
+        event.discard();
         Ok(())
+    }
+}
+
+/// `eventTime` as epoch milliseconds, or why it cannot be.
+fn event_time(time: FieldValue<'_>) -> Result<i64, DecodeError> {
+    match &time {
+        FieldValue::Str(s) => parse_rfc3339_ms(s).ok_or_else(|| {
+            DecodeError::new(
+                DecodeErrorReason::BadEventTime,
+                format!("unparseable eventTime {s:?}"),
+            )
+        }),
+        FieldValue::Missing => Err(DecodeError::new(
+            DecodeErrorReason::MissingEventTime,
+            "no eventTime",
+        )),
+        other => Err(DecodeError::new(
+            DecodeErrorReason::WrongType,
+            format!("eventTime is not a string: {other:?}"),
+        )),
     }
 }
 
@@ -142,8 +185,9 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
 
 /// Fast path for the CloudTrail shape `YYYY-MM-DDTHH:MM:SSZ`.
 fn parse_utc_fast(b: &[u8]) -> Option<i64> {
-    if b.len() != 20
-        || b[4] != b'-'
+    // A fixed-size array: every index below is checked at compile time.
+    let b: &[u8; 20] = b.try_into().ok()?;
+    if b[4] != b'-'
         || b[7] != b'-'
         || b[10] != b'T'
         || b[13] != b':'
@@ -152,18 +196,13 @@ fn parse_utc_fast(b: &[u8]) -> Option<i64> {
     {
         return None;
     }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let mut value = 0i64;
-        for &c in b.get(range)? {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            value = value * 10 + i64::from(c - b'0');
-        }
-        Some(value)
+    let digit = |i: usize| {
+        let d = b[i].wrapping_sub(b'0');
+        (d < 10).then_some(i64::from(d))
     };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    let (year, month, day) = (two(0)? * 100 + two(2)?, two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
     if !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
@@ -225,9 +264,79 @@ mod tests {
                 id: e.id.as_ref().map(|s| Cow::Owned(s.to_string())),
                 account: e.account.as_ref().map(|s| Cow::Owned(s.to_string())),
                 region: e.region.as_ref().map(|s| Cow::Owned(s.to_string())),
+                ruled_out: e.ruled_out,
             })
         })?;
         Ok(got.unwrap())
+    }
+
+    /// A decoder for the built-in pack, whose plan carries the rule gate.
+    fn gated() -> (CloudTrailDecoder, crate::rules::RuleSet) {
+        let loaded = crate::rules::load_all(&[], false).expect("built-in rules");
+        let rules = crate::rules::compile_all(&loaded).expect("compile");
+        let plan = rules.plans().for_kind(EventKind::CloudTrail);
+        assert!(plan.gate().is_some());
+        (CloudTrailDecoder::new(plan), rules)
+    }
+
+    #[test]
+    fn a_ruled_out_record_keeps_its_time_and_a_candidate_is_read_whole() {
+        let (d, rules) = gated();
+        let plan = rules.plans().for_kind(EventKind::CloudTrail);
+        let slot = |name: &str| plan.get(&FieldPath::parse(name).unwrap()).unwrap();
+        let quiet = r#"{"eventTime":"2024-03-01T12:00:05Z","eventName":"ListRoles","eventID":"e1","recipientAccountId":"111122223333","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/a"}}"#;
+        let event = decode_one(&d, quiet).unwrap();
+        assert!(event.ruled_out);
+        assert_eq!(event.time_ms, 1_709_294_405_000);
+        assert_eq!(event.text, quiet);
+        // Only the gate's fields were read.
+        assert_eq!(event.id, None);
+        assert!(matches!(
+            event.field(slot("recipientAccountId")),
+            FieldValue::Missing
+        ));
+        let denied = quiet.replace(r#""eventID""#, r#""errorCode":"AccessDenied","eventID""#);
+        let event = decode_one(&d, &denied).unwrap();
+        assert!(!event.ruled_out);
+        assert_eq!(event.id.as_deref(), Some("e1"));
+        assert_eq!(event.account.as_deref(), Some("111122223333"));
+        assert!(matches!(
+            event.field(slot("userIdentity.arn")),
+            FieldValue::Str(s) if s == "arn:aws:iam::111122223333:user/a"
+        ));
+    }
+
+    /// The gate changes no verdict on a bad record: the same errors, with
+    /// the same reasons and messages, as the decoder without it.
+    #[test]
+    fn the_gate_keeps_every_error() {
+        let (gated, rules) = gated();
+        let mut plan = rules.plans().for_kind(EventKind::CloudTrail).clone();
+        plan.set_gate(None);
+        let plain = CloudTrailDecoder::new(&plan);
+        let records = [
+            r#"{"eventName":"ListRoles"}"#,
+            r#"{"eventTime":"yesterday","eventName":"ListRoles"}"#,
+            r#"{"eventTime":5,"eventName":"ListRoles"}"#,
+            r#"{"eventTime":"2024-03-01T12:00:05Z","eventName":"ListRoles","x":[1,}"#,
+            r#"{"eventTime":"2024-03-01T12:00:05Z","eventName":"ListRoles""#,
+            r#"{"eventTime":"2024-03-01T12:00:05Z","eventName":"ListRoles"} trailing"#,
+            r#"["eventTime"]"#,
+            r#"{"eventTime":"2024-03-01T12:00:05Z","eventName":"ListRoles","userIdentity":{"type":"Root"}}"#,
+            r#"{"eventTime":"2024-03-01T12:00:05Z","eventName":"ConsoleLogin","errorMessage":"Failed authentication"}"#,
+        ];
+        for record in records {
+            let got = decode_one(&gated, record);
+            let want = decode_one(&plain, record);
+            match (&got, &want) {
+                (Ok(got), Ok(want)) => assert_eq!(got.time_ms, want.time_ms, "{record}"),
+                (Err(got), Err(want)) => {
+                    assert_eq!(got.reason, want.reason, "{record}");
+                    assert_eq!(got.detail, want.detail, "{record}");
+                }
+                _ => panic!("{record}: {got:?} against {want:?}"),
+            }
+        }
     }
 
     #[test]
@@ -278,6 +387,44 @@ mod tests {
         ] {
             let slow = DateTime::parse_from_rfc3339(t).unwrap().timestamp_millis();
             assert_eq!(parse_utc_fast(t.as_bytes()), Some(slow), "{t}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the fast path accepts, chrono reads the same; an
+        /// ordinary stamp is always taken by the fast path.
+        #[test]
+        fn fast_time_path_never_disagrees_with_chrono(
+            year in 0u32..10_000,
+            month in 0u32..14,
+            day in 0u32..33,
+            hour in 0u32..25,
+            minute in 0u32..61,
+            second in 0u32..62,
+            damage in proptest::option::of((0usize..20, 0u8..128)),
+        ) {
+            let mut stamp =
+                format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+                    .into_bytes();
+            if let Some((at, byte)) = damage {
+                stamp[at] = byte;
+            }
+            let text = std::str::from_utf8(&stamp).expect("ASCII");
+            let slow = DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.timestamp_millis());
+            let fast = parse_utc_fast(&stamp);
+            if fast.is_some() {
+                proptest::prop_assert_eq!(fast, slow, "{}", text);
+            }
+            let ordinary = (1..=12).contains(&month)
+                && (1..=28).contains(&day)
+                && hour < 24
+                && minute < 60
+                && second < 60;
+            if damage.is_none() && ordinary {
+                proptest::prop_assert!(fast.is_some(), "{}", text);
+            }
         }
     }
 }

@@ -363,6 +363,7 @@ impl FlowDecoder {
             id: envelope.event_id.map(Cow::Borrowed),
             account: account.or(envelope.owner).map(Cow::Borrowed),
             region: region.map(Cow::Borrowed),
+            ruled_out: false,
         };
         // Filled where it lies, in slot order: building the inline vector
         // elsewhere and moving it in would copy all of its inline capacity,

@@ -137,6 +137,7 @@ impl HostLogDecoder {
             id: envelope.event_id.map(Cow::Borrowed),
             account: envelope.owner.map(Cow::Borrowed),
             region: None,
+            ruled_out: false,
         };
         emit(&event);
         Ok(())

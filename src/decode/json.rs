@@ -155,7 +155,7 @@ impl PathTrie {
     }
 
     /// Sets every slot and special this trie targets back to `Missing`.
-    fn reset(&self, out: &mut Extracted<'_, '_>) {
+    pub(crate) fn reset(&self, out: &mut Extracted<'_, '_>) {
         for target in self.nodes.iter().flat_map(|node| node.targets.iter()) {
             let value = match *target {
                 Target::Slot(slot) | Target::Many(slot) => out.fields.get_mut(usize::from(slot)),
@@ -274,7 +274,7 @@ impl<'de> Extracted<'de, '_> {
             }
         };
         if let Some(slot) = slot {
-            *slot = value;
+            std::mem::replace(slot, value).discard();
         }
     }
 }
@@ -318,7 +318,7 @@ const MAX_WALK_DEPTH: u32 = 64;
 
 /// The fast walker: the whole document, or [`Refused`] (with some slots
 /// possibly filled: the caller resets them).
-fn fast_extract<'de>(
+pub(crate) fn fast_extract<'de>(
     trie: &PathTrie,
     text: &'de str,
     out: &mut Extracted<'de, '_>,

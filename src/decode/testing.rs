@@ -73,6 +73,7 @@ impl DecodeSink for Collector {
             id: owned(&event.id),
             account: owned(&event.account),
             region: owned(&event.region),
+            ruled_out: event.ruled_out,
         });
     }
 

@@ -503,6 +503,10 @@ impl DecodeSink for Collector<'_> {
             self.tally.clamped += 1;
         }
         self.max_event_ms = Some(self.max_event_ms.map_or(time_ms, |m| m.max(time_ms)));
+        if event.ruled_out {
+            self.tally.ruled_out += 1;
+            return;
+        }
         let shard_count = self.outputs.len();
         let dispatch = match event.kind {
             crate::event::EventKind::CloudTrail => self.cloudtrail_dispatch,
@@ -643,7 +647,10 @@ mod tests {
         use crate::gen::{generate_records, GenKind, GenOptions};
         let loaded = crate::rules::load_all(&[], false).expect("built-in rules");
         let rules = crate::rules::compile_all(&loaded).expect("compile");
-        let mut decoder = Decoder::new(DecodeConfig::default(), rules.plans());
+        // Without the rule gate, so that every event is decoded whole.
+        let mut plans = rules.plans().clone();
+        plans.for_kind_mut(EventKind::CloudTrail).set_gate(None);
+        let mut decoder = Decoder::new(DecodeConfig::default(), &plans);
         let mut collector = Collector::new();
         for kind in [GenKind::CloudTrail, GenKind::Flows] {
             let options = GenOptions {

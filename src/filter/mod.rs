@@ -66,7 +66,7 @@ use std::borrow::Cow;
 use crate::event::Event;
 use crate::fields::{FieldPath, FieldPlan};
 
-use ast::{JsonExpr, Pattern};
+use ast::{JsonExpr, Pattern, ValueMatch};
 pub use predicate::{is_private_ip, Predicate, PredicateSpec, Scalar};
 
 /// A syntax error in a filter pattern, with its position.
@@ -193,13 +193,33 @@ impl Filter {
     /// callers must evaluate the pattern for those. Used to dispatch rules
     /// by `eventName` instead of testing every rule.
     pub fn required_strings(&self, slot: crate::fields::Slot) -> Option<Vec<&str>> {
-        fn walk(expr: &JsonExpr, slot: crate::fields::Slot) -> Option<Vec<&str>> {
+        self.required_matches(slot)?
+            .into_iter()
+            .map(|m| match m {
+                ValueMatch::Text(wildcard::Wildcard::Exact(text)) => Some(&**text),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The `=` tests of field `slot` of which one must hold for the pattern
+    /// to match: `Some(values)` when every way to satisfy the pattern
+    /// includes an `=` test (exact, wildcard, regex or number) of `slot`
+    /// against one of `values`; `None` when the pattern may match without
+    /// one. Unlike [`Self::required_strings`] this covers every field value:
+    /// when no [`RequiredValue::matches`] the value, the pattern does not
+    /// match, whatever the other fields hold. Used by the
+    /// [rule gate](crate::rules::gate).
+    pub fn required_values(&self, slot: crate::fields::Slot) -> Option<Vec<RequiredValue>> {
+        let matches = self.required_matches(slot)?;
+        Some(matches.into_iter().cloned().map(RequiredValue).collect())
+    }
+
+    fn required_matches(&self, slot: crate::fields::Slot) -> Option<Vec<&ValueMatch>> {
+        fn walk(expr: &JsonExpr, slot: crate::fields::Slot) -> Option<Vec<&ValueMatch>> {
             match expr {
                 JsonExpr::Cond(cond) => match (&cond.slot, &cond.test) {
-                    (
-                        Some(s),
-                        ast::JsonTest::Eq(ast::ValueMatch::Text(wildcard::Wildcard::Exact(text))),
-                    ) if *s == slot => Some(vec![&**text]),
+                    (Some(s), ast::JsonTest::Eq(value)) if *s == slot => Some(vec![value]),
                     _ => None,
                 },
                 // Every item must hold: any constrained item constrains the
@@ -249,6 +269,35 @@ impl Filter {
         let starts = d.locate(text, &spans)?;
         let (s, e) = *spans.get(starts.get(group)? + index)?;
         text.get(s..e).map(Cow::Borrowed)
+    }
+}
+
+/// One `=` test a field must pass for a pattern to hold (see
+/// [`Filter::required_values`]).
+#[derive(Clone, Debug)]
+pub struct RequiredValue(ValueMatch);
+
+impl RequiredValue {
+    /// Whether `value` passes the test, exactly as the pattern's `=`
+    /// condition evaluates it.
+    pub fn matches(&self, value: &crate::event::FieldValue<'_>) -> bool {
+        // As `JsonTest::matches` evaluates `Eq`: a wildcard selector's
+        // values pass when one of them does.
+        match value {
+            crate::event::FieldValue::Many(values) => {
+                values.iter().any(|v| self.0.matches_field(v))
+            }
+            _ => self.0.matches_field(value),
+        }
+    }
+
+    /// The literal, when the test is an exact (wildcard-free) text match:
+    /// then a string value passes exactly when it equals the literal.
+    pub fn exact_text(&self) -> Option<&str> {
+        match &self.0 {
+            ValueMatch::Text(wildcard::Wildcard::Exact(text)) => Some(text),
+            _ => None,
+        }
     }
 }
 

@@ -23,6 +23,7 @@ pub fn event_from_json(value: &Value, plan: &FieldPlan, kind: EventKind) -> Even
         id: None,
         account: None,
         region: None,
+        ruled_out: false,
     }
 }
 
@@ -37,6 +38,7 @@ pub fn event_from_text(text: &str, kind: EventKind) -> Event<'static> {
         id: None,
         account: None,
         region: None,
+        ruled_out: false,
     }
 }
 

@@ -52,6 +52,7 @@ pub const WORKER_COUNTERS: &[(&str, &str)] = &[
     ("records", "trailwatch_records_received_total"),
     ("bytes", "trailwatch_received_bytes_total"),
     ("events", "trailwatch_records_decoded_total"),
+    ("ruled_out", "trailwatch_events_ruled_out_total"),
     ("failed", "trailwatch_records_failed_total"),
     ("control_messages", "trailwatch_control_messages_total"),
     (
@@ -265,6 +266,12 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
         "Records skipped on a Kafka partition or Kinesis shard that came back to this process: already counted in its open windows.",
         COUNTER,
         vec![counter(vec![], total(|w| &w.replayed_skipped))],
+    ));
+    out.push(family(
+        "trailwatch_events_ruled_out_total",
+        "Decoded events the rule gate proved no rule can match, so only the gate's fields and the time were read.",
+        COUNTER,
+        vec![counter(vec![], total(|w| &w.ruled_out))],
     ));
     out.push(family(
         "trailwatch_events_late_total",

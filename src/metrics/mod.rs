@@ -30,6 +30,7 @@ pub struct Tally {
     pub records: u64,
     pub bytes: u64,
     pub events: u64,
+    pub ruled_out: u64,
     pub failed: [u64; REASONS],
     pub control_messages: u64,
     pub replayed_skipped: u64,
@@ -46,6 +47,7 @@ impl Tally {
         self.records == 0
             && self.bytes == 0
             && self.events == 0
+            && self.ruled_out == 0
             && self.failed.iter().all(|n| *n == 0)
             && self.control_messages == 0
             && self.replayed_skipped == 0
@@ -63,6 +65,7 @@ pub struct WorkerCounters {
     pub records: AtomicU64,
     pub bytes: AtomicU64,
     pub events: AtomicU64,
+    pub ruled_out: AtomicU64,
     pub failed: [AtomicU64; REASONS],
     pub control_messages: AtomicU64,
     pub replayed_skipped: AtomicU64,
@@ -83,6 +86,7 @@ impl Default for WorkerCounters {
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             events: AtomicU64::new(0),
+            ruled_out: AtomicU64::new(0),
             failed: std::array::from_fn(|_| AtomicU64::new(0)),
             control_messages: AtomicU64::new(0),
             replayed_skipped: AtomicU64::new(0),
@@ -108,6 +112,7 @@ impl WorkerCounters {
         add(&self.records, tally.records);
         add(&self.bytes, tally.bytes);
         add(&self.events, tally.events);
+        add(&self.ruled_out, tally.ruled_out);
         for (counter, n) in self.failed.iter().zip(tally.failed.iter()) {
             add(counter, *n);
         }

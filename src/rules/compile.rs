@@ -465,11 +465,16 @@ impl RuleSet {
             by_kind[kind_index(rule.kind)].push(idx);
             rules.push(rule);
         }
-        Ok(RuleSet {
+        let mut set = RuleSet {
             rules,
             by_kind,
             plans,
-        })
+        };
+        // Only the CloudTrail decoder reads a gate: a flow line is split
+        // whole anyway.
+        let gate = super::gate::RuleGate::build(&set, EventKind::CloudTrail);
+        set.plans.for_kind_mut(EventKind::CloudTrail).set_gate(gate);
+        Ok(set)
     }
 
     /// All rules, indexed by [`RuleIdx`].
@@ -490,6 +495,20 @@ impl RuleSet {
     /// The field plans decoders must extract.
     pub fn plans(&self) -> &FieldPlans {
         &self.plans
+    }
+
+    /// The same rules without [rule gates](super::gate): decoders read
+    /// every record whole (for benchmarks of what the gate saves).
+    pub fn without_gates(&self) -> RuleSet {
+        let mut set = self.clone();
+        for kind in [
+            EventKind::CloudTrail,
+            EventKind::VpcFlow,
+            EventKind::HostLog,
+        ] {
+            set.plans.for_kind_mut(kind).set_gate(None);
+        }
+        set
     }
 
     /// Number of rules.

@@ -8,6 +8,7 @@
 
 pub mod compile;
 pub mod duration;
+pub mod gate;
 pub mod model;
 pub mod testing;
 
