@@ -174,7 +174,7 @@ impl<'a> Event<'a> {
     /// borrows the record, and the field vector did not spill), it is
     /// forgotten instead: dropping would free nothing, but the drop glue
     /// calls out once per slot.
-    #[inline]
+    #[inline(always)]
     pub fn discard(self) {
         let owned = |text: &Option<Cow<'_, str>>| matches!(text, Some(Cow::Owned(_)));
         let owns_heap = self.fields.spilled()
