@@ -11,6 +11,8 @@
 
 #![cfg(feature = "kafka")]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::net::TcpListener;
@@ -28,6 +30,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use support::{producer, skip, Broker};
 use trailwatch::alert::alert_id;
 use trailwatch::config::{KafkaProperties, KafkaSourceConfig};
 use trailwatch::engine::{Engine, EngineConfig, RunSummary};
@@ -53,14 +56,6 @@ threshold: ">= 5"
 /// 2024-03-01T12:00:00Z.
 const T0_MS: i64 = 1_709_294_400_000;
 
-fn skip(test: &str) -> bool {
-    if std::env::var("TRAILWATCH_SKIP_KAFKA").as_deref() == Ok("1") {
-        eprintln!("{test}: skipped because TRAILWATCH_SKIP_KAFKA=1");
-        return true;
-    }
-    false
-}
-
 fn rules() -> Arc<RuleSet> {
     let spec = trailwatch::rules::parse_rule_text("test", RULE).unwrap();
     Arc::new(RuleSet::compile(&[spec]).unwrap())
@@ -71,102 +66,7 @@ fn expected_id(ip: &str, event_ms: i64) -> String {
     alert_id(RULE_ID, 1, &[ip], event_ms - event_ms.rem_euclid(window))
 }
 
-// ---------------------------------------------------------------- broker --
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The tansu binary, built by the project's script when missing.
-fn tansu() -> PathBuf {
-    let output = Command::new(repo().join("scripts/kafka-broker.sh"))
-        .arg("install")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("scripts/kafka-broker.sh install");
-    assert!(output.status.success(), "cannot install tansu");
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
-}
-
-/// A tansu broker on a free loopback port, killed on drop.
-struct Broker {
-    child: Child,
-    url: String,
-    brokers: String,
-    tansu: PathBuf,
-}
-
-impl Broker {
-    fn start(topics: &[(&str, u32)]) -> Broker {
-        let tansu = tansu();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&tansu)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let broker = Broker {
-            child,
-            url,
-            brokers: format!("127.0.0.1:{port}"),
-            tansu,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&broker.brokers).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for (topic, partitions) in topics {
-            broker.create_topic(topic, *partitions);
-        }
-        broker
-    }
-
-    fn create_topic(&self, topic: &str, partitions: u32) {
-        let status = Command::new(&self.tansu)
-            .args(["topic", "create", topic, "--broker", &self.url])
-            .args(["--partitions", &partitions.to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot create topic {topic}");
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 // -------------------------------------------------------------- clients --
-
-fn producer(brokers: &str) -> BaseProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        // One record per batch: tansu 0.6 skips the rest of a batch for a
-        // consumer that resumes mid-batch (RELIABILITY.md, scale-out row),
-        // and the restart tests resume at exact safe positions.
-        .set("batch.num.messages", "1")
-        .create()
-        .unwrap()
-}
 
 /// One input record and the partition it goes to.
 #[derive(Clone)]
@@ -323,7 +223,7 @@ fn feed(
     let counter = Arc::clone(&produced);
     let brokers = brokers.to_string();
     let handle = std::thread::spawn(move || {
-        let producer = producer(&brokers);
+        let producer = producer(&brokers, false);
         for part in records.chunks(chunk) {
             produce(&producer, "ct", part);
             counter.fetch_add(part.len(), Ordering::SeqCst);
@@ -565,7 +465,7 @@ fn end_to_end_alerts_with_cloudevents_headers_and_dead_letters() {
             bytes: bytes.clone(),
         });
     }
-    produce(&producer(&broker.brokers), "ct", &records);
+    produce(&producer(&broker.brokers, false), "ct", &records);
 
     let running = start_engine(&broker.brokers, "ct", "e2e", "alerts", "dlq");
     wait_for(&broker.brokers, "alerts", 1, Duration::from_secs(90), |m| {
@@ -663,7 +563,7 @@ fn graceful_stop_commits_only_up_to_open_windows() {
             bytes: noise(30 + i).into_bytes(),
         });
     }
-    produce(&producer(&broker.brokers), "ct", &records);
+    produce(&producer(&broker.brokers, false), "ct", &records);
 
     let running = start_engine(&broker.brokers, "ct", "graceful", "alerts", "dlq");
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -701,7 +601,7 @@ fn backlog_over_many_partitions_loses_no_alert() {
     // 400 keys 20 s apart: over two hours of event time, far past the
     // 15 minutes of allowed lateness.
     let (records, expected) = bursts(400, 8);
-    produce(&producer(&broker.brokers), "ct", &records);
+    produce(&producer(&broker.brokers, false), "ct", &records);
     let running = start_engine_with(
         source_config_batched(&broker.brokers, "ct", "backlog", 8),
         "alerts",

@@ -20,6 +20,8 @@
 
 #![cfg(feature = "kafka")]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::TcpListener;
@@ -34,6 +36,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use support::{producer, repo, skip, Broker};
 use trailwatch::alert::Activity;
 use trailwatch::engine::{Engine, EngineConfig};
 use trailwatch::gen::{generate_records, GenKind, GenOptions};
@@ -58,82 +61,6 @@ const LIMIT: Duration = Duration::from_secs(420);
 // end of the produce batch it had read. Every producer here therefore
 // sends one record per batch (`batch.num.messages` 1), the input's and
 // the repartition topic's, so every offset is a batch base.
-
-fn skip(test: &str) -> bool {
-    if std::env::var("TRAILWATCH_SKIP_KAFKA").as_deref() == Ok("1") {
-        eprintln!("{test}: skipped because TRAILWATCH_SKIP_KAFKA=1");
-        return true;
-    }
-    false
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-// ---------------------------------------------------------------- broker --
-
-/// A tansu broker on a free loopback port, killed on drop.
-struct Broker {
-    child: Child,
-    url: String,
-    brokers: String,
-    tansu: PathBuf,
-}
-
-impl Broker {
-    fn start(topics: &[(&str, i32)]) -> Broker {
-        let output = Command::new(repo().join("scripts/kafka-broker.sh"))
-            .arg("install")
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("scripts/kafka-broker.sh install");
-        assert!(output.status.success(), "cannot install tansu");
-        let tansu = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&tansu)
-            .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let broker = Broker {
-            child,
-            url,
-            brokers: format!("127.0.0.1:{port}"),
-            tansu,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for (topic, partitions) in topics {
-            let status = Command::new(&broker.tansu)
-                .args(["topic", "create", topic, "--broker", &broker.url])
-                .args(["--partitions", &partitions.to_string()])
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "cannot create topic {topic}");
-        }
-        broker
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ----------------------------------------------------------------- input --
 
@@ -255,17 +182,6 @@ fn reference_by_rule(records: &[Vec<u8>]) -> std::collections::BTreeMap<String, 
 
 /// A producer of one record per batch (see TANSU_BATCH_NOTE), or with
 /// librdkafka's batching (`batched`, the benchmark, which kills nothing).
-fn producer(brokers: &str, batched: bool) -> BaseProducer {
-    let per_batch = if batched { "10000" } else { "1" };
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", per_batch)
-        .create()
-        .unwrap()
-}
-
 /// Produces `records[i]` to partition `(first + i) % PARTITIONS`, one
 /// record per batch.
 fn produce_round_robin(brokers: &str, records: &[Vec<u8>], first: usize) {
