@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use trailwatch::alert::Alert;
 use trailwatch::engine::{Engine, EngineConfig};
 use trailwatch::rules::{RuleSet, RuleSpec};
 use trailwatch::sink::writer::{MemoryDeadLetters, MemorySink};
@@ -27,6 +28,22 @@ threshold: ">= 2"
 fn event(time: &str) -> Vec<u8> {
     format!(r#"{{"eventTime":"{time}","eventName":"ConsoleLogin","recipientAccountId":"1"}}"#)
         .into_bytes()
+}
+
+/// Runs `engine` over `records` (one partition) and returns the alerts
+/// its sink received.
+fn run(engine: &Engine, records: Vec<Vec<u8>>) -> Vec<Alert> {
+    let sink = MemorySink::default();
+    let alerts = Arc::clone(&sink.alerts);
+    engine
+        .run(
+            vec![Box::new(MemorySource::new("p", records, 1))],
+            Box::new(sink),
+            Box::new(MemoryDeadLetters::default()),
+        )
+        .unwrap();
+    let alerts = alerts.lock().unwrap();
+    alerts.clone()
 }
 
 fn service_engine() -> Engine {
@@ -55,20 +72,11 @@ fn ruled_out_events_are_counted_and_still_move_the_watermark() {
         quiet("2024-03-01T12:02:00Z"),
         quiet("2024-03-01T12:20:00Z"), // closes window 12:00
     ];
-    let sink = MemorySink::default();
-    let alerts = Arc::clone(&sink.alerts);
-    engine
-        .run(
-            vec![Box::new(MemorySource::new("p", records, 1))],
-            Box::new(sink),
-            Box::new(MemoryDeadLetters::default()),
-        )
-        .unwrap();
+    let alerts = run(&engine, records);
     let metrics = engine.metrics();
     assert_eq!(metrics.sum(|w| &w.events), 4);
     assert_eq!(metrics.sum(|w| &w.ruled_out), 2);
     assert_eq!(metrics.sum(|w| &w.matches), 2);
-    let alerts = alerts.lock().unwrap();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0].count, 2);
     assert_eq!(alerts[0].window_start_ms, 1_709_294_400_000);
@@ -83,18 +91,9 @@ fn late_events_are_counted_not_applied_and_open_windows_hold_commits() {
         event("2024-03-01T12:01:00Z"), // offset 2: late (its window closed)
         event("2024-03-01T12:21:00Z"), // offset 3: window 12:20 reaches 2 -> alert
     ];
-    let sink = MemorySink::default();
-    let alerts = Arc::clone(&sink.alerts);
-    engine
-        .run(
-            vec![Box::new(MemorySource::new("p", records, 1))],
-            Box::new(sink),
-            Box::new(MemoryDeadLetters::default()),
-        )
-        .unwrap();
+    let alerts = run(&engine, records);
     let metrics = engine.metrics();
     assert_eq!(metrics.sum(|w| &w.late), 1);
-    let alerts = alerts.lock().unwrap();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0].count, 2, "the late event was not added");
     // Window 12:20 is still open (service mode does not flush at the
@@ -113,15 +112,7 @@ fn future_dated_events_are_clamped_and_do_not_close_windows() {
         event("9999-12-31T23:59:59Z"), // clamped to now + skew
         event("2024-03-01T12:00:30Z"),
     ];
-    let sink = MemorySink::default();
-    let alerts = Arc::clone(&sink.alerts);
-    engine
-        .run(
-            vec![Box::new(MemorySource::new("p", records, 1))],
-            Box::new(sink),
-            Box::new(MemoryDeadLetters::default()),
-        )
-        .unwrap();
+    let alerts = run(&engine, records);
     let metrics = engine.metrics();
     assert_eq!(metrics.sum(|w| &w.clamped), 1);
     // The clamped event moves the watermark to about now, which closes the
@@ -135,7 +126,7 @@ fn future_dated_events_are_clamped_and_do_not_close_windows() {
         watermark <= now + 10 * 60_000,
         "watermark {watermark} ran ahead of now {now}"
     );
-    assert!(alerts.lock().unwrap().is_empty());
+    assert!(alerts.is_empty());
 }
 
 /// A dead-letter sink that blocks until the test lets it deliver.

@@ -95,6 +95,17 @@ impl DecodeSink for CheckingSink<'_> {
     fn control_message(&mut self) {}
 }
 
+/// A fresh decoder for `rules` and a sink that checks its events.
+fn checked<'r>(config: &DecodeConfig, rules: &'r RuleSet) -> (Decoder, CheckingSink<'r>) {
+    let decoder = Decoder::new(config.clone(), rules.plans());
+    let sink = CheckingSink {
+        plans: rules.plans(),
+        events: 0,
+        errors: 0,
+    };
+    (decoder, sink)
+}
+
 /// Decodes `data` with a fresh decoder forced to `kind` (or `Auto`).
 pub fn decode(kind: DecoderKind, data: &[u8]) {
     let rules = rules();
@@ -105,12 +116,7 @@ pub fn decode(kind: DecoderKind, data: &[u8]) {
         max_decompressed_bytes: 4 << 20,
         flow_format: None,
     };
-    let mut decoder = Decoder::new(config.clone(), rules.plans());
-    let mut sink = CheckingSink {
-        plans: rules.plans(),
-        events: 0,
-        errors: 0,
-    };
+    let (mut decoder, mut sink) = checked(&config, rules);
     decoder.decode(data, &mut sink);
     // Decoding the same bytes again on the same stream must not panic
     // either (the flow format may have changed through a header line).
@@ -146,17 +152,16 @@ fn gated_rules() -> &'static (RuleSet, RuleSet) {
 fn gate_agrees(config: DecodeConfig, data: &[u8]) {
     let (gated_rules, ungated_rules) = gated_rules();
     let run = |rules: &RuleSet| {
-        let mut decoder = Decoder::new(config.clone(), rules.plans());
-        let mut sink = CheckingSink {
-            plans: rules.plans(),
-            events: 0,
-            errors: 0,
-        };
+        let (mut decoder, mut sink) = checked(&config, rules);
         decoder.decode(data, &mut sink);
         (sink.events, sink.errors)
     };
     let (gated_events, gated_errors) = run(gated_rules);
     let (events, errors) = run(ungated_rules);
-    assert_eq!(gated_events + gated_errors, events + errors, "records differ");
+    assert_eq!(
+        gated_events + gated_errors,
+        events + errors,
+        "records differ"
+    );
     assert!(gated_errors <= errors, "the gate added an error");
 }
