@@ -193,7 +193,8 @@ impl Filter {
     /// callers must evaluate the pattern for those. Used to dispatch rules
     /// by `eventName` instead of testing every rule.
     pub fn required_strings(&self, slot: crate::fields::Slot) -> Option<Vec<&str>> {
-        self.required_matches(slot)?
+        let exact = |m: &ValueMatch| matches!(m, ValueMatch::Text(wildcard::Wildcard::Exact(_)));
+        self.required_matches(slot, &exact)?
             .into_iter()
             .map(|m| match m {
                 ValueMatch::Text(wildcard::Wildcard::Exact(text)) => Some(&**text),
@@ -211,35 +212,47 @@ impl Filter {
     /// match, whatever the other fields hold. Used by the
     /// [rule gate](crate::rules::gate).
     pub fn required_values(&self, slot: crate::fields::Slot) -> Option<Vec<RequiredValue>> {
-        let matches = self.required_matches(slot)?;
+        let matches = self.required_matches(slot, &|_| true)?;
         Some(matches.into_iter().cloned().map(RequiredValue).collect())
     }
 
-    fn required_matches(&self, slot: crate::fields::Slot) -> Option<Vec<&ValueMatch>> {
-        fn walk(expr: &JsonExpr, slot: crate::fields::Slot) -> Option<Vec<&ValueMatch>> {
+    /// The `=` tests of `slot` that the pattern requires, counting only the
+    /// tests `counted` accepts (an `&&` picks its smallest counted set).
+    fn required_matches(
+        &self,
+        slot: crate::fields::Slot,
+        counted: &dyn Fn(&ValueMatch) -> bool,
+    ) -> Option<Vec<&ValueMatch>> {
+        fn walk<'e>(
+            expr: &'e JsonExpr,
+            slot: crate::fields::Slot,
+            counted: &dyn Fn(&ValueMatch) -> bool,
+        ) -> Option<Vec<&'e ValueMatch>> {
             match expr {
                 JsonExpr::Cond(cond) => match (&cond.slot, &cond.test) {
-                    (Some(s), ast::JsonTest::Eq(value)) if *s == slot => Some(vec![value]),
+                    (Some(s), ast::JsonTest::Eq(value)) if *s == slot && counted(value) => {
+                        Some(vec![value])
+                    }
                     _ => None,
                 },
                 // Every item must hold: any constrained item constrains the
                 // whole; take the smallest set.
                 JsonExpr::And(items) => items
                     .iter()
-                    .filter_map(|e| walk(e, slot))
+                    .filter_map(|e| walk(e, slot, counted))
                     .min_by_key(Vec::len),
                 // Any item may hold: constrained only if every item is.
                 JsonExpr::Or(items) => {
                     let mut all = Vec::new();
                     for item in items {
-                        all.extend(walk(item, slot)?);
+                        all.extend(walk(item, slot, counted)?);
                     }
                     Some(all)
                 }
             }
         }
         match &self.compiled {
-            Pattern::Json(expr) => walk(expr, slot),
+            Pattern::Json(expr) => walk(expr, slot, counted),
             _ => None,
         }
     }
@@ -417,6 +430,10 @@ mod tests {
         assert_eq!(f.required_strings(slot), None);
         let (f, slot) = bound("{ $.eventName = 5 }");
         assert_eq!(f.required_strings(slot), None);
+        // A wildcard test beside an exact one leaves the exact one to count.
+        let (f, slot) = bound("{ $.eventName = A* && $.eventName = B }");
+        assert_eq!(f.required_strings(slot), Some(vec!["B"]));
+        assert_eq!(f.required_values(slot).map(|v| v.len()), Some(1));
         assert_eq!(Filter::parse("ERROR").unwrap().required_strings(0), None);
     }
 

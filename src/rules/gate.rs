@@ -193,6 +193,11 @@ mod tests {
         crate::rules::compile_all(&loaded).expect("compile")
     }
 
+    /// The CloudTrail gate of `rules`.
+    fn gate_of(rules: &RuleSet) -> Option<&RuleGate> {
+        rules.plans().for_kind(EventKind::CloudTrail).gate()
+    }
+
     fn names(gate: &RuleGate) -> Vec<String> {
         let mut names: Vec<String> = gate.fields().map(|(p, _)| p.to_string()).collect();
         names.sort();
@@ -202,14 +207,13 @@ mod tests {
     #[test]
     fn the_built_in_pack_is_gated_on_three_fields() {
         let rules = builtin();
-        let gate = rules
-            .plans()
-            .for_kind(EventKind::CloudTrail)
-            .gate()
-            .expect("every built-in CloudTrail rule requires a field");
-        // eventName for the CIS controls, errorCode for the two
-        // authorization-failure rules, userIdentity.type for root usage.
-        assert_eq!(names(gate), ["errorCode", "eventName", "userIdentity.type"]);
+        // Every built-in CloudTrail rule requires a field: eventName for the
+        // CIS controls, errorCode for the two authorization-failure rules,
+        // userIdentity.type for root usage.
+        assert_eq!(
+            names(gate_of(&rules).expect("gate")),
+            ["errorCode", "eventName", "userIdentity.type"]
+        );
     }
 
     #[test]
@@ -218,21 +222,13 @@ mod tests {
             ("cloudtrail", "{ $.eventName = ConsoleLogin }"),
             ("cloudtrail", "{ $.sourceIPAddress != \"10.0.0.1\" }"),
         ]);
-        assert!(rules
-            .plans()
-            .for_kind(EventKind::CloudTrail)
-            .gate()
-            .is_none());
+        assert!(gate_of(&rules).is_none());
         // `||` with an unconstrained side constrains nothing either.
         let rules = rule_set(&[(
             "cloudtrail",
             "{ $.eventName = ConsoleLogin || $.errorCode EXISTS }",
         )]);
-        assert!(rules
-            .plans()
-            .for_kind(EventKind::CloudTrail)
-            .gate()
-            .is_none());
+        assert!(gate_of(&rules).is_none());
     }
 
     #[test]
@@ -277,12 +273,7 @@ mod tests {
                     group_by: [account]\nwindow: 5m\nthreshold: '>= 1'\n";
         let spec = crate::rules::parse_rule_text("test", text).expect("rule");
         let rules = RuleSet::compile(&[spec]).expect("compile");
-        let gate = rules
-            .plans()
-            .for_kind(EventKind::CloudTrail)
-            .gate()
-            .expect("gate");
-        assert_eq!(names(gate), ["eventSource"]);
+        assert_eq!(names(gate_of(&rules).expect("gate")), ["eventSource"]);
     }
 
     /// The gate's one promise: an event it rules out matches no rule. Checked
@@ -291,12 +282,7 @@ mod tests {
     #[test]
     fn the_gate_never_rules_out_a_match() {
         let rules = builtin();
-        let gate = rules
-            .plans()
-            .for_kind(EventKind::CloudTrail)
-            .gate()
-            .expect("gate")
-            .clone();
+        let gate = gate_of(&rules).expect("gate").clone();
         let mut plans = rules.plans().clone();
         plans.for_kind_mut(EventKind::CloudTrail).set_gate(None);
         let mut decoder = Decoder::new(DecodeConfig::default(), &plans);
