@@ -102,6 +102,18 @@ impl ScaleoutConfig {
             ));
         }
         for source in sources {
+            // Stage 2 recognises a stage-1 replay by input offsets, which
+            // must mean the same in every process; a Kinesis source
+            // numbers records per process.
+            if matches!(source, SourceConfig::Kinesis { .. }) && self.role != ScaleoutRole::Stage2 {
+                return Err(Error::Config(
+                    "scaleout: a kinesis source cannot feed stage 1 (its record positions \
+                     are per process, so a replay after a restart or a lease move would \
+                     not be recognised); read Kinesis on the direct path, without a \
+                     scaleout section"
+                        .into(),
+                ));
+            }
             if let SourceConfig::Kafka(kafka) = source {
                 if kafka.group_id == self.group_id {
                     return Err(Error::Config(
@@ -653,6 +665,23 @@ mod tests {
         assert_eq!(engine.watermark.allowed_lateness_ms, 15 * 60_000);
         assert!(engine.flush_on_end);
         assert!(!engine.watermark.replay);
+    }
+
+    #[test]
+    fn scaleout_refuses_a_kinesis_input() {
+        let text = "sources:\n  - type: kinesis\n    stream: trail\n\
+                    scaleout:\n  brokers: k:9092\n  topic: rp\n  group_id: s2\n";
+        let config = Config::parse("k", text).unwrap();
+        let mut scaleout = config.scaleout.clone().expect("scaleout");
+        let error = scaleout.validate(&config.sources).unwrap_err().to_string();
+        assert!(
+            error.contains("kinesis source cannot feed stage 1"),
+            "{error}"
+        );
+        scaleout.role = ScaleoutRole::Stage2;
+        scaleout
+            .validate(&config.sources)
+            .expect("stage 2 reads no source");
     }
 
     #[test]

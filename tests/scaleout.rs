@@ -451,6 +451,16 @@ fn dump_metrics(replicas: &[Replica]) {
     }
 }
 
+/// The sum of the counter `name` (every label set) over `replicas`.
+fn metric_sum(replicas: &[Replica], name: &str) -> f64 {
+    replicas
+        .iter()
+        .flat_map(|replica| replica.metrics(&[name]))
+        .filter(|line| line.starts_with(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Waits for `expected` alerts on `topic`; returns what is there when they
 /// are, or at the deadline (the caller compares and reports).
 fn wait_for_alerts(
@@ -687,8 +697,15 @@ fn a_replica_killed_and_another_added_mid_stream_lose_no_alert() {
         committed_to_end(&brokers, "churn", "ct", PARTITIONS)
     });
     let ids = created_ids(&brokers, "alerts");
+    let overlaps = metric_sum(&replicas, "trailwatch_repartition_overlaps_total");
+    let replayed = metric_sum(&replicas, "trailwatch_repartition_replayed_total");
+    let invalid = metric_sum(&replicas, "trailwatch_repartition_invalid_total");
     drop(replicas);
     eprintln!("{}", describe("kill and add", &ids, &expected));
+    eprintln!(
+        "surviving replicas: {replayed} partials skipped as replays, {overlaps} overlaps, \
+         {invalid} unreadable"
+    );
     for id in expected.difference(&ids) {
         eprintln!("missing {id}: {}", by_id[id]);
         print_sources(&with_sentinels, &by_id[id]);
@@ -699,6 +716,9 @@ fn a_replica_killed_and_another_added_mid_stream_lose_no_alert() {
         "{}",
         describe("kill and add", &ids, &expected)
     );
+    // A replayed partial that straddles one already merged would be merged
+    // whole (an over-count, alerting only when it crosses a threshold).
+    assert_eq!(overlaps, 0.0, "stage 2 merged overlapping partials");
 }
 
 /// Prints where the input records that may feed a missing alert went

@@ -25,14 +25,20 @@
 //! # Replays
 //!
 //! Stage 1 commits its input only after partials are acknowledged, so a
-//! crash or rebalance makes the next owner re-send partials for input it
-//! had already sent. Stage 2 keeps, per window and input partition, the
-//! last input offset merged, and skips a partial whose `o1` is not beyond
-//! it (a duplicate). Stage 1 flushes all its partials at once (one
-//! pre-aggregator per instance), so its input commits land on flush
-//! boundaries and a replayed partial does not straddle an acknowledged
-//! one; the rare one that does (a commit held inside a flushed range, e.g.
-//! by a dead letter) is merged and counted as an overlap.
+//! crash or rebalance makes the next owner re-send partials for input the
+//! previous owner had already sent. Stage 2 keeps, per window and input
+//! partition, the last input offset merged, and skips a partial whose `o1`
+//! is not beyond it (a duplicate). The new owner cannot know where the
+//! previous owner cut its flushes, so a folded partial of the replay could
+//! straddle one already merged, and merging it would over-count. So for
+//! input below the partition's end when the new owner first read it (all
+//! the previous owner could have read, [`crate::source::RawBatch::replay_end`])
+//! stage 1 sends one partial per input record (`o0 == o1`; the events of
+//! one record, such as an S3 log file, share its offset), in offset order,
+//! and each is either new or skipped whole. A partial that still straddles
+//! (an old owner's flush acknowledged only after the new owner's replay
+//! reached stage 2) is merged and counted as an overlap
+//! (`trailwatch_repartition_overlaps_total`).
 //! * `"w"`, a **watermark**: `src` names one stage-1 producer (instance
 //!   and pre-aggregator index), `at` its wall clock when sent, `wm` its
 //!   instance watermark (informative) and `in` the watermark of every input

@@ -16,6 +16,17 @@
 //! travels with the records and is released only when the repartition
 //! sink has them acknowledged, so input offsets are committed only past
 //! partials that are durably on the repartition topic.
+//!
+//! # Replays
+//!
+//! Matches below their batch's `replay_end` (input a previous owner of the
+//! partition may already have sent) are folded per input record only: each
+//! record's matches travel as a partial of their own, and each flush sends
+//! its partials in input-offset order, so
+//! that stage 2 merges exactly what the previous owner had not
+//! ([`super::partial`], "Replays"). Matches buffered for an assignment that
+//! was revoked before the flush are dropped: the partition's new owner
+//! replays them from the committed offset, which never passed them.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -80,8 +91,12 @@ struct EntryKey {
     /// One partial per input partition, so that each covers one offset
     /// range (stage 2's replay check).
     partition: PartitionId,
-    /// 0 when pre-aggregating, else a sequence number (no folding).
-    sequence: u64,
+    /// 0 when folding, else the input offset plus one (one input record
+    /// per partial).
+    record: u64,
+    /// The partition's assignment generation: matches of a revoked
+    /// assignment are dropped at the flush (the new owner replays them).
+    generation: u64,
 }
 
 /// One pre-aggregator thread's state.
@@ -100,7 +115,6 @@ pub struct Preaggregator {
     flushed: Arc<FlushedMarks>,
     /// Partition -> first offsets buffered (multiset).
     holds: HashMap<PartitionId, BTreeMap<u64, u32>>,
-    sequence: u64,
     watermark_ms: i64,
     /// Watermark and assignment generation per owned input partition
     /// (from the batches received).
@@ -134,7 +148,6 @@ impl Preaggregator {
             counters,
             entries: hashbrown::HashMap::new(),
             holds: HashMap::new(),
-            sequence: 0,
             watermark_ms: i64::MIN,
             input_marks: HashMap::new(),
             inputs_changed: false,
@@ -190,18 +203,19 @@ impl Preaggregator {
         for m in &batch.matches {
             let rule = self.rules.rule(m.rule);
             let width = rule.slide_ms.unwrap_or(rule.window_ms);
-            let sequence = if self.config.preaggregate {
-                0
-            } else {
-                self.sequence += 1;
-                self.sequence
-            };
+            // Input a previous owner of its partition may have sent
+            // already travels one record per partial (module doc,
+            // "Replays"). Per record, not per match: the events of one
+            // record (an S3 log file) share its offset.
+            let alone = !self.config.preaggregate || m.offset < batch.replay_end;
+            let record = if alone { m.offset + 1 } else { 0 };
             let entry_key = EntryKey {
                 rule: m.rule,
                 key: CompactString::from(batch.text(m.key)),
                 bucket: window_start(m.time_ms, width),
                 partition: m.partition,
-                sequence,
+                record,
+                generation: batch.generation,
             };
             let (agg, last_offset) = self
                 .entries
@@ -298,13 +312,28 @@ impl Preaggregator {
         let mut partials = Vec::with_capacity(self.entries.len());
         let mut holds = Holds::new();
         let mut names: HashMap<PartitionId, String> = HashMap::new();
-        let entries: Vec<(EntryKey, (WindowAgg, u64))> = self.entries.drain().collect();
+        let mut current: HashMap<PartitionId, u64> = HashMap::new();
+        let mut entries: Vec<(EntryKey, (WindowAgg, u64))> = self
+            .entries
+            .drain()
+            .filter(|(key, _)| {
+                let generation = *current
+                    .entry(key.partition)
+                    .or_insert_with(|| self.tracker.generation(key.partition));
+                key.generation == generation
+            })
+            .collect();
+        // In input order: stage 2 skips a partial whose offsets it has
+        // passed, so single-match partials of one entry must arrive in order.
+        entries.sort_unstable_by_key(|(key, (agg, last_offset))| {
+            (key.partition, first_offset(agg, *last_offset))
+        });
         for (key, (agg, last_offset)) in entries {
             let rule_id = &self.rules.rule(key.rule).id;
             let input = names
                 .entry(key.partition)
                 .or_insert_with(|| self.input_name(key.partition));
-            let first_offset = agg.holds.first().map_or(last_offset, |h| h.1);
+            let first_offset = first_offset(&agg, last_offset);
             for hold in &agg.holds {
                 match holds.iter_mut().find(|(p, _)| *p == hold.0) {
                     Some(existing) => existing.1 = existing.1.min(hold.1),
@@ -394,5 +423,136 @@ impl Preaggregator {
                 hold,
             })
             .is_ok()
+    }
+}
+
+/// The first input offset an entry covers (its one partition's hold).
+fn first_offset(agg: &WindowAgg, last_offset: u64) -> u64 {
+    agg.holds.first().map_or(last_offset, |h| h.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::partial::{decode, RepartitionRecord};
+    use crate::engine::shard::{Match, Span};
+    use crate::engine::watermark::WatermarkConfig;
+    use crate::engine::window::{mark_merged_inputs, MergeCheck, MergedInputs};
+    use crate::metrics::WorkerCounters;
+    use crate::rules::compile::RuleIdx;
+    use crossbeam_channel::unbounded;
+
+    const WINDOW_MS: i64 = 300_000;
+
+    fn preaggregator() -> (Preaggregator, PartitionId) {
+        let text = "id: c\ntitle: c\nseverity: low\nkind: cloudtrail\n\
+                    filter: '{ $.eventName = \"ConsoleLogin\" }'\n\
+                    group_by: [account]\nwindow: 5m\nthreshold: '>= 1'\n";
+        let spec = crate::rules::parse_rule_text("test", text).expect("rule");
+        let rules = Arc::new(RuleSet::compile(&[spec]).expect("compile"));
+        let registry = Arc::new(PartitionRegistry::default());
+        let partition = registry.id("kafka", "ct/0");
+        let config = PreaggConfig {
+            flush_interval: Duration::from_secs(3600),
+            heartbeat: Duration::from_secs(3600),
+            preaggregate: true,
+            max_buffered: usize::MAX,
+            producer: "test".into(),
+            evidence: EvidenceLimits::default(),
+        };
+        let preaggregator = Preaggregator::new(
+            0,
+            rules,
+            config,
+            CommitTracker::new(1),
+            Arc::new(WorkerCounters::default()),
+            registry,
+            Arc::new(WatermarkTracker::new(WatermarkConfig::default())),
+        );
+        (preaggregator, partition)
+    }
+
+    /// One batch of matches of rule 0, key "k", in one window, at `offsets`
+    /// of `partition` (given in the order the worker saw them).
+    fn batch(partition: PartitionId, offsets: &[u64], replay_end: u64) -> MatchBatch {
+        let mut batch = MatchBatch {
+            replay_end,
+            ..MatchBatch::default()
+        };
+        let key = batch.intern("k");
+        let sample = batch.intern("{}");
+        for &offset in offsets {
+            batch.matches.push(Match {
+                rule: 0 as RuleIdx,
+                time_ms: WINDOW_MS + offset as i64,
+                value: 1.0,
+                distinct_hash: 0,
+                key,
+                sample,
+                id: Span::NONE,
+                account: Span::NONE,
+                region: Span::NONE,
+                partition,
+                offset,
+            });
+        }
+        batch
+    }
+
+    /// Flushes and returns `(count, first offset, last offset)` per
+    /// partial, in the order they are sent.
+    fn flush(preaggregator: &mut Preaggregator) -> Vec<(u64, u64, u64)> {
+        let (tx, rx) = unbounded();
+        assert!(preaggregator.flush(&tx, true));
+        drop(tx);
+        rx.iter()
+            .flat_map(|flush| flush.partials)
+            .map(|record| match decode(&record.value).expect("partial") {
+                RepartitionRecord::Partial { agg, .. } => (agg.n, agg.o0, agg.o1),
+                other => panic!("not a partial: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Offset 11 is one record with two events (an S3 log file): they must
+    /// travel together, or stage 2 would take the second for a replay.
+    #[test]
+    fn records_below_the_replay_end_travel_one_per_partial_and_in_order() {
+        let (mut preaggregator, partition) = preaggregator();
+        preaggregator.add(batch(partition, &[10, 11, 11, 12, 13, 20, 21], 13));
+        assert_eq!(
+            flush(&mut preaggregator),
+            [(1, 10, 10), (2, 11, 11), (1, 12, 12), (3, 13, 21)]
+        );
+        preaggregator.add(batch(partition, &[30, 31], 13));
+        assert_eq!(flush(&mut preaggregator), [(2, 30, 31)]);
+    }
+
+    /// A previous owner sent [10..=20] (the partial stage 2 merged), then
+    /// died before committing past 10. The new owner replays from 10 and,
+    /// reading faster, cuts its first flush at 31. Stage 2's offset check
+    /// then merges exactly the matches after 20: the over-count that a
+    /// folded [10..=31] partial (an overlap) would cause cannot happen.
+    #[test]
+    fn a_replay_past_the_previous_owners_flush_is_merged_exactly() {
+        let offsets = [10, 12, 15, 20, 25, 25, 31];
+        let (mut old_owner, partition) = preaggregator();
+        old_owner.add(batch(partition, &offsets[..4], 0));
+        // Both events of record 25 are new to stage 2.
+        let (mut new_owner, _) = preaggregator();
+        new_owner.add(batch(partition, &offsets, 32));
+        let mut merged = MergedInputs::default();
+        let mut count = 0;
+        for (n, first, last) in flush(&mut old_owner)
+            .into_iter()
+            .chain(flush(&mut new_owner))
+        {
+            match mark_merged_inputs(&mut merged, "kafka:ct/0", first, last) {
+                MergeCheck::Fresh => count += n,
+                MergeCheck::Replay => {}
+                MergeCheck::Overlap => panic!("overlap at {first}..={last}"),
+            }
+        }
+        assert_eq!(count, offsets.len() as u64);
     }
 }

@@ -84,6 +84,10 @@ pub struct MatchBatch {
     /// after it (published per input partition to stage 2) and the
     /// partition's assignment generation.
     pub input_watermark: Option<(PartitionId, i64, u64)>,
+    /// Stage 1 only: the raw batch's [`crate::source::RawBatch::replay_end`]
+    /// and assignment generation.
+    pub replay_end: u64,
+    pub generation: u64,
     /// Keeps the raw batch in flight until the shard has registered holds.
     pub token: Option<BatchToken>,
 }

@@ -404,6 +404,8 @@ impl DecodeWorker {
             }
             output.watermark_ms = watermark;
             output.input_watermark = input_watermark;
+            output.replay_end = batch.replay_end;
+            output.generation = batch.generation;
             output.token = Some(token.clone());
             self.last_watermark_sent[index] = watermark;
             if self.shards[index].send(ShardMsg::Matches(output)).is_err() {

@@ -23,7 +23,9 @@
 //!   engine's [`CommitTracker`] (when [`KafkaSource::set_tracker`] was
 //!   called), stored and committed synchronously before librdkafka gives the
 //!   partitions up; then the tracker forgets them and batches not yet
-//!   handed to the engine are dropped. Windows the engine still holds for
+//!   handed to the engine are dropped (also when the partition comes back
+//!   to this process in the same poll: the new assignment reads them again
+//!   from the committed offset). Windows the engine still holds for
 //!   them are not committed past, so the new owner rebuilds them by
 //!   replaying from the committed offsets. On assign, librdkafka resumes
 //!   from the committed offsets.
@@ -53,7 +55,7 @@
 //!   message or a partition end was consumed.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -112,6 +114,12 @@ struct GroupState {
     stored: HashMap<PartitionId, u64>,
     /// Assignments and revocations not yet reported to the engine.
     events: Vec<GroupEvent>,
+    /// Per assigned partition: its end when this assignment first read
+    /// it ([`RawBatch::replay_end`]). Forgotten on revocation.
+    replay_ends: HashMap<(String, i32), u64>,
+    /// Per partition: the [`KafkaContext::revocations`] count of its last
+    /// revocation.
+    revoked_at: HashMap<(String, i32), u64>,
 }
 
 /// An assignment change seen by the rebalance callbacks.
@@ -124,6 +132,10 @@ enum GroupEvent {
 /// The consumer context: rebalance, statistics and log callbacks.
 pub struct KafkaContext {
     state: Mutex<GroupState>,
+    /// Revocation callbacks so far. A batch read before its partition's
+    /// revocation is dropped: the next assignment, in this process or
+    /// another, reads it again from the committed offset.
+    revocations: AtomicU64,
     tracker: Mutex<Option<CommitTracker>>,
     lag: KafkaLag,
     consumed: AtomicBool,
@@ -145,11 +157,14 @@ impl KafkaContext {
         let lost = consumer.assignment_lost();
         let tracker = self.tracker();
         let mut positions = TopicPartitionList::new();
+        let revocation = self.revocations.fetch_add(1, Ordering::SeqCst) + 1;
         {
             let mut state = self.state();
             for element in revoked.elements() {
                 let key = (element.topic().to_string(), element.partition());
                 state.assigned.remove(&key);
+                state.replay_ends.remove(&key);
+                state.revoked_at.insert(key.clone(), revocation);
                 self.lag.lock().remove(&key);
                 let Some(&id) = state.ids.get(&key) else {
                     continue;
@@ -233,6 +248,7 @@ impl ConsumerContext for KafkaContext {
                 let mut state = self.state();
                 for element in assigned.elements() {
                     let key = (element.topic().to_string(), element.partition());
+                    state.replay_ends.remove(&key);
                     state.assigned.insert(key.clone());
                     state.events.push(GroupEvent::Assigned(key));
                 }
@@ -288,6 +304,7 @@ impl KafkaSource {
             tracker: Mutex::new(None),
             lag: KafkaLag::default(),
             consumed: AtomicBool::new(false),
+            revocations: AtomicU64::new(0),
         };
         let consumer: BaseConsumer<KafkaContext> = client_config
             .create_with_context(context)
@@ -368,7 +385,9 @@ impl KafkaSource {
     /// Polls librdkafka into `self.pending`, one batch per partition, each
     /// marked with whether its partition was at its end afterwards.
     fn fill(&mut self, registry: &PartitionRegistry) -> Result<()> {
-        let mut batches: Vec<((String, i32), RawBatch)> = Vec::new();
+        // Each batch with the revocation count when it began: a partition
+        // revoked (and perhaps assigned back) meanwhile starts a new one.
+        let mut batches: Vec<((String, i32), u64, RawBatch)> = Vec::new();
         // Records skipped as already processed, per partition.
         let mut skipped: HashMap<(String, i32), (PartitionId, u64)> = HashMap::new();
         let mut total = 0usize;
@@ -390,29 +409,36 @@ impl KafkaSource {
                         skipped.entry(key).or_insert((id, 0)).1 += 1;
                         continue;
                     }
-                    let index = match batches.iter().position(|(k, _)| *k == key) {
+                    let revision = self.consumer.context().revocations.load(Ordering::SeqCst);
+                    let index = match batches
+                        .iter()
+                        .position(|(k, r, _)| *k == key && *r == revision)
+                    {
                         Some(index) => index,
                         None => {
                             let mut batch = RawBatch::new(id);
                             batch.decoding.clone_from(&self.decoding);
-                            batches.push((key.clone(), batch));
+                            batch.replay_end = self.replay_end(&key);
+                            batches.push((key.clone(), revision, batch));
                             batches.len() - 1
                         }
                     };
                     batches[index]
-                        .1
+                        .2
                         .push(message.payload().unwrap_or(&[]), message.offset() as u64);
                     total += 1;
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     for key in self.ends_at(partition) {
                         if self.at_end.insert(key.clone())
-                            && !batches.iter().any(|(k, _)| *k == key)
+                            && !batches.iter().any(|(k, _, _)| *k == key)
                         {
                             // Nothing new from it in this poll: an empty
                             // batch carries the news, in partition order.
                             let id = self.partition_id(registry, &key.0, key.1);
-                            batches.push((key, RawBatch::new(id)));
+                            let revision =
+                                self.consumer.context().revocations.load(Ordering::SeqCst);
+                            batches.push((key, revision, RawBatch::new(id)));
                         }
                     }
                     self.consumer
@@ -436,7 +462,13 @@ impl KafkaSource {
                 }
             }
         }
-        for (key, mut batch) in batches {
+        let revoked_at = self.consumer.context().state().revoked_at.clone();
+        for (key, revision, mut batch) in batches {
+            if revoked_at.get(&key).is_some_and(|at| *at > revision) {
+                // Read before a revocation: whoever owns the partition now
+                // reads it again from the committed offset.
+                continue;
+            }
             batch.caught_up = self.at_end.contains(&key);
             if let Some((_, count)) = skipped.remove(&key) {
                 batch.replayed_skipped = count;
@@ -451,6 +483,27 @@ impl KafkaSource {
             self.pending.push_back(batch);
         }
         Ok(())
+    }
+
+    /// How far a previous owner of `key` may have read (and sent on): the
+    /// partition's end when this assignment first read it. A previous owner
+    /// stopped before this assignment began, so it read nothing past that
+    /// end. librdkafka caches the end from the fetch that brought the
+    /// first record; until it is known, every offset counts as replayed.
+    fn replay_end(&self, key: &(String, i32)) -> u64 {
+        if let Some(end) = self.consumer.context().state().replay_ends.get(key) {
+            return *end;
+        }
+        let Some((_, high)) = self.cached_watermarks(key) else {
+            return u64::MAX;
+        };
+        let end = high.max(0) as u64;
+        self.consumer
+            .context()
+            .state()
+            .replay_ends
+            .insert(key.clone(), end);
+        end
     }
 
     /// Replays a partition that comes back in full (scale-out stages, which
@@ -554,7 +607,8 @@ impl Source for KafkaSource {
         }
         while let Some(batch) = self.pending.pop_front() {
             // A rebalance during `fill` may have revoked the partition: its
-            // new owner replays these records.
+            // new owner replays these records (`fill` already dropped the
+            // records of a partition revoked and assigned back).
             if self.is_assigned(batch.partition) {
                 if let Some((_, last)) = batch.records.last() {
                     self.handed.insert(batch.partition, *last as i64);

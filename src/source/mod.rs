@@ -56,6 +56,13 @@ pub struct RawBatch {
     /// they differ from the engine defaults. Read when the partition is
     /// first seen.
     pub decoding: Option<Arc<SourceDecoding>>,
+    /// Records below this offset may have been read, and their matches
+    /// delivered downstream, by a previous owner of the partition (a
+    /// consumer-group source: the partition's end when this owner first
+    /// read it; `u64::MAX` while that end is unknown). Stage 1 sends their
+    /// matches one partial each, so that stage 2 can tell exactly which it
+    /// already merged ([`crate::engine::preagg`]). 0: no previous owner.
+    pub replay_end: u64,
     /// The partition's assignment generation when the engine took the
     /// batch from the source ([`crate::engine::commit::CommitTracker::generation`]);
     /// a batch of an assignment that was revoked meanwhile is dropped (the
