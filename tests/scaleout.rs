@@ -700,11 +700,12 @@ fn a_replica_killed_and_another_added_mid_stream_lose_no_alert() {
     let overlaps = metric_sum(&replicas, "trailwatch_repartition_overlaps_total");
     let replayed = metric_sum(&replicas, "trailwatch_repartition_replayed_total");
     let invalid = metric_sum(&replicas, "trailwatch_repartition_invalid_total");
+    let trimmed = metric_sum(&replicas, "trailwatch_repartition_trimmed_total");
     drop(replicas);
     eprintln!("{}", describe("kill and add", &ids, &expected));
     eprintln!(
-        "surviving replicas: {replayed} partials skipped as replays, {overlaps} overlaps, \
-         {invalid} unreadable"
+        "surviving replicas: {replayed} partials skipped as replays, {trimmed} merged in \
+         part, {overlaps} overlaps, {invalid} unreadable"
     );
     for id in expected.difference(&ids) {
         eprintln!("missing {id}: {}", by_id[id]);

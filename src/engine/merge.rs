@@ -309,6 +309,7 @@ impl PartialWorker {
                     let aggregate = self.rules.rule(rule_idx).aggregate;
                     let window = agg.to_window(aggregate, (batch.partition, *offset));
                     let shard = route(rule_idx, &agg.k, self.shards.len());
+                    let replay = agg.replay_offsets().map(Box::new);
                     outputs[shard].partials.push(MergePartial {
                         rule: rule_idx,
                         key: CompactString::from(agg.k),
@@ -316,6 +317,7 @@ impl PartialWorker {
                         input: CompactString::from(agg.p),
                         first_offset: agg.o0,
                         last_offset: agg.o1,
+                        replay,
                     });
                     counters.consumed.fetch_add(1, Ordering::Relaxed);
                     Ok(())

@@ -18,9 +18,12 @@
 //!   event time, `i` sample event ids, `e` sample event texts, `a`/`g`
 //!   first account and region seen, `p` the input partition
 //!   (`source:topic/partition`) all its events came from and `o0`/`o1`
-//!   the first and last input offset among them. Merging partials is
-//!   associative and commutative except for which samples are kept
-//!   (evidence only).
+//!   the first and last input offset among them; for input that a previous
+//!   owner may already have sent (see "Replays"), `x` the input offset of
+//!   each of its `n` matches, each written as the difference from the one
+//!   before (the first from `o0`, so 0), and, for sum and average rules,
+//!   `xv` their values. Merging partials is associative and commutative
+//!   except for which samples are kept (evidence only).
 //!
 //! # Replays
 //!
@@ -29,16 +32,20 @@
 //! previous owner had already sent. Stage 2 keeps, per window and input
 //! partition, the last input offset merged, and skips a partial whose `o1`
 //! is not beyond it (a duplicate). The new owner cannot know where the
-//! previous owner cut its flushes, so a folded partial of the replay could
-//! straddle one already merged, and merging it would over-count. So for
-//! input below the partition's end when the new owner first read it (all
-//! the previous owner could have read, [`crate::source::RawBatch::replay_end`])
-//! stage 1 sends one partial per input record (`o0 == o1`; the events of
-//! one record, such as an S3 log file, share its offset), in offset order,
-//! and each is either new or skipped whole. A partial that still straddles
-//! (an old owner's flush acknowledged only after the new owner's replay
-//! reached stage 2) is merged and counted as an overlap
-//! (`trailwatch_repartition_overlaps_total`).
+//! previous owner cut its flushes, so a partial of the replay can straddle
+//! one already merged (offsets up to `merged_through`), and merging it
+//! whole would over-count. So a partial of input below the partition's end
+//! when the new owner first read it (all the previous owner could have
+//! read, [`crate::source::RawBatch::replay_end`]) lists the offsets of its
+//! matches (`x`, `xv`), and stage 2 merges only those past
+//! `merged_through` ([`ReplayOffsets::part_after`]; counted in
+//! `trailwatch_repartition_trimmed_total`). Only the count and the sum
+//! need it: min, max, distinct values and first and last seen merge the
+//! same whether or not some matches were merged before. The events of one
+//! input record (an S3 log file) share its offset, and a flush never
+//! splits a record. A straddling partial without offsets (stage 1 had
+//! no reason to list them, or a build that does not write them) is merged
+//! whole and counted as an overlap (`trailwatch_repartition_overlaps_total`).
 //! * `"w"`, a **watermark**: `src` names one stage-1 producer (instance
 //!   and pre-aggregator index), `at` its wall clock when sent, `wm` its
 //!   instance watermark (informative) and `in` the watermark of every input
@@ -118,6 +125,37 @@ pub struct PartialAgg {
     pub p: String,
     pub o0: u64,
     pub o1: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub x: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xv: Vec<f64>,
+}
+
+/// The input offsets (and values, sum and average rules) of a replayed
+/// partial's matches, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayOffsets {
+    pub offsets: Vec<u64>,
+    /// Empty unless the rule sums.
+    pub values: Vec<f64>,
+}
+
+impl ReplayOffsets {
+    /// The part of `agg` (the aggregate of these matches) that is new to a
+    /// window that has merged every input offset up to `merged_through`:
+    /// `None` when nothing is.
+    pub fn part_after(&self, agg: &WindowAgg, merged_through: u64) -> Option<WindowAgg> {
+        let fresh = self.offsets.partition_point(|o| *o <= merged_through);
+        if fresh == self.offsets.len() {
+            return None;
+        }
+        let mut part = agg.clone();
+        part.count = (self.offsets.len() - fresh) as u64;
+        if !self.values.is_empty() {
+            part.sum = self.values[fresh..].iter().sum();
+        }
+        Some(part)
+    }
 }
 
 /// One producer watermark.
@@ -229,7 +267,45 @@ impl PartialAgg {
             p: input.to_string(),
             o0: offsets.0,
             o1: offsets.1,
+            x: Vec::new(),
+            xv: Vec::new(),
         }
+    }
+
+    /// Lists the input offsets of the partial's matches (ascending, one per
+    /// match) and, for sum and average rules, their values (see "Replays").
+    pub fn with_replay_offsets(mut self, offsets: &[u64], values: &[f64]) -> Self {
+        let mut previous = self.o0;
+        self.x = offsets
+            .iter()
+            .map(|offset| {
+                let delta = offset.saturating_sub(previous);
+                previous = *offset;
+                delta
+            })
+            .collect();
+        self.xv = values.to_vec();
+        self
+    }
+
+    /// The listed input offsets, when the partial lists them.
+    pub fn replay_offsets(&self) -> Option<ReplayOffsets> {
+        if self.x.is_empty() {
+            return None;
+        }
+        let mut offset = self.o0;
+        let offsets = self
+            .x
+            .iter()
+            .map(|delta| {
+                offset = offset.saturating_add(*delta);
+                offset
+            })
+            .collect();
+        Some(ReplayOffsets {
+            offsets,
+            values: self.xv.clone(),
+        })
     }
 
     /// The aggregate this partial adds to a stage-2 window, holding
@@ -283,6 +359,25 @@ pub fn decode(bytes: &[u8]) -> Result<RepartitionRecord, PartialError> {
                 "empty partial, or first seen (or offset) after last".into(),
             ));
         }
+        if !agg.x.is_empty() {
+            let listed = agg.x.len() as u64 == agg.n
+                && (agg.xv.is_empty() || agg.xv.len() == agg.x.len())
+                && agg.x.first() == Some(&0)
+                && agg
+                    .x
+                    .iter()
+                    .try_fold(agg.o0, |offset, delta| offset.checked_add(*delta))
+                    == Some(agg.o1);
+            if !listed {
+                return Err(PartialError::Invalid(
+                    "listed offsets do not match the count or the offset range".into(),
+                ));
+            }
+        } else if !agg.xv.is_empty() {
+            return Err(PartialError::Invalid(
+                "values listed without offsets".into(),
+            ));
+        }
     }
     Ok(record)
 }
@@ -310,7 +405,57 @@ mod tests {
             p: "kafka:ct/0".into(),
             o0: 10,
             o1: 12,
+            x: Vec::new(),
+            xv: Vec::new(),
         }
+    }
+
+    #[test]
+    fn listed_offsets_round_trip_and_give_the_part_after_a_merge() {
+        let listed = sample().with_replay_offsets(&[10, 10, 12], &[]);
+        assert_eq!(listed.x, [0, 0, 2]);
+        let RepartitionRecord::Partial { agg, .. } = decode(&listed.encode()).unwrap() else {
+            panic!("not a partial");
+        };
+        let offsets = agg.replay_offsets().expect("listed");
+        assert_eq!(offsets.offsets, [10, 10, 12]);
+        let window = agg.to_window(Aggregate::Count, (0, 0));
+        // Stage 2 merged up to offset 10: both events of record 10 are old.
+        assert_eq!(offsets.part_after(&window, 10).map(|p| p.count), Some(1));
+        assert_eq!(offsets.part_after(&window, 9).map(|p| p.count), Some(3));
+        assert!(offsets.part_after(&window, 12).is_none());
+        let summed = ReplayOffsets {
+            offsets: vec![10, 11, 12],
+            values: vec![100.0, 20.0, 3.0],
+        };
+        let part = summed.part_after(&window, 10).expect("part");
+        assert_eq!((part.count, part.sum), (2, 23.0));
+        assert_eq!(sample().replay_offsets(), None);
+    }
+
+    #[test]
+    fn listed_offsets_that_disagree_with_the_partial_are_rejected() {
+        let invalid = |agg: PartialAgg| {
+            let error = decode(&agg.encode()).unwrap_err();
+            assert_eq!(error.reason(), "invalid_partial", "{error}");
+        };
+        // Two offsets for three matches; a range that ends before `o1`; a
+        // first offset that is not `o0`; values for the wrong count;
+        // values without offsets.
+        invalid(sample().with_replay_offsets(&[10, 12], &[]));
+        invalid(sample().with_replay_offsets(&[10, 10, 11], &[]));
+        let mut shifted = sample().with_replay_offsets(&[10, 11, 12], &[]);
+        shifted.x[0] = 1;
+        invalid(shifted);
+        invalid(sample().with_replay_offsets(&[10, 11, 12], &[1.0]));
+        let mut values_only = sample();
+        values_only.xv = vec![1.0, 1.0, 1.0];
+        invalid(values_only);
+        let overflow = PartialAgg {
+            x: vec![0, u64::MAX, 1],
+            ..sample()
+        };
+        invalid(overflow);
     }
 
     #[test]

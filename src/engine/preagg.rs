@@ -19,14 +19,15 @@
 //!
 //! # Replays
 //!
-//! Matches below their batch's `replay_end` (input a previous owner of the
-//! partition may already have sent) are folded per input record only: each
-//! record's matches travel as a partial of their own, and each flush sends
-//! its partials in input-offset order, so
-//! that stage 2 merges exactly what the previous owner had not
-//! ([`super::partial`], "Replays"). Matches buffered for an assignment that
-//! was revoked before the flush are dropped: the partition's new owner
-//! replays them from the committed offset, which never passed them.
+//! A partial that begins below its batch's `replay_end` (input a previous
+//! owner of the partition may already have sent) lists the input offset of
+//! every match it folds, and the value for sum and average rules, so that
+//! stage 2 merges exactly the matches the previous owner had not sent
+//! ([`super::partial`], "Replays"): a few bytes per match during the
+//! catch-up after a takeover, nothing afterwards. Matches buffered for an
+//! assignment that was revoked before the flush are dropped: the
+//! partition's new owner replays them from the committed offset, which
+//! never passed them.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -37,12 +38,12 @@ use compact_str::CompactString;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::commit::{AlertHold, CommitTracker, Holds};
-use super::partial::{PartialAgg, ProducerWatermark};
+use super::partial::{PartialAgg, ProducerWatermark, ReplayOffsets};
 use super::shard::{MatchBatch, ShardMsg};
 use super::watermark::WatermarkTracker;
 use super::window::{window_start, EvidenceLimits, WindowAgg};
 use crate::metrics::{Tally, WorkerCounters};
-use crate::rules::compile::RuleIdx;
+use crate::rules::compile::{Aggregate, RuleIdx};
 use crate::rules::RuleSet;
 use crate::source::{now_ms, PartitionId, PartitionRegistry};
 pub use marks::FlushedMarks;
@@ -99,6 +100,15 @@ struct EntryKey {
     generation: u64,
 }
 
+/// One buffered partial.
+struct Entry {
+    agg: WindowAgg,
+    last_offset: u64,
+    /// Its matches' offsets (and values, sum and average rules), when it
+    /// began below its batch's `replay_end` (module doc, "Replays").
+    replay: Option<ReplayOffsets>,
+}
+
 /// One pre-aggregator thread's state.
 pub struct Preaggregator {
     index: usize,
@@ -107,7 +117,7 @@ pub struct Preaggregator {
     tracker: CommitTracker,
     counters: Arc<WorkerCounters>,
     /// Aggregate and last input offset per entry.
-    entries: hashbrown::HashMap<EntryKey, (WindowAgg, u64)>,
+    entries: hashbrown::HashMap<EntryKey, Entry>,
     registry: Arc<PartitionRegistry>,
     /// Stage 1's watermark tracker, asked which input partitions are idle.
     watermarks: Arc<WatermarkTracker>,
@@ -203,12 +213,14 @@ impl Preaggregator {
         for m in &batch.matches {
             let rule = self.rules.rule(m.rule);
             let width = rule.slide_ms.unwrap_or(rule.window_ms);
-            // Input a previous owner of its partition may have sent
-            // already travels one record per partial (module doc,
-            // "Replays"). Per record, not per match: the events of one
-            // record (an S3 log file) share its offset.
-            let alone = !self.config.preaggregate || m.offset < batch.replay_end;
-            let record = if alone { m.offset + 1 } else { 0 };
+            // Without pre-aggregation, one partial per input record (not per
+            // match: the events of one record, an S3 log file, share its
+            // offset, and stage 2 would take the second for a replay).
+            let record = if self.config.preaggregate {
+                0
+            } else {
+                m.offset + 1
+            };
             let entry_key = EntryKey {
                 rule: m.rule,
                 key: CompactString::from(batch.text(m.key)),
@@ -217,11 +229,23 @@ impl Preaggregator {
                 record,
                 generation: batch.generation,
             };
-            let (agg, last_offset) = self
-                .entries
-                .entry(entry_key)
-                .or_insert_with(|| (WindowAgg::new(rule.aggregate), m.offset));
-            *last_offset = (*last_offset).max(m.offset);
+            let entry = self.entries.entry(entry_key).or_insert_with(|| Entry {
+                agg: WindowAgg::new(rule.aggregate),
+                last_offset: m.offset,
+                // Input a previous owner may have sent: listed.
+                replay: (m.offset < batch.replay_end).then(|| ReplayOffsets {
+                    offsets: Vec::new(),
+                    values: Vec::new(),
+                }),
+            });
+            entry.last_offset = entry.last_offset.max(m.offset);
+            if let Some(replay) = entry.replay.as_mut() {
+                replay.offsets.push(m.offset);
+                if matches!(rule.aggregate, Aggregate::Sum | Aggregate::Avg) {
+                    replay.values.push(m.value.max(0.0));
+                }
+            }
+            let agg = &mut entry.agg;
             if agg.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
                 *self
                     .holds
@@ -313,7 +337,7 @@ impl Preaggregator {
         let mut holds = Holds::new();
         let mut names: HashMap<PartitionId, String> = HashMap::new();
         let mut current: HashMap<PartitionId, u64> = HashMap::new();
-        let mut entries: Vec<(EntryKey, (WindowAgg, u64))> = self
+        let mut entries: Vec<(EntryKey, Entry)> = self
             .entries
             .drain()
             .filter(|(key, _)| {
@@ -324,11 +348,17 @@ impl Preaggregator {
             })
             .collect();
         // In input order: stage 2 skips a partial whose offsets it has
-        // passed, so single-match partials of one entry must arrive in order.
-        entries.sort_unstable_by_key(|(key, (agg, last_offset))| {
-            (key.partition, first_offset(agg, *last_offset))
+        // passed, so the one-record partials of an entry (no
+        // pre-aggregation) must arrive in order.
+        entries.sort_unstable_by_key(|(key, entry)| {
+            (key.partition, first_offset(&entry.agg, entry.last_offset))
         });
-        for (key, (agg, last_offset)) in entries {
+        for (key, entry) in entries {
+            let Entry {
+                agg,
+                last_offset,
+                replay,
+            } = entry;
             let rule_id = &self.rules.rule(key.rule).id;
             let input = names
                 .entry(key.partition)
@@ -340,7 +370,7 @@ impl Preaggregator {
                     None => holds.push(*hold),
                 }
             }
-            let partial = PartialAgg::from_window(
+            let mut partial = PartialAgg::from_window(
                 rule_id,
                 &key.key,
                 key.bucket,
@@ -348,6 +378,9 @@ impl Preaggregator {
                 input,
                 (first_offset, last_offset),
             );
+            if let Some(replay) = replay {
+                partial = partial.with_replay_offsets(&replay.offsets, &replay.values);
+            }
             partials.push(PartialRecord {
                 key: partial.record_key(),
                 value: partial.encode(),
@@ -499,58 +532,71 @@ mod tests {
         batch
     }
 
-    /// Flushes and returns `(count, first offset, last offset)` per
-    /// partial, in the order they are sent.
-    fn flush(preaggregator: &mut Preaggregator) -> Vec<(u64, u64, u64)> {
+    /// Flushes and returns `(count, first offset, last offset, listed
+    /// offsets)` per partial, in the order they are sent.
+    fn flush(preaggregator: &mut Preaggregator) -> Vec<(u64, u64, u64, Vec<u64>)> {
         let (tx, rx) = unbounded();
         assert!(preaggregator.flush(&tx, true));
         drop(tx);
         rx.iter()
             .flat_map(|flush| flush.partials)
             .map(|record| match decode(&record.value).expect("partial") {
-                RepartitionRecord::Partial { agg, .. } => (agg.n, agg.o0, agg.o1),
+                RepartitionRecord::Partial { agg, .. } => {
+                    let listed = agg.replay_offsets().map(|r| r.offsets).unwrap_or_default();
+                    (agg.n, agg.o0, agg.o1, listed)
+                }
                 other => panic!("not a partial: {other:?}"),
             })
             .collect()
     }
 
-    /// Offset 11 is one record with two events (an S3 log file): they must
-    /// travel together, or stage 2 would take the second for a replay.
+    /// Offset 11 is one record with two events (an S3 log file).
     #[test]
-    fn records_below_the_replay_end_travel_one_per_partial_and_in_order() {
+    fn a_partial_that_begins_below_the_replay_end_lists_its_offsets() {
         let (mut preaggregator, partition) = preaggregator();
         preaggregator.add(batch(partition, &[10, 11, 11, 12, 13, 20, 21], 13));
         assert_eq!(
             flush(&mut preaggregator),
-            [(1, 10, 10), (2, 11, 11), (1, 12, 12), (3, 13, 21)]
+            [(7, 10, 21, vec![10, 11, 11, 12, 13, 20, 21])]
         );
         preaggregator.add(batch(partition, &[30, 31], 13));
-        assert_eq!(flush(&mut preaggregator), [(2, 30, 31)]);
+        assert_eq!(flush(&mut preaggregator), [(2, 30, 31, vec![])]);
     }
 
     /// A previous owner sent [10..=20] (the partial stage 2 merged), then
     /// died before committing past 10. The new owner replays from 10 and,
-    /// reading faster, cuts its first flush at 31. Stage 2's offset check
-    /// then merges exactly the matches after 20: the over-count that a
-    /// folded [10..=31] partial (an overlap) would cause cannot happen.
+    /// reading faster, cuts its first flush at 31. Stage 2 merges exactly
+    /// the matches after 20, both events of record 25 included; merged
+    /// whole (an overlap), the replay would count 4 matches twice.
     #[test]
     fn a_replay_past_the_previous_owners_flush_is_merged_exactly() {
         let offsets = [10, 12, 15, 20, 25, 25, 31];
         let (mut old_owner, partition) = preaggregator();
         old_owner.add(batch(partition, &offsets[..4], 0));
-        // Both events of record 25 are new to stage 2.
         let (mut new_owner, _) = preaggregator();
         new_owner.add(batch(partition, &offsets, 32));
+        let (tx, rx) = unbounded();
+        assert!(old_owner.flush(&tx, true));
+        assert!(new_owner.flush(&tx, true));
+        drop(tx);
         let mut merged = MergedInputs::default();
         let mut count = 0;
-        for (n, first, last) in flush(&mut old_owner)
-            .into_iter()
-            .chain(flush(&mut new_owner))
-        {
-            match mark_merged_inputs(&mut merged, "kafka:ct/0", first, last) {
-                MergeCheck::Fresh => count += n,
+        for record in rx.iter().flat_map(|flush| flush.partials) {
+            let RepartitionRecord::Partial { agg, .. } = decode(&record.value).expect("partial")
+            else {
+                panic!("not a partial");
+            };
+            let window = agg.to_window(crate::rules::compile::Aggregate::Count, (0, 0));
+            match mark_merged_inputs(&mut merged, "kafka:ct/0", agg.o0, agg.o1) {
+                MergeCheck::Fresh => count += window.count,
                 MergeCheck::Replay => {}
-                MergeCheck::Overlap => panic!("overlap at {first}..={last}"),
+                MergeCheck::Overlap { merged_through } => {
+                    let listed = agg.replay_offsets().expect("a replay lists its offsets");
+                    let part = listed
+                        .part_after(&window, merged_through)
+                        .expect("new part");
+                    count += part.count;
+                }
             }
         }
         assert_eq!(count, offsets.len() as u64);

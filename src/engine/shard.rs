@@ -13,6 +13,7 @@
 //! judges lateness per repartition partition and drops the windows of
 //! revoked partitions (their new owner rebuilds them).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use hashbrown::Equivalent;
 
 use super::alarm::{AlarmState, AlarmStatus, Datapoint, Transition};
 use super::commit::{AlertHold, BatchToken, CommitTracker};
+use super::partial::ReplayOffsets;
 use super::sliding::{empty_period, LaneAlert, SlidingLane};
 use super::window::{window_start, EvidenceLimits, MergeCheck, WindowAgg};
 use crate::alert::{alert_id, Activity, Alert, RuleInfo};
@@ -138,6 +140,8 @@ pub struct MergePartial {
     pub input: CompactString,
     pub first_offset: u64,
     pub last_offset: u64,
+    /// Its matches' offsets, when stage 1 listed them (a replay).
+    pub replay: Option<Box<ReplayOffsets>>,
 }
 
 /// Partial aggregates for one shard from one repartition-topic batch
@@ -411,12 +415,11 @@ impl Shard {
             let update = |pane: &mut WindowAgg, limits: EvidenceLimits| {
                 let check =
                     pane.mark_merged(&partial.input, partial.first_offset, partial.last_offset);
-                count_merge_check(&repartition, check);
-                if check == MergeCheck::Replay {
+                let Some(part) = new_part(partial, check, &repartition) else {
                     return false;
-                }
+                };
                 let new_partition = !pane.holds.iter().any(|(p, _)| *p == position.0);
-                pane.merge(&partial.agg, limits.max_samples);
+                pane.merge(&part, limits.max_samples);
                 new_partition
             };
             self.apply_sliding(
@@ -443,20 +446,23 @@ impl Shard {
             .or_insert_with(|| Bin::new(rule.aggregate));
         let bytes_before = bin.approx_bytes();
         let found = bin.find(&partial.key);
-        if let Some(index) = found {
-            let check = bin.mark_merged(
-                index,
-                &partial.input,
-                partial.first_offset,
-                partial.last_offset,
-            );
-            count_merge_check(&self.repartition, check);
-            if check == MergeCheck::Replay {
-                self.state_bytes += bin.approx_bytes() - bytes_before;
-                return;
+        let part = match found {
+            Some(index) => {
+                let check = bin.mark_merged(
+                    index,
+                    &partial.input,
+                    partial.first_offset,
+                    partial.last_offset,
+                );
+                let Some(part) = new_part(partial, check, &self.repartition) else {
+                    self.state_bytes += bin.approx_bytes() - bytes_before;
+                    return;
+                };
+                part
             }
-        }
-        let Some(added) = bin.merge(&partial.key, &partial.agg, self.config.evidence) else {
+            None => Cow::Borrowed(&partial.agg),
+        };
+        let Some(added) = bin.merge(&partial.key, &part, self.config.evidence) else {
             // The bin's key arena is full (4 GiB of keys in one window).
             self.tally.shed += 1;
             return;
@@ -1171,14 +1177,41 @@ fn apply_match(
     new_partition
 }
 
-/// Counts a stage-2 replay or overlap in the repartition metrics.
-fn count_merge_check(counters: &RepartitionCounters, check: MergeCheck) {
-    let counter = match check {
-        MergeCheck::Fresh => return,
-        MergeCheck::Replay => &counters.replayed,
-        MergeCheck::Overlap => &counters.overlaps,
+/// What of `partial` is new to a window, given its replay check: all of
+/// it, nothing (`None`, a replay), or, when it straddles what the window
+/// merged and lists its offsets, the part after that. Counts replays,
+/// trimmed replays and overlaps in the repartition metrics.
+fn new_part<'a>(
+    partial: &'a MergePartial,
+    check: MergeCheck,
+    counters: &RepartitionCounters,
+) -> Option<Cow<'a, WindowAgg>> {
+    let count = |counter: &std::sync::atomic::AtomicU64| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     };
-    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match check {
+        MergeCheck::Fresh => Some(Cow::Borrowed(&partial.agg)),
+        MergeCheck::Replay => {
+            count(&counters.replayed);
+            None
+        }
+        MergeCheck::Overlap { merged_through } => match &partial.replay {
+            Some(replay) => match replay.part_after(&partial.agg, merged_through) {
+                Some(part) => {
+                    count(&counters.trimmed);
+                    Some(Cow::Owned(part))
+                }
+                None => {
+                    count(&counters.replayed);
+                    None
+                }
+            },
+            None => {
+                count(&counters.overlaps);
+                Some(Cow::Borrowed(&partial.agg))
+            }
+        },
+    }
 }
 
 /// Releases one hold of `offset` of `partition`.

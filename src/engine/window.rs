@@ -51,8 +51,10 @@ pub enum MergeCheck {
     Fresh,
     /// Every offset already merged: skip it.
     Replay,
-    /// Straddles what was merged: merged anyway (may over-count), counted.
-    Overlap,
+    /// Straddles what was merged, every offset up to `merged_through`:
+    /// only the matches past it are new (a partial that lists its offsets
+    /// says which, see `engine::partial`, "Replays").
+    Overlap { merged_through: u64 },
 }
 
 /// Records in `merged` that input offsets `first..=last` of `input` are
@@ -68,7 +70,9 @@ pub fn mark_merged_inputs(
         Some((_, seen)) if *seen >= last => MergeCheck::Replay,
         Some((_, seen)) => {
             let check = if first <= *seen {
-                MergeCheck::Overlap
+                MergeCheck::Overlap {
+                    merged_through: *seen,
+                }
             } else {
                 MergeCheck::Fresh
             };
@@ -301,7 +305,10 @@ mod tests {
         assert_eq!(agg.mark_merged("kafka:ct/1", 0, 4), MergeCheck::Fresh);
         assert_eq!(agg.mark_merged("kafka:ct/0", 3, 9), MergeCheck::Replay);
         assert_eq!(agg.mark_merged("kafka:ct/0", 10, 12), MergeCheck::Fresh);
-        assert_eq!(agg.mark_merged("kafka:ct/0", 11, 15), MergeCheck::Overlap);
+        assert_eq!(
+            agg.mark_merged("kafka:ct/0", 11, 15),
+            MergeCheck::Overlap { merged_through: 12 }
+        );
         assert_eq!(agg.mark_merged("kafka:ct/0", 15, 15), MergeCheck::Replay);
     }
 

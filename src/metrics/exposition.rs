@@ -405,8 +405,13 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
             &repartition.replayed,
         ),
         (
+            "trailwatch_repartition_trimmed_total",
+            "Replayed partials stage 2 merged only in part: the matches past the input it had merged.",
+            &repartition.trimmed,
+        ),
+        (
             "trailwatch_repartition_overlaps_total",
-            "Partials stage 2 merged although part of their input was already merged.",
+            "Partials stage 2 merged whole although part of their input was already merged (possible over-count).",
             &repartition.overlaps,
         ),
         (

@@ -179,7 +179,11 @@ pub struct RepartitionCounters {
     pub invalid: AtomicU64,
     /// Stage 2: partials skipped as replays of merged input.
     pub replayed: AtomicU64,
-    /// Stage 2: partials that straddled merged input (merged anyway).
+    /// Stage 2: replayed partials that straddled merged input and listed
+    /// their offsets: only their matches past it were merged.
+    pub trimmed: AtomicU64,
+    /// Stage 2: partials that straddled merged input without listing their
+    /// offsets (merged whole, possibly over-counted).
     pub overlaps: AtomicU64,
     /// Deliveries of the stage-1 repartition sink.
     pub sink: SinkCounters,

@@ -768,7 +768,10 @@ mod tests {
         assert_eq!(bin.mark_merged(a, "in/0", 0, 9), MergeCheck::Fresh);
         assert_eq!(bin.mark_merged(b, "in/0", 0, 9), MergeCheck::Fresh);
         assert_eq!(bin.mark_merged(a, "in/0", 3, 9), MergeCheck::Replay);
-        assert_eq!(bin.mark_merged(a, "in/0", 8, 12), MergeCheck::Overlap);
+        assert_eq!(
+            bin.mark_merged(a, "in/0", 8, 12),
+            MergeCheck::Overlap { merged_through: 9 }
+        );
         assert_eq!(bin.mark_merged(b, "in/0", 10, 12), MergeCheck::Fresh);
     }
 
