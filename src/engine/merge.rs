@@ -302,14 +302,14 @@ impl PartialWorker {
                 .consumed_bytes
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             let record = partial::decode(bytes).and_then(|record| match record {
-                RepartitionRecord::Partial { agg, .. } => {
+                RepartitionRecord::Partial { mut agg, .. } => {
                     let Some(&rule_idx) = self.rule_index.get(&agg.r) else {
                         return Err(PartialError::UnknownRule(agg.r));
                     };
                     let aggregate = self.rules.rule(rule_idx).aggregate;
                     let window = agg.to_window(aggregate, (batch.partition, *offset));
                     let shard = route(rule_idx, &agg.k, self.shards.len());
-                    let replay = agg.replay_offsets().map(Box::new);
+                    let replay = agg.take_replay_offsets().map(Box::new);
                     outputs[shard].partials.push(MergePartial {
                         rule: rule_idx,
                         key: CompactString::from(agg.k),

@@ -288,23 +288,22 @@ impl PartialAgg {
         self
     }
 
-    /// The listed input offsets, when the partial lists them.
-    pub fn replay_offsets(&self) -> Option<ReplayOffsets> {
+    /// Takes the listed input offsets out of the partial, when it lists them.
+    pub fn take_replay_offsets(&mut self) -> Option<ReplayOffsets> {
         if self.x.is_empty() {
             return None;
         }
         let mut offset = self.o0;
-        let offsets = self
-            .x
-            .iter()
+        let offsets = std::mem::take(&mut self.x)
+            .into_iter()
             .map(|delta| {
-                offset = offset.saturating_add(*delta);
+                offset = offset.saturating_add(delta);
                 offset
             })
             .collect();
         Some(ReplayOffsets {
             offsets,
-            values: self.xv.clone(),
+            values: std::mem::take(&mut self.xv),
         })
     }
 
@@ -414,10 +413,10 @@ mod tests {
     fn listed_offsets_round_trip_and_give_the_part_after_a_merge() {
         let listed = sample().with_replay_offsets(&[10, 10, 12], &[]);
         assert_eq!(listed.x, [0, 0, 2]);
-        let RepartitionRecord::Partial { agg, .. } = decode(&listed.encode()).unwrap() else {
+        let RepartitionRecord::Partial { mut agg, .. } = decode(&listed.encode()).unwrap() else {
             panic!("not a partial");
         };
-        let offsets = agg.replay_offsets().expect("listed");
+        let offsets = agg.take_replay_offsets().expect("listed");
         assert_eq!(offsets.offsets, [10, 10, 12]);
         let window = agg.to_window(Aggregate::Count, (0, 0));
         // Stage 2 merged up to offset 10: both events of record 10 are old.
@@ -430,7 +429,7 @@ mod tests {
         };
         let part = summed.part_after(&window, 10).expect("part");
         assert_eq!((part.count, part.sum), (2, 23.0));
-        assert_eq!(sample().replay_offsets(), None);
+        assert_eq!(sample().take_replay_offsets(), None);
     }
 
     #[test]

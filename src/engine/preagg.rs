@@ -41,7 +41,7 @@ use super::commit::{AlertHold, CommitTracker, Holds};
 use super::partial::{PartialAgg, ProducerWatermark, ReplayOffsets};
 use super::shard::{MatchBatch, ShardMsg};
 use super::watermark::WatermarkTracker;
-use super::window::{window_start, EvidenceLimits, WindowAgg};
+use super::window::{summand, window_start, EvidenceLimits, WindowAgg};
 use crate::metrics::{Tally, WorkerCounters};
 use crate::rules::compile::{Aggregate, RuleIdx};
 use crate::rules::RuleSet;
@@ -242,7 +242,7 @@ impl Preaggregator {
             if let Some(replay) = entry.replay.as_mut() {
                 replay.offsets.push(m.offset);
                 if matches!(rule.aggregate, Aggregate::Sum | Aggregate::Avg) {
-                    replay.values.push(m.value.max(0.0));
+                    replay.values.push(summand(m.value));
                 }
             }
             let agg = &mut entry.agg;
@@ -541,8 +541,11 @@ mod tests {
         rx.iter()
             .flat_map(|flush| flush.partials)
             .map(|record| match decode(&record.value).expect("partial") {
-                RepartitionRecord::Partial { agg, .. } => {
-                    let listed = agg.replay_offsets().map(|r| r.offsets).unwrap_or_default();
+                RepartitionRecord::Partial { mut agg, .. } => {
+                    let listed = agg
+                        .take_replay_offsets()
+                        .map(|r| r.offsets)
+                        .unwrap_or_default();
                     (agg.n, agg.o0, agg.o1, listed)
                 }
                 other => panic!("not a partial: {other:?}"),
@@ -582,7 +585,8 @@ mod tests {
         let mut merged = MergedInputs::default();
         let mut count = 0;
         for record in rx.iter().flat_map(|flush| flush.partials) {
-            let RepartitionRecord::Partial { agg, .. } = decode(&record.value).expect("partial")
+            let RepartitionRecord::Partial { mut agg, .. } =
+                decode(&record.value).expect("partial")
             else {
                 panic!("not a partial");
             };
@@ -591,7 +595,9 @@ mod tests {
                 MergeCheck::Fresh => count += window.count,
                 MergeCheck::Replay => {}
                 MergeCheck::Overlap { merged_through } => {
-                    let listed = agg.replay_offsets().expect("a replay lists its offsets");
+                    let listed = agg
+                        .take_replay_offsets()
+                        .expect("a replay lists its offsets");
                     let part = listed
                         .part_after(&window, merged_through)
                         .expect("new part");

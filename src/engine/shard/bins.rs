@@ -34,8 +34,8 @@ use smallvec::SmallVec;
 
 use crate::engine::commit::Holds;
 use crate::engine::window::{
-    floor_char_boundary, mark_merged_inputs, EvidenceLimits, MergeCheck, MergedInputs, Samples,
-    WindowAgg,
+    floor_char_boundary, mark_merged_inputs, summand, EvidenceLimits, MergeCheck, MergedInputs,
+    Samples, WindowAgg,
 };
 use crate::rules::compile::Aggregate;
 use crate::source::PartitionId;
@@ -340,9 +340,7 @@ impl Bin {
             let value = contribution.value;
             let before = self.distinct_capacity(index);
             let extra = self.extra_mut(index);
-            // Negative contributions would make `sum` non-monotone and
-            // break eager firing (see `WindowAgg::add`).
-            extra.sum += value.max(0.0);
+            extra.sum += summand(value);
             extra.min = extra.min.min(value);
             extra.max = extra.max.max(value);
             if let Some(set) = extra.distinct.as_mut() {
