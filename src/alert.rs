@@ -8,6 +8,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -133,8 +136,46 @@ impl Alert {
         }
     }
 
-    /// Encodes the alert as an OCSF 1.6 Detection Finding.
+    /// Encodes the alert as an OCSF 1.6 Detection Finding, as a tree.
+    /// Sinks write [`Alert::ocsf_json`], which reads back as this.
     pub fn to_ocsf(&self) -> Value {
+        let mut finding = self.ocsf_without_evidences();
+        if let Value::Object(finding) = &mut finding {
+            let evidences = self
+                .evidences
+                .iter()
+                .map(|text| Evidence::of(text).into_value())
+                .collect();
+            finding.insert("evidences".into(), Value::Array(evidences));
+        }
+        finding
+    }
+
+    /// The finding as one line of JSON: what every sink writes.
+    ///
+    /// An evidence sample that is a one-line JSON object, readable as a
+    /// `serde_json::Value` (valid, every number finite), is embedded as it
+    /// came (its key order and spelling kept). Parsing it into a tree and
+    /// writing that back was most of an alert's encoding cost.
+    pub fn ocsf_json(&self) -> serde_json::Result<Vec<u8>> {
+        #[derive(serde::Serialize)]
+        struct Finding<'a> {
+            #[serde(flatten)]
+            base: Value,
+            evidences: Vec<Evidence<'a>>,
+        }
+        serde_json::to_vec(&Finding {
+            base: self.ocsf_without_evidences(),
+            evidences: self
+                .evidences
+                .iter()
+                .map(|text| Evidence::of(text))
+                .collect(),
+        })
+    }
+
+    /// Every field of the finding but `evidences`.
+    fn ocsf_without_evidences(&self) -> Value {
         let rule = &self.rule;
         let observables: Vec<Value> = rule
             .group_by
@@ -146,14 +187,6 @@ impl Alert {
             .attack
             .iter()
             .map(|t| json!({"technique": {"uid": t}, "version": "v15"}))
-            .collect();
-        let evidences: Vec<Value> = self
-            .evidences
-            .iter()
-            .map(|e| match serde_json::from_str::<Value>(e) {
-                Ok(v @ Value::Object(_)) => json!({"data": v}),
-                _ => json!({"data": {"message": e}}),
-            })
             .collect();
         let status_id = if self.activity == Activity::Close {
             4
@@ -178,7 +211,7 @@ impl Alert {
         if let Some(account) = &self.account {
             cloud["account"] = json!({"uid": account});
         }
-        json!({
+        let mut finding = json!({
             "class_uid": 2004,
             "class_name": "Detection Finding",
             "category_uid": 2,
@@ -217,9 +250,131 @@ impl Alert {
             },
             "cloud": cloud,
             "observables": observables,
-            "evidences": evidences,
-            "unmapped": unmapped,
-        })
+        });
+        // Inserted by move: `json!` copies an interpolated `Value` whole
+        // (it serializes every `$expr` through `to_value`).
+        if let Value::Object(finding) = &mut finding {
+            finding.insert("unmapped".into(), Value::Object(unmapped));
+        }
+        finding
+    }
+}
+
+/// One evidence sample as a finding carries it: `{"data": ...}`.
+enum Evidence<'a> {
+    /// A one-line JSON object that reads as a `Value`: embedded as it is.
+    Raw(&'a RawValue),
+    /// A JSON object on several lines (a pretty-printed record): written
+    /// back on one, so the finding stays one line.
+    Parsed(Value),
+    /// Anything else (a flow or host log line, damaged JSON):
+    /// `{"message": text}`.
+    Message(&'a str),
+}
+
+impl<'a> Evidence<'a> {
+    fn of(text: &'a str) -> Self {
+        let object = text.trim_start().starts_with('{');
+        if object && memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
+            if serde_json::from_str::<Readable>(text).is_ok() {
+                if let Ok(raw) = serde_json::from_str::<&RawValue>(text) {
+                    return Evidence::Raw(raw);
+                }
+            }
+            return Evidence::Message(text);
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(value @ Value::Object(_)) => Evidence::Parsed(value),
+            _ => Evidence::Message(text),
+        }
+    }
+
+    /// The sample's `{"data": ...}` as a tree.
+    fn into_value(self) -> Value {
+        let data = match self {
+            Evidence::Raw(raw) => match serde_json::from_str::<Value>(raw.get()) {
+                Ok(value) => value,
+                Err(_) => json!({ "message": raw.get() }),
+            },
+            Evidence::Parsed(value) => value,
+            Evidence::Message(text) => json!({ "message": text }),
+        };
+        Value::Object(serde_json::Map::from_iter([("data".to_string(), data)]))
+    }
+}
+
+impl Serialize for Evidence<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            Evidence::Raw(raw) => map.serialize_entry("data", raw)?,
+            Evidence::Parsed(value) => map.serialize_entry("data", value)?,
+            Evidence::Message(text) => {
+                map.serialize_entry("data", &BTreeMap::from([("message", text)]))?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A JSON text that serde_json reads as a `Value`, checked without building
+/// one: the same `deserialize_any` walk (the same syntax, depth limit,
+/// string escapes and number range), with nothing kept.
+struct Readable;
+
+impl<'de> Deserialize<'de> for Readable {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ReadableVisitor)
+    }
+}
+
+struct ReadableVisitor;
+
+impl<'de> Visitor<'de> for ReadableVisitor {
+    type Value = Readable;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Readable, A::Error> {
+        while seq.next_element::<Readable>()?.is_some() {}
+        Ok(Readable)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Readable, A::Error> {
+        while map.next_key::<Readable>()?.is_some() {
+            map.next_value::<Readable>()?;
+        }
+        Ok(Readable)
     }
 }
 
@@ -284,6 +439,50 @@ mod tests {
             alert_id("r", 1, &["ab"], 0)
         );
         assert_eq!(a.len(), 32);
+    }
+
+    /// Every evidence sample reads back from the line a sink writes as it
+    /// does in the tree, and the line stays one line.
+    #[test]
+    fn the_written_line_reads_as_the_tree() {
+        let cases = [
+            // One-line object: embedded as it came, key order kept.
+            (
+                r#"{"eventID":"e1","awsRegion":"us-east-1","n":[1,2.5,-3e2]}"#,
+                false,
+            ),
+            (r#"{"a":"\u00e9\n","a":"repeated key, last wins"}"#, false),
+            ("  {\"padded\": true}  ", false),
+            // A pretty-printed record is written back on one line.
+            ("{\n  \"eventID\": \"e2\",\r\n  \"x\": {}\n}", false),
+            // What a `Value` cannot hold falls back to the message.
+            (r#"{"big":1e999}"#, true),
+            (r#"{"lone":"\ud800"}"#, true),
+            (r#"{"open":"#, true),
+            ("[1,2]", true),
+            (
+                "2 123456789012 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1 2 REJECT OK",
+                true,
+            ),
+        ];
+        for (text, message) in cases {
+            let mut alert = sample_alert();
+            alert.evidences = vec![text.to_string()];
+            let line = alert.ocsf_json().expect("encodes");
+            assert!(!line.contains(&b'\n'), "one line for {text:?}");
+            let read: Value = serde_json::from_slice(&line).expect("reads back");
+            let tree = alert.to_ocsf();
+            assert_eq!(read, tree, "{text:?}");
+            let data = &tree["evidences"][0]["data"];
+            assert_eq!(data["message"] == text, message, "{text:?}: {data}");
+        }
+        let mut alert = sample_alert();
+        alert.evidences = vec![r#"{"z":1,"a":2}"#.to_string()];
+        let line = String::from_utf8(alert.ocsf_json().expect("encodes")).expect("UTF-8");
+        assert!(
+            line.contains(r#""evidences":[{"data":{"z":1,"a":2}}]"#),
+            "{line}"
+        );
     }
 
     #[test]

@@ -367,7 +367,10 @@ pub fn watermark_config(replay: bool) -> WatermarkConfig {
 
 /// Encodes alerts as the JSON-lines sink would (so alert cost is counted).
 fn encode_alerts(alerts: &[Alert]) -> usize {
-    alerts.iter().map(|a| a.to_ocsf().to_string().len()).sum()
+    alerts
+        .iter()
+        .map(|a| a.ocsf_json().map_or(0, |line| line.len()))
+        .sum()
 }
 
 /// The decode worker and one shard driven on the calling thread: the whole

@@ -10,6 +10,7 @@
 //! the CloudWatch Logs owner.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use chrono::DateTime;
 
@@ -33,6 +34,7 @@ pub struct CloudTrailDecoder {
     gate: Option<(RuleGate, PathTrie)>,
     plan_len: usize,
     envelope: EnvelopeSlots,
+    days: DayCache,
 }
 
 impl CloudTrailDecoder {
@@ -59,9 +61,13 @@ impl CloudTrailDecoder {
             }
         }
         let gate = plan.gate().map(|gate| {
+            // The gate pass fills a short vector of the gate's own fields,
+            // in gate order, not the plan's slots.
             let mut gate_trie = PathTrie::default();
-            for (path, slot) in gate.fields() {
-                gate_trie.insert(path, Target::Slot(slot));
+            for (at, (path, _)) in gate.fields().enumerate() {
+                if let Ok(at) = Slot::try_from(at) {
+                    gate_trie.insert(path, Target::Slot(at));
+                }
             }
             if let Ok(path) = FieldPath::parse("eventTime") {
                 gate_trie.insert(&path, Target::Special(EVENT_TIME));
@@ -72,6 +78,7 @@ impl CloudTrailDecoder {
             trie,
             gate,
             plan_len: plan.len(),
+            days: DayCache::default(),
             envelope: EnvelopeSlots::from_plan(plan),
         }
     }
@@ -85,6 +92,41 @@ impl CloudTrailDecoder {
         emit: &mut dyn FnMut(&Event<'_>),
     ) -> Result<(), DecodeError> {
         let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+        if let Some((gate, gate_trie)) = &self.gate {
+            // Read the gate's fields and the time first: most records match
+            // no rule, and then the rest of the record is only validated.
+            let mut values = Fields::new();
+            values.extend((0..gate.len()).map(|_| FieldValue::Missing));
+            let mut extracted = Extracted {
+                fields: &mut values,
+                specials: Default::default(),
+            };
+            // A record the fast walker refuses goes the whole way, for
+            // serde_json's verdict.
+            let read = json::fast_extract(gate_trie, text, &mut extracted).is_ok();
+            let ruled_out = read && !gate.may_match(extracted.fields);
+            let [time, rest @ ..] = extracted.specials;
+            rest.into_iter().for_each(FieldValue::discard);
+            while let Some(value) = values.pop() {
+                value.discard();
+            }
+            if ruled_out {
+                // Only its time is used: it moves the watermark.
+                let event = Event {
+                    kind: EventKind::CloudTrail,
+                    time_ms: self.days.event_time(time)?,
+                    text: Cow::Borrowed(text),
+                    fields: Fields::new(),
+                    id: None,
+                    account: None,
+                    region: None,
+                    ruled_out: true,
+                };
+                emit(&event);
+                return Ok(());
+            }
+            time.discard();
+        }
         // Built in place: the inline field vector is filled where it lies
         // (moving it in would copy all of its inline capacity).
         let mut event = Event {
@@ -100,33 +142,13 @@ impl CloudTrailDecoder {
         event
             .fields
             .extend((0..self.plan_len).map(|_| FieldValue::Missing));
-        if let Some((gate, gate_trie)) = &self.gate {
-            // Read the gate's fields and the time first: most records match
-            // no rule, and then the rest of the record is only validated.
-            let mut extracted = Extracted {
-                fields: &mut event.fields,
-                specials: Default::default(),
-            };
-            // A record the fast walker refuses goes the whole way, for
-            // serde_json's verdict.
-            let read = json::fast_extract(gate_trie, text, &mut extracted).is_ok();
-            if read && !gate.may_match(extracted.fields) {
-                let [time, ..] = extracted.specials;
-                event.time_ms = event_time(time)?;
-                event.ruled_out = true;
-                emit(&event);
-                event.discard();
-                return Ok(());
-            }
-            gate_trie.reset(&mut extracted);
-        }
         let mut extracted = Extracted {
             fields: &mut event.fields,
             specials: Default::default(),
         };
         json::extract(&self.trie, text, &mut extracted)?;
         let [time, id, recipient, identity_account, region, _] = extracted.specials;
-        event.time_ms = event_time(time)?;
+        event.time_ms = self.days.event_time(time)?;
         self.envelope.fill(&mut event.fields, envelope, text);
         event.account = into_str(recipient)
             .or_else(|| into_str(identity_account))
@@ -139,23 +161,56 @@ impl CloudTrailDecoder {
     }
 }
 
-/// `eventTime` as epoch milliseconds, or why it cannot be.
-fn event_time(time: FieldValue<'_>) -> Result<i64, DecodeError> {
-    match &time {
-        FieldValue::Str(s) => parse_rfc3339_ms(s).ok_or_else(|| {
-            DecodeError::new(
-                DecodeErrorReason::BadEventTime,
-                format!("unparseable eventTime {s:?}"),
-            )
-        }),
-        FieldValue::Missing => Err(DecodeError::new(
-            DecodeErrorReason::MissingEventTime,
-            "no eventTime",
-        )),
-        other => Err(DecodeError::new(
-            DecodeErrorReason::WrongType,
-            format!("eventTime is not a string: {other:?}"),
-        )),
+/// The day of the last `eventTime` the fast path read. Records of one
+/// stream nearly always share their day with the one before, and then only
+/// the clock time is parsed.
+#[derive(Clone, Debug, Default)]
+struct DayCache(Cell<Option<([u8; 11], i64)>>);
+
+impl DayCache {
+    /// `eventTime` as epoch milliseconds, or why it cannot be.
+    fn event_time(&self, time: FieldValue<'_>) -> Result<i64, DecodeError> {
+        let parsed = match &time {
+            FieldValue::Str(s) => self.parse(s).ok_or_else(|| {
+                DecodeError::new(
+                    DecodeErrorReason::BadEventTime,
+                    format!("unparseable eventTime {s:?}"),
+                )
+            }),
+            FieldValue::Missing => Err(DecodeError::new(
+                DecodeErrorReason::MissingEventTime,
+                "no eventTime",
+            )),
+            other => Err(DecodeError::new(
+                DecodeErrorReason::WrongType,
+                format!("eventTime is not a string: {other:?}"),
+            )),
+        };
+        time.discard();
+        parsed
+    }
+
+    /// [`parse_rfc3339_ms`], through the cached day when `text` has the
+    /// CloudTrail shape `YYYY-MM-DDTHH:MM:SSZ`.
+    #[inline]
+    fn parse(&self, text: &str) -> Option<i64> {
+        let Ok(b) = <&[u8; 20]>::try_from(text.as_bytes()) else {
+            return parse_rfc3339_ms(text);
+        };
+        if let Some((day, day_ms)) = self.0.get() {
+            if b[..11] == day {
+                if let Some(clock) = clock_ms(b) {
+                    return Some(day_ms + clock);
+                }
+            }
+        }
+        let Some(ms) = parse_utc_fast(b) else {
+            return parse_rfc3339_ms(text);
+        };
+        if let (Ok(day), Some(clock)) = (<[u8; 11]>::try_from(&b[..11]), clock_ms(b)) {
+            self.0.set(Some((day, ms - clock)));
+        }
+        Some(ms)
     }
 }
 
@@ -187,33 +242,39 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
 fn parse_utc_fast(b: &[u8]) -> Option<i64> {
     // A fixed-size array: every index below is checked at compile time.
     let b: &[u8; 20] = b.try_into().ok()?;
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-        || b[19] != b'Z'
-    {
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
         return None;
     }
-    let digit = |i: usize| {
-        let d = b[i].wrapping_sub(b'0');
-        (d < 10).then_some(i64::from(d))
-    };
-    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
-    let (year, month, day) = (two(0)? * 100 + two(2)?, two(5)?, two(8)?);
-    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
+    let (year, month, day) = (two(b, 0)? * 100 + two(b, 2)?, two(b, 5)?, two(b, 8)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return None;
     }
     let days = days_from_civil(year, month, day);
-    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000)
+    Some(days * 86_400_000 + clock_ms(b)?)
+}
+
+/// The `HH:MM:SSZ` of a `YYYY-MM-DDTHH:MM:SSZ` stamp as milliseconds into
+/// its day.
+#[inline(always)]
+fn clock_ms(b: &[u8; 20]) -> Option<i64> {
+    if b[13] != b':' || b[16] != b':' || b[19] != b'Z' {
+        return None;
+    }
+    let (hour, minute, second) = (two(b, 11)?, two(b, 14)?, two(b, 17)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    Some(((hour * 60 + minute) * 60 + second) * 1000)
+}
+
+/// The two decimal digits at `i` and `i + 1`.
+#[inline(always)]
+fn two(b: &[u8; 20], i: usize) -> Option<i64> {
+    let digit = |i: usize| {
+        let d = b.get(i)?.wrapping_sub(b'0');
+        (d < 10).then_some(i64::from(d))
+    };
+    Some(digit(i)? * 10 + digit(i + 1)?)
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -387,6 +448,27 @@ mod tests {
         ] {
             let slow = DateTime::parse_from_rfc3339(t).unwrap().timestamp_millis();
             assert_eq!(parse_utc_fast(t.as_bytes()), Some(slow), "{t}");
+        }
+    }
+
+    #[test]
+    fn the_day_cache_agrees_with_a_fresh_parse() {
+        let days = DayCache::default();
+        for t in [
+            "2024-03-01T12:00:00Z",
+            "2024-03-01T12:00:01Z",
+            "2024-03-01T23:59:59Z",
+            "2024-03-01T24:00:00Z",
+            "2024-03-01T12:60:00Z",
+            "2024-03-01T12:00:00.5Z",
+            "2024-03-01T12:00:00+01:00",
+            "2024-03-02T00:00:00Z",
+            "2024-03-01T00:00:00Z",
+            "2024-02-30T00:00:00Z",
+            "2024-03-01T12:00:0xZ",
+            "2024-03-01T12:00:00X",
+        ] {
+            assert_eq!(days.parse(t), parse_rfc3339_ms(t), "{t}");
         }
     }
 

@@ -451,6 +451,7 @@ fn walk<'de>(
 
 /// Reads one member or element: into its named child, its wildcard child,
 /// both (the value is read twice), or neither (skipped).
+#[inline(always)]
 fn walk_children<'de>(
     trie: &PathTrie,
     named: Option<u32>,

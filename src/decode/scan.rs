@@ -48,20 +48,17 @@ fn specials(word: u64) -> u64 {
 }
 
 /// [`specials`] for 16 bytes: bit `i` is set when byte `i` of `chunk` is
-/// `"`, `\` or a control byte. Fewer than 16 bytes: 0.
+/// `"`, `\` or a control byte.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn specials16(chunk: &[u8]) -> u32 {
+fn specials16(chunk: &[u8; 16]) -> u32 {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8,
     };
-    if chunk.len() < 16 {
-        return 0;
-    }
     // SAFETY: SSE2 is part of the x86_64 baseline, so the intrinsics are
-    // available; the load is unaligned and reads the 16 bytes of `chunk`,
-    // which were checked above to be there.
+    // available; the load is unaligned and reads exactly the 16 bytes of
+    // `chunk`.
     unsafe {
         let v = _mm_loadu_si128(chunk.as_ptr().cast());
         let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
@@ -157,80 +154,17 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     pub fn string(&mut self) -> Result<Str, Refused> {
         let start = self.pos;
-        let end = self.plain_run();
+        let end = plain_run(self.bytes, start);
         match self.bytes.get(end) {
             Some(b'"') => {
                 self.pos = end + 1;
                 Ok(Str::Plain { start, end })
             }
             Some(b'\\') => {
-                self.pos = end;
-                self.rest_of_escaped_string()?;
+                self.pos = escaped_end(self.bytes, end)?;
                 Ok(Str::Escaped)
             }
             _ => Err(Refused),
-        }
-    }
-
-    /// Offset of the first `"`, `\` or control byte from the cursor (or the
-    /// end of the input): 16 bytes a step with SSE2 (x86_64), then 8 with
-    /// SWAR, then one.
-    #[inline(always)]
-    fn plain_run(&self) -> usize {
-        let bytes = self.bytes;
-        let mut at = self.pos;
-        #[cfg(target_arch = "x86_64")]
-        while let Some(chunk) = bytes.get(at..at.saturating_add(16)) {
-            let found = specials16(chunk);
-            if found != 0 {
-                return at + found.trailing_zeros() as usize;
-            }
-            at += 16;
-        }
-        while let Some(word) = self.word_at(at) {
-            let found = specials(word);
-            if found != 0 {
-                return at + (found.trailing_zeros() / 8) as usize;
-            }
-            at += 8;
-        }
-        while let Some(&b) = bytes.get(at) {
-            if b == b'"' || b == b'\\' || b < 0x20 {
-                return at;
-            }
-            at += 1;
-        }
-        at
-    }
-
-    /// From a `\` inside a string to just past the closing quote.
-    #[cold]
-    fn rest_of_escaped_string(&mut self) -> Result<(), Refused> {
-        loop {
-            match self.bytes.get(self.pos) {
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    match self.bytes.get(self.pos) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            self.pos += 1;
-                        }
-                        Some(b'u') => {
-                            let hex = self.bytes.get(self.pos + 1..self.pos + 5).ok_or(Refused)?;
-                            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                return Err(Refused);
-                            }
-                            self.pos += 5;
-                        }
-                        _ => return Err(Refused),
-                    }
-                }
-                _ => return Err(Refused),
-            }
-            self.pos = self.plain_run();
         }
     }
 
@@ -238,44 +172,7 @@ impl<'a> Scanner<'a> {
     /// returns where it started.
     pub fn number(&mut self) -> Result<usize, Refused> {
         let start = self.pos;
-        let bytes = self.bytes;
-        let at = |i: usize| bytes.get(i).copied().unwrap_or(0);
-        let digits = |mut i: usize| {
-            while at(i).is_ascii_digit() {
-                i += 1;
-            }
-            i
-        };
-        let mut i = start;
-        if at(i) == b'-' {
-            i += 1;
-        }
-        match at(i) {
-            b'0' => i += 1,
-            b'1'..=b'9' => i = digits(i + 1),
-            _ => return Err(Refused),
-        }
-        if at(i) == b'.' {
-            if !at(i + 1).is_ascii_digit() {
-                return Err(Refused);
-            }
-            i = digits(i + 1);
-        }
-        if matches!(at(i), b'e' | b'E') {
-            i += 1;
-            if matches!(at(i), b'+' | b'-') {
-                i += 1;
-            }
-            if !at(i).is_ascii_digit() {
-                return Err(Refused);
-            }
-            i = digits(i);
-        }
-        // A digit right after a leading zero (`01`) is an error to serde.
-        if at(i).is_ascii_digit() {
-            return Err(Refused);
-        }
-        self.pos = i;
+        self.pos = number_end(self.bytes, start)?;
         Ok(start)
     }
 
@@ -292,8 +189,27 @@ impl<'a> Scanner<'a> {
 
     /// Skips one value (after whitespace), however deeply nested up to
     /// [`MAX_SKIP_DEPTH`], without recursion and without allocating.
+    ///
+    /// A string, the most common value, is skipped inline; containers and
+    /// the rest go to [`Scanner::skip_other`].
+    #[inline(always)]
     pub fn skip_value(&mut self) -> Result<(), Refused> {
+        if self.peek() == Some(b'"') {
+            self.bump();
+            self.string()?;
+            return Ok(());
+        }
+        self.skip_other()
+    }
+
+    /// [`Scanner::skip_value`] for any value: one loop over the tokens,
+    /// with the open containers as bits of `self.objects`.
+    #[inline(never)]
+    fn skip_other(&mut self) -> Result<(), Refused> {
         let mut depth = 0usize;
+        // Whether the innermost open container is an object (cached from
+        // `self.objects`, which is read again only when one closes).
+        let mut object = false;
         'value: loop {
             match self.peek().ok_or(Refused)? {
                 b'"' => {
@@ -305,23 +221,24 @@ impl<'a> Scanner<'a> {
                     if depth == MAX_SKIP_DEPTH {
                         return Err(Refused);
                     }
+                    object = open == b'{';
                     let (word, bit) = (depth / 64, 1u64 << (depth % 64));
-                    if open == b'{' {
+                    if object {
                         self.objects[word] |= bit;
                     } else {
                         self.objects[word] &= !bit;
                     }
                     depth += 1;
-                    let close = if open == b'{' { b'}' } else { b']' };
-                    if self.peek() == Some(close) {
-                        self.bump();
-                        depth -= 1;
-                    } else {
-                        if open == b'{' {
+                    let close = if object { b'}' } else { b']' };
+                    if self.peek() != Some(close) {
+                        if object {
                             self.key()?;
                         }
                         continue 'value;
                     }
+                    self.bump();
+                    depth -= 1;
+                    object = self.is_object(depth);
                 }
                 b't' => self.literal(b"true")?,
                 b'f' => self.literal(b"false")?,
@@ -336,8 +253,6 @@ impl<'a> Scanner<'a> {
                 if depth == 0 {
                     return Ok(());
                 }
-                let top = depth - 1;
-                let object = self.objects[top / 64] & (1u64 << (top % 64)) != 0;
                 match self.peek() {
                     Some(b',') => {
                         self.bump();
@@ -346,18 +261,25 @@ impl<'a> Scanner<'a> {
                         }
                         continue 'value;
                     }
-                    Some(b'}') if object => {
-                        self.bump();
-                        depth -= 1;
-                    }
-                    Some(b']') if !object => {
-                        self.bump();
-                        depth -= 1;
-                    }
+                    Some(b'}') if object => self.bump(),
+                    Some(b']') if !object => self.bump(),
                     _ => return Err(Refused),
                 }
+                depth -= 1;
+                object = self.is_object(depth);
             }
         }
+    }
+
+    /// Whether, with `depth` containers open, the innermost is an object.
+    #[inline(always)]
+    fn is_object(&self, depth: usize) -> bool {
+        let Some(top) = depth.checked_sub(1) else {
+            return false;
+        };
+        self.objects
+            .get(top / 64)
+            .is_some_and(|word| word & (1u64 << (top % 64)) != 0)
     }
 
     /// An object key and its colon (after whitespace).
@@ -368,6 +290,102 @@ impl<'a> Scanner<'a> {
         self.expect(b':')?;
         Ok(key)
     }
+}
+
+/// Offset of the first `"`, `\\` or control byte at or after `at` (or the
+/// end of the input): 16 bytes a step with SSE2 (x86_64), then 8 with
+/// SWAR, then one.
+#[inline(always)]
+fn plain_run(bytes: &[u8], mut at: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<16>) {
+        let found = specials16(chunk);
+        if found != 0 {
+            return at + found.trailing_zeros() as usize;
+        }
+        at += 16;
+    }
+    while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let found = specials(u64::from_le_bytes(*chunk));
+        if found != 0 {
+            return at + (found.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while let Some(&b) = bytes.get(at) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            return at;
+        }
+        at += 1;
+    }
+    at
+}
+
+/// From a `\\` inside a string at `pos` to just past the closing quote.
+#[cold]
+fn escaped_end(bytes: &[u8], mut pos: usize) -> Result<usize, Refused> {
+    loop {
+        match bytes.get(pos) {
+            Some(b'"') => return Ok(pos + 1),
+            Some(b'\\') => {
+                pos += 1;
+                match bytes.get(pos) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => pos += 1,
+                    Some(b'u') => {
+                        let hex = bytes.get(pos + 1..pos + 5).ok_or(Refused)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return Err(Refused);
+                        }
+                        pos += 5;
+                    }
+                    _ => return Err(Refused),
+                }
+            }
+            _ => return Err(Refused),
+        }
+        pos = plain_run(bytes, pos);
+    }
+}
+
+/// Where the number starting at `start` ends (checked for syntax only).
+fn number_end(bytes: &[u8], start: usize) -> Result<usize, Refused> {
+    let at = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    let digits = |mut i: usize| {
+        while at(i).is_ascii_digit() {
+            i += 1;
+        }
+        i
+    };
+    let mut i = start;
+    if at(i) == b'-' {
+        i += 1;
+    }
+    match at(i) {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(i + 1),
+        _ => return Err(Refused),
+    }
+    if at(i) == b'.' {
+        if !at(i + 1).is_ascii_digit() {
+            return Err(Refused);
+        }
+        i = digits(i + 1);
+    }
+    if matches!(at(i), b'e' | b'E') {
+        i += 1;
+        if matches!(at(i), b'+' | b'-') {
+            i += 1;
+        }
+        if !at(i).is_ascii_digit() {
+            return Err(Refused);
+        }
+        i = digits(i);
+    }
+    // A digit right after a leading zero (`01`) is an error to serde.
+    if at(i).is_ascii_digit() {
+        return Err(Refused);
+    }
+    Ok(i)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 
 use hashbrown::HashSet;
 
-use crate::event::{EventKind, FieldValue, Fields};
+use crate::event::{EventKind, FieldValue};
 use crate::fields::{FieldPath, Slot};
 use crate::filter::RequiredValue;
 use crate::rules::RuleSet;
@@ -127,16 +127,26 @@ impl RuleGate {
         self.fields.iter().map(|f| (&f.path, f.slot))
     }
 
-    /// Whether some rule may match an event whose gate fields hold these
-    /// values (`fields` indexed by slot; other slots are not read). False
-    /// means no rule can.
+    /// How many fields the gate reads.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether the gate reads no field (never true of a built gate).
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Whether some rule may match an event whose gate fields hold
+    /// `values`, in the order of [`RuleGate::fields`] (a missing value is
+    /// `Missing`). False means no rule can.
     #[inline]
-    pub fn may_match(&self, fields: &Fields<'_>) -> bool {
+    pub fn may_match(&self, values: &[FieldValue<'_>]) -> bool {
         const MISSING: &FieldValue<'static> = &FieldValue::Missing;
-        self.fields.iter().any(|field| {
-            let value = fields.get(usize::from(field.slot)).unwrap_or(MISSING);
-            field.passes(value)
-        })
+        self.fields
+            .iter()
+            .enumerate()
+            .any(|(at, field)| field.passes(values.get(at).unwrap_or(MISSING)))
     }
 }
 
@@ -243,15 +253,19 @@ mod tests {
         let plan = rules.plans().for_kind(EventKind::CloudTrail);
         let gate = plan.gate().expect("gate");
         assert_eq!(names(gate), ["errorCode", "eventName"]);
-        let slot = |name: &str| {
-            plan.get(&FieldPath::parse(name).expect("path"))
-                .expect("planned")
-        };
+        // Values go in the gate's order of fields.
         let verdict = |name: &str, value: FieldValue<'static>| {
-            let mut fields: Fields<'static> =
-                (0..plan.len()).map(|_| FieldValue::Missing).collect();
-            fields[usize::from(slot(name))] = value;
-            gate.may_match(&fields)
+            let values: Vec<FieldValue<'static>> = gate
+                .fields()
+                .map(|(path, _)| {
+                    if path.to_string() == name {
+                        value.clone()
+                    } else {
+                        FieldValue::Missing
+                    }
+                })
+                .collect();
+            gate.may_match(&values)
         };
         let text = |s: &'static str| FieldValue::Str(Cow::Borrowed(s));
         assert!(verdict("errorCode", text("AccessDeniedException")));
@@ -301,7 +315,11 @@ mod tests {
                 .for_kind(EventKind::CloudTrail)
                 .iter()
                 .any(|&idx| rules.rule(idx).matches(event));
-            let may = gate.may_match(&event.fields);
+            let values: Vec<FieldValue<'_>> = gate
+                .fields()
+                .map(|(_, slot)| event.field(slot).clone())
+                .collect();
+            let may = gate.may_match(&values);
             assert!(may || !matches, "ruled out a match: {}", event.text);
             matched += usize::from(matches);
             ruled_out += usize::from(!may);

@@ -407,7 +407,8 @@ impl KafkaAlertSink {
 
     /// The Kafka message for `alert`.
     pub fn message(alert: &Alert) -> Result<OutMessage> {
-        let value = serde_json::to_vec(&alert.to_ocsf())
+        let value = alert
+            .ocsf_json()
             .map_err(|e| Error::Internal(format!("cannot encode alert: {e}")))?;
         Ok(OutMessage {
             partition: None,

@@ -159,7 +159,8 @@ impl AlertSink for KinesisAlertSink {
     fn send(&mut self, alerts: &[Alert]) -> Result<()> {
         let mut entries = Vec::with_capacity(alerts.len());
         for alert in alerts {
-            let data = serde_json::to_vec(&alert.to_ocsf())
+            let data = alert
+                .ocsf_json()
                 .map_err(|e| Error::Internal(format!("cannot encode alert: {e}")))?;
             let entry = PutRecordsRequestEntry::builder()
                 .data(Blob::new(data))

@@ -91,7 +91,15 @@ impl AlertSink for JsonLinesAlertSink {
     }
 
     fn send(&mut self, alerts: &[Alert]) -> Result<()> {
-        let lines: Vec<String> = alerts.iter().map(|a| a.to_ocsf().to_string()).collect();
+        let lines = alerts
+            .iter()
+            .map(|a| {
+                a.ocsf_json()
+                    .map_err(|e| e.to_string())
+                    .and_then(|line| String::from_utf8(line).map_err(|e| e.to_string()))
+            })
+            .collect::<std::result::Result<Vec<String>, _>>()
+            .map_err(|e| Error::Internal(format!("cannot encode alert: {e}")))?;
         self.target.write_lines(&lines)
     }
 }
