@@ -8,16 +8,24 @@
 //! 2. **Open windows.** Each shard publishes, per partition, the smallest
 //!    offset that fed a window it still holds ([`CommitTracker::publish_shard`]).
 //! 3. **Unacknowledged alerts.** An alert holds its window's first offsets
-//!    from emission until the sink acknowledges it ([`AlertHold`]).
+//!    from emission until the sink acknowledges it ([`AlertHold`]); so do
+//!    a stage-1 flush and a batch of dead letters.
+//! 4. **Marks.** Stage 2 keeps the offset of the last watermark mark of
+//!    each stage-1 producer held ([`CommitTracker::hold_mark`]) until a
+//!    newer mark replaces it: long-lived, unlike an acknowledgement.
 //!
-//! The safe position of a partition is the minimum over all three, which
+//! The safe position of a partition is the minimum over all of them, which
 //! is `min(first position feeding an open window, first position whose
-//! alert is unacknowledged, first unprocessed position)`.
+//! alert is unacknowledged, first unprocessed position, last mark)`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::source::PartitionId;
+
+/// How often [`CommitTracker::wait_for_alert_acks`] looks again.
+const ACK_POLL: Duration = Duration::from_millis(5);
 
 /// `(partition, offset)` pairs, usually one.
 pub type Holds = smallvec::SmallVec<[(PartitionId, u64); 1]>;
@@ -36,6 +44,8 @@ struct PartitionState {
     read_end: u64,
     /// Multiset of offsets held by unacknowledged alerts.
     alert_holds: BTreeMap<u64, u32>,
+    /// Multiset of offsets held by watermark marks (stage 2).
+    mark_holds: BTreeMap<u64, u32>,
 }
 
 #[derive(Debug, Default)]
@@ -127,17 +137,29 @@ impl CommitTracker {
 
     /// Holds `holds` until the returned guard is acknowledged (dropped).
     pub fn hold_alert(&self, holds: &Holds) -> AlertHold {
+        self.hold(holds, HoldKind::Ack)
+    }
+
+    /// Holds a watermark mark's offset until the returned guard is dropped
+    /// (when a newer mark replaces it). Unlike [`CommitTracker::hold_alert`],
+    /// nothing waits for it to be acknowledged.
+    pub fn hold_mark(&self, holds: &Holds) -> AlertHold {
+        self.hold(holds, HoldKind::Mark)
+    }
+
+    fn hold(&self, holds: &Holds, kind: HoldKind) -> AlertHold {
         let mut inner = self.lock();
         let mut epochs = smallvec::SmallVec::with_capacity(holds.len());
         for (partition, offset) in holds {
             let state = inner.state(*partition);
-            *state.alert_holds.entry(*offset).or_insert(0) += 1;
+            *state.holds_mut(kind).entry(*offset).or_insert(0) += 1;
             epochs.push(state.epoch);
         }
         AlertHold {
             tracker: self.clone(),
             holds: holds.clone(),
             epochs,
+            kind,
         }
     }
 
@@ -149,8 +171,10 @@ impl CommitTracker {
         if let Some((first, _)) = state.in_flight.first_key_value() {
             safe = safe.min(*first);
         }
-        if let Some((first, _)) = state.alert_holds.first_key_value() {
-            safe = safe.min(*first);
+        for holds in [&state.alert_holds, &state.mark_holds] {
+            if let Some((first, _)) = holds.first_key_value() {
+                safe = safe.min(*first);
+            }
         }
         for shard in &inner.shard_holds {
             if let Some(offset) = shard.get(&partition) {
@@ -177,7 +201,37 @@ impl CommitTracker {
         inner
             .partitions
             .values()
-            .all(|s| s.in_flight.is_empty() && s.alert_holds.is_empty())
+            .all(|s| s.in_flight.is_empty() && s.alert_holds.is_empty() && s.mark_holds.is_empty())
+    }
+
+    /// Waits, at most `limit`, until no unacknowledged alert (stage-1
+    /// flush, dead letters) holds any of `partitions`; true when none does.
+    /// Marks do not count: they are not waiting for an acknowledgement.
+    ///
+    /// A revocation waits here before it computes the positions to commit:
+    /// a flush the sink already took is then in its topic before the
+    /// partition's next owner starts, and the commit passes it, so the next
+    /// owner does not replay it (see `engine::partial`, "Replays").
+    pub fn wait_for_alert_acks(&self, partitions: &[PartitionId], limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let held = {
+                let inner = self.lock();
+                partitions.iter().any(|partition| {
+                    inner
+                        .partitions
+                        .get(partition)
+                        .is_some_and(|state| !state.alert_holds.is_empty())
+                })
+            };
+            if !held {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(ACK_POLL);
+        }
     }
 
     /// Forgets a partition (revoked from this process).
@@ -247,6 +301,24 @@ pub struct BatchToken {
     _inner: Arc<TokenInner>,
 }
 
+/// What a hold waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HoldKind {
+    /// A sink's acknowledgement (alerts, flushes, dead letters).
+    Ack,
+    /// A newer watermark mark.
+    Mark,
+}
+
+impl PartitionState {
+    fn holds_mut(&mut self, kind: HoldKind) -> &mut BTreeMap<u64, u32> {
+        match kind {
+            HoldKind::Ack => &mut self.alert_holds,
+            HoldKind::Mark => &mut self.mark_holds,
+        }
+    }
+}
+
 /// Keeps an alert's offsets held until dropped (= acknowledged).
 #[derive(Debug)]
 pub struct AlertHold {
@@ -254,6 +326,7 @@ pub struct AlertHold {
     holds: Holds,
     /// The partition state incarnation each hold was counted in.
     epochs: smallvec::SmallVec<[u64; 1]>,
+    kind: HoldKind,
 }
 
 impl Drop for AlertHold {
@@ -261,7 +334,7 @@ impl Drop for AlertHold {
         let mut inner = self.tracker.lock();
         for ((partition, offset), epoch) in self.holds.iter().zip(&self.epochs) {
             if let Some(state) = inner.state_of(*partition, *epoch) {
-                release(&mut state.alert_holds, *offset);
+                release(state.holds_mut(self.kind), *offset);
             }
         }
     }
@@ -308,6 +381,35 @@ mod tests {
         drop(hold);
         assert_eq!(tracker.safe_position(1), Some(100));
         assert_eq!(tracker.safe_positions(), vec![(1, 100)]);
+    }
+
+    #[test]
+    fn a_revocation_waits_for_the_holds_of_its_partitions_only() {
+        let tracker = CommitTracker::new(1);
+        let hold = tracker.hold_alert(&Holds::from_slice(&[(1, 10)]));
+        let other = tracker.hold_alert(&Holds::from_slice(&[(2, 10)]));
+        let short = Duration::from_millis(20);
+        assert!(!tracker.wait_for_alert_acks(&[1], short), "1 is held");
+        assert!(tracker.wait_for_alert_acks(&[3], short), "3 never was");
+        let acker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            drop(hold);
+        });
+        assert!(
+            tracker.wait_for_alert_acks(&[1], Duration::from_secs(10)),
+            "the acknowledgement ends the wait"
+        );
+        acker.join().expect("acker");
+        assert!(!tracker.wait_for_alert_acks(&[1, 2], short), "2 is held");
+        drop(other);
+        assert!(tracker.wait_for_alert_acks(&[1, 2], short));
+        // A mark holds the position but is not waited for.
+        drop(tracker.begin_batch(4, 0, 50));
+        let mark = tracker.hold_mark(&Holds::from_slice(&[(4, 30)]));
+        assert_eq!(tracker.safe_position(4), Some(30));
+        assert!(tracker.wait_for_alert_acks(&[4], short));
+        drop(mark);
+        assert_eq!(tracker.safe_position(4), Some(50));
     }
 
     #[test]

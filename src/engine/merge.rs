@@ -136,7 +136,7 @@ impl RemoteWatermarks {
                 slot.1 = slot.1.max(mark.at);
                 slot.2 = Some(
                     self.tracker
-                        .hold_alert(&Holds::from_slice(&[(partition, *offset)])),
+                        .hold_mark(&Holds::from_slice(&[(partition, *offset)])),
                 );
             }
             entry.first_at = Some(entry.first_at.map_or(mark.at, |f| f.min(mark.at)));

@@ -18,7 +18,10 @@
 //!   the timer alone was seen never to fire for a static member on tansu
 //!   (the crash test then replayed the whole topic on every restart).
 //!   Commit metadata is not used (tansu drops it).
-//! * **Rebalances** (`cooperative-sticky` by default). On revoke, the safe
+//! * **Rebalances** (`cooperative-sticky` by default). On revoke, the
+//!   source first waits (at most [`REVOKE_ACK_WAIT`]) until the sink has
+//!   acknowledged the alerts and stage-1 flushes it already took from the
+//!   revoked partitions. Then the safe
 //!   positions of the revoked partitions are computed fresh from the
 //!   engine's [`CommitTracker`] (when [`KafkaSource::set_tracker`] was
 //!   called), stored and committed synchronously before librdkafka gives the
@@ -57,7 +60,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -79,6 +82,11 @@ pub const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// Source name used in the partition registry.
 const SOURCE: &str = "kafka";
+
+/// Longest a revocation waits for the sink to acknowledge what it already
+/// took from the revoked partitions ([`CommitTracker::wait_for_alert_acks`]).
+/// Past it, the next owner replays those offsets, as it would after a crash.
+const REVOKE_ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// Consumer lag per partition, from librdkafka statistics.
 #[derive(Debug, Clone, Default)]
@@ -156,6 +164,38 @@ impl KafkaContext {
     fn on_revoke(&self, consumer: &BaseConsumer<KafkaContext>, revoked: &TopicPartitionList) {
         let lost = consumer.assignment_lost();
         let tracker = self.tracker();
+        if let (false, Some(tracker)) = (lost, &tracker) {
+            // Let the sink acknowledge what it already took from these
+            // partitions, so the commit below passes it: a stage-1 flush
+            // acknowledged only after the next owner's replay reached stage
+            // 2 would be merged twice (an overlap).
+            let ids: Vec<PartitionId> = {
+                let state = self.state();
+                revoked
+                    .elements()
+                    .iter()
+                    .filter_map(|e| {
+                        state
+                            .ids
+                            .get(&(e.topic().to_string(), e.partition()))
+                            .copied()
+                    })
+                    .collect()
+            };
+            let started = Instant::now();
+            if tracker.wait_for_alert_acks(&ids, REVOKE_ACK_WAIT) {
+                tracing::debug!(
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "revoked partitions' alerts and flushes acknowledged"
+                );
+            } else {
+                tracing::warn!(
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "revoking partitions with alerts or flushes still unacknowledged; \
+                     their next owner replays them"
+                );
+            }
+        }
         let mut positions = TopicPartitionList::new();
         let revocation = self.revocations.fetch_add(1, Ordering::SeqCst) + 1;
         {
