@@ -154,7 +154,8 @@ pub struct Event<'a> {
     /// The message text: the raw JSON for CloudTrail, the line for flow and
     /// host logs. Term, phrase, regex and space-delimited filters read it.
     pub text: Cow<'a, str>,
-    /// Planned field values, indexed by slot of the kind's field plan.
+    /// Planned field values, indexed by slot of the kind's field plan: one
+    /// slot per planned path, none for a ruled-out event.
     pub fields: Fields<'a>,
     /// A stable id for evidence (`eventID`, or the CloudWatch Logs event id).
     pub id: Option<Cow<'a, str>>,
@@ -164,8 +165,9 @@ pub struct Event<'a> {
     /// AWS region, when known.
     pub region: Option<Cow<'a, str>>,
     /// The decoder's [rule gate](crate::rules::gate) proved that no rule of
-    /// `kind` can match: only `kind`, `time_ms` and `text` are read, the
-    /// fields beyond the gate's were not extracted, and matching is skipped.
+    /// `kind` can match: only `kind`, `time_ms` and `text` are read, `fields`
+    /// is empty (only the gate's fields were extracted, into a vector of
+    /// their own), and matching is skipped.
     pub ruled_out: bool,
 }
 

@@ -348,6 +348,7 @@ mod tests {
         let quiet = r#"{"eventTime":"2024-03-01T12:00:05Z","eventName":"ListRoles","eventID":"e1","recipientAccountId":"111122223333","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/a"}}"#;
         let event = decode_one(&d, quiet).unwrap();
         assert!(event.ruled_out);
+        assert!(event.fields.is_empty(), "a ruled-out event has no slots");
         assert_eq!(event.time_ms, 1_709_294_405_000);
         assert_eq!(event.text, quiet);
         // Only the gate's fields were read.
