@@ -16,6 +16,12 @@ use super::{AlertSink, DeadLetter, DeadLetterSink};
 use crate::alert::Alert;
 use crate::error::{Error, Result};
 
+/// Writes `line` and a newline.
+fn write_line(out: &mut impl Write, line: &[u8]) -> std::io::Result<()> {
+    out.write_all(line)?;
+    out.write_all(b"\n")
+}
+
 /// Where a line sink writes.
 pub enum LineTarget {
     Stdout,
@@ -37,26 +43,26 @@ impl LineTarget {
         ))
     }
 
-    fn write_lines(&mut self, lines: &[String]) -> Result<()> {
+    fn write_lines(&mut self, lines: &[impl AsRef<[u8]>]) -> Result<()> {
         let io_error = |target: &str, e| Error::Sink(format!("cannot write to {target}: {e}"));
         match self {
             LineTarget::Stdout => {
                 let mut out = std::io::stdout().lock();
                 for line in lines {
-                    writeln!(out, "{line}").map_err(|e| io_error("stdout", e))?;
+                    write_line(&mut out, line.as_ref()).map_err(|e| io_error("stdout", e))?;
                 }
                 out.flush().map_err(|e| io_error("stdout", e))
             }
             LineTarget::Stderr => {
                 let mut out = std::io::stderr().lock();
                 for line in lines {
-                    writeln!(out, "{line}").map_err(|e| io_error("stderr", e))?;
+                    write_line(&mut out, line.as_ref()).map_err(|e| io_error("stderr", e))?;
                 }
                 out.flush().map_err(|e| io_error("stderr", e))
             }
             LineTarget::File(writer, path) => {
                 for line in lines {
-                    writeln!(writer, "{line}").map_err(|e| io_error(path, e))?;
+                    write_line(writer, line.as_ref()).map_err(|e| io_error(path, e))?;
                 }
                 writer.flush().map_err(|e| io_error(path, e))?;
                 writer.get_ref().sync_data().map_err(|e| io_error(path, e))
@@ -93,12 +99,8 @@ impl AlertSink for JsonLinesAlertSink {
     fn send(&mut self, alerts: &[Alert]) -> Result<()> {
         let lines = alerts
             .iter()
-            .map(|a| {
-                a.ocsf_json()
-                    .map_err(|e| e.to_string())
-                    .and_then(|line| String::from_utf8(line).map_err(|e| e.to_string()))
-            })
-            .collect::<std::result::Result<Vec<String>, _>>()
+            .map(Alert::ocsf_json)
+            .collect::<std::result::Result<Vec<Vec<u8>>, _>>()
             .map_err(|e| Error::Internal(format!("cannot encode alert: {e}")))?;
         self.target.write_lines(&lines)
     }

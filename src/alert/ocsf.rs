@@ -1,0 +1,382 @@
+//! The OCSF 1.6 Detection Finding encoding of an [`Alert`].
+//!
+//! Contract: [`encode`] writes one line of JSON; [`tree`] builds the same
+//! finding as a `serde_json::Value`, and the line reads back as the tree.
+//! Both come from one borrowed [`Finding`] struct, whose fields (and those
+//! of its parts) are declared in sorted order so that the line's keys are
+//! sorted, as a `Value` writes them; `evidences` comes last in the line.
+//! An evidence sample that is a one-line JSON object readable as a `Value`
+//! is embedded as it came (its key order and spelling kept); a multi-line
+//! object is written back on one line; anything else becomes
+//! `{"message": text}`.
+
+use std::collections::BTreeMap;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::{Activity, Alert};
+
+/// Room for every field of a finding but its evidence samples (the
+/// rule's title and description included), so that encoding one rarely
+/// grows its buffer.
+const FINDING_BASE_BYTES: usize = 2048;
+
+/// The finding as one line of JSON: what every sink writes.
+pub(super) fn encode(alert: &Alert) -> serde_json::Result<Vec<u8>> {
+    // Sized once for the samples plus the rest of a finding: growing from
+    // empty reallocated and copied the buffer about twenty times per alert.
+    let samples: usize = alert.evidences.iter().map(|text| text.len() + 16).sum();
+    let mut out = Vec::with_capacity(FINDING_BASE_BYTES + samples);
+    let evidences = alert.evidences.iter().map(|t| Evidence::of(t)).collect();
+    serde_json::to_writer(&mut out, &Finding::of(alert, evidences))?;
+    Ok(out)
+}
+
+/// The finding as a tree, every evidence sample parsed.
+pub(super) fn tree(alert: &Alert) -> serde_json::Result<Value> {
+    let evidences = alert
+        .evidences
+        .iter()
+        .map(|text| Evidence::Parsed(Evidence::of(text).into_data()))
+        .collect();
+    serde_json::to_value(Finding::of(alert, evidences))
+}
+
+/// A Detection Finding, borrowed from its alert. Fields in sorted order
+/// (see the module contract).
+#[derive(serde::Serialize)]
+struct Finding<'a> {
+    activity_id: u8,
+    activity_name: &'static str,
+    category_name: &'static str,
+    category_uid: u8,
+    class_name: &'static str,
+    class_uid: u16,
+    cloud: Cloud<'a>,
+    end_time: i64,
+    finding_info: FindingInfo<'a>,
+    is_alert: bool,
+    message: String,
+    metadata: Metadata<'a>,
+    observables: Vec<Observable<'a>>,
+    severity: &'static str,
+    severity_id: u8,
+    start_time: i64,
+    status_id: u8,
+    time: i64,
+    type_uid: u32,
+    unmapped: Unmapped<'a>,
+    evidences: Vec<Evidence<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Cloud<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<Uid<'a>>,
+    provider: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct Uid<'a> {
+    uid: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct FindingInfo<'a> {
+    analytic: Analytic<'a>,
+    attacks: Vec<Attack<'a>>,
+    desc: &'a str,
+    first_seen_time: i64,
+    last_seen_time: i64,
+    related_events_count: u64,
+    title: &'a str,
+    uid: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Analytic<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    type_id: u8,
+    uid: &'a str,
+    version: String,
+}
+
+#[derive(serde::Serialize)]
+struct Attack<'a> {
+    technique: Uid<'a>,
+    version: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct Metadata<'a> {
+    correlation_uid: &'a str,
+    labels: Vec<String>,
+    product: Product,
+    uid: String,
+    version: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct Product {
+    name: &'static str,
+    vendor_name: &'static str,
+    version: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct Observable<'a> {
+    name: &'a str,
+    type_id: u8,
+    value: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Unmapped<'a> {
+    aggregate: &'static str,
+    count: u64,
+    group_key: String,
+    input_kind: &'static str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: &'a BTreeMap<String, String>,
+    sample_event_ids: &'a [String],
+    threshold: &'a str,
+    value: f64,
+}
+
+impl<'a> Finding<'a> {
+    fn of(alert: &'a Alert, evidences: Vec<Evidence<'a>>) -> Self {
+        let rule = &*alert.rule;
+        let group_key = alert.routing_key();
+        Finding {
+            activity_id: alert.activity as u8,
+            activity_name: alert.activity.caption(),
+            category_name: "Findings",
+            category_uid: 2,
+            class_name: "Detection Finding",
+            class_uid: 2004,
+            cloud: Cloud {
+                account: alert.account.as_deref().map(|uid| Uid { uid }),
+                provider: "AWS",
+                region: alert.region.as_deref(),
+            },
+            end_time: alert.window_end_ms,
+            finding_info: FindingInfo {
+                analytic: Analytic {
+                    name: &rule.title,
+                    kind: "Rule",
+                    type_id: 1,
+                    uid: &rule.id,
+                    version: rule.version.to_string(),
+                },
+                attacks: rule
+                    .attack
+                    .iter()
+                    .map(|uid| Attack {
+                        technique: Uid { uid },
+                        version: "v15",
+                    })
+                    .collect(),
+                desc: &rule.description,
+                first_seen_time: alert.first_seen_ms,
+                last_seen_time: alert.last_seen_ms,
+                related_events_count: alert.count,
+                title: &rule.title,
+                uid: &alert.id,
+            },
+            is_alert: true,
+            message: format!(
+                "{}: {} {} {} in window for {}",
+                rule.title,
+                rule.aggregate,
+                crate::event::format_number(alert.value),
+                rule.threshold,
+                group_key
+            ),
+            metadata: Metadata {
+                correlation_uid: &alert.id,
+                labels: rule
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+                product: Product {
+                    name: "trailwatch",
+                    vendor_name: "trailwatch",
+                    version: env!("CARGO_PKG_VERSION"),
+                },
+                uid: alert.event_id(),
+                version: "1.6.0",
+            },
+            observables: rule
+                .group_by
+                .iter()
+                .zip(&alert.key)
+                .map(|(name, value)| Observable {
+                    name,
+                    type_id: observable_type(name),
+                    value,
+                })
+                .collect(),
+            severity: rule.severity.caption(),
+            severity_id: rule.severity.ocsf_id(),
+            start_time: alert.window_start_ms,
+            status_id: if alert.activity == Activity::Close {
+                4
+            } else {
+                1
+            },
+            time: alert.time_ms(),
+            type_uid: 200400 + alert.activity as u32,
+            unmapped: Unmapped {
+                aggregate: rule.aggregate,
+                count: alert.count,
+                group_key,
+                input_kind: rule.kind,
+                labels: &rule.labels,
+                sample_event_ids: &alert.sample_ids,
+                threshold: &rule.threshold,
+                value: alert.value,
+            },
+            evidences,
+        }
+    }
+}
+
+/// One evidence sample as a finding carries it: `{"data": ...}`.
+enum Evidence<'a> {
+    /// A one-line JSON object that reads as a `Value`: embedded as it is.
+    Raw(&'a RawValue),
+    /// A JSON object on several lines (a pretty-printed record): written
+    /// back on one, so the finding stays one line. Also every sample of
+    /// [`tree`], parsed.
+    Parsed(Value),
+    /// Anything else (a flow or host log line, damaged JSON):
+    /// `{"message": text}`.
+    Message(&'a str),
+}
+
+impl<'a> Evidence<'a> {
+    fn of(text: &'a str) -> Self {
+        let object = text.trim_start().starts_with('{');
+        if object && memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
+            if serde_json::from_str::<Readable>(text).is_ok() {
+                if let Ok(raw) = serde_json::from_str::<&RawValue>(text) {
+                    return Evidence::Raw(raw);
+                }
+            }
+            return Evidence::Message(text);
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(value @ Value::Object(_)) => Evidence::Parsed(value),
+            _ => Evidence::Message(text),
+        }
+    }
+
+    /// The sample's `data` as a tree.
+    fn into_data(self) -> Value {
+        match self {
+            Evidence::Raw(raw) => match serde_json::from_str::<Value>(raw.get()) {
+                Ok(value) => value,
+                Err(_) => json!({ "message": raw.get() }),
+            },
+            Evidence::Parsed(value) => value,
+            Evidence::Message(text) => json!({ "message": text }),
+        }
+    }
+}
+
+impl Serialize for Evidence<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            Evidence::Raw(raw) => map.serialize_entry("data", raw)?,
+            Evidence::Parsed(value) => map.serialize_entry("data", value)?,
+            Evidence::Message(text) => {
+                map.serialize_entry("data", &BTreeMap::from([("message", text)]))?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A JSON text that serde_json reads as a `Value`, checked without building
+/// one: the same `deserialize_any` walk (the same syntax, depth limit,
+/// string escapes and number range), with nothing kept.
+struct Readable;
+
+impl<'de> Deserialize<'de> for Readable {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ReadableVisitor)
+    }
+}
+
+struct ReadableVisitor;
+
+impl<'de> Visitor<'de> for ReadableVisitor {
+    type Value = Readable;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Readable, A::Error> {
+        while seq.next_element::<Readable>()?.is_some() {}
+        Ok(Readable)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Readable, A::Error> {
+        while map.next_key::<Readable>()?.is_some() {
+            map.next_value::<Readable>()?;
+        }
+        Ok(Readable)
+    }
+}
+
+/// OCSF observable `type_id` for a group-by field name.
+fn observable_type(name: &str) -> u8 {
+    let lower = name.to_ascii_lowercase();
+    if lower.contains("addr") || lower.contains("ipaddress") {
+        2 // IP Address
+    } else if lower.ends_with("arn") || lower.contains("username") {
+        4 // User Name (closest)
+    } else if lower.contains("port") {
+        11 // Port
+    } else {
+        99 // Other
+    }
+}
