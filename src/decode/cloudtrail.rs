@@ -204,13 +204,13 @@ impl DayCache {
                 }
             }
         }
-        let Some(ms) = parse_utc_fast(b) else {
+        let (Some(day_ms), Some(clock)) = (day_start_ms(b), clock_ms(b)) else {
             return parse_rfc3339_ms(text);
         };
-        if let (Ok(day), Some(clock)) = (<[u8; 11]>::try_from(&b[..11]), clock_ms(b)) {
-            self.0.set(Some((day, ms - clock)));
+        if let Ok(day) = <[u8; 11]>::try_from(&b[..11]) {
+            self.0.set(Some((day, day_ms)));
         }
-        Some(ms)
+        Some(day_ms + clock)
     }
 }
 
@@ -242,6 +242,13 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
 fn parse_utc_fast(b: &[u8]) -> Option<i64> {
     // A fixed-size array: every index below is checked at compile time.
     let b: &[u8; 20] = b.try_into().ok()?;
+    Some(day_start_ms(b)? + clock_ms(b)?)
+}
+
+/// The `YYYY-MM-DDT` of a `YYYY-MM-DDTHH:MM:SSZ` stamp as the epoch
+/// milliseconds its day starts at.
+#[inline]
+fn day_start_ms(b: &[u8; 20]) -> Option<i64> {
     if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
         return None;
     }
@@ -249,8 +256,7 @@ fn parse_utc_fast(b: &[u8]) -> Option<i64> {
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return None;
     }
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400_000 + clock_ms(b)?)
+    Some(days_from_civil(year, month, day) * 86_400_000)
 }
 
 /// The `HH:MM:SSZ` of a `YYYY-MM-DDTHH:MM:SSZ` stamp as milliseconds into

@@ -250,13 +250,18 @@ pub struct Extracted<'de, 'f> {
 
 impl<'de> Extracted<'de, '_> {
     fn deliver(&mut self, targets: &[Target], value: FieldValue<'de>) {
-        let Some((last, rest)) = targets.split_last() else {
-            return;
-        };
-        for target in rest {
-            self.put(*target, value.clone());
+        match targets {
+            // Most nodes the walker passes target nothing (a container on
+            // the way to a planned leaf) or one slot.
+            [] => value.discard(),
+            [only] => self.put(*only, value),
+            [rest @ .., last] => {
+                for target in rest {
+                    self.put(*target, value.clone());
+                }
+                self.put(*last, value);
+            }
         }
-        self.put(*last, value);
     }
 
     fn put(&mut self, target: Target, value: FieldValue<'de>) {

@@ -222,12 +222,7 @@ impl<'a> Scanner<'a> {
                         return Err(Refused);
                     }
                     object = open == b'{';
-                    let (word, bit) = (depth / 64, 1u64 << (depth % 64));
-                    if object {
-                        self.objects[word] |= bit;
-                    } else {
-                        self.objects[word] &= !bit;
-                    }
+                    self.set_object(depth, object);
                     depth += 1;
                     let close = if object { b'}' } else { b']' };
                     if self.peek() != Some(close) {
@@ -267,6 +262,21 @@ impl<'a> Scanner<'a> {
                 }
                 depth -= 1;
                 object = self.is_object(depth);
+            }
+        }
+    }
+
+    /// Records whether the container opened at `depth` (0 for the
+    /// outermost) is an object. `depth` is below [`MAX_SKIP_DEPTH`], so the
+    /// word exists.
+    #[inline(always)]
+    fn set_object(&mut self, depth: usize, object: bool) {
+        if let Some(word) = self.objects.get_mut(depth / 64) {
+            let bit = 1u64 << (depth % 64);
+            if object {
+                *word |= bit;
+            } else {
+                *word &= !bit;
             }
         }
     }
