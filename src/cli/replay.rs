@@ -75,17 +75,7 @@ pub fn execute(args: ReplayArgs) -> Result<i32> {
     if let Some(cap) = args.max_open_windows {
         config.max_open_windows = cap;
     }
-    let inputs: Vec<FileInput> = args
-        .paths
-        .iter()
-        .map(|p| {
-            if p == "-" {
-                FileInput::Stdin
-            } else {
-                FileInput::Path(PathBuf::from(p))
-            }
-        })
-        .collect();
+    let inputs: Vec<FileInput> = args.paths.iter().map(|p| FileInput::from_arg(p)).collect();
     let source =
         FileSource::new(&inputs, false)?.with_max_record_bytes(config.decode.max_record_bytes);
     let alert_target = match &args.output {

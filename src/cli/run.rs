@@ -42,16 +42,7 @@ pub fn build_sources(config: &Config, engine: &Engine) -> Result<Vec<Box<dyn Sou
                 decoder,
                 flow_format,
             } => {
-                let inputs: Vec<FileInput> = paths
-                    .iter()
-                    .map(|p| {
-                        if p == "-" {
-                            FileInput::Stdin
-                        } else {
-                            FileInput::Path(PathBuf::from(p))
-                        }
-                    })
-                    .collect();
+                let inputs: Vec<FileInput> = paths.iter().map(|p| FileInput::from_arg(p)).collect();
                 let decoding = crate::config::source_decoding(*decoder, flow_format.as_deref())?;
                 let source = FileSource::with_decoding(&inputs, *follow, decoding)?
                     .with_max_record_bytes(

@@ -340,6 +340,58 @@ impl Drop for AlertHold {
     }
 }
 
+/// The input offsets one shard's state still needs, counted per offset
+/// (several aggregates may need the same one). After each batch a shard
+/// publishes the first held offset of each partition
+/// ([`ShardHolds::publish`]); the tracker commits below none of them.
+#[derive(Debug, Default)]
+pub struct ShardHolds(HashMap<PartitionId, BTreeMap<u64, u32>>);
+
+impl ShardHolds {
+    /// Holds `offset` of `partition` once more.
+    pub fn hold(&mut self, partition: PartitionId, offset: u64) {
+        *self
+            .0
+            .entry(partition)
+            .or_default()
+            .entry(offset)
+            .or_insert(0) += 1;
+    }
+
+    /// Releases one hold of `offset` of `partition`.
+    pub fn unhold(&mut self, partition: PartitionId, offset: u64) {
+        if let Some(offsets) = self.0.get_mut(&partition) {
+            if let Some(count) = offsets.get_mut(&offset) {
+                *count -= 1;
+                if *count == 0 {
+                    offsets.remove(&offset);
+                }
+            }
+        }
+    }
+
+    /// Drops every hold of `partition` (its assignment was revoked).
+    pub fn forget(&mut self, partition: PartitionId) {
+        self.0.remove(&partition);
+    }
+
+    /// Drops every hold.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Publishes the first held offset of each partition as shard
+    /// `shard`'s holds.
+    pub fn publish(&self, tracker: &CommitTracker, shard: usize) {
+        let firsts = self
+            .0
+            .iter()
+            .filter_map(|(p, offsets)| offsets.first_key_value().map(|(o, _)| (*p, *o)))
+            .collect();
+        tracker.publish_shard(shard, firsts);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,6 +433,32 @@ mod tests {
         drop(hold);
         assert_eq!(tracker.safe_position(1), Some(100));
         assert_eq!(tracker.safe_positions(), vec![(1, 100)]);
+    }
+
+    #[test]
+    fn a_shard_publishes_the_first_offset_it_still_holds() {
+        let tracker = CommitTracker::new(1);
+        drop(tracker.begin_batch(1, 0, 100));
+        drop(tracker.begin_batch(2, 0, 100));
+        let mut holds = ShardHolds::default();
+        holds.hold(1, 30);
+        holds.hold(1, 30);
+        holds.hold(1, 50);
+        holds.hold(2, 10);
+        holds.publish(&tracker, 0);
+        assert_eq!(tracker.safe_position(1), Some(30));
+        assert_eq!(tracker.safe_position(2), Some(10));
+        holds.unhold(1, 30);
+        holds.publish(&tracker, 0);
+        assert_eq!(tracker.safe_position(1), Some(30), "30 is held twice");
+        holds.unhold(1, 30);
+        holds.forget(2);
+        holds.publish(&tracker, 0);
+        assert_eq!(tracker.safe_position(1), Some(50));
+        assert_eq!(tracker.safe_position(2), Some(100));
+        holds.clear();
+        holds.publish(&tracker, 0);
+        assert_eq!(tracker.safe_position(1), Some(100));
     }
 
     #[test]

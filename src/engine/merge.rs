@@ -341,17 +341,13 @@ impl PartialWorker {
             }
         }
         self.counters.add(&tally);
-        let dead_hold = dead.iter().map(|d| d.offset).min().map(|first| {
-            self.tracker
-                .hold_alert(&super::commit::Holds::from_slice(&[(
-                    batch.partition,
-                    first,
-                )]))
-        });
-        if let Some(hold) = dead_hold {
-            if self.dead_letters.send((dead, hold)).is_err() {
-                return false;
-            }
+        if !super::worker::send_dead_letters(
+            &self.tracker,
+            &self.dead_letters,
+            batch.partition,
+            dead,
+        ) {
+            return false;
         }
         // Partials go out under their partition's watermark from before
         // this batch's watermark records: those follow the partials they

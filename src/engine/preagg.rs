@@ -29,7 +29,6 @@
 //! partition's new owner replays them from the committed offset, which
 //! never passed them.
 
-use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +36,7 @@ use std::time::{Duration, Instant};
 use compact_str::CompactString;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::commit::{AlertHold, CommitTracker, Holds};
+use super::commit::{AlertHold, CommitTracker, Holds, ShardHolds};
 use super::partial::{PartialAgg, ProducerWatermark, ReplayOffsets};
 use super::shard::{MatchBatch, ShardMsg};
 use super::watermark::WatermarkTracker;
@@ -124,7 +123,7 @@ pub struct Preaggregator {
     /// What this instance's pre-aggregators have flushed (see [`marks`]).
     flushed: Arc<FlushedMarks>,
     /// Partition -> first offsets buffered (multiset).
-    holds: HashMap<PartitionId, BTreeMap<u64, u32>>,
+    holds: ShardHolds,
     watermark_ms: i64,
     /// Watermark and assignment generation per owned input partition
     /// (from the batches received).
@@ -157,7 +156,7 @@ impl Preaggregator {
             tracker,
             counters,
             entries: hashbrown::HashMap::new(),
-            holds: HashMap::new(),
+            holds: ShardHolds::default(),
             watermark_ms: i64::MIN,
             input_marks: HashMap::new(),
             inputs_changed: false,
@@ -247,12 +246,7 @@ impl Preaggregator {
             }
             let agg = &mut entry.agg;
             if agg.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
-                *self
-                    .holds
-                    .entry(m.partition)
-                    .or_default()
-                    .entry(m.offset)
-                    .or_insert(0) += 1;
+                self.holds.hold(m.partition, m.offset);
             }
             let text = |span: super::shard::Span| (!span.is_none()).then(|| batch.text(span));
             agg.add_sample(
@@ -281,12 +275,7 @@ impl Preaggregator {
                 }
             }
         }
-        let published = self
-            .holds
-            .iter()
-            .filter_map(|(p, offsets)| offsets.first_key_value().map(|(o, _)| (*p, *o)))
-            .collect();
-        self.tracker.publish_shard(self.index, published);
+        self.holds.publish(&self.tracker, self.index);
         self.counters.open_windows.store(
             self.entries.len() as u64,
             std::sync::atomic::Ordering::Relaxed,

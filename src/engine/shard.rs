@@ -22,7 +22,7 @@ use crossbeam_channel::{Receiver, Sender};
 use hashbrown::Equivalent;
 
 use super::alarm::{AlarmState, AlarmStatus, Datapoint, Transition};
-use super::commit::{AlertHold, BatchToken, CommitTracker};
+use super::commit::{AlertHold, BatchToken, CommitTracker, ShardHolds};
 use super::partial::ReplayOffsets;
 use super::sliding::{empty_period, LaneAlert, SlidingLane};
 use super::window::{window_start, EvidenceLimits, MergeCheck, WindowAgg};
@@ -229,7 +229,7 @@ pub struct Shard {
     /// Approximate bytes of all open aggregates and their keys, kept up to
     /// date incrementally (see [`WindowAgg::approx_bytes`]).
     state_bytes: usize,
-    holds: HashMap<PartitionId, BTreeMap<u64, u32>>,
+    holds: ShardHolds,
     holds_dirty: bool,
     tracker: CommitTracker,
     counters: Arc<WorkerCounters>,
@@ -290,7 +290,7 @@ impl Shard {
             watermark_ms: i64::MIN,
             open_windows: 0,
             state_bytes: 0,
-            holds: HashMap::new(),
+            holds: ShardHolds::default(),
             holds_dirty: false,
             tracker,
             counters,
@@ -481,9 +481,9 @@ impl Shard {
         }
         for &(partition, offset) in &partial.agg.holds {
             if let Some(replaced) = bin.lower_min_hold(partition, offset) {
-                hold(&mut self.holds, partition, offset);
+                self.holds.hold(partition, offset);
                 if let Some(previous) = replaced {
-                    unhold(&mut self.holds, partition, previous);
+                    self.holds.unhold(partition, previous);
                 }
                 self.holds_dirty = true;
             }
@@ -524,7 +524,7 @@ impl Shard {
             }
             self.state_bytes += kept.approx_bytes();
             for &(partition, offset) in kept.min_holds() {
-                hold(&mut self.holds, partition, offset);
+                self.holds.hold(partition, offset);
             }
             self.bins.insert(bin_key, kept);
         }
@@ -547,7 +547,7 @@ impl Shard {
             self.release_holds(&pane.holds);
         }
         for partition in &revoked {
-            self.holds.remove(partition);
+            self.holds.forget(*partition);
             self.partition_marks.remove(partition);
         }
         self.holds_dirty = true;
@@ -579,12 +579,7 @@ impl Shard {
 
     fn finish_batch(&mut self) {
         if self.holds_dirty {
-            let published = self
-                .holds
-                .iter()
-                .filter_map(|(p, offsets)| offsets.first_key_value().map(|(o, _)| (*p, *o)))
-                .collect();
-            self.tracker.publish_shard(self.index, published);
+            self.holds.publish(&self.tracker, self.index);
             self.holds_dirty = false;
         }
         self.counters.add(&self.tally);
@@ -650,9 +645,9 @@ impl Shard {
         }
         if added.new_partition {
             if let Some(replaced) = bin.lower_min_hold(m.partition, m.offset) {
-                hold(&mut self.holds, m.partition, m.offset);
+                self.holds.hold(m.partition, m.offset);
                 if let Some(previous) = replaced {
-                    unhold(&mut self.holds, m.partition, previous);
+                    self.holds.unhold(m.partition, previous);
                 }
                 self.holds_dirty = true;
             }
@@ -766,7 +761,7 @@ impl Shard {
             pane.approx_bytes()
         };
         if update(pane, self.config.evidence) {
-            hold(&mut self.holds, position.0, position.1);
+            self.holds.hold(position.0, position.1);
             self.holds_dirty = true;
         }
         self.state_bytes += pane.approx_bytes() - bytes_before;
@@ -841,7 +836,7 @@ impl Shard {
 
     fn release_holds(&mut self, holds: &[(PartitionId, u64)]) {
         for (partition, offset) in holds {
-            unhold(&mut self.holds, *partition, *offset);
+            self.holds.unhold(*partition, *offset);
             self.holds_dirty = true;
         }
     }
@@ -1212,29 +1207,4 @@ fn new_part<'a>(
             }
         },
     }
-}
-
-/// Releases one hold of `offset` of `partition`.
-fn unhold(
-    holds: &mut HashMap<PartitionId, BTreeMap<u64, u32>>,
-    partition: PartitionId,
-    offset: u64,
-) {
-    if let Some(offsets) = holds.get_mut(&partition) {
-        if let Some(count) = offsets.get_mut(&offset) {
-            *count -= 1;
-            if *count == 0 {
-                offsets.remove(&offset);
-            }
-        }
-    }
-}
-
-/// Holds `offset` of `partition` until the aggregate it fed is released.
-fn hold(holds: &mut HashMap<PartitionId, BTreeMap<u64, u32>>, partition: PartitionId, offset: u64) {
-    *holds
-        .entry(partition)
-        .or_default()
-        .entry(offset)
-        .or_insert(0) += 1;
 }

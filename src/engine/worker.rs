@@ -167,6 +167,23 @@ impl RuleDispatch {
 /// uncommitted until the dead-letter sink acknowledges them (drop = ack).
 pub type DeadLetterBatch = (Vec<DeadLetter>, super::commit::AlertHold);
 
+/// Sends one batch's dead letters of `partition` to the dead-letter sink.
+/// They hold their first offset until the sink acknowledges them, like
+/// alerts: a crash in between replays them. Nothing is sent when `dead` is
+/// empty; false when the sink has gone away.
+pub(super) fn send_dead_letters(
+    tracker: &CommitTracker,
+    sink: &Sender<DeadLetterBatch>,
+    partition: PartitionId,
+    dead: Vec<DeadLetter>,
+) -> bool {
+    let Some(first) = dead.iter().map(|d| d.offset).min() else {
+        return true;
+    };
+    let hold = tracker.hold_alert(&super::commit::Holds::from_slice(&[(partition, first)]));
+    sink.send((dead, hold)).is_ok()
+}
+
 /// One decode worker.
 pub struct DecodeWorker {
     rules: Arc<RuleSet>,
@@ -375,19 +392,8 @@ impl DecodeWorker {
             batch.records.len() as u64 + batch.rejected.len() as u64,
         );
         self.counters.add(&tally);
-        // Dead letters hold their first offset until the dead-letter sink
-        // acknowledges them, like alerts: a crash in between replays them.
-        let dead_hold = dead.iter().map(|d| d.offset).min().map(|first| {
-            self.tracker
-                .hold_alert(&super::commit::Holds::from_slice(&[(
-                    batch.partition,
-                    first,
-                )]))
-        });
-        if let Some(hold) = dead_hold {
-            if self.dead_letters.send((dead, hold)).is_err() {
-                return false;
-            }
+        if !send_dead_letters(&self.tracker, &self.dead_letters, batch.partition, dead) {
+            return false;
         }
         let input_watermark = self
             .report_partitions

@@ -29,6 +29,17 @@ pub enum FileInput {
     Stdin,
 }
 
+impl FileInput {
+    /// A command-line path argument: `-` is stdin.
+    pub fn from_arg(arg: &str) -> FileInput {
+        if arg == "-" {
+            FileInput::Stdin
+        } else {
+            FileInput::Path(PathBuf::from(arg))
+        }
+    }
+}
+
 /// An opened input being read.
 struct OpenInput {
     name: String,
