@@ -253,23 +253,10 @@ impl PartialWorker {
             // inputs by the producers' watermark records, not by this.
             return true;
         }
-        let first = batch
-            .records
-            .first()
-            .map(|(_, o)| *o)
-            .into_iter()
-            .chain(batch.rejected.first().map(|r| r.offset))
-            .min()
-            .unwrap_or(0);
-        let end = batch
-            .records
-            .last()
-            .map(|(_, o)| o + 1)
-            .into_iter()
-            .chain(batch.rejected.last().map(|r| r.offset + 1))
-            .max()
-            .unwrap_or(first);
-        let token = self.tracker.begin_batch(batch.partition, first, end);
+        let offsets = batch.offset_range();
+        let token = self
+            .tracker
+            .begin_batch(batch.partition, offsets.start, offsets.end);
         let partition_name = self
             .registry
             .name(batch.partition)

@@ -297,20 +297,10 @@ impl DecodeWorker {
             let watermark = self.watermark.observe(batch.partition, progress, now_ms());
             return self.advance(watermark);
         }
-        let first = batch.records.first().map(|(_, o)| *o);
-        let first_rejected = batch.rejected.first().map(|r| r.offset);
-        let first_offset = first.into_iter().chain(first_rejected).min().unwrap_or(0);
-        let end_offset = batch
-            .records
-            .last()
-            .map(|(_, o)| o + 1)
-            .into_iter()
-            .chain(batch.rejected.last().map(|r| r.offset + 1))
-            .max()
-            .unwrap_or(first_offset);
+        let offsets = batch.offset_range();
         let token = self
             .tracker
-            .begin_batch(batch.partition, first_offset, end_offset);
+            .begin_batch(batch.partition, offsets.start, offsets.end);
         let shard_count = self.shards.len();
         // Sized like the previous batch's outputs, so filling them does
         // not reallocate as they grow.

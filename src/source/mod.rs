@@ -108,6 +108,24 @@ impl RawBatch {
         }
     }
 
+    /// The input offsets this batch covers, records and rejected bytes
+    /// alike: from its first offset to one past its last (`0..0` when it
+    /// has neither).
+    pub fn offset_range(&self) -> Range<u64> {
+        let first = self.records.first().map(|(_, o)| *o);
+        let first_rejected = self.rejected.first().map(|r| r.offset);
+        let start = first.into_iter().chain(first_rejected).min().unwrap_or(0);
+        let end = self
+            .records
+            .last()
+            .map(|(_, o)| o + 1)
+            .into_iter()
+            .chain(self.rejected.last().map(|r| r.offset + 1))
+            .max()
+            .unwrap_or(start);
+        start..end
+    }
+
     /// Appends one record.
     pub fn push(&mut self, bytes: &[u8], offset: u64) {
         let start = self.data.len();
@@ -215,4 +233,28 @@ impl PartitionRegistry {
 /// Wall-clock now, epoch milliseconds.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_covers_its_records_and_rejected_bytes() {
+        let rejected = |offset| Rejected {
+            offset,
+            bytes: Vec::new(),
+            reason: crate::decode::DecodeErrorReason::InvalidJson,
+            detail: String::new(),
+        };
+        let mut batch = RawBatch::new(1);
+        assert_eq!(batch.offset_range(), 0..0);
+        batch.rejected.push(rejected(7));
+        assert_eq!(batch.offset_range(), 7..8);
+        batch.records = vec![(0..1, 5), (1..2, 6)];
+        assert_eq!(batch.offset_range(), 5..8);
+        batch.rejected.insert(0, rejected(3));
+        batch.rejected.pop();
+        assert_eq!(batch.offset_range(), 3..7);
+    }
 }
