@@ -269,17 +269,15 @@ impl PartialWorker {
         let mut dead = Vec::new();
         let mut tally = Tally::default();
         let counters = &self.metrics.repartition;
+        // Bytes the source could not frame are unreadable partials, like
+        // the records below that do not parse: counted both ways. (Only the
+        // file source frames bytes itself today; Kafka rejects none.)
         for rejected in &batch.rejected {
             tally.records += 1;
             tally.bytes += rejected.bytes.len() as u64;
-            dead.push(DeadLetter {
-                partition: partition_name.clone(),
-                offset: rejected.offset,
-                class: ErrorClass::User,
-                reason: rejected.reason.as_str(),
-                detail: rejected.detail.clone(),
-                bytes: rejected.bytes.clone(),
-            });
+            counters.invalid.fetch_add(1, Ordering::Relaxed);
+            tally.dead_lettered += 1;
+            dead.push(DeadLetter::of_rejected(partition_name.clone(), rejected));
         }
         for (range, offset) in &batch.records {
             let bytes = &batch.data[range.clone()];
@@ -426,6 +424,47 @@ mod tests {
             warm_up_ms: 1_000,
         };
         (tracker.clone(), RemoteWatermarks::new(config, tracker))
+    }
+
+    /// Bytes the repartition source could not frame, and a record that
+    /// is not a partial: each becomes a dead letter and is counted as
+    /// dead-lettered and as an unreadable partial.
+    #[test]
+    fn unframed_and_unreadable_partials_are_dead_lettered_and_counted() {
+        let (tracker, watermarks) = marks();
+        let metrics = Metrics::new(1, 1, Vec::new());
+        let (shard_tx, _shard_rx) = crossbeam_channel::unbounded();
+        let (dead_tx, dead_rx) = crossbeam_channel::unbounded();
+        let registry = Arc::new(PartitionRegistry::default());
+        let partition = registry.id("kafka", "repart/0");
+        let rules = Arc::new(crate::rules::compile_all(&[]).expect("no rules compile"));
+        let mut worker = PartialWorker::new(
+            rules,
+            tracker.clone(),
+            vec![shard_tx],
+            Arc::new(watermarks),
+            Arc::clone(&metrics.decoders[0]),
+            Arc::clone(&metrics),
+            registry,
+            dead_tx,
+        );
+        let mut batch = RawBatch::new(partition);
+        batch.generation = tracker.generation(partition);
+        batch.data = b"not a partial".to_vec();
+        batch.records = vec![(0..13, 4)];
+        batch.rejected = vec![crate::source::Rejected {
+            offset: 3,
+            bytes: b"{".to_vec(),
+            reason: crate::decode::DecodeErrorReason::InvalidJson,
+            detail: "cut short".into(),
+        }];
+        assert!(worker.process(batch));
+        let (dead, _hold) = dead_rx.try_recv().expect("one batch of dead letters");
+        let offsets: Vec<u64> = dead.iter().map(|d| d.offset).collect();
+        assert_eq!(offsets, [3, 4]);
+        assert!(dead.iter().all(|d| d.partition == "kafka:repart/0"));
+        assert_eq!(metrics.sum(|w| &w.dead_lettered), 2);
+        assert_eq!(metrics.repartition.invalid.load(Ordering::Relaxed), 2);
     }
 
     #[test]

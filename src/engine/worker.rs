@@ -325,14 +325,7 @@ impl DecodeWorker {
             tally.bytes += rejected.bytes.len() as u64;
             tally.failed[rejected.reason as usize] += 1;
             tally.dead_lettered += 1;
-            dead.push(DeadLetter {
-                partition: partition_name.clone(),
-                offset: rejected.offset,
-                class: ErrorClass::User,
-                reason: rejected.reason.as_str(),
-                detail: rejected.detail.clone(),
-                bytes: rejected.bytes.clone(),
-            });
+            dead.push(DeadLetter::of_rejected(partition_name.clone(), rejected));
         }
         let decoder = self.decoders.entry(batch.partition).or_insert_with(|| {
             let config = match &batch.decoding {

@@ -41,6 +41,21 @@ pub struct DeadLetter {
     pub bytes: Vec<u8>,
 }
 
+impl DeadLetter {
+    /// The dead letter of bytes a source could not frame into a record
+    /// (`partition` is its `source:partition` name).
+    pub fn of_rejected(partition: String, rejected: &crate::source::Rejected) -> DeadLetter {
+        DeadLetter {
+            partition,
+            offset: rejected.offset,
+            class: ErrorClass::User,
+            reason: rejected.reason.as_str(),
+            detail: rejected.detail.clone(),
+            bytes: rejected.bytes.clone(),
+        }
+    }
+}
+
 /// Destination of dead letters.
 pub trait DeadLetterSink: Send {
     /// Name for logs and metrics.
