@@ -114,7 +114,7 @@ impl CommitTracker {
     pub fn begin_batch(&self, partition: PartitionId, first: u64, end: u64) -> BatchToken {
         let mut inner = self.lock();
         let state = inner.state(partition);
-        *state.in_flight.entry(first).or_insert(0) += 1;
+        acquire(&mut state.in_flight, first);
         state.read_end = state.read_end.max(end);
         let epoch = state.epoch;
         BatchToken {
@@ -152,7 +152,7 @@ impl CommitTracker {
         let mut epochs = smallvec::SmallVec::with_capacity(holds.len());
         for (partition, offset) in holds {
             let state = inner.state(*partition);
-            *state.holds_mut(kind).entry(*offset).or_insert(0) += 1;
+            acquire(state.holds_mut(kind), *offset);
             epochs.push(state.epoch);
         }
         AlertHold {
@@ -269,6 +269,12 @@ impl CommitTracker {
     }
 }
 
+/// Counts one more hold of `offset` in the multiset `map`.
+fn acquire(map: &mut BTreeMap<u64, u32>, offset: u64) {
+    *map.entry(offset).or_insert(0) += 1;
+}
+
+/// Counts one hold of `offset` fewer in the multiset `map`.
 fn release(map: &mut BTreeMap<u64, u32>, offset: u64) {
     if let Some(count) = map.get_mut(&offset) {
         *count -= 1;
@@ -350,23 +356,13 @@ pub struct ShardHolds(HashMap<PartitionId, BTreeMap<u64, u32>>);
 impl ShardHolds {
     /// Holds `offset` of `partition` once more.
     pub fn hold(&mut self, partition: PartitionId, offset: u64) {
-        *self
-            .0
-            .entry(partition)
-            .or_default()
-            .entry(offset)
-            .or_insert(0) += 1;
+        acquire(self.0.entry(partition).or_default(), offset);
     }
 
     /// Releases one hold of `offset` of `partition`.
     pub fn unhold(&mut self, partition: PartitionId, offset: u64) {
         if let Some(offsets) = self.0.get_mut(&partition) {
-            if let Some(count) = offsets.get_mut(&offset) {
-                *count -= 1;
-                if *count == 0 {
-                    offsets.remove(&offset);
-                }
-            }
+            release(offsets, offset);
         }
     }
 
