@@ -83,15 +83,21 @@ pub struct ScaleoutConfig {
     /// lets it advance the watermark (default 5 heartbeats).
     #[serde(default)]
     pub warm_up: Option<HumanDuration>,
-    /// Producer send time after which a silent stage-1 producer (a dead
-    /// replica) stops holding stage 2's watermark (default:
-    /// `engine.idle_timeout`).
+    /// Producer send time after which an input partition nobody reports
+    /// stops holding stage 2's watermark (default: 5 minutes, or
+    /// `engine.idle_timeout` when longer). It must outlast a dead replica's
+    /// session timeout plus a rebalance, or stage 2 drops its partitions'
+    /// replayed partials as late; it only delays stage 2 when an input
+    /// partition is gone for good.
     #[serde(default)]
     pub producer_idle_timeout: Option<HumanDuration>,
     /// librdkafka properties for the repartition producer and consumer.
     #[serde(default)]
     pub properties: KafkaProperties,
 }
+
+/// Default `scaleout.producer_idle_timeout` (see the field).
+const DEFAULT_PRODUCER_IDLE_TIMEOUT_MS: i64 = 5 * 60_000;
 
 impl ScaleoutConfig {
     /// Rejects settings that cannot work.
@@ -140,6 +146,15 @@ impl ScaleoutConfig {
     pub fn flush_interval(&self) -> std::time::Duration {
         self.flush_interval
             .map_or(std::time::Duration::from_millis(200), |d| d.0)
+    }
+
+    /// The producer idle timeout in force, milliseconds, given
+    /// `engine.idle_timeout` (see the field).
+    pub fn producer_idle_timeout_ms(&self, engine_idle_timeout_ms: i64) -> i64 {
+        self.producer_idle_timeout.map_or(
+            engine_idle_timeout_ms.max(DEFAULT_PRODUCER_IDLE_TIMEOUT_MS),
+            |d| d.as_millis_i64(),
+        )
     }
 
     /// The warm-up in force, milliseconds.
@@ -682,6 +697,24 @@ mod tests {
         scaleout
             .validate(&config.sources)
             .expect("stage 2 reads no source");
+    }
+
+    /// Stage 2 must outlast a dead replica's session timeout (45 s by
+    /// default) before it lets the replica's input partitions go.
+    #[test]
+    fn producer_idle_timeout_defaults_to_five_minutes_or_the_engines() {
+        let base = "sources:\n  - type: file\n    paths: [samples]\n\
+                    scaleout:\n  brokers: k:9092\n  topic: rp\n  group_id: s2\n";
+        let scaleout = |extra: &str| {
+            Config::parse("s", &format!("{base}{extra}"))
+                .unwrap()
+                .scaleout
+                .expect("scaleout")
+        };
+        assert_eq!(scaleout("").producer_idle_timeout_ms(60_000), 300_000);
+        assert_eq!(scaleout("").producer_idle_timeout_ms(600_000), 600_000);
+        let set = scaleout("  producer_idle_timeout: 90s\n");
+        assert_eq!(set.producer_idle_timeout_ms(600_000), 90_000);
     }
 
     #[test]

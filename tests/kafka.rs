@@ -991,3 +991,58 @@ fn broker_down_backpressures_the_sink_without_loss() {
     assert_eq!(creates(&alerts), expected);
     assert_repeats_identical(&alerts);
 }
+
+/// Stage 2 of a scale-out must know every input partition, not only the
+/// ones whose owners have reported (a replica still starting holds its
+/// share back). So each consumer announces every partition of the topic
+/// (`PartitionEvent::Exists`), read by itself or by the other.
+#[test]
+fn each_consumer_announces_every_partition_of_the_topic() {
+    use trailwatch::source::{PartitionEvent, PartitionRegistry, Source};
+    if skip("universe") {
+        return;
+    }
+    let broker = Broker::start(&[("ct", 4)]);
+    let registry = PartitionRegistry::default();
+    let all: BTreeSet<_> = (0..4)
+        .map(|p| registry.id("kafka", &format!("ct/{p}")))
+        .collect();
+    let mut sources = [
+        KafkaSource::new(&source_config(&broker.brokers, "ct", "universe")).unwrap(),
+        KafkaSource::new(&source_config(&broker.brokers, "ct", "universe")).unwrap(),
+    ];
+    let mut assigned = [BTreeSet::new(), BTreeSet::new()];
+    let mut known = [BTreeSet::new(), BTreeSet::new()];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        for (i, source) in sources.iter_mut().enumerate() {
+            source.poll(&registry).unwrap();
+            for event in source.take_partition_events(&registry) {
+                match event {
+                    PartitionEvent::Assigned(p) => assigned[i].insert(p),
+                    PartitionEvent::Revoked(p) => assigned[i].remove(&p),
+                    PartitionEvent::Exists(p) => {
+                        assert!(known[i].insert(p), "announced once: {p}");
+                        true
+                    }
+                };
+            }
+        }
+        let split = !assigned[0].is_empty()
+            && !assigned[1].is_empty()
+            && assigned[0].union(&assigned[1]).count() == all.len();
+        if split && known.iter().all(|k| k.len() == all.len()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no split assignment with full announcements: assigned {assigned:?}, known {known:?}"
+        );
+    }
+    assert_eq!(known[0], all);
+    assert_eq!(known[1], all);
+    assert!(
+        assigned.iter().all(|a| a.len() < all.len()),
+        "each reads a part: {assigned:?}"
+    );
+}

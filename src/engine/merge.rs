@@ -18,10 +18,19 @@
 //! reported for `idle_timeout` *of producers' send time* (`at`, compared
 //! with the freshest report on that repartition partition) stops holding
 //! (a partition gone for good); send time rather than local arrival keeps
-//! a replay of old repartition records from expiring everything. A
-//! repartition partition holds the watermark at its floor until it has
-//! heard `warm_up` of send time, so that the first producer read after an
-//! assignment cannot close windows that other producers still feed.
+//! a replay of old repartition records from expiring everything.
+//!
+//! An input partition whose owner has not reported it *at all* yet (its
+//! replica is still starting, or joined the group with it) is known from
+//! the other producers' records: each carries every partition its source
+//! knows to exist (`all`, [`super::partial::ProducerWatermark`]). Such a
+//! partition holds at the floor from the first record that names it, and
+//! expires like a silent one, `idle_timeout` of send time later. Without
+//! it, the producers heard first would close windows that the late
+//! replica's partials feed, and stage 2 would drop those partials as late.
+//! A repartition partition also holds the watermark at its floor until it
+//! has heard `warm_up` of send time (producers without a source that
+//! knows its partitions, such as files, name none).
 //! Stage 2's watermark is the minimum over its assigned repartition
 //! partitions and never moves backwards; partitions revoked from this
 //! instance are forgotten.
@@ -125,6 +134,15 @@ impl RemoteWatermarks {
             };
         }
         for (mark, offset) in marks {
+            // Known to exist, not reported yet: holds at the floor from now
+            // (send time) until its owner reports it or it expires.
+            for input in &mark.all {
+                if !entry.inputs.contains_key(input.as_str()) {
+                    entry
+                        .inputs
+                        .insert(input.clone(), (i64::MIN, mark.at, None));
+                }
+            }
             for (input, watermark) in &mark.inputs {
                 let slot = entry
                     .inputs
@@ -173,11 +191,16 @@ impl RemoteWatermarks {
         partitions.retain(|p, marks| self.tracker.generation(*p) == marks.generation);
         let idle_timeout = self.config.idle_timeout_ms;
         for marks in partitions.values_mut() {
-            // An expired input no longer holds the partition's commits.
+            // An expired input no longer holds the partition's commits. It
+            // stays listed (the input partitions are a bounded set), so
+            // that the next record naming it in `all` does not make it
+            // hold again.
             let latest = marks.latest_at;
-            marks
-                .inputs
-                .retain(|_, (_, at, _)| latest - *at < idle_timeout.saturating_mul(4));
+            for (_, at, hold) in marks.inputs.values_mut() {
+                if latest - *at >= idle_timeout.saturating_mul(4) {
+                    *hold = None;
+                }
+            }
         }
         let candidate = partitions
             .values()
@@ -413,6 +436,7 @@ mod tests {
             wm,
             at,
             inputs: vec![(input.into(), wm)],
+            all: Vec::new(),
         };
         (mark, 0)
     }
@@ -486,6 +510,55 @@ mod tests {
             700,
             "dead is 10 s behind"
         );
+    }
+
+    /// A report that also names every input partition known to exist.
+    fn mark_knowing(input: &str, wm: i64, at: i64, all: &[&str]) -> (ProducerWatermark, u64) {
+        let (mut mark, offset) = mark(input, wm, at);
+        mark.all = all.iter().map(|name| name.to_string()).collect();
+        (mark, offset)
+    }
+
+    /// The CI failure of the three-replica test: replica B joined the
+    /// group with input `b` and was slow to start, while A's `a` ran to
+    /// its end. Past the warm-up, `b` must still hold the watermark
+    /// because A's records name it, until B reports it or it expires.
+    #[test]
+    fn an_input_known_but_never_reported_holds_until_its_owner_reports() {
+        let (_, wm) = marks();
+        let all = ["a", "b"];
+        assert_eq!(wm.observe(0, &[mark_knowing("a", 500, 0, &all)]), i64::MIN);
+        assert_eq!(
+            wm.observe(0, &[mark_knowing("a", 900, 5_000, &all)]),
+            i64::MIN,
+            "b is named but silent: it holds past the warm-up"
+        );
+        assert_eq!(
+            wm.observe(0, &[mark_knowing("b", 200, 6_000, &all)]),
+            200,
+            "b reported"
+        );
+        assert_eq!(wm.observe(0, &[mark_knowing("b", 950, 7_000, &all)]), 900);
+    }
+
+    #[test]
+    fn a_known_input_nobody_reports_expires_and_stays_expired() {
+        let (_, wm) = marks();
+        let all = ["a", "gone"];
+        wm.observe(0, &[mark_knowing("a", 500, 0, &all)]);
+        assert_eq!(
+            wm.observe(0, &[mark_knowing("a", 600, 9_000, &all)]),
+            i64::MIN
+        );
+        assert_eq!(
+            wm.observe(0, &[mark_knowing("a", 700, 10_000, &all)]),
+            700,
+            "gone was first named 10 s ago"
+        );
+        // Long after (past the hold's release), naming it again does not
+        // make it hold again.
+        assert_eq!(wm.observe(0, &[mark_knowing("a", 800, 60_000, &all)]), 800);
+        assert_eq!(wm.observe(0, &[mark_knowing("a", 900, 61_000, &all)]), 900);
     }
 
     #[test]

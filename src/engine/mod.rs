@@ -553,6 +553,7 @@ impl Engine {
                         self.watermark.hold(partition, crate::source::now_ms());
                     }
                     PartitionEvent::Revoked(partition) => self.watermark.remove(partition),
+                    PartitionEvent::Exists(partition) => self.watermark.exists(partition),
                 }
             }
             match polled {

@@ -166,6 +166,10 @@ pub struct ProducerWatermark {
     pub at: i64,
     #[serde(rename = "in", default)]
     pub inputs: Vec<(String, i64)>,
+    /// Every input partition the producer's source knows to exist, read
+    /// by this producer or not (absent from older producers' records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub all: Vec<String>,
 }
 
 /// A decoded repartition record.
@@ -473,6 +477,7 @@ mod tests {
             wm: 5,
             at: 9,
             inputs: vec![("kafka:ct/0".into(), 7)],
+            all: vec!["kafka:ct/0".into(), "kafka:ct/1".into()],
         };
         assert_eq!(
             decode(&mark.clone().encode()).unwrap(),

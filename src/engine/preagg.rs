@@ -419,11 +419,20 @@ impl Preaggregator {
                         .map(|partition| (self.input_name(*partition), i64::MIN)),
                 )
                 .collect();
+            // Every input partition that exists, so that stage 2 holds for
+            // those whose owner has not reported yet (see merge.rs).
+            let all = self
+                .watermarks
+                .known()
+                .into_iter()
+                .map(|partition| self.input_name(partition))
+                .collect();
             let mark = ProducerWatermark {
                 src: format!("{}-{}", self.config.producer, self.index),
                 wm: instance,
                 at: now_ms(),
                 inputs,
+                all,
             };
             PartialRecord {
                 key: mark.record_key(),
@@ -540,6 +549,34 @@ mod tests {
                 other => panic!("not a partial: {other:?}"),
             })
             .collect()
+    }
+
+    /// Stage 2 learns every input partition that exists from each
+    /// watermark record, not only the ones this instance reads.
+    #[test]
+    fn watermark_records_name_every_input_partition_known_to_exist() {
+        let (mut preaggregator, own) = preaggregator();
+        let other = preaggregator.registry.id("kafka", "ct/1");
+        preaggregator.watermarks.exists(own);
+        preaggregator.watermarks.exists(other);
+        preaggregator.watermarks.hold(own, now_ms());
+        // As when an input partition was assigned (the heartbeat here is
+        // an hour).
+        preaggregator.inputs_changed = true;
+        let (tx, rx) = unbounded();
+        assert!(preaggregator.flush(&tx, true));
+        drop(tx);
+        let marks: Vec<ProducerWatermark> = rx
+            .iter()
+            .filter_map(|flush| flush.watermark)
+            .map(|record| match decode(&record.value).expect("a record") {
+                RepartitionRecord::Watermark { mark, .. } => mark,
+                other => panic!("not a watermark: {other:?}"),
+            })
+            .collect();
+        assert_eq!(marks.len(), 1, "{marks:?}");
+        assert_eq!(marks[0].inputs, vec![("kafka:ct/0".to_string(), i64::MIN)]);
+        assert_eq!(marks[0].all, vec!["kafka:ct/0", "kafka:ct/1"]);
     }
 
     /// Offset 11 is one record with two events (an S3 log file).

@@ -23,7 +23,7 @@
 //! input: replayed archives are often out of order by days, so no record
 //! is ever late and windows close when the input ends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
@@ -88,6 +88,8 @@ pub struct Progress {
 pub struct WatermarkTracker {
     config: WatermarkConfig,
     partitions: Mutex<HashMap<PartitionId, PartitionTime>>,
+    /// Every partition its source said exists ([`WatermarkTracker::exists`]).
+    known: Mutex<BTreeSet<PartitionId>>,
     current: AtomicI64,
 }
 
@@ -97,8 +99,23 @@ impl WatermarkTracker {
         WatermarkTracker {
             config,
             partitions: Mutex::new(HashMap::new()),
+            known: Mutex::new(BTreeSet::new()),
             current: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// Records that `partition` exists in its source, read here or by
+    /// another instance. It does not hold this tracker's watermark (only
+    /// what this instance reads can); stage 1 passes the set on to stage 2.
+    pub fn exists(&self, partition: PartitionId) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.insert(partition);
+    }
+
+    /// Every partition recorded by [`WatermarkTracker::exists`], in order.
+    pub fn known(&self) -> Vec<PartitionId> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.iter().copied().collect()
     }
 
     /// The settings.

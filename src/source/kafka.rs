@@ -51,6 +51,10 @@
 //!   librdkafka names only the partition *number* at an end, so with
 //!   several topics the source compares its position with the cached high
 //!   watermark of each candidate (see [`KafkaSource::ends_at`]).
+//! * **The whole topic.** The source also announces every partition of the
+//!   subscribed topics, its own or not ([`PartitionEvent::Exists`], from
+//!   the topic metadata after each assignment and every 30 s; see
+//!   [`universe`]), for stage 2 of a scale-out.
 //! * **Lag.** librdkafka statistics (`statistics.interval.ms`, 5 s unless
 //!   configured) update a per-partition consumer-lag map, readable through
 //!   [`KafkaSource::lag`] for the metrics endpoint.
@@ -76,6 +80,9 @@ use super::{
 use crate::config::KafkaSourceConfig;
 use crate::engine::commit::CommitTracker;
 use crate::error::{Error, Result};
+
+mod universe;
+use universe::{Subscription, Universe};
 
 /// How long a poll waits for the first message before reporting idleness.
 pub const IDLE_WAIT: Duration = Duration::from_millis(100);
@@ -332,6 +339,8 @@ pub struct KafkaSource {
     skip_replayed: bool,
     /// The source's decoding settings, attached to every batch.
     decoding: Option<Arc<SourceDecoding>>,
+    /// Every partition of the subscribed topics, announced once.
+    universe: Universe,
 }
 
 impl KafkaSource {
@@ -355,6 +364,13 @@ impl KafkaSource {
             None => config.topics.clone(),
         };
         let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+        let universe = Universe::new(Subscription::new(
+            &config.topics,
+            config
+                .topic_pattern
+                .as_ref()
+                .map(|_| subscription[0].as_str()),
+        )?);
         consumer
             .subscribe(&topics)
             .map_err(|e| Error::Source(format!("kafka subscribe to {topics:?}: {e}")))?;
@@ -378,7 +394,25 @@ impl KafkaSource {
                 config.flow_format.as_deref(),
             )?
             .map(Arc::new),
+            universe,
         })
+    }
+
+    /// The subscribed topics' `(name, partition count)`, from the brokers.
+    fn topic_metadata(&self) -> Result<Vec<(String, i32)>> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(self.universe.single_topic(), universe::FETCH_TIMEOUT)
+            .map_err(|e| Error::Source(format!("kafka metadata: {e}")))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|topic| topic.error().is_none())
+            .map(|topic| {
+                let count = i32::try_from(topic.partitions().len()).unwrap_or(i32::MAX);
+                (topic.name().to_string(), count)
+            })
+            .collect())
     }
 
     /// Lets rebalances compute fresh safe positions for revoked partitions
@@ -661,7 +695,10 @@ impl Source for KafkaSource {
 
     fn take_partition_events(&mut self, registry: &PartitionRegistry) -> Vec<PartitionEvent> {
         let events = std::mem::take(&mut self.consumer.context().state().events);
-        events
+        let assigned = events
+            .iter()
+            .any(|event| matches!(event, GroupEvent::Assigned(_)));
+        let mut out: Vec<PartitionEvent> = events
             .into_iter()
             .map(|event| match event {
                 GroupEvent::Assigned(key) => {
@@ -669,7 +706,17 @@ impl Source for KafkaSource {
                 }
                 GroupEvent::Revoked(id) => PartitionEvent::Revoked(id),
             })
-            .collect()
+            .collect();
+        let now = Instant::now();
+        if self.universe.due(now, assigned) {
+            let looked = self.topic_metadata();
+            for (topic, partition) in self.universe.update(now, looked) {
+                out.push(PartitionEvent::Exists(
+                    self.partition_id(registry, &topic, partition),
+                ));
+            }
+        }
+        out
     }
 
     fn commit(&mut self, positions: &[(PartitionId, u64)]) -> Result<()> {

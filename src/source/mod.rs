@@ -169,6 +169,11 @@ pub enum PartitionEvent {
     Assigned(PartitionId),
     /// The source no longer reads this partition (another consumer does).
     Revoked(PartitionId),
+    /// This partition exists in the source, whoever reads it (Kafka: every
+    /// partition of the subscribed topics). Stage 1 of a scale-out tells
+    /// stage 2, so that an input partition whose owner has not reported
+    /// yet holds stage 2's watermark ([`crate::engine::merge`]).
+    Exists(PartitionId),
 }
 
 /// A source of raw records. Runs on its own thread.
