@@ -1011,6 +1011,9 @@ fn each_consumer_announces_every_partition_of_the_topic() {
         KafkaSource::new(&source_config(&broker.brokers, "ct", "universe")).unwrap(),
         KafkaSource::new(&source_config(&broker.brokers, "ct", "universe")).unwrap(),
     ];
+    for source in &mut sources {
+        source.announce_all_partitions();
+    }
     let mut assigned = [BTreeSet::new(), BTreeSet::new()];
     let mut known = [BTreeSet::new(), BTreeSet::new()];
     let deadline = Instant::now() + Duration::from_secs(90);

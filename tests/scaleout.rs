@@ -264,6 +264,46 @@ fn header_values(
     }
 }
 
+/// The first `count` watermark records of partition `partition` of the
+/// repartition topic `topic` (fewer at its end). The replicas keep writing
+/// heartbeats, so the reader stops at a count rather than at the end.
+fn watermark_records(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    count: usize,
+) -> Vec<serde_json::Value> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "trailwatch-test-payloads")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records.len() < count {
+        assert!(Instant::now() < deadline, "cannot read {topic}");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let value = m.payload().unwrap_or_default();
+                match serde_json::from_slice::<serde_json::Value>(value) {
+                    Ok(record) if record["t"] == "w" => records.push(record),
+                    _ => {}
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => eprintln!("reader: {e}"),
+            None => {}
+        }
+    }
+    records
+}
+
 /// Whether `group` has committed every partition of `topic` up to its last
 /// record (the sentinel, which may open windows of its own that nothing
 /// closes: everything before it is then closed and acknowledged).
@@ -581,6 +621,28 @@ fn three_replicas_with_repartitioning_equal_the_single_process_run() {
     wait_until("the bad partial on the dead-letter topic", || {
         header_values(brokers, "dlq", "tw_reason", |_| true).contains("invalid_partial")
     });
+    // Stage 1's watermark records name every input partition, whoever
+    // reads it, so that stage 2 waits for owners that have not reported.
+    let inputs: BTreeSet<String> = (0..PARTITIONS).map(|p| format!("kafka:ct/{p}")).collect();
+    let named: Vec<BTreeSet<String>> = watermark_records(brokers, "repart", 0, 50)
+        .iter()
+        .map(|record| {
+            record["all"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|name| name.as_str().map(str::to_string))
+                .collect()
+        })
+        .collect();
+    assert!(
+        named.contains(&inputs),
+        "no watermark record names all of {inputs:?}"
+    );
+    assert!(
+        named.iter().all(|all| all.is_empty() || *all == inputs),
+        "a watermark record names other partitions"
+    );
     // One listener serves both stages: stage 1's input and production are
     // visible next to stage 2's consumption.
     let stage_total = |name: &str, stage: &str| -> f64 {

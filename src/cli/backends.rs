@@ -30,6 +30,9 @@ pub fn kafka_source(config: &KafkaSourceConfig, engine: &Engine) -> Result<Box<d
     if engine.is_scaled_out() {
         // Stage 1 drops batches of revoked partitions: a comeback replays.
         source.keep_replays();
+        // Stage 2 must know the input partitions whose owners have not
+        // reported yet.
+        source.announce_all_partitions();
     }
     let lag = source.lag();
     engine

@@ -51,10 +51,11 @@
 //!   librdkafka names only the partition *number* at an end, so with
 //!   several topics the source compares its position with the cached high
 //!   watermark of each candidate (see [`KafkaSource::ends_at`]).
-//! * **The whole topic.** The source also announces every partition of the
-//!   subscribed topics, its own or not ([`PartitionEvent::Exists`], from
-//!   the topic metadata after each assignment and every 30 s; see
-//!   [`universe`]), for stage 2 of a scale-out.
+//! * **The whole topic.** Feeding stage 1 of a scale-out
+//!   ([`KafkaSource::announce_all_partitions`]), the source also announces
+//!   every partition of the subscribed topics, its own or not
+//!   ([`PartitionEvent::Exists`], from the topic metadata after each
+//!   assignment and every 30 s; see [`universe`]), for stage 2.
 //! * **Lag.** librdkafka statistics (`statistics.interval.ms`, 5 s unless
 //!   configured) update a per-partition consumer-lag map, readable through
 //!   [`KafkaSource::lag`] for the metrics endpoint.
@@ -341,6 +342,8 @@ pub struct KafkaSource {
     decoding: Option<Arc<SourceDecoding>>,
     /// Every partition of the subscribed topics, announced once.
     universe: Universe,
+    /// Whether to announce them (stage 1 of a scale-out only).
+    announce_all: bool,
 }
 
 impl KafkaSource {
@@ -395,7 +398,14 @@ impl KafkaSource {
             )?
             .map(Arc::new),
             universe,
+            announce_all: false,
         })
+    }
+
+    /// Announces every partition of the subscribed topics, not only the
+    /// assigned ones (stage 1 of a scale-out; see the module contract).
+    pub fn announce_all_partitions(&mut self) {
+        self.announce_all = true;
     }
 
     /// The subscribed topics' `(name, partition count)`, from the brokers.
@@ -708,7 +718,7 @@ impl Source for KafkaSource {
             })
             .collect();
         let now = Instant::now();
-        if self.universe.due(now, assigned) {
+        if self.announce_all && self.universe.due(now, assigned) {
             let looked = self.topic_metadata();
             for (topic, partition) in self.universe.update(now, looked) {
                 out.push(PartitionEvent::Exists(
