@@ -27,6 +27,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -696,6 +697,120 @@ fn three_replicas_with_repartitioning_equal_the_single_process_run() {
         missed > 0,
         "without repartitioning, round-robin input must miss alerts; {}",
         describe("direct", &direct_ids, &expected)
+    );
+}
+
+/// A member of the input group `group` that takes partitions and never
+/// reports them, like a stage-1 replica that joined and is slow to start.
+/// Leaves the group when `release` is set; `assigned` counts its
+/// partitions.
+fn silent_member(
+    brokers: &str,
+    group: &str,
+    release: Arc<AtomicBool>,
+    assigned: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["ct"]).unwrap();
+    std::thread::spawn(move || {
+        while !release.load(Ordering::SeqCst) {
+            // Polled for the group's sake; what it reads is dropped and
+            // nothing is committed.
+            let _ = consumer.poll(Duration::from_millis(100));
+            let count = consumer.assignment().map_or(0, |list| list.count());
+            assigned.store(count, Ordering::SeqCst);
+        }
+        // Dropped (closed), not unsubscribed first: on tansu, unsubscribing
+        // a cooperative member before closing left the other member with
+        // no partitions for as long as it was watched (30 s).
+        drop(consumer);
+    })
+}
+
+/// The CI failure of 2026-11-24, made deterministic: a replica reads half
+/// of the input to its end while the other half belongs to a group member
+/// that has reported nothing. Stage 2 heard only the first half's
+/// producers; before the fix it closed every window after its warm-up, and
+/// the other half's partials, once a replica took them over, came late.
+/// Now the first replica's watermark records name all six partitions, the
+/// unreported ones hold stage 2 at its floor, and the alerts are exact.
+#[test]
+fn an_input_partition_whose_owner_has_not_reported_holds_stage_two() {
+    if skip("silent_owner") {
+        return;
+    }
+    let records = input_records();
+    let sentinel_ms = trailwatch::source::now_ms();
+    let mut with_sentinels = records.clone();
+    with_sentinels.extend((0..PARTITIONS).map(|p| sentinel(sentinel_ms, p)));
+    let expected: BTreeSet<String> = reference_by_rule(&with_sentinels).into_keys().collect();
+    let broker = Broker::start(&[
+        ("ct", PARTITIONS),
+        ("repart", PARTITIONS),
+        ("alerts", 1),
+        ("dlq", 1),
+    ]);
+    let brokers = &broker.brokers;
+    produce_round_robin(brokers, &records, 0);
+    produce_sentinels(brokers, sentinel_ms);
+    let dir = run_dir("scaleout-silent-");
+    eprintln!("logs in {}", dir.display());
+
+    let release = Arc::new(AtomicBool::new(false));
+    let assigned = Arc::new(AtomicUsize::new(0));
+    let member = silent_member(
+        brokers,
+        "silent",
+        Arc::clone(&release),
+        Arc::clone(&assigned),
+    );
+    wait_until("the silent member to own the input", || {
+        assigned.load(Ordering::SeqCst) == PARTITIONS as usize
+    });
+    let config = service_config(&dir, brokers, "silent", "alerts", true);
+    let replicas = vec![spawn_replica(&config, "replica")];
+    // Stage 1's watermark is the sentinel's minus the allowed lateness
+    // once the replica has read its share to the end.
+    let read_to_end = (sentinel_ms / 1000 - 400 * 86_400 - 60) as f64;
+    let watermark = |stage: &str| -> Option<f64> {
+        replicas[0]
+            .metrics(&["trailwatch_watermark_seconds"])
+            .iter()
+            .filter(|line| line.contains(&format!("stage=\"{stage}\"")))
+            .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+    };
+    wait_until("the replica to read its share to the end", || {
+        let share = assigned.load(Ordering::SeqCst);
+        share > 0 && share < PARTITIONS as usize && watermark("1") >= Some(read_to_end)
+    });
+    // Past stage 2's warm-up (5 heartbeats of 500 ms) and a few flushes.
+    std::thread::sleep(Duration::from_secs(6));
+    let stage2 = watermark("2");
+    let unreported = assigned.load(Ordering::SeqCst);
+    release.store(true, Ordering::SeqCst);
+    member.join().unwrap();
+    assert!(
+        stage2.is_none_or(|seconds| seconds < read_to_end),
+        "stage 2's watermark passed the backlog ({stage2:?}) while {unreported} input partitions were unreported"
+    );
+    let ids = wait_for_alerts(brokers, "alerts", &expected, &replicas);
+    let late = metric_sum(&replicas, "trailwatch_events_late_total");
+    drop(replicas);
+    eprintln!("{}; {late} late", describe("silent owner", &ids, &expected));
+    assert_eq!(
+        ids,
+        expected,
+        "{}",
+        describe("silent owner", &ids, &expected)
     );
 }
 
