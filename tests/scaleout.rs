@@ -796,11 +796,21 @@ fn an_input_partition_whose_owner_has_not_reported_holds_stage_two() {
     std::thread::sleep(Duration::from_secs(6));
     let stage2 = watermark("2");
     let unreported = assigned.load(Ordering::SeqCst);
+    let at_floor = replicas[0]
+        .metrics(&["trailwatch_repartition_inputs_at_floor"])
+        .iter()
+        .filter(|line| line.contains("stage=\"2\""))
+        .find_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok());
     release.store(true, Ordering::SeqCst);
     member.join().unwrap();
     assert!(
         stage2.is_none_or(|seconds| seconds < read_to_end),
         "stage 2's watermark passed the backlog ({stage2:?}) while {unreported} input partitions were unreported"
+    );
+    assert_eq!(
+        at_floor,
+        Some(unreported as f64),
+        "the gauge names the unreported input partitions"
     );
     let ids = wait_for_alerts(brokers, "alerts", &expected, &replicas);
     let late = metric_sum(&replicas, "trailwatch_events_late_total");

@@ -36,7 +36,7 @@
 //! instance are forgotten.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use compact_str::CompactString;
@@ -98,6 +98,9 @@ pub struct RemoteWatermarks {
     tracker: CommitTracker,
     partitions: Mutex<HashMap<PartitionId, PartitionMarks>>,
     current: AtomicI64,
+    /// Input partitions holding some assigned repartition partition at
+    /// the floor (as of the last recompute).
+    at_floor: AtomicUsize,
 }
 
 impl RemoteWatermarks {
@@ -108,6 +111,7 @@ impl RemoteWatermarks {
             tracker,
             partitions: Mutex::new(HashMap::new()),
             current: AtomicI64::new(i64::MIN),
+            at_floor: AtomicUsize::new(0),
         }
     }
 
@@ -187,6 +191,12 @@ impl RemoteWatermarks {
         self.current.load(Ordering::Relaxed)
     }
 
+    /// Input partitions that hold stage 2 at the floor: named or assigned,
+    /// not reported with a watermark yet, not expired (for metrics).
+    pub fn inputs_at_floor(&self) -> usize {
+        self.at_floor.load(Ordering::Relaxed)
+    }
+
     fn recompute(&self, partitions: &mut HashMap<PartitionId, PartitionMarks>) -> i64 {
         partitions.retain(|p, marks| self.tracker.generation(*p) == marks.generation);
         let idle_timeout = self.config.idle_timeout_ms;
@@ -202,6 +212,19 @@ impl RemoteWatermarks {
                 }
             }
         }
+        let at_floor: std::collections::HashSet<&str> = partitions
+            .values()
+            .flat_map(|marks| {
+                marks
+                    .inputs
+                    .iter()
+                    .filter(|(_, (wm, at, _))| {
+                        *wm == i64::MIN && marks.latest_at - at < idle_timeout
+                    })
+                    .map(|(input, _)| input.as_str())
+            })
+            .collect();
+        self.at_floor.store(at_floor.len(), Ordering::Relaxed);
         let candidate = partitions
             .values()
             .map(|marks| marks.watermark(&self.config))
@@ -374,9 +397,7 @@ impl PartialWorker {
             }
         }
         let global = self.watermarks.observe(batch.partition, &marks);
-        self.metrics
-            .watermark_ms
-            .fetch_max(global, Ordering::Relaxed);
+        self.publish_watermark(global);
         drop(token);
         let after = self.watermarks.partition_watermark(batch.partition);
         self.send_watermark(batch.partition, generation, after)
@@ -385,10 +406,19 @@ impl PartialWorker {
     /// Re-evaluates the watermark (revocations) for the metrics.
     pub fn tick(&mut self) -> bool {
         let global = self.watermarks.tick();
+        self.publish_watermark(global);
+        true
+    }
+
+    /// Exposes the stage-2 watermark and what holds it at the floor.
+    fn publish_watermark(&self, global: i64) {
         self.metrics
             .watermark_ms
             .fetch_max(global, Ordering::Relaxed);
-        true
+        self.metrics
+            .repartition
+            .inputs_at_floor
+            .store(self.watermarks.inputs_at_floor() as u64, Ordering::Relaxed);
     }
 
     /// Tells every shard the watermark of `partition` when it moved.
@@ -533,12 +563,14 @@ mod tests {
             i64::MIN,
             "b is named but silent: it holds past the warm-up"
         );
+        assert_eq!(wm.inputs_at_floor(), 1, "b");
         assert_eq!(
             wm.observe(0, &[mark_knowing("b", 200, 6_000, &all)]),
             200,
             "b reported"
         );
         assert_eq!(wm.observe(0, &[mark_knowing("b", 950, 7_000, &all)]), 900);
+        assert_eq!(wm.inputs_at_floor(), 0);
     }
 
     #[test]

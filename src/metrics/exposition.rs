@@ -427,6 +427,15 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
             vec![counter(vec![], value.load(Ordering::Relaxed))],
         ));
     }
+    out.push(family(
+        "trailwatch_repartition_inputs_at_floor",
+        "Input partitions holding stage 2's watermark at its floor: known to exist or assigned, not yet reported with a watermark by their stage-1 owner.",
+        GAUGE,
+        vec![gauge(
+            vec![],
+            repartition.inputs_at_floor.load(Ordering::Relaxed) as f64,
+        )],
+    ));
     let watermark = metrics.watermark_ms.load(Ordering::Relaxed);
     if watermark != i64::MIN {
         out.push(family(

@@ -185,6 +185,9 @@ pub struct RepartitionCounters {
     /// Stage 2: partials that straddled merged input without listing their
     /// offsets (merged whole, possibly over-counted).
     pub overlaps: AtomicU64,
+    /// Stage 2 (a gauge): input partitions holding its watermark at the
+    /// floor, named or assigned but not yet reported with a watermark.
+    pub inputs_at_floor: AtomicU64,
     /// Deliveries of the stage-1 repartition sink.
     pub sink: SinkCounters,
 }
