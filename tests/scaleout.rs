@@ -179,6 +179,30 @@ fn reference_by_rule(records: &[Vec<u8>]) -> std::collections::BTreeMap<String, 
     ids
 }
 
+/// The input, then one sentinel per partition dated now, and the
+/// reference alerts of the two.
+struct Scenario {
+    records: Vec<Vec<u8>>,
+    sentinel_ms: i64,
+    with_sentinels: Vec<Vec<u8>>,
+    /// Create id -> what the alert is.
+    by_id: std::collections::BTreeMap<String, String>,
+}
+
+fn scenario() -> Scenario {
+    let records = input_records();
+    let sentinel_ms = trailwatch::source::now_ms();
+    let mut with_sentinels = records.clone();
+    with_sentinels.extend((0..PARTITIONS).map(|p| sentinel(sentinel_ms, p)));
+    let by_id = reference_by_rule(&with_sentinels);
+    Scenario {
+        records,
+        sentinel_ms,
+        with_sentinels,
+        by_id,
+    }
+}
+
 // -------------------------------------------------------------- clients --
 
 /// A producer of one record per batch (see TANSU_BATCH_NOTE), or with
@@ -541,11 +565,12 @@ fn three_replicas_with_repartitioning_equal_the_single_process_run() {
     if skip("three_replicas") {
         return;
     }
-    let records = input_records();
-    let sentinel_ms = trailwatch::source::now_ms();
-    let mut with_sentinels = records.clone();
-    with_sentinels.extend((0..PARTITIONS).map(|p| sentinel(sentinel_ms, p)));
-    let by_rule = reference_by_rule(&with_sentinels);
+    let Scenario {
+        records,
+        sentinel_ms,
+        by_id: by_rule,
+        ..
+    } = scenario();
     let expected: BTreeSet<String> = by_rule.keys().cloned().collect();
     assert!(
         expected.len() > 100,
@@ -748,11 +773,13 @@ fn an_input_partition_whose_owner_has_not_reported_holds_stage_two() {
     if skip("silent_owner") {
         return;
     }
-    let records = input_records();
-    let sentinel_ms = trailwatch::source::now_ms();
-    let mut with_sentinels = records.clone();
-    with_sentinels.extend((0..PARTITIONS).map(|p| sentinel(sentinel_ms, p)));
-    let expected: BTreeSet<String> = reference_by_rule(&with_sentinels).into_keys().collect();
+    let Scenario {
+        records,
+        sentinel_ms,
+        by_id,
+        ..
+    } = scenario();
+    let expected: BTreeSet<String> = by_id.into_keys().collect();
     let broker = Broker::start(&[
         ("ct", PARTITIONS),
         ("repart", PARTITIONS),
@@ -829,11 +856,12 @@ fn a_replica_killed_and_another_added_mid_stream_lose_no_alert() {
     if skip("replica_churn") {
         return;
     }
-    let records = input_records();
-    let sentinel_ms = trailwatch::source::now_ms();
-    let mut with_sentinels = records.clone();
-    with_sentinels.extend((0..PARTITIONS).map(|p| sentinel(sentinel_ms, p)));
-    let by_id = reference_by_rule(&with_sentinels);
+    let Scenario {
+        records,
+        sentinel_ms,
+        with_sentinels,
+        by_id,
+    } = scenario();
     let expected: BTreeSet<String> = by_id.keys().cloned().collect();
     let broker = Broker::start(&[
         ("ct", PARTITIONS),
