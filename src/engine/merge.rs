@@ -36,7 +36,7 @@
 //! instance are forgotten.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use compact_str::CompactString;
@@ -52,6 +52,10 @@ use crate::rules::compile::RuleIdx;
 use crate::rules::RuleSet;
 use crate::sink::DeadLetter;
 use crate::source::{PartitionId, PartitionRegistry, RawBatch};
+
+/// How often a stage-2 worker counts the inputs holding it at the floor
+/// (a set over every input of every assigned partition: not per batch).
+const FLOOR_COUNT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Stage-2 watermark settings.
 #[derive(Debug, Clone, Copy)]
@@ -98,9 +102,6 @@ pub struct RemoteWatermarks {
     tracker: CommitTracker,
     partitions: Mutex<HashMap<PartitionId, PartitionMarks>>,
     current: AtomicI64,
-    /// Input partitions holding some assigned repartition partition at
-    /// the floor (as of the last recompute).
-    at_floor: AtomicUsize,
 }
 
 impl RemoteWatermarks {
@@ -111,7 +112,6 @@ impl RemoteWatermarks {
             tracker,
             partitions: Mutex::new(HashMap::new()),
             current: AtomicI64::new(i64::MIN),
-            at_floor: AtomicUsize::new(0),
         }
     }
 
@@ -192,9 +192,25 @@ impl RemoteWatermarks {
     }
 
     /// Input partitions that hold stage 2 at the floor: named or assigned,
-    /// not reported with a watermark yet, not expired (for metrics).
+    /// not reported with a watermark yet, not expired (for metrics; counted
+    /// on each call).
     pub fn inputs_at_floor(&self) -> usize {
-        self.at_floor.load(Ordering::Relaxed)
+        let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let idle_timeout = self.config.idle_timeout_ms;
+        let at_floor: std::collections::HashSet<&str> = partitions
+            .iter()
+            .filter(|(p, marks)| self.tracker.generation(**p) == marks.generation)
+            .flat_map(|(_, marks)| {
+                marks
+                    .inputs
+                    .iter()
+                    .filter(|(_, (wm, at, _))| {
+                        *wm == i64::MIN && marks.latest_at - at < idle_timeout
+                    })
+                    .map(|(input, _)| input.as_str())
+            })
+            .collect();
+        at_floor.len()
     }
 
     fn recompute(&self, partitions: &mut HashMap<PartitionId, PartitionMarks>) -> i64 {
@@ -212,19 +228,6 @@ impl RemoteWatermarks {
                 }
             }
         }
-        let at_floor: std::collections::HashSet<&str> = partitions
-            .values()
-            .flat_map(|marks| {
-                marks
-                    .inputs
-                    .iter()
-                    .filter(|(_, (wm, at, _))| {
-                        *wm == i64::MIN && marks.latest_at - at < idle_timeout
-                    })
-                    .map(|(input, _)| input.as_str())
-            })
-            .collect();
-        self.at_floor.store(at_floor.len(), Ordering::Relaxed);
         let candidate = partitions
             .values()
             .map(|marks| marks.watermark(&self.config))
@@ -247,6 +250,8 @@ pub struct PartialWorker {
     /// Per repartition partition: the assignment generation and the
     /// watermark last told to the shards.
     last_watermark_sent: HashMap<PartitionId, (u64, i64)>,
+    /// When `trailwatch_repartition_inputs_at_floor` was last counted.
+    floor_counted: Option<std::time::Instant>,
     counters: Arc<WorkerCounters>,
     metrics: Arc<Metrics>,
     registry: Arc<PartitionRegistry>,
@@ -279,6 +284,7 @@ impl PartialWorker {
             shards,
             watermarks,
             last_watermark_sent: HashMap::new(),
+            floor_counted: None,
             counters,
             metrics,
             registry,
@@ -410,11 +416,19 @@ impl PartialWorker {
         true
     }
 
-    /// Exposes the stage-2 watermark and what holds it at the floor.
-    fn publish_watermark(&self, global: i64) {
+    /// Exposes the stage-2 watermark, and (at most every
+    /// [`FLOOR_COUNT_INTERVAL`]) how many inputs hold it at the floor.
+    fn publish_watermark(&mut self, global: i64) {
         self.metrics
             .watermark_ms
             .fetch_max(global, Ordering::Relaxed);
+        if self
+            .floor_counted
+            .is_some_and(|at| at.elapsed() < FLOOR_COUNT_INTERVAL)
+        {
+            return;
+        }
+        self.floor_counted = Some(std::time::Instant::now());
         self.metrics
             .repartition
             .inputs_at_floor
