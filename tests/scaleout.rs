@@ -234,6 +234,24 @@ fn produce_round_robin_with(producer: BaseProducer, records: &[Vec<u8>], first: 
     producer.flush(Duration::from_secs(60)).unwrap();
 }
 
+/// A broker with the input `ct`, the repartition topic `repart` (both
+/// [`PARTITIONS`] wide), `alerts` and `dlq`.
+fn scaleout_broker() -> Broker {
+    Broker::start(&[
+        ("ct", PARTITIONS),
+        ("repart", PARTITIONS),
+        ("alerts", 1),
+        ("dlq", 1),
+    ])
+}
+
+/// The whole backlog before any replica starts: `records` round-robin,
+/// then one sentinel dated `sentinel_ms` per partition.
+fn produce_backlog(brokers: &str, records: &[Vec<u8>], sentinel_ms: i64) {
+    produce_round_robin(brokers, records, 0);
+    produce_sentinels(brokers, sentinel_ms);
+}
+
 fn produce_sentinels(brokers: &str, ms: i64) {
     let records: Vec<Vec<u8>> = (0..PARTITIONS).map(|p| sentinel(ms, p)).collect();
     produce_round_robin(brokers, &records, 0);
@@ -367,13 +385,16 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 
 // -------------------------------------------------------------- services --
 
-/// A run directory under the target dir (kept for post-mortems).
+/// A run directory under the target dir (kept for post-mortems; its path
+/// is printed).
 fn run_dir(prefix: &str) -> PathBuf {
-    tempfile::Builder::new()
+    let dir = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap()
-        .keep()
+        .keep();
+    eprintln!("logs in {}", dir.display());
+    dir
 }
 
 /// The `trailwatch run` config: input group `group`, alerts to `alerts`,
@@ -586,10 +607,8 @@ fn three_replicas_with_repartitioning_equal_the_single_process_run() {
         ("dlq", 1),
     ]);
     let brokers = &broker.brokers;
-    produce_round_robin(brokers, &records, 0);
-    produce_sentinels(brokers, sentinel_ms);
+    produce_backlog(brokers, &records, sentinel_ms);
     let dir = run_dir("scaleout-three-");
-    eprintln!("logs in {}", dir.display());
 
     // The direct path in one process: the single-process run.
     let single = service_config(&dir, brokers, "single", "alerts-single", false);
@@ -780,17 +799,10 @@ fn an_input_partition_whose_owner_has_not_reported_holds_stage_two() {
         ..
     } = scenario();
     let expected: BTreeSet<String> = by_id.into_keys().collect();
-    let broker = Broker::start(&[
-        ("ct", PARTITIONS),
-        ("repart", PARTITIONS),
-        ("alerts", 1),
-        ("dlq", 1),
-    ]);
+    let broker = scaleout_broker();
     let brokers = &broker.brokers;
-    produce_round_robin(brokers, &records, 0);
-    produce_sentinels(brokers, sentinel_ms);
+    produce_backlog(brokers, &records, sentinel_ms);
     let dir = run_dir("scaleout-silent-");
-    eprintln!("logs in {}", dir.display());
 
     let release = Arc::new(AtomicBool::new(false));
     let assigned = Arc::new(AtomicUsize::new(0));
@@ -863,15 +875,9 @@ fn a_replica_killed_and_another_added_mid_stream_lose_no_alert() {
         by_id,
     } = scenario();
     let expected: BTreeSet<String> = by_id.keys().cloned().collect();
-    let broker = Broker::start(&[
-        ("ct", PARTITIONS),
-        ("repart", PARTITIONS),
-        ("alerts", 1),
-        ("dlq", 1),
-    ]);
+    let broker = scaleout_broker();
     let brokers = broker.brokers.clone();
     let dir = run_dir("scaleout-churn-");
-    eprintln!("logs in {}", dir.display());
     let config = service_config(&dir, &brokers, "churn", "alerts", true);
     let mut replicas: Vec<Replica> = (0..3)
         .map(|i| spawn_replica(&config, &format!("churn-{i}")))
@@ -1043,12 +1049,7 @@ fn bench_scaleout_replicas_and_repartition_bytes() {
         if only.is_some_and(|n| n != index) {
             continue;
         }
-        let broker = Broker::start(&[
-            ("ct", PARTITIONS),
-            ("repart", PARTITIONS),
-            ("alerts", 1),
-            ("dlq", 1),
-        ]);
+        let broker = scaleout_broker();
         let brokers = &broker.brokers;
         let input = if label.starts_with("hot-key") {
             &hot
