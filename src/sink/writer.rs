@@ -16,10 +16,13 @@ use super::{AlertSink, DeadLetter, DeadLetterSink};
 use crate::alert::Alert;
 use crate::error::{Error, Result};
 
-/// Writes `line` and a newline.
-fn write_line(out: &mut impl Write, line: &[u8]) -> std::io::Result<()> {
-    out.write_all(line)?;
-    out.write_all(b"\n")
+/// Writes each line and a newline, then flushes.
+fn write_all_lines(out: &mut impl Write, lines: &[impl AsRef<[u8]>]) -> std::io::Result<()> {
+    for line in lines {
+        out.write_all(line.as_ref())?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
 }
 
 /// Where a line sink writes.
@@ -46,25 +49,12 @@ impl LineTarget {
     fn write_lines(&mut self, lines: &[impl AsRef<[u8]>]) -> Result<()> {
         let io_error = |target: &str, e| Error::Sink(format!("cannot write to {target}: {e}"));
         match self {
-            LineTarget::Stdout => {
-                let mut out = std::io::stdout().lock();
-                for line in lines {
-                    write_line(&mut out, line.as_ref()).map_err(|e| io_error("stdout", e))?;
-                }
-                out.flush().map_err(|e| io_error("stdout", e))
-            }
-            LineTarget::Stderr => {
-                let mut out = std::io::stderr().lock();
-                for line in lines {
-                    write_line(&mut out, line.as_ref()).map_err(|e| io_error("stderr", e))?;
-                }
-                out.flush().map_err(|e| io_error("stderr", e))
-            }
+            LineTarget::Stdout => write_all_lines(&mut std::io::stdout().lock(), lines)
+                .map_err(|e| io_error("stdout", e)),
+            LineTarget::Stderr => write_all_lines(&mut std::io::stderr().lock(), lines)
+                .map_err(|e| io_error("stderr", e)),
             LineTarget::File(writer, path) => {
-                for line in lines {
-                    write_line(writer, line.as_ref()).map_err(|e| io_error(path, e))?;
-                }
-                writer.flush().map_err(|e| io_error(path, e))?;
+                write_all_lines(writer, lines).map_err(|e| io_error(path, e))?;
                 writer.get_ref().sync_data().map_err(|e| io_error(path, e))
             }
         }
