@@ -199,6 +199,122 @@ impl<'a> Event<'a> {
     }
 }
 
+/// A field value read through [`EventView::field`]: borrowed from an
+/// [`Event`], or made on demand (a flow column). Dropping a made value that
+/// owns no heap memory skips the drop glue, an out-of-line call per read.
+pub enum FieldRef<'e, 'a> {
+    /// A value held by the event.
+    Borrowed(&'e FieldValue<'a>),
+    /// A value made for this read.
+    Made(std::mem::ManuallyDrop<FieldValue<'a>>),
+}
+
+impl<'a> FieldRef<'_, 'a> {
+    /// A value made for this read.
+    #[inline(always)]
+    pub fn made(value: FieldValue<'a>) -> Self {
+        FieldRef::Made(std::mem::ManuallyDrop::new(value))
+    }
+}
+
+impl<'a> std::ops::Deref for FieldRef<'_, 'a> {
+    type Target = FieldValue<'a>;
+
+    #[inline(always)]
+    fn deref(&self) -> &FieldValue<'a> {
+        match self {
+            FieldRef::Borrowed(value) => value,
+            FieldRef::Made(value) => value,
+        }
+    }
+}
+
+impl Drop for FieldRef<'_, '_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // Only a value that owns heap memory needs dropping; the rest is
+        // left in its `ManuallyDrop`, which frees nothing.
+        if let FieldRef::Made(value) = self {
+            if value.owns_heap() {
+                drop(std::mem::take(&mut **value));
+            }
+        }
+    }
+}
+
+/// What rule matching reads from one event. An [`Event`] holds its planned
+/// fields; a flow record ([`crate::decode::flow::FlowRecord`]) reads a field
+/// from its column when asked, so matching a flow line builds nothing. The
+/// filter, predicates, dispatch and collector are generic over it: one
+/// matching code, monomorphised for each.
+pub trait EventView<'a> {
+    /// The family of the event.
+    fn kind(&self) -> EventKind;
+    /// Event time in Unix epoch milliseconds.
+    fn time_ms(&self) -> i64;
+    /// The message text (see [`Event::text`]).
+    fn text(&self) -> &str;
+    /// The value at `slot` of the kind's field plan (`Missing` if unfilled).
+    fn field(&self, slot: Slot) -> FieldRef<'_, 'a>;
+    /// A stable id for evidence.
+    fn id(&self) -> Option<&str>;
+    /// The account the event belongs to.
+    fn account(&self) -> Option<&str>;
+    /// The AWS region, when known.
+    fn region(&self) -> Option<&str>;
+    /// See [`Event::ruled_out`].
+    fn ruled_out(&self) -> bool;
+    /// The text already split into runs of non-space bytes, when the
+    /// decoder made that split and it is exactly what a space-delimited
+    /// pattern's tokenizer would make (no quotes, brackets, tabs or line
+    /// breaks in the text).
+    fn delimited_spans(&self) -> Option<&[(usize, usize)]> {
+        None
+    }
+}
+
+impl<'a> EventView<'a> for Event<'a> {
+    #[inline]
+    fn kind(&self) -> EventKind {
+        self.kind
+    }
+
+    #[inline]
+    fn time_ms(&self) -> i64 {
+        self.time_ms
+    }
+
+    #[inline]
+    fn text(&self) -> &str {
+        &self.text
+    }
+
+    #[inline]
+    fn field(&self, slot: Slot) -> FieldRef<'_, 'a> {
+        FieldRef::Borrowed(Event::field(self, slot))
+    }
+
+    #[inline]
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    #[inline]
+    fn account(&self) -> Option<&str> {
+        self.account.as_deref()
+    }
+
+    #[inline]
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    #[inline]
+    fn ruled_out(&self) -> bool {
+        self.ruled_out
+    }
+}
+
 /// Hash of a distinct-count value: the hash of its key text, computed
 /// without allocating for numbers (ports, protocol numbers).
 #[inline]

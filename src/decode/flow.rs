@@ -21,7 +21,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::decode::{DecodeError, DecodeErrorReason, Envelope};
-use crate::event::{Event, EventKind, FieldValue, Fields};
+use crate::event::{Event, EventKind, EventView, FieldRef, FieldValue, Fields};
 use crate::fields::{FieldPlan, Slot};
 
 /// The default (version 2) format.
@@ -228,8 +228,9 @@ pub struct FlowDecoder {
     start: Option<usize>,
     account: Option<usize>,
     region: Option<usize>,
-    /// Token spans of the record being decoded (reused).
-    tokens: Vec<(u32, u32)>,
+    /// Token spans of the record being decoded: one per column of the
+    /// format, reused.
+    tokens: Vec<(usize, usize)>,
 }
 
 impl FlowDecoder {
@@ -286,7 +287,7 @@ impl FlowDecoder {
             }
         }
         self.sources = sources;
-        self.tokens = Vec::with_capacity(format.columns.len() + 1);
+        self.tokens = vec![(0, 0); format.columns.len()];
         self.format = format;
     }
 
@@ -295,48 +296,52 @@ impl FlowDecoder {
         self.format.columns.len()
     }
 
-    /// Decodes one record line.
+    /// Decodes one record line: splits it, reads its time, and hands the
+    /// record to `emit` (which reads fields from their columns on demand).
     pub fn decode<'a>(
         &mut self,
         line: &'a str,
         envelope: &Envelope<'a>,
-        emit: &mut dyn FnMut(&Event<'_>),
+        emit: &mut dyn FnMut(&FlowRecord<'_, 'a>),
     ) -> Result<(), DecodeError> {
         let line = line.trim_ascii();
         // Tokens are runs of non-space bytes (as `split(' ')` without the
         // empty pieces), found eight bytes at a time.
         let columns = self.format.columns.len();
-        // A hostile line of millions of fields must not leave a large
-        // buffer behind for the rest of the stream.
-        if self.tokens.capacity() > 4 * columns + 64 {
-            self.tokens = Vec::with_capacity(columns + 1);
-        }
-        let tokens = &mut self.tokens;
-        tokens.clear();
-        // A record line is far shorter than 4 GiB.
+        // One span per column, written in place through a local slice (a
+        // `Vec::push` per token re-read the vector through `self` and
+        // checked its capacity each time); further tokens are only
+        // counted, so a hostile line of millions of fields grows nothing.
+        let spans = self.tokens.as_mut_slice();
+        let mut count = 0usize;
         split_on_spaces(line.as_bytes(), |start, end| {
-            tokens.push((start as u32, end as u32))
+            if let Some(span) = spans.get_mut(count) {
+                *span = (start, end);
+            }
+            count += 1;
         });
-        let count = tokens.len();
         if count != columns {
             return Err(DecodeError::new(
                 DecodeErrorReason::BadFlowRecord,
                 format!("{count} fields, format has {columns}"),
             ));
         }
-        let tokens = &self.tokens;
-        // A present value (not `-`) of a column. Both ends of a span sit
-        // next to an ASCII space or the line's ends, so they are char
-        // boundaries.
-        let value_at = |column: usize| -> Option<&'a str> {
-            let &(token_start, token_end) = tokens.get(column)?;
-            line.get(token_start as usize..token_end as usize)
-                .filter(|token| *token != "-")
+        let mut record = FlowRecord {
+            line,
+            tokens: &self.tokens[..columns],
+            sources: &self.sources,
+            envelope,
+            time_ms: 0,
+            account: None,
+            region: None,
         };
-        let start = self.start.and_then(value_at);
-        let account = self.account.and_then(value_at);
-        let region = self.region.and_then(value_at);
-        let time_ms = match (start, envelope.timestamp_ms) {
+        let start = self.start.and_then(|column| record.value_at(column));
+        record.account = self
+            .account
+            .and_then(|column| record.value_at(column))
+            .or(envelope.owner);
+        record.region = self.region.and_then(|column| record.value_at(column));
+        record.time_ms = match (start, envelope.timestamp_ms) {
             (Some(start), _) => match parse_seconds(start) {
                 Some(seconds) => seconds.saturating_mul(1000),
                 None => {
@@ -354,55 +359,137 @@ impl FlowDecoder {
                 ));
             }
         };
-        // Built in place: the field vector is filled where it lies.
-        let mut event = Event {
-            kind: EventKind::VpcFlow,
-            time_ms,
-            text: Cow::Borrowed(line),
-            fields: Fields::new(),
-            id: envelope.event_id.map(Cow::Borrowed),
-            account: account.or(envelope.owner).map(Cow::Borrowed),
-            region: region.map(Cow::Borrowed),
-            ruled_out: false,
-        };
-        // Filled where it lies, in slot order: building the inline vector
-        // elsewhere and moving it in would copy all of its inline capacity,
-        // and writing over `Missing` slots would run drop glue per slot.
+        emit(&record);
+        Ok(())
+    }
+}
+
+/// One decoded flow record: the line, its token spans and its time. Rule
+/// matching reads it through [`EventView`], which takes a field from its
+/// column only when a rule asks (a number is parsed then), so matching a
+/// flow line builds no [`Event`]. [`FlowRecord::to_event`] builds one for
+/// consumers that want the whole plan filled.
+pub struct FlowRecord<'r, 'a> {
+    /// The record, trimmed.
+    line: &'a str,
+    /// One span of `line` per column of the format.
+    tokens: &'r [(usize, usize)],
+    /// Where each slot of the field plan comes from.
+    sources: &'r [SlotSource],
+    envelope: &'r Envelope<'a>,
+    time_ms: i64,
+    account: Option<&'a str>,
+    region: Option<&'a str>,
+}
+
+impl<'a> FlowRecord<'_, 'a> {
+    /// A present value (not `-`) of a column. Both ends of a span sit next
+    /// to an ASCII space or the line's ends, so they are char boundaries.
+    #[inline]
+    fn value_at(&self, column: usize) -> Option<&'a str> {
+        let &(start, end) = self.tokens.get(column)?;
+        self.line.get(start..end).filter(|token| *token != "-")
+    }
+
+    /// The value of one slot: numeric columns become numbers when they
+    /// parse and stay text otherwise; `-` and absent columns are Missing.
+    #[inline]
+    fn value(&self, source: SlotSource) -> FieldValue<'a> {
         let present = |value: Option<&'a str>| match value {
             Some(text) => FieldValue::Str(Cow::Borrowed(text)),
             None => FieldValue::Missing,
         };
-        for source in &self.sources {
-            let value = match *source {
-                SlotSource::Column { column, numeric } => match value_at(column) {
-                    Some(token) if numeric => match parse_flow_number(token) {
-                        Some(number) => FieldValue::Number(number),
-                        None => FieldValue::Str(Cow::Borrowed(token)),
-                    },
-                    token => present(token),
+        match source {
+            SlotSource::Column { column, numeric } => match self.value_at(column) {
+                Some(token) if numeric => match parse_flow_number(token) {
+                    Some(number) => FieldValue::Number(number),
+                    None => FieldValue::Str(Cow::Borrowed(token)),
                 },
-                SlotSource::Owner => present(envelope.owner),
-                SlotSource::LogGroup => present(envelope.log_group),
-                SlotSource::LogStream => present(envelope.log_stream),
-                SlotSource::Message => present(Some(line)),
-                SlotSource::Absent => FieldValue::Missing,
-            };
-            event.fields.push(value);
+                token => present(token),
+            },
+            SlotSource::Owner => present(self.envelope.owner),
+            SlotSource::LogGroup => present(self.envelope.log_group),
+            SlotSource::LogStream => present(self.envelope.log_stream),
+            SlotSource::Message => present(Some(self.line)),
+            SlotSource::Absent => FieldValue::Missing,
         }
-        emit(&event);
-        // Every value of a flow event borrows from the line or the
-        // envelope, so dropping one frees nothing; but the generic drop
-        // glue calls out once per slot (about 5% of a flow record's
-        // instructions). Forgetting the event is leak-free unless its
-        // field vector spilled to the heap.
-        debug_assert!(event.fields.iter().all(|value| matches!(
-            value,
-            FieldValue::Missing | FieldValue::Number(_) | FieldValue::Str(Cow::Borrowed(_))
-        )));
-        if !event.fields.spilled() {
-            std::mem::forget(event);
+    }
+
+    /// The record as an [`Event`] with every slot of the plan filled.
+    pub fn to_event(&self) -> Event<'a> {
+        let mut event = Event {
+            kind: EventKind::VpcFlow,
+            time_ms: self.time_ms,
+            text: Cow::Borrowed(self.line),
+            fields: Fields::new(),
+            id: self.envelope.event_id.map(Cow::Borrowed),
+            account: self.account.map(Cow::Borrowed),
+            region: self.region.map(Cow::Borrowed),
+            ruled_out: false,
+        };
+        // Filled where it lies, in slot order: building the inline vector
+        // elsewhere and moving it in would copy all of its inline capacity.
+        for source in self.sources {
+            event.fields.push(self.value(*source));
         }
-        Ok(())
+        event
+    }
+}
+
+impl<'a> EventView<'a> for FlowRecord<'_, 'a> {
+    #[inline]
+    fn kind(&self) -> EventKind {
+        EventKind::VpcFlow
+    }
+
+    #[inline]
+    fn time_ms(&self) -> i64 {
+        self.time_ms
+    }
+
+    #[inline]
+    fn text(&self) -> &str {
+        self.line
+    }
+
+    #[inline]
+    fn field(&self, slot: Slot) -> FieldRef<'_, 'a> {
+        let source = self
+            .sources
+            .get(usize::from(slot))
+            .copied()
+            .unwrap_or(SlotSource::Absent);
+        FieldRef::made(self.value(source))
+    }
+
+    #[inline]
+    fn id(&self) -> Option<&str> {
+        self.envelope.event_id
+    }
+
+    #[inline]
+    fn account(&self) -> Option<&str> {
+        self.account
+    }
+
+    #[inline]
+    fn region(&self) -> Option<&str> {
+        self.region
+    }
+
+    #[inline]
+    fn ruled_out(&self) -> bool {
+        false
+    }
+
+    /// The decoder's tokens are the runs of non-space bytes; a
+    /// space-delimited pattern's tokenizer makes the same runs unless the
+    /// line holds a quote, a bracket, a tab or a line break.
+    fn delimited_spans(&self) -> Option<&[(usize, usize)]> {
+        let bytes = self.line.as_bytes();
+        let plain = memchr::memchr2(b'"', b'[', bytes).is_none()
+            && memchr::memchr3(b'\t', b'\n', b'\r', bytes).is_none();
+        plain.then_some(self.tokens)
     }
 }
 
@@ -501,7 +588,8 @@ mod tests {
         line: &str,
     ) -> Result<(i64, Vec<FieldValue<'static>>, Option<String>), DecodeError> {
         let mut got = None;
-        d.decode(line, &Envelope::default(), &mut |e| {
+        d.decode(line, &Envelope::default(), &mut |record| {
+            let e = record.to_event();
             got = Some((
                 e.time_ms,
                 e.fields
@@ -571,7 +659,7 @@ mod tests {
             "2 123 eni-1 - - - - - - - 1709294400 1709294460 - NODATA",
         )
         .unwrap();
-        assert!(d.tokens.capacity() <= V2_FIELDS.len() + 1);
+        assert!(d.tokens.capacity() <= V2_FIELDS.len());
     }
 
     #[test]

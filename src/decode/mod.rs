@@ -168,6 +168,14 @@ impl DecodeError {
 pub trait DecodeSink {
     /// A decoded event.
     fn event(&mut self, event: &Event<'_>);
+    /// A decoded flow record. By default it becomes an [`Event`] with every
+    /// planned field filled; the engine's collector matches the record
+    /// itself (see [`flow::FlowRecord`]).
+    fn flow(&mut self, record: &flow::FlowRecord<'_, '_>) {
+        let event = record.to_event();
+        self.event(&event);
+        event.discard();
+    }
     /// A (sub-)record that failed, with the original bytes for dead-lettering.
     fn error(&mut self, error: DecodeError, original: &[u8]);
     /// A CloudWatch Logs `CONTROL_MESSAGE` was dropped.

@@ -16,7 +16,7 @@ use super::shard::{Match, MatchBatch, ShardMsg, Span, KEY_SEPARATOR};
 use super::watermark::{Progress, WatermarkTracker};
 use crate::decode::{DecodeConfig, DecodeError, DecodeSink, Decoder};
 use crate::error::ErrorClass;
-use crate::event::{Event, FieldValue};
+use crate::event::{Event, EventView, FieldValue};
 use crate::metrics::{Metrics, Tally, WorkerCounters};
 use crate::rules::compile::RuleIdx;
 use crate::rules::RuleSet;
@@ -41,6 +41,9 @@ pub struct Candidate {
     pub proven: u32,
 }
 
+/// Dispatch values up to which [`RuleDispatch`] compares instead of hashing.
+const FEW_VALUES: usize = 8;
+
 /// Rules of one kind indexed by the exact value of one string field
 /// (`eventName` for CloudTrail, `action` for VPC flows), built from
 /// [`crate::filter::Filter::required_strings`] and
@@ -52,6 +55,9 @@ pub struct Candidate {
 pub struct RuleDispatch {
     slot: Option<crate::fields::Slot>,
     by_value: hashbrown::HashMap<Box<str>, Vec<Candidate>>,
+    /// `by_value` as a list, when it has at most [`FEW_VALUES`] entries
+    /// (flow `action`): comparing a few strings beats hashing one.
+    few: Option<Vec<(Box<str>, Vec<Candidate>)>>,
     unconstrained: Vec<Candidate>,
     all: Vec<Candidate>,
 }
@@ -142,17 +148,38 @@ impl RuleDispatch {
                 })
                 .collect();
         }
+        if dispatch.by_value.len() <= FEW_VALUES {
+            let mut few: Vec<_> = dispatch
+                .by_value
+                .iter()
+                .map(|(value, list)| (value.clone(), list.clone()))
+                .collect();
+            few.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            dispatch.few = Some(few);
+        }
         dispatch
+    }
+
+    /// The rules listed for `value`, if any.
+    #[inline]
+    fn lookup(&self, value: &str) -> Option<&Vec<Candidate>> {
+        match &self.few {
+            Some(few) => few
+                .iter()
+                .find(|(known, _)| known.as_ref() == value)
+                .map(|(_, list)| list),
+            None => self.by_value.get(value),
+        }
     }
 
     /// The rules `event` may match (of the dispatch's kind).
     #[inline]
-    pub fn candidates(&self, event: &Event<'_>) -> &[Candidate] {
+    pub fn candidates<'a>(&self, event: &impl EventView<'a>) -> &[Candidate] {
         let Some(slot) = self.slot else {
             return &self.all;
         };
-        match event.field(slot) {
-            FieldValue::Str(value) => match self.by_value.get(value.as_ref()) {
+        match &*event.field(slot) {
+            FieldValue::Str(value) => match self.lookup(value) {
                 Some(list) => list,
                 None => &self.unconstrained,
             },
@@ -487,19 +514,51 @@ impl EventTexts {
 
 impl DecodeSink for Collector<'_> {
     fn event(&mut self, event: &Event<'_>) {
+        self.collect(event);
+    }
+
+    /// A flow record is matched as its decoder split it: no [`Event`] is
+    /// built, and only the fields rules ask for are read.
+    fn flow(&mut self, record: &crate::decode::flow::FlowRecord<'_, '_>) {
+        self.collect(record);
+    }
+
+    fn error(&mut self, error: DecodeError, original: &[u8]) {
+        self.tally.failed[error.reason as usize] += 1;
+        self.tally.dead_lettered += 1;
+        self.dead.push(DeadLetter {
+            partition: self.partition_name.to_string(),
+            offset: self.offset,
+            class: ErrorClass::User,
+            reason: error.reason.as_str(),
+            detail: error.detail,
+            bytes: original.to_vec(),
+        });
+    }
+
+    fn control_message(&mut self) {
+        self.tally.control_messages += 1;
+    }
+}
+
+impl Collector<'_> {
+    /// Matches one event against its kind's rules and adds a match per
+    /// matching rule to the owning shard's batch.
+    #[inline]
+    fn collect<'a>(&mut self, event: &impl EventView<'a>) {
         self.tally.events += 1;
         self.event_seq += 1;
-        let (time_ms, clamped) = self.watermark.clamp(event.time_ms, self.now_ms);
+        let (time_ms, clamped) = self.watermark.clamp(event.time_ms(), self.now_ms);
         if clamped {
             self.tally.clamped += 1;
         }
         self.max_event_ms = Some(self.max_event_ms.map_or(time_ms, |m| m.max(time_ms)));
-        if event.ruled_out {
+        if event.ruled_out() {
             self.tally.ruled_out += 1;
             return;
         }
         let shard_count = self.outputs.len();
-        let dispatch = match event.kind {
+        let dispatch = match event.kind() {
             crate::event::EventKind::CloudTrail => self.cloudtrail_dispatch,
             crate::event::EventKind::VpcFlow => self.flow_dispatch,
             crate::event::EventKind::HostLog => self.host_dispatch,
@@ -522,7 +581,7 @@ impl DecodeSink for Collector<'_> {
                 if i > 0 {
                     self.key_buffer.push(KEY_SEPARATOR);
                 }
-                match event.field(*slot) {
+                match &*event.field(*slot) {
                     FieldValue::Str(s) => self.key_buffer.push_str(&sanitize_key(s)),
                     FieldValue::Number(n) => {
                         let _ = crate::event::write_number(self.key_buffer, *n);
@@ -548,14 +607,14 @@ impl DecodeSink for Collector<'_> {
             // of its rules match there.
             let cached = &mut self.event_texts[shard];
             if cached.event != self.event_seq {
-                let sample_cut =
-                    super::window::floor_char_boundary(&event.text, self.max_sample_bytes);
+                let text = event.text();
+                let sample_cut = super::window::floor_char_boundary(text, self.max_sample_bytes);
                 *cached = EventTexts {
                     event: self.event_seq,
-                    sample: out.intern(&event.text[..sample_cut]),
-                    id: intern_opt(out, event.id.as_deref()),
-                    account: intern_opt(out, event.account.as_deref()),
-                    region: intern_opt(out, event.region.as_deref()),
+                    sample: out.intern(&text[..sample_cut]),
+                    id: intern_opt(out, event.id()),
+                    account: intern_opt(out, event.account()),
+                    region: intern_opt(out, event.region()),
                 };
             }
             let EventTexts {
@@ -579,23 +638,6 @@ impl DecodeSink for Collector<'_> {
                 offset: self.offset,
             });
         }
-    }
-
-    fn error(&mut self, error: DecodeError, original: &[u8]) {
-        self.tally.failed[error.reason as usize] += 1;
-        self.tally.dead_lettered += 1;
-        self.dead.push(DeadLetter {
-            partition: self.partition_name.to_string(),
-            offset: self.offset,
-            class: ErrorClass::User,
-            reason: error.reason.as_str(),
-            detail: error.detail,
-            bytes: original.to_vec(),
-        });
-    }
-
-    fn control_message(&mut self) {
-        self.tally.control_messages += 1;
     }
 }
 
@@ -682,6 +724,96 @@ mod tests {
             proven_skips > 1000,
             "flow action tests are proven ({proven_skips})"
         );
+    }
+
+    #[test]
+    fn a_flow_record_matches_as_its_event_would() {
+        use crate::decode::flow::FlowDecoder;
+        use crate::decode::Envelope;
+        use crate::event::{EventKind, EventView};
+        use crate::gen::{generate_records, GenKind, GenOptions};
+        // The built-in pack plus rules that read what it does not: a
+        // space-delimited filter with alternatives, CIDR, numeric and
+        // existence predicates, and several group fields.
+        let extra = [
+            r#"{"id": "x-delimited", "title": "t", "description": "d", "severity": "low",
+                "kind": "vpcflow", "window": "5m", "threshold": ">= 1",
+                "filter": "[v, acct, eni, src, dst, sport, dport = 22 || dport = 3389, proto, packets, bytes > 100, start, end, action, status]",
+                "where": [{"field": "srcaddr", "cidr": ["203.0.113.0/24", "10.0.0.0/8"]}],
+                "group_by": ["srcaddr", "dstport"]}"#,
+            r#"{"id": "x-numbers", "title": "t", "description": "d", "severity": "low",
+                "kind": "vpcflow", "window": "5m", "threshold": ">= 1", "filter": "",
+                "where": [{"field": "packets", "op": ">=", "value": 10},
+                          {"field": "log-status", "exists": true},
+                          {"field": "protocol", "equals": 6}],
+                "group_by": ["account-id", "@message"], "aggregate": {"sum": "bytes"}}"#,
+        ];
+        let mut loaded = crate::rules::load_all(&[], false).expect("built-in rules");
+        for text in extra {
+            let spec = crate::rules::parse_rule_text("test", text).expect("rule");
+            loaded.push(crate::rules::LoadedRule {
+                spec,
+                origin: crate::rules::Origin::Builtin("test".into()),
+            });
+        }
+        let rules = crate::rules::compile_all(&loaded).expect("compile");
+        let dispatch = RuleDispatch::vpcflow(&rules);
+        let plan = rules.plans().for_kind(EventKind::VpcFlow);
+        let mut decoder = FlowDecoder::new(plan, Default::default());
+        let options = GenOptions {
+            count: 3000,
+            ..GenOptions::default()
+        };
+        let mut lines: Vec<String> = generate_records(GenKind::Flows, &options)
+            .into_iter()
+            .map(|record| String::from_utf8(record).expect("text"))
+            .collect();
+        // Lines whose pattern tokens differ from the decoder's, and values
+        // that do not parse as their column's type.
+        lines.extend(
+            [
+                "2 123 eni-1 203.0.113.9 10.0.0.1 5000 22 6 20 400 1709294400 1709294460 REJECT OK",
+                "2 123 eni-\"1 203.0.113.9 10.0.0.1 5000 22 6 20 400 1709294400 1709294460 REJECT OK",
+                "2 123 eni-[1 203.0.113.9 10.0.0.1 5000 22 6 20 400 1709294400 1709294460 REJECT OK]",
+                "2 123 eni-1\tx 203.0.113.9 10.0.0.1 5000 22 6 20 400 1709294400 1709294460 REJECT OK",
+                "2 123 eni-1 10.1.2.3 8.8.8.8 5000 3389 6 many 4e3 1709294400 1709294460 ACCEPT OK",
+                "2 123 eni-1 - - - - - - - 1709294400 1709294460 - NODATA",
+                "2 - eni-1 10.1.2.3 8.8.8.8 5000 3389 tcp 99 400 1709294400 1709294460 ACCEPT -",
+            ]
+            .map(String::from),
+        );
+        let envelope = Envelope {
+            owner: Some("111122223333"),
+            ..Envelope::default()
+        };
+        let (mut records, mut matched, mut fell_back) = (0, 0, 0);
+        for line in &lines {
+            let decoded = decoder.decode(line, &envelope, &mut |record| {
+                records += 1;
+                let event = record.to_event();
+                for slot in 0..plan.len() {
+                    let slot = crate::fields::Slot::try_from(slot).expect("slot");
+                    assert_eq!(*record.field(slot), *event.field(slot), "{line}");
+                }
+                assert_eq!(record.time_ms(), event.time_ms, "{line}");
+                assert_eq!(record.account(), event.account.as_deref(), "{line}");
+                assert_eq!(record.region(), event.region.as_deref(), "{line}");
+                assert_eq!(record.text(), event.text, "{line}");
+                fell_back += usize::from(record.delimited_spans().is_none());
+                assert_eq!(dispatch.candidates(record), dispatch.candidates(&event));
+                for &idx in rules.for_kind(EventKind::VpcFlow) {
+                    let rule = rules.rule(idx);
+                    let hit = rule.matches(record);
+                    assert_eq!(hit, rule.matches(&event), "{} on {line}", rule.id);
+                    assert_eq!(rule.contribution(record), rule.contribution(&event));
+                    matched += usize::from(hit);
+                }
+            });
+            assert!(decoded.is_ok(), "{line}: {decoded:?}");
+        }
+        assert_eq!(records, lines.len());
+        assert!(matched > 500, "the sample matches rules ({matched})");
+        assert_eq!(fell_back, 3, "three lines are tokenized apart");
     }
 
     #[test]

@@ -13,26 +13,31 @@ use super::ast::{
     ValueMatch,
 };
 use super::lexer::{parse_number, Op};
-use crate::event::{format_number, Event, FieldValue};
+use crate::event::{format_number, EventView, FieldValue};
 
 /// Token spans of a space-delimited line; inline for typical lines.
 pub(crate) type Spans = SmallVec<[(usize, usize); 32]>;
 
 impl Pattern {
-    pub(crate) fn matches(&self, event: &Event<'_>) -> bool {
+    pub(crate) fn matches<'a>(&self, event: &impl EventView<'a>) -> bool {
         match self {
             Pattern::All => true,
-            Pattern::Terms(terms) => terms.matches(&event.text),
+            Pattern::Terms(terms) => terms.matches(event.text()),
             Pattern::Json(expr) => expr.matches(event),
             Pattern::Delimited(delimited) => {
+                let text = event.text();
                 if let Some(required) = &delimited.required {
-                    if !required.is_in(event.text.as_bytes()) {
+                    if !required.is_in(text.as_bytes()) {
                         return false;
                     }
                 }
+                // A flow line arrives split by its decoder.
+                if let Some(spans) = event.delimited_spans() {
+                    return delimited.locate(text, spans).is_some();
+                }
                 let mut spans = Spans::new();
-                tokenize(&event.text, &mut spans);
-                delimited.locate(&event.text, &spans).is_some()
+                tokenize(text, &mut spans);
+                delimited.locate(text, &spans).is_some()
             }
         }
     }
@@ -60,18 +65,14 @@ impl Term {
 }
 
 impl JsonExpr {
-    fn matches(&self, event: &Event<'_>) -> bool {
+    fn matches<'a>(&self, event: &impl EventView<'a>) -> bool {
         match self {
             JsonExpr::And(items) => items.iter().all(|e| e.matches(event)),
             JsonExpr::Or(items) => items.iter().any(|e| e.matches(event)),
-            JsonExpr::Cond(cond) => {
-                const MISSING: &FieldValue<'static> = &FieldValue::Missing;
-                let value = match cond.slot {
-                    Some(slot) => event.field(slot),
-                    None => MISSING,
-                };
-                cond.test.matches(value)
-            }
+            JsonExpr::Cond(cond) => match cond.slot {
+                Some(slot) => cond.test.matches(&event.field(slot)),
+                None => cond.test.matches(&FieldValue::Missing),
+            },
         }
     }
 }
@@ -227,7 +228,11 @@ impl Delimited {
     /// at the start and the last at the end; each middle group (between
     /// `...`s) takes its leftmost fit, which is optimal because groups have
     /// fixed length. Returns each group's first token index.
-    pub(crate) fn locate(&self, text: &str, spans: &Spans) -> Option<SmallVec<[usize; 8]>> {
+    pub(crate) fn locate(
+        &self,
+        text: &str,
+        spans: &[(usize, usize)],
+    ) -> Option<SmallVec<[usize; 8]>> {
         let n = spans.len();
         let mut starts = SmallVec::new();
         let (first, last) = match self.groups.as_slice() {
@@ -282,7 +287,7 @@ impl Delimited {
     }
 }
 
-fn group_matches(group: &[DelimField], text: &str, spans: &Spans, at: usize) -> bool {
+fn group_matches(group: &[DelimField], text: &str, spans: &[(usize, usize)], at: usize) -> bool {
     group
         .iter()
         .enumerate()

@@ -63,7 +63,7 @@ mod wildcard;
 
 use std::borrow::Cow;
 
-use crate::event::Event;
+use crate::event::EventView;
 use crate::fields::{FieldPath, FieldPlan};
 
 use ast::{JsonExpr, Pattern, ValueMatch};
@@ -146,7 +146,7 @@ impl Filter {
     }
 
     /// Whether `event` matches.
-    pub fn matches(&self, event: &Event<'_>) -> bool {
+    pub fn matches<'a>(&self, event: &impl EventView<'a>) -> bool {
         self.compiled.matches(event)
     }
 
@@ -270,16 +270,26 @@ impl Filter {
     /// (a leading `$` is accepted, as in metric values `$size`) when `event`
     /// matches the pattern. `None` when the event does not match, the name
     /// is unknown, or the pattern is of another family.
-    pub fn named_field<'e>(&self, event: &'e Event<'_>, name: &str) -> Option<Cow<'e, str>> {
+    pub fn named_field<'e, 'a>(
+        &self,
+        event: &'e impl EventView<'a>,
+        name: &str,
+    ) -> Option<Cow<'e, str>> {
         let Pattern::Delimited(d) = &self.compiled else {
             return None;
         };
         let name = name.strip_prefix('$').unwrap_or(name);
         let (group, index) = d.position_of(name)?;
-        let text: &'e str = &event.text;
-        let mut spans = eval::Spans::new();
-        eval::tokenize(text, &mut spans);
-        let starts = d.locate(text, &spans)?;
+        let text: &'e str = event.text();
+        let mut owned = eval::Spans::new();
+        let spans: &[(usize, usize)] = match event.delimited_spans() {
+            Some(spans) => spans,
+            None => {
+                eval::tokenize(text, &mut owned);
+                &owned
+            }
+        };
+        let starts = d.locate(text, spans)?;
         let (s, e) = *spans.get(starts.get(group)? + index)?;
         text.get(s..e).map(Cow::Borrowed)
     }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::eval::compare;
 use super::lexer::Op;
-use crate::event::{Event, FieldValue};
+use crate::event::{EventView, FieldValue};
 use crate::fields::{FieldPath, FieldPlan, Slot};
 
 /// A scalar in a predicate: `REJECT`, `22`, `true`.
@@ -365,8 +365,9 @@ impl Predicate {
 
     /// Whether `event` satisfies the predicate.
     #[inline]
-    pub fn matches(&self, event: &Event<'_>) -> bool {
+    pub fn matches<'a>(&self, event: &impl EventView<'a>) -> bool {
         let value = event.field(self.slot);
+        let value: &FieldValue<'a> = &value;
         if let Cond::Exists(want) = self.cond {
             return (!matches!(value, FieldValue::Missing) == want) != self.negate;
         }

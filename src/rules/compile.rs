@@ -10,7 +10,7 @@ use std::fmt;
 use super::model::{
     AggregateSpec, FieldAggregate, RuleSpec, Severity, Statistic, ThresholdSpec, TreatMissing,
 };
-use crate::event::{Event, EventKind};
+use crate::event::{EventKind, EventView};
 use crate::fields::{FieldPath, FieldPlans, Slot};
 use crate::filter::{Filter, Predicate};
 
@@ -375,12 +375,12 @@ impl CompiledRule {
     /// The event's contribution `(value, distinct hash)`, or `None` when
     /// the value is absent or not numeric (CloudWatch: adds nothing).
     #[inline]
-    pub fn contribution(&self, event: &Event<'_>) -> Option<(f64, u64)> {
+    pub fn contribution<'a>(&self, event: &impl EventView<'a>) -> Option<(f64, u64)> {
         if self.aggregate == Aggregate::Distinct {
             let ValueSource::Field(slot) = self.value else {
                 return None;
             };
-            return crate::event::distinct_hash_of(event.field(slot)).map(|hash| (1.0, hash));
+            return crate::event::distinct_hash_of(&event.field(slot)).map(|hash| (1.0, hash));
         }
         match &self.value {
             ValueSource::Literal(v) => Some((*v, 0)),
@@ -396,7 +396,7 @@ impl CompiledRule {
 
     /// Whether `event` passes the filter and every predicate.
     #[inline]
-    pub fn matches(&self, event: &Event<'_>) -> bool {
+    pub fn matches<'a>(&self, event: &impl EventView<'a>) -> bool {
         self.matches_unproven(event, 0)
     }
 
@@ -404,7 +404,7 @@ impl CompiledRule {
     /// is set (the caller knows it holds: see
     /// [`crate::engine::worker::Candidate`]).
     #[inline]
-    pub fn matches_unproven(&self, event: &Event<'_>, proven: u32) -> bool {
+    pub fn matches_unproven<'a>(&self, event: &impl EventView<'a>, proven: u32) -> bool {
         self.filter.matches(event)
             && self
                 .predicates
