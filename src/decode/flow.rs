@@ -4,10 +4,12 @@
 //! (v2 to v8, including the `ecs-*` fields), parsed from AWS's
 //! `${field} ${field}` form or a plain header line. [`FlowDecoder`] splits a
 //! record on ASCII spaces into token spans (a buffer reused across records,
-//! so nothing is allocated), then reads only the columns the plan names
-//! (`srcaddr`, `interface-id`, …; the column list is computed when the
-//! format is set) plus `start`, `account-id` and `region`, and fills the
-//! envelope `@…` names. `-` is Missing.
+//! so nothing is allocated), reads `start`, `account-id` and `region`, and
+//! hands a [`FlowRecord`] to its sink. The record reads a planned field
+//! (`srcaddr`, `interface-id`, an envelope `@…` name; the column of each is
+//! computed when the format is set) only when asked, through
+//! [`EventView`]; [`FlowRecord::to_event`] fills every slot. `-` is
+//! Missing.
 //! Numeric fields become `Number` when they parse and stay `Str` otherwise,
 //! except `start`, the event time: non-numeric is `bad_flow_record`, absent
 //! (`-` or not in the format, with no CloudWatch Logs timestamp to fall back
