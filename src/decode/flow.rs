@@ -496,14 +496,11 @@ impl<'a> EventView<'a> for FlowRecord<'_, 'a> {
 }
 
 /// Calls `push(start, end)` with the byte range of every run of non-space
-/// bytes of `bytes`, in order. Spaces are found eight bytes at a time: a
-/// byte equal to `b' '` becomes a zero byte after the XOR, and the exact
-/// zero-byte test below sets the top bit of exactly those bytes. Also
-/// used by space-delimited filter patterns (`crate::filter`).
+/// bytes of `bytes`, in order. Spaces are found sixteen bytes at a time
+/// ([`space_bits`]), then in the last eight-byte word, then byte by byte.
+/// Also used by space-delimited filter patterns (`crate::filter`).
 #[inline]
 pub(crate) fn split_on_spaces(bytes: &[u8], mut push: impl FnMut(usize, usize)) {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const SPACES: u64 = 0x2020_2020_2020_2020;
     let mut token_start = 0usize;
     let mut on_space = |position: usize| {
         if position > token_start {
@@ -511,20 +508,27 @@ pub(crate) fn split_on_spaces(bytes: &[u8], mut push: impl FnMut(usize, usize)) 
         }
         token_start = position + 1;
     };
-    let mut chunks = bytes.chunks_exact(8);
+    let mut blocks = bytes.chunks_exact(16);
     let mut base = 0usize;
-    for chunk in chunks.by_ref() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ SPACES;
-        let mut mask = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+    for block in blocks.by_ref() {
+        let mut mask = space_bits(block);
+        while mask != 0 {
+            on_space(base + mask.trailing_zeros() as usize);
+            mask &= mask - 1;
+        }
+        base += 16;
+    }
+    let rest = blocks.remainder();
+    let mut words = rest.chunks_exact(8);
+    for word in words.by_ref() {
+        let mut mask = space_high_bits(word);
         while mask != 0 {
             on_space(base + (mask.trailing_zeros() / 8) as usize);
             mask &= mask - 1;
         }
         base += 8;
     }
-    for (offset, byte) in chunks.remainder().iter().enumerate() {
+    for (offset, byte) in words.remainder().iter().enumerate() {
         if *byte == b' ' {
             on_space(base + offset);
         }
@@ -532,6 +536,62 @@ pub(crate) fn split_on_spaces(bytes: &[u8], mut push: impl FnMut(usize, usize)) 
     if bytes.len() > token_start {
         push(token_start, bytes.len());
     }
+}
+
+/// Bit `i` set where byte `i` of a 16-byte `block` is a space: one SSE2
+/// compare on x86-64, two words elsewhere.
+#[inline(always)]
+fn space_bits(block: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: SSE2 is part of the x86-64 baseline: every x86-64 CPU
+        // has it, and this crate is built with it enabled.
+        unsafe { sse2_space_bits(block) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        swar_space_bits(block)
+    }
+}
+
+/// [`space_bits`] from two eight-byte words (other architectures; tested
+/// against the SSE2 version on x86-64).
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn swar_space_bits(block: &[u8]) -> u32 {
+    // The top bit of each space byte, gathered into the low byte.
+    let gather = |word: &[u8]| {
+        let high = space_high_bits(word) >> 7;
+        (high.wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+    };
+    gather(&block[..8]) | gather(&block[8..16]) << 8
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn sse2_space_bits(block: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8, _mm_set_epi64x};
+    let half = |range: std::ops::Range<usize>| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&block[range]);
+        i64::from_le_bytes(word)
+    };
+    let bytes = _mm_set_epi64x(half(8..16), half(0..8));
+    let spaces = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b' ' as i8));
+    _mm_movemask_epi8(spaces) as u32
+}
+
+/// The top bit of each byte of an 8-byte `word` that is a space: a space
+/// becomes a zero byte after the XOR, and the exact zero-byte test sets the
+/// top bit of exactly those bytes.
+#[inline(always)]
+fn space_high_bits(word: &[u8]) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const SPACES: u64 = 0x2020_2020_2020_2020;
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(word);
+    let x = u64::from_le_bytes(bytes) ^ SPACES;
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
 }
 
 /// The value of a run of 1 to `max_len` ASCII digits, read in one pass;
@@ -606,6 +666,20 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn space_bits_mark_exactly_the_spaces(block in proptest::collection::vec(
+            proptest::sample::select(vec![b' ', b'a', b'0', 0x80, 0xa0, 0xff, 0x00, b'\t']),
+            16,
+        )) {
+            let want = block
+                .iter()
+                .enumerate()
+                .filter(|(_, byte)| **byte == b' ')
+                .fold(0u32, |bits, (i, _)| bits | 1 << i);
+            proptest::prop_assert_eq!(space_bits(&block), want);
+            proptest::prop_assert_eq!(swar_space_bits(&block), want);
+        }
+
         #[test]
         fn spaces_split_like_split_on_blanks(line in "[ a-c0-9\\-é]{0,80}") {
             let mut got: Vec<&str> = Vec::new();
