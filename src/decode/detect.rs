@@ -588,10 +588,7 @@ impl Decoder {
     }
 
     fn decode_flow(&mut self, line: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
-        if let Err(e) = self
-            .flow
-            .decode(line, envelope, &mut |record| out.flow(record))
-        {
+        if let Err(e) = self.flow.decode(line, envelope, |record| out.flow(record)) {
             out.error(e, line.as_bytes());
         }
     }

@@ -304,7 +304,7 @@ impl FlowDecoder {
         &mut self,
         line: &'a str,
         envelope: &Envelope<'a>,
-        emit: &mut dyn FnMut(&FlowRecord<'_, 'a>),
+        emit: impl FnOnce(&FlowRecord<'_, 'a>),
     ) -> Result<(), DecodeError> {
         let line = line.trim_ascii();
         // Tokens are runs of non-space bytes (as `split(' ')` without the
@@ -650,7 +650,7 @@ mod tests {
         line: &str,
     ) -> Result<(i64, Vec<FieldValue<'static>>, Option<String>), DecodeError> {
         let mut got = None;
-        d.decode(line, &Envelope::default(), &mut |record| {
+        d.decode(line, &Envelope::default(), |record| {
             let e = record.to_event();
             got = Some((
                 e.time_ms,

@@ -788,7 +788,7 @@ mod tests {
         };
         let (mut records, mut matched, mut fell_back) = (0, 0, 0);
         for line in &lines {
-            let decoded = decoder.decode(line, &envelope, &mut |record| {
+            let decoded = decoder.decode(line, &envelope, |record| {
                 records += 1;
                 let event = record.to_event();
                 for slot in 0..plan.len() {
