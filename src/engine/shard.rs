@@ -332,8 +332,11 @@ impl Shard {
 
     /// Applies one batch of matches, then closes what the watermark allows.
     pub fn process(&mut self, batch: MatchBatch) {
+        // Cloned once per batch: a clone per match cost two atomic
+        // read-modify-writes each.
+        let rules = Arc::clone(&self.rules);
         for m in &batch.matches {
-            self.apply(&batch, m);
+            self.apply(rules.rule(m.rule), &batch, m);
         }
         self.tally.matches += batch.matches.len() as u64;
         if batch.watermark_ms > self.watermark_ms {
@@ -363,8 +366,9 @@ impl Shard {
                 .get(&batch.partition)
                 .copied()
                 .unwrap_or(i64::MIN);
+            let rules = Arc::clone(&self.rules);
             for partial in &batch.partials {
-                self.merge_partial(batch.partition, partial, known);
+                self.merge_partial(rules.rule(partial.rule), batch.partition, partial, known);
             }
             self.tally.matches += batch.partials.len() as u64;
             // Heard of, even while warming up (at the floor): it holds the
@@ -405,9 +409,13 @@ impl Shard {
     /// its window (or sliding pane), unless it is late against
     /// `late_bound` (that partition's watermark) or a replay; then fires
     /// eagerly if the rule allows.
-    fn merge_partial(&mut self, partition: PartitionId, partial: &MergePartial, late_bound: i64) {
-        let rules = Arc::clone(&self.rules);
-        let rule = rules.rule(partial.rule);
+    fn merge_partial(
+        &mut self,
+        rule: &CompiledRule,
+        partition: PartitionId,
+        partial: &MergePartial,
+        late_bound: i64,
+    ) {
         let position = (partition, partial.agg.holds.first().map_or(0, |h| h.1));
         let time_ms = partial.agg.first_seen_ms;
         if let Some(step) = rule.slide_ms {
@@ -594,9 +602,8 @@ impl Shard {
         );
     }
 
-    fn apply(&mut self, batch: &MatchBatch, m: &Match) {
-        let rules = Arc::clone(&self.rules);
-        let rule = rules.rule(m.rule);
+    /// Counts one match of `rule` into its window (or sliding pane).
+    fn apply(&mut self, rule: &CompiledRule, batch: &MatchBatch, m: &Match) {
         if let Some(step) = rule.slide_ms {
             let evidence = self.config.evidence;
             self.apply_sliding(
