@@ -308,7 +308,7 @@ impl FlowDecoder {
     ) -> Result<(), DecodeError> {
         let line = line.trim_ascii();
         // Tokens are runs of non-space bytes (as `split(' ')` without the
-        // empty pieces), found eight bytes at a time.
+        // empty pieces), found sixteen bytes at a time.
         let columns = self.format.columns.len();
         // One span per column, written in place through a local slice (a
         // `Vec::push` per token re-read the vector through `self` and

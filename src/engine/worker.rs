@@ -54,12 +54,47 @@ const FEW_VALUES: usize = 8;
 #[derive(Debug, Default)]
 pub struct RuleDispatch {
     slot: Option<crate::fields::Slot>,
-    by_value: hashbrown::HashMap<Box<str>, Vec<Candidate>>,
-    /// `by_value` as a list, when it has at most [`FEW_VALUES`] entries
-    /// (flow `action`): comparing a few strings beats hashing one.
-    few: Option<Vec<(Box<str>, Vec<Candidate>)>>,
+    by_value: ValueIndex,
     unconstrained: Vec<Candidate>,
     all: Vec<Candidate>,
+}
+
+/// The candidate lists of a [`RuleDispatch`], by value of its field.
+#[derive(Debug)]
+enum ValueIndex {
+    /// At most [`FEW_VALUES`] values (flow `action`): comparing a few
+    /// strings beats hashing one.
+    Few(Vec<(Box<str>, Vec<Candidate>)>),
+    /// More values (CloudTrail `eventName`).
+    Hashed(hashbrown::HashMap<Box<str>, Vec<Candidate>>),
+}
+
+impl Default for ValueIndex {
+    fn default() -> Self {
+        ValueIndex::Few(Vec::new())
+    }
+}
+
+impl ValueIndex {
+    fn new(lists: hashbrown::HashMap<Box<str>, Vec<Candidate>>) -> Self {
+        if lists.len() <= FEW_VALUES {
+            ValueIndex::Few(lists.into_iter().collect())
+        } else {
+            ValueIndex::Hashed(lists)
+        }
+    }
+
+    /// The candidates listed for `value`, if any.
+    #[inline]
+    fn get(&self, value: &str) -> Option<&[Candidate]> {
+        match self {
+            ValueIndex::Few(lists) => lists
+                .iter()
+                .find(|(known, _)| known.as_ref() == value)
+                .map(|(_, list)| list.as_slice()),
+            ValueIndex::Hashed(lists) => lists.get(value).map(Vec::as_slice),
+        }
+    }
 }
 
 impl RuleDispatch {
@@ -114,12 +149,13 @@ impl RuleDispatch {
                 }),
             }
         }
+        let mut by_value: hashbrown::HashMap<Box<str>, Vec<Candidate>> = Default::default();
         for (_, values) in &constrained {
             for value in values {
-                dispatch.by_value.entry((*value).into()).or_default();
+                by_value.entry((*value).into()).or_default();
             }
         }
-        for (value, list) in dispatch.by_value.iter_mut() {
+        for (value, list) in by_value.iter_mut() {
             let mut rules_for_value: Vec<RuleIdx> =
                 dispatch.unconstrained.iter().map(|c| c.rule).collect();
             for (idx, values) in &constrained {
@@ -148,28 +184,8 @@ impl RuleDispatch {
                 })
                 .collect();
         }
-        if dispatch.by_value.len() <= FEW_VALUES {
-            let mut few: Vec<_> = dispatch
-                .by_value
-                .iter()
-                .map(|(value, list)| (value.clone(), list.clone()))
-                .collect();
-            few.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            dispatch.few = Some(few);
-        }
+        dispatch.by_value = ValueIndex::new(by_value);
         dispatch
-    }
-
-    /// The rules listed for `value`, if any.
-    #[inline]
-    fn lookup(&self, value: &str) -> Option<&Vec<Candidate>> {
-        match &self.few {
-            Some(few) => few
-                .iter()
-                .find(|(known, _)| known.as_ref() == value)
-                .map(|(_, list)| list),
-            None => self.by_value.get(value),
-        }
     }
 
     /// The rules `event` may match (of the dispatch's kind).
@@ -179,7 +195,7 @@ impl RuleDispatch {
             return &self.all;
         };
         match &*event.field(slot) {
-            FieldValue::Str(value) => match self.lookup(value) {
+            FieldValue::Str(value) => match self.by_value.get(value) {
                 Some(list) => list,
                 None => &self.unconstrained,
             },

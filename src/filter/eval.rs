@@ -31,13 +31,7 @@ impl Pattern {
                         return false;
                     }
                 }
-                // A flow line arrives split by its decoder.
-                if let Some(spans) = event.delimited_spans() {
-                    return delimited.locate(text, spans).is_some();
-                }
-                let mut spans = Spans::new();
-                tokenize(text, &mut spans);
-                delimited.locate(text, &spans).is_some()
+                with_spans(event, |text, spans| delimited.locate(text, spans).is_some())
             }
         }
     }
@@ -171,6 +165,22 @@ pub(crate) fn compare(op: Op, left: f64, right: f64) -> bool {
         Op::Gt => left > right,
         Op::Ge => left >= right,
     }
+}
+
+/// Calls `f` with the event's text and its space-delimited fields: the
+/// decoder's split when it made one that agrees (a flow line), else the
+/// text tokenized here.
+pub(crate) fn with_spans<'e, 'a, R>(
+    event: &'e impl EventView<'a>,
+    f: impl FnOnce(&'e str, &[(usize, usize)]) -> R,
+) -> R {
+    let text = event.text();
+    if let Some(spans) = event.delimited_spans() {
+        return f(text, spans);
+    }
+    let mut spans = Spans::new();
+    tokenize(text, &mut spans);
+    f(text, &spans)
 }
 
 /// Splits a line into space-delimited fields: runs of non-blank

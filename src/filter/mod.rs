@@ -280,18 +280,11 @@ impl Filter {
         };
         let name = name.strip_prefix('$').unwrap_or(name);
         let (group, index) = d.position_of(name)?;
-        let text: &'e str = event.text();
-        let mut owned = eval::Spans::new();
-        let spans: &[(usize, usize)] = match event.delimited_spans() {
-            Some(spans) => spans,
-            None => {
-                eval::tokenize(text, &mut owned);
-                &owned
-            }
-        };
-        let starts = d.locate(text, spans)?;
-        let (s, e) = *spans.get(starts.get(group)? + index)?;
-        text.get(s..e).map(Cow::Borrowed)
+        eval::with_spans(event, |text, spans| {
+            let starts = d.locate(text, spans)?;
+            let (s, e) = *spans.get(starts.get(group)? + index)?;
+            text.get(s..e).map(Cow::Borrowed)
+        })
     }
 }
 
