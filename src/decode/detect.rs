@@ -40,7 +40,7 @@ use crate::decode::cloudwatch::{self, CONTROL_MESSAGE, DATA_MESSAGE};
 use crate::decode::flow::FlowFormat;
 use crate::decode::json::classify;
 use crate::decode::scan::{Scanner, Str};
-use crate::decode::{gzip, hostlog, kpl};
+use crate::decode::{gzip, hostlog, kpl, short};
 use crate::decode::{DecodeError, DecodeErrorReason, DecodeSink, Decoder, DecoderKind, Envelope};
 
 /// How many envelopes may wrap one another (gzip in KPL in gzip...).
@@ -326,18 +326,23 @@ impl Decoder {
             error(out, DecodeErrorReason::BadKpl, "missing KPL magic", bytes);
             return;
         }
-        // simdutf8 checks a record in about a third of the instructions of
-        // `std::str::from_utf8` (BENCHMARKS.md); std's error says where.
-        let text = match simdutf8::basic::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(_) => {
-                let detail = match std::str::from_utf8(bytes) {
-                    Err(e) => e.to_string(),
-                    Ok(_) => "invalid UTF-8".to_string(),
-                };
-                error(out, DecodeErrorReason::InvalidUtf8, detail, bytes);
-                return;
-            }
+        // A short ASCII record is checked in the same pass that proves it
+        // one plain line; simdutf8 checks the rest in about a third of the
+        // instructions of `std::str::from_utf8` (BENCHMARKS.md), and std's
+        // error says where.
+        let (text, plain) = match short::scan(bytes) {
+            Some(short) => (short.text, short.plain),
+            None => match simdutf8::basic::from_utf8(bytes) {
+                Ok(text) => (text, false),
+                Err(_) => {
+                    let detail = match std::str::from_utf8(bytes) {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "invalid UTF-8".to_string(),
+                    };
+                    error(out, DecodeErrorReason::InvalidUtf8, detail, bytes);
+                    return;
+                }
+            },
         };
         let text = text.trim_ascii();
         if text.is_empty() {
@@ -345,7 +350,7 @@ impl Decoder {
             return;
         }
         match kind {
-            DecoderKind::Auto => self.detect_text(text, depth, envelope, out),
+            DecoderKind::Auto => self.detect_text(text, plain, depth, envelope, out),
             DecoderKind::CloudTrail => self.decode_cloudtrail_container(text, out),
             DecoderKind::CloudWatchLogs => match sniff(text) {
                 Ok(Some(Shape::AwsLogs)) => {
@@ -355,17 +360,19 @@ impl Decoder {
             },
             DecoderKind::EventBridge => self.decode_eventbridge(text, out),
             DecoderKind::VpcFlow | DecoderKind::HostLog => {
-                for_each_line(text, |line| {
-                    self.decode_forced_line(line, kind, envelope, out)
+                for_each_line(text, plain, |line| {
+                    self.decode_forced_line(line, plain, kind, envelope, out)
                 });
             }
             DecoderKind::Kpl => {}
         }
     }
 
+    /// `plain`: [`short::scan`] proved `text` one plain line.
     fn detect_text(
         &mut self,
         text: &str,
+        plain: bool,
         depth: u8,
         envelope: &Envelope<'_>,
         out: &mut dyn DecodeSink,
@@ -375,7 +382,9 @@ impl Decoder {
             return;
         }
         if !text.starts_with('{') {
-            for_each_line(text, |line| self.decode_line(line, envelope, out));
+            for_each_line(text, plain, |line| {
+                self.decode_line(line, plain, envelope, out)
+            });
             return;
         }
         match sniff(text) {
@@ -535,22 +544,29 @@ impl Decoder {
             } else if message.starts_with('{') {
                 self.decode_cloudtrail(message, &envelope, out);
             } else {
-                self.decode_line(message, &envelope, out);
+                self.decode_line(message, false, &envelope, out);
             }
         }
     }
 
     /// One text line, auto-detected (see the module docs, rule 6).
-    fn decode_line(&mut self, line: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
-        if let Some(format) = FlowFormat::from_header_line(line) {
-            self.flow.set_format(format);
+    /// `plain`: [`short::scan`] proved the line plain.
+    fn decode_line(
+        &mut self,
+        line: &str,
+        plain: bool,
+        envelope: &Envelope<'_>,
+        out: &mut dyn DecodeSink,
+    ) {
+        // A default-format flow record (version 2) is not a header line (no
+        // field name starts with a digit) and cannot start with a stamp
+        // (the first word, `2`, is too short for one): it is tested first.
+        if line.starts_with("2 ") {
+            self.decode_flow(line, plain, envelope, out);
             return;
         }
-        // A default-format flow record (version 2) cannot start with a
-        // stamp (the first word, `2`, is too short for one), so it skips
-        // the stamp test.
-        if line.starts_with("2 ") {
-            self.decode_flow(line, envelope, out);
+        if let Some(format) = FlowFormat::from_header_line(line) {
+            self.flow.set_format(format);
             return;
         }
         if hostlog::has_timestamp_prefix(line) {
@@ -558,7 +574,7 @@ impl Decoder {
             return;
         }
         if count_fields(line) == self.flow.field_count() {
-            self.decode_flow(line, envelope, out);
+            self.decode_flow(line, plain, envelope, out);
         } else if envelope.timestamp_ms.is_some() {
             self.decode_host(line, envelope, out);
         } else {
@@ -574,6 +590,7 @@ impl Decoder {
     fn decode_forced_line(
         &mut self,
         line: &str,
+        plain: bool,
         kind: DecoderKind,
         envelope: &Envelope<'_>,
         out: &mut dyn DecodeSink,
@@ -583,12 +600,21 @@ impl Decoder {
         } else if let Some(format) = FlowFormat::from_header_line(line) {
             self.flow.set_format(format);
         } else {
-            self.decode_flow(line, envelope, out);
+            self.decode_flow(line, plain, envelope, out);
         }
     }
 
-    fn decode_flow(&mut self, line: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
-        if let Err(e) = self.flow.decode(line, envelope, |record| out.flow(record)) {
+    fn decode_flow(
+        &mut self,
+        line: &str,
+        plain: bool,
+        envelope: &Envelope<'_>,
+        out: &mut dyn DecodeSink,
+    ) {
+        if let Err(e) = self
+            .flow
+            .decode(line, plain, envelope, |record| out.flow(record))
+        {
             out.error(e, line.as_bytes());
         }
     }
@@ -618,8 +644,9 @@ fn count_fields(line: &str) -> usize {
 }
 
 /// Calls `each` for every non-blank line of `text` (`\r` stripped).
-fn for_each_line<'a>(text: &'a str, mut each: impl FnMut(&'a str)) {
-    if memchr::memchr(b'\n', text.as_bytes()).is_none() {
+/// `plain`: [`short::scan`] proved `text` one line (no search needed).
+fn for_each_line<'a>(text: &'a str, plain: bool, mut each: impl FnMut(&'a str)) {
+    if plain || memchr::memchr(b'\n', text.as_bytes()).is_none() {
         // One record, one line: the common case for Kafka and Kinesis.
         let line = text.strip_suffix('\r').unwrap_or(text);
         if !is_blank(line) {

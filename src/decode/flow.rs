@@ -300,9 +300,12 @@ impl FlowDecoder {
 
     /// Decodes one record line: splits it, reads its time, and hands the
     /// record to `emit` (which reads fields from their columns on demand).
+    /// `plain`: the line is known to hold no control byte, `"` or `[`
+    /// ([`crate::decode::short`]); false when not known.
     pub fn decode<'a>(
         &mut self,
         line: &'a str,
+        plain: bool,
         envelope: &Envelope<'a>,
         emit: impl FnOnce(&FlowRecord<'_, 'a>),
     ) -> Result<(), DecodeError> {
@@ -333,6 +336,7 @@ impl FlowDecoder {
             tokens: &self.tokens[..columns],
             sources: &self.sources,
             envelope,
+            plain,
             time_ms: 0,
             account: None,
             region: None,
@@ -379,6 +383,8 @@ pub struct FlowRecord<'r, 'a> {
     /// Where each slot of the field plan comes from.
     sources: &'r [SlotSource],
     envelope: &'r Envelope<'a>,
+    /// Known to hold no control byte, `"` or `[` (false: not known).
+    plain: bool,
     time_ms: i64,
     account: Option<&'a str>,
     region: Option<&'a str>,
@@ -486,11 +492,15 @@ impl<'a> EventView<'a> for FlowRecord<'_, 'a> {
 
     /// The decoder's tokens are the runs of non-space bytes; a
     /// space-delimited pattern's tokenizer makes the same runs unless the
-    /// line holds a quote, a bracket, a tab or a line break.
+    /// line holds a quote, a bracket, a tab or a line break (looked for
+    /// here unless the record's first scan ruled them out).
+    #[inline]
     fn delimited_spans(&self) -> Option<&[(usize, usize)]> {
-        let bytes = self.line.as_bytes();
-        let plain = memchr::memchr2(b'"', b'[', bytes).is_none()
-            && memchr::memchr3(b'\t', b'\n', b'\r', bytes).is_none();
+        let plain = self.plain || {
+            let bytes = self.line.as_bytes();
+            memchr::memchr2(b'"', b'[', bytes).is_none()
+                && memchr::memchr3(b'\t', b'\n', b'\r', bytes).is_none()
+        };
         plain.then_some(self.tokens)
     }
 }
@@ -650,7 +660,7 @@ mod tests {
         line: &str,
     ) -> Result<(i64, Vec<FieldValue<'static>>, Option<String>), DecodeError> {
         let mut got = None;
-        d.decode(line, &Envelope::default(), |record| {
+        d.decode(line, false, &Envelope::default(), |record| {
             let e = record.to_event();
             got = Some((
                 e.time_ms,

@@ -23,6 +23,7 @@
 //!   Logs, EventBridge, JSON array, text lines).
 //! - [`json`]: the plan-driven single-pass JSON extractor.
 //! - [`scan`]: the allocation-free validating JSON scanner under it.
+//! - [`short`]: one pass over a short record (ASCII, one plain line).
 //! - [`cloudtrail`]: one CloudTrail record to an event.
 //! - [`cloudwatch`]: CloudWatch Logs subscription envelopes.
 //! - [`flow`]: VPC Flow Logs lines and formats.
@@ -42,6 +43,7 @@ pub mod hostlog;
 pub mod json;
 pub mod kpl;
 pub mod scan;
+pub mod short;
 pub mod testing;
 
 use std::borrow::Cow;

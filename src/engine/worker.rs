@@ -803,8 +803,15 @@ mod tests {
             ..Envelope::default()
         };
         let (mut records, mut matched, mut fell_back) = (0, 0, 0);
-        for line in &lines {
-            let decoded = decoder.decode(line, &envelope, |record| {
+        // Each line twice: plainness looked for by the record, and proven
+        // by the short-record scan as the decoder's dispatch does.
+        let scanned = lines.iter().map(|line| {
+            let plain = crate::decode::short::scan(line.as_bytes()).is_some_and(|s| s.plain);
+            (line, plain)
+        });
+        let unknown = lines.iter().map(|line| (line, false));
+        for (line, plain) in unknown.chain(scanned) {
+            let decoded = decoder.decode(line, plain, &envelope, |record| {
                 records += 1;
                 let event = record.to_event();
                 for slot in 0..plan.len() {
@@ -827,9 +834,9 @@ mod tests {
             });
             assert!(decoded.is_ok(), "{line}: {decoded:?}");
         }
-        assert_eq!(records, lines.len());
-        assert!(matched > 500, "the sample matches rules ({matched})");
-        assert_eq!(fell_back, 3, "three lines are tokenized apart");
+        assert_eq!(records, 2 * lines.len());
+        assert!(matched > 1000, "the sample matches rules ({matched})");
+        assert_eq!(fell_back, 6, "three lines are tokenized apart, twice");
     }
 
     #[test]

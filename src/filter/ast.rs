@@ -92,6 +92,9 @@ pub(crate) struct Delimited {
     /// Field groups; with `n` ellipses there are `n + 1` groups, some
     /// possibly empty.
     pub groups: Vec<Vec<DelimField>>,
+    /// Per group, the fields that have a condition: the only ones a match
+    /// looks at (the classic 14-field flow pattern tests three).
+    pub tested: Vec<GroupTests>,
     /// The longest literal some field must equal exactly (`action="REJECT"`):
     /// a line that does not contain it cannot match, which is found
     /// without splitting the line into fields.
@@ -163,7 +166,41 @@ impl Delimited {
             .filter(|text| !text.is_empty())
             .max_by_key(|text| text.len())
             .map(|text| RequiredLiteral::new(text.as_bytes()));
-        Delimited { groups, required }
+        let tested = groups.iter().map(|group| GroupTests::of(group)).collect();
+        Delimited {
+            groups,
+            tested,
+            required,
+        }
+    }
+}
+
+/// The tested fields of one group of a [`Delimited`] pattern, by index in
+/// the group: exact text equalities (`destport="22"`), compared in place
+/// and first, then every other condition.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GroupTests {
+    pub exact: Box<[(usize, Box<[u8]>)]>,
+    pub other: Box<[usize]>,
+}
+
+impl GroupTests {
+    fn of(group: &[DelimField]) -> GroupTests {
+        let mut exact = Vec::new();
+        let mut other = Vec::new();
+        for (i, field) in group.iter().enumerate() {
+            match &field.cond {
+                None => {}
+                Some(FieldExpr::Test(FieldTest::Eq(ValueMatch::Text(Wildcard::Exact(text))))) => {
+                    exact.push((i, text.as_bytes().into()));
+                }
+                Some(_) => other.push(i),
+            }
+        }
+        GroupTests {
+            exact: exact.into(),
+            other: other.into(),
+        }
     }
 }
 

@@ -9,8 +9,7 @@ use std::io::Write;
 use smallvec::SmallVec;
 
 use super::ast::{
-    DelimField, Delimited, FieldExpr, FieldTest, JsonExpr, JsonTest, Pattern, Term, Terms,
-    ValueMatch,
+    Delimited, FieldExpr, FieldTest, JsonExpr, JsonTest, Pattern, Term, Terms, ValueMatch,
 };
 use super::lexer::{parse_number, Op};
 use crate::event::{format_number, EventView, FieldValue};
@@ -26,12 +25,20 @@ impl Pattern {
             Pattern::Json(expr) => expr.matches(event),
             Pattern::Delimited(delimited) => {
                 let text = event.text();
+                // The decoder's split, when it agrees, is read at once: the
+                // pattern's own tests on it cost less than the search for
+                // its required literal.
+                if let Some(spans) = event.delimited_spans() {
+                    return delimited.matches_spans(text, spans);
+                }
                 if let Some(required) = &delimited.required {
                     if !required.is_in(text.as_bytes()) {
                         return false;
                     }
                 }
-                with_spans(event, |text, spans| delimited.locate(text, spans).is_some())
+                let mut spans = Spans::new();
+                tokenize(text, &mut spans);
+                delimited.matches_spans(text, &spans)
             }
         }
     }
@@ -243,44 +250,95 @@ impl Delimited {
         text: &str,
         spans: &[(usize, usize)],
     ) -> Option<SmallVec<[usize; 8]>> {
-        let n = spans.len();
         let mut starts = SmallVec::new();
-        let (first, last) = match self.groups.as_slice() {
-            [] => return (n == 0).then_some(starts),
-            [only] => {
-                if only.len() != n || !group_matches(only, text, spans, 0) {
-                    return None;
-                }
-                starts.push(0);
-                return Some(starts);
-            }
-            [first, .., last] => (first, last),
+        self.fits(text, spans, |start| starts.push(start))
+            .then_some(starts)
+    }
+
+    /// Whether the pattern matches the tokens ([`Delimited::locate`]
+    /// without keeping where).
+    #[inline]
+    pub(crate) fn matches_spans(&self, text: &str, spans: &[(usize, usize)]) -> bool {
+        self.fits(text, spans, |_| {})
+    }
+
+    /// [`Delimited::locate`], telling `start` each group's first token.
+    #[inline]
+    fn fits(&self, text: &str, spans: &[(usize, usize)], mut start: impl FnMut(usize)) -> bool {
+        let n = spans.len();
+        let group = |g: usize, at: usize| {
+            let fields = &self.groups[g];
+            at + fields.len() <= n && self.tested_fields_hold(g, text, spans, at)
         };
-        if first.len() + last.len() > n {
-            return None;
+        let groups = self.groups.len();
+        match groups {
+            0 => return n == 0,
+            1 => {
+                if self.groups[0].len() != n || !group(0, 0) {
+                    return false;
+                }
+                start(0);
+                return true;
+            }
+            _ => {}
         }
-        let last_start = n - last.len();
-        if !group_matches(first, text, spans, 0) || !group_matches(last, text, spans, last_start) {
-            return None;
+        let (first, last) = (self.groups[0].len(), self.groups[groups - 1].len());
+        if first + last > n {
+            return false;
         }
-        starts.push(0);
-        let mut pos = first.len();
-        for group in &self.groups[1..self.groups.len() - 1] {
+        let last_start = n - last;
+        if !group(0, 0) || !group(groups - 1, last_start) {
+            return false;
+        }
+        start(0);
+        let mut pos = first;
+        for g in 1..groups - 1 {
+            let len = self.groups[g].len();
             let mut at = pos;
             loop {
-                if at + group.len() > last_start {
-                    return None;
+                if at + len > last_start {
+                    return false;
                 }
-                if group_matches(group, text, spans, at) {
+                if group(g, at) {
                     break;
                 }
                 at += 1;
             }
-            starts.push(at);
-            pos = at + group.len();
+            start(at);
+            pos = at + len;
         }
-        starts.push(last_start);
-        Some(starts)
+        start(last_start);
+        true
+    }
+
+    /// Whether the conditions of group `g` hold on the tokens from `at`
+    /// (which the caller has checked are there).
+    #[inline]
+    fn tested_fields_hold(
+        &self,
+        g: usize,
+        text: &str,
+        spans: &[(usize, usize)],
+        at: usize,
+    ) -> bool {
+        let (Some(tests), Some(group)) = (self.tested.get(g), self.groups.get(g)) else {
+            return false;
+        };
+        let span = |i: usize| spans.get(at + i).map(|&(s, e)| s..e);
+        tests.exact.iter().all(|(i, literal)| {
+            // Compared here, not through `memcmp`: literals are short.
+            let token = span(*i).and_then(|range| text.as_bytes().get(range));
+            token.is_some_and(|token| {
+                token.len() == literal.len()
+                    && token.iter().zip(literal.iter()).all(|(a, b)| a == b)
+            })
+        }) && tests.other.iter().all(|&i| {
+            let cond = group.get(i).and_then(|field| field.cond.as_ref());
+            match (cond, span(i)) {
+                (Some(cond), Some(range)) => cond.matches(text.get(range).unwrap_or("")),
+                _ => false,
+            }
+        })
     }
 
     /// Where the first field called `name` sits: (group, index in group).
@@ -297,18 +355,8 @@ impl Delimited {
     }
 }
 
-fn group_matches(group: &[DelimField], text: &str, spans: &[(usize, usize)], at: usize) -> bool {
-    group
-        .iter()
-        .enumerate()
-        .all(|(i, field)| match (&field.cond, spans.get(at + i)) {
-            (None, Some(_)) => true,
-            (Some(cond), Some(&(s, e))) => cond.matches(text.get(s..e).unwrap_or("")),
-            (_, None) => false,
-        })
-}
-
 impl FieldExpr {
+    #[inline]
     fn matches(&self, token: &str) -> bool {
         match self {
             FieldExpr::And(items) => items.iter().all(|e| e.matches(token)),
