@@ -336,7 +336,9 @@ pub fn distinct_hash_of(value: &FieldValue<'_>) -> Option<u64> {
 /// allocating.
 pub fn write_number(out: &mut impl std::fmt::Write, n: f64) -> std::fmt::Result {
     if n.fract() == 0.0 && n.abs() < 1e15 {
-        write!(out, "{}", n as i64)
+        // itoa writes the same digits as `{}` without the formatting
+        // machinery.
+        out.write_str(itoa::Buffer::new().format(n as i64))
     } else {
         write!(out, "{n}")
     }
@@ -377,6 +379,7 @@ impl std::fmt::Write for NumberText {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn numbers_render_and_hash_like_their_text() {
@@ -388,6 +391,23 @@ mod tests {
                 distinct_hash_of(&FieldValue::Number(n)),
                 Some(xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// The allocation-free writer (itoa for integral values) renders
+        /// exactly as `format_number` does.
+        #[test]
+        fn written_numbers_equal_formatted_ones(
+            n in proptest::prop_oneof![
+                proptest::num::f64::ANY,
+                (-2_000_000_000_000_000i64..2_000_000_000_000_000).prop_map(|i| i as f64),
+                (-70_000i64..70_000).prop_map(|i| i as f64),
+            ]
+        ) {
+            let mut text = String::new();
+            write_number(&mut text, n).unwrap();
+            proptest::prop_assert_eq!(text, format_number(n));
         }
     }
 
