@@ -345,14 +345,16 @@ impl DecodeWorker {
             .tracker
             .begin_batch(batch.partition, offsets.start, offsets.end);
         let shard_count = self.shards.len();
-        // Sized like the previous batch's outputs, so filling them does
-        // not reallocate as they grow.
+        // Sized like the previous batch's outputs plus a quarter, so that
+        // filling them seldom reallocates: batches vary, and one that
+        // outgrows its buffer copies all of it (half of them did, sized
+        // exactly).
         let mut outputs: Vec<MatchBatch> = self
             .last_output_sizes
             .iter()
             .map(|&(arena, matches)| MatchBatch {
-                arena: String::with_capacity(arena),
-                matches: Vec::with_capacity(matches),
+                arena: String::with_capacity(arena + arena / 4),
+                matches: Vec::with_capacity(matches + matches / 4),
                 ..MatchBatch::default()
             })
             .collect();
