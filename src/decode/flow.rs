@@ -507,44 +507,44 @@ impl<'a> EventView<'a> for FlowRecord<'_, 'a> {
 
 /// Calls `push(start, end)` with the byte range of every run of non-space
 /// bytes of `bytes`, in order. Spaces are found sixteen bytes at a time
-/// ([`space_bits`]), then in the last eight-byte word, then byte by byte.
+/// ([`space_bits`]); the bytes after the last whole block are read as the
+/// last sixteen bytes, of which the bits already seen are shifted out (a
+/// text shorter than a block is padded with non-spaces).
 /// Also used by space-delimited filter patterns (`crate::filter`).
 #[inline]
 pub(crate) fn split_on_spaces(bytes: &[u8], mut push: impl FnMut(usize, usize)) {
     let mut token_start = 0usize;
-    let mut on_space = |position: usize| {
-        if position > token_start {
-            push(token_start, position);
+    let mut on_spaces = |base: usize, mut mask: u32| {
+        while mask != 0 {
+            let position = base + mask.trailing_zeros() as usize;
+            if position > token_start {
+                push(token_start, position);
+            }
+            token_start = position + 1;
+            mask &= mask - 1;
         }
-        token_start = position + 1;
     };
+    let len = bytes.len();
     let mut blocks = bytes.chunks_exact(16);
     let mut base = 0usize;
     for block in blocks.by_ref() {
-        let mut mask = space_bits(block);
-        while mask != 0 {
-            on_space(base + mask.trailing_zeros() as usize);
-            mask &= mask - 1;
-        }
+        on_spaces(base, space_bits(block));
         base += 16;
     }
-    let rest = blocks.remainder();
-    let mut words = rest.chunks_exact(8);
-    for word in words.by_ref() {
-        let mut mask = space_high_bits(word);
-        while mask != 0 {
-            on_space(base + (mask.trailing_zeros() / 8) as usize);
-            mask &= mask - 1;
-        }
-        base += 8;
+    let tail = blocks.remainder().len();
+    if tail > 0 {
+        let mask = match bytes.get(len.wrapping_sub(16)..) {
+            Some(last) => space_bits(last) >> (16 - tail),
+            None => {
+                let mut block = [b'x'; 16];
+                block[..len].copy_from_slice(bytes);
+                space_bits(&block)
+            }
+        };
+        on_spaces(base, mask);
     }
-    for (offset, byte) in words.remainder().iter().enumerate() {
-        if *byte == b' ' {
-            on_space(base + offset);
-        }
-    }
-    if bytes.len() > token_start {
-        push(token_start, bytes.len());
+    if len > token_start {
+        push(token_start, len);
     }
 }
 
@@ -595,6 +595,7 @@ fn sse2_space_bits(block: &[u8]) -> u32 {
 /// becomes a zero byte after the XOR, and the exact zero-byte test sets the
 /// top bit of exactly those bytes.
 #[inline(always)]
+#[cfg(any(test, not(target_arch = "x86_64")))]
 fn space_high_bits(word: &[u8]) -> u64 {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const SPACES: u64 = 0x2020_2020_2020_2020;

@@ -78,7 +78,11 @@ impl Default for ValueIndex {
 impl ValueIndex {
     fn new(lists: hashbrown::HashMap<Box<str>, Vec<Candidate>>) -> Self {
         if lists.len() <= FEW_VALUES {
-            ValueIndex::Few(lists.into_iter().collect())
+            // Sorted, so that the order of the comparisons (and so their
+            // cost) does not change with the hash map's random seed.
+            let mut few: Vec<_> = lists.into_iter().collect();
+            few.sort_by(|(a, _), (b, _)| a.cmp(b));
+            ValueIndex::Few(few)
         } else {
             ValueIndex::Hashed(lists)
         }
