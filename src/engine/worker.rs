@@ -88,16 +88,26 @@ impl ValueIndex {
         }
     }
 
-    /// The candidates listed for `value`, if any.
-    #[inline]
+    /// The candidates listed for `value`, if any. The short list is
+    /// searched in place; the hash lookup is a call of its own, so that it
+    /// does not give every flow record its large frame.
+    #[inline(always)]
     fn get(&self, value: &str) -> Option<&[Candidate]> {
         match self {
             ValueIndex::Few(lists) => lists
                 .iter()
                 .find(|(known, _)| known.as_ref() == value)
                 .map(|(_, list)| list.as_slice()),
-            ValueIndex::Hashed(lists) => lists.get(value).map(Vec::as_slice),
+            ValueIndex::Hashed(lists) => Self::get_hashed(lists, value),
         }
+    }
+
+    #[inline(never)]
+    fn get_hashed<'s>(
+        lists: &'s hashbrown::HashMap<Box<str>, Vec<Candidate>>,
+        value: &str,
+    ) -> Option<&'s [Candidate]> {
+        lists.get(value).map(Vec::as_slice)
     }
 }
 
