@@ -496,13 +496,17 @@ impl<'a> EventView<'a> for FlowRecord<'_, 'a> {
     /// here unless the record's first scan ruled them out).
     #[inline]
     fn delimited_spans(&self) -> Option<&[(usize, usize)]> {
-        let plain = self.plain || {
-            let bytes = self.line.as_bytes();
-            memchr::memchr2(b'"', b'[', bytes).is_none()
-                && memchr::memchr3(b'\t', b'\n', b'\r', bytes).is_none()
-        };
-        plain.then_some(self.tokens)
+        (self.plain || spaces_alone_delimit(self.line.as_bytes())).then_some(self.tokens)
     }
+}
+
+/// Whether the space-delimited fields of `bytes` are exactly its runs of
+/// non-space bytes ([`split_on_spaces`]): true unless it holds a quote, a
+/// bracket (each of which opens one field), a tab or a line break.
+#[inline]
+pub(crate) fn spaces_alone_delimit(bytes: &[u8]) -> bool {
+    memchr::memchr2(b'"', b'[', bytes).is_none()
+        && memchr::memchr3(b'\t', b'\n', b'\r', bytes).is_none()
 }
 
 /// Calls `push(start, end)` with the byte range of every run of non-space

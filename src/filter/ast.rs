@@ -151,12 +151,9 @@ impl Delimited {
     pub fn new(groups: Vec<Vec<DelimField>>) -> Delimited {
         fn exact(expr: &FieldExpr) -> Option<&str> {
             match expr {
-                FieldExpr::Test(FieldTest::Eq(ValueMatch::Text(Wildcard::Exact(text)))) => {
-                    Some(text)
-                }
                 // Every item must hold, so each exact item is required.
                 FieldExpr::And(items) => items.iter().filter_map(exact).max_by_key(|t| t.len()),
-                _ => None,
+                _ => expr.exact_text(),
             }
         }
         let required = groups
@@ -189,12 +186,12 @@ impl GroupTests {
         let mut exact = Vec::new();
         let mut other = Vec::new();
         for (i, field) in group.iter().enumerate() {
-            match &field.cond {
-                None => {}
-                Some(FieldExpr::Test(FieldTest::Eq(ValueMatch::Text(Wildcard::Exact(text))))) => {
-                    exact.push((i, text.as_bytes().into()));
-                }
-                Some(_) => other.push(i),
+            let Some(cond) = &field.cond else {
+                continue;
+            };
+            match cond.exact_text() {
+                Some(text) => exact.push((i, text.as_bytes().into())),
+                None => other.push(i),
             }
         }
         GroupTests {
@@ -217,6 +214,17 @@ pub(crate) enum FieldExpr {
     And(Vec<FieldExpr>),
     Or(Vec<FieldExpr>),
     Test(FieldTest),
+}
+
+impl FieldExpr {
+    /// The text a field must equal exactly (`action="REJECT"`), when the
+    /// condition is that alone.
+    pub fn exact_text(&self) -> Option<&str> {
+        match self {
+            FieldExpr::Test(FieldTest::Eq(ValueMatch::Text(Wildcard::Exact(text)))) => Some(text),
+            _ => None,
+        }
+    }
 }
 
 /// `name <op> value` inside a space-delimited field.

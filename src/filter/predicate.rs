@@ -211,6 +211,13 @@ fn parse_dotted_quad(bytes: &[u8]) -> Option<std::net::Ipv4Addr> {
     (at == bytes.len()).then(|| std::net::Ipv4Addr::from(octets))
 }
 
+/// `private: want` judged on a plain dotted quad; `None` for any other
+/// text, which takes the general parser.
+#[inline]
+fn private_quad(text: &str, want: bool) -> Option<bool> {
+    parse_dotted_quad(text.as_bytes()).map(|v4| v4.is_private() == want)
+}
+
 fn parse_cidr(text: &str) -> Result<IpNet, String> {
     let t = text.trim();
     if t.contains('/') {
@@ -380,8 +387,8 @@ impl Predicate {
         // The flow rules' address test, without the general test's frame
         // (its other arms build values and need a large one).
         if let (Cond::Private(want), FieldValue::Str(s)) = (&self.cond, value) {
-            if let Some(v4) = parse_dotted_quad(s.as_bytes()) {
-                return (v4.is_private() == *want) != self.negate;
+            if let Some(hit) = private_quad(s, *want) {
+                return hit != self.negate;
             }
         }
         self.test(value) != self.negate
@@ -417,10 +424,9 @@ impl Predicate {
             // trimming or the general parser; anything else takes
             // `parse_ip` (which accepts the same dotted quads).
             Cond::Private(want) => match value {
-                FieldValue::Str(s) => match parse_dotted_quad(s.as_bytes()) {
-                    Some(v4) => v4.is_private() == *want,
-                    None => parse_ip(value).is_some_and(|ip| is_private_ip(ip) == *want),
-                },
+                FieldValue::Str(s) => private_quad(s, *want).unwrap_or_else(|| {
+                    parse_ip(value).is_some_and(|ip| is_private_ip(ip) == *want)
+                }),
                 _ => false,
             },
             Cond::Cmp(op, rhs) => value.as_f64().is_some_and(|x| compare(*op, x, *rhs)),
