@@ -349,6 +349,17 @@ impl Decoder {
             error(out, DecodeErrorReason::EmptyRecord, "empty record", bytes);
             return;
         }
+        // One plain line of the default flow format, the commonest record:
+        // detection and line splitting would send it straight to the flow
+        // decoder (no `[`, `{` or line break, not blank, not a header, no
+        // `\r` to strip), so it goes there at once.
+        if plain
+            && matches!(kind, DecoderKind::Auto | DecoderKind::VpcFlow)
+            && text.starts_with("2 ")
+        {
+            self.decode_flow(text, plain, envelope, out);
+            return;
+        }
         match kind {
             DecoderKind::Auto => self.detect_text(text, plain, depth, envelope, out),
             DecoderKind::CloudTrail => self.decode_cloudtrail_container(text, out),

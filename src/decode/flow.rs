@@ -609,15 +609,22 @@ fn space_high_bits(word: &[u8]) -> u64 {
     !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
 }
 
-/// The value of a run of 1 to `max_len` ASCII digits, read in one pass;
-/// `None` for anything else.
+/// The value of a run of 1 to `max_len` (at most 18) ASCII digits; `None`
+/// for anything else.
 #[inline]
 fn plain_digits(bytes: &[u8], max_len: usize) -> Option<u64> {
     if bytes.is_empty() || bytes.len() > max_len {
         return None;
     }
     let mut value = 0u64;
-    for &byte in bytes {
+    let mut rest = bytes;
+    // Eight digits at a time (times have ten): at most two words, as
+    // `max_len` is at most 18, so the value cannot overflow.
+    while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+        value = value * 100_000_000 + eight_digits(u64::from_le_bytes(*word))?;
+        rest = tail;
+    }
+    for &byte in rest {
         let digit = byte.wrapping_sub(b'0');
         if digit > 9 {
             return None;
@@ -625,6 +632,27 @@ fn plain_digits(bytes: &[u8], max_len: usize) -> Option<u64> {
         value = value * 10 + u64::from(digit);
     }
     Some(value)
+}
+
+/// The value of eight ASCII digits read as a little-endian word (the
+/// first digit in the low byte); `None` unless all eight are digits.
+/// The test and the three multiply steps are simdjson's
+/// (`is_made_of_eight_digits_fast`, `parse_eight_digits_unrolled`).
+#[inline]
+fn eight_digits(word: u64) -> Option<u64> {
+    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    // A byte is a digit when its high nibble is 3 and adding 6 keeps it 3.
+    let digits = (word & HIGH_NIBBLES)
+        | ((word.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) >> 4)
+        == 0x3333_3333_3333_3333;
+    if !digits {
+        return None;
+    }
+    // Pairs, then fours, then all eight: each step multiplies the higher
+    // digit group by its power of ten and adds the lower one.
+    let pairs = ((word & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561)) >> 8;
+    let fours = ((pairs & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601)) >> 16;
+    Some(((fours & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001)) >> 32)
 }
 
 /// The `start` field as `str::parse::<i64>` reads it, with a fast path for
@@ -639,7 +667,9 @@ fn parse_seconds(token: &str) -> Option<i64> {
 
 /// A numeric flow field: plain digits (ports, counts, times) take a fast
 /// path; anything else goes through `f64` parsing (finite values only).
-#[inline]
+/// A call of its own: inlined, it made [`FlowRecord::value`] too large to
+/// inline where rules read text columns.
+#[inline(never)]
 fn parse_flow_number(token: &str) -> Option<f64> {
     match plain_digits(token.as_bytes(), 15) {
         Some(value) => Some(value as f64),
@@ -651,6 +681,7 @@ fn parse_flow_number(token: &str) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::fields::FieldPath;
+    use proptest::strategy::Strategy;
 
     fn decoder(paths: &[&str], format: FlowFormat) -> FlowDecoder {
         let mut plan = FieldPlan::new(EventKind::VpcFlow);
@@ -693,6 +724,25 @@ mod tests {
                 .fold(0u32, |bits, (i, _)| bits | 1 << i);
             proptest::prop_assert_eq!(space_bits(&block), want);
             proptest::prop_assert_eq!(swar_space_bits(&block), want);
+        }
+
+        /// Digits are read eight at a time: every length, with a byte
+        /// that is not a digit anywhere, reads as `str::parse` does.
+        #[test]
+        fn plain_digits_read_as_parse_does(
+            text in proptest::collection::vec(proptest::sample::select(vec![
+                b'0', b'1', b'5', b'9', b'/', b':', b'-', b' ', 0xff, 0x00, b'\xb9',
+            ]).prop_map(char::from), 0..=20)
+                .prop_map(|chars| chars.into_iter().collect::<String>()),
+            digits in "[0-9]{0,20}",
+        ) {
+            for text in [&text, &digits] {
+                let want = (!text.is_empty() && text.len() <= 18
+                    && text.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| text.parse::<u64>().ok())
+                    .flatten();
+                proptest::prop_assert_eq!(plain_digits(text.as_bytes(), 18), want, "{:?}", text);
+            }
         }
 
         #[test]

@@ -249,6 +249,17 @@ pub struct Envelope<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
+impl Envelope<'_> {
+    /// No envelope: a record read as it came.
+    pub const NONE: Envelope<'static> = Envelope {
+        owner: None,
+        log_group: None,
+        log_stream: None,
+        event_id: None,
+        timestamp_ms: None,
+    };
+}
+
 /// Slots of the envelope fields (`@owner`, `@log_group`, `@log_stream`,
 /// `@message`) in one kind's plan.
 #[derive(Clone, Debug, Default)]
@@ -360,6 +371,6 @@ impl Decoder {
             return;
         }
         let forced = self.config.forced;
-        self.dispatch(record, forced, 0, &Envelope::default(), out);
+        self.dispatch(record, forced, 0, &Envelope::NONE, out);
     }
 }
