@@ -418,6 +418,26 @@ proptest! {
         }
     }
 
+    /// A plain line of the default flow format takes a short way to the
+    /// flow decoder: it decodes exactly as the same line does when a line
+    /// break makes it take the way through detection and line splitting.
+    #[test]
+    fn a_plain_flow_line_decodes_as_through_detection(
+        fields in proptest::collection::vec(proptest::sample::select(vec![
+            "123456789012", "eni-0a1b", "10.0.1.5", "203.0.113.50", "22", "6", "-",
+            "1709294400", "1709294460", "17092944001", "x1709294400", "REJECT", "ACCEPT",
+            "OK", "NODATA", "2", "1e3", "é",
+        ]), 11..=15),
+        forced in prop_oneof![Just(DecoderKind::Auto), Just(DecoderKind::VpcFlow)],
+    ) {
+        let line = format!("2 {}", fields.join(" "));
+        let config = DecodeConfig { forced, ..DecodeConfig::default() };
+        let short = decode_with(config.clone(), &[line.as_bytes()]);
+        let detected = decode_with(config, &[format!("{line}\n").as_bytes()]);
+        prop_assert_eq!(format!("{:?}", short.events), format!("{:?}", detected.events));
+        prop_assert_eq!(format!("{:?}", short.errors), format!("{:?}", detected.errors));
+    }
+
     #[test]
     fn text_lines_never_panic(line in "[ -~]{0,200}") {
         let mut decoder = Decoder::new(DecodeConfig::default(), &plans());
