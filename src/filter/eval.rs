@@ -200,7 +200,7 @@ pub(crate) fn tokenize(text: &str, out: &mut Spans) {
     // Without quotes, brackets, tabs or line breaks (flow records), the
     // fields are the runs of non-space bytes: found sixteen bytes at a time.
     if crate::decode::flow::spaces_alone_delimit(bytes) {
-        crate::decode::flow::split_on_spaces(bytes, |start, end| out.push((start, end)));
+        crate::decode::flow::split_on_spaces(bytes, |_, start, end| out.push((start, end)));
         return;
     }
     tokenize_general(text, out);
