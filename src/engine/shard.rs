@@ -14,7 +14,7 @@
 //! revoked partitions (their new owner rebuilds them).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -31,8 +31,10 @@ use crate::metrics::{RepartitionCounters, Tally, WorkerCounters};
 use crate::rules::compile::{CompiledRule, EvalMode, RuleIdx};
 use crate::rules::RuleSet;
 use crate::source::PartitionId;
+use bin_map::BinMap;
 use bins::{Bin, Contribution};
 
+mod bin_map;
 mod bins;
 
 /// Separator between group-key values inside a key string.
@@ -221,7 +223,7 @@ pub struct Shard {
     rule_info: Vec<Arc<RuleInfo>>,
     config: ShardConfig,
     /// Open tumbling windows by (window end, rule).
-    bins: BTreeMap<(i64, RuleIdx), Bin>,
+    bins: BinMap,
     alarms: hashbrown::HashMap<BinKey, AlarmState>,
     sliding: hashbrown::HashMap<BinKey, SlidingLane>,
     watermark_ms: i64,
@@ -284,7 +286,7 @@ impl Shard {
             rules,
             rule_info,
             config,
-            bins: BTreeMap::new(),
+            bins: BinMap::default(),
             alarms: hashbrown::HashMap::new(),
             sliding: hashbrown::HashMap::new(),
             watermark_ms: i64::MIN,
@@ -450,8 +452,7 @@ impl Shard {
         }
         let bin = self
             .bins
-            .entry((end, partial.rule))
-            .or_insert_with(|| Bin::new(rule.aggregate));
+            .get_or_open((end, partial.rule), || Bin::new(rule.aggregate));
         let bytes_before = bin.approx_bytes();
         let found = bin.find(&partial.key);
         let part = match found {
@@ -515,7 +516,7 @@ impl Shard {
         }
         let mut dropped = 0usize;
         let mut rebuilt = Vec::new();
-        for (bin_key, bin) in &self.bins {
+        for (bin_key, bin) in self.bins.iter() {
             if let Some((kept, count)) = bin.without_fed_by(&revoked) {
                 rebuilt.push((*bin_key, kept));
                 dropped += count;
@@ -627,8 +628,7 @@ impl Shard {
         let key_text = batch.text(m.key);
         let bin = self
             .bins
-            .entry((end, m.rule))
-            .or_insert_with(|| Bin::new(rule.aggregate));
+            .get_or_open((end, m.rule), || Bin::new(rule.aggregate));
         let bytes_before = bin.approx_bytes();
         let contribution = Contribution {
             value: m.value,
@@ -933,7 +933,7 @@ impl Shard {
     /// once all bins of one end are closed, sweeps the alarms for it.
     fn close_until(&mut self, limit: i64) {
         let mut swept_end = None;
-        while let Some(&(end, _)) = self.bins.keys().next() {
+        while let Some((end, _)) = self.bins.first_key() {
             if end > limit {
                 break;
             }
@@ -1117,7 +1117,7 @@ impl Shard {
         let target = cap - cap / 10;
         let before = self.open_windows;
         while self.open_windows > target {
-            let Some(&(end, _)) = self.bins.keys().next() else {
+            let Some((end, _)) = self.bins.first_key() else {
                 break;
             };
             // Every bin of the oldest end, as the watermark would.
