@@ -11,7 +11,8 @@ use std::io::Write;
 use smallvec::SmallVec;
 
 use super::ast::{
-    Delimited, FieldExpr, FieldTest, JsonExpr, JsonTest, Pattern, Term, Terms, ValueMatch,
+    DelimField, Delimited, FieldExpr, FieldTest, GroupTests, JsonExpr, JsonTest, Pattern, Term,
+    Terms, ValueMatch,
 };
 use super::lexer::{parse_number, Op};
 use crate::event::{format_number, EventView, FieldValue};
@@ -259,6 +260,11 @@ impl Delimited {
     /// without keeping where).
     #[inline]
     pub(crate) fn matches_spans(&self, text: &str, spans: &[(usize, usize)]) -> bool {
+        // One group (no `...`), as flow patterns are: it covers every token
+        // and is tested in place, without the general placement's frame.
+        if let ([group], [tests]) = (&self.groups[..], &self.tested[..]) {
+            return group.len() == spans.len() && tests.hold(group, text, spans, 0);
+        }
         self.fits(text, spans, |_| {})
     }
 
@@ -321,25 +327,10 @@ impl Delimited {
         spans: &[(usize, usize)],
         at: usize,
     ) -> bool {
-        let (Some(tests), Some(group)) = (self.tested.get(g), self.groups.get(g)) else {
-            return false;
-        };
-        let span = |i: usize| spans.get(at + i).map(|&(s, e)| s..e);
-        tests.exact.iter().all(|(i, literal)| {
-            // Compared here, not through `memcmp`: literals are short (about
-            // 1M instructions per 100,000 flow records, BENCHMARKS.md).
-            let token = span(*i).and_then(|range| text.as_bytes().get(range));
-            token.is_some_and(|token| {
-                token.len() == literal.len()
-                    && token.iter().zip(literal.iter()).all(|(a, b)| a == b)
-            })
-        }) && tests.other.iter().all(|&i| {
-            let cond = group.get(i).and_then(|field| field.cond.as_ref());
-            match (cond, span(i)) {
-                (Some(cond), Some(range)) => cond.matches(text.get(range).unwrap_or("")),
-                _ => false,
-            }
-        })
+        match (self.tested.get(g), self.groups.get(g)) {
+            (Some(tests), Some(group)) => tests.hold(group, text, spans, at),
+            _ => false,
+        }
     }
 
     /// Where the first field called `name` sits: (group, index in group).
@@ -353,6 +344,44 @@ impl Delimited {
     /// All field names, in order.
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.groups.iter().flatten().map(|f| &*f.name)
+    }
+}
+
+impl GroupTests {
+    /// Whether the tests of `group` hold on its tokens from `at`: the exact
+    /// equalities here, any other condition in a call of its own.
+    #[inline]
+    fn hold(&self, group: &[DelimField], text: &str, spans: &[(usize, usize)], at: usize) -> bool {
+        self.exact.iter().all(|(i, literal)| {
+            // Compared here, not through `memcmp`: literals are short (about
+            // 1M instructions per 100,000 flow records, BENCHMARKS.md).
+            let token = spans
+                .get(at + i)
+                .and_then(|&(start, end)| text.as_bytes().get(start..end));
+            token.is_some_and(|token| {
+                token.len() == literal.len()
+                    && token.iter().zip(literal.iter()).all(|(a, b)| a == b)
+            })
+        }) && (self.other.is_empty() || self.others_hold(group, text, spans, at))
+    }
+
+    #[inline(never)]
+    fn others_hold(
+        &self,
+        group: &[DelimField],
+        text: &str,
+        spans: &[(usize, usize)],
+        at: usize,
+    ) -> bool {
+        self.other.iter().all(|&i| {
+            let cond = group.get(i).and_then(|field| field.cond.as_ref());
+            match (cond, spans.get(at + i)) {
+                (Some(cond), Some(&(start, end))) => {
+                    cond.matches(text.get(start..end).unwrap_or(""))
+                }
+                _ => false,
+            }
+        })
     }
 }
 

@@ -451,6 +451,15 @@ mod tests {
         let line = r#"127.0.0.1 - frank [10/Oct/2000:13:25:15 -0700] "GET /apache_pb.gif HTTP/1.0" 404 1534"#;
         let pattern = "[ip, user, username, timestamp, request = \"*gif*\", status_code = 4*, bytes >= 1000 && bytes <= 2000]";
         assert!(text_match(pattern, line));
+        // One group whose conditions are not exact texts: each must hold.
+        for failing in [
+            "request = \"*png*\", status_code = 4*, bytes >= 1000",
+            "request = \"*gif*\", status_code = 5*, bytes >= 1000",
+            "request = \"*gif*\", status_code = 4*, bytes > 2000",
+        ] {
+            let pattern = format!("[ip, user, username, timestamp, {failing}]");
+            assert!(!text_match(&pattern, line), "{pattern}");
+        }
         assert!(text_match("[ip, ..., status_code = 404, bytes]", line));
         assert!(text_match(
             "[..., status_code = 404 || status_code = 410, bytes]",
