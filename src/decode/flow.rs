@@ -399,7 +399,7 @@ impl<'a> FlowRecord<'_, 'a> {
 
     /// The value of one slot: numeric columns become numbers when they
     /// parse and stay text otherwise; `-` and absent columns are Missing.
-    #[inline]
+    #[inline(always)]
     fn value(&self, source: SlotSource) -> FieldValue<'a> {
         let present = |value: Option<&'a str>| match value {
             Some(text) => FieldValue::Str(Cow::Borrowed(text)),
@@ -458,7 +458,7 @@ impl<'a> EventView<'a> for FlowRecord<'_, 'a> {
         self.line
     }
 
-    #[inline]
+    #[inline(always)]
     fn field(&self, slot: Slot) -> FieldRef<'_, 'a> {
         let source = self
             .sources
