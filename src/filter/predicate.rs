@@ -213,9 +213,42 @@ fn parse_dotted_quad(bytes: &[u8]) -> Option<std::net::Ipv4Addr> {
 
 /// `private: want` judged on a plain dotted quad; `None` for any other
 /// text, which takes the general parser.
+///
+/// The first part alone often decides. A text that starts with a plain
+/// decimal part and a dot is either an IPv4 address with that first part
+/// or no address at all (an IPv6 address has a `:` before any `.`), and
+/// no address is neither private nor public. So a first part of 10
+/// answers `private: false` (no), and a first part other than 10, 172 or
+/// 192 answers `private: true` (no), without reading the rest: in flow
+/// logs, most internal destinations and all inbound sources.
 #[inline]
 fn private_quad(text: &str, want: bool) -> Option<bool> {
-    parse_dotted_quad(text.as_bytes()).map(|v4| v4.is_private() == want)
+    let bytes = text.as_bytes();
+    let decided = if want {
+        first_part(bytes).is_some_and(|first| !matches!(first, 10 | 172 | 192))
+    } else {
+        bytes.starts_with(b"10.")
+    };
+    if decided {
+        return Some(false);
+    }
+    parse_dotted_quad(bytes).map(|v4| v4.is_private() == want)
+}
+
+/// The first part of a dotted quad when `bytes` starts with one: one to
+/// three digits, no leading zero, then a dot. Only the start is read.
+#[inline]
+fn first_part(bytes: &[u8]) -> Option<u16> {
+    let digit = |b: u8| {
+        let d = b.wrapping_sub(b'0');
+        (d <= 9).then_some(u16::from(d))
+    };
+    match *bytes {
+        [a, b'.', ..] => digit(a),
+        [a @ b'1'..=b'9', b, b'.', ..] => Some(digit(a)? * 10 + digit(b)?),
+        [a @ b'1'..=b'9', b, c, b'.', ..] => Some(digit(a)? * 100 + digit(b)? * 10 + digit(c)?),
+        _ => None,
+    }
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, String> {
@@ -458,6 +491,12 @@ mod tests {
             // Real addresses, private ones often, so the fast path runs.
             (prop_oneof![Just(10u8), Just(172), Just(192), any::<u8>()], any::<[u8; 3]>())
                 .prop_map(|(a, [b, c, d])| std::net::Ipv4Addr::new(a, b, c, d).to_string()),
+            // A first part that decides, then anything: an address, a
+            // broken one, an IPv6 tail, a port, spaces.
+            (
+                prop_oneof![Just("10."), Just("172."), Just("192."), Just("52."), Just("010."), Just("300."), Just("1.")],
+                "[0-9.: a-f]{0,14}",
+            ).prop_map(|(first, rest)| format!("{first}{rest}")),
         ]) {
             let value = FieldValue::Str(Cow::Owned(text));
             let general = parse_ip(&value).map(is_private_ip);
@@ -549,6 +588,29 @@ mod tests {
             "{ field: a, private: true, not: true }",
             s("10.0.0.1")
         ));
+        // Decided by the first part, or not: broken addresses are neither
+        // private nor public, trailing spaces are trimmed, and an IPv4
+        // address inside an IPv6 one counts.
+        let private = "{ field: a, private: true }";
+        let public = "{ field: a, private: false }";
+        for (text, is_private, is_public) in [
+            ("10.0.0.1", true, false),
+            ("10.0.0.1 ", true, false),
+            ("10.0.0.256", false, false),
+            ("10.0.0.1::", false, false),
+            ("52.0.0.1", false, true),
+            ("52.0.0.256", false, false),
+            ("52.0.0.1::1", false, false),
+            ("172.16.0.1", true, false),
+            ("172.32.0.1", false, true),
+            ("192.168.1.1", true, false),
+            ("192.169.1.1", false, true),
+            ("010.0.0.1", false, false),
+            ("::ffff:10.0.0.1", true, false),
+        ] {
+            assert_eq!(check(private, s(text)), is_private, "{text}");
+            assert_eq!(check(public, s(text)), is_public, "{text}");
+        }
     }
 
     #[test]
