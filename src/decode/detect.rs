@@ -37,7 +37,7 @@ use serde::{Deserialize, Deserializer as _};
 use serde_json::value::RawValue;
 
 use crate::decode::cloudwatch::{self, CONTROL_MESSAGE, DATA_MESSAGE};
-use crate::decode::flow::FlowFormat;
+use crate::decode::flow::{self, FlowFormat};
 use crate::decode::json::classify;
 use crate::decode::scan::{Scanner, Str};
 use crate::decode::{gzip, hostlog, kpl, short};
@@ -355,7 +355,7 @@ impl Decoder {
         // `\r` to strip), so it goes there at once.
         if plain
             && matches!(kind, DecoderKind::Auto | DecoderKind::VpcFlow)
-            && text.starts_with("2 ")
+            && flow::is_default_format_record(text)
         {
             self.decode_flow(text, plain, envelope, out);
             return;
@@ -569,10 +569,9 @@ impl Decoder {
         envelope: &Envelope<'_>,
         out: &mut dyn DecodeSink,
     ) {
-        // A default-format flow record (version 2) is not a header line (no
-        // field name starts with a digit) and cannot start with a stamp
-        // (the first word, `2`, is too short for one): it is tested first.
-        if line.starts_with("2 ") {
+        // A default-format flow record is neither a header line nor a host
+        // log: it is tested first.
+        if flow::is_default_format_record(line) {
             self.decode_flow(line, plain, envelope, out);
             return;
         }

@@ -510,6 +510,14 @@ impl<'a> EventView<'a> for FlowRecord<'_, 'a> {
     }
 }
 
+/// Whether `line` is a record of the default format (version 2). No field
+/// name starts with a digit, so it is not a header line, and its first
+/// word is too short for a host log's stamp.
+#[inline]
+pub(crate) fn is_default_format_record(line: &str) -> bool {
+    line.starts_with("2 ")
+}
+
 /// Whether the space-delimited fields of `bytes` are exactly its runs of
 /// non-space bytes ([`split_on_spaces`]): true unless it holds a quote, a
 /// bracket (each of which opens one field), a tab or a line break.

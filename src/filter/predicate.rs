@@ -167,6 +167,13 @@ fn parse_ip(value: &FieldValue<'_>) -> Option<IpAddr> {
     }
 }
 
+/// The value of an ASCII decimal digit.
+#[inline(always)]
+fn decimal_digit(byte: u8) -> Option<u8> {
+    let digit = byte.wrapping_sub(b'0');
+    (digit <= 9).then_some(digit)
+}
+
 /// A plain dotted-quad IPv4 address (`10.0.0.1`: four decimal parts of one
 /// to three digits, each at most 255, no leading zeros), parsed without the
 /// general address parser; `None` for anything else, which then goes
@@ -176,12 +183,7 @@ fn parse_dotted_quad(bytes: &[u8]) -> Option<std::net::Ipv4Addr> {
     if !(7..=15).contains(&bytes.len()) {
         return None;
     }
-    let digit = |at: usize| {
-        bytes
-            .get(at)
-            .map(|b| b.wrapping_sub(b'0'))
-            .filter(|d| *d <= 9)
-    };
+    let digit = |at: usize| bytes.get(at).copied().and_then(decimal_digit);
     let mut octets = [0u8; 4];
     let mut at = 0usize;
     for (part, octet) in octets.iter_mut().enumerate() {
@@ -239,10 +241,7 @@ fn private_quad(text: &str, want: bool) -> Option<bool> {
 /// three digits, no leading zero, then a dot. Only the start is read.
 #[inline]
 fn first_part(bytes: &[u8]) -> Option<u16> {
-    let digit = |b: u8| {
-        let d = b.wrapping_sub(b'0');
-        (d <= 9).then_some(u16::from(d))
-    };
+    let digit = |b: u8| decimal_digit(b).map(u16::from);
     match *bytes {
         [a, b'.', ..] => digit(a),
         [a @ b'1'..=b'9', b, b'.', ..] => Some(digit(a)? * 10 + digit(b)?),

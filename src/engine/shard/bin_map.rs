@@ -18,19 +18,19 @@ use super::bins::Bin;
 use crate::rules::compile::RuleIdx;
 
 /// A bin's key: its window end (epoch ms) and its rule.
-pub type BinKey = (i64, RuleIdx);
+pub type BinId = (i64, RuleIdx);
 
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct BinMap {
-    bins: HashMap<BinKey, Bin>,
-    order: BTreeSet<BinKey>,
+    bins: HashMap<BinId, Bin>,
+    order: BTreeSet<BinId>,
 }
 
 impl BinMap {
     /// The bin of `key`, opened with `make` when there is none.
     #[inline]
-    pub fn get_or_open(&mut self, key: BinKey, make: impl FnOnce() -> Bin) -> &mut Bin {
+    pub fn get_or_open(&mut self, key: BinId, make: impl FnOnce() -> Bin) -> &mut Bin {
         match self.bins.entry(key) {
             Entry::Occupied(bin) => bin.into_mut(),
             Entry::Vacant(slot) => {
@@ -40,38 +40,38 @@ impl BinMap {
         }
     }
 
-    pub fn get(&self, key: &BinKey) -> Option<&Bin> {
+    pub fn get(&self, key: &BinId) -> Option<&Bin> {
         self.bins.get(key)
     }
 
-    pub fn get_mut(&mut self, key: &BinKey) -> Option<&mut Bin> {
+    pub fn get_mut(&mut self, key: &BinId) -> Option<&mut Bin> {
         self.bins.get_mut(key)
     }
 
     /// The key of the bin that closes first.
-    pub fn first_key(&self) -> Option<BinKey> {
+    pub fn first_key(&self) -> Option<BinId> {
         self.order.first().copied()
     }
 
     /// Removes and returns the bin that closes first.
-    pub fn pop_first(&mut self) -> Option<(BinKey, Bin)> {
+    pub fn pop_first(&mut self) -> Option<(BinId, Bin)> {
         let key = self.order.pop_first()?;
         let bin = self.bins.remove(&key)?;
         Some((key, bin))
     }
 
-    pub fn remove(&mut self, key: &BinKey) -> Option<Bin> {
+    pub fn remove(&mut self, key: &BinId) -> Option<Bin> {
         self.order.remove(key);
         self.bins.remove(key)
     }
 
-    pub fn insert(&mut self, key: BinKey, bin: Bin) {
+    pub fn insert(&mut self, key: BinId, bin: Bin) {
         self.order.insert(key);
         self.bins.insert(key, bin);
     }
 
     /// Every bin, in closing order.
-    pub fn iter(&self) -> impl Iterator<Item = (&BinKey, &Bin)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&BinId, &Bin)> {
         self.order
             .iter()
             .filter_map(|key| self.bins.get_key_value(key))
@@ -86,13 +86,13 @@ mod tests {
     #[test]
     fn bins_leave_in_end_then_rule_order_whatever_order_they_opened_in() {
         let mut map = BinMap::default();
-        let keys: [BinKey; 5] = [(300, 2), (100, 7), (300, 0), (200, 1), (100, 3)];
+        let keys: [BinId; 5] = [(300, 2), (100, 7), (300, 0), (200, 1), (100, 3)];
         for key in keys {
             map.get_or_open(key, || Bin::new(Aggregate::Count));
             // Opening again finds the same bin.
             map.get_or_open(key, || panic!("{key:?} opened twice"));
         }
-        let listed: Vec<BinKey> = map.iter().map(|(key, _)| *key).collect();
+        let listed: Vec<BinId> = map.iter().map(|(key, _)| *key).collect();
         assert_eq!(listed, [(100, 3), (100, 7), (200, 1), (300, 0), (300, 2)]);
         assert_eq!(map.first_key(), Some((100, 3)));
         assert!(map.remove(&(200, 1)).is_some());
