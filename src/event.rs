@@ -271,6 +271,11 @@ pub trait EventView<'a> {
     fn delimited_spans(&self) -> Option<&[(usize, usize)]> {
         None
     }
+    /// Whether the text at `slot`, if any, is known to hold no control byte
+    /// (below `0x20`), so no group-key separator, without reading it.
+    fn free_of_controls(&self, _slot: Slot) -> bool {
+        false
+    }
 }
 
 impl<'a> EventView<'a> for Event<'a> {

@@ -508,6 +508,17 @@ impl<'a> EventView<'a> for FlowRecord<'_, 'a> {
     fn delimited_spans(&self) -> Option<&[(usize, usize)]> {
         (self.plain || spaces_alone_delimit(self.line.as_bytes())).then_some(self.tokens)
     }
+
+    /// A column of a line the record's first scan proved plain holds no
+    /// control byte; envelope names (`@owner`, ...) are not known to.
+    #[inline]
+    fn free_of_controls(&self, slot: Slot) -> bool {
+        self.plain
+            && matches!(
+                self.sources.get(usize::from(slot)),
+                Some(SlotSource::Column { .. } | SlotSource::Message)
+            )
+    }
 }
 
 /// Whether `line` is a record of the default format (version 2). No field

@@ -614,6 +614,9 @@ impl Collector<'_> {
                     self.key_buffer.push(KEY_SEPARATOR);
                 }
                 match &*event.field(*slot) {
+                    FieldValue::Str(s) if event.free_of_controls(*slot) => {
+                        self.key_buffer.push_str(s);
+                    }
                     FieldValue::Str(s) => self.key_buffer.push_str(&sanitize_key(s)),
                     FieldValue::Number(n) => {
                         let _ = crate::event::write_number(self.key_buffer, *n);
@@ -778,7 +781,7 @@ mod tests {
                 "where": [{"field": "packets", "op": ">=", "value": 10},
                           {"field": "log-status", "exists": true},
                           {"field": "protocol", "equals": 6}],
-                "group_by": ["account-id", "@message"], "aggregate": {"sum": "bytes"}}"#,
+                "group_by": ["account-id", "@message", "@owner"], "aggregate": {"sum": "bytes"}}"#,
         ];
         let mut loaded = crate::rules::load_all(&[], false).expect("built-in rules");
         for text in extra {
@@ -808,6 +811,7 @@ mod tests {
                 "2 123 eni-\"1 203.0.113.9 10.0.0.1 5000 22 6 20 400 1709294400 1709294460 REJECT OK",
                 "2 123 eni-[1 203.0.113.9 10.0.0.1 5000 22 6 20 400 1709294400 1709294460 REJECT OK]",
                 "2 123 eni-1\tx 203.0.113.9 10.0.0.1 5000 22 6 20 400 1709294400 1709294460 REJECT OK",
+                "2 123 eni-1\u{1f}x 203.0.113.9 10.0.0.1 5000 22 6 20 400 1709294400 1709294460 REJECT OK",
                 "2 123 eni-1 10.1.2.3 8.8.8.8 5000 3389 6 many 4e3 1709294400 1709294460 ACCEPT OK",
                 "2 123 eni-1 - - - - - - - 1709294400 1709294460 - NODATA",
                 "2 - eni-1 10.1.2.3 8.8.8.8 5000 3389 tcp 99 400 1709294400 1709294460 ACCEPT -",
@@ -815,10 +819,11 @@ mod tests {
             .map(String::from),
         );
         let envelope = Envelope {
-            owner: Some("111122223333"),
+            // With a key separator, which no column of a plain line holds.
+            owner: Some("1111\u{1f}22223333"),
             ..Envelope::default()
         };
-        let (mut records, mut matched, mut fell_back) = (0, 0, 0);
+        let (mut records, mut matched, mut fell_back, mut control_free) = (0, 0, 0, 0);
         // Each line twice: plainness looked for by the record, and proven
         // by the short-record scan as the decoder's dispatch does.
         let scanned = lines.iter().map(|line| {
@@ -833,6 +838,13 @@ mod tests {
                 for slot in 0..plan.len() {
                     let slot = crate::fields::Slot::try_from(slot).expect("slot");
                     assert_eq!(*record.field(slot), *event.field(slot), "{line}");
+                    // Group keys skip the separator search for these.
+                    if record.free_of_controls(slot) {
+                        control_free += 1;
+                        if let FieldValue::Str(text) = &*record.field(slot) {
+                            assert!(!text.bytes().any(|b| b < 0x20), "{line}: {text:?}");
+                        }
+                    }
                 }
                 assert_eq!(record.time_ms(), event.time_ms, "{line}");
                 assert_eq!(record.account(), event.account.as_deref(), "{line}");
@@ -853,6 +865,10 @@ mod tests {
         assert_eq!(records, 2 * lines.len());
         assert!(matched > 1000, "the sample matches rules ({matched})");
         assert_eq!(fell_back, 6, "three lines are tokenized apart, twice");
+        assert!(
+            control_free > 1000,
+            "plain columns are known ({control_free})"
+        );
     }
 
     #[test]
