@@ -167,87 +167,69 @@ fn parse_ip(value: &FieldValue<'_>) -> Option<IpAddr> {
     }
 }
 
-/// The value of an ASCII decimal digit.
-#[inline(always)]
-fn decimal_digit(byte: u8) -> Option<u8> {
-    let digit = byte.wrapping_sub(b'0');
-    (digit <= 9).then_some(digit)
-}
-
 /// A plain dotted-quad IPv4 address (`10.0.0.1`: four decimal parts of one
 /// to three digits, each at most 255, no leading zeros), parsed without the
 /// general address parser; `None` for anything else, which then goes
 /// through `str::parse` (so what is accepted does not change).
+///
+/// Each part is one slice pattern (its length and digits tested together),
+/// so the text is read once with no per-byte bounds check.
 #[inline]
 fn parse_dotted_quad(bytes: &[u8]) -> Option<std::net::Ipv4Addr> {
-    if !(7..=15).contains(&bytes.len()) {
-        return None;
-    }
-    let digit = |at: usize| bytes.get(at).copied().and_then(decimal_digit);
-    let mut octets = [0u8; 4];
-    let mut at = 0usize;
-    for (part, octet) in octets.iter_mut().enumerate() {
-        if part > 0 {
-            if bytes.get(at) != Some(&b'.') {
-                return None;
-            }
-            at += 1;
+    let (first, rest) = quad_part(bytes)?;
+    quad_after_first(first, rest)
+}
+
+/// The address whose first part is `first`, when `rest` (what follows it)
+/// is a dot and three more parts.
+#[inline(always)]
+fn quad_after_first(first: u8, rest: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let (second, rest) = quad_part(rest.strip_prefix(b".")?)?;
+    let (third, rest) = quad_part(rest.strip_prefix(b".")?)?;
+    let (fourth, rest) = quad_part(rest.strip_prefix(b".")?)?;
+    rest.is_empty()
+        .then(|| std::net::Ipv4Addr::new(first, second, third, fourth))
+}
+
+/// The decimal part at the start of `bytes` (one to three digits, no
+/// leading zero, at most 255) and the bytes after it. A part followed by
+/// more digits is returned too; the caller's dot test then rejects it.
+#[inline(always)]
+fn quad_part(bytes: &[u8]) -> Option<(u8, &[u8])> {
+    let value = |b: u8| u16::from(b - b'0');
+    let (part, rest) = match bytes {
+        [a @ b'1'..=b'9', b @ b'0'..=b'9', c @ b'0'..=b'9', rest @ ..] => {
+            (value(*a) * 100 + value(*b) * 10 + value(*c), rest)
         }
-        let first = digit(at)?;
-        let mut value = u16::from(first);
-        at += 1;
-        if let Some(second) = digit(at) {
-            // A leading zero (`01`) is rejected by `str::parse` too.
-            if first == 0 {
-                return None;
-            }
-            value = value * 10 + u16::from(second);
-            at += 1;
-            if let Some(third) = digit(at) {
-                value = value * 10 + u16::from(third);
-                at += 1;
-            }
-        }
-        *octet = u8::try_from(value).ok()?;
-    }
-    (at == bytes.len()).then(|| std::net::Ipv4Addr::from(octets))
+        [a @ b'1'..=b'9', b @ b'0'..=b'9', rest @ ..] => (value(*a) * 10 + value(*b), rest),
+        [a @ b'0'..=b'9', rest @ ..] => (value(*a), rest),
+        _ => return None,
+    };
+    Some((u8::try_from(part).ok()?, rest))
 }
 
 /// `private: want` judged on a plain dotted quad; `None` for any other
 /// text, which takes the general parser.
 ///
-/// The first part alone often decides. A text that starts with a plain
-/// decimal part and a dot is either an IPv4 address with that first part
-/// or no address at all (an IPv6 address has a `:` before any `.`), and
-/// no address is neither private nor public. So a first part of 10
-/// answers `private: false` (no), and a first part other than 10, 172 or
-/// 192 answers `private: true` (no), without reading the rest: in flow
-/// logs, most internal destinations and all inbound sources.
+/// The first part often decides. A text that starts with a plain decimal
+/// part and a dot is either an IPv4 address with that first part or no
+/// address at all (an IPv6 address has a `:` before any `.`), and no
+/// address is neither private nor public. So a first part of 10 answers
+/// `private: false` (no), and a first part other than 10, 172 or 192
+/// answers `private: true` (no), without reading the rest: in flow logs,
+/// most internal destinations and all inbound sources.
 #[inline]
 fn private_quad(text: &str, want: bool) -> Option<bool> {
-    let bytes = text.as_bytes();
+    let (first, rest) = quad_part(text.as_bytes())?;
     let decided = if want {
-        first_part(bytes).is_some_and(|first| !matches!(first, 10 | 172 | 192))
+        !matches!(first, 10 | 172 | 192)
     } else {
-        bytes.starts_with(b"10.")
+        first == 10
     };
-    if decided {
+    if decided && rest.starts_with(b".") {
         return Some(false);
     }
-    parse_dotted_quad(bytes).map(|v4| v4.is_private() == want)
-}
-
-/// The first part of a dotted quad when `bytes` starts with one: one to
-/// three digits, no leading zero, then a dot. Only the start is read.
-#[inline]
-fn first_part(bytes: &[u8]) -> Option<u16> {
-    let digit = |b: u8| decimal_digit(b).map(u16::from);
-    match *bytes {
-        [a, b'.', ..] => digit(a),
-        [a @ b'1'..=b'9', b, b'.', ..] => Some(digit(a)? * 10 + digit(b)?),
-        [a @ b'1'..=b'9', b, c, b'.', ..] => Some(digit(a)? * 100 + digit(b)? * 10 + digit(c)?),
-        _ => None,
-    }
+    quad_after_first(first, rest).map(|v4| v4.is_private() == want)
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, String> {
@@ -479,9 +461,10 @@ mod tests {
     proptest! {
         #[test]
         fn dotted_quad_agrees_with_the_std_parser(text in "[0-9.]{0,16}") {
-            if let Some(fast) = parse_dotted_quad(text.as_bytes()) {
-                prop_assert_eq!(Some(fast), text.parse::<std::net::Ipv4Addr>().ok());
-            }
+            prop_assert_eq!(
+                parse_dotted_quad(text.as_bytes()),
+                text.parse::<std::net::Ipv4Addr>().ok()
+            );
         }
 
         #[test]
