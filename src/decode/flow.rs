@@ -102,6 +102,11 @@ const NUMERIC_FIELDS: &[&str] = &[
     "traffic-path",
 ];
 
+/// The most columns a format may have: room for every known field, and
+/// for some named twice. The decoder keeps one span per column in an
+/// array of this size.
+pub const MAX_COLUMNS: usize = 64;
+
 fn known(name: &str) -> Option<&'static str> {
     KNOWN_FIELDS.iter().copied().find(|known| *known == name)
 }
@@ -156,6 +161,9 @@ impl FlowFormat {
                 .and_then(|t| t.strip_suffix('}'))
                 .unwrap_or(token);
             match known(name) {
+                Some(_) if columns.len() == MAX_COLUMNS => {
+                    return Err(FlowFormatError(format!("more than {MAX_COLUMNS} fields")));
+                }
                 Some(name) => columns.push(name),
                 None => return Err(FlowFormatError(format!("unknown field {token:?}"))),
             }
@@ -230,9 +238,9 @@ pub struct FlowDecoder {
     start: Option<usize>,
     account: Option<usize>,
     region: Option<usize>,
-    /// Token spans of the record being decoded: one per column of the
-    /// format, reused.
-    tokens: Vec<(usize, usize)>,
+    /// Token spans of the record being decoded: the first one per column
+    /// of the format, reused.
+    tokens: Box<[(usize, usize); MAX_COLUMNS]>,
 }
 
 impl FlowDecoder {
@@ -252,7 +260,7 @@ impl FlowDecoder {
             start: None,
             account: None,
             region: None,
-            tokens: Vec::new(),
+            tokens: Box::new([(0, 0); MAX_COLUMNS]),
         };
         decoder.set_format(format);
         decoder
@@ -289,7 +297,6 @@ impl FlowDecoder {
             }
         }
         self.sources = sources;
-        self.tokens = vec![(0, 0); format.columns.len()];
         self.format = format;
     }
 
@@ -313,15 +320,16 @@ impl FlowDecoder {
         // Tokens are runs of non-space bytes (as `split(' ')` without the
         // empty pieces), found sixteen bytes at a time.
         let columns = self.format.columns.len();
-        // One span per column, written in place through a local slice (a
+        // One span per token, written in place into a fixed array (a
         // `Vec::push` per token re-read the vector through `self` and
-        // checked its capacity each time); further tokens are only
-        // counted, so a hostile line of millions of fields grows nothing.
-        let spans = self.tokens.as_mut_slice();
+        // checked its capacity each time). The index wraps at the array's
+        // size, so no write is bounds-checked and a hostile line of
+        // millions of fields grows nothing. A format has at most
+        // `MAX_COLUMNS` columns, so when the count matches the format no
+        // index wrapped and every span is the record's own.
+        let spans: &mut [(usize, usize); MAX_COLUMNS] = &mut self.tokens;
         let count = split_on_spaces(line.as_bytes(), |index, start, end| {
-            if let Some(span) = spans.get_mut(index) {
-                *span = (start, end);
-            }
+            spans[index % MAX_COLUMNS] = (start, end);
         });
         if count != columns {
             return Err(DecodeError::new(
@@ -834,13 +842,19 @@ mod tests {
             reason("2 1 e a b 1 2 6 1 1 - 1 ACCEPT OK"),
             DecodeErrorReason::BadEventTime
         );
-        // The long line leaves no large span buffer behind.
-        decode(
+        // A line of a record's worth of tokens more than the span array
+        // holds (the spans wrap around it) is rejected, and leaves nothing
+        // behind.
+        let record = "2 123 eni-9 10.0.0.9 - - - - - - 1709294400 1709294460 - NODATA";
+        let wrapped = format!("{}{record}", "x ".repeat(MAX_COLUMNS));
+        assert_eq!(reason(&wrapped), DecodeErrorReason::BadFlowRecord);
+        let (_, f, _) = decode(
             &mut d,
-            "2 123 eni-1 - - - - - - - 1709294400 1709294460 - NODATA",
+            "2 123 eni-1 10.0.0.7 - - - - - - 1709294400 1709294460 - NODATA",
         )
         .unwrap();
-        assert!(d.tokens.capacity() <= V2_FIELDS.len());
+        assert_eq!(f[0], FieldValue::Str("10.0.0.7".into()));
+        assert_eq!(f[1], FieldValue::Str("NODATA".into()));
     }
 
     #[test]
@@ -859,6 +873,10 @@ mod tests {
             vec![FieldValue::Number(2.0), FieldValue::Str("10.1.1.1".into())]
         );
         assert!(FlowFormat::parse("${nope}").is_err());
+        let fields = |n: usize| vec!["srcaddr"; n].join(" ");
+        assert!(FlowFormat::parse(&fields(MAX_COLUMNS)).is_ok());
+        assert!(FlowFormat::parse(&fields(MAX_COLUMNS + 1)).is_err());
+        assert!(KNOWN_FIELDS.len() <= MAX_COLUMNS);
         assert!(FlowFormat::from_header_line("version account-id interface-id").is_some());
         assert!(FlowFormat::from_header_line("Mar 1 host").is_none());
     }
