@@ -256,6 +256,10 @@ pub trait EventView<'a> {
     fn text(&self) -> &str;
     /// The value at `slot` of the kind's field plan (`Missing` if unfilled).
     fn field(&self, slot: Slot) -> FieldRef<'_, 'a>;
+    /// The text of [`Self::field`] when it is a [`FieldValue::Str`], and
+    /// `None` for any other value: the same answer, read without making a
+    /// value where the view can (a flow column is a slice of the line).
+    fn field_str(&self, slot: Slot) -> Option<&str>;
     /// A stable id for evidence.
     fn id(&self) -> Option<&str>;
     /// The account the event belongs to.
@@ -297,6 +301,14 @@ impl<'a> EventView<'a> for Event<'a> {
     #[inline]
     fn field(&self, slot: Slot) -> FieldRef<'_, 'a> {
         FieldRef::Borrowed(Event::field(self, slot))
+    }
+
+    #[inline]
+    fn field_str(&self, slot: Slot) -> Option<&str> {
+        match Event::field(self, slot) {
+            FieldValue::Str(text) => Some(text),
+            _ => None,
+        }
     }
 
     #[inline]

@@ -488,6 +488,23 @@ impl<'a> EventView<'a> for FlowRecord<'_, 'a> {
         FieldRef::made(self.value(source))
     }
 
+    /// A text column is a slice of the line; a numeric column is text only
+    /// when it does not parse (rare, so that case just asks [`Self::value`]).
+    #[inline(always)]
+    fn field_str(&self, slot: Slot) -> Option<&str> {
+        match self.sources.get(usize::from(slot)) {
+            Some(&SlotSource::Column {
+                column,
+                numeric: false,
+            }) => self.value_at(column),
+            Some(&source) => match self.value(source) {
+                FieldValue::Str(Cow::Borrowed(text)) => Some(text),
+                _ => None,
+            },
+            None => None,
+        }
+    }
+
     #[inline]
     fn id(&self) -> Option<&str> {
         self.envelope.event_id

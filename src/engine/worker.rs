@@ -208,14 +208,14 @@ impl RuleDispatch {
         let Some(slot) = self.slot else {
             return &self.all;
         };
-        match &*event.field(slot) {
-            FieldValue::Str(value) => match self.by_value.get(value) {
+        match event.field_str(slot) {
+            Some(value) => match self.by_value.get(value) {
                 Some(list) => list,
                 None => &self.unconstrained,
             },
             // Numbers and booleans can equal a literal through their JSON
             // text; missing fields match `!=` tests: evaluate every rule.
-            _ => &self.all,
+            None => &self.all,
         }
     }
 }
@@ -613,10 +613,15 @@ impl Collector<'_> {
                 if i > 0 {
                     self.key_buffer.push(KEY_SEPARATOR);
                 }
-                match &*event.field(*slot) {
-                    FieldValue::Str(s) if event.free_of_controls(*slot) => {
-                        self.key_buffer.push_str(s);
+                if let Some(text) = event.field_str(*slot) {
+                    if event.free_of_controls(*slot) {
+                        self.key_buffer.push_str(text);
+                    } else {
+                        self.key_buffer.push_str(&sanitize_key(text));
                     }
+                    continue;
+                }
+                match &*event.field(*slot) {
                     FieldValue::Str(s) => self.key_buffer.push_str(&sanitize_key(s)),
                     FieldValue::Number(n) => {
                         let _ = crate::event::write_number(self.key_buffer, *n);
@@ -838,6 +843,12 @@ mod tests {
                 for slot in 0..plan.len() {
                     let slot = crate::fields::Slot::try_from(slot).expect("slot");
                     assert_eq!(*record.field(slot), *event.field(slot), "{line}");
+                    let text = match event.field(slot) {
+                        FieldValue::Str(text) => Some(text.to_string()),
+                        _ => None,
+                    };
+                    assert_eq!(record.field_str(slot), text.as_deref(), "{line}");
+                    assert_eq!(EventView::field_str(&event, slot), text.as_deref());
                     // Group keys skip the separator search for these.
                     if record.free_of_controls(slot) {
                         control_free += 1;

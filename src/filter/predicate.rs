@@ -387,6 +387,17 @@ impl Predicate {
     /// Whether `event` satisfies the predicate.
     #[inline]
     pub fn matches<'a>(&self, event: &impl EventView<'a>) -> bool {
+        // The flow rules' address test, on the column's text as it lies
+        // (no value made) and without the general test's frame (its other
+        // arms build values and need a large one).
+        if let Cond::Private(want) = self.cond {
+            if let Some(hit) = event
+                .field_str(self.slot)
+                .and_then(|s| private_quad(s, want))
+            {
+                return hit != self.negate;
+            }
+        }
         let value = event.field(self.slot);
         let value: &FieldValue<'a> = &value;
         if let Cond::Exists(want) = self.cond {
@@ -397,13 +408,6 @@ impl Predicate {
             FieldValue::Missing | FieldValue::Null | FieldValue::Object | FieldValue::Array
         ) {
             return false;
-        }
-        // The flow rules' address test, without the general test's frame
-        // (its other arms build values and need a large one).
-        if let (Cond::Private(want), FieldValue::Str(s)) = (&self.cond, value) {
-            if let Some(hit) = private_quad(s, *want) {
-                return hit != self.negate;
-            }
         }
         self.test(value) != self.negate
     }
