@@ -72,11 +72,12 @@ impl Entry {
     }
 }
 
-/// A byte range in `Bin::texts`.
+/// A byte range in `Bin::texts` (at most 4 GiB, like the key arena: a
+/// sample that would not fit is not kept).
 #[derive(Debug, Clone, Copy)]
 struct TextSpan {
-    start: usize,
-    end: usize,
+    start: u32,
+    end: u32,
 }
 
 /// The part of a window's state most windows of a count rule never need.
@@ -411,19 +412,21 @@ impl Bin {
         let id = contribution
             .id
             .filter(|_| want_id)
-            .map(|id| push_text(&mut self.texts, id));
-        let text = want_text.then(|| {
+            .and_then(|id| push_text(&mut self.texts, id));
+        let text = if want_text {
             let cut = floor_char_boundary(contribution.sample, limits.max_sample_bytes);
             push_text(&mut self.texts, &contribution.sample[..cut])
-        });
+        } else {
+            None
+        };
         let account = contribution
             .account
             .filter(|_| want_account)
-            .map(|account| push_text(&mut self.texts, account));
+            .and_then(|account| push_text(&mut self.texts, account));
         let region = contribution
             .region
             .filter(|_| want_region)
-            .map(|region| push_text(&mut self.texts, region));
+            .and_then(|region| push_text(&mut self.texts, region));
         let extra = self.extra_mut(index);
         extra.sample_ids.extend(id);
         extra.sample_texts.extend(text);
@@ -518,13 +521,13 @@ impl Bin {
             .ids
             .iter()
             .take(limits.max_samples.saturating_sub(ids))
-            .map(|id| push_text(&mut self.texts, id))
+            .filter_map(|id| push_text(&mut self.texts, id))
             .collect();
         let new_texts: SmallVec<[TextSpan; 3]> = samples
             .texts
             .iter()
             .take(limits.max_samples.saturating_sub(texts))
-            .map(|text| {
+            .filter_map(|text| {
                 let cut = floor_char_boundary(text, limits.max_sample_bytes);
                 push_text(&mut self.texts, &text[..cut])
             })
@@ -537,12 +540,12 @@ impl Bin {
             .account
             .as_ref()
             .filter(|_| !has_account)
-            .map(|account| push_text(&mut self.texts, account));
+            .and_then(|account| push_text(&mut self.texts, account));
         let region = samples
             .region
             .as_ref()
             .filter(|_| !has_region)
-            .map(|region| push_text(&mut self.texts, region));
+            .and_then(|region| push_text(&mut self.texts, region));
         let extra = self.extra_mut(index);
         extra.sample_ids.extend(new_ids);
         extra.sample_texts.extend(new_texts);
@@ -627,7 +630,10 @@ impl Bin {
         agg.min = extra.min;
         agg.max = extra.max;
         agg.distinct = extra.distinct.clone();
-        let text = |span: &TextSpan| self.texts.get(span.start..span.end).unwrap_or("");
+        let text = |span: &TextSpan| {
+            let range = span.start as usize..span.end as usize;
+            self.texts.get(range).unwrap_or("")
+        };
         agg.samples = Box::new(Samples {
             ids: extra.sample_ids.iter().map(|s| text(s).into()).collect(),
             texts: extra.sample_texts.iter().map(|s| text(s).into()).collect(),
@@ -645,13 +651,13 @@ impl Bin {
     }
 }
 
-fn push_text(arena: &mut String, text: &str) -> TextSpan {
-    let start = arena.len();
+/// Appends `text` to `arena`; `None` (nothing appended) when the arena
+/// would pass 4 GiB.
+fn push_text(arena: &mut String, text: &str) -> Option<TextSpan> {
+    let start = u32::try_from(arena.len()).ok()?;
+    let end = start.checked_add(u32::try_from(text.len()).ok()?)?;
     arena.push_str(text);
-    TextSpan {
-        start,
-        end: arena.len(),
-    }
+    Some(TextSpan { start, end })
 }
 
 #[cfg(test)]
@@ -675,6 +681,8 @@ mod tests {
     #[test]
     fn entries_stay_small() {
         assert_eq!(std::mem::size_of::<Entry>(), 48);
+        // Every window with evidence has one (texts as 32-bit spans).
+        assert!(std::mem::size_of::<Extra>() <= 144);
     }
 
     #[test]
