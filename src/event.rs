@@ -275,6 +275,13 @@ pub trait EventView<'a> {
     fn delimited_spans(&self) -> Option<&[(usize, usize)]> {
         None
     }
+    /// Whether the event is a flow line of the default format whose runs
+    /// of non-space bytes are its columns ([`Self::delimited_spans`] is
+    /// `Some`): token `i` of a one-group space-delimited pattern is then
+    /// the format's column `i`.
+    fn default_flow_columns(&self) -> bool {
+        false
+    }
     /// Whether the text at `slot`, if any, is known to hold no control byte
     /// (below `0x20`), so no group-key separator, without reading it.
     fn free_of_controls(&self, _slot: Slot) -> bool {

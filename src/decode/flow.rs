@@ -233,6 +233,8 @@ pub struct FlowDecoder {
     plan_names: Vec<(Slot, Box<str>)>,
     plan_len: usize,
     format: FlowFormat,
+    /// `format` is the default (version 2) format.
+    default_format: bool,
     /// Per slot of the plan, in slot order.
     sources: Vec<SlotSource>,
     start: Option<usize>,
@@ -256,6 +258,7 @@ impl FlowDecoder {
             plan_names,
             plan_len: plan.len(),
             format: FlowFormat::default(),
+            default_format: true,
             sources: Vec::new(),
             start: None,
             account: None,
@@ -297,6 +300,7 @@ impl FlowDecoder {
             }
         }
         self.sources = sources;
+        self.default_format = format == FlowFormat::default();
         self.format = format;
     }
 
@@ -343,6 +347,7 @@ impl FlowDecoder {
             sources: &self.sources,
             envelope,
             plain,
+            default_format: self.default_format,
             time_ms: 0,
             account: None,
             region: None,
@@ -391,6 +396,8 @@ pub struct FlowRecord<'r, 'a> {
     envelope: &'r Envelope<'a>,
     /// Known to hold no control byte, `"` or `[` (false: not known).
     plain: bool,
+    /// Split with the default format's columns.
+    default_format: bool,
     time_ms: i64,
     account: Option<&'a str>,
     region: Option<&'a str>,
@@ -532,6 +539,11 @@ impl<'a> EventView<'a> for FlowRecord<'_, 'a> {
     #[inline]
     fn delimited_spans(&self) -> Option<&[(usize, usize)]> {
         (self.plain || spaces_alone_delimit(self.line.as_bytes())).then_some(self.tokens)
+    }
+
+    #[inline]
+    fn default_flow_columns(&self) -> bool {
+        self.default_format && self.delimited_spans().is_some()
     }
 
     /// A column of a line the record's first scan proved plain holds no

@@ -123,6 +123,20 @@ impl RuleDispatch {
         Self::by_field(rules, crate::event::EventKind::VpcFlow, "action")
     }
 
+    /// [`Self::vpcflow`] for records of the default format split on spaces
+    /// alone ([`EventView::default_flow_columns`]): a rule whose filter is a
+    /// one-group pattern of the format's width that tests the `action`
+    /// column (`vpc-ssh-rejects`) is listed only under that value too.
+    pub fn vpcflow_default_columns(rules: &RuleSet) -> Self {
+        let format = crate::decode::flow::FlowFormat::default();
+        let columns = format.columns();
+        let token = columns
+            .iter()
+            .position(|c| *c == "action")
+            .map(|index| (index, columns.len()));
+        Self::by_field_or_token(rules, crate::event::EventKind::VpcFlow, "action", token)
+    }
+
     /// Every rule of `kind`, for every event (no dispatch field).
     pub fn every(rules: &RuleSet, kind: crate::event::EventKind) -> Self {
         RuleDispatch {
@@ -138,6 +152,19 @@ impl RuleDispatch {
     /// The dispatch of the rules of `kind` by the planned field `field`
     /// (every rule, each time, when no rule of the kind reads it).
     pub fn by_field(rules: &RuleSet, kind: crate::event::EventKind, field: &str) -> Self {
+        Self::by_field_or_token(rules, kind, field, None)
+    }
+
+    /// [`Self::by_field`], where `token` (index, count) also constrains a
+    /// rule by the literal its filter requires at that token of a line of
+    /// `count` tokens ([`crate::filter::Filter::required_token`]): for
+    /// events in which that token is the field's value.
+    fn by_field_or_token(
+        rules: &RuleSet,
+        kind: crate::event::EventKind,
+        field: &str,
+        token: Option<(usize, usize)>,
+    ) -> Self {
         let mut dispatch = Self::every(rules, kind);
         let Ok(path) = crate::fields::FieldPath::parse(field) else {
             return dispatch;
@@ -151,7 +178,13 @@ impl RuleDispatch {
             let rule = rules.rule(idx);
             // The filter and every predicate must hold: any constrained one
             // constrains the rule; take the smallest set.
+            let by_token = token.and_then(|(index, count)| {
+                rule.filter
+                    .required_token(index, count)
+                    .map(|literal| vec![literal])
+            });
             let required = std::iter::once(rule.filter.required_strings(slot))
+                .chain(std::iter::once(by_token))
                 .chain(rule.predicates.iter().map(|p| p.required_strings(slot)))
                 .flatten()
                 .min_by_key(Vec::len);
@@ -246,6 +279,7 @@ pub struct DecodeWorker {
     rules: Arc<RuleSet>,
     cloudtrail_dispatch: RuleDispatch,
     flow_dispatch: RuleDispatch,
+    flow_columns_dispatch: RuleDispatch,
     host_dispatch: RuleDispatch,
     decode_config: DecodeConfig,
     decoders: HashMap<PartitionId, Decoder>,
@@ -286,6 +320,7 @@ impl DecodeWorker {
         DecodeWorker {
             cloudtrail_dispatch: RuleDispatch::cloudtrail(&rules),
             flow_dispatch: RuleDispatch::vpcflow(&rules),
+            flow_columns_dispatch: RuleDispatch::vpcflow_default_columns(&rules),
             host_dispatch: RuleDispatch::every(&rules, crate::event::EventKind::HostLog),
             rules,
             decode_config,
@@ -398,6 +433,7 @@ impl DecodeWorker {
             rules: &self.rules,
             cloudtrail_dispatch: &self.cloudtrail_dispatch,
             flow_dispatch: &self.flow_dispatch,
+            flow_columns_dispatch: &self.flow_columns_dispatch,
             host_dispatch: &self.host_dispatch,
             watermark: &self.watermark,
             outputs: &mut outputs,
@@ -505,6 +541,7 @@ struct Collector<'w> {
     rules: &'w RuleSet,
     cloudtrail_dispatch: &'w RuleDispatch,
     flow_dispatch: &'w RuleDispatch,
+    flow_columns_dispatch: &'w RuleDispatch,
     host_dispatch: &'w RuleDispatch,
     watermark: &'w WatermarkTracker,
     outputs: &'w mut Vec<MatchBatch>,
@@ -592,6 +629,9 @@ impl Collector<'_> {
         let shard_count = self.outputs.len();
         let dispatch = match event.kind() {
             crate::event::EventKind::CloudTrail => self.cloudtrail_dispatch,
+            crate::event::EventKind::VpcFlow if event.default_flow_columns() => {
+                self.flow_columns_dispatch
+            }
             crate::event::EventKind::VpcFlow => self.flow_dispatch,
             crate::event::EventKind::HostLog => self.host_dispatch,
         };
@@ -880,6 +920,85 @@ mod tests {
             control_free > 1000,
             "plain columns are known ({control_free})"
         );
+    }
+
+    /// Records of the default format split on spaces alone take the
+    /// dispatch that also lists pattern rules by their `action` column; it
+    /// selects exactly what evaluating every rule selects, and fewer
+    /// candidates. Records of another format do not take it.
+    #[test]
+    fn flow_dispatch_by_columns_selects_what_every_rule_does() {
+        use crate::decode::flow::{FlowDecoder, FlowFormat};
+        use crate::decode::Envelope;
+        use crate::event::{EventKind, EventView};
+        use crate::gen::{generate_records, GenKind, GenOptions};
+        let loaded = crate::rules::load_all(&[], false).expect("built-in rules");
+        let rules = crate::rules::compile_all(&loaded).expect("compile");
+        let by_action = RuleDispatch::vpcflow(&rules);
+        let by_columns = RuleDispatch::vpcflow_default_columns(&rules);
+        let plan = rules.plans().for_kind(EventKind::VpcFlow);
+        let options = GenOptions {
+            count: 2000,
+            ..GenOptions::default()
+        };
+        let mut lines: Vec<String> = generate_records(GenKind::Flows, &options)
+            .into_iter()
+            .map(|record| String::from_utf8(record).expect("text"))
+            .collect();
+        let ssh = "2 123 eni-1 203.0.113.9 10.0.0.1 5000 22 6 20 400 1709294400 1709294460";
+        lines.extend([
+            format!("{ssh} REJECT OK"),
+            format!("{ssh} OK REJECT"),
+            format!("{ssh} \"REJECT\" OK"),
+            format!("{ssh} - NODATA"),
+        ]);
+        // Version 2 with its last two columns swapped: 14 columns, but the
+        // pattern's 13th token is not `action` there.
+        let swapped = FlowFormat::parse(
+            "version account-id interface-id srcaddr dstaddr srcport dstport \
+             protocol packets bytes start end log-status action",
+        )
+        .expect("format");
+        let (mut by_columns_used, mut narrower, mut matched, mut swapped_records) = (0, 0, 0, 0);
+        for format in [FlowFormat::default(), swapped] {
+            let default_format = format == FlowFormat::default();
+            let mut decoder = FlowDecoder::new(plan, format);
+            for line in &lines {
+                let plain = crate::decode::short::scan(line.as_bytes()).is_some_and(|s| s.plain);
+                let decoded = decoder.decode(line, plain, &Envelope::NONE, |record| {
+                    let columns = record.default_flow_columns();
+                    assert!(default_format || !columns, "{line}");
+                    swapped_records += usize::from(!default_format);
+                    let dispatch = if columns { &by_columns } else { &by_action };
+                    by_columns_used += usize::from(columns);
+                    narrower += usize::from(
+                        dispatch.candidates(record).len() < by_action.candidates(record).len(),
+                    );
+                    let full: Vec<RuleIdx> = rules
+                        .for_kind(EventKind::VpcFlow)
+                        .iter()
+                        .copied()
+                        .filter(|&idx| rules.rule(idx).matches(record))
+                        .collect();
+                    let dispatched: Vec<RuleIdx> = dispatch
+                        .candidates(record)
+                        .iter()
+                        .filter(|c| rules.rule(c.rule).matches_unproven(record, c.proven))
+                        .map(|c| c.rule)
+                        .collect();
+                    assert_eq!(full, dispatched, "{line}");
+                    matched += full.len();
+                });
+                assert!(decoded.is_ok(), "{line}: {decoded:?}");
+            }
+        }
+        assert!(by_columns_used > 1000, "{by_columns_used}");
+        assert!(
+            narrower > 1000,
+            "accepted flows skip the ssh pattern ({narrower})"
+        );
+        assert!(matched > 500, "{matched}");
+        assert_eq!(swapped_records, lines.len());
     }
 
     #[test]

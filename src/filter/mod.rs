@@ -184,6 +184,27 @@ impl Filter {
         out
     }
 
+    /// The literal that token `index` of a line split into `count` tokens
+    /// must equal for the pattern to match: `Some` for a space-delimited
+    /// pattern of one group of exactly `count` fields (no `...`) with an
+    /// exact `=` test at `index`, `None` otherwise. Only a line tokenized
+    /// on spaces alone into `count` tokens is covered (a quote or bracket
+    /// groups tokens otherwise). Lets flow rules written as patterns be
+    /// dispatched by their `action` column.
+    pub fn required_token(&self, index: usize, count: usize) -> Option<&str> {
+        let Pattern::Delimited(delimited) = &self.compiled else {
+            return None;
+        };
+        let ([group], [tests]) = (&delimited.groups[..], &delimited.tested[..]) else {
+            return None;
+        };
+        if group.len() != count {
+            return None;
+        }
+        let (_, literal) = tests.exact.iter().find(|(i, _)| *i == index)?;
+        std::str::from_utf8(literal).ok()
+    }
+
     /// The exact string values field `slot` must hold for the pattern to
     /// match *when that field is a string*: `Some(values)` when every way
     /// to satisfy the pattern includes an exact (wildcard-free) `=` test of
@@ -410,6 +431,26 @@ mod tests {
             v.clone()
         ));
         assert!(!json_match("{ ($.n = 5 || $.n = 7) && $.t IS FALSE }", v));
+    }
+
+    #[test]
+    fn required_token_of_one_group_patterns() {
+        let token = |pattern: &str, index, count| {
+            Filter::parse(pattern)
+                .unwrap()
+                .required_token(index, count)
+                .map(str::to_string)
+        };
+        let ssh = "[v, a, e, s, d, sp, dp=\"22\", p=6, pk, b, st, en, action=\"REJECT\", ls]";
+        assert_eq!(token(ssh, 12, 14).as_deref(), Some("REJECT"));
+        assert_eq!(token(ssh, 6, 14).as_deref(), Some("22"));
+        // Another count, an untested field, a test that is not `=`, `...`.
+        assert_eq!(token(ssh, 12, 15), None);
+        assert_eq!(token(ssh, 11, 14), None);
+        assert_eq!(token("[a, b != x, c]", 1, 3), None);
+        assert_eq!(token("[a, b = x*, c]", 1, 3), None);
+        assert_eq!(token("[a, b = x, ...]", 1, 2), None);
+        assert_eq!(token("{ $.a = x }", 0, 1), None);
     }
 
     #[test]
