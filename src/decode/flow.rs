@@ -331,10 +331,7 @@ impl FlowDecoder {
         // millions of fields grows nothing. A format has at most
         // `MAX_COLUMNS` columns, so when the count matches the format no
         // index wrapped and every span is the record's own.
-        let spans: &mut [(usize, usize); MAX_COLUMNS] = &mut self.tokens;
-        let count = split_on_spaces(line.as_bytes(), |index, start, end| {
-            spans[index % MAX_COLUMNS] = (start, end);
-        });
+        let count = split_into(line.as_bytes(), &mut self.tokens);
         if count != columns {
             return Err(DecodeError::new(
                 DecodeErrorReason::BadFlowRecord,
@@ -578,24 +575,59 @@ pub(crate) fn spaces_alone_delimit(bytes: &[u8]) -> bool {
 /// Calls `push(index, start, end)` with the byte range of every run of
 /// non-space bytes of `bytes`, in order, and returns how many there are.
 /// (The count is kept here, where it stays in a register: counted by the
-/// caller's closure, it went through memory on every token.) Spaces are
-/// found sixteen bytes at a time
-/// ([`space_bits`]); the bytes after the last whole block are read as the
-/// last sixteen bytes, of which the bits already seen are shifted out (a
-/// text shorter than a block is padded with non-spaces).
+/// caller's closure, it went through memory on every token.)
 /// Also used by space-delimited filter patterns (`crate::filter`).
 #[inline]
 pub(crate) fn split_on_spaces(bytes: &[u8], mut push: impl FnMut(usize, usize, usize)) -> usize {
     let mut token_start = 0usize;
     let mut count = 0usize;
+    for_each_space(bytes, |position| {
+        if position > token_start {
+            push(count, token_start, position);
+            count += 1;
+        }
+        token_start = position + 1;
+    });
+    if bytes.len() > token_start {
+        push(count, token_start, bytes.len());
+        count += 1;
+    }
+    count
+}
+
+/// [`split_on_spaces`] into a fixed array, for the flow decoder: span `i`
+/// goes to `spans[i % MAX_COLUMNS]`, and every space writes the span that
+/// ends there, counting it only when it is not empty (no branch per
+/// space; an empty span is overwritten by the next token's). `bytes` must
+/// not end with a space (a trimmed line), so that no empty span is written
+/// after the last token.
+#[inline]
+fn split_into(bytes: &[u8], spans: &mut [(usize, usize); MAX_COLUMNS]) -> usize {
+    debug_assert!(bytes.last() != Some(&b' '));
+    let mut token_start = 0usize;
+    let mut count = 0usize;
+    for_each_space(bytes, |position| {
+        spans[count % MAX_COLUMNS] = (token_start, position);
+        count += usize::from(position > token_start);
+        token_start = position + 1;
+    });
+    if bytes.len() > token_start {
+        spans[count % MAX_COLUMNS] = (token_start, bytes.len());
+        count += 1;
+    }
+    count
+}
+
+/// Calls `space(position)` for every space of `bytes`, in order. Spaces
+/// are found sixteen bytes at a time ([`space_bits`]); the bytes after the
+/// last whole block are read as the last sixteen bytes, of which the bits
+/// already seen are shifted out (a text shorter than a block is padded
+/// with non-spaces).
+#[inline(always)]
+fn for_each_space(bytes: &[u8], mut space: impl FnMut(usize)) {
     let mut on_spaces = |base: usize, mut mask: u32| {
         while mask != 0 {
-            let position = base + mask.trailing_zeros() as usize;
-            if position > token_start {
-                push(count, token_start, position);
-                count += 1;
-            }
-            token_start = position + 1;
+            space(base + mask.trailing_zeros() as usize);
             mask &= mask - 1;
         }
     };
@@ -618,11 +650,6 @@ pub(crate) fn split_on_spaces(bytes: &[u8], mut push: impl FnMut(usize, usize, u
         };
         on_spaces(base, mask);
     }
-    if len > token_start {
-        push(count, token_start, len);
-        count += 1;
-    }
-    count
 }
 
 /// Bit `i` set where byte `i` of a 16-byte `block` is a space: one SSE2
@@ -828,6 +855,19 @@ mod tests {
             proptest::prop_assert_eq!(count, got.len());
             let want: Vec<&str> = line.split(' ').filter(|t| !t.is_empty()).collect();
             proptest::prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn split_into_an_array_is_split_on_spaces(
+            line in "[ a-c0-9]{0,300}".prop_map(|l| l.trim_ascii().to_string())
+        ) {
+            let mut want = Vec::new();
+            let count = split_on_spaces(line.as_bytes(), |_, s, e| want.push((s, e)));
+            let mut spans = [(usize::MAX, 0); MAX_COLUMNS];
+            proptest::prop_assert_eq!(split_into(line.as_bytes(), &mut spans), count);
+            if count <= MAX_COLUMNS {
+                proptest::prop_assert_eq!(&spans[..count], &want[..]);
+            }
         }
     }
 
