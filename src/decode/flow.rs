@@ -412,11 +412,13 @@ impl<'a> FlowRecord<'_, 'a> {
             start <= end && self.line.is_char_boundary(start) && self.line.is_char_boundary(end)
         );
         // SAFETY: `FlowDecoder::decode` is the only place a `FlowRecord` is
-        // made, and it splits `tokens` from this very `line` with
-        // `split_on_spaces`: every span has `start <= end <= line.len()`,
-        // and each end is an end of the line or next to an ASCII space,
-        // which is never inside a multi-byte character, so both ends are
-        // char boundaries.
+        // made, and its `tokens` are the first spans `split_into` wrote
+        // over this very `line` (all of them this line's: the record is
+        // made only when their count is the format's width). Every span
+        // it writes, an overwritten empty one too, has `start <= end <=
+        // line.len()`, and each end is an end of the line or next to an
+        // ASCII space, which is never inside a multi-byte character, so
+        // both ends are char boundaries.
         let token = unsafe { self.line.get_unchecked(start..end) };
         (token != "-").then_some(token)
     }
@@ -945,6 +947,8 @@ mod tests {
         let fields = |n: usize| vec!["srcaddr"; n].join(" ");
         assert!(FlowFormat::parse(&fields(MAX_COLUMNS)).is_ok());
         assert!(FlowFormat::parse(&fields(MAX_COLUMNS + 1)).is_err());
+        assert!(FlowFormat::from_header_line(&fields(MAX_COLUMNS)).is_some());
+        assert!(FlowFormat::from_header_line(&fields(MAX_COLUMNS + 1)).is_none());
         assert!(KNOWN_FIELDS.len() <= MAX_COLUMNS);
         assert!(FlowFormat::from_header_line("version account-id interface-id").is_some());
         assert!(FlowFormat::from_header_line("Mar 1 host").is_none());
