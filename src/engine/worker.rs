@@ -47,10 +47,11 @@ const FEW_VALUES: usize = 8;
 /// Rules of one kind indexed by the exact value of one string field
 /// (`eventName` for CloudTrail, `action` for VPC flows), built from
 /// [`crate::filter::Filter::required_strings`] and
-/// [`crate::filter::Predicate::required_strings`]: an event whose field is
-/// a string only runs the rules that can match that value, plus the rules
-/// that are not constrained by it. Lists keep rule order, so matches come
-/// out in the same order as without dispatch.
+/// [`crate::filter::Predicate::required_strings`] (and, for flow records
+/// split in the default format, [`crate::filter::Filter::required_token`]):
+/// an event whose field is a string only runs the rules that can match
+/// that value, plus the rules that are not constrained by it. Lists keep
+/// rule order, so matches come out in the same order as without dispatch.
 #[derive(Debug, Default)]
 pub struct RuleDispatch {
     slot: Option<crate::fields::Slot>,
