@@ -322,7 +322,7 @@ impl FlowDecoder {
     ) -> Result<(), DecodeError> {
         let line = line.trim_ascii();
         // Tokens are runs of non-space bytes (as `split(' ')` without the
-        // empty pieces), found sixteen bytes at a time.
+        // empty pieces), found 32 or 16 bytes at a time (`split_into`).
         let columns = self.format.columns.len();
         // One span per token, written in place into a fixed array (a
         // `Vec::push` per token re-read the vector through `self` and
