@@ -243,6 +243,8 @@ pub struct FlowDecoder {
     /// Token spans of the record being decoded: the first one per column
     /// of the format, reused.
     tokens: Box<[(usize, usize); MAX_COLUMNS]>,
+    /// How this CPU finds spaces (asked once, not per record).
+    blocks: SpaceBlocks,
 }
 
 impl FlowDecoder {
@@ -264,6 +266,7 @@ impl FlowDecoder {
             account: None,
             region: None,
             tokens: Box::new([(0, 0); MAX_COLUMNS]),
+            blocks: SpaceBlocks::detect(),
         };
         decoder.set_format(format);
         decoder
@@ -331,7 +334,7 @@ impl FlowDecoder {
         // millions of fields grows nothing. A format has at most
         // `MAX_COLUMNS` columns, so when the count matches the format no
         // index wrapped and every span is the record's own.
-        let count = split_into(line.as_bytes(), &mut self.tokens);
+        let count = split_into(line.as_bytes(), &mut self.tokens, self.blocks);
         if count != columns {
             return Err(DecodeError::new(
                 DecodeErrorReason::BadFlowRecord,
@@ -597,19 +600,48 @@ pub(crate) fn split_on_spaces(bytes: &[u8], mut push: impl FnMut(usize, usize, u
     count
 }
 
+/// How [`split_into`] finds spaces on this CPU: 32-byte AVX2 blocks where
+/// the CPU has AVX2 and BMI1, 16-byte SSE2 blocks otherwise. Only
+/// [`SpaceBlocks::detect`] makes one, so `Avx2` proves the features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SpaceBlocks {
+    avx2: bool,
+}
+
+impl SpaceBlocks {
+    /// Asks the CPU (once per decoder; std caches the answer too).
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("bmi1");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        SpaceBlocks { avx2 }
+    }
+
+    /// 16-byte blocks, whatever the CPU (tests compare both widths).
+    #[cfg(test)]
+    fn narrow() -> Self {
+        SpaceBlocks { avx2: false }
+    }
+}
+
 /// [`split_on_spaces`] into a fixed array, for the flow decoder: span `i`
 /// goes to `spans[i % MAX_COLUMNS]`, and every space writes the span that
 /// ends there, counting it only when it is not empty (no branch per
 /// space; an empty span is overwritten by the next token's). `bytes` must
 /// not end with a space (a trimmed line), so that no empty span is written
-/// after the last token. Spaces are found 32 bytes at a time where the CPU
-/// has AVX2 (and BMI1), 16 otherwise.
+/// after the last token. Spaces are found as `blocks` says.
 #[inline]
-fn split_into(bytes: &[u8], spans: &mut [(usize, usize); MAX_COLUMNS]) -> usize {
+fn split_into(
+    bytes: &[u8],
+    spans: &mut [(usize, usize); MAX_COLUMNS],
+    blocks: SpaceBlocks,
+) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("bmi1") {
-        // SAFETY: the CPU has AVX2 and BMI1 (just detected; the answers
-        // are cached).
+    if blocks.avx2 {
+        // SAFETY: the CPU has AVX2 and BMI1: only `SpaceBlocks::detect`
+        // sets `avx2`, after asking it.
         return unsafe { split_into_avx2(bytes, spans) };
     }
     split_spans::<16>(bytes, spans, |block| space_bits(block))
@@ -914,9 +946,10 @@ mod tests {
             // and with 16-byte blocks whatever the CPU.
             let mut spans = [(usize::MAX, 0); MAX_COLUMNS];
             let mut sse2 = [(usize::MAX, 0); MAX_COLUMNS];
-            proptest::prop_assert_eq!(split_into(line.as_bytes(), &mut spans), count);
+            let detected = SpaceBlocks::detect();
+            proptest::prop_assert_eq!(split_into(line.as_bytes(), &mut spans, detected), count);
             proptest::prop_assert_eq!(
-                split_spans::<16>(line.as_bytes(), &mut sse2, |block| space_bits(block)),
+                split_into(line.as_bytes(), &mut sse2, SpaceBlocks::narrow()),
                 count
             );
             if count <= MAX_COLUMNS {

@@ -156,15 +156,30 @@ pub fn is_private_ip(ip: IpAddr) -> bool {
 
 fn parse_ip(value: &FieldValue<'_>) -> Option<IpAddr> {
     match value {
-        FieldValue::Str(s) => {
-            let text = s.trim();
-            match parse_dotted_quad(text.as_bytes()) {
-                Some(v4) => Some(IpAddr::V4(v4)),
-                None => text.parse().ok(),
-            }
-        }
+        FieldValue::Str(s) => parse_ip_text(s),
         _ => None,
     }
+}
+
+/// The general address parse (a call of its own: rare on the flow path,
+/// where [`private_quad`] decides plain dotted quads first).
+#[inline(never)]
+fn parse_ip_text(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    match parse_dotted_quad(text.as_bytes()) {
+        Some(v4) => Some(IpAddr::V4(v4)),
+        None => text.parse().ok(),
+    }
+}
+
+/// Whether `text` is an address whose privateness is `want`. The common
+/// case, a plain dotted quad, is judged without trimming or the general
+/// parser ([`private_quad`]); anything else takes [`parse_ip_text`] (which
+/// accepts the same dotted quads).
+#[inline]
+fn private_text(text: &str, want: bool) -> bool {
+    private_quad(text, want)
+        .unwrap_or_else(|| parse_ip_text(text).is_some_and(|ip| is_private_ip(ip) == want))
 }
 
 /// A plain dotted-quad IPv4 address (`10.0.0.1`: four decimal parts of one
@@ -391,11 +406,8 @@ impl Predicate {
         // (no value made) and without the general test's frame (its other
         // arms build values and need a large one).
         if let Cond::Private(want) = self.cond {
-            if let Some(hit) = event
-                .field_str(self.slot)
-                .and_then(|s| private_quad(s, want))
-            {
-                return hit != self.negate;
+            if let Some(text) = event.field_str(self.slot) {
+                return private_text(text, want) != self.negate;
             }
         }
         let value = event.field(self.slot);
@@ -438,13 +450,8 @@ impl Predicate {
                 nets.iter()
                     .any(|n| n.contains(&ip) || mapped.is_some_and(|m| n.contains(&m)))
             }),
-            // The common case, a plain dotted quad, is judged without
-            // trimming or the general parser; anything else takes
-            // `parse_ip` (which accepts the same dotted quads).
             Cond::Private(want) => match value {
-                FieldValue::Str(s) => private_quad(s, *want).unwrap_or_else(|| {
-                    parse_ip(value).is_some_and(|ip| is_private_ip(ip) == *want)
-                }),
+                FieldValue::Str(s) => private_text(s, *want),
                 _ => false,
             },
             Cond::Cmp(op, rhs) => value.as_f64().is_some_and(|x| compare(*op, x, *rhs)),
