@@ -234,3 +234,26 @@ threshold: ">= 1"
     .unwrap();
     assert_eq!(creates(&open).len(), 1, "{open:?}");
 }
+
+#[test]
+fn interleaved_windows_each_count_only_their_own_events() {
+    // Two adjacent windows, their events alternating: each match lands in
+    // the window of its own time, whichever window the rule saw last.
+    let times: Vec<String> = (0..5)
+        .flat_map(|i| {
+            [
+                format!("2024-03-01T12:0{}:10Z", 5 + i % 5),
+                format!("2024-03-01T12:0{}:20Z", i % 5),
+            ]
+        })
+        .collect();
+    let times: Vec<&str> = times.iter().map(String::as_str).collect();
+    let alerts = run_rule(&rule(BASE), burst(&times)).unwrap();
+    let mut windows: Vec<(i64, u64)> = creates(&alerts)
+        .iter()
+        .map(|a| (a.window_start_ms, a.count))
+        .collect();
+    windows.sort_unstable();
+    let noon = 1_709_294_400_000; // 2024-03-01T12:00:00Z
+    assert_eq!(windows, [(noon, 5), (noon + 300_000, 5)], "{alerts:?}");
+}

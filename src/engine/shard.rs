@@ -109,16 +109,101 @@ impl MatchBatch {
 
     /// The text of `span` (empty when absent).
     pub fn text(&self, span: Span) -> &str {
-        if span.is_none() {
-            return "";
-        }
-        self.arena
-            .get(span.start as usize..span.end as usize)
-            .unwrap_or("")
+        span_text(&self.arena, span)
     }
 
     fn opt_text(&self, span: Span) -> Option<&str> {
         (!span.is_none()).then(|| self.text(span))
+    }
+}
+
+/// The text of `span` in `arena` (empty when absent).
+fn span_text(arena: &str, span: Span) -> &str {
+    if span.is_none() {
+        return "";
+    }
+    arena
+        .get(span.start as usize..span.end as usize)
+        .unwrap_or("")
+}
+
+/// A match's evidence texts, still spans of its batch's arena: a window
+/// reads them only while it keeps evidence (most matches of a busy window
+/// come after it is full).
+#[derive(Debug, Clone, Copy)]
+pub struct MatchTexts<'a> {
+    arena: &'a str,
+    id: Span,
+    sample: Span,
+    account: Span,
+    region: Span,
+}
+
+impl<'a> MatchTexts<'a> {
+    /// The texts of `m`, a match of `batch`.
+    pub fn of(batch: &'a MatchBatch, m: &Match) -> Self {
+        MatchTexts {
+            arena: &batch.arena,
+            id: m.id,
+            sample: m.sample,
+            account: m.account,
+            region: m.region,
+        }
+    }
+
+    /// Texts of their own, for tests.
+    #[cfg(test)]
+    pub fn of_texts(
+        id: Option<&str>,
+        sample: &str,
+        account: Option<&str>,
+        region: Option<&str>,
+    ) -> MatchTexts<'static> {
+        let mut batch = MatchBatch::default();
+        let mut intern = |text: Option<&str>| text.map_or(Span::NONE, |t| batch.intern(t));
+        let (id, sample, account, region) = (
+            intern(id),
+            intern(Some(sample)),
+            intern(account),
+            intern(region),
+        );
+        MatchTexts {
+            arena: Box::leak(batch.arena.into_boxed_str()),
+            id,
+            sample,
+            account,
+            region,
+        }
+    }
+
+    pub fn has_id(&self) -> bool {
+        !self.id.is_none()
+    }
+
+    pub fn has_account(&self) -> bool {
+        !self.account.is_none()
+    }
+
+    pub fn has_region(&self) -> bool {
+        !self.region.is_none()
+    }
+
+    pub fn id(&self) -> Option<&'a str> {
+        self.has_id().then(|| span_text(self.arena, self.id))
+    }
+
+    pub fn sample(&self) -> &'a str {
+        span_text(self.arena, self.sample)
+    }
+
+    pub fn account(&self) -> Option<&'a str> {
+        self.has_account()
+            .then(|| span_text(self.arena, self.account))
+    }
+
+    pub fn region(&self) -> Option<&'a str> {
+        self.has_region()
+            .then(|| span_text(self.arena, self.region))
     }
 }
 
@@ -224,6 +309,8 @@ pub struct Shard {
     config: ShardConfig,
     /// Open tumbling windows by (window end, rule).
     bins: BinMap,
+    /// Per rule, the last tumbling window `[start, end)` a match fell in.
+    last_windows: Vec<(i64, i64)>,
     alarms: hashbrown::HashMap<BinKey, AlarmState>,
     sliding: hashbrown::HashMap<BinKey, SlidingLane>,
     watermark_ms: i64,
@@ -281,12 +368,14 @@ impl Shard {
         counters: Arc<WorkerCounters>,
     ) -> Self {
         let rule_info = rule_infos(&rules);
+        let rule_count = rules.len();
         Shard {
             index,
             rules,
             rule_info,
             config,
             bins: BinMap::default(),
+            last_windows: vec![(0, 0); rule_count],
             alarms: hashbrown::HashMap::new(),
             sliding: hashbrown::HashMap::new(),
             watermark_ms: i64::MIN,
@@ -619,8 +708,7 @@ impl Shard {
             );
             return;
         }
-        let start = window_start(m.time_ms, rule.window_ms);
-        let end = start.saturating_add(rule.window_ms);
+        let (start, end) = self.tumbling_window(m.rule, rule.window_ms, m.time_ms);
         if end <= self.watermark_ms {
             self.tally.late += 1;
             return;
@@ -636,10 +724,7 @@ impl Shard {
             time_ms: m.time_ms,
             partition: m.partition,
             offset: m.offset,
-            id: batch.opt_text(m.id),
-            sample: batch.text(m.sample),
-            account: batch.opt_text(m.account),
-            region: batch.opt_text(m.region),
+            texts: MatchTexts::of(batch, m),
         };
         let Some(added) = bin.add(key_text, &contribution, self.config.evidence) else {
             // The bin's key arena is full (4 GiB of keys in one window).
@@ -666,6 +751,21 @@ impl Shard {
             return;
         }
         self.fire_eagerly(m.rule, rule, key_text, start, end, added.index);
+    }
+
+    /// The window `[start, end)` of width `width_ms` of rule `rule_idx`
+    /// that holds `time_ms`: the rule's last one while it still does (input
+    /// mostly in order), so that most matches skip the division.
+    #[inline]
+    fn tumbling_window(&mut self, rule_idx: RuleIdx, width_ms: i64, time_ms: i64) -> (i64, i64) {
+        let last = &mut self.last_windows[usize::from(rule_idx)];
+        if last.0 <= time_ms && time_ms < last.1 {
+            return *last;
+        }
+        let start = window_start(time_ms, width_ms);
+        let window = (start, start.saturating_add(width_ms));
+        *last = window;
+        window
     }
 
     /// Sends the Create of the breached window at `index` of bin `(end,

@@ -32,6 +32,7 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
+use super::MatchTexts;
 use crate::engine::commit::Holds;
 use crate::engine::window::{
     floor_char_boundary, mark_merged_inputs, summand, EvidenceLimits, MergeCheck, MergedInputs,
@@ -119,10 +120,8 @@ pub struct Contribution<'a> {
     pub time_ms: i64,
     pub partition: PartitionId,
     pub offset: u64,
-    pub id: Option<&'a str>,
-    pub sample: &'a str,
-    pub account: Option<&'a str>,
-    pub region: Option<&'a str>,
+    /// Its evidence, read only when the window keeps some.
+    pub texts: MatchTexts<'a>,
 }
 
 /// What [`Bin::add`] did.
@@ -148,6 +147,9 @@ pub struct Bin {
     texts: String,
     /// Heap bytes of the distinct-value sets (kept as they grow).
     distinct_bytes: usize,
+    /// [`Bin::approx_bytes`], measured again after each change that can
+    /// grow it, so that reading it costs one load per match.
+    bytes: usize,
     /// Per partition, the smallest input position that fed any window of
     /// the bin. All windows of a bin close together, so holding this one
     /// position keeps exactly what holding every window's first position
@@ -171,6 +173,7 @@ impl Bin {
             extras: Vec::new(),
             texts: String::new(),
             distinct_bytes: 0,
+            bytes: 0,
             min_holds: SmallVec::new(),
             merged: hashbrown::HashMap::new(),
         }
@@ -204,6 +207,12 @@ impl Bin {
     /// Approximate bytes of the bin's state. Only grows while windows are
     /// added to, so callers can keep a running total from differences.
     pub fn approx_bytes(&self) -> usize {
+        debug_assert_eq!(self.bytes, self.measure(), "a change left the size stale");
+        self.bytes
+    }
+
+    /// What [`Bin::approx_bytes`] reports, counted afresh.
+    fn measure(&self) -> usize {
         // A table slot is a u32 and a control byte.
         self.table.capacity() * 5
             + self.entries.len() * std::mem::size_of::<Entry>()
@@ -266,6 +275,8 @@ impl Bin {
         contribution: &Contribution<'_>,
         evidence: EvidenceLimits,
     ) -> Option<Added> {
+        // What can grow the bin's size besides opening a window.
+        let before = (self.extras.len(), self.texts.len(), self.distinct_bytes);
         let hash = self.hasher.hash_one(key);
         let found = self
             .table
@@ -282,6 +293,9 @@ impl Bin {
             None => (self.open(key, hash, contribution)?, true, true),
         };
         self.keep_evidence(index, contribution, evidence);
+        if opened || before != (self.extras.len(), self.texts.len(), self.distinct_bytes) {
+            self.bytes = self.measure();
+        }
         Some(Added {
             index,
             opened,
@@ -402,29 +416,31 @@ impl Bin {
                 extra.region.is_some(),
             )
         });
-        let want_id = ids < limits.max_samples && contribution.id.is_some();
+        let given = &contribution.texts;
+        let want_id = ids < limits.max_samples && given.has_id();
         let want_text = texts < limits.max_samples;
-        let want_account = !has_account && contribution.account.is_some();
-        let want_region = !has_region && contribution.region.is_some();
+        let want_account = !has_account && given.has_account();
+        let want_region = !has_region && given.has_region();
         if !(want_id || want_text || want_account || want_region) {
             return;
         }
-        let id = contribution
-            .id
+        let id = given
+            .id()
             .filter(|_| want_id)
             .and_then(|id| push_text(&mut self.texts, id));
         let text = if want_text {
-            let cut = floor_char_boundary(contribution.sample, limits.max_sample_bytes);
-            push_text(&mut self.texts, &contribution.sample[..cut])
+            let sample = given.sample();
+            let cut = floor_char_boundary(sample, limits.max_sample_bytes);
+            push_text(&mut self.texts, &sample[..cut])
         } else {
             None
         };
-        let account = contribution
-            .account
+        let account = given
+            .account()
             .filter(|_| want_account)
             .and_then(|account| push_text(&mut self.texts, account));
-        let region = contribution
-            .region
+        let region = given
+            .region()
             .filter(|_| want_region)
             .and_then(|region| push_text(&mut self.texts, region));
         let extra = self.extra_mut(index);
@@ -496,6 +512,7 @@ impl Bin {
             }
         }
         self.merge_evidence(index, &partial.samples, evidence);
+        self.bytes = self.measure();
         Some(Added {
             index,
             opened,
@@ -562,7 +579,9 @@ impl Bin {
     /// were (a replayed partial: see [`WindowAgg::mark_merged`]).
     pub fn mark_merged(&mut self, index: u32, input: &str, first: u64, last: u64) -> MergeCheck {
         let merged = self.merged.entry(index).or_default();
-        mark_merged_inputs(merged, input, first, last)
+        let check = mark_merged_inputs(merged, input, first, last);
+        self.bytes = self.measure();
+        check
     }
 
     /// This bin without the windows fed by any of `partitions`, and how
@@ -594,6 +613,7 @@ impl Bin {
             }
             if let Some(marks) = self.merged.get(&index) {
                 kept.merged.insert(added.index, marks.clone());
+                kept.bytes = kept.measure();
             }
             for &(partition, offset) in &agg.holds {
                 kept.lower_min_hold(partition, offset);
@@ -671,10 +691,7 @@ mod tests {
             time_ms,
             partition,
             offset,
-            id: Some("id"),
-            sample: "sample text",
-            account: Some("123"),
-            region: None,
+            texts: MatchTexts::of_texts(Some("id"), "sample text", Some("123"), None),
         }
     }
 
@@ -697,7 +714,13 @@ mod tests {
             let c = contribution(time, partition, offset);
             let added = bin.add("k", &c, limits).unwrap();
             let grew = reference.add(c.value, c.distinct_hash, time, (partition, offset));
-            reference.add_sample(c.id, c.sample, c.account, c.region, limits);
+            reference.add_sample(
+                c.texts.id(),
+                c.texts.sample(),
+                c.texts.account(),
+                c.texts.region(),
+                limits,
+            );
             assert_eq!(added.new_partition, grew);
         }
         assert_eq!(bin.len(), 1);
@@ -742,7 +765,13 @@ mod tests {
             for &(time, partition, offset) in chunk {
                 let c = contribution(time, partition, offset);
                 partial.add(c.value, c.distinct_hash, time, (partition, offset));
-                partial.add_sample(c.id, c.sample, c.account, c.region, limits);
+                partial.add_sample(
+                    c.texts.id(),
+                    c.texts.sample(),
+                    c.texts.account(),
+                    c.texts.region(),
+                    limits,
+                );
             }
             merged.merge("k", &partial, limits).unwrap();
         }
@@ -762,6 +791,41 @@ mod tests {
         assert_eq!(b.samples.ids, a.samples.ids);
         assert_eq!(b.samples.texts, a.samples.texts);
         assert_eq!(b.samples.account, a.samples.account);
+    }
+
+    #[test]
+    fn the_kept_size_follows_every_change() {
+        let limits = EvidenceLimits {
+            max_samples: 2,
+            max_sample_bytes: 64,
+        };
+        let kept_size = |bin: &Bin| {
+            assert_eq!(bin.approx_bytes(), bin.measure());
+            bin.approx_bytes()
+        };
+        for aggregate in [Aggregate::Count, Aggregate::Distinct] {
+            let mut bin = Bin::new(aggregate);
+            let mut last = kept_size(&bin);
+            // Opening, evidence kept on a later match, a distinct value,
+            // and matches that change nothing the size counts.
+            for (key, offset) in [("a", 1), ("a", 2), ("a", 3), ("a", 4), ("b", 5)] {
+                bin.add(key, &contribution(offset as i64, 0, offset), limits)
+                    .unwrap();
+                let size = kept_size(&bin);
+                assert!(size >= last);
+                last = size;
+            }
+            let mut partial = WindowAgg::new(aggregate);
+            partial.add(1.0, 9, 7, (1, 40));
+            partial.add_sample(Some("p"), "partial sample", Some("1"), Some("r"), limits);
+            let added = bin.merge("c", &partial, limits).unwrap();
+            assert!(kept_size(&bin) > last);
+            bin.mark_merged(added.index, "input", 40, 40);
+            kept_size(&bin);
+            let (kept, dropped) = bin.without_fed_by(&[0]).unwrap();
+            assert_eq!(dropped, 2);
+            assert!(kept_size(&kept) > 0);
+        }
     }
 
     #[test]
@@ -832,7 +896,7 @@ mod tests {
         for round in 0..2 {
             for n in (0..1000).rev() {
                 let bare = Contribution {
-                    account: None,
+                    texts: MatchTexts::of_texts(Some("id"), "sample text", None, None),
                     ..contribution(n, 0, 0)
                 };
                 let added = bin.add(&format!("key{n:04}"), &bare, limits).unwrap();
