@@ -36,6 +36,7 @@ use bins::{Bin, Contribution};
 
 mod bin_map;
 mod bins;
+mod distinct;
 
 /// Separator between group-key values inside a key string.
 pub const KEY_SEPARATOR: char = '\u{1f}';

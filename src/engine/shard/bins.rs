@@ -10,9 +10,11 @@
 //! - `table`: a hash table of `u32` entry indices, keyed by the key text;
 //! - `keys`: the key texts, back to back;
 //! - `extras`: what only some windows need, allocated as a row of a side
-//!   vector the first time a window needs it: sum/min/max/distinct for
-//!   non-count aggregates, input positions of further partitions, and
-//!   evidence (sample ids and texts live in `texts`, the bin's text arena).
+//!   vector the first time a window needs it: sum/min/max for non-count
+//!   aggregates, input positions of further partitions, and evidence
+//!   (sample ids and texts live in `texts`, the bin's text arena);
+//! - `distinct`: for distinct rules, a [`DistinctSet`] per extra row (a
+//!   few values inline, a hash set past that).
 //!
 //! So opening a window and counting into it never allocate per window or
 //! per event (the buffers grow by doubling), and an open count window with
@@ -32,6 +34,7 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
+use super::distinct::DistinctSet;
 use super::MatchTexts;
 use crate::engine::commit::Holds;
 use crate::engine::window::{
@@ -87,7 +90,6 @@ struct Extra {
     sum: f64,
     min: f64,
     max: f64,
-    distinct: Option<Box<hashbrown::HashSet<u64>>>,
     /// Input positions of the second and later partitions that fed it.
     more_holds: Vec<(PartitionId, u64)>,
     sample_ids: SmallVec<[TextSpan; 3]>,
@@ -97,12 +99,11 @@ struct Extra {
 }
 
 impl Extra {
-    fn new(aggregate: Aggregate) -> Extra {
+    fn new() -> Extra {
         Extra {
             sum: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
-            distinct: matches!(aggregate, Aggregate::Distinct).then(Default::default),
             more_holds: Vec::new(),
             sample_ids: SmallVec::new(),
             sample_texts: SmallVec::new(),
@@ -144,6 +145,8 @@ pub struct Bin {
     entries: Vec<Entry>,
     keys: String,
     extras: Vec<Extra>,
+    /// Distinct rules only: the distinct values per row of `extras`.
+    distinct: Vec<DistinctSet>,
     texts: String,
     /// Heap bytes of the distinct-value sets (kept as they grow).
     distinct_bytes: usize,
@@ -171,6 +174,7 @@ impl Bin {
             entries: Vec::new(),
             keys: String::new(),
             extras: Vec::new(),
+            distinct: Vec::new(),
             texts: String::new(),
             distinct_bytes: 0,
             bytes: 0,
@@ -218,6 +222,7 @@ impl Bin {
             + self.entries.len() * std::mem::size_of::<Entry>()
             + self.keys.len()
             + self.extras.len() * std::mem::size_of::<Extra>()
+            + self.distinct.len() * std::mem::size_of::<DistinctSet>()
             + self.texts.len()
             + self.distinct_bytes
             + self.merged.capacity() * std::mem::size_of::<(u32, MergedInputs)>()
@@ -254,9 +259,10 @@ impl Bin {
         match (self.aggregate, extra) {
             (Aggregate::Count, _) => entry.count as f64,
             (Aggregate::Sum, Some(extra)) => extra.sum,
-            (Aggregate::Distinct, Some(extra)) => {
-                extra.distinct.as_ref().map_or(0, |set| set.len()) as f64
-            }
+            (Aggregate::Distinct, Some(_)) => self
+                .distinct
+                .get(entry.extra as usize)
+                .map_or(0, DistinctSet::len) as f64,
             (Aggregate::Min, Some(extra)) => extra.min,
             (Aggregate::Max, Some(extra)) => extra.max,
             (Aggregate::Avg, Some(extra)) if entry.count > 0 => extra.sum / entry.count as f64,
@@ -353,16 +359,16 @@ impl Bin {
         let first_partition = entry.hold_partition == contribution.partition;
         if self.aggregate != Aggregate::Count {
             let value = contribution.value;
-            let before = self.distinct_capacity(index);
             let extra = self.extra_mut(index);
             extra.sum += summand(value);
             extra.min = extra.min.min(value);
             extra.max = extra.max.max(value);
-            if let Some(set) = extra.distinct.as_mut() {
+            let row = self.entries[index as usize].extra as usize;
+            if let Some(set) = self.distinct.get_mut(row) {
+                let before = set.heap_bytes();
                 set.insert(contribution.distinct_hash);
+                self.distinct_bytes += set.heap_bytes() - before;
             }
-            let after = self.distinct_capacity(index);
-            self.distinct_bytes += (after - before) * 9;
         }
         if first_partition {
             return false;
@@ -381,19 +387,15 @@ impl Bin {
         true
     }
 
-    fn distinct_capacity(&self, index: u32) -> usize {
-        let extra = self.extras.get(self.entries[index as usize].extra as usize);
-        extra
-            .and_then(|extra| extra.distinct.as_ref())
-            .map_or(0, |set| set.capacity())
-    }
-
     fn extra_mut(&mut self, index: u32) -> &mut Extra {
         let entry = &mut self.entries[index as usize];
         if entry.extra == NO_EXTRA {
             // Entry indices are u32, so the number of extra rows fits too.
             entry.extra = self.extras.len() as u32;
-            self.extras.push(Extra::new(self.aggregate));
+            self.extras.push(Extra::new());
+            if self.aggregate == Aggregate::Distinct {
+                self.distinct.push(DistinctSet::default());
+            }
         }
         let row = entry.extra as usize;
         &mut self.extras[row]
@@ -483,17 +485,16 @@ impl Bin {
         entry.first_seen_ms = entry.first_seen_ms.min(partial.first_seen_ms);
         entry.last_seen_ms = entry.last_seen_ms.max(partial.last_seen_ms);
         if self.aggregate != Aggregate::Count {
-            let before = self.distinct_capacity(index);
             let extra = self.extra_mut(index);
             extra.sum += partial.sum;
             extra.min = extra.min.min(partial.min);
             extra.max = extra.max.max(partial.max);
-            if let (Some(set), Some(theirs)) = (extra.distinct.as_mut(), partial.distinct.as_ref())
-            {
+            let row = self.entries[index as usize].extra as usize;
+            if let (Some(set), Some(theirs)) = (self.distinct.get_mut(row), &partial.distinct) {
+                let before = set.heap_bytes();
                 set.extend(theirs.iter().copied());
+                self.distinct_bytes += set.heap_bytes() - before;
             }
-            let after = self.distinct_capacity(index);
-            self.distinct_bytes += (after - before) * 9;
         }
         let mut new_partition = opened;
         for &(partition, offset) in &partial.holds {
@@ -649,7 +650,10 @@ impl Bin {
         agg.sum = extra.sum;
         agg.min = extra.min;
         agg.max = extra.max;
-        agg.distinct = extra.distinct.clone();
+        agg.distinct = self
+            .distinct
+            .get(entry.extra as usize)
+            .map(|set| Box::new(set.to_set()));
         let text = |span: &TextSpan| {
             let range = span.start as usize..span.end as usize;
             self.texts.get(range).unwrap_or("")
@@ -699,7 +703,7 @@ mod tests {
     fn entries_stay_small() {
         assert_eq!(std::mem::size_of::<Entry>(), 48);
         // Every window with evidence has one (texts as 32-bit spans).
-        assert!(std::mem::size_of::<Extra>() <= 144);
+        assert!(std::mem::size_of::<Extra>() <= 136);
     }
 
     #[test]
