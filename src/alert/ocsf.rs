@@ -264,8 +264,11 @@ enum Evidence<'a> {
 
 impl<'a> Evidence<'a> {
     fn of(text: &'a str) -> Self {
-        let object = text.trim_start().starts_with('{');
-        if object && memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
+        if !text.trim_start().starts_with('{') {
+            // Not an object (a flow or host log line): nothing to parse.
+            return Evidence::Message(text);
+        }
+        if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
             if serde_json::from_str::<Readable>(text).is_ok() {
                 if let Ok(raw) = serde_json::from_str::<&RawValue>(text) {
                     return Evidence::Raw(raw);
@@ -298,12 +301,16 @@ impl Serialize for Evidence<'_> {
         match self {
             Evidence::Raw(raw) => map.serialize_entry("data", raw)?,
             Evidence::Parsed(value) => map.serialize_entry("data", value)?,
-            Evidence::Message(text) => {
-                map.serialize_entry("data", &BTreeMap::from([("message", text)]))?;
-            }
+            Evidence::Message(message) => map.serialize_entry("data", &Message { message })?,
         }
         map.end()
     }
+}
+
+/// A sample that is not an object, as a finding carries it.
+#[derive(serde::Serialize)]
+struct Message<'a> {
+    message: &'a str,
 }
 
 /// A JSON text that serde_json reads as a `Value`, checked without building
