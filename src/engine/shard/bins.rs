@@ -446,8 +446,12 @@ impl Bin {
             .filter(|_| want_region)
             .and_then(|region| push_text(&mut self.texts, region));
         let extra = self.extra_mut(index);
-        extra.sample_ids.extend(id);
-        extra.sample_texts.extend(text);
+        if let Some(id) = id {
+            extra.sample_ids.push(id);
+        }
+        if let Some(text) = text {
+            extra.sample_texts.push(text);
+        }
         if account.is_some() {
             extra.account = account;
         }
