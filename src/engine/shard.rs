@@ -152,7 +152,8 @@ impl<'a> MatchTexts<'a> {
         }
     }
 
-    /// Texts of their own, for tests.
+    /// Texts of their own, for tests (their arena is leaked, so that the
+    /// texts outlive the call).
     #[cfg(test)]
     pub fn of_texts(
         id: Option<&str>,
