@@ -35,7 +35,7 @@ use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use super::distinct::DistinctSet;
-use super::MatchTexts;
+use super::match_texts::MatchTexts;
 use crate::engine::commit::Holds;
 use crate::engine::window::{
     floor_char_boundary, mark_merged_inputs, summand, EvidenceLimits, MergeCheck, MergedInputs,
