@@ -114,10 +114,6 @@ impl MatchBatch {
     pub fn text(&self, span: Span) -> &str {
         span_text(&self.arena, span)
     }
-
-    fn opt_text(&self, span: Span) -> Option<&str> {
-        (!span.is_none()).then(|| self.text(span))
-    }
 }
 
 /// The text of `span` in `arena` (empty when absent).
@@ -1192,13 +1188,7 @@ fn apply_match(
     evidence: EvidenceLimits,
 ) -> bool {
     let new_partition = agg.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset));
-    agg.add_sample(
-        batch.opt_text(m.id),
-        batch.text(m.sample),
-        batch.opt_text(m.account),
-        batch.opt_text(m.region),
-        evidence,
-    );
+    MatchTexts::of(batch, m).add_sample_to(agg, evidence);
     new_partition
 }
 

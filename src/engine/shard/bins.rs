@@ -722,13 +722,7 @@ mod tests {
             let c = contribution(time, partition, offset);
             let added = bin.add("k", &c, limits).unwrap();
             let grew = reference.add(c.value, c.distinct_hash, time, (partition, offset));
-            reference.add_sample(
-                c.texts.id(),
-                c.texts.sample(),
-                c.texts.account(),
-                c.texts.region(),
-                limits,
-            );
+            c.texts.add_sample_to(&mut reference, limits);
             assert_eq!(added.new_partition, grew);
         }
         assert_eq!(bin.len(), 1);
@@ -773,13 +767,7 @@ mod tests {
             for &(time, partition, offset) in chunk {
                 let c = contribution(time, partition, offset);
                 partial.add(c.value, c.distinct_hash, time, (partition, offset));
-                partial.add_sample(
-                    c.texts.id(),
-                    c.texts.sample(),
-                    c.texts.account(),
-                    c.texts.region(),
-                    limits,
-                );
+                c.texts.add_sample_to(&mut partial, limits);
             }
             merged.merge("k", &partial, limits).unwrap();
         }

@@ -7,6 +7,7 @@
 //! Contract: each text reads as [`MatchBatch::text`] would give it.
 
 use super::{span_text, Match, MatchBatch, Span};
+use crate::engine::window::{EvidenceLimits, WindowAgg};
 
 /// A match's evidence texts, still spans of its batch's arena: a window
 /// reads them only while it keeps evidence (most matches of a busy window
@@ -86,5 +87,17 @@ impl<'a> MatchTexts<'a> {
     pub fn region(&self) -> Option<&'a str> {
         self.has_region()
             .then(|| span_text(self.arena, self.region))
+    }
+
+    /// Keeps these texts as evidence of `agg` while it has room
+    /// ([`WindowAgg::add_sample`]).
+    pub fn add_sample_to(&self, agg: &mut WindowAgg, limits: EvidenceLimits) {
+        agg.add_sample(
+            self.id(),
+            self.sample(),
+            self.account(),
+            self.region(),
+            limits,
+        );
     }
 }
