@@ -186,9 +186,10 @@ fn run_outage(outage: Outage) {
     // Consumption paused: while the sink was down the source never handed
     // out more than the pipeline can hold. Slots: every channel (decode
     // per decoder, shard per shard, alert) plus one batch held by each
-    // thread (source, decoders, shards, sink); a raw batch split over
-    // shards only makes the parts smaller.
-    let slots = CHANNEL_BATCHES * (DECODERS + SHARDS + 1) + (1 + DECODERS + SHARDS + 1);
+    // thread (source, shards, sink) and, per decoder, the matches of up
+    // to one raw batch per shard that it coalesces before sending; a raw
+    // batch split over shards only makes the parts smaller.
+    let slots = CHANNEL_BATCHES * (DECODERS + SHARDS + 1) + (1 + DECODERS * SHARDS + SHARDS + 1);
     let bound = (slots * BATCH) as u64;
     let most = outage_log
         .handed_out_at_failure

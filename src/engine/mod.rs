@@ -72,10 +72,19 @@ enum Intake {
 }
 
 impl Intake {
-    fn process(&mut self, batch: RawBatch) -> bool {
+    /// Takes one raw batch; its output may wait for [`Intake::flush`].
+    fn absorb(&mut self, batch: RawBatch) -> bool {
         match self {
-            Intake::Events(worker) => worker.process(batch),
+            Intake::Events(worker) => worker.absorb(batch),
             Intake::Partials(worker) => worker.process(batch),
+        }
+    }
+
+    /// Sends whatever [`Intake::absorb`] held back.
+    fn flush(&mut self) -> bool {
+        match self {
+            Intake::Events(worker) => worker.flush(),
+            Intake::Partials(_) => true,
         }
     }
 
@@ -354,7 +363,9 @@ impl Engine {
                         loop {
                             match rx.recv_timeout(Duration::from_millis(500)) {
                                 Ok(batch) => {
-                                    if !worker.process(batch) {
+                                    // Matches wait for more input only
+                                    // while more is queued (a backlog).
+                                    if !worker.absorb(batch) || (rx.is_empty() && !worker.flush()) {
                                         return;
                                     }
                                 }
@@ -363,7 +374,10 @@ impl Engine {
                                         return;
                                     }
                                 }
-                                Err(RecvTimeoutError::Disconnected) => return,
+                                Err(RecvTimeoutError::Disconnected) => {
+                                    worker.flush();
+                                    return;
+                                }
                             }
                         }
                     })

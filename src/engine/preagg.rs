@@ -282,7 +282,7 @@ impl Preaggregator {
         );
         self.counters.add(&self.tally);
         self.tally = Tally::default();
-        drop(batch.token);
+        drop(batch.tokens);
     }
 
     /// The global name of an input partition (`source:topic/partition`).

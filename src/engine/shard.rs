@@ -95,8 +95,10 @@ pub struct MatchBatch {
     /// and assignment generation.
     pub replay_end: u64,
     pub generation: u64,
-    /// Keeps the raw batch in flight until the shard has registered holds.
-    pub token: Option<BatchToken>,
+    /// Keep the raw batches whose matches this batch carries in flight
+    /// until the shard has registered holds (one per raw batch: a decode
+    /// worker may coalesce several into one send).
+    pub tokens: smallvec::SmallVec<[BatchToken; 1]>,
 }
 
 impl MatchBatch {
@@ -356,7 +358,7 @@ impl Shard {
         }
         self.enforce_cap();
         self.finish_batch();
-        drop(batch.token);
+        drop(batch.tokens);
     }
 
     /// Merges one batch of partials (stage 2), then closes what the

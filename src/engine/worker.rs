@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
@@ -22,6 +23,13 @@ use crate::rules::compile::RuleIdx;
 use crate::rules::RuleSet;
 use crate::sink::DeadLetter;
 use crate::source::{now_ms, PartitionId, PartitionRegistry, RawBatch};
+
+/// Longest a decode worker holds matches back while its input is queued
+/// ([`DecodeWorker::absorb`]).
+const MAX_PENDING: Duration = Duration::from_millis(5);
+
+/// Pending matches for one shard past which they are sent at once.
+const MAX_PENDING_MATCHES: usize = 4096;
 
 /// The shard that owns `(rule, key)`: stable across runs and versions.
 #[inline]
@@ -296,6 +304,17 @@ pub struct DecodeWorker {
     key_buffer: String,
     /// Arena bytes and matches of the last batch sent to each shard.
     last_output_sizes: Vec<(usize, usize)>,
+    /// Matches not yet sent, one batch per shard (see [`DecodeWorker::absorb`]).
+    pending: Vec<MatchBatch>,
+    /// Each pending batch's match count before the current raw batch.
+    pending_before: Vec<usize>,
+    /// Raw batches absorbed since the last flush, and when the first came.
+    pending_batches: usize,
+    pending_since: Option<Instant>,
+    /// [`MAX_PENDING`], but for tests.
+    max_pending: Duration,
+    /// The watermark after the last raw batch (what a flush sends).
+    latest_watermark: i64,
     /// Stage 1: tell the pre-aggregators every batch's input watermark.
     report_partitions: bool,
     /// Cursor into the tracker's revocation log.
@@ -337,6 +356,12 @@ impl DecodeWorker {
             max_sample_bytes,
             key_buffer: String::new(),
             last_output_sizes: vec![(0, 0); shard_count],
+            pending: (0..shard_count).map(|_| MatchBatch::default()).collect(),
+            pending_before: vec![0; shard_count],
+            pending_batches: 0,
+            pending_since: None,
+            max_pending: MAX_PENDING,
+            latest_watermark: i64::MIN,
             report_partitions: false,
             revocation_cursor: 0,
         }
@@ -349,6 +374,14 @@ impl DecodeWorker {
         self
     }
 
+    /// Holds matches back for at most `max_pending` (tests: a slow machine
+    /// must not flush early).
+    #[cfg(test)]
+    fn with_max_pending(mut self, max_pending: Duration) -> Self {
+        self.max_pending = max_pending;
+        self
+    }
+
     /// Forgets the decoder state of partitions revoked since the last
     /// call. (The engine's source loop removes their watermark state as it
     /// reports the revocation, in order with a later re-assignment.)
@@ -358,9 +391,23 @@ impl DecodeWorker {
         }
     }
 
-    /// Decodes, matches and routes one raw batch. Returns false when the
-    /// shards have gone away (shutdown).
+    /// Decodes, matches and routes one raw batch, and sends its matches at
+    /// once. Returns false when the shards have gone away (shutdown).
     pub fn process(&mut self, batch: RawBatch) -> bool {
+        self.absorb(batch) && self.flush()
+    }
+
+    /// Decodes, matches and routes one raw batch into the pending batch of
+    /// each shard, and sends those that are due: all of them after as
+    /// many raw batches as there are shards (so that each send carries
+    /// about what one raw batch gives one shard) or [`MAX_PENDING`] after
+    /// the first, a single one past [`MAX_PENDING_MATCHES`]. With one
+    /// shard, or in stage 1 (whose batches carry per-raw-batch fields),
+    /// every raw batch is sent at once. The engine also calls
+    /// [`DecodeWorker::flush`] whenever its input queue is empty, so
+    /// coalescing only happens under backlog and adds no latency when
+    /// idle. Returns false when the shards have gone away (shutdown).
+    pub fn absorb(&mut self, batch: RawBatch) -> bool {
         self.forget_revoked();
         // Stage 1 only: the direct path keeps the windows a revoked
         // partition fed and counts such a batch in them (the source then
@@ -395,19 +442,10 @@ impl DecodeWorker {
             .tracker
             .begin_batch(batch.partition, offsets.start, offsets.end);
         let shard_count = self.shards.len();
-        // Sized like the previous batch's outputs plus a quarter, so that
-        // filling them seldom reallocates: batches vary, and one that
-        // outgrows its buffer copies all of it (half of them did, sized
-        // exactly).
-        let mut outputs: Vec<MatchBatch> = self
-            .last_output_sizes
-            .iter()
-            .map(|&(arena, matches)| MatchBatch {
-                arena: String::with_capacity(arena + arena / 4),
-                matches: Vec::with_capacity(matches + matches / 4),
-                ..MatchBatch::default()
-            })
-            .collect();
+        let mut outputs = std::mem::take(&mut self.pending);
+        for (before, output) in self.pending_before.iter_mut().zip(&outputs) {
+            *before = output.matches.len();
+        }
         let mut tally = Tally::default();
         let mut dead = Vec::new();
         let partition_name = self
@@ -479,28 +517,70 @@ impl DecodeWorker {
             .then(|| self.watermark.partition_watermark(batch.partition))
             .flatten()
             .map(|own| (batch.partition, own, batch.generation));
-        for (index, mut output) in outputs.into_iter().enumerate() {
-            self.last_output_sizes[index] = (output.arena.len(), output.matches.len());
-            if output.matches.is_empty()
-                && self.last_watermark_sent[index] >= watermark
-                && input_watermark.is_none()
-            {
-                continue;
+        for (output, before) in outputs.iter_mut().zip(&self.pending_before) {
+            // Only the shards given matches of this batch keep it in flight.
+            if output.matches.len() > *before {
+                output.tokens.push(token.clone());
             }
-            output.watermark_ms = watermark;
+            // Stage 1 only, where every raw batch is sent at once.
             output.input_watermark = input_watermark;
             output.replay_end = batch.replay_end;
             output.generation = batch.generation;
-            output.token = Some(token.clone());
-            self.last_watermark_sent[index] = watermark;
-            if self.shards[index].send(ShardMsg::Matches(output)).is_err() {
+        }
+        drop(token);
+        self.pending = outputs;
+        self.latest_watermark = self.latest_watermark.max(watermark);
+        self.pending_batches += 1;
+        let since = *self.pending_since.get_or_insert_with(Instant::now);
+        let latency_us = (now_ms() - batch.arrival_ms).max(0) as u64 * 1_000;
+        Metrics::record(&self.metrics.processing_latency_us, latency_us);
+        if shard_count == 1
+            || self.report_partitions
+            || self.pending_batches >= shard_count
+            || since.elapsed() >= self.max_pending
+        {
+            return self.flush();
+        }
+        for index in 0..shard_count {
+            if self.pending[index].matches.len() >= MAX_PENDING_MATCHES && !self.send(index) {
                 return false;
             }
         }
-        drop(token);
-        let latency_us = (now_ms() - batch.arrival_ms).max(0) as u64 * 1_000;
-        Metrics::record(&self.metrics.processing_latency_us, latency_us);
         true
+    }
+
+    /// Sends every shard its pending matches, or the newer watermark alone.
+    /// Returns false when the shards have gone away (shutdown).
+    pub fn flush(&mut self) -> bool {
+        self.pending_batches = 0;
+        self.pending_since = None;
+        (0..self.shards.len()).all(|index| self.send(index))
+    }
+
+    /// Sends shard `index` its pending batch, unless it holds nothing new:
+    /// no match, no input watermark and a watermark the shard has seen.
+    fn send(&mut self, index: usize) -> bool {
+        let pending = &self.pending[index];
+        if pending.matches.is_empty()
+            && self.last_watermark_sent[index] >= self.latest_watermark
+            && pending.input_watermark.is_none()
+        {
+            return true;
+        }
+        // The next one sized like this one plus a quarter, so that filling
+        // it seldom reallocates: batches vary, and one that outgrows its
+        // buffer copies all of it (half of them did, sized exactly).
+        let (arena, matches) = (pending.arena.len(), pending.matches.len());
+        self.last_output_sizes[index] = (arena, matches);
+        let next = MatchBatch {
+            arena: String::with_capacity(arena + arena / 4),
+            matches: Vec::with_capacity(matches + matches / 4),
+            ..MatchBatch::default()
+        };
+        let mut output = std::mem::replace(&mut self.pending[index], next);
+        output.watermark_ms = self.latest_watermark;
+        self.last_watermark_sent[index] = self.latest_watermark;
+        self.shards[index].send(ShardMsg::Matches(output)).is_ok()
     }
 
     /// Advances idle partitions' watermark and tells the shards.
@@ -510,25 +590,15 @@ impl DecodeWorker {
         self.advance(watermark)
     }
 
-    /// Sends `watermark` to every shard that has not seen it yet.
+    /// Sends `watermark` to every shard that has not seen it yet, after
+    /// the matches still pending (a shard must not pass a window's end
+    /// before it has counted that window's matches).
     fn advance(&mut self, watermark: i64) -> bool {
         self.metrics
             .watermark_ms
             .fetch_max(watermark, std::sync::atomic::Ordering::Relaxed);
-        for (index, shard) in self.shards.iter().enumerate() {
-            if self.last_watermark_sent[index] >= watermark {
-                continue;
-            }
-            self.last_watermark_sent[index] = watermark;
-            let batch = MatchBatch {
-                watermark_ms: watermark,
-                ..MatchBatch::default()
-            };
-            if shard.send(ShardMsg::Matches(batch)).is_err() {
-                return false;
-            }
-        }
-        true
+        self.latest_watermark = self.latest_watermark.max(watermark);
+        self.flush()
     }
 
     /// Forgets a partition's decoder state (revoked).
@@ -805,6 +875,139 @@ mod tests {
             proven_skips > 1000,
             "flow action tests are proven ({proven_skips})"
         );
+    }
+
+    /// A worker over the built-in rules with `shards` unbounded shard
+    /// channels, and raw flow batches of `per_batch` generated records.
+    fn coalescing_rig(
+        shards: usize,
+    ) -> (
+        DecodeWorker,
+        Vec<crossbeam_channel::Receiver<ShardMsg>>,
+        Vec<RawBatch>,
+    ) {
+        use crate::engine::watermark::WatermarkConfig;
+        use crate::gen::{generate_records, GenKind, GenOptions};
+        let loaded = crate::rules::load_all(&[], false).expect("built-in rules");
+        let rules = Arc::new(crate::rules::compile_all(&loaded).expect("compile"));
+        let rule_ids = rules.rules().iter().map(|r| r.id.clone()).collect();
+        let metrics = Metrics::new(1, shards, rule_ids);
+        let registry = Arc::new(PartitionRegistry::default());
+        let (txs, rxs) = (0..shards).map(|_| crossbeam_channel::unbounded()).unzip();
+        let (dead_tx, _dead_rx) = crossbeam_channel::unbounded();
+        let worker = DecodeWorker::new(
+            Arc::clone(&rules),
+            DecodeConfig::default(),
+            Arc::new(WatermarkTracker::new(WatermarkConfig::default())),
+            CommitTracker::new(shards),
+            txs,
+            Arc::clone(&metrics.decoders[0]),
+            Arc::clone(&metrics),
+            Arc::clone(&registry),
+            dead_tx,
+            1024,
+        );
+        let partition = registry.id("memory", "coalesce");
+        let options = GenOptions {
+            count: 2000,
+            ..GenOptions::default()
+        };
+        let records = generate_records(GenKind::Flows, &options);
+        let batches = records
+            .chunks(500)
+            .enumerate()
+            .map(|(index, chunk)| {
+                let mut batch = RawBatch::new(partition);
+                for (i, record) in chunk.iter().enumerate() {
+                    batch.push(record, (index * 500 + i) as u64);
+                }
+                batch
+            })
+            .collect();
+        (worker, rxs, batches)
+    }
+
+    /// Every shard's matches, in order, as (rule, key, offset), and the
+    /// number of match batches and tokens it received.
+    fn received(
+        rx: &crossbeam_channel::Receiver<ShardMsg>,
+    ) -> (Vec<(u16, String, u64)>, usize, usize) {
+        let (mut matches, mut sends, mut tokens) = (Vec::new(), 0, 0);
+        for msg in rx.try_iter() {
+            let ShardMsg::Matches(batch) = msg else {
+                panic!("only match batches are sent");
+            };
+            sends += 1;
+            tokens += batch.tokens.len();
+            for m in &batch.matches {
+                matches.push((m.rule, batch.text(m.key).to_string(), m.offset));
+            }
+        }
+        (matches, sends, tokens)
+    }
+
+    #[test]
+    fn coalesced_sends_carry_the_same_matches_as_one_send_per_batch() {
+        let shards = 4;
+        let (mut one_by_one, direct_rxs, batches) = coalescing_rig(shards);
+        for batch in batches {
+            assert!(one_by_one.process(batch));
+        }
+        let (worker, coalesced_rxs, batches) = coalescing_rig(shards);
+        let mut worker = worker.with_max_pending(Duration::from_secs(3600));
+        let count = batches.len();
+        assert_eq!(count, shards, "the rig gives one raw batch per shard");
+        for (index, batch) in batches.into_iter().enumerate() {
+            assert!(worker.absorb(batch));
+            let sent: usize = coalesced_rxs.iter().map(|rx| rx.len()).sum();
+            if index + 1 < count {
+                assert_eq!(
+                    sent, 0,
+                    "held back while fewer raw batches than shards came"
+                );
+            } else {
+                assert!(sent > 0, "sent once as many raw batches as shards came");
+            }
+        }
+        let mut total = 0;
+        for (direct, coalesced) in direct_rxs.iter().zip(&coalesced_rxs) {
+            let (expected, direct_sends, _) = received(direct);
+            let (got, sends, tokens) = received(coalesced);
+            assert_eq!(got, expected);
+            assert!(direct_sends >= 2, "one send per raw batch ({direct_sends})");
+            assert_eq!(sends, 1, "one send per shard");
+            assert!(
+                tokens >= 1 && tokens <= count,
+                "one token per raw batch with matches"
+            );
+            total += got.len();
+        }
+        assert!(total > 100, "the flows match ({total})");
+    }
+
+    #[test]
+    fn pending_matches_go_out_before_a_newer_watermark() {
+        let (worker, rxs, batches) = coalescing_rig(4);
+        let mut worker = worker.with_max_pending(Duration::from_secs(3600));
+        for batch in batches.into_iter().take(2) {
+            assert!(worker.absorb(batch));
+        }
+        assert!(rxs.iter().all(|rx| rx.is_empty()));
+        // An idle tick (or a partition's end) advances the watermark: the
+        // matches held back must reach each shard first, in one batch
+        // that carries the newer watermark after them.
+        assert!(worker.advance(i64::MAX / 2));
+        let mut matched = 0;
+        for rx in &rxs {
+            let messages: Vec<ShardMsg> = rx.try_iter().collect();
+            assert_eq!(messages.len(), 1);
+            let ShardMsg::Matches(batch) = &messages[0] else {
+                panic!("a match batch");
+            };
+            assert_eq!(batch.watermark_ms, i64::MAX / 2);
+            matched += batch.matches.len();
+        }
+        assert!(matched > 0);
     }
 
     #[test]
