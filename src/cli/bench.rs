@@ -9,9 +9,12 @@
 //!   core, no channels crossed between threads; the figure the per-core
 //!   targets of issues 2 and 7 are about;
 //! - `engine N`: the real [`Engine`] with `MemorySource` and `MemorySink`,
-//!   N decode workers and N shards (plus the source and sink threads),
-//!   the input dealt over N partitions (a partition is decoded by one
-//!   worker, so this is how a Kafka topic with N partitions runs);
+//!   N decode workers and N shards (plus the sink thread), the input dealt
+//!   over N partitions (a partition is decoded by one worker, so this is
+//!   how a Kafka topic with N partitions runs), each read by its own source
+//!   thread ([`MemorySource::lanes`]); `--batch-bytes` also cuts raw
+//!   batches by size, and `--thread-cpu` reports the run's CPU by thread
+//!   role ([`super::thread_cpu`]);
 //! - `baseline`: the naive engine, one thread;
 //!
 //! with events/s, MB/s, peak RSS of the run (VmHWM, reset before each run
@@ -47,10 +50,11 @@ use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::sink::writer::{MemoryDeadLetters, MemorySink};
 use crate::sink::AlertSink;
-use crate::source::memory::MemorySource;
-use crate::source::{PartitionRegistry, RawBatch};
+use crate::source::memory::{Batching, MemorySource};
+use crate::source::{PartitionRegistry, RawBatch, Source};
 
 use super::gen::GenWhat;
+use super::thread_cpu::{self, RoleCpu, RoleTotals};
 use super::RuleArgs;
 
 /// Arguments of `bench`.
@@ -77,12 +81,19 @@ pub struct BenchArgs {
     /// Records per raw batch.
     #[arg(long, default_value_t = 1024)]
     pub batch: usize,
+    /// Engine runs: also cut a raw batch before it passes this many bytes
+    /// (default: no byte limit).
+    #[arg(long, value_name = "BYTES")]
+    pub batch_bytes: Option<usize>,
     /// Runs of each measurement; the best is reported.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
     /// Skip the naive baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Skip the inline run (engine runs only; the baseline ratio needs it).
+    #[arg(long, conflicts_with = "ungated")]
+    pub no_inline: bool,
     /// Also run the inline pipeline without the rule gate (every CloudTrail
     /// record read whole), alternating with the gated runs: what the gate
     /// saves, measured in the same run.
@@ -92,6 +103,10 @@ pub struct BenchArgs {
     /// of service semantics (windows close as the watermark passes).
     #[arg(long)]
     pub replay: bool,
+    /// Also report each engine run's CPU by thread role (source, decode,
+    /// shard, sink), sampled from /proc every 10 ms.
+    #[arg(long)]
+    pub thread_cpu: bool,
     /// Also measure the RSS of this many distinct open count aggregates.
     #[arg(long, value_name = "N")]
     pub state_keys: Option<u64>,
@@ -111,11 +126,13 @@ pub struct RunStats {
     pub peak_rss_bytes: u64,
     pub peak_open: u64,
     pub state_bytes_at_peak: u64,
+    /// CPU time by thread role (`--thread-cpu`, engine runs only).
+    pub roles: Option<RoleTotals>,
 }
 
 struct DataSet {
     name: String,
-    records: Vec<Vec<u8>>,
+    records: Arc<[Vec<u8>]>,
     bytes: u64,
 }
 
@@ -178,6 +195,8 @@ pub fn execute(args: BenchArgs) -> Result<i32> {
                 ungated.cpu.as_secs_f64() / inline.cpu.as_secs_f64().max(1e-9)
             );
             inline
+        } else if args.no_inline {
+            RunStats::default()
         } else {
             let inline = best_of(args.repeat, || {
                 run_inline(&rules, set, args.batch, args.replay)
@@ -185,13 +204,17 @@ pub fn execute(args: BenchArgs) -> Result<i32> {
             print_row("inline", set, &inline);
             inline
         };
+        let batching = Batching {
+            records: args.batch,
+            bytes: args.batch_bytes.unwrap_or(usize::MAX),
+        };
         for &shards in args.shards.iter().filter(|s| **s > 0) {
             let stats = best_of(args.repeat, || {
-                run_engine(&rules, set, shards, args.batch, args.replay)
+                run_engine(&rules, set, shards, batching, args.replay, args.thread_cpu)
             });
             print_row(&format!("engine {shards}"), set, &stats?);
         }
-        if !args.no_baseline {
+        if !args.no_baseline && !args.no_inline {
             let baseline = best_of(args.repeat, || Ok(run_baseline(&rules, set)))?;
             print_row("baseline", set, &baseline);
             println!(
@@ -220,7 +243,7 @@ fn load_sets(args: &BenchArgs) -> Result<Vec<DataSet>> {
         sets.push(DataSet {
             name: path.display().to_string(),
             bytes: records.iter().map(|r| r.len() as u64 + 1).sum(),
-            records,
+            records: records.into(),
         });
     }
     if !sets.is_empty() {
@@ -246,7 +269,7 @@ fn load_sets(args: &BenchArgs) -> Result<Vec<DataSet>> {
         sets.push(DataSet {
             name: format!("{name} (generated, seed {})", args.seed),
             bytes: records.iter().map(|r| r.len() as u64 + 1).sum(),
-            records,
+            records: records.into(),
         });
     }
     Ok(sets)
@@ -292,6 +315,9 @@ fn print_row(mode: &str, set: &DataSet, stats: &RunStats) {
         stats.peak_open,
         per_open
     );
+    if let Some(roles) = &stats.roles {
+        println!("{}", thread_cpu::report(roles, stats.elapsed));
+    }
 }
 
 /// On-CPU nanoseconds of the calling thread (`/proc/thread-self/schedstat`).
@@ -538,8 +564,9 @@ fn run_engine(
     rules: &Arc<RuleSet>,
     set: &DataSet,
     shards: usize,
-    batch: usize,
+    batching: Batching,
     replay: bool,
+    by_role: bool,
 ) -> Result<RunStats> {
     let config = EngineConfig {
         shards,
@@ -553,16 +580,29 @@ fn run_engine(
     let sink = MemorySink::default();
     let stored = Arc::clone(&sink.alerts);
     // One input partition per decode worker, as a Kafka topic with that
-    // many partitions would give (a partition is decoded on one worker).
-    let source = MemorySource::new("bench", set.records.clone(), batch).with_partitions(shards);
+    // many partitions would give (a partition is decoded on one worker),
+    // each read by its own source thread: one thread copying every record
+    // into raw batches capped the engine near 3 GB/s (BENCHMARKS.md,
+    // "Scaling across cores").
+    let sources: Vec<Box<dyn Source>> =
+        MemorySource::lanes("bench", Arc::clone(&set.records), batching, shards)
+            .into_iter()
+            .map(|lane| Box::new(lane) as Box<dyn Source>)
+            .collect();
     let done = Arc::new(AtomicBool::new(false));
     reset_peak_rss();
     let sampler = {
         let metrics = Arc::clone(&metrics);
         let done = Arc::clone(&done);
+        let mut roles = by_role.then(RoleCpu::start);
         std::thread::spawn(move || {
             let mut peak = (0u64, 0u64);
+            let mut samples = 0u32;
             while !done.load(Ordering::Relaxed) {
+                samples += 1;
+                if let Some(roles) = roles.as_mut().filter(|_| samples % 2 == 0) {
+                    roles.sample();
+                }
                 let open: u64 = metrics
                     .shards
                     .iter()
@@ -578,18 +618,18 @@ fn run_engine(
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            peak
+            (peak, roles.map(|roles| roles.totals()))
         })
     };
     let cpu_started = process_cpu_ticks();
     let summary = engine.run(
-        vec![Box::new(source)],
+        sources,
         Box::new(EncodingSink { inner: sink }),
         Box::new(MemoryDeadLetters::default()),
     )?;
     let cpu = process_cpu_ticks().saturating_sub(cpu_started);
     done.store(true, Ordering::Relaxed);
-    let (peak_open, state_bytes_at_peak) = sampler.join().unwrap_or_default();
+    let ((peak_open, state_bytes_at_peak), roles) = sampler.join().unwrap_or_default();
     let alerts = stored.lock().map(|a| a.len()).unwrap_or(0) as u64;
     Ok(RunStats {
         elapsed: summary.elapsed,
@@ -599,6 +639,7 @@ fn run_engine(
         peak_rss_bytes: proc_status_bytes("VmHWM"),
         peak_open,
         state_bytes_at_peak,
+        roles,
     })
 }
 
@@ -607,7 +648,7 @@ fn run_baseline(rules: &Arc<RuleSet>, set: &DataSet) -> RunStats {
     reset_peak_rss();
     let started = Instant::now();
     let cpu_started = thread_cpu();
-    for record in &set.records {
+    for record in set.records.iter() {
         baseline.process(record);
     }
     baseline.finish();
@@ -619,6 +660,7 @@ fn run_baseline(rules: &Arc<RuleSet>, set: &DataSet) -> RunStats {
         peak_rss_bytes: proc_status_bytes("VmHWM"),
         peak_open: baseline.open_windows() as u64,
         state_bytes_at_peak: 0,
+        roles: None,
     }
 }
 

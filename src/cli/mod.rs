@@ -19,6 +19,7 @@ pub mod replay;
 pub mod rules_cmd;
 pub mod run;
 pub mod scaleout;
+pub mod thread_cpu;
 
 use std::path::PathBuf;
 

@@ -108,6 +108,16 @@ impl RawBatch {
         }
     }
 
+    /// An empty batch for `partition` with room for `records` records of
+    /// `bytes` bytes in all.
+    pub fn with_capacity(partition: PartitionId, records: usize, bytes: usize) -> Self {
+        RawBatch {
+            data: Vec::with_capacity(bytes),
+            records: Vec::with_capacity(records),
+            ..RawBatch::new(partition)
+        }
+    }
+
     /// The input offsets this batch covers, records and rejected bytes
     /// alike: from its first offset to one past its last (`0..0` when it
     /// has neither).
