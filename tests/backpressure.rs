@@ -184,12 +184,18 @@ fn run_outage(outage: Outage) {
     assert!(outage_log.failed_sends >= 1, "{outage_log:?}");
 
     // Consumption paused: while the sink was down the source never handed
-    // out more than the pipeline can hold. Slots: every channel (decode
-    // per decoder, shard per shard, alert) plus one batch held by each
-    // thread (source, shards, sink) and, per decoder, the matches of up
-    // to one raw batch per shard that it coalesces before sending; a raw
-    // batch split over shards only makes the parts smaller.
-    let slots = CHANNEL_BATCHES * (DECODERS + SHARDS + 1) + (1 + DECODERS * SHARDS + SHARDS + 1);
+    // out more than the pipeline can hold. Slots, in raw batches: the
+    // source's batch in hand, every decode channel, and per decoder up to
+    // one raw batch per shard held back to be sent together; from there
+    // on every message (in a shard channel, in a shard's hands, in the
+    // alert channel, in the sink's hands) carries the matches of at most
+    // that many raw batches (a raw batch split over shards only makes the
+    // parts smaller).
+    let coalesced = SHARDS;
+    let slots = 1
+        + CHANNEL_BATCHES * DECODERS
+        + DECODERS * coalesced
+        + (CHANNEL_BATCHES * SHARDS + SHARDS + CHANNEL_BATCHES + 1) * coalesced;
     let bound = (slots * BATCH) as u64;
     let most = outage_log
         .handed_out_at_failure

@@ -31,6 +31,16 @@ const MAX_PENDING: Duration = Duration::from_millis(5);
 /// Pending matches for one shard past which they are sent at once.
 const MAX_PENDING_MATCHES: usize = 4096;
 
+/// One absorbed raw batch's news about its partition, held with its
+/// matches ([`DecodeWorker::absorb`]).
+#[derive(Debug, Clone, Copy)]
+struct PendingProgress {
+    partition: PartitionId,
+    progress: Progress,
+    now_ms: i64,
+    generation: u64,
+}
+
 /// The shard that owns `(rule, key)`: stable across runs and versions.
 #[inline]
 pub fn route(rule: RuleIdx, key: &str, shards: usize) -> usize {
@@ -313,7 +323,10 @@ pub struct DecodeWorker {
     pending_since: Option<Instant>,
     /// [`MAX_PENDING`], but for tests.
     max_pending: Duration,
-    /// The watermark after the last raw batch (what a flush sends).
+    /// What each absorbed raw batch showed of its partition, not yet told
+    /// to the watermark tracker (told when its matches are sent).
+    pending_progress: Vec<PendingProgress>,
+    /// The watermark after the last flush (what a send carries).
     latest_watermark: i64,
     /// Stage 1: tell the pre-aggregators every batch's input watermark.
     report_partitions: bool,
@@ -361,6 +374,7 @@ impl DecodeWorker {
             pending_batches: 0,
             pending_since: None,
             max_pending: MAX_PENDING,
+            pending_progress: Vec::new(),
             latest_watermark: i64::MIN,
             report_partitions: false,
             revocation_cursor: 0,
@@ -428,7 +442,11 @@ impl DecodeWorker {
             self.counters.add(&tally);
         }
         if batch.is_empty() && batch.rejected.is_empty() {
-            // News about the partition only (it reached its end).
+            // News about the partition only (it reached its end), told
+            // after what earlier batches showed, as they came.
+            if !self.flush() {
+                return false;
+            }
             let progress = Progress {
                 max_event_ms: None,
                 arrival_ms: None,
@@ -500,10 +518,15 @@ impl DecodeWorker {
             arrival_ms: Some(batch.arrival_ms),
             caught_up: batch.caught_up,
         };
-        let watermark = self.watermark.observe(batch.partition, progress, now);
-        self.metrics
-            .watermark_ms
-            .fetch_max(watermark, std::sync::atomic::Ordering::Relaxed);
+        // Told to the shared tracker only when these matches go out: the
+        // watermark must not pass them while they wait here (another worker
+        // would carry it to the shards first, and they would arrive late).
+        self.pending_progress.push(PendingProgress {
+            partition: batch.partition,
+            progress,
+            now_ms: now,
+            generation: batch.generation,
+        });
         self.metrics.add_partition_records(
             batch.partition,
             batch.records.len() as u64 + batch.rejected.len() as u64,
@@ -512,24 +535,17 @@ impl DecodeWorker {
         if !send_dead_letters(&self.tracker, &self.dead_letters, batch.partition, dead) {
             return false;
         }
-        let input_watermark = self
-            .report_partitions
-            .then(|| self.watermark.partition_watermark(batch.partition))
-            .flatten()
-            .map(|own| (batch.partition, own, batch.generation));
         for (output, before) in outputs.iter_mut().zip(&self.pending_before) {
             // Only the shards given matches of this batch keep it in flight.
             if output.matches.len() > *before {
                 output.tokens.push(token.clone());
             }
             // Stage 1 only, where every raw batch is sent at once.
-            output.input_watermark = input_watermark;
             output.replay_end = batch.replay_end;
             output.generation = batch.generation;
         }
         drop(token);
         self.pending = outputs;
-        self.latest_watermark = self.latest_watermark.max(watermark);
         self.pending_batches += 1;
         let since = *self.pending_since.get_or_insert_with(Instant::now);
         let latency_us = (now_ms() - batch.arrival_ms).max(0) as u64 * 1_000;
@@ -554,6 +570,27 @@ impl DecodeWorker {
     pub fn flush(&mut self) -> bool {
         self.pending_batches = 0;
         self.pending_since = None;
+        let mut progress = std::mem::take(&mut self.pending_progress);
+        for pending in progress.drain(..) {
+            let watermark =
+                self.watermark
+                    .observe(pending.partition, pending.progress, pending.now_ms);
+            self.latest_watermark = self.latest_watermark.max(watermark);
+            if self.report_partitions {
+                // Stage 1 sends every raw batch at once: one entry.
+                let input_watermark = self
+                    .watermark
+                    .partition_watermark(pending.partition)
+                    .map(|own| (pending.partition, own, pending.generation));
+                for output in &mut self.pending {
+                    output.input_watermark = input_watermark;
+                }
+            }
+        }
+        self.pending_progress = progress;
+        self.metrics
+            .watermark_ms
+            .fetch_max(self.latest_watermark, std::sync::atomic::Ordering::Relaxed);
         (0..self.shards.len()).all(|index| self.send(index))
     }
 
@@ -586,6 +623,9 @@ impl DecodeWorker {
     /// Advances idle partitions' watermark and tells the shards.
     pub fn tick(&mut self) -> bool {
         self.forget_revoked();
+        if !self.flush() {
+            return false;
+        }
         let watermark = self.watermark.tick(now_ms());
         self.advance(watermark)
     }
@@ -885,6 +925,7 @@ mod tests {
         DecodeWorker,
         Vec<crossbeam_channel::Receiver<ShardMsg>>,
         Vec<RawBatch>,
+        Arc<WatermarkTracker>,
     ) {
         use crate::engine::watermark::WatermarkConfig;
         use crate::gen::{generate_records, GenKind, GenOptions};
@@ -895,10 +936,11 @@ mod tests {
         let registry = Arc::new(PartitionRegistry::default());
         let (txs, rxs) = (0..shards).map(|_| crossbeam_channel::unbounded()).unzip();
         let (dead_tx, _dead_rx) = crossbeam_channel::unbounded();
+        let watermark = Arc::new(WatermarkTracker::new(WatermarkConfig::default()));
         let worker = DecodeWorker::new(
             Arc::clone(&rules),
             DecodeConfig::default(),
-            Arc::new(WatermarkTracker::new(WatermarkConfig::default())),
+            Arc::clone(&watermark),
             CommitTracker::new(shards),
             txs,
             Arc::clone(&metrics.decoders[0]),
@@ -924,7 +966,7 @@ mod tests {
                 batch
             })
             .collect();
-        (worker, rxs, batches)
+        (worker, rxs, batches, watermark)
     }
 
     /// Every shard's matches, in order, as (rule, key, offset), and the
@@ -949,11 +991,11 @@ mod tests {
     #[test]
     fn coalesced_sends_carry_the_same_matches_as_one_send_per_batch() {
         let shards = 4;
-        let (mut one_by_one, direct_rxs, batches) = coalescing_rig(shards);
+        let (mut one_by_one, direct_rxs, batches, _) = coalescing_rig(shards);
         for batch in batches {
             assert!(one_by_one.process(batch));
         }
-        let (worker, coalesced_rxs, batches) = coalescing_rig(shards);
+        let (worker, coalesced_rxs, batches, _) = coalescing_rig(shards);
         let mut worker = worker.with_max_pending(Duration::from_secs(3600));
         let count = batches.len();
         assert_eq!(count, shards, "the rig gives one raw batch per shard");
@@ -987,12 +1029,16 @@ mod tests {
 
     #[test]
     fn pending_matches_go_out_before_a_newer_watermark() {
-        let (worker, rxs, batches) = coalescing_rig(4);
+        let (worker, rxs, batches, watermark) = coalescing_rig(4);
         let mut worker = worker.with_max_pending(Duration::from_secs(3600));
+        let partition = batches[0].partition;
         for batch in batches.into_iter().take(2) {
             assert!(worker.absorb(batch));
         }
         assert!(rxs.iter().all(|rx| rx.is_empty()));
+        // Nor has the shared tracker heard of the held batches: another
+        // worker cannot carry a watermark past them to the shards.
+        assert_eq!(watermark.partition_watermark(partition), None);
         // An idle tick (or a partition's end) advances the watermark: the
         // matches held back must reach each shard first, in one batch
         // that carries the newer watermark after them.
@@ -1008,6 +1054,7 @@ mod tests {
             matched += batch.matches.len();
         }
         assert!(matched > 0);
+        assert!(watermark.partition_watermark(partition).is_some());
     }
 
     #[test]
