@@ -336,7 +336,8 @@ pub fn process_cpu() -> Duration {
         .sum()
 }
 
-fn schedstat_ns(path: &str) -> Duration {
+/// The on-CPU time in a `schedstat` file (zero when unreadable).
+pub(crate) fn schedstat_ns(path: &str) -> Duration {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse::<u64>().ok())

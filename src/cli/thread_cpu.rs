@@ -55,12 +55,12 @@ impl RoleCpu {
                 continue;
             };
             let path = task.path();
-            let Some(ns) = std::fs::read_to_string(path.join("schedstat"))
-                .ok()
-                .and_then(|text| text.split_whitespace().next()?.parse::<u64>().ok())
-            else {
+            let ns = super::bench::schedstat_ns(&path.join("schedstat").to_string_lossy())
+                .as_nanos() as u64;
+            if ns == 0 {
+                // Gone already (or never ran).
                 continue;
-            };
+            }
             let entry = self.threads.entry(tid).or_insert_with(|| {
                 let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
                 (role_of(name.trim()), if starting { ns } else { 0 }, ns)

@@ -312,8 +312,6 @@ pub struct DecodeWorker {
     dead_letters: Sender<DeadLetterBatch>,
     max_sample_bytes: usize,
     key_buffer: String,
-    /// Arena bytes and matches of the last batch sent to each shard.
-    last_output_sizes: Vec<(usize, usize)>,
     /// Matches not yet sent, one batch per shard (see [`DecodeWorker::absorb`]).
     pending: Vec<MatchBatch>,
     /// Each pending batch's match count before the current raw batch.
@@ -368,7 +366,6 @@ impl DecodeWorker {
             dead_letters,
             max_sample_bytes,
             key_buffer: String::new(),
-            last_output_sizes: vec![(0, 0); shard_count],
             pending: (0..shard_count).map(|_| MatchBatch::default()).collect(),
             pending_before: vec![0; shard_count],
             pending_batches: 0,
@@ -570,8 +567,7 @@ impl DecodeWorker {
     pub fn flush(&mut self) -> bool {
         self.pending_batches = 0;
         self.pending_since = None;
-        let mut progress = std::mem::take(&mut self.pending_progress);
-        for pending in progress.drain(..) {
+        for pending in self.pending_progress.drain(..) {
             let watermark =
                 self.watermark
                     .observe(pending.partition, pending.progress, pending.now_ms);
@@ -587,7 +583,6 @@ impl DecodeWorker {
                 }
             }
         }
-        self.pending_progress = progress;
         self.metrics
             .watermark_ms
             .fetch_max(self.latest_watermark, std::sync::atomic::Ordering::Relaxed);
@@ -608,7 +603,6 @@ impl DecodeWorker {
         // it seldom reallocates: batches vary, and one that outgrows its
         // buffer copies all of it (half of them did, sized exactly).
         let (arena, matches) = (pending.arena.len(), pending.matches.len());
-        self.last_output_sizes[index] = (arena, matches);
         let next = MatchBatch {
             arena: String::with_capacity(arena + arena / 4),
             matches: Vec::with_capacity(matches + matches / 4),

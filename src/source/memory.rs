@@ -71,13 +71,25 @@ impl MemorySource {
     /// A source named `name` over `records`, `batch_size` per batch.
     pub fn new(name: &str, records: Vec<Vec<u8>>, batch_size: usize) -> Self {
         let records: Arc<[Vec<u8>]> = records.into();
+        let bounds = Batching::records(batch_size).bounds(&records);
+        MemorySource::lane(name, records, bounds, 0, 1)
+    }
+
+    /// Lane `lane` of `lanes` over `records` cut at `bounds`.
+    fn lane(
+        name: &str,
+        records: Arc<[Vec<u8>]>,
+        bounds: Arc<[usize]>,
+        lane: usize,
+        lanes: usize,
+    ) -> Self {
         MemorySource {
             name: name.to_string(),
-            bounds: Batching::records(batch_size).bounds(&records),
             records,
-            partitions: 1,
-            next_batch: 0,
-            step: 1,
+            bounds,
+            partitions: lanes,
+            next_batch: lane,
+            step: lanes,
         }
     }
 
@@ -101,13 +113,8 @@ impl MemorySource {
         let lanes = lanes.max(1);
         let bounds = batching.bounds(&records);
         (0..lanes)
-            .map(|lane| MemorySource {
-                name: name.to_string(),
-                records: Arc::clone(&records),
-                bounds: Arc::clone(&bounds),
-                partitions: lanes,
-                next_batch: lane,
-                step: lanes,
+            .map(|lane| {
+                MemorySource::lane(name, Arc::clone(&records), Arc::clone(&bounds), lane, lanes)
             })
             .collect()
     }
