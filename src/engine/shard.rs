@@ -976,18 +976,25 @@ impl Shard {
         let rules = Arc::clone(&self.rules);
         let rule = rules.rule(rule_idx);
         let start = end - rule.window_ms;
-        // Deterministic output order within a bin.
-        for index in bin.sorted_indices() {
-            let entry = bin.entry(index);
+        let breached =
+            |index: u32| bin.entry(index).count > 0 && rule.threshold.breached_by(bin.value(index));
+        let emit_close = rule.evaluation.emit_close;
+        // Deterministic output order within a bin. A window rule alerts for
+        // few of its windows, and only those are sorted; an alarm rule
+        // feeds every window to its key's alarm.
+        let indices = match rule.evaluation.mode {
+            EvalMode::Window => bin.sorted_indices_where(|index| {
+                closing_activity(bin.entry(index), breached(index), emit_close).is_some()
+            }),
+            EvalMode::Alarm => bin.sorted_indices(),
+        };
+        for index in indices {
             let key = bin.key_of(index);
-            let breached = entry.count > 0 && rule.threshold.breached_by(bin.value(index));
+            let breached = breached(index);
             match rule.evaluation.mode {
                 EvalMode::Window => {
-                    let activity = if !entry.fired() && breached {
-                        Activity::Create
-                    } else if entry.fired() && rule.evaluation.emit_close {
-                        Activity::Close
-                    } else {
+                    let Some(activity) = closing_activity(bin.entry(index), breached, emit_close)
+                    else {
                         continue;
                     };
                     let agg = bin.agg(index);
@@ -1228,5 +1235,18 @@ fn new_part<'a>(
                 Some(Cow::Borrowed(&partial.agg))
             }
         },
+    }
+}
+
+/// What closing a window of a window-mode rule sends: Create for a
+/// breached window not yet alerted, Close for an alerted one when the rule
+/// asks for it, nothing otherwise.
+fn closing_activity(entry: &bins::Entry, breached: bool, emit_close: bool) -> Option<Activity> {
+    if !entry.fired() && breached {
+        Some(Activity::Create)
+    } else if entry.fired() && emit_close {
+        Some(Activity::Close)
+    } else {
+        None
     }
 }

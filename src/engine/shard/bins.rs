@@ -673,7 +673,16 @@ impl Bin {
 
     /// Entry indices in key order (deterministic output when closing).
     pub fn sorted_indices(&self) -> Vec<u32> {
-        let mut indices: Vec<u32> = (0..self.entries.len() as u32).collect();
+        self.sorted_indices_where(|_| true)
+    }
+
+    /// The entry indices that `keep` accepts, in key order: what
+    /// [`Bin::sorted_indices`] gives, filtered, at the cost of sorting only
+    /// the kept ones.
+    pub fn sorted_indices_where(&self, keep: impl Fn(u32) -> bool) -> Vec<u32> {
+        let mut indices: Vec<u32> = (0..self.entries.len() as u32)
+            .filter(|&i| keep(i))
+            .collect();
         indices.sort_unstable_by(|a, b| self.key_of(*a).cmp(self.key_of(*b)));
         indices
     }
@@ -904,5 +913,11 @@ mod tests {
         let sorted = bin.sorted_indices();
         assert_eq!(bin.key_of(sorted[0]), "key0000");
         assert_eq!(bin.entry(sorted[999]).count, 2);
+        // Filtering first sorts only what is kept, in the same order.
+        let ends_in_seven = |index: u32| bin.key_of(index).ends_with('7');
+        let kept = bin.sorted_indices_where(ends_in_seven);
+        let expected: Vec<u32> = sorted.into_iter().filter(|&i| ends_in_seven(i)).collect();
+        assert_eq!(kept.len(), 100);
+        assert_eq!(kept, expected);
     }
 }
