@@ -16,6 +16,8 @@ use crate::rules::model::Severity;
 
 mod ocsf;
 
+pub use ocsf::RuleJsonCache;
+
 /// OCSF `activity_id` of a Detection Finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Activity {
@@ -61,6 +63,10 @@ pub struct RuleInfo {
     pub aggregate: &'static str,
     pub threshold: String,
     pub kind: &'static str,
+    /// The finding's parts that depend on the rule alone, written as JSON
+    /// by the first alert encoded. The fields above do not change once an
+    /// alert shares the rule (it is behind an `Arc`); a clone starts empty.
+    pub json: RuleJsonCache,
 }
 
 /// One alert, ready for a sink.
@@ -169,6 +175,7 @@ mod tests {
                 aggregate: "count",
                 threshold: ">= 5".into(),
                 kind: "cloudtrail",
+                json: Default::default(),
             }),
             activity: Activity::Create,
             key: vec!["1.2.3.4".into()],
@@ -345,6 +352,28 @@ mod tests {
                 BTreeMap::from([("team".into(), "sec".into()), ("env".into(), "prod".into())]);
             self.rule = Arc::new(rule);
         }
+    }
+
+    #[test]
+    fn a_changed_copy_of_a_rule_is_written_afresh() {
+        let alert = sample_alert();
+        let first = String::from_utf8(alert.ocsf_json().expect("encodes")).expect("utf-8");
+        assert!(first.contains(r#""title":"Rule""#), "{first}");
+        // The rule's parts are written now; a changed clone must not reuse them.
+        let mut rule = (*alert.rule).clone();
+        rule.title = "Renamed \"rule\"".into();
+        rule.description = "new".into();
+        let renamed = Alert {
+            rule: Arc::new(rule),
+            ..alert
+        };
+        let v = renamed.to_ocsf().expect("encodes");
+        assert_eq!(v["finding_info"]["title"], "Renamed \"rule\"");
+        assert_eq!(v["finding_info"]["analytic"]["name"], "Renamed \"rule\"");
+        assert_eq!(v["finding_info"]["desc"], "new");
+        let line = renamed.ocsf_json().expect("encodes");
+        let read: serde_json::Value = serde_json::from_slice(&line).expect("reads back");
+        assert_eq!(read, v, "the line reads back as the tree");
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! Both come from one borrowed [`Finding`] struct, whose fields (and those
 //! of its parts) are declared in sorted order so that the line's keys are
 //! sorted, as a `Value` writes them; `evidences` comes last in the line.
+//! The parts that depend on the rule alone (`analytic`, `attacks`, `desc`,
+//! `title`) are written once per rule ([`RuleJson`]) and copied into each
+//! line as they are, by the same serializer, so the bytes do not change.
 //! An evidence sample that is a one-line JSON object readable as a `Value`
 //! is embedded as it came (its key order and spelling kept); a multi-line
 //! object is written back on one line; anything else becomes
@@ -17,7 +20,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::{Activity, Alert};
+use super::{Activity, Alert, RuleInfo};
 
 /// Room for every field of a finding but its evidence samples (the
 /// rule's title and description included), so that encoding one rarely
@@ -31,7 +34,7 @@ pub(super) fn encode(alert: &Alert) -> serde_json::Result<Vec<u8>> {
     let samples: usize = alert.evidences.iter().map(|text| text.len() + 16).sum();
     let mut out = Vec::with_capacity(FINDING_BASE_BYTES + samples);
     let evidences = alert.evidences.iter().map(|t| Evidence::of(t)).collect();
-    serde_json::to_writer(&mut out, &Finding::of(alert, evidences))?;
+    serde_json::to_writer(&mut out, &Finding::of(alert, evidences)?)?;
     Ok(out)
 }
 
@@ -42,7 +45,68 @@ pub(super) fn tree(alert: &Alert) -> serde_json::Result<Value> {
         .iter()
         .map(|text| Evidence::Parsed(Evidence::of(text).into_data()))
         .collect();
-    serde_json::to_value(Finding::of(alert, evidences))
+    serde_json::to_value(Finding::of(alert, evidences)?)
+}
+
+/// The parts of a finding that depend on its rule alone, as JSON: written
+/// once per rule, where each finding wrote (and escaped) them again.
+#[derive(Debug)]
+pub struct RuleJson {
+    analytic: Box<RawValue>,
+    attacks: Box<RawValue>,
+    desc: Box<RawValue>,
+    title: Box<RawValue>,
+}
+
+impl RuleJson {
+    fn of(rule: &RuleInfo) -> serde_json::Result<RuleJson> {
+        let analytic = Analytic {
+            name: &rule.title,
+            kind: "Rule",
+            type_id: 1,
+            uid: &rule.id,
+            version: rule.version.to_string(),
+        };
+        let attacks: Vec<Attack<'_>> = rule
+            .attack
+            .iter()
+            .map(|uid| Attack {
+                technique: Uid { uid },
+                version: "v15",
+            })
+            .collect();
+        Ok(RuleJson {
+            analytic: raw(&analytic)?,
+            attacks: raw(&attacks)?,
+            desc: raw(&rule.description)?,
+            title: raw(&rule.title)?,
+        })
+    }
+
+    /// The rule's parts, written on first use.
+    fn get(rule: &RuleInfo) -> serde_json::Result<&RuleJson> {
+        rule.json
+            .0
+            .get_or_init(|| RuleJson::of(rule).ok())
+            .as_ref()
+            .ok_or_else(|| serde::ser::Error::custom("the rule's parts did not encode"))
+    }
+}
+
+/// A rule's [`RuleJson`], written on first use. A clone starts empty, so a
+/// rule cloned and then changed is written afresh.
+#[derive(Debug, Default)]
+pub struct RuleJsonCache(std::sync::OnceLock<Option<RuleJson>>);
+
+impl Clone for RuleJsonCache {
+    fn clone(&self) -> Self {
+        RuleJsonCache::default()
+    }
+}
+
+/// `value` written as JSON, kept as written.
+fn raw<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Box<RawValue>> {
+    RawValue::from_string(serde_json::to_string(value)?)
 }
 
 /// A Detection Finding, borrowed from its alert. Fields in sorted order
@@ -88,13 +152,13 @@ struct Uid<'a> {
 
 #[derive(serde::Serialize)]
 struct FindingInfo<'a> {
-    analytic: Analytic<'a>,
-    attacks: Vec<Attack<'a>>,
-    desc: &'a str,
+    analytic: &'a RawValue,
+    attacks: &'a RawValue,
+    desc: &'a RawValue,
     first_seen_time: i64,
     last_seen_time: i64,
     related_events_count: u64,
-    title: &'a str,
+    title: &'a RawValue,
     uid: &'a str,
 }
 
@@ -151,10 +215,11 @@ struct Unmapped<'a> {
 }
 
 impl<'a> Finding<'a> {
-    fn of(alert: &'a Alert, evidences: Vec<Evidence<'a>>) -> Self {
+    fn of(alert: &'a Alert, evidences: Vec<Evidence<'a>>) -> serde_json::Result<Self> {
         let rule = &*alert.rule;
+        let rule_json = RuleJson::get(rule)?;
         let group_key = alert.routing_key();
-        Finding {
+        Ok(Finding {
             activity_id: alert.activity as u8,
             activity_name: alert.activity.caption(),
             category_name: "Findings",
@@ -168,26 +233,13 @@ impl<'a> Finding<'a> {
             },
             end_time: alert.window_end_ms,
             finding_info: FindingInfo {
-                analytic: Analytic {
-                    name: &rule.title,
-                    kind: "Rule",
-                    type_id: 1,
-                    uid: &rule.id,
-                    version: rule.version.to_string(),
-                },
-                attacks: rule
-                    .attack
-                    .iter()
-                    .map(|uid| Attack {
-                        technique: Uid { uid },
-                        version: "v15",
-                    })
-                    .collect(),
-                desc: &rule.description,
+                analytic: &rule_json.analytic,
+                attacks: &rule_json.attacks,
+                desc: &rule_json.desc,
                 first_seen_time: alert.first_seen_ms,
                 last_seen_time: alert.last_seen_ms,
                 related_events_count: alert.count,
-                title: &rule.title,
+                title: &rule_json.title,
                 uid: &alert.id,
             },
             is_alert: true,
@@ -245,7 +297,7 @@ impl<'a> Finding<'a> {
                 value: alert.value,
             },
             evidences,
-        }
+        })
     }
 }
 

@@ -274,6 +274,7 @@ pub fn rule_infos(rules: &RuleSet) -> Vec<Arc<RuleInfo>> {
                 aggregate: r.aggregate.name(),
                 threshold: r.threshold.to_string(),
                 kind: r.kind.as_str(),
+                json: Default::default(),
             })
         })
         .collect()
