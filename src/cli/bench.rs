@@ -469,12 +469,10 @@ impl InlinePipeline {
 
     /// Runs one raw batch of `records` through the pipeline.
     pub fn feed(&mut self, records: &[Vec<u8>]) {
-        let mut raw = RawBatch::new(self.partition);
         // Sized up front, as a source reading a known amount would: the
         // harness should not add its own growth to the per-batch figures.
-        raw.data
-            .reserve(records.iter().map(|record| record.len()).sum::<usize>());
-        raw.records.reserve(records.len());
+        let bytes = records.iter().map(Vec::len).sum();
+        let mut raw = RawBatch::with_capacity(self.partition, records.len(), bytes);
         for record in records {
             raw.push(record, self.offset);
             self.offset += 1;

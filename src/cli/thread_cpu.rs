@@ -94,20 +94,23 @@ pub fn report(totals: &RoleTotals, wall: Duration) -> String {
     line
 }
 
-/// The role of a thread named `name` (an index into `ROLES`).
+/// The role of a thread named `name` (an index into `ROLES`; "other" for
+/// a name without a known role).
 fn role_of(name: &str) -> usize {
-    let role = name
-        .strip_prefix("tw-")
-        .map(|rest| rest.split('-').next().unwrap_or(rest))
-        .unwrap_or("");
-    match role {
-        "source" => 0,
-        "decode" => 1,
-        "shard" | "preagg" => 2,
-        "sink" => 3,
-        "dead" => 4,
-        _ => 5,
-    }
+    let role = match name.strip_prefix("tw-") {
+        // Stage 2's pre-aggregators do a shard's work.
+        Some(rest) if rest.starts_with("preagg") => "shard",
+        Some(rest) => ROLES
+            .iter()
+            .copied()
+            .find(|role| rest.starts_with(role))
+            .unwrap_or("other"),
+        None => "other",
+    };
+    ROLES
+        .iter()
+        .position(|r| *r == role)
+        .unwrap_or(ROLES.len() - 1)
 }
 
 #[cfg(test)]

@@ -529,9 +529,6 @@ impl DecodeWorker {
             batch.records.len() as u64 + batch.rejected.len() as u64,
         );
         self.counters.add(&tally);
-        if !send_dead_letters(&self.tracker, &self.dead_letters, batch.partition, dead) {
-            return false;
-        }
         for (output, before) in outputs.iter_mut().zip(&self.pending_before) {
             // Only the shards given matches of this batch keep it in flight.
             if output.matches.len() > *before {
@@ -542,7 +539,12 @@ impl DecodeWorker {
             output.generation = batch.generation;
         }
         drop(token);
+        // Back in place before anything can return early: `flush` and
+        // `send` index one pending batch per shard.
         self.pending = outputs;
+        if !send_dead_letters(&self.tracker, &self.dead_letters, batch.partition, dead) {
+            return false;
+        }
         self.pending_batches += 1;
         let since = *self.pending_since.get_or_insert_with(Instant::now);
         let latency_us = (now_ms() - batch.arrival_ms).max(0) as u64 * 1_000;
@@ -1019,6 +1021,20 @@ mod tests {
             total += got.len();
         }
         assert!(total > 100, "the flows match ({total})");
+    }
+
+    #[test]
+    fn a_worker_whose_dead_letter_sink_is_gone_keeps_its_pending_batches() {
+        // The rig drops the dead-letter receiver: sending one fails.
+        let (worker, rxs, batches, _) = coalescing_rig(2);
+        let mut worker = worker.with_max_pending(Duration::from_secs(3600));
+        let mut batch = batches.into_iter().next().expect("a batch");
+        batch.push(b"not a record of any kind {", 10_000);
+        assert!(!worker.absorb(batch), "the dead letter has nowhere to go");
+        // What was decoded is still pending, one batch per shard.
+        assert!(worker.flush());
+        let sent: usize = rxs.iter().map(|rx| received(rx).0.len()).sum();
+        assert!(sent > 0, "the batch's matches went out");
     }
 
     #[test]
