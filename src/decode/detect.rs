@@ -326,6 +326,27 @@ impl Decoder {
             error(out, DecodeErrorReason::BadKpl, "missing KPL magic", bytes);
             return;
         }
+        // One plain line of the default flow format, the commonest record:
+        // detection and line splitting would send it straight to the flow
+        // decoder (no `[`, `{` or line break, not blank, not a header, no
+        // `\r` to strip), so it goes there at once, and the pass that
+        // splits it also proves it plain ASCII (one pass where `short::scan`
+        // and the split made two). A record that pass cannot prove takes
+        // the general path below, which reaches the same decoder.
+        if bytes.len() <= short::SHORT
+            && matches!(kind, DecoderKind::Auto | DecoderKind::VpcFlow)
+            && flow::is_default_format_record_bytes(bytes)
+        {
+            if let Some(result) = self
+                .flow
+                .decode_if_plain(bytes, envelope, |record| out.flow(record))
+            {
+                if let Err(e) = result {
+                    out.error(e, bytes);
+                }
+                return;
+            }
+        }
         // A short ASCII record is checked in the same pass that proves it
         // one plain line; simdutf8 checks the rest in about a third of the
         // instructions of `std::str::from_utf8` (BENCHMARKS.md), and std's
@@ -349,10 +370,8 @@ impl Decoder {
             error(out, DecodeErrorReason::EmptyRecord, "empty record", bytes);
             return;
         }
-        // One plain line of the default flow format, the commonest record:
-        // detection and line splitting would send it straight to the flow
-        // decoder (no `[`, `{` or line break, not blank, not a header, no
-        // `\r` to strip), so it goes there at once.
+        // The same record, where the pass above could not run (no AVX2)
+        // or a space begins or ends it.
         if plain
             && matches!(kind, DecoderKind::Auto | DecoderKind::VpcFlow)
             && flow::is_default_format_record(text)

@@ -5,7 +5,9 @@
 //! `${field} ${field}` form or a plain header line. [`FlowDecoder`] splits a
 //! record on ASCII spaces into token spans (a buffer reused across records,
 //! so nothing is allocated), reads `start`, `account-id` and `region`, and
-//! hands a [`FlowRecord`] to its sink. The record reads a planned field
+//! hands a [`FlowRecord`] to its sink. [`FlowDecoder::decode_if_plain`]
+//! takes a raw record instead, and the split's pass also proves it plain
+//! ASCII (or declines, decoding nothing). The record reads a planned field
 //! (`srcaddr`, `interface-id`, an envelope `@…` name; the column of each is
 //! computed when the format is set) only when asked, through
 //! [`EventView`]; [`FlowRecord::to_event`] fills every slot. `-` is
@@ -326,7 +328,6 @@ impl FlowDecoder {
         let line = line.trim_ascii();
         // Tokens are runs of non-space bytes (as `split(' ')` without the
         // empty pieces), found 32 or 16 bytes at a time (`split_into`).
-        let columns = self.format.columns.len();
         // One span per token, written in place into a fixed array (a
         // `Vec::push` per token re-read the vector through `self` and
         // checked its capacity each time). The index wraps at the array's
@@ -335,6 +336,46 @@ impl FlowDecoder {
         // `MAX_COLUMNS` columns, so when the count matches the format no
         // index wrapped and every span is the record's own.
         let count = split_into(line.as_bytes(), &mut self.tokens, self.blocks);
+        self.decode_split(line, count, plain, envelope, emit)
+    }
+
+    /// [`FlowDecoder::decode`] of raw record bytes in the same pass that
+    /// proves them one plain ASCII line (no control byte, `"`, `[` or byte
+    /// at or above 0x80), as [`crate::decode::short`] would have first.
+    /// `None`, with nothing decoded, when that pass cannot prove it (or
+    /// cannot run on this CPU) or when the record starts or ends with a
+    /// space: the caller then takes the general path.
+    pub fn decode_if_plain<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        envelope: &Envelope<'a>,
+        emit: impl FnOnce(&FlowRecord<'_, 'a>),
+    ) -> Option<Result<(), DecodeError>> {
+        if matches!(
+            bytes.first().zip(bytes.last()),
+            None | Some((b' ', _) | (_, b' '))
+        ) {
+            return None;
+        }
+        let count = split_plain(bytes, &mut self.tokens, self.blocks)?;
+        // SAFETY: `split_plain` returned a count, so every byte of `bytes`
+        // is below 0x80, and a sequence of ASCII bytes is valid UTF-8.
+        let line = unsafe { std::str::from_utf8_unchecked(bytes) };
+        Some(self.decode_split(line, count, true, envelope, emit))
+    }
+
+    /// The rest of a decode, once `line` (trimmed) is split into `count`
+    /// tokens in `self.tokens`.
+    #[inline(always)]
+    fn decode_split<'a>(
+        &mut self,
+        line: &'a str,
+        count: usize,
+        plain: bool,
+        envelope: &Envelope<'a>,
+        emit: impl FnOnce(&FlowRecord<'_, 'a>),
+    ) -> Result<(), DecodeError> {
+        let columns = self.format.columns.len();
         if count != columns {
             return Err(DecodeError::new(
                 DecodeErrorReason::BadFlowRecord,
@@ -414,10 +455,11 @@ impl<'a> FlowRecord<'_, 'a> {
         debug_assert!(
             start <= end && self.line.is_char_boundary(start) && self.line.is_char_boundary(end)
         );
-        // SAFETY: `FlowDecoder::decode` is the only place a `FlowRecord` is
-        // made, and its `tokens` are the first spans `split_into` wrote
-        // over this very `line` (all of them this line's: the record is
-        // made only when their count is the format's width). Every span
+        // SAFETY: `FlowDecoder::decode_split` is the only place a
+        // `FlowRecord` is made, and its `tokens` are the first spans
+        // `split_into` or `split_plain` (the same `split_spans`) wrote over
+        // this very `line` (all of them this line's: the record is made
+        // only when their count is the format's width). Every span
         // it writes, an overwritten empty one too, has `start <= end <=
         // line.len()`, and each end is an end of the line or next to an
         // ASCII space, which is never inside a multi-byte character, so
@@ -565,7 +607,13 @@ impl<'a> EventView<'a> for FlowRecord<'_, 'a> {
 /// word is too short for a host log's stamp.
 #[inline]
 pub(crate) fn is_default_format_record(line: &str) -> bool {
-    line.starts_with("2 ")
+    is_default_format_record_bytes(line.as_bytes())
+}
+
+/// [`is_default_format_record`] of a record not yet known to be text.
+#[inline]
+pub(crate) fn is_default_format_record_bytes(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"2 ")
 }
 
 /// Whether the space-delimited fields of `bytes` are exactly its runs of
@@ -663,13 +711,64 @@ fn split_into_avx2(bytes: &[u8], spans: &mut [(usize, usize); MAX_COLUMNS]) -> u
     })
 }
 
+/// [`split_into`] for a record that is not yet known to be text: `Some`
+/// with the token count only when every byte is printable ASCII other than
+/// `"` and `[` (no control byte, none at or above 0x80), which the same
+/// pass over the blocks proves. `None` when the record is not, or when this
+/// CPU has no AVX2 (the caller then takes the general path, which scans
+/// first and splits after).
+#[inline]
+fn split_plain(
+    bytes: &[u8],
+    spans: &mut [(usize, usize); MAX_COLUMNS],
+    blocks: SpaceBlocks,
+) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if blocks.avx2 {
+        // SAFETY: the CPU has AVX2 and BMI1: only `SpaceBlocks::detect`
+        // sets `avx2`, after asking it.
+        return unsafe { split_plain_avx2(bytes, spans) };
+    }
+    let _ = (bytes, spans, blocks);
+    None
+}
+
+/// [`split_plain`] with 32-byte AVX2 blocks: beside the space compare, one
+/// signed compare finds the bytes below 0x20 and, as negative numbers, the
+/// bytes at or above 0x80, and two more find `"` and `[`. Every block is
+/// looked at whole (the last one overlaps the one before it, or is padded
+/// with `x`), so no byte of the record escapes the check.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1")]
+fn split_plain_avx2(bytes: &[u8], spans: &mut [(usize, usize); MAX_COLUMNS]) -> Option<usize> {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
+        _mm256_or_si256, _mm256_set1_epi8, _mm256_setzero_si256, _mm256_testz_si256,
+    };
+    let mut odd = _mm256_setzero_si256();
+    let count = split_spans::<32>(bytes, spans, |block| {
+        // SAFETY: `block` is 32 readable bytes, and the load has no
+        // alignment requirement.
+        let bytes = unsafe { _mm256_loadu_si256(block.as_ptr().cast::<__m256i>()) };
+        let low_or_high = _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), bytes);
+        let quote = _mm256_cmpeq_epi8(bytes, _mm256_set1_epi8(b'"' as i8));
+        let bracket = _mm256_cmpeq_epi8(bytes, _mm256_set1_epi8(b'[' as i8));
+        odd = _mm256_or_si256(
+            odd,
+            _mm256_or_si256(low_or_high, _mm256_or_si256(quote, bracket)),
+        );
+        _mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, _mm256_set1_epi8(b' ' as i8))) as u32
+    });
+    (_mm256_testz_si256(odd, odd) == 1).then_some(count)
+}
+
 /// The body of [`split_into`], over blocks of `BLOCK` bytes whose space
 /// bits `bits` gives.
 #[inline(always)]
 fn split_spans<const BLOCK: usize>(
     bytes: &[u8],
     spans: &mut [(usize, usize); MAX_COLUMNS],
-    bits: impl Fn(&[u8; BLOCK]) -> u32,
+    bits: impl FnMut(&[u8; BLOCK]) -> u32,
 ) -> usize {
     debug_assert!(bytes.last() != Some(&b' '));
     let mut token_start = 0usize;
@@ -701,7 +800,7 @@ fn for_each_space(bytes: &[u8], space: impl FnMut(usize)) {
 #[inline(always)]
 fn walk_spaces<const BLOCK: usize>(
     bytes: &[u8],
-    bits: impl Fn(&[u8; BLOCK]) -> u32,
+    mut bits: impl FnMut(&[u8; BLOCK]) -> u32,
     mut space: impl FnMut(usize),
 ) {
     let mut on_spaces = |base: usize, mut mask: u32| {
@@ -955,6 +1054,71 @@ mod tests {
             if count <= MAX_COLUMNS {
                 proptest::prop_assert_eq!(&spans[..count], &want[..]);
                 proptest::prop_assert_eq!(&sse2[..count], &want[..]);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The pass that splits a raw record also proves it plain: it
+        /// answers exactly when `short::scan` calls the record plain, with
+        /// `split_into`'s spans (where the CPU can run it).
+        #[test]
+        fn split_plain_is_scan_then_split(
+            bytes in proptest::collection::vec(proptest::sample::select(vec![
+                b' ', b'a', b'2', b'-', b'.', b'"', b'[', b'\t', b'\n', b'\r', 0x00, 0x1f,
+                0x7f, 0x80, 0xc3, 0xa9, 0xff,
+            ]), 1..=140),
+        ) {
+            check_split_plain(&bytes);
+        }
+    }
+
+    fn check_split_plain(bytes: &[u8]) {
+        // As `decode_if_plain` calls it: never on a record that ends with
+        // a space.
+        let mut bytes = bytes;
+        while let Some((b' ', rest)) = bytes.split_last() {
+            bytes = rest;
+        }
+        if bytes.is_empty() {
+            return;
+        }
+        let detected = SpaceBlocks::detect();
+        let mut spans = [(usize::MAX, 0); MAX_COLUMNS];
+        let got = split_plain(bytes, &mut spans, detected);
+        if !detected.avx2 {
+            assert_eq!(got, None);
+            return;
+        }
+        let plain = crate::decode::short::scan(bytes).is_some_and(|short| short.plain);
+        assert_eq!(got.is_some(), plain, "{bytes:?}");
+        if let Some(count) = got {
+            let mut want = [(usize::MAX, 0); MAX_COLUMNS];
+            assert_eq!(split_into(bytes, &mut want, SpaceBlocks::narrow()), count);
+            let kept = count.min(MAX_COLUMNS);
+            assert_eq!(spans[..kept], want[..kept], "{bytes:?}");
+        }
+    }
+
+    /// Every byte value at every position of records of lengths around
+    /// the block sizes (blocks whole, overlapped and padded): one byte that
+    /// is not plain printable ASCII, anywhere, sends the record to the
+    /// general path.
+    #[test]
+    fn one_odd_byte_anywhere_is_seen() {
+        let base: Vec<u8> = b"2 123456789012 eni-0a1b2c3d 10.0.0.1 203.0.113.9 443 22 6 10 840 1709294400 1709294460 REJECT OK"
+            .iter()
+            .copied()
+            .cycle()
+            .take(100)
+            .collect();
+        for len in [1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 95, 96, 97, 100] {
+            for position in 0..len {
+                for byte in 0..=255u8 {
+                    let mut bytes = base[..len].to_vec();
+                    bytes[position] = byte;
+                    check_split_plain(&bytes);
+                }
             }
         }
     }

@@ -5,6 +5,9 @@
 //! blocks what three scans answered one after the other: whether the record
 //! is valid UTF-8 (it is all ASCII), whether it may hold a line break, and
 //! whether a space-delimited pattern would split it on spaces alone.
+//! A default-format flow line skips it where the CPU has AVX2: the flow
+//! decoder's split proves the same in its own pass
+//! ([`super::flow::FlowDecoder::decode_if_plain`]).
 //!
 //! # Contract
 //!
