@@ -287,7 +287,47 @@ fn error(
 
 impl Decoder {
     /// Decodes `bytes` as `kind` (or detects it), `depth` envelopes deep.
+    ///
+    /// One plain line of the default flow format, the commonest record, is
+    /// tried here, in line at every caller: detection and line splitting
+    /// would send it straight to the flow decoder (no `[`, `{` or line
+    /// break, not blank, not a header, no `\r` to strip), so it goes there
+    /// at once, and the pass that splits it also proves it plain ASCII
+    /// (one pass where `short::scan` and the split made two). A record that
+    /// pass cannot prove takes [`Decoder::dispatch_general`], which reaches
+    /// the same decoder; so does every other record.
+    #[inline]
     pub(crate) fn dispatch(
+        &mut self,
+        bytes: &[u8],
+        kind: DecoderKind,
+        depth: u8,
+        envelope: &Envelope<'_>,
+        out: &mut dyn DecodeSink,
+    ) {
+        if depth <= MAX_NESTING
+            && bytes.len() <= short::SHORT
+            && matches!(kind, DecoderKind::Auto | DecoderKind::VpcFlow)
+            && flow::is_default_format_record_bytes(bytes)
+        {
+            if let Some(result) = self
+                .flow
+                .decode_if_plain(bytes, envelope, |record| out.flow(record))
+            {
+                if let Err(e) = result {
+                    out.error(e, bytes);
+                }
+                return;
+            }
+        }
+        self.dispatch_general(bytes, kind, depth, envelope, out);
+    }
+
+    /// [`Decoder::dispatch`] of any record but a plain default-format flow
+    /// line: envelopes, detection, every format. Out of line: it is large,
+    /// and the flow line's way should not pay its entry.
+    #[inline(never)]
+    fn dispatch_general(
         &mut self,
         bytes: &[u8],
         kind: DecoderKind,
@@ -326,27 +366,6 @@ impl Decoder {
             error(out, DecodeErrorReason::BadKpl, "missing KPL magic", bytes);
             return;
         }
-        // One plain line of the default flow format, the commonest record:
-        // detection and line splitting would send it straight to the flow
-        // decoder (no `[`, `{` or line break, not blank, not a header, no
-        // `\r` to strip), so it goes there at once, and the pass that
-        // splits it also proves it plain ASCII (one pass where `short::scan`
-        // and the split made two). A record that pass cannot prove takes
-        // the general path below, which reaches the same decoder.
-        if bytes.len() <= short::SHORT
-            && matches!(kind, DecoderKind::Auto | DecoderKind::VpcFlow)
-            && flow::is_default_format_record_bytes(bytes)
-        {
-            if let Some(result) = self
-                .flow
-                .decode_if_plain(bytes, envelope, |record| out.flow(record))
-            {
-                if let Err(e) = result {
-                    out.error(e, bytes);
-                }
-                return;
-            }
-        }
         // A short ASCII record is checked in the same pass that proves it
         // one plain line; simdutf8 checks the rest in about a third of the
         // instructions of `std::str::from_utf8` (BENCHMARKS.md), and std's
@@ -370,8 +389,8 @@ impl Decoder {
             error(out, DecodeErrorReason::EmptyRecord, "empty record", bytes);
             return;
         }
-        // The same record, where the pass above could not run (no AVX2)
-        // or a space begins or ends it.
+        // The flow line `dispatch` could not take (no AVX2, or a space
+        // begins or ends it).
         if plain
             && matches!(kind, DecoderKind::Auto | DecoderKind::VpcFlow)
             && flow::is_default_format_record(text)
