@@ -292,10 +292,11 @@ impl Decoder {
     /// tried here, in line at every caller: detection and line splitting
     /// would send it straight to the flow decoder (no `[`, `{` or line
     /// break, not blank, not a header, no `\r` to strip), so it goes there
-    /// at once, and the pass that splits it also proves it plain ASCII
-    /// (one pass where `short::scan` and the split made two). A record that
-    /// pass cannot prove takes [`Decoder::dispatch_general`], which reaches
-    /// the same decoder; so does every other record.
+    /// at once, and with AVX2 the pass that splits it also proves it plain
+    /// ASCII (one pass where `short::scan` and the split made two). A
+    /// record the flow decoder declines (not plain, or longer than a short
+    /// record) takes [`Decoder::dispatch_general`], whose detection reaches
+    /// the same decoder for a flow line; so does every other record.
     #[inline]
     pub(crate) fn dispatch(
         &mut self,
@@ -306,7 +307,6 @@ impl Decoder {
         out: &mut dyn DecodeSink,
     ) {
         if depth <= MAX_NESTING
-            && bytes.len() <= short::SHORT
             && matches!(kind, DecoderKind::Auto | DecoderKind::VpcFlow)
             && flow::is_default_format_record_bytes(bytes)
         {
@@ -315,7 +315,7 @@ impl Decoder {
                 .decode_if_plain(bytes, envelope, |record| out.flow(record))
             {
                 if let Err(e) = result {
-                    out.error(e, bytes);
+                    out.error(e, flow::trim_spaces(bytes));
                 }
                 return;
             }
@@ -387,15 +387,6 @@ impl Decoder {
         let text = text.trim_ascii();
         if text.is_empty() {
             error(out, DecodeErrorReason::EmptyRecord, "empty record", bytes);
-            return;
-        }
-        // The flow line `dispatch` could not take (no AVX2, or a space
-        // begins or ends it).
-        if plain
-            && matches!(kind, DecoderKind::Auto | DecoderKind::VpcFlow)
-            && flow::is_default_format_record(text)
-        {
-            self.decode_flow(text, plain, envelope, out);
             return;
         }
         match kind {

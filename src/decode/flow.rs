@@ -6,12 +6,12 @@
 //! record on ASCII spaces into token spans (a buffer reused across records,
 //! so nothing is allocated), reads `start`, `account-id` and `region`, and
 //! hands a [`FlowRecord`] to its sink. [`FlowDecoder::decode_if_plain`]
-//! takes a raw record instead, and the split's pass also proves it plain
-//! ASCII (or declines, decoding nothing). The record reads a planned field
-//! (`srcaddr`, `interface-id`, an envelope `@…` name; the column of each is
-//! computed when the format is set) only when asked, through
-//! [`EventView`]; [`FlowRecord::to_event`] fills every slot. `-` is
-//! Missing.
+//! takes a raw record instead, proves it plain ASCII (with AVX2, in the
+//! split's own pass) or declines, decoding nothing. The record reads a
+//! planned field (`srcaddr`, `interface-id`, an envelope `@…` name; the
+//! column of each is computed when the format is set) only when asked,
+//! through [`EventView`]; [`FlowRecord::to_event`] fills every slot. `-`
+//! is Missing.
 //! Numeric fields become `Number` when they parse and stay `Str` otherwise,
 //! except `start`, the event time: non-numeric is `bad_flow_record`, absent
 //! (`-` or not in the format, with no CloudWatch Logs timestamp to fall back
@@ -339,22 +339,21 @@ impl FlowDecoder {
         self.decode_split(line, count, plain, envelope, emit)
     }
 
-    /// [`FlowDecoder::decode`] of raw record bytes in the same pass that
-    /// proves them one plain ASCII line (no control byte, `"`, `[` or byte
-    /// at or above 0x80), as [`crate::decode::short`] would have first.
-    /// `None`, with nothing decoded, when that pass cannot prove it (or
-    /// cannot run on this CPU) or when the record starts or ends with a
-    /// space: the caller then takes the general path.
+    /// [`FlowDecoder::decode`] of a raw record that is one plain ASCII line
+    /// (no control byte, `"`, `[` or byte at or above 0x80), as
+    /// [`crate::decode::short`] would have proved first: with AVX2 the pass
+    /// that splits it proves it. Spaces at either end are left out
+    /// ([`trim_spaces`]). `None`, with nothing decoded, for a record that is
+    /// not such a line or is longer than [`crate::decode::short::SHORT`]:
+    /// the caller then takes the general path.
     pub fn decode_if_plain<'a>(
         &mut self,
         bytes: &'a [u8],
         envelope: &Envelope<'a>,
         emit: impl FnOnce(&FlowRecord<'_, 'a>),
     ) -> Option<Result<(), DecodeError>> {
-        if matches!(
-            bytes.first().zip(bytes.last()),
-            None | Some((b' ', _) | (_, b' '))
-        ) {
+        let bytes = trim_spaces(bytes);
+        if bytes.is_empty() || bytes.len() > crate::decode::short::SHORT {
             return None;
         }
         let count = split_plain(bytes, &mut self.tokens, self.blocks)?;
@@ -610,6 +609,25 @@ pub(crate) fn is_default_format_record(line: &str) -> bool {
     is_default_format_record_bytes(line.as_bytes())
 }
 
+/// `bytes` without the spaces at either end: the line
+/// [`FlowDecoder::decode_if_plain`] decodes, and what a dead letter of it
+/// holds (as the general path, which trims, keeps).
+#[inline]
+pub(crate) fn trim_spaces(bytes: &[u8]) -> &[u8] {
+    if bytes.first() != Some(&b' ') && bytes.last() != Some(&b' ') {
+        return bytes;
+    }
+    let start = bytes
+        .iter()
+        .position(|&byte| byte != b' ')
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&byte| byte != b' ')
+        .map_or(start, |last| last + 1);
+    &bytes[start..end]
+}
+
 /// [`is_default_format_record`] of a record not yet known to be text.
 #[inline]
 pub(crate) fn is_default_format_record_bytes(bytes: &[u8]) -> bool {
@@ -713,10 +731,11 @@ fn split_into_avx2(bytes: &[u8], spans: &mut [(usize, usize); MAX_COLUMNS]) -> u
 
 /// [`split_into`] for a record that is not yet known to be text: `Some`
 /// with the token count only when every byte is printable ASCII other than
-/// `"` and `[` (no control byte, none at or above 0x80), which the same
-/// pass over the blocks proves. `None` when the record is not, or when this
-/// CPU has no AVX2 (the caller then takes the general path, which scans
-/// first and splits after).
+/// `"` and `[` (no control byte, none at or above 0x80), `None` otherwise.
+/// With AVX2 the pass that splits proves it ([`split_plain_avx2`]); without,
+/// [`crate::decode::short::scan`] proves it first and the split follows.
+/// `bytes` must not end with a space, and must be at most
+/// [`crate::decode::short::SHORT`] bytes long (both ways then agree).
 #[inline]
 fn split_plain(
     bytes: &[u8],
@@ -729,8 +748,20 @@ fn split_plain(
         // sets `avx2`, after asking it.
         return unsafe { split_plain_avx2(bytes, spans) };
     }
-    let _ = (bytes, spans, blocks);
-    None
+    split_plain_scanned(bytes, spans, blocks)
+}
+
+/// [`split_plain`] without AVX2: [`crate::decode::short::scan`], then the
+/// split. Out of line, so that the AVX2 way's callers stay small.
+#[inline(never)]
+fn split_plain_scanned(
+    bytes: &[u8],
+    spans: &mut [(usize, usize); MAX_COLUMNS],
+    blocks: SpaceBlocks,
+) -> Option<usize> {
+    crate::decode::short::scan(bytes)
+        .filter(|short| short.plain)
+        .map(|_| split_into(bytes, spans, blocks))
 }
 
 /// [`split_plain`] with 32-byte AVX2 blocks: beside the space compare, one
@@ -1140,9 +1171,9 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The pass that splits a raw record also proves it plain: it
-        /// answers exactly when `short::scan` calls the record plain, with
-        /// `split_into`'s spans (where the CPU can run it).
+        /// The split of a raw record also proves it plain: it answers
+        /// exactly when `short::scan` calls the record plain, with
+        /// `split_into`'s spans.
         #[test]
         fn split_plain_is_scan_then_split(
             bytes in proptest::collection::vec(proptest::sample::select(vec![
@@ -1164,20 +1195,19 @@ mod tests {
         if bytes.is_empty() {
             return;
         }
-        let detected = SpaceBlocks::detect();
-        let mut spans = [(usize::MAX, 0); MAX_COLUMNS];
-        let got = split_plain(bytes, &mut spans, detected);
-        if !detected.avx2 {
-            assert_eq!(got, None);
-            return;
-        }
         let plain = crate::decode::short::scan(bytes).is_some_and(|short| short.plain);
-        assert_eq!(got.is_some(), plain, "{bytes:?}");
-        if let Some(count) = got {
-            let mut want = [(usize::MAX, 0); MAX_COLUMNS];
-            assert_eq!(split_into(bytes, &mut want, SpaceBlocks::narrow()), count);
-            let kept = count.min(MAX_COLUMNS);
-            assert_eq!(spans[..kept], want[..kept], "{bytes:?}");
+        let mut want = [(usize::MAX, 0); MAX_COLUMNS];
+        let want_count = split_into(bytes, &mut want, SpaceBlocks::narrow());
+        // As this CPU splits (one AVX2 pass where it can), and with the
+        // scan first and 16-byte blocks whatever the CPU.
+        for blocks in [SpaceBlocks::detect(), SpaceBlocks::narrow()] {
+            let mut spans = [(usize::MAX, 0); MAX_COLUMNS];
+            let got = split_plain(bytes, &mut spans, blocks);
+            assert_eq!(got, plain.then_some(want_count), "{bytes:?} {blocks:?}");
+            let kept = want_count.min(MAX_COLUMNS);
+            if plain {
+                assert_eq!(spans[..kept], want[..kept], "{bytes:?} {blocks:?}");
+            }
         }
     }
 

@@ -5,9 +5,10 @@
 //! blocks what three scans answered one after the other: whether the record
 //! is valid UTF-8 (it is all ASCII), whether it may hold a line break, and
 //! whether a space-delimited pattern would split it on spaces alone.
-//! A default-format flow line skips it where the CPU has AVX2: the flow
-//! decoder's split proves the same in its own pass
-//! ([`super::flow::FlowDecoder::decode_if_plain`]).
+//! A default-format flow line goes to the flow decoder first
+//! ([`super::flow::FlowDecoder::decode_if_plain`]), whose split proves the
+//! same in its own pass where the CPU has AVX2 (and which calls [`scan`]
+//! where it has not).
 //!
 //! # Contract
 //!
