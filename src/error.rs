@@ -9,6 +9,8 @@
 //!   the command exits with a usage/config error.
 //! - [`ErrorClass::External`]: a broker, stream, file system or sink failed.
 //!   Retrying (with backoff) may help.
+//!   An output whose reader is gone for good (a closed pipe) is
+//!   [`Error::OutputClosed`], classed as user: retrying cannot help.
 //! - [`ErrorClass::Internal`]: a bug in trailwatch. Reported loudly.
 
 use std::fmt;
@@ -63,6 +65,10 @@ pub enum Error {
     Source(String),
     #[error("sink error: {0}")]
     Sink(String),
+    /// The reader of an output went away (`trailwatch replay | head`): the
+    /// engine stops instead of retrying, and commits nothing more.
+    #[error("output closed: {0}")]
+    OutputClosed(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -71,7 +77,7 @@ impl Error {
     /// The class of this error (see the module docs).
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Config(_) | Error::Rules(_) => ErrorClass::User,
+            Error::Config(_) | Error::Rules(_) | Error::OutputClosed(_) => ErrorClass::User,
             Error::Io { .. } | Error::Source(_) | Error::Sink(_) => ErrorClass::External,
             Error::Internal(_) => ErrorClass::Internal,
         }
@@ -82,7 +88,7 @@ impl Error {
         match self {
             Error::Config(_) => 2,
             Error::Rules(_) => 3,
-            Error::Io { .. } | Error::Source(_) | Error::Sink(_) => 4,
+            Error::Io { .. } | Error::Source(_) | Error::Sink(_) | Error::OutputClosed(_) => 4,
             Error::Internal(_) => 70,
         }
     }

@@ -264,3 +264,164 @@ fn sink_down_for_a_wall_clock_outage() {
         .unwrap_or(60);
     run_outage(Outage::Until(Instant::now() + Duration::from_secs(seconds)));
 }
+
+/// One alert per record, sent when its window closes (`<` is not eager):
+/// by then the window no longer holds the record, only the alert does.
+const EVERY_LOGIN_AT_CLOSE_RULE: &str = r#"
+id: every-login-at-close
+title: every console login, alerted at window close
+kind: cloudtrail
+filter: '{ $.eventName = ConsoleLogin }'
+group_by: [eventID]
+window: 1m
+threshold: "< 2"
+"#;
+
+/// How an output fails for good in [`run_until_output_gives_up`].
+#[derive(Clone, Copy, Debug)]
+enum GiveUp {
+    /// The reader goes away after `n` delivered sends (a closed pipe).
+    ClosedAfter(u32),
+    /// Every send fails (retryable); the second failure asks the engine to
+    /// stop, and the sink is still down when the shutdown deadline passes.
+    DownAtShutdown,
+}
+
+/// One record every 10 s of event time, so that windows close as the
+/// watermark passes and only the alert holds keep commits back.
+fn timed_records() -> Vec<Vec<u8>> {
+    let start = 1_709_294_400; // 2024-03-01T12:00:00Z
+    (0..RECORDS as i64)
+        .map(|i| {
+            let time = chrono::DateTime::from_timestamp(start + 10 * i, 0)
+                .expect("time")
+                .format("%Y-%m-%dT%H:%M:%SZ");
+            format!(
+                r#"{{"eventVersion":"1.08","eventTime":"{time}","eventName":"ConsoleLogin","eventID":"e{i}"}}"#
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+struct GivingUpSink {
+    mode: GiveUp,
+    sends: u32,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    delivered: Arc<Mutex<Vec<Alert>>>,
+}
+
+impl AlertSink for GivingUpSink {
+    fn name(&self) -> &str {
+        "giving-up"
+    }
+
+    fn send(&mut self, alerts: &[Alert]) -> Result<()> {
+        self.sends += 1;
+        match self.mode {
+            GiveUp::ClosedAfter(n) if self.sends > n => {
+                Err(Error::OutputClosed("injected: reader gone".into()))
+            }
+            GiveUp::ClosedAfter(_) => {
+                let mut delivered = self.delivered.lock().expect("delivered");
+                delivered.extend_from_slice(alerts);
+                Ok(())
+            }
+            GiveUp::DownAtShutdown => {
+                if self.sends == 2 {
+                    self.stop.store(true, Ordering::SeqCst);
+                }
+                Err(Error::Sink("injected outage".into()))
+            }
+        }
+    }
+}
+
+/// Runs the engine into a sink that gives up; returns the run's error, the
+/// source's log and the alerts delivered.
+fn run_until_output_gives_up(mode: GiveUp) -> (Error, Arc<SourceLog>, Vec<Alert>) {
+    let spec: RuleSpec = serde_yaml_ng::from_str(EVERY_LOGIN_AT_CLOSE_RULE).expect("rule");
+    let rules = Arc::new(RuleSet::compile(&[spec]).expect("compile"));
+    let mut config = EngineConfig {
+        shards: SHARDS,
+        decoders: DECODERS,
+        channel_batches: CHANNEL_BATCHES,
+        commit_interval: Duration::ZERO,
+        shutdown_deadline: Duration::from_millis(300),
+        ..EngineConfig::default()
+    };
+    config.watermark.allowed_lateness_ms = 0;
+    let engine = Engine::new(config, rules);
+    let source_log = Arc::new(SourceLog::default());
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let sink = GivingUpSink {
+        mode,
+        sends: 0,
+        stop: engine.stop_handle(),
+        delivered: Arc::clone(&delivered),
+    };
+    let source = LoggingSource {
+        inner: MemorySource::new("p", timed_records(), BATCH),
+        log: Arc::clone(&source_log),
+    };
+    // Before the fix a closed output was retried for ever: guard the test
+    // against hanging (this bounds a hang, it times nothing).
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = engine.run(
+            vec![Box::new(source)],
+            Box::new(sink),
+            Box::new(MemoryDeadLetters::default()),
+        );
+        let _ = done_tx.send(result);
+    });
+    let result = done_rx
+        .recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("{mode:?}: the engine did not stop after its output gave up"));
+    let error = match result {
+        Ok(summary) => panic!("{mode:?}: the run succeeded ({summary:?})"),
+        Err(error) => error,
+    };
+    let delivered = delivered.lock().expect("delivered").clone();
+    (error, source_log, delivered)
+}
+
+/// No commit passes a record whose alert was not delivered: record `i`
+/// alerts as `e{i}` at offset `i`.
+fn assert_commits_cover_only_delivered(log: &SourceLog, delivered: &[Alert]) {
+    let ids: HashSet<&str> = delivered.iter().map(|a| a.key[0].as_str()).collect();
+    let first_lost = (0..RECORDS)
+        .find(|i| !ids.contains(format!("e{i}").as_str()))
+        .expect("some alert was not delivered");
+    let commits = log.commits.lock().expect("commits");
+    for positions in commits.iter() {
+        for (_, position) in positions {
+            assert!(
+                *position <= first_lost,
+                "committed {position}, past the undelivered alert of record {first_lost}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_closed_output_stops_the_run_and_commits_nothing_past_its_alerts() {
+    let (error, log, delivered) = run_until_output_gives_up(GiveUp::ClosedAfter(3));
+    assert!(matches!(error, Error::OutputClosed(_)), "{error}");
+    assert_eq!(error.exit_code(), 4);
+    assert!(!delivered.is_empty(), "three sends went through");
+    assert_commits_cover_only_delivered(&log, &delivered);
+    // Intake stopped instead of reading on without an output.
+    assert!(log.handed_out.load(Ordering::SeqCst) < RECORDS);
+}
+
+#[test]
+fn a_sink_down_past_the_shutdown_deadline_commits_nothing_past_its_alerts() {
+    let (error, log, delivered) = run_until_output_gives_up(GiveUp::DownAtShutdown);
+    assert!(
+        error.to_string().contains("giving up at shutdown"),
+        "{error}"
+    );
+    assert!(delivered.is_empty());
+    assert_commits_cover_only_delivered(&log, &delivered);
+}

@@ -232,3 +232,51 @@ fn run_refuses_to_start_on_a_bad_rule_file() {
     assert!(stderr.contains("bad.yaml:4:"), "{stderr}");
     assert!(!alerts.exists(), "nothing ran");
 }
+
+/// `trailwatch replay … | head -1`: once the reader is gone the replay ends
+/// with a clear error (exit 4) instead of retrying the write for ever.
+#[test]
+fn replay_into_a_closed_pipe_stops_with_an_output_error() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("flows.log");
+    // About 2,000 alerts, far more than a pipe buffer holds: the replay is
+    // still writing when the reader goes away.
+    let generated = trailwatch()
+        .args(["gen", "flows", "200000"])
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    std::fs::write(&input, &generated.stdout).unwrap();
+    let mut child = trailwatch()
+        .arg("replay")
+        .arg(&input)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"activity_name\":\"Create\""), "{first}");
+    // The reader is dropped here. Bound a hang (this times nothing).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("replay kept running after its output closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("output closed: cannot write to stdout"),
+        "{stderr}"
+    );
+}

@@ -17,6 +17,13 @@
 //! The safe position of a partition is the minimum over all of them, which
 //! is `min(first position feeding an open window, first position whose
 //! alert is unacknowledged, first unprocessed position, last mark)`.
+//!
+//! **Frozen.** When an output gives up (its reader is gone, or it is still
+//! down when the shutdown deadline passes), the alerts and dead letters it
+//! held are dropped undelivered, and dropping them releases their holds.
+//! So the engine first [freezes](CommitTracker::freeze) the tracker: from
+//! then on it names no safe position, nothing more is committed, and a
+//! restart replays the lost output from the last commit.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -61,6 +68,8 @@ struct Inner {
     generations: HashMap<PartitionId, u64>,
     /// Epoch of the next partition state created.
     next_epoch: u64,
+    /// Set by [`CommitTracker::freeze`]: no position is safe any more.
+    frozen: bool,
 }
 
 impl Inner {
@@ -99,6 +108,7 @@ impl CommitTracker {
             revocations: Vec::new(),
             generations: HashMap::new(),
             next_epoch: 0,
+            frozen: false,
         };
         CommitTracker {
             inner: Arc::new(Mutex::new(inner)),
@@ -163,9 +173,20 @@ impl CommitTracker {
         }
     }
 
-    /// The position up to which `partition` may be committed.
+    /// Stops every commit from now on (module docs, "Frozen"). Call it
+    /// before dropping output that was not delivered: a position computed
+    /// after it is `None`, one computed before still had the holds.
+    pub fn freeze(&self) {
+        self.lock().frozen = true;
+    }
+
+    /// The position up to which `partition` may be committed (`None` for a
+    /// partition never read, and for every partition once frozen).
     pub fn safe_position(&self, partition: PartitionId) -> Option<u64> {
         let inner = self.lock();
+        if inner.frozen {
+            return None;
+        }
         let state = inner.partitions.get(&partition)?;
         let mut safe = state.read_end;
         if let Some((first, _)) = state.in_flight.first_key_value() {
@@ -429,6 +450,21 @@ mod tests {
         drop(hold);
         assert_eq!(tracker.safe_position(1), Some(100));
         assert_eq!(tracker.safe_positions(), vec![(1, 100)]);
+    }
+
+    #[test]
+    fn a_frozen_tracker_commits_nothing_even_when_holds_drop() {
+        let tracker = CommitTracker::new(1);
+        drop(tracker.begin_batch(1, 0, 100));
+        let hold = tracker.hold_alert(&Holds::from_slice(&[(1, 25)]));
+        assert_eq!(tracker.safe_positions(), vec![(1, 25)]);
+        tracker.freeze();
+        // The undelivered alert is dropped: without the freeze, 100.
+        drop(hold);
+        assert_eq!(tracker.safe_position(1), None);
+        assert!(tracker.safe_positions().is_empty());
+        drop(tracker.begin_batch(1, 100, 200));
+        assert!(tracker.safe_positions().is_empty(), "stays frozen");
     }
 
     #[test]

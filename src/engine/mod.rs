@@ -502,12 +502,16 @@ impl Engine {
                     Ok(bytes) => break bytes,
                     Err(e) => {
                         counters.sink.errors.fetch_add(1, Ordering::Relaxed);
+                        if !e.class().is_retryable() {
+                            return Err(self.abandon_output("partials", e));
+                        }
                         if self.stop.load(Ordering::Relaxed) {
                             let deadline = *give_up_at.get_or_insert_with(|| {
                                 Instant::now() + self.config.shutdown_deadline
                             });
                             if Instant::now() >= deadline {
-                                return Err(Error::Sink(format!("giving up at shutdown: {e}")));
+                                let e = Error::Sink(format!("giving up at shutdown: {e}"));
+                                return Err(self.abandon_output("partials", e));
                             }
                         }
                         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "repartition sink failed, retrying");
@@ -654,11 +658,15 @@ impl Engine {
                 }
                 Err(e) => {
                     self.metrics.sink.errors.fetch_add(1, Ordering::Relaxed);
+                    if !e.class().is_retryable() {
+                        return Err(self.abandon_output("alerts", e));
+                    }
                     if self.stop.load(Ordering::Relaxed) {
                         let deadline = *give_up_at
                             .get_or_insert_with(|| Instant::now() + self.config.shutdown_deadline);
                         if Instant::now() >= deadline {
-                            return Err(Error::Sink(format!("giving up at shutdown: {e}")));
+                            let e = Error::Sink(format!("giving up at shutdown: {e}"));
+                            return Err(self.abandon_output("alerts", e));
                         }
                     }
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "alert sink failed, retrying");
@@ -668,6 +676,17 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// An output gives up: what it still holds will not be delivered.
+    /// Freezes the commit tracker *before* those holds drop, so nothing is
+    /// committed past them (a restart replays them), and stops intake, so
+    /// the pipeline drains and the run ends with `error`.
+    fn abandon_output(&self, output: &'static str, error: Error) -> Error {
+        self.tracker.freeze();
+        self.stop.store(true, Ordering::Relaxed);
+        tracing::error!(output, error = %error, "output gave up: intake stopped, nothing more is committed");
+        error
     }
 
     fn run_dead_letter_sink(
@@ -693,10 +712,13 @@ impl Engine {
                             .dead_letter
                             .errors
                             .fetch_add(1, Ordering::Relaxed);
+                        if !e.class().is_retryable() {
+                            return Err(self.abandon_output("dead letters", e));
+                        }
                         if self.stop.load(Ordering::Relaxed) {
-                            return Err(Error::Sink(format!(
-                                "dead-letter sink failed at shutdown: {e}"
-                            )));
+                            let e =
+                                Error::Sink(format!("dead-letter sink failed at shutdown: {e}"));
+                            return Err(self.abandon_output("dead letters", e));
                         }
                         tracing::warn!(error = %e, "dead-letter sink failed, retrying");
                         self.metrics

@@ -47,7 +47,13 @@ impl LineTarget {
     }
 
     fn write_lines(&mut self, lines: &[impl AsRef<[u8]>]) -> Result<()> {
-        let io_error = |target: &str, e| Error::Sink(format!("cannot write to {target}: {e}"));
+        let io_error = |target: &str, e: std::io::Error| match e.kind() {
+            // The reader is gone (a closed pipe): retrying cannot help.
+            std::io::ErrorKind::BrokenPipe => {
+                Error::OutputClosed(format!("cannot write to {target}: {e}"))
+            }
+            _ => Error::Sink(format!("cannot write to {target}: {e}")),
+        };
         match self {
             LineTarget::Stdout => write_all_lines(&mut std::io::stdout().lock(), lines)
                 .map_err(|e| io_error("stdout", e)),
