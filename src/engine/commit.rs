@@ -24,8 +24,14 @@
 //! So the engine first [freezes](CommitTracker::freeze) the tracker: from
 //! then on it names no safe position, nothing more is committed, and a
 //! restart replays the lost output from the last commit.
+//!
+//! **A panic freezes every tracker** once [`freeze_on_panic`] is installed
+//! (the binary does, first thing): a thread that panics drops the batches,
+//! matches and alerts in its hands while it unwinds, and their holds would
+//! release as if they were done. The hook runs before the unwinding starts.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +39,20 @@ use crate::source::PartitionId;
 
 /// How often [`CommitTracker::wait_for_alert_acks`] looks again.
 const ACK_POLL: Duration = Duration::from_millis(5);
+
+/// Set by the hook of [`freeze_on_panic`]: some thread panicked.
+static PANICKED: AtomicBool = AtomicBool::new(false);
+
+/// Installs a panic hook, run before the panic's own output, after which
+/// no tracker of this process names a safe position (module docs). For
+/// binaries: the hook is process-wide.
+pub fn freeze_on_panic() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, Ordering::SeqCst);
+        previous(info);
+    }));
+}
 
 /// `(partition, offset)` pairs, usually one.
 pub type Holds = smallvec::SmallVec<[(PartitionId, u64); 1]>;
@@ -181,10 +201,13 @@ impl CommitTracker {
     }
 
     /// The position up to which `partition` may be committed (`None` for a
-    /// partition never read, and for every partition once frozen).
+    /// partition never read, and for every partition once frozen or after
+    /// a panic, see [`freeze_on_panic`]).
     pub fn safe_position(&self, partition: PartitionId) -> Option<u64> {
         let inner = self.lock();
-        if inner.frozen {
+        // Read under the lock: a hold a panicking thread releases is
+        // released after its hook ran, so whoever sees it sees the flag.
+        if inner.frozen || PANICKED.load(Ordering::SeqCst) {
             return None;
         }
         let state = inner.partitions.get(&partition)?;
