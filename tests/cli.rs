@@ -280,3 +280,19 @@ fn replay_into_a_closed_pipe_stops_with_an_output_error() {
         "{stderr}"
     );
 }
+
+/// `trailwatch rules list | head -1`: a report into a closed pipe is an i/o
+/// error (exit 4), never a panic.
+#[test]
+fn a_report_into_a_closed_pipe_is_an_output_error_not_a_panic() {
+    for args in [&["rules", "list"][..], &["gen", "flows", "10"][..]] {
+        // The reader is closed before the command starts: its first write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = trailwatch().args(args).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(4), "{args:?}: {stderr}");
+        assert!(stderr.contains("i/o error on stdout"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

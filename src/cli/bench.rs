@@ -144,8 +144,8 @@ pub fn execute(args: BenchArgs) -> Result<i32> {
     // memory already counted in RSS would absorb the new state.
     let state_line = args.state_keys.map(|keys| state_cost(&rules, keys));
     let sets = load_sets(&args)?;
-    println!("# trailwatch bench");
-    println!(
+    outln!("# trailwatch bench")?;
+    outln!(
         "rules: {} ({} cloudtrail, {} vpcflow, {} hostlog); batch {}; best of {}; {} semantics",
         rules.len(),
         rules.for_kind(crate::event::EventKind::CloudTrail).len(),
@@ -154,17 +154,17 @@ pub fn execute(args: BenchArgs) -> Result<i32> {
         args.batch,
         args.repeat.max(1),
         if args.replay { "replay" } else { "service" }
-    );
+    )?;
     for set in &sets {
-        println!();
-        println!(
+        outln!()?;
+        outln!(
             "## {}: {} records, {:.1} MB, {:.0} bytes/record",
             set.name,
             set.records.len(),
             set.bytes as f64 / 1e6,
             set.bytes as f64 / set.records.len().max(1) as f64
-        );
-        println!(
+        )?;
+        outln!(
             "{:<12} {:>12} {:>9} {:>9} {:>12} {:>9} {:>9} {:>10} {:>11} {:>8}",
             "mode",
             "ev/cpu-s",
@@ -176,7 +176,7 @@ pub fn execute(args: BenchArgs) -> Result<i32> {
             "peak RSS",
             "peak open",
             "B/open"
-        );
+        )?;
         let inline = if args.ungated {
             // Alternating, so that the box's drift hits both alike.
             let ungated_rules = Arc::new(rules.without_gates());
@@ -188,12 +188,12 @@ pub fn execute(args: BenchArgs) -> Result<i32> {
                 ungated = Some(faster(ungated, run));
             }
             let (inline, ungated) = (inline.unwrap_or_default(), ungated.unwrap_or_default());
-            print_row("inline", set, &inline);
-            print_row("ungated", set, &ungated);
-            println!(
+            print_row("inline", set, &inline)?;
+            print_row("ungated", set, &ungated)?;
+            outln!(
                 "ratio inline/ungated: {:.2}x by CPU time",
                 ungated.cpu.as_secs_f64() / inline.cpu.as_secs_f64().max(1e-9)
-            );
+            )?;
             inline
         } else if args.no_inline {
             RunStats::default()
@@ -201,7 +201,7 @@ pub fn execute(args: BenchArgs) -> Result<i32> {
             let inline = best_of(args.repeat, || {
                 run_inline(&rules, set, args.batch, args.replay)
             })?;
-            print_row("inline", set, &inline);
+            print_row("inline", set, &inline)?;
             inline
         };
         let batching = Batching {
@@ -212,21 +212,21 @@ pub fn execute(args: BenchArgs) -> Result<i32> {
             let stats = best_of(args.repeat, || {
                 run_engine(&rules, set, shards, batching, args.replay, args.thread_cpu)
             });
-            print_row(&format!("engine {shards}"), set, &stats?);
+            print_row(&format!("engine {shards}"), set, &stats?)?;
         }
         if !args.no_baseline && !args.no_inline {
             let baseline = best_of(args.repeat, || Ok(run_baseline(&rules, set)))?;
-            print_row("baseline", set, &baseline);
-            println!(
+            print_row("baseline", set, &baseline)?;
+            outln!(
                 "ratio inline/baseline: {:.1}x by CPU time, {:.1}x by wall time",
                 baseline.cpu.as_secs_f64() / inline.cpu.as_secs_f64().max(1e-9),
                 baseline.elapsed.as_secs_f64() / inline.elapsed.as_secs_f64().max(1e-9)
-            );
+            )?;
         }
     }
     if let Some(line) = state_line {
-        println!();
-        println!("{line}");
+        outln!()?;
+        outln!("{line}")?;
     }
     Ok(0)
 }
@@ -291,7 +291,7 @@ fn faster(best: Option<RunStats>, run: RunStats) -> RunStats {
     }
 }
 
-fn print_row(mode: &str, set: &DataSet, stats: &RunStats) {
+fn print_row(mode: &str, set: &DataSet, stats: &RunStats) -> Result<()> {
     let secs = stats.elapsed.as_secs_f64().max(1e-9);
     let cpu = stats.cpu.as_secs_f64().max(1e-9);
     let per_open = if stats.peak_open > 0 {
@@ -302,7 +302,7 @@ fn print_row(mode: &str, set: &DataSet, stats: &RunStats) {
     } else {
         "-".to_string()
     };
-    println!(
+    outln!(
         "{:<12} {:>12.0} {:>9.1} {:>9.3} {:>12.0} {:>9.3} {:>9} {:>8.0}MB {:>11} {:>8}",
         mode,
         stats.events as f64 / cpu,
@@ -314,10 +314,11 @@ fn print_row(mode: &str, set: &DataSet, stats: &RunStats) {
         stats.peak_rss_bytes as f64 / 1e6,
         stats.peak_open,
         per_open
-    );
+    )?;
     if let Some(roles) = &stats.roles {
-        println!("{}", thread_cpu::report(roles, stats.elapsed));
+        outln!("{}", thread_cpu::report(roles, stats.elapsed))?;
     }
+    Ok(())
 }
 
 /// On-CPU nanoseconds of the calling thread (`/proc/thread-self/schedstat`).

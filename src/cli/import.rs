@@ -234,8 +234,8 @@ pub fn execute(cmd: ImportCommand) -> Result<i32> {
     };
     let report = import::convert(set, &options, &input);
     if common.dry_run {
-        print!("{}", import::render_dry_run(&report));
-        print!("{}", import::render_summary(&report));
+        out!("{}", import::render_dry_run(&report))?;
+        out!("{}", import::render_summary(&report))?;
         return Ok(0);
     }
     let Some(out) = &common.out else {
@@ -244,11 +244,11 @@ pub fn execute(cmd: ImportCommand) -> Result<i32> {
         ));
     };
     import::write_out(&report, out)?;
-    print!("{}", import::render_summary(&report));
-    println!(
+    out!("{}", import::render_summary(&report))?;
+    outln!(
         "wrote {} rule file(s) and IMPORT_REPORT.md to {}",
         report.rules.len(),
         out.display()
-    );
+    )?;
     Ok(0)
 }

@@ -8,8 +8,25 @@
 //! | 1 | `rules test`: at least one rule test failed; `run --check`: invalid |
 //! | 2 | usage or configuration error |
 //! | 3 | rule file error (syntax, unknown key, bad filter) |
-//! | 4 | input/output error (unreadable file, sink failed at shutdown) |
+//! | 4 | input/output error (unreadable file, sink failed at shutdown, stdout closed) |
 //! | 70 | internal error (a bug) |
+
+/// `print!` for a command's report: a closed stdout (`trailwatch rules list
+/// | head -1`) is an i/o error on `stdout` (exit 4), never a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*).map_err(|e| $crate::error::Error::io("stdout", e))
+    }};
+}
+
+/// `println!` for a command's report (see `out!`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).map_err(|e| $crate::error::Error::io("stdout", e))
+    }};
+}
 
 pub mod backends;
 pub mod bench;

@@ -51,10 +51,16 @@ fn load(args: &RuleArgs) -> Result<Vec<LoadedRule>> {
 
 fn list(args: &RuleArgs) -> Result<i32> {
     let loaded = load(args)?;
-    println!(
+    outln!(
         "{:<40} {:<10} {:<7} {:<18} {:<8} {:<8} {:<30} origin",
-        "id", "kind", "window", "aggregate", "thresh", "enabled", "group_by"
-    );
+        "id",
+        "kind",
+        "window",
+        "aggregate",
+        "thresh",
+        "enabled",
+        "group_by"
+    )?;
     for rule in &loaded {
         let spec = &rule.spec;
         let aggregate = match &spec.aggregate {
@@ -65,7 +71,7 @@ fn list(args: &RuleArgs) -> Result<i32> {
             rules::model::ThresholdSpec::Text(t) => t.clone(),
             rules::model::ThresholdSpec::Parts { op, value } => format!("{op} {value}"),
         };
-        println!(
+        outln!(
             "{:<40} {:<10} {:<7} {:<18} {:<8} {:<8} {:<30} {}",
             spec.id,
             crate::event::EventKind::from(spec.kind).as_str(),
@@ -75,7 +81,7 @@ fn list(args: &RuleArgs) -> Result<i32> {
             spec.enabled,
             spec.group_by.join(","),
             rule.origin
-        );
+        )?;
     }
     Ok(0)
 }
@@ -84,12 +90,12 @@ fn check(dir: &std::path::Path) -> Result<i32> {
     match rules::load_dir(dir) {
         Ok(loaded) => {
             let set = rules::compile_all(&loaded).map_err(|p| Error::Rules(p.to_string()))?;
-            println!(
+            outln!(
                 "{}: {} rule file(s) ok, {} enabled",
                 dir.display(),
                 loaded.len(),
                 set.len()
-            );
+            )?;
             Ok(0)
         }
         Err(problems) => {
@@ -120,18 +126,18 @@ fn test(dir: Option<PathBuf>, args: &RuleArgs, only: Option<&str>) -> Result<i32
             match &result.failure {
                 None => {
                     passed += 1;
-                    println!("ok    {} :: {}", result.rule_id, result.case);
+                    outln!("ok    {} :: {}", result.rule_id, result.case)?;
                 }
                 Some(why) => {
                     failed += 1;
-                    println!("FAIL  {} :: {}\n      {why}", result.rule_id, result.case);
+                    outln!("FAIL  {} :: {}\n      {why}", result.rule_id, result.case)?;
                 }
             }
         }
     }
     for id in &untested {
-        println!("warn  {id} has no inline tests");
+        outln!("warn  {id} has no inline tests")?;
     }
-    println!("rule tests: {passed} passed, {failed} failed");
+    outln!("rule tests: {passed} passed, {failed} failed")?;
     Ok(if failed == 0 { 0 } else { 1 })
 }

@@ -171,37 +171,39 @@ pub fn execute(args: RunArgs) -> Result<i32> {
         }
     }
     if args.check {
-        println!("config ok: {}", args.config.display());
-        println!("effective config (secrets redacted):");
-        print!("{}", redacted_config(&args.config)?);
-        println!("rules: {} enabled", rules.len());
-        println!("sources: {}", config.sources.len());
-        println!(
+        outln!("config ok: {}", args.config.display())?;
+        outln!("effective config (secrets redacted):")?;
+        out!("{}", redacted_config(&args.config)?)?;
+        outln!("rules: {} enabled", rules.len())?;
+        outln!("sources: {}", config.sources.len())?;
+        outln!(
             "engine: shards={} decoders={} allowed_lateness_ms={} max_open_windows={}",
             engine_config.shards,
             engine_config.decoders,
             engine_config.watermark.allowed_lateness_ms,
             engine_config.max_open_windows
-        );
+        )?;
         if config.metrics.listen.trim().is_empty() {
-            println!("metrics listen: disabled");
+            outln!("metrics listen: disabled")?;
         } else {
-            println!("metrics listen: {}", config.metrics.listen);
+            outln!("metrics listen: {}", config.metrics.listen)?;
         }
         let format = match config.log.format {
             crate::config::LogFormat::Human => "human",
             crate::config::LogFormat::Json => "json",
         };
-        println!("log: level={} format={format}", config.log.level);
+        outln!("log: level={} format={format}", config.log.level)?;
         match &config.scaleout {
             Some(scaleout) => {
                 scaleout.validate(&config.sources)?;
-                println!(
+                outln!(
                     "scaleout: role={:?} topic={} group_id={}",
-                    scaleout.role, scaleout.topic, scaleout.group_id
-                );
+                    scaleout.role,
+                    scaleout.topic,
+                    scaleout.group_id
+                )?;
             }
-            None => println!("scaleout: none (direct path)"),
+            None => outln!("scaleout: none (direct path)")?,
         }
         return Ok(0);
     }
