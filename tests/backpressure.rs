@@ -1,6 +1,8 @@
 //! A failing alert sink: consumption pauses, memory stays bounded, nothing
 //! is committed past an unacknowledged alert, and the alert set is
-//! complete once the sink returns.
+//! complete once the sink returns. An output that gives up for good (a
+//! closed pipe, a sink still down at the shutdown deadline) ends the run,
+//! and nothing is committed past what it dropped.
 //!
 //! The outage is a *count* of failed sends (the engine retries with capped
 //! exponential backoff, 100 ms doubling), so CI needs no 60-second wait;
@@ -285,7 +287,13 @@ enum GiveUp {
     /// Every send fails (retryable); the second failure asks the engine to
     /// stop, and the sink is still down when the shutdown deadline passes.
     DownAtShutdown,
+    /// Alerts go through; the dead-letter output's reader is gone. Record
+    /// [`BAD_RECORD`] and every hundredth after it is not JSON.
+    DeadLettersClosed,
 }
+
+/// The first record that is not JSON in [`GiveUp::DeadLettersClosed`].
+const BAD_RECORD: u64 = 50;
 
 /// One record every 10 s of event time, so that windows close as the
 /// watermark passes and only the alert holds keep commits back.
@@ -322,7 +330,7 @@ impl AlertSink for GivingUpSink {
             GiveUp::ClosedAfter(n) if self.sends > n => {
                 Err(Error::OutputClosed("injected: reader gone".into()))
             }
-            GiveUp::ClosedAfter(_) => {
+            GiveUp::ClosedAfter(_) | GiveUp::DeadLettersClosed => {
                 let mut delivered = self.delivered.lock().expect("delivered");
                 delivered.extend_from_slice(alerts);
                 Ok(())
@@ -334,6 +342,19 @@ impl AlertSink for GivingUpSink {
                 Err(Error::Sink("injected outage".into()))
             }
         }
+    }
+}
+
+/// A dead-letter output whose reader is gone.
+struct ClosedDeadLetters;
+
+impl trailwatch::sink::DeadLetterSink for ClosedDeadLetters {
+    fn name(&self) -> &str {
+        "closed"
+    }
+
+    fn send(&mut self, _records: &[trailwatch::sink::DeadLetter]) -> Result<()> {
+        Err(Error::OutputClosed("injected: reader gone".into()))
     }
 }
 
@@ -360,19 +381,25 @@ fn run_until_output_gives_up(mode: GiveUp) -> (Error, Arc<SourceLog>, Vec<Alert>
         stop: engine.stop_handle(),
         delivered: Arc::clone(&delivered),
     };
+    let mut records = timed_records();
+    let dead_letters: Box<dyn trailwatch::sink::DeadLetterSink> = match mode {
+        GiveUp::DeadLettersClosed => {
+            for record in records.iter_mut().skip(BAD_RECORD as usize).step_by(100) {
+                *record = b"not json".to_vec();
+            }
+            Box::new(ClosedDeadLetters)
+        }
+        GiveUp::ClosedAfter(_) | GiveUp::DownAtShutdown => Box::new(MemoryDeadLetters::default()),
+    };
     let source = LoggingSource {
-        inner: MemorySource::new("p", timed_records(), BATCH),
+        inner: MemorySource::new("p", records, BATCH),
         log: Arc::clone(&source_log),
     };
     // Before the fix a closed output was retried for ever: guard the test
     // against hanging (this bounds a hang, it times nothing).
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let result = engine.run(
-            vec![Box::new(source)],
-            Box::new(sink),
-            Box::new(MemoryDeadLetters::default()),
-        );
+        let result = engine.run(vec![Box::new(source)], Box::new(sink), dead_letters);
         let _ = done_tx.send(result);
     });
     let result = done_rx
@@ -393,12 +420,17 @@ fn assert_commits_cover_only_delivered(log: &SourceLog, delivered: &[Alert]) {
     let first_lost = (0..RECORDS)
         .find(|i| !ids.contains(format!("e{i}").as_str()))
         .expect("some alert was not delivered");
+    assert_commits_stop_at(log, first_lost);
+}
+
+/// No commit passes offset `first_lost`.
+fn assert_commits_stop_at(log: &SourceLog, first_lost: u64) {
     let commits = log.commits.lock().expect("commits");
     for positions in commits.iter() {
         for (_, position) in positions {
             assert!(
                 *position <= first_lost,
-                "committed {position}, past the undelivered alert of record {first_lost}"
+                "committed {position}, past the undelivered output of record {first_lost}"
             );
         }
     }
@@ -424,4 +456,18 @@ fn a_sink_down_past_the_shutdown_deadline_commits_nothing_past_its_alerts() {
     );
     assert!(delivered.is_empty());
     assert_commits_cover_only_delivered(&log, &delivered);
+}
+
+#[test]
+fn a_closed_dead_letter_output_commits_nothing_past_its_records() {
+    let (error, log, delivered) = run_until_output_gives_up(GiveUp::DeadLettersClosed);
+    assert!(matches!(error, Error::OutputClosed(_)), "{error}");
+    assert!(
+        delivered
+            .iter()
+            .all(|a| a.key[0] != format!("e{BAD_RECORD}")),
+        "the bad record alerts nothing"
+    );
+    assert_commits_stop_at(&log, BAD_RECORD);
+    assert!(log.handed_out.load(Ordering::SeqCst) < RECORDS);
 }

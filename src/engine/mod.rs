@@ -37,7 +37,7 @@ use self::worker::{DeadLetterBatch, DecodeWorker};
 use crate::alert::Alert;
 use crate::decode::DecodeConfig;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SinkCounters};
 use crate::rules::RuleSet;
 use crate::sink::{AlertSink, DeadLetterSink, PartialSink};
 use crate::source::{PartitionEvent, PartitionRegistry, Poll, RawBatch, Source};
@@ -495,34 +495,10 @@ impl Engine {
         let counters = &self.metrics.repartition;
         let mut delivered = 0u64;
         for flush in rx.iter() {
-            let mut backoff = Duration::from_millis(100);
-            let mut give_up_at: Option<Instant> = None;
-            let bytes = loop {
-                match sink.send(&flush.partials, flush.watermark.as_ref()) {
-                    Ok(bytes) => break bytes,
-                    Err(e) => {
-                        counters.sink.errors.fetch_add(1, Ordering::Relaxed);
-                        if !e.class().is_retryable() {
-                            return Err(self.abandon_output("partials", e));
-                        }
-                        if self.stop.load(Ordering::Relaxed) {
-                            let deadline = *give_up_at.get_or_insert_with(|| {
-                                Instant::now() + self.config.shutdown_deadline
-                            });
-                            if Instant::now() >= deadline {
-                                let e = Error::Sink(format!("giving up at shutdown: {e}"));
-                                return Err(self.abandon_output("partials", e));
-                            }
-                        }
-                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "repartition sink failed, retrying");
-                        counters.sink.retries.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-            };
+            let bytes = self.send_retrying("partials", &counters.sink, || {
+                sink.send(&flush.partials, flush.watermark.as_ref())
+            })?;
             let partials = flush.partials.len() as u64;
-            counters.sink.sent.fetch_add(partials, Ordering::Relaxed);
             counters.produced.fetch_add(partials, Ordering::Relaxed);
             counters.produced_bytes.fetch_add(bytes, Ordering::Relaxed);
             if flush.watermark.is_some() {
@@ -629,7 +605,11 @@ impl Engine {
                 }
             }
             let alerts: Vec<Alert> = emitted.iter().map(|e| e.alert.clone()).collect();
-            self.deliver(&mut *sink, &alerts)?;
+            self.send_retrying("alerts", &self.metrics.sink, || sink.send(&alerts))?;
+            self.metrics
+                .sink
+                .sent
+                .fetch_add(alerts.len() as u64, Ordering::Relaxed);
             let now = crate::source::now_ms();
             for e in &emitted {
                 self.metrics
@@ -644,37 +624,40 @@ impl Engine {
         Ok(delivered)
     }
 
-    fn deliver(&self, sink: &mut dyn AlertSink, alerts: &[Alert]) -> Result<()> {
+    /// Sends with the output retry policy (`sink` module docs): a retryable
+    /// error is retried with capped exponential backoff while intake pauses
+    /// (backpressure); once a stop is requested, only until the shutdown
+    /// deadline. A non-retryable error, or that deadline, abandons the
+    /// output ([`Engine::abandon_output`]).
+    fn send_retrying<T>(
+        &self,
+        output: &'static str,
+        counters: &SinkCounters,
+        mut send: impl FnMut() -> Result<T>,
+    ) -> Result<T> {
         let mut backoff = Duration::from_millis(100);
         let mut give_up_at: Option<Instant> = None;
         loop {
-            match sink.send(alerts) {
-                Ok(()) => {
-                    self.metrics
-                        .sink
-                        .sent
-                        .fetch_add(alerts.len() as u64, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.metrics.sink.errors.fetch_add(1, Ordering::Relaxed);
-                    if !e.class().is_retryable() {
-                        return Err(self.abandon_output("alerts", e));
-                    }
-                    if self.stop.load(Ordering::Relaxed) {
-                        let deadline = *give_up_at
-                            .get_or_insert_with(|| Instant::now() + self.config.shutdown_deadline);
-                        if Instant::now() >= deadline {
-                            let e = Error::Sink(format!("giving up at shutdown: {e}"));
-                            return Err(self.abandon_output("alerts", e));
-                        }
-                    }
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "alert sink failed, retrying");
-                    self.metrics.sink.retries.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+            let error = match send() {
+                Ok(sent) => return Ok(sent),
+                Err(error) => error,
+            };
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            if !error.class().is_retryable() {
+                return Err(self.abandon_output(output, error));
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                let deadline = *give_up_at
+                    .get_or_insert_with(|| Instant::now() + self.config.shutdown_deadline);
+                if Instant::now() >= deadline {
+                    let error = Error::Sink(format!("{output}: giving up at shutdown: {error}"));
+                    return Err(self.abandon_output(output, error));
                 }
             }
+            tracing::warn!(output, error = %error, retry_in_ms = backoff.as_millis() as u64, "output failed, retrying");
+            counters.retries.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
@@ -694,42 +677,15 @@ impl Engine {
         rx: Receiver<DeadLetterBatch>,
         mut sink: Box<dyn DeadLetterSink>,
     ) -> Result<()> {
-        let mut backoff = Duration::from_millis(100);
         // Dropping `_hold` after the send acknowledges the batch.
         for (records, _hold) in rx.iter() {
-            loop {
-                match sink.send(&records) {
-                    Ok(()) => {
-                        self.metrics
-                            .dead_letter
-                            .sent
-                            .fetch_add(records.len() as u64, Ordering::Relaxed);
-                        backoff = Duration::from_millis(100);
-                        break;
-                    }
-                    Err(e) => {
-                        self.metrics
-                            .dead_letter
-                            .errors
-                            .fetch_add(1, Ordering::Relaxed);
-                        if !e.class().is_retryable() {
-                            return Err(self.abandon_output("dead letters", e));
-                        }
-                        if self.stop.load(Ordering::Relaxed) {
-                            let e =
-                                Error::Sink(format!("dead-letter sink failed at shutdown: {e}"));
-                            return Err(self.abandon_output("dead letters", e));
-                        }
-                        tracing::warn!(error = %e, "dead-letter sink failed, retrying");
-                        self.metrics
-                            .dead_letter
-                            .retries
-                            .fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
+            self.send_retrying("dead letters", &self.metrics.dead_letter, || {
+                sink.send(&records)
+            })?;
+            self.metrics
+                .dead_letter
+                .sent
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -5,10 +5,15 @@
 //! [`AlertSink::send`] returns `Ok` only once every alert of the batch is
 //! durably handed over (written and flushed, or acknowledged by a broker).
 //! Only then does the engine release the alerts' commit holds, so the
-//! source can commit past the records that caused them. On `Err` the
-//! engine retries the same batch with capped exponential backoff; while it
-//! retries, the bounded channels fill and intake pauses (backpressure):
-//! nothing is dropped and nothing is buffered without bound.
+//! source can commit past the records that caused them. On a retryable
+//! `Err` (class external) the engine retries the same batch with capped
+//! exponential backoff; while it retries, the bounded channels fill and
+//! intake pauses (backpressure): nothing is dropped and nothing is buffered
+//! without bound. After a stop request it retries only until the shutdown
+//! deadline. A non-retryable error (an [`crate::error::Error::OutputClosed`] pipe, an
+//! alert that cannot be encoded) or that deadline ends the run, and the
+//! commit tracker is frozen first (`engine::commit`, "Frozen"), so what
+//! the sink never took is delivered again after a restart.
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -17,6 +22,8 @@ pub mod kinesis;
 pub mod writer;
 
 use crate::alert::Alert;
+#[cfg(doc)]
+use crate::error::Error;
 use crate::error::{ErrorClass, Result};
 
 /// Destination of alerts.
