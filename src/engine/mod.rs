@@ -495,10 +495,10 @@ impl Engine {
         let counters = &self.metrics.repartition;
         let mut delivered = 0u64;
         for flush in rx.iter() {
-            let bytes = self.send_retrying("partials", &counters.sink, || {
+            let partials = flush.partials.len() as u64;
+            let bytes = self.send_retrying("partials", &counters.sink, partials, || {
                 sink.send(&flush.partials, flush.watermark.as_ref())
             })?;
-            let partials = flush.partials.len() as u64;
             counters.produced.fetch_add(partials, Ordering::Relaxed);
             counters.produced_bytes.fetch_add(bytes, Ordering::Relaxed);
             if flush.watermark.is_some() {
@@ -605,11 +605,8 @@ impl Engine {
                 }
             }
             let alerts: Vec<Alert> = emitted.iter().map(|e| e.alert.clone()).collect();
-            self.send_retrying("alerts", &self.metrics.sink, || sink.send(&alerts))?;
-            self.metrics
-                .sink
-                .sent
-                .fetch_add(alerts.len() as u64, Ordering::Relaxed);
+            let count = alerts.len() as u64;
+            self.send_retrying("alerts", &self.metrics.sink, count, || sink.send(&alerts))?;
             let now = crate::source::now_ms();
             for e in &emitted {
                 self.metrics
@@ -628,18 +625,23 @@ impl Engine {
     /// error is retried with capped exponential backoff while intake pauses
     /// (backpressure); once a stop is requested, only until the shutdown
     /// deadline. A non-retryable error, or that deadline, abandons the
-    /// output ([`Engine::abandon_output`]).
+    /// output ([`Engine::abandon_output`]). Counts `items` as sent once
+    /// `send` succeeds, and each failure and retry.
     fn send_retrying<T>(
         &self,
         output: &'static str,
         counters: &SinkCounters,
+        items: u64,
         mut send: impl FnMut() -> Result<T>,
     ) -> Result<T> {
         let mut backoff = Duration::from_millis(100);
         let mut give_up_at: Option<Instant> = None;
         loop {
             let error = match send() {
-                Ok(sent) => return Ok(sent),
+                Ok(sent) => {
+                    counters.sent.fetch_add(items, Ordering::Relaxed);
+                    return Ok(sent);
+                }
                 Err(error) => error,
             };
             counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -679,13 +681,10 @@ impl Engine {
     ) -> Result<()> {
         // Dropping `_hold` after the send acknowledges the batch.
         for (records, _hold) in rx.iter() {
-            self.send_retrying("dead letters", &self.metrics.dead_letter, || {
+            let count = records.len() as u64;
+            self.send_retrying("dead letters", &self.metrics.dead_letter, count, || {
                 sink.send(&records)
             })?;
-            self.metrics
-                .dead_letter
-                .sent
-                .fetch_add(records.len() as u64, Ordering::Relaxed);
         }
         Ok(())
     }
