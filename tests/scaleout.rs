@@ -704,6 +704,29 @@ fn three_replicas_with_repartitioning_equal_the_single_process_run() {
         produced > 0.0 && consumed >= produced,
         "stage 1 produced {produced} partials, stage 2 consumed {consumed}"
     );
+    // The repartition output counts its deliveries like every sink (read
+    // in the same scrape as the partials produced).
+    let (mut sent, mut produced_now) = (0.0, 0.0);
+    for replica in &replicas {
+        let lines = replica.metrics(&[
+            "trailwatch_sink_sends_total",
+            "trailwatch_repartition_partials_produced_total",
+        ]);
+        for line in lines.iter().filter(|l| l.contains("stage=\"1\"")) {
+            let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+            if line.starts_with("trailwatch_sink_sends_total")
+                && line.contains("sink=\"repartition\"")
+            {
+                sent += value.unwrap_or(f64::NAN);
+            } else if line.starts_with("trailwatch_repartition_partials_produced_total") {
+                produced_now += value.unwrap_or(f64::NAN);
+            }
+        }
+    }
+    assert!(
+        sent >= produced && sent == produced_now,
+        "the repartition sink sent {sent} partials, stage 1 produced {produced_now}"
+    );
     assert!(
         stage_total("trailwatch_records_received_total", "1") >= records.len() as f64,
         "stage 1's input records are exposed"

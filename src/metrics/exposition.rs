@@ -356,7 +356,7 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
     };
     out.push(family(
         "trailwatch_sink_sends_total",
-        "Alerts or dead letters delivered by each sink.",
+        "Items each output delivered: alerts, dead letters or partials (repartition).",
         COUNTER,
         per_sink(|c| &c.sent),
     ));
