@@ -24,7 +24,11 @@ pub fn init(level: &str, format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(true);
+        .with_target(true)
+        // A log line that cannot be written (stderr is a closed pipe) has
+        // nowhere else to go: by default the subscriber reports that with
+        // `eprintln!`, which panics on the same closed stderr.
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder

@@ -296,3 +296,34 @@ fn a_report_into_a_closed_pipe_is_an_output_error_not_a_panic() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// With stderr a closed pipe, nothing can be reported there: the exit
+/// status still says what happened, and nothing panics (a panic exits 101,
+/// or 70 through the engine). `replay` writes its dead letters to stderr,
+/// so they had nowhere to go (4); `rules check` found a problem (3).
+#[test]
+fn a_closed_stderr_changes_the_exit_status_only() {
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("bad.yaml"), "id: [\n").unwrap();
+    let broken_dir = broken.path().to_str().unwrap();
+    let cases: [(&[&str], i32); 3] = [
+        (&["replay", "samples/"], 4),
+        (&["rules", "check", broken_dir], 3),
+        (
+            &["replay", "--quiet", "samples/cloudtrail/eventbridge.jsonl"],
+            0,
+        ),
+    ];
+    for (args, code) in cases {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = trailwatch()
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::null())
+            .stderr(writer)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(code), "{args:?}");
+    }
+}

@@ -28,6 +28,24 @@ macro_rules! outln {
     }};
 }
 
+/// `eprint!` without its panic when stderr is closed (`2>&-`): there is
+/// nowhere left to report that, so the write error is dropped. The exit
+/// status still tells what happened.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` without its panic when stderr is closed (see `err!`).
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod backends;
 pub mod bench;
 pub mod gen;
@@ -96,7 +114,7 @@ pub fn main_with(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("trailwatch: {error}");
+            errln!("trailwatch: {error}");
             error.exit_code()
         }
     }

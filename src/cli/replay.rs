@@ -99,7 +99,7 @@ pub fn execute(args: ReplayArgs) -> Result<i32> {
         Box::new(LineDeadLetterSink::new(dead_target, dead_format)),
     )?;
     if !args.quiet {
-        eprint!(
+        err!(
             "{}",
             render_summary(&engine.metrics(), &rules, summary.elapsed)
         );

@@ -100,9 +100,9 @@ fn check(dir: &std::path::Path) -> Result<i32> {
         }
         Err(problems) => {
             for problem in &problems {
-                eprintln!("{problem}");
+                errln!("{problem}");
             }
-            eprintln!("{} problem(s) found", problems.len());
+            errln!("{} problem(s) found", problems.len());
             Ok(3)
         }
     }
