@@ -574,6 +574,48 @@ fn extreme_timestamps_are_windowed_or_dead_lettered() {
     out.assert_good_burst_alerted();
 }
 
+/// A flow `start` and a CloudWatch Logs timestamp are numbers, with no
+/// calendar to bound them: outside the years 0000 to 9999 they are bad
+/// event times, not windows near `i64::MIN` (whose arithmetic overflowed:
+/// a panic in a debug build, a window ending at `i64::MAX` in release).
+#[test]
+fn flow_and_log_event_times_outside_years_0_to_9999_are_dead_lettered() {
+    let flow = |start: &str| {
+        format!("2 111122223333 eni-1 198.51.100.7 10.0.0.5 40000 22 6 1 40 {start} 1709295600 REJECT OK")
+            .into_bytes()
+    };
+    let host_event = |timestamp: i64| {
+        gzip(
+            format!(
+                r#"{{"messageType":"DATA_MESSAGE","owner":"111122223333","logGroup":"/var/log/secure","logStream":"i-1","logEvents":[{{"id":"1","timestamp":{timestamp},"message":"ip-10-0-0-5 su: pam_unix(su:auth): authentication failure; logname=ec2-user uid=1000 euid=0 tty=pts/0 ruser=ec2-user rhost=  user=dbdev"}}]}}"#
+            )
+            .as_bytes(),
+        )
+    };
+    let hostile = vec![
+        flow("-9223372036854775808"),
+        flow("-62167219201"),
+        flow("253402300800"),
+        flow("99999999999999999"),
+        host_event(i64::MIN),
+        host_event(i64::MAX),
+        // The edges themselves are times.
+        flow("-62167219200"),
+        flow("253402300799"),
+    ];
+    let out = run_mixed(&[BURST_RULE, FLOW_RULE], hostile);
+    for offset in 0..6 {
+        out.assert_dead_lettered(offset, &[DecodeErrorReason::BadEventTime]);
+    }
+    assert!(
+        out.dead.iter().all(|d| d.offset < 6),
+        "the edges are decoded: {:?}",
+        out.dead
+    );
+    out.assert_counts_match_dead_letters();
+    out.assert_good_burst_alerted();
+}
+
 #[test]
 fn leap_second_timestamp_is_accounted_for() {
     let leap_ip = "198.51.100.60";

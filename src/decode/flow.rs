@@ -24,7 +24,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::decode::{DecodeError, DecodeErrorReason, Envelope};
+use crate::decode::{event_time_in_range, DecodeError, DecodeErrorReason, Envelope};
 use crate::event::{Event, EventKind, EventView, FieldRef, FieldValue, Fields};
 use crate::fields::{FieldPlan, Slot};
 
@@ -400,7 +400,7 @@ impl FlowDecoder {
         record.region = self.region.and_then(|column| record.value_at(column));
         record.time_ms = match (start, envelope.timestamp_ms) {
             (Some(start), _) => match parse_seconds(start) {
-                Some(seconds) => seconds.saturating_mul(1000),
+                Some(seconds) => event_time_in_range(seconds.saturating_mul(1000), "flow start")?,
                 None => {
                     return Err(DecodeError::new(
                         DecodeErrorReason::BadFlowRecord,
@@ -408,7 +408,7 @@ impl FlowDecoder {
                     ));
                 }
             },
-            (None, Some(timestamp)) => timestamp,
+            (None, Some(timestamp)) => event_time_in_range(timestamp, "log event timestamp")?,
             (None, None) => {
                 return Err(DecodeError::new(
                     DecodeErrorReason::BadEventTime,

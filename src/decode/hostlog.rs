@@ -17,7 +17,9 @@
 use std::borrow::Cow;
 
 use crate::decode::cloudtrail::{days_from_civil, parse_rfc3339_ms};
-use crate::decode::{missing_fields, DecodeError, DecodeErrorReason, Envelope, EnvelopeSlots};
+use crate::decode::{
+    event_time_in_range, missing_fields, DecodeError, DecodeErrorReason, Envelope, EnvelopeSlots,
+};
 use crate::event::{Event, EventKind, FieldValue};
 use crate::fields::{FieldPlan, Slot};
 
@@ -102,6 +104,7 @@ impl HostLogDecoder {
                 "host log line has no timestamp",
             )
         })?;
+        let time_ms = event_time_in_range(time_ms, "host log timestamp")?;
         let mut fields = missing_fields(self.plan_len);
         for (slot, field) in &self.planned {
             let value = match field {

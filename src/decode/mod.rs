@@ -234,6 +234,27 @@ impl Default for DecodeConfig {
     }
 }
 
+/// The event times accepted, in epoch ms: years 0000 to 9999, what a
+/// CloudTrail `eventTime` can write. A flow `start` or a CloudWatch Logs
+/// timestamp outside is `bad_event_time` (window arithmetic near
+/// `i64::MIN` would overflow; the future side is clamped later, see
+/// [`crate::engine::watermark`]).
+pub const EVENT_TIME_RANGE_MS: std::ops::RangeInclusive<i64> =
+    -62_167_219_200_000..=253_402_300_799_999;
+
+/// `time_ms` if it is in [`EVENT_TIME_RANGE_MS`], else `bad_event_time`
+/// naming `what` (the field it came from).
+pub fn event_time_in_range(time_ms: i64, what: &str) -> Result<i64, DecodeError> {
+    if EVENT_TIME_RANGE_MS.contains(&time_ms) {
+        Ok(time_ms)
+    } else {
+        Err(DecodeError::new(
+            DecodeErrorReason::BadEventTime,
+            format!("{what} {time_ms} ms is outside the years 0000 to 9999"),
+        ))
+    }
+}
+
 /// Envelope facts a container passes down to the events inside it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Envelope<'a> {
