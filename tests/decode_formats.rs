@@ -225,6 +225,54 @@ fn cloudwatch_logs_data_and_control_messages() {
     assert_eq!(str_field(&sshd.fields[2]).as_deref(), Some("sshd"));
 }
 
+/// A log event of the wrong shape (a fractional or string timestamp, a
+/// numeric id) is dead-lettered alone, as its own JSON; its neighbours in
+/// the envelope are decoded. A DATA_MESSAGE without `logEvents` is
+/// malformed, not an empty batch.
+#[test]
+fn one_malformed_log_event_never_hides_its_neighbours() {
+    let good = |id: &str| {
+        format!(
+            r#"{{"id":"{id}","timestamp":1709294401000,"message":{}}}"#,
+            serde_json::to_string(SU).unwrap()
+        )
+    };
+    let bad = [
+        r#"{"id":"b1","timestamp":1709294401000.5,"message":"x"}"#,
+        r#"{"id":"b2","timestamp":"1709294401000","message":"x"}"#,
+        r#"{"id":3,"timestamp":1709294401000,"message":"x"}"#,
+        r#"7"#,
+    ];
+    let events = [
+        good("g1"),
+        bad[0].into(),
+        good("g2"),
+        bad[1].into(),
+        bad[2].into(),
+        bad[3].into(),
+        good("g3"),
+    ];
+    let data = format!(
+        r#"{{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"grp","logStream":"s","logEvents":[{}]}}"#,
+        events.join(",")
+    );
+    let missing = r#"{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s"}"#;
+    let empty = r#"{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","logEvents":[]}"#;
+    let out = decode(&[&gz(data.as_bytes()), missing.as_bytes(), empty.as_bytes()]);
+    let ids: Vec<Option<&str>> = out.events.iter().map(|e| e.id.as_deref()).collect();
+    assert_eq!(ids, vec![Some("g1"), Some("g2"), Some("g3")]);
+    assert_eq!(out.reasons(), vec![R::BadCloudWatchLogs; 5]);
+    let originals: Vec<&[u8]> = out.errors.iter().map(|e| e.original.as_slice()).collect();
+    let mut expected: Vec<&[u8]> = bad.iter().map(|b| b.as_bytes()).collect();
+    expected.push(missing.as_bytes());
+    assert_eq!(originals, expected);
+    assert!(
+        out.errors[4].error.detail.contains("without logEvents"),
+        "{:?}",
+        out.errors[4].error
+    );
+}
+
 #[test]
 fn awslogs_base64_wrapper() {
     let data = gz(logs_envelope("DATA_MESSAGE", &[SSHD.to_string()]).as_bytes());

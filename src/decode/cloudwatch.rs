@@ -4,10 +4,13 @@
 //! logStream, logEvents:[{id, timestamp, message}]}` borrowing from the
 //! input; strings with escapes (a CloudTrail record inside `message`) are
 //! owned. A malformed envelope is `bad_cloudwatch_logs` (or `invalid_json`,
-//! `too_deep`). [`parse_awslogs`] reads `{"awslogs":{"data":BASE64}}` and
-//! returns the decoded (still gzip) bytes; bad base64 is `bad_base64`. The
-//! caller decodes each log event's message on its own, so one bad message
-//! never hides the others.
+//! `too_deep`). When only its log events are of the wrong shape (a string
+//! `timestamp`, a numeric `id`), [`parse_envelope_by_event`] still reads
+//! it, leaving each event as raw JSON for [`parse_log_event`]: one bad
+//! event never hides the others. [`parse_awslogs`] reads
+//! `{"awslogs":{"data":BASE64}}` and returns the decoded (still gzip)
+//! bytes; bad base64 is `bad_base64`. The caller decodes each log event's
+//! message on its own, so one bad message never hides the others either.
 
 use std::borrow::Cow;
 
@@ -32,10 +35,11 @@ pub fn text_of<'s>(value: &'s Option<Text<'_>>) -> Option<&'s str> {
     value.as_ref().map(|t| t.0.as_ref())
 }
 
-/// A CloudWatch Logs subscription envelope.
+/// A CloudWatch Logs subscription envelope, its log events read as `E`:
+/// [`LogEvent`], or raw JSON (`&RawValue`) to read one by one.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LogsEnvelope<'a> {
+#[serde(rename_all = "camelCase", bound(deserialize = "E: Deserialize<'de>"))]
+pub struct LogsEnvelope<'a, E> {
     #[serde(borrow)]
     pub message_type: Cow<'a, str>,
     #[serde(borrow, default)]
@@ -44,8 +48,9 @@ pub struct LogsEnvelope<'a> {
     pub log_group: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub log_stream: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    pub log_events: Vec<LogEvent<'a>>,
+    /// `None` when absent: a `DATA_MESSAGE` without it is malformed.
+    #[serde(default)]
+    pub log_events: Option<Vec<E>>,
 }
 
 /// One log event of an envelope.
@@ -60,16 +65,35 @@ pub struct LogEvent<'a> {
 }
 
 /// Parses an envelope from JSON text.
-pub fn parse_envelope(text: &str) -> Result<LogsEnvelope<'_>, DecodeError> {
-    serde_json::from_str(text).map_err(|error| {
-        let classified = classify(error);
-        match classified.reason {
-            DecodeErrorReason::WrongType => {
-                DecodeError::new(DecodeErrorReason::BadCloudWatchLogs, classified.detail)
-            }
-            _ => classified,
-        }
+pub fn parse_envelope(text: &str) -> Result<LogsEnvelope<'_, LogEvent<'_>>, DecodeError> {
+    serde_json::from_str(text).map_err(malformed)
+}
+
+/// Parses an envelope whose log events [`parse_envelope`] refused, leaving
+/// each event raw for [`parse_log_event`].
+pub fn parse_envelope_by_event(
+    text: &str,
+) -> Result<LogsEnvelope<'_, &serde_json::value::RawValue>, DecodeError> {
+    serde_json::from_str(text).map_err(malformed)
+}
+
+/// Parses one raw log event of [`parse_envelope_by_event`].
+pub fn parse_log_event(raw: &serde_json::value::RawValue) -> Result<LogEvent<'_>, DecodeError> {
+    serde_json::from_str(raw.get()).map_err(|error| {
+        let error = malformed(error);
+        DecodeError::new(error.reason, format!("log event: {}", error.detail))
     })
+}
+
+/// A value of the wrong type in an envelope is `bad_cloudwatch_logs`.
+fn malformed(error: serde_json::Error) -> DecodeError {
+    let classified = classify(error);
+    match classified.reason {
+        DecodeErrorReason::WrongType => {
+            DecodeError::new(DecodeErrorReason::BadCloudWatchLogs, classified.detail)
+        }
+        _ => classified,
+    }
 }
 
 #[derive(Deserialize)]
@@ -87,15 +111,7 @@ struct AwsLogsData<'a> {
 /// Reads the Lambda-style `{"awslogs":{"data":BASE64}}` wrapper and returns
 /// the decoded payload bytes.
 pub fn parse_awslogs(text: &str) -> Result<Vec<u8>, DecodeError> {
-    let wrapper: AwsLogs<'_> = serde_json::from_str(text).map_err(|error| {
-        let classified = classify(error);
-        match classified.reason {
-            DecodeErrorReason::WrongType => {
-                DecodeError::new(DecodeErrorReason::BadCloudWatchLogs, classified.detail)
-            }
-            _ => classified,
-        }
-    })?;
+    let wrapper: AwsLogs<'_> = serde_json::from_str(text).map_err(malformed)?;
     base64::engine::general_purpose::STANDARD
         .decode(wrapper.awslogs.data.trim().as_bytes())
         .map_err(|error| {
@@ -117,7 +133,10 @@ mod tests {
         let envelope = parse_envelope(text).unwrap();
         assert_eq!(envelope.message_type, DATA_MESSAGE);
         assert!(matches!(envelope.owner, Some(Text(Cow::Borrowed("111")))));
-        assert_eq!(text_of(&envelope.log_events[0].message), Some("{\"a\":1}"));
+        assert_eq!(
+            text_of(&envelope.log_events.as_ref().unwrap()[0].message),
+            Some("{\"a\":1}")
+        );
         let bad = parse_envelope(r#"{"messageType":5}"#).unwrap_err();
         assert_eq!(bad.reason, DecodeErrorReason::BadCloudWatchLogs);
     }

@@ -531,19 +531,58 @@ impl Decoder {
     }
 
     fn decode_logs(&mut self, text: &str, out: &mut dyn DecodeSink) {
-        let logs = match cloudwatch::parse_envelope(text) {
-            Ok(logs) => logs,
-            Err(e) => {
-                out.error(e, text.as_bytes());
+        let refused = match cloudwatch::parse_envelope(text) {
+            Ok(logs) => {
+                if let Some(events) = self.data_events(&logs, text, out) {
+                    for log_event in events {
+                        self.decode_log_event(&logs, log_event, text, out);
+                    }
+                }
                 return;
             }
+            Err(refused) => refused,
         };
+        // One log event of the wrong shape (a string timestamp, a numeric
+        // id) fails the typed read of the whole envelope: read it again
+        // event by event, so that only that event is dead-lettered.
+        let Ok(logs) = cloudwatch::parse_envelope_by_event(text) else {
+            out.error(refused, text.as_bytes());
+            return;
+        };
+        if let Some(events) = self.data_events(&logs, text, out) {
+            for raw in events {
+                match cloudwatch::parse_log_event(raw) {
+                    Ok(log_event) => self.decode_log_event(&logs, &log_event, raw.get(), out),
+                    Err(e) => out.error(e, raw.get().as_bytes()),
+                }
+            }
+        }
+    }
+
+    /// The log events of a `DATA_MESSAGE`; reports a control message, or
+    /// an envelope of another type or without `logEvents`, and gives none.
+    fn data_events<'l, E>(
+        &self,
+        logs: &'l cloudwatch::LogsEnvelope<'_, E>,
+        text: &str,
+        out: &mut dyn DecodeSink,
+    ) -> Option<&'l [E]> {
         match logs.message_type.as_ref() {
             CONTROL_MESSAGE => {
                 out.control_message();
-                return;
+                None
             }
-            DATA_MESSAGE => {}
+            DATA_MESSAGE => {
+                if logs.log_events.is_none() {
+                    error(
+                        out,
+                        DecodeErrorReason::BadCloudWatchLogs,
+                        "DATA_MESSAGE without logEvents",
+                        text.as_bytes(),
+                    );
+                }
+                logs.log_events.as_deref()
+            }
             other => {
                 let detail = format!("unknown CloudWatch Logs messageType {other:?}");
                 error(
@@ -552,40 +591,50 @@ impl Decoder {
                     detail,
                     text.as_bytes(),
                 );
-                return;
+                None
             }
         }
-        for log_event in &logs.log_events {
-            let envelope = Envelope {
-                owner: cloudwatch::text_of(&logs.owner),
-                log_group: cloudwatch::text_of(&logs.log_group),
-                log_stream: cloudwatch::text_of(&logs.log_stream),
-                event_id: cloudwatch::text_of(&log_event.id),
-                timestamp_ms: log_event.timestamp,
-            };
-            let Some(message) = cloudwatch::text_of(&log_event.message) else {
-                let detail = format!("log event {:?} has no message", envelope.event_id);
-                error(
-                    out,
-                    DecodeErrorReason::BadCloudWatchLogs,
-                    detail,
-                    text.as_bytes(),
-                );
-                continue;
-            };
-            let message = message.trim_matches(|c: char| c.is_ascii_whitespace());
-            if message.is_empty() {
-                error(
-                    out,
-                    DecodeErrorReason::EmptyRecord,
-                    "empty log event message",
-                    message.as_bytes(),
-                );
-            } else if message.starts_with('{') {
-                self.decode_cloudtrail(message, &envelope, out);
-            } else {
-                self.decode_line(message, false, &envelope, out);
-            }
+    }
+
+    /// One log event of a data message: its message, decoded on its own.
+    /// `original`: what is dead-lettered for an event without a message
+    /// (the event's JSON where it was read alone, else the envelope).
+    fn decode_log_event<E>(
+        &mut self,
+        logs: &cloudwatch::LogsEnvelope<'_, E>,
+        log_event: &cloudwatch::LogEvent<'_>,
+        original: &str,
+        out: &mut dyn DecodeSink,
+    ) {
+        let envelope = Envelope {
+            owner: cloudwatch::text_of(&logs.owner),
+            log_group: cloudwatch::text_of(&logs.log_group),
+            log_stream: cloudwatch::text_of(&logs.log_stream),
+            event_id: cloudwatch::text_of(&log_event.id),
+            timestamp_ms: log_event.timestamp,
+        };
+        let Some(message) = cloudwatch::text_of(&log_event.message) else {
+            let detail = format!("log event {:?} has no message", envelope.event_id);
+            error(
+                out,
+                DecodeErrorReason::BadCloudWatchLogs,
+                detail,
+                original.as_bytes(),
+            );
+            return;
+        };
+        let message = message.trim_matches(|c: char| c.is_ascii_whitespace());
+        if message.is_empty() {
+            error(
+                out,
+                DecodeErrorReason::EmptyRecord,
+                "empty log event message",
+                message.as_bytes(),
+            );
+        } else if message.starts_with('{') {
+            self.decode_cloudtrail(message, &envelope, out);
+        } else {
+            self.decode_line(message, false, &envelope, out);
         }
     }
 
