@@ -225,6 +225,35 @@ fn cloudwatch_logs_data_and_control_messages() {
     assert_eq!(str_field(&sshd.fields[2]).as_deref(), Some("sshd"));
 }
 
+/// An EventBridge rule can target a log group: each log event is then a
+/// whole EventBridge event, its CloudTrail record in `detail`.
+#[test]
+fn eventbridge_events_in_a_log_group_are_unwrapped() {
+    let wrap = |detail_type: &str, id: &str| {
+        format!(
+            r#"{{"version":"0","id":"{id}","detail-type":"{detail_type}","source":"aws.cloudtrail","account":"111122223333","time":"2024-03-01T12:00:05Z","region":"us-east-1","resources":[],"detail":{}}}"#,
+            ct("StopLogging", id)
+        )
+    };
+    let data = logs_envelope(
+        "DATA_MESSAGE",
+        &[
+            wrap("AWS API Call via CloudTrail", "eb1"),
+            wrap("EC2 Instance State-change Notification", "eb2"),
+            ct("StopLogging", "plain"),
+        ],
+    );
+    let out = decode(&[&gz(data.as_bytes())]);
+    let names: Vec<Option<String>> = out.events.iter().map(|e| str_field(&e.fields[0])).collect();
+    assert_eq!(
+        names,
+        vec![Some("StopLogging".into()), Some("StopLogging".into())]
+    );
+    // The envelope's facts reach the record inside the EventBridge event.
+    assert_eq!(str_field(&out.events[0].fields[3]).as_deref(), Some("grp"));
+    assert_eq!(out.reasons(), vec![R::UnknownFormat]);
+}
+
 /// A log event of the wrong shape (a fractional or string timestamp, a
 /// numeric id) is dead-lettered alone, as its own JSON; its neighbours in
 /// the envelope are decoded. A DATA_MESSAGE without `logEvents` is

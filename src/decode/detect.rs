@@ -21,8 +21,10 @@
 //!    RFC 3339 stamp is a host log; a line with as many fields as the flow
 //!    format, or starting `2 `, is a flow record; anything else is a host
 //!    log when it came with a CloudWatch Logs timestamp, else
-//!    `unknown_format`. A CloudWatch Logs message starting with `{` is a
-//!    CloudTrail record.
+//!    `unknown_format`. A CloudWatch Logs message starting with `{` is an
+//!    EventBridge event when its keys say so (a rule targeting a log
+//!    group), else a CloudTrail record. One log event of the wrong shape
+//!    is dead-lettered alone (see [`cloudwatch`]).
 //!
 //! A forced [`DecoderKind`] skips steps 4 to 6 (gzip is still unwrapped).
 //!
@@ -398,7 +400,7 @@ impl Decoder {
                 }
                 _ => self.decode_logs(text, out),
             },
-            DecoderKind::EventBridge => self.decode_eventbridge(text, out),
+            DecoderKind::EventBridge => self.decode_eventbridge(text, envelope, out),
             DecoderKind::VpcFlow | DecoderKind::HostLog => {
                 for_each_line(text, plain, |line| {
                     self.decode_forced_line(line, plain, kind, envelope, out)
@@ -431,7 +433,7 @@ impl Decoder {
             Ok(Some(Shape::S3File)) => self.decode_s3_file(text, out),
             Ok(Some(Shape::CloudWatchLogs)) => self.decode_logs(text, out),
             Ok(Some(Shape::AwsLogs)) => self.decode_awslogs(text, DecoderKind::Auto, depth, out),
-            Ok(Some(Shape::EventBridge)) => self.decode_eventbridge(text, out),
+            Ok(Some(Shape::EventBridge)) => self.decode_eventbridge(text, envelope, out),
             Ok(Some(Shape::CloudTrail)) => self.decode_cloudtrail(text, envelope, out),
             Ok(None) => error(
                 out,
@@ -486,7 +488,7 @@ impl Decoder {
         }
     }
 
-    fn decode_eventbridge(&self, text: &str, out: &mut dyn DecodeSink) {
+    fn decode_eventbridge(&self, text: &str, envelope: &Envelope<'_>, out: &mut dyn DecodeSink) {
         // serde_json's skipping of the other members and of `detail`
         // allocated once per event; the scanner does not.
         let parsed: EventBridgeEvent<'_>;
@@ -514,7 +516,7 @@ impl Decoder {
             );
             return;
         }
-        self.decode_cloudtrail(detail, &Envelope::default(), out);
+        self.decode_cloudtrail(detail, envelope, out);
     }
 
     fn decode_awslogs(
@@ -632,7 +634,13 @@ impl Decoder {
                 message.as_bytes(),
             );
         } else if message.starts_with('{') {
-            self.decode_cloudtrail(message, &envelope, out);
+            // An EventBridge rule whose target is a log group writes whole
+            // events, the CloudTrail record in `detail`.
+            if matches!(sniff(message), Ok(Some(Shape::EventBridge))) {
+                self.decode_eventbridge(message, &envelope, out);
+            } else {
+                self.decode_cloudtrail(message, &envelope, out);
+            }
         } else {
             self.decode_line(message, false, &envelope, out);
         }
