@@ -366,6 +366,34 @@ fn flow_default_custom_header_and_config_format() {
     assert_eq!(out.reasons(), vec![R::BadFlowRecord]);
 }
 
+/// A header may name a field newer than this build: it is a column too,
+/// so the header still takes effect and the fields after it are read where
+/// they are (they used to be read with the format before: `action` from
+/// the wrong column, and a REJECT rule silent). The configuration stays
+/// strict: there a name unknown here is a misspelling.
+#[test]
+fn a_header_naming_a_field_unknown_here_still_sets_the_format() {
+    let file = format!(
+        "{FLOW}\nversion account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end encryption-status action\n\
+         10 123456789012 eni-0a1b 10.0.0.9 203.0.113.9 50000 22 6 10 840 1709294400 1709294460 1 REJECT\n"
+    );
+    let out = decode(&[file.as_bytes()]);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.events.len(), 2);
+    let custom = &out.events[1];
+    assert_eq!(str_field(&custom.fields[0]).as_deref(), Some("10.0.0.9"));
+    assert_eq!(str_field(&custom.fields[2]).as_deref(), Some("REJECT"));
+    assert_eq!(
+        custom.fields[3],
+        FieldValue::Missing,
+        "no log-status column"
+    );
+    assert!(FlowFormat::parse("version srcaddr encryption-status").is_err());
+    // Not field names: not a header (and not a flow record either).
+    let out = decode(&[b"version srcaddr Encryption$Status"]);
+    assert_eq!(out.reasons(), vec![R::UnknownFormat]);
+}
+
 #[test]
 fn host_log_lines() {
     let out = decode(&[format!("{SU}\n{SSHD}\n").as_bytes(), b"just some words"]);

@@ -16,8 +16,9 @@
 //!    `recipientAccountId` or `awsRegion` a single CloudTrail record. No
 //!    decisive key: `unknown_format`.
 //! 6. Otherwise text, one event per line (`\n`, `\r` stripped, blank lines
-//!    skipped): a flow header line (only known flow field names) sets the
-//!    stream's flow format and emits nothing; a line with a syslog or
+//!    skipped): a flow header line (a known flow field name first, then
+//!    field names, known here or not) sets the stream's flow format and
+//!    emits nothing; a line with a syslog or
 //!    RFC 3339 stamp is a host log; a line with as many fields as the flow
 //!    format, or starting `2 `, is a flow record; anything else is a host
 //!    log when it came with a CloudWatch Logs timestamp, else

@@ -113,11 +113,12 @@ fn known(name: &str) -> Option<&'static str> {
     KNOWN_FIELDS.iter().copied().find(|known| *known == name)
 }
 
-/// An ordered list of flow field names.
+/// An ordered list of flow field names. A header line may name fields
+/// that [`KNOWN_FIELDS`] does not (AWS adds fields): those are owned.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct FlowFormat {
-    columns: Vec<&'static str>,
+    columns: Vec<Cow<'static, str>>,
 }
 
 /// A flow format string that names an unknown field or no field at all.
@@ -128,7 +129,7 @@ pub struct FlowFormatError(pub String);
 impl Default for FlowFormat {
     fn default() -> Self {
         FlowFormat {
-            columns: V2_FIELDS.to_vec(),
+            columns: V2_FIELDS.iter().map(|name| Cow::Borrowed(*name)).collect(),
         }
     }
 }
@@ -154,21 +155,30 @@ impl fmt::Display for FlowFormat {
 }
 
 impl FlowFormat {
-    /// Parses `${version} ${srcaddr} ...` or a plain `version srcaddr ...`.
+    /// Parses `${version} ${srcaddr} ...` or a plain `version srcaddr ...`
+    /// of known field names (configuration: a misspelt name is an error).
     pub fn parse(text: &str) -> Result<Self, FlowFormatError> {
+        Self::parse_names(text, false)
+    }
+
+    /// [`FlowFormat::parse`]; with `any_name`, a field name unknown here
+    /// (lowercase letters, digits and `-`, a letter first) is a column too.
+    fn parse_names(text: &str, any_name: bool) -> Result<Self, FlowFormatError> {
         let mut columns = Vec::new();
         for token in text.split_ascii_whitespace() {
             let name = token
                 .strip_prefix("${")
                 .and_then(|t| t.strip_suffix('}'))
                 .unwrap_or(token);
-            match known(name) {
-                Some(_) if columns.len() == MAX_COLUMNS => {
-                    return Err(FlowFormatError(format!("more than {MAX_COLUMNS} fields")));
-                }
-                Some(name) => columns.push(name),
+            let column = match known(name) {
+                Some(name) => Cow::Borrowed(name),
+                None if any_name && is_field_name(name) => Cow::Owned(name.to_string()),
                 None => return Err(FlowFormatError(format!("unknown field {token:?}"))),
+            };
+            if columns.len() == MAX_COLUMNS {
+                return Err(FlowFormatError(format!("more than {MAX_COLUMNS} fields")));
             }
+            columns.push(column);
         }
         if columns.is_empty() {
             return Err(FlowFormatError("no fields".to_string()));
@@ -176,8 +186,11 @@ impl FlowFormat {
         Ok(FlowFormat { columns })
     }
 
-    /// If `line` is a header line (only known field names, at least two),
-    /// its format.
+    /// If `line` is a header line (a known field name first, then field
+    /// names, at least two), its format. Names unknown here are columns
+    /// too: a flow log created with a field newer than this build still
+    /// has its other columns read where they are, not with the format
+    /// of the header before.
     pub fn from_header_line(line: &str) -> Option<Self> {
         // Cheap reject first: every record line starts with a value, not a
         // field name, and parsing it in full would allocate an error. No
@@ -196,14 +209,25 @@ impl FlowFormat {
             .and_then(|t| t.strip_suffix('}'))
             .unwrap_or(first);
         known(first)?;
-        let format = FlowFormat::parse(line).ok()?;
+        let format = FlowFormat::parse_names(line, true).ok()?;
         (format.columns.len() >= 2).then_some(format)
     }
 
     /// The column names, in order.
-    pub fn columns(&self) -> &[&'static str] {
+    pub fn columns(&self) -> &[Cow<'static, str>] {
         &self.columns
     }
+}
+
+/// A flow log field name's shape: lowercase ASCII letters, digits and `-`,
+/// a letter first, at most 64 bytes.
+fn is_field_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() <= 64
+        && bytes.first().is_some_and(u8::is_ascii_lowercase)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
 /// One planned field read from one column.
