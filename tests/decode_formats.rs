@@ -142,6 +142,62 @@ fn json_array_and_json_lines_via_framing() {
     assert_eq!(out.events.len(), 2);
 }
 
+/// One Kafka message or Kinesis record may hold JSON lines (a batching
+/// forwarder): each line is decoded on its own, whatever its shape, and a
+/// bad line is dead-lettered alone. Characters after an object on its own
+/// line still make the whole record an error.
+#[test]
+fn json_lines_in_one_record_are_decoded_each() {
+    let eventbridge = format!(
+        r#"{{"version":"0","detail-type":"AWS API Call via CloudTrail","detail":{}}}"#,
+        ct("DeleteTrail", "eb")
+    );
+    let envelope = logs_envelope("DATA_MESSAGE", &[SU.to_string()]);
+    let s3 = s3_file(&[ct("ConsoleLogin", "s1"), ct("ConsoleLogin", "s2")]);
+    let lines = [
+        ct("ConsoleLogin", "a"),
+        eventbridge,
+        envelope,
+        s3,
+        "{\"eventVersion\":broken".to_string(),
+    ];
+    let record = lines.join("\n");
+    let s3_first = [lines[3].as_str(), lines[0].as_str()].join("\r\n");
+    let out = decode(&[record.as_bytes(), &gz(s3_first.as_bytes())]);
+    let ids: Vec<Option<&str>> = out.events.iter().map(|e| e.id.as_deref()).collect();
+    assert_eq!(
+        ids,
+        vec![
+            Some("a"),
+            Some("eb"),
+            Some("ev0"),
+            Some("s1"),
+            Some("s2"),
+            Some("s1"),
+            Some("s2"),
+            Some("a")
+        ],
+        "each line once, in order"
+    );
+    assert_eq!(out.reasons(), vec![R::InvalidJson]);
+    assert_eq!(out.errors[0].original, lines[4].as_bytes());
+
+    // Each shape first: its own parse must see the line after it.
+    for first in &lines[..4] {
+        let record = format!("{first}\n{}", ct("ConsoleLogin", "next"));
+        let out = decode(&[record.as_bytes()]);
+        assert!(out.errors.is_empty(), "{first}: {:?}", out.errors);
+        let last = out.events.last().and_then(|e| e.id.as_deref());
+        assert_eq!(last, Some("next"), "{first}");
+    }
+
+    let same_line = format!("{} trailing", ct("ConsoleLogin", "t"));
+    let out = decode(&[same_line.as_bytes()]);
+    assert!(out.events.is_empty());
+    assert_eq!(out.reasons(), vec![R::InvalidJson]);
+    assert_eq!(out.errors[0].original, same_line.as_bytes());
+}
+
 #[test]
 fn eventbridge_detail_types() {
     let wrap = |detail_type: &str, detail: &str| {

@@ -46,6 +46,46 @@ use crate::decode::scan::{Scanner, Str};
 use crate::decode::{gzip, hostlog, kpl, short};
 use crate::decode::{DecodeError, DecodeErrorReason, DecodeSink, Decoder, DecoderKind, Envelope};
 
+/// Passes decoder output on, except the "trailing characters" error of
+/// the whole record `whole`, which it keeps (see
+/// [`Decoder::decode_objects`]); notes whether anything else came.
+struct TrailingGuard<'o, 'w> {
+    out: &'o mut dyn DecodeSink,
+    whole: &'w [u8],
+    delivered: bool,
+    trailing: Option<DecodeError>,
+}
+
+impl DecodeSink for TrailingGuard<'_, '_> {
+    fn event(&mut self, event: &crate::event::Event<'_>) {
+        self.delivered = true;
+        self.out.event(event);
+    }
+
+    fn flow(&mut self, record: &flow::FlowRecord<'_, '_>) {
+        self.delivered = true;
+        self.out.flow(record);
+    }
+
+    fn error(&mut self, error: DecodeError, original: &[u8]) {
+        let whole = std::ptr::eq(original, self.whole);
+        if whole
+            && error.reason == DecodeErrorReason::InvalidJson
+            && error.detail.starts_with("trailing characters")
+        {
+            self.trailing = Some(error);
+            return;
+        }
+        self.delivered = true;
+        self.out.error(error, original);
+    }
+
+    fn control_message(&mut self) {
+        self.delivered = true;
+        self.out.control_message();
+    }
+}
+
 /// How many envelopes may wrap one another (gzip in KPL in gzip...).
 pub const MAX_NESTING: u8 = 6;
 
@@ -393,7 +433,28 @@ impl Decoder {
             return;
         }
         match kind {
-            DecoderKind::Auto => self.detect_text(text, plain, depth, envelope, out),
+            DecoderKind::VpcFlow | DecoderKind::HostLog => {
+                for_each_line(text, plain, |line| {
+                    self.decode_forced_line(line, plain, kind, envelope, out)
+                });
+            }
+            DecoderKind::Kpl => {}
+            _ if text.starts_with('{') => self.decode_objects(text, kind, depth, envelope, out),
+            _ => self.decode_text(text, kind, plain, depth, envelope, out),
+        }
+    }
+
+    /// A text record of a JSON-capable `kind` (not flow, host log or KPL).
+    fn decode_text(
+        &mut self,
+        text: &str,
+        kind: DecoderKind,
+        plain: bool,
+        depth: u8,
+        envelope: &Envelope<'_>,
+        out: &mut dyn DecodeSink,
+    ) {
+        match kind {
             DecoderKind::CloudTrail => self.decode_cloudtrail_container(text, out),
             DecoderKind::CloudWatchLogs => match sniff(text) {
                 Ok(Some(Shape::AwsLogs)) => {
@@ -402,12 +463,71 @@ impl Decoder {
                 _ => self.decode_logs(text, out),
             },
             DecoderKind::EventBridge => self.decode_eventbridge(text, envelope, out),
-            DecoderKind::VpcFlow | DecoderKind::HostLog => {
-                for_each_line(text, plain, |line| {
-                    self.decode_forced_line(line, plain, kind, envelope, out)
-                });
+            _ => self.detect_text(text, plain, depth, envelope, out),
+        }
+    }
+
+    /// A text record starting with `{`: one JSON object, or several on
+    /// lines of their own (JSON lines in one Kafka message or Kinesis
+    /// record). It is decoded as one value; only when that parse stops at
+    /// characters after a line break is each value decoded on its own,
+    /// less what the first one already gave (an S3 file's records are
+    /// emitted as they are read). Characters after the object on its own
+    /// line are still an error of the whole record.
+    fn decode_objects(
+        &mut self,
+        text: &str,
+        kind: DecoderKind,
+        depth: u8,
+        envelope: &Envelope<'_>,
+        out: &mut dyn DecodeSink,
+    ) {
+        let mut guard = TrailingGuard {
+            out,
+            whole: text.as_bytes(),
+            delivered: false,
+            trailing: None,
+        };
+        self.decode_text(text, kind, false, depth, envelope, &mut guard);
+        let TrailingGuard {
+            out,
+            delivered,
+            trailing,
+            ..
+        } = guard;
+        let Some(trailing) = trailing else {
+            return;
+        };
+        let mut values = serde_json::Deserializer::from_str(text).into_iter::<IgnoredAny>();
+        let first_end = match values.next() {
+            Some(Ok(_)) => values.byte_offset(),
+            _ => 0,
+        };
+        let rest = &text[first_end..];
+        let gap = &rest[..rest.len() - rest.trim_ascii_start().len()];
+        if first_end == 0 || !gap.contains('\n') {
+            out.error(trailing, text.as_bytes());
+            return;
+        }
+        if !delivered {
+            self.decode_text(&text[..first_end], kind, false, depth, envelope, out);
+        }
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<IgnoredAny>();
+        let mut start = 0;
+        loop {
+            match values.next() {
+                None => return,
+                Some(Ok(_)) => {
+                    let end = values.byte_offset();
+                    let value = rest[start..end].trim_ascii();
+                    self.decode_text(value, kind, false, depth, envelope, out);
+                    start = end;
+                }
+                Some(Err(e)) => {
+                    out.error(classify(e), rest[start..].trim_ascii().as_bytes());
+                    return;
+                }
             }
-            DecoderKind::Kpl => {}
         }
     }
 
