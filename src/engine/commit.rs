@@ -18,6 +18,16 @@
 //! is `min(first position feeding an open window, first position whose
 //! alert is unacknowledged, first unprocessed position, last mark)`.
 //!
+//! **Assignments.** A revoked partition's state is
+//! [forgotten](CommitTracker::forget_partition), but the direct path keeps
+//! the windows it fed, and their alerts hold it again. A state is named a
+//! safe position only once its assignment has read a batch
+//! ([`CommitTracker::begin_batch`]): holds alone say what must not be
+//! passed, not how far reading got. And no position below the offset the
+//! assignment started reading at ([`CommitTracker::assigned_at`]) is named:
+//! the group committed up to there already, and windows kept from an
+//! earlier assignment may hold less.
+//!
 //! **Frozen.** When an output gives up (its reader is gone, or it is still
 //! down when the shutdown deadline passes), the alerts and dead letters it
 //! held are dropped undelivered, and dropping them releases their holds.
@@ -67,8 +77,12 @@ struct PartitionState {
     epoch: u64,
     /// First offset of every batch read but not yet processed.
     in_flight: BTreeMap<u64, u32>,
-    /// Next offset after the last record read.
-    read_end: u64,
+    /// Next offset after the last record read; `None` until this
+    /// incarnation reads a batch (a hold alone creates it when a window
+    /// kept from a revoked partition fires), and no position is safe then.
+    read_end: Option<u64>,
+    /// The offset this assignment started reading at (first call wins).
+    assigned_at: Option<u64>,
     /// Multiset of offsets held by unacknowledged alerts.
     alert_holds: BTreeMap<u64, u32>,
     /// Multiset of offsets held by watermark marks (stage 2).
@@ -145,7 +159,7 @@ impl CommitTracker {
         let mut inner = self.lock();
         let state = inner.state(partition);
         acquire(&mut state.in_flight, first);
-        state.read_end = state.read_end.max(end);
+        state.read_end = Some(state.read_end.map_or(end, |read| read.max(end)));
         let epoch = state.epoch;
         BatchToken {
             _inner: Arc::new(TokenInner {
@@ -155,6 +169,17 @@ impl CommitTracker {
                 first,
             }),
         }
+    }
+
+    /// Notes that the current assignment of `partition` started reading at
+    /// `offset` (the group's committed offset). No position below it is
+    /// named safe from then on: the group has committed that far already,
+    /// and windows kept from an earlier assignment may hold less. The first
+    /// call of an assignment counts; [`CommitTracker::forget_partition`]
+    /// ends the assignment.
+    pub fn assigned_at(&self, partition: PartitionId, offset: u64) {
+        let mut inner = self.lock();
+        inner.state(partition).assigned_at.get_or_insert(offset);
     }
 
     /// Replaces shard `shard`'s published window holds.
@@ -201,8 +226,8 @@ impl CommitTracker {
     }
 
     /// The position up to which `partition` may be committed (`None` for a
-    /// partition never read, and for every partition once frozen or after
-    /// a panic, see [`freeze_on_panic`]).
+    /// partition not read since it was last assigned, and for every
+    /// partition once frozen or after a panic, see [`freeze_on_panic`]).
     pub fn safe_position(&self, partition: PartitionId) -> Option<u64> {
         let inner = self.lock();
         // Read under the lock: a hold a panicking thread releases is
@@ -211,7 +236,9 @@ impl CommitTracker {
             return None;
         }
         let state = inner.partitions.get(&partition)?;
-        let mut safe = state.read_end;
+        // Holds alone do not say how far reading got: with a read end of 0,
+        // a revocation would commit offset 0 and move the group back.
+        let mut safe = state.read_end?;
         if let Some((first, _)) = state.in_flight.first_key_value() {
             safe = safe.min(*first);
         }
@@ -225,7 +252,8 @@ impl CommitTracker {
                 safe = safe.min(*offset);
             }
         }
-        Some(safe)
+        // Committing the assignment's own start moves nothing.
+        Some(state.assigned_at.map_or(safe, |start| safe.max(start)))
     }
 
     /// Safe positions of every known partition.
@@ -566,5 +594,53 @@ mod tests {
         assert_eq!(tracker.safe_position(3), Some(10), "the replay's hold");
         drop(replay_hold);
         assert_eq!(tracker.safe_position(3), Some(30));
+    }
+
+    #[test]
+    fn a_hold_on_a_forgotten_partition_names_no_position() {
+        let tracker = CommitTracker::new(1);
+        drop(tracker.begin_batch(1, 0, 100));
+        tracker.forget_partition(1);
+        // A window the direct path kept from the revoked partition fires.
+        let hold = tracker.hold_alert(&Holds::from_slice(&[(1, 40)]));
+        assert_eq!(tracker.safe_position(1), None, "nothing read since");
+        drop(hold);
+        assert_eq!(tracker.safe_position(1), None, "acknowledged");
+        assert!(tracker.safe_positions().is_empty());
+        // The partition comes back at 40; the replay skips up to 100,
+        // handed before, while another kept window's alert is in flight.
+        tracker.assigned_at(1, 40);
+        let hold = tracker.hold_alert(&Holds::from_slice(&[(1, 40)]));
+        assert_eq!(tracker.safe_position(1), None, "everything skipped");
+        drop(tracker.begin_batch(1, 101, 150));
+        assert_eq!(tracker.safe_position(1), Some(40), "the alert still holds");
+        drop(hold);
+        assert_eq!(tracker.safe_position(1), Some(150));
+    }
+
+    #[test]
+    fn no_position_below_where_the_assignment_started_is_named() {
+        let tracker = CommitTracker::new(1);
+        drop(tracker.begin_batch(1, 0, 100));
+        tracker.publish_shard(0, HashMap::from([(1, 40)]));
+        assert_eq!(tracker.safe_position(1), Some(40));
+        tracker.forget_partition(1);
+        // The window is kept and published again. Another owner commits
+        // 200; the partition comes back to this process there.
+        tracker.publish_shard(0, HashMap::from([(1, 40)]));
+        tracker.assigned_at(1, 200);
+        let batch = tracker.begin_batch(1, 200, 250);
+        assert_eq!(tracker.safe_position(1), Some(200));
+        drop(batch);
+        assert_eq!(tracker.safe_position(1), Some(200), "the kept window");
+        tracker.assigned_at(1, 220);
+        assert_eq!(tracker.safe_position(1), Some(200), "the first call counts");
+        tracker.publish_shard(0, HashMap::new());
+        assert_eq!(tracker.safe_position(1), Some(250));
+        // A new assignment starts afresh.
+        tracker.forget_partition(1);
+        tracker.assigned_at(1, 180);
+        drop(tracker.begin_batch(1, 180, 190));
+        assert_eq!(tracker.safe_position(1), Some(190));
     }
 }

@@ -40,7 +40,11 @@
 //!   already count in the kept windows. So the source skips every record at
 //!   or below the last offset it handed to the engine for that partition
 //!   (`trailwatch_records_replay_skipped_total`); counting them again would
-//!   double counts and raise false alerts.
+//!   double counts and raise false alerts. The tracker is told where the
+//!   new assignment started reading ([`CommitTracker::assigned_at`]), so
+//!   no commit moves the group's offset back below it while a kept window
+//!   holds less, and the partition names no position to commit until the
+//!   new assignment hands over a record.
 //! * **Watermark.** The engine's watermark must not run ahead of a
 //!   partition whose backlog has not arrived yet. So every assignment is
 //!   announced to the engine ([`Source::take_partition_events`]) before any
@@ -133,6 +137,9 @@ struct GroupState {
     /// Per assigned partition: its end when this assignment first read
     /// it ([`RawBatch::replay_end`]). Forgotten on revocation.
     replay_ends: HashMap<(String, i32), u64>,
+    /// Assigned partitions whose first record of this assignment was read
+    /// (and its offset told to the tracker). Forgotten on revocation.
+    started: HashSet<(String, i32)>,
     /// Per partition: the [`KafkaContext::revocations`] count of its last
     /// revocation.
     revoked_at: HashMap<(String, i32), u64>,
@@ -212,6 +219,7 @@ impl KafkaContext {
                 let key = (element.topic().to_string(), element.partition());
                 state.assigned.remove(&key);
                 state.replay_ends.remove(&key);
+                state.started.remove(&key);
                 state.revoked_at.insert(key.clone(), revocation);
                 self.lag.lock().remove(&key);
                 let Some(&id) = state.ids.get(&key) else {
@@ -297,6 +305,7 @@ impl ConsumerContext for KafkaContext {
                 for element in assigned.elements() {
                     let key = (element.topic().to_string(), element.partition());
                     state.replay_ends.remove(&key);
+                    state.started.remove(&key);
                     state.assigned.insert(key.clone());
                     state.events.push(GroupEvent::Assigned(key));
                 }
@@ -489,6 +498,7 @@ impl KafkaSource {
                         .consumed
                         .store(true, Ordering::Relaxed);
                     let id = self.partition_id(registry, &key.0, key.1);
+                    self.note_start(&key, id, message.offset());
                     if self.already_processed(id, message.offset()) {
                         skipped.entry(key).or_insert((id, 0)).1 += 1;
                         continue;
@@ -588,6 +598,18 @@ impl KafkaSource {
             .replay_ends
             .insert(key.clone(), end);
         end
+    }
+
+    /// Tells the tracker where this assignment of `key` started reading,
+    /// at its first record (skipped or not): the group's committed offset.
+    fn note_start(&self, key: &(String, i32), id: PartitionId, offset: i64) {
+        let context = self.consumer.context();
+        if !context.state().started.insert(key.clone()) {
+            return;
+        }
+        if let Some(tracker) = context.tracker() {
+            tracker.assigned_at(id, offset.max(0) as u64);
+        }
     }
 
     /// Replays a partition that comes back in full (scale-out stages, which
