@@ -604,8 +604,13 @@ impl KafkaSource {
     /// at its first record (skipped or not): the group's committed offset.
     fn note_start(&self, key: &(String, i32), id: PartitionId, offset: i64) {
         let context = self.consumer.context();
-        if !context.state().started.insert(key.clone()) {
-            return;
+        {
+            let mut state = context.state();
+            // Per record: only the first of an assignment clones its key.
+            if state.started.contains(key) {
+                return;
+            }
+            state.started.insert(key.clone());
         }
         if let Some(tracker) = context.tracker() {
             tracker.assigned_at(id, offset.max(0) as u64);
