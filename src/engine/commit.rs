@@ -306,13 +306,15 @@ impl CommitTracker {
         }
     }
 
-    /// Forgets a partition (revoked from this process).
+    /// Forgets a partition (revoked from this process). The shards'
+    /// published window holds on it stay: the direct path keeps the windows
+    /// it fed, and a shard publishes again only when its holds change. If
+    /// the partition comes back, those windows still count its records and
+    /// must hold the commit (stage 2 drops such windows, and then publishes).
+    /// While it is away, nothing is committed for it anyway.
     pub fn forget_partition(&self, partition: PartitionId) {
         let mut inner = self.lock();
         inner.partitions.remove(&partition);
-        for shard in &mut inner.shard_holds {
-            shard.remove(&partition);
-        }
         inner.revocations.push(partition);
         *inner.generations.entry(partition).or_insert(0) += 1;
     }
@@ -615,6 +617,24 @@ mod tests {
         drop(tracker.begin_batch(1, 101, 150));
         assert_eq!(tracker.safe_position(1), Some(40), "the alert still holds");
         drop(hold);
+        assert_eq!(tracker.safe_position(1), Some(150));
+    }
+
+    #[test]
+    fn a_window_kept_from_an_earlier_assignment_still_holds_when_it_returns() {
+        let tracker = CommitTracker::new(1);
+        drop(tracker.begin_batch(1, 0, 100));
+        // A shard's window holds 40; the partition is revoked (committed at
+        // 40), and the direct path keeps the window.
+        tracker.publish_shard(0, HashMap::from([(1, 40)]));
+        assert_eq!(tracker.safe_position(1), Some(40));
+        tracker.forget_partition(1);
+        // It comes back at 40; the replay skips what was handed before and
+        // reads on. The shard has not published since.
+        tracker.assigned_at(1, 40);
+        drop(tracker.begin_batch(1, 101, 150));
+        assert_eq!(tracker.safe_position(1), Some(40), "the kept window");
+        tracker.publish_shard(0, HashMap::new());
         assert_eq!(tracker.safe_position(1), Some(150));
     }
 
