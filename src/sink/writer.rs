@@ -2,8 +2,11 @@
 //!
 //! Alerts are written as one OCSF JSON object per line. Dead letters are
 //! JSON lines with the reason, position and the original bytes (as UTF-8
-//! text when valid, base64 otherwise), or a one-line human summary on
-//! stderr in replay. Each batch is flushed before `send` returns.
+//! text when valid, base64 otherwise; a dead letter cut to fit another
+//! output also has `truncated: true` and `original_bytes`), or a one-line
+//! human summary on stderr in replay. Lines have no size limit, so these
+//! sinks never cut a dead letter. Each batch is flushed before `send`
+//! returns.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -133,7 +136,7 @@ pub fn dead_letter_json(record: &DeadLetter) -> serde_json::Value {
             base64::engine::general_purpose::STANDARD.encode(&record.bytes),
         ),
     };
-    json!({
+    let mut value = json!({
         "source": record.partition,
         "offset": record.offset,
         "error_class": record.class.as_str(),
@@ -141,7 +144,12 @@ pub fn dead_letter_json(record: &DeadLetter) -> serde_json::Value {
         "detail": record.detail,
         "encoding": encoding,
         "original": original,
-    })
+    });
+    if let (Some(original_len), Some(object)) = (record.original_len, value.as_object_mut()) {
+        object.insert("truncated".into(), true.into());
+        object.insert("original_bytes".into(), original_len.into());
+    }
+    value
 }
 
 impl DeadLetterSink for LineDeadLetterSink {
