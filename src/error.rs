@@ -10,7 +10,9 @@
 //! - [`ErrorClass::External`]: a broker, stream, file system or sink failed.
 //!   Retrying (with backoff) may help.
 //!   An output whose reader is gone for good (a closed pipe) is
-//!   [`Error::OutputClosed`], classed as user: retrying cannot help.
+//!   [`Error::OutputClosed`], and a record an output refuses as too large
+//!   is [`Error::TooLarge`]: both are classed as user, since retrying the
+//!   same bytes cannot help.
 //! - [`ErrorClass::Internal`]: a bug in trailwatch. Reported loudly.
 
 use std::fmt;
@@ -69,6 +71,13 @@ pub enum Error {
     /// engine stops instead of retrying, and commits nothing more.
     #[error("output closed: {0}")]
     OutputClosed(String),
+    /// An output refused a record as larger than it takes (a Kafka
+    /// `MessageSizeTooLarge`): resending the same bytes fails the same way,
+    /// so the engine stops instead of retrying for ever. Dead letters are
+    /// cut to fit before they are sent; this is left for an output whose
+    /// real limit is below the one it was configured with.
+    #[error("record too large for the output: {0}")]
+    TooLarge(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -77,7 +86,9 @@ impl Error {
     /// The class of this error (see the module docs).
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Config(_) | Error::Rules(_) | Error::OutputClosed(_) => ErrorClass::User,
+            Error::Config(_) | Error::Rules(_) | Error::OutputClosed(_) | Error::TooLarge(_) => {
+                ErrorClass::User
+            }
             Error::Io { .. } | Error::Source(_) | Error::Sink(_) => ErrorClass::External,
             Error::Internal(_) => ErrorClass::Internal,
         }
@@ -88,7 +99,11 @@ impl Error {
         match self {
             Error::Config(_) => 2,
             Error::Rules(_) => 3,
-            Error::Io { .. } | Error::Source(_) | Error::Sink(_) | Error::OutputClosed(_) => 4,
+            Error::Io { .. }
+            | Error::Source(_)
+            | Error::Sink(_)
+            | Error::OutputClosed(_)
+            | Error::TooLarge(_) => 4,
             Error::Internal(_) => 70,
         }
     }

@@ -374,6 +374,7 @@ impl PartialWorker {
                     reason: error.reason(),
                     detail: error.to_string(),
                     bytes: bytes.to_vec(),
+                    original_len: None,
                 });
             }
         }

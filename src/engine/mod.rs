@@ -39,7 +39,7 @@ use crate::decode::DecodeConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, SinkCounters};
 use crate::rules::RuleSet;
-use crate::sink::{AlertSink, DeadLetterSink, PartialSink};
+use crate::sink::{AlertSink, DeadLetter, DeadLetterSink, PartialSink};
 use crate::source::{PartitionEvent, PartitionRegistry, Poll, RawBatch, Source};
 
 /// Most alerts the sink thread hands to the sink in one call.
@@ -680,12 +680,36 @@ impl Engine {
         mut sink: Box<dyn DeadLetterSink>,
     ) -> Result<()> {
         // Dropping `_hold` after the send acknowledges the batch.
-        for (records, _hold) in rx.iter() {
+        for (mut records, _hold) in rx.iter() {
+            for record in &mut records {
+                self.fit_dead_letter(sink.as_ref(), record);
+            }
             let count = records.len() as u64;
             self.send_retrying("dead letters", &self.metrics.dead_letter, count, || {
                 sink.send(&records)
             })?;
         }
         Ok(())
+    }
+
+    /// Cuts a dead letter too large for `sink` (`sink` module docs, "Dead
+    /// letters that do not fit"), counting and logging each cut.
+    fn fit_dead_letter(&self, sink: &dyn DeadLetterSink, record: &mut DeadLetter) {
+        let original_bytes = record.bytes.len();
+        if !sink.fit(record) {
+            return;
+        }
+        self.metrics
+            .dead_letters_truncated
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            sink = sink.name(),
+            source = %record.partition,
+            offset = record.offset,
+            reason = record.reason,
+            original_bytes,
+            kept_bytes = record.bytes.len(),
+            "dead letter too large for its output, truncated: read the whole record at its source"
+        );
     }
 }

@@ -709,6 +709,7 @@ impl DecodeSink for Collector<'_> {
             reason: error.reason.as_str(),
             detail: error.detail,
             bytes: original.to_vec(),
+            original_len: None,
         });
     }
 

@@ -256,6 +256,15 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
         vec![counter(vec![], total(|w| &w.dead_lettered))],
     ));
     out.push(family(
+        "trailwatch_dead_letters_truncated_total",
+        "Dead letters cut to fit the dead-letter output's record size limit (the whole record stays at its source position).",
+        COUNTER,
+        vec![counter(
+            vec![],
+            metrics.dead_letters_truncated.load(Ordering::Relaxed),
+        )],
+    ));
+    out.push(family(
         "trailwatch_control_messages_total",
         "CloudWatch Logs control messages skipped.",
         COUNTER,
@@ -610,6 +619,9 @@ mod tests {
             .fetch_add(4, Ordering::Relaxed);
         metrics.shards[1].open_windows.store(7, Ordering::Relaxed);
         metrics.alerts.inc(1, Activity::Create);
+        metrics
+            .dead_letters_truncated
+            .fetch_add(2, Ordering::Relaxed);
         Metrics::record(&metrics.event_time_lag_ms, 2_000);
         Metrics::record(&metrics.processing_latency_us, 300);
         (metrics, registry)
@@ -731,6 +743,7 @@ mod tests {
         assert!(text.contains("trailwatch_processing_latency_seconds_bucket{le=\"0.0005\"} 1\n"));
         assert!(text.contains("trailwatch_build_info{version=\""));
         assert!(text.contains("trailwatch_ready 0\n"));
+        assert!(text.contains("trailwatch_dead_letters_truncated_total 2\n"));
         assert!(!text.contains("trailwatch_watermark_seconds"));
         assert!(!text.contains("trailwatch_kafka_consumer_lag"));
     }

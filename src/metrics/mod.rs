@@ -280,6 +280,8 @@ pub struct Metrics {
     pub alerts: AlertCounters,
     pub sink: SinkCounters,
     pub dead_letter: SinkCounters,
+    /// Dead letters cut to fit their output's record size limit.
+    pub dead_letters_truncated: AtomicU64,
     /// Records received per partition id (index), summed over workers.
     pub partition_records: Mutex<Vec<u64>>,
     /// Alert time minus event time, milliseconds.
@@ -315,6 +317,7 @@ impl Metrics {
             alerts: AlertCounters::new(rule_ids),
             sink: SinkCounters::default(),
             dead_letter: SinkCounters::default(),
+            dead_letters_truncated: AtomicU64::new(0),
             partition_records: Mutex::new(Vec::new()),
             event_time_lag_ms: histogram(),
             processing_latency_us: histogram(),

@@ -26,6 +26,21 @@
 //!   name, headers `tw_source` (`kafka:topic/partition`), `tw_topic` and
 //!   `tw_partition` (when the input is a Kafka partition), `tw_offset`,
 //!   `tw_error_class`, `tw_reason` and `tw_detail`.
+//!
+//! # Record size
+//!
+//! librdkafka refuses, at produce time, a message whose key, value and
+//! headers exceed the producer's `message.max.bytes` (1,000,000 unless
+//! configured), and a broker refuses one larger than the topic's
+//! `max.message.bytes`. A dead letter too large for
+//! [`KafkaDeadLetterSink::record_limit`] (`message.max.bytes` less
+//! [`FRAMING_RESERVE`]) is cut by [`DeadLetterSink::fit`]: its value keeps
+//! the first bytes of the record, and the headers `tw_truncated: true` and
+//! `tw_original_bytes` mark it; `tw_source`/`tw_offset` say where the whole
+//! record is. A message still refused as too large (a topic whose
+//! `max.message.bytes` is below the producer's `message.max.bytes`) is
+//! [`Error::TooLarge`], not retried: set `message.max.bytes` in the sink's
+//! properties to the topic's limit.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -50,13 +65,23 @@ const REPORT_POLL: Duration = Duration::from_millis(1);
 /// Default `message.timeout.ms`: how long one `send` may wait for reports.
 const DEFAULT_MESSAGE_TIMEOUT_MS: u64 = 30_000;
 
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// Bytes of `message.max.bytes` a dead letter leaves for framing that its
+/// key, value and header bytes do not count: librdkafka's per-message
+/// overhead (at most 36 bytes), the length varints of each header (at most
+/// 10 bytes each) and the record batch header (61 bytes) a broker counts
+/// against the topic's `max.message.bytes`.
+pub const FRAMING_RESERVE: usize = 1024;
+
 /// Delivery reports of the batch being sent.
 #[derive(Default)]
 struct Reports {
     /// Batch generation; reports of older (abandoned) batches are ignored.
     generation: u32,
     /// One slot per message: `None` until its report arrives.
-    results: Vec<Option<std::result::Result<(), String>>>,
+    results: Vec<Option<std::result::Result<(), KafkaError>>>,
     received: usize,
 }
 
@@ -97,7 +122,7 @@ impl ProducerContext for DeliveryContext {
             if slot.is_none() {
                 *slot = Some(match result {
                     Ok(_) => Ok(()),
-                    Err((error, _)) => Err(error.to_string()),
+                    Err((error, _)) => Err(error.clone()),
                 });
                 reports.received += 1;
             }
@@ -136,6 +161,8 @@ pub struct TopicProducer {
     topic: String,
     report_deadline: Duration,
     generation: u32,
+    /// The producer's effective `message.max.bytes`.
+    max_message_bytes: usize,
 }
 
 impl TopicProducer {
@@ -147,6 +174,10 @@ impl TopicProducer {
             .get("message.timeout.ms")
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(DEFAULT_MESSAGE_TIMEOUT_MS);
+        let max_message_bytes = config
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         let producer = create_producer(&config)?;
         tracing::info!(topic, brokers, "kafka producer created");
         Ok(TopicProducer {
@@ -155,12 +186,19 @@ impl TopicProducer {
             topic: topic.to_string(),
             report_deadline: Duration::from_millis(timeout_ms) + Duration::from_secs(5),
             generation: 0,
+            max_message_bytes,
         })
     }
 
     /// The topic written to.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The producer's effective `message.max.bytes`: the most bytes of key,
+    /// value and headers (plus framing) one message may have.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
     }
 
     /// The topic's partition count, from broker metadata (the topic must
@@ -240,6 +278,16 @@ impl TopicProducer {
                         record = back;
                         self.producer.poll(REPORT_POLL);
                     }
+                    Err((error, _)) if is_too_large(&error) => {
+                        return Err(Error::TooLarge(format!(
+                            "kafka topic {}: message {index} of {} bytes (key {}, value {}, headers) exceeds message.max.bytes {}: {error}",
+                            self.topic,
+                            message.key.len() + message.value.len() + headers_bytes(&message.headers),
+                            message.key.len(),
+                            message.value.len(),
+                            self.max_message_bytes
+                        )));
+                    }
                     Err((error, _)) => {
                         return Err(Error::Sink(format!(
                             "kafka topic {}: cannot enqueue: {error}",
@@ -253,11 +301,21 @@ impl TopicProducer {
             {
                 let reports = self.producer.context().lock();
                 if reports.received == messages.len() {
-                    let failed: Vec<&String> = reports
+                    let failed: Vec<&KafkaError> = reports
                         .results
                         .iter()
                         .filter_map(|r| r.as_ref().and_then(|r| r.as_ref().err()))
                         .collect();
+                    if let Some(too_large) = failed.iter().find(|e| is_too_large(e)) {
+                        // The broker refused it (the topic's limit is below
+                        // the producer's): the same bytes fail again.
+                        return Err(Error::TooLarge(format!(
+                            "kafka topic {}: {} of {} messages not delivered: {too_large} (set message.max.bytes in the sink's properties to at most the topic's max.message.bytes)",
+                            self.topic,
+                            failed.len(),
+                            messages.len()
+                        )));
+                    }
                     if let Some(first) = failed.first() {
                         return Err(Error::Sink(format!(
                             "kafka topic {}: {} of {} messages not delivered: {first}",
@@ -290,6 +348,22 @@ impl Drop for TopicProducer {
             tracing::warn!(topic = %self.topic, error = %e, "kafka producer flush at close failed");
         }
     }
+}
+
+/// Whether librdkafka or the broker refused a message as too large.
+fn is_too_large(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge)
+    )
+}
+
+/// Name and value bytes of message headers.
+fn headers_bytes(headers: &[(&'static str, String)]) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum()
 }
 
 fn producer_config(brokers: &str, properties: &BTreeMap<String, String>) -> Result<ClientConfig> {
@@ -459,8 +533,35 @@ impl KafkaDeadLetterSink {
         })
     }
 
-    /// The Kafka message for `record`.
-    pub fn message(record: &DeadLetter) -> OutMessage {
+    /// The most bytes of key, value and headers one dead letter may take:
+    /// `message.max.bytes` less [`FRAMING_RESERVE`] (module docs).
+    pub fn record_limit(&self) -> usize {
+        self.producer
+            .max_message_bytes()
+            .saturating_sub(FRAMING_RESERVE)
+    }
+
+    /// Key, value and header bytes of `record`'s message.
+    fn encoded_len(record: &DeadLetter) -> usize {
+        record.partition.len() + record.bytes.len() + headers_bytes(&Self::headers(record))
+    }
+
+    /// Cuts `record` to `limit` bytes of key, value and headers, if it must;
+    /// returns whether it cut.
+    fn fit_to(record: &mut DeadLetter, limit: usize) -> bool {
+        if Self::encoded_len(record) <= limit {
+            return false;
+        }
+        // The cut adds the truncation headers and caps the detail: measure
+        // the rest of the message in that form.
+        record.truncate(record.bytes.len());
+        let rest = Self::encoded_len(record) - record.bytes.len();
+        record.truncate(limit.saturating_sub(rest));
+        true
+    }
+
+    /// The headers of `record` (module contract).
+    fn headers(record: &DeadLetter) -> Vec<(&'static str, String)> {
         let mut headers = vec![("tw_source", record.partition.clone())];
         if let Some((topic, partition)) = record
             .partition
@@ -476,6 +577,16 @@ impl KafkaDeadLetterSink {
             ("tw_reason", record.reason.to_string()),
             ("tw_detail", record.detail.clone()),
         ]);
+        if let Some(original_len) = record.original_len {
+            headers.push(("tw_truncated", "true".to_string()));
+            headers.push(("tw_original_bytes", original_len.to_string()));
+        }
+        headers
+    }
+
+    /// The Kafka message for `record`.
+    pub fn message(record: &DeadLetter) -> OutMessage {
+        let headers = Self::headers(record);
         OutMessage {
             partition: None,
             key: record.partition.clone().into_bytes(),
@@ -490,8 +601,25 @@ impl DeadLetterSink for KafkaDeadLetterSink {
         "kafka"
     }
 
+    fn fit(&self, record: &mut DeadLetter) -> bool {
+        Self::fit_to(record, self.record_limit())
+    }
+
+    /// Sends `records`, each cut to fit first if the caller did not (the
+    /// engine fits, counts and logs before it sends).
     fn send(&mut self, records: &[DeadLetter]) -> Result<()> {
-        let messages: Vec<OutMessage> = records.iter().map(KafkaDeadLetterSink::message).collect();
+        let limit = self.record_limit();
+        let messages: Vec<OutMessage> = records
+            .iter()
+            .map(|record| {
+                if Self::encoded_len(record) <= limit {
+                    return KafkaDeadLetterSink::message(record);
+                }
+                let mut cut = record.clone();
+                Self::fit_to(&mut cut, limit);
+                KafkaDeadLetterSink::message(&cut)
+            })
+            .collect();
         self.producer.send_all(&messages)
     }
 }
@@ -510,6 +638,7 @@ mod tests {
             reason: "invalid_json",
             detail: "expected value".into(),
             bytes: b"{oops".to_vec(),
+            original_len: None,
         });
         let get = |k: &str| {
             message
@@ -524,6 +653,257 @@ mod tests {
         assert_eq!(get("tw_error_class"), Some("user"));
         assert_eq!(get("tw_reason"), Some("invalid_json"));
         assert_eq!(message.value, b"{oops");
+    }
+
+    /// A dead letter of `len` bytes of `x` (not JSON: undecodable).
+    fn big_dead_letter(len: usize) -> DeadLetter {
+        DeadLetter {
+            partition: "kafka:ct/in/2".into(),
+            offset: 7,
+            class: ErrorClass::User,
+            reason: "too_large",
+            detail: "d".repeat(5000),
+            bytes: vec![b'x'; len],
+            original_len: None,
+        }
+    }
+
+    fn header<'m>(message: &'m OutMessage, name: &str) -> Option<&'m str> {
+        message
+            .headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn an_oversized_dead_letter_is_cut_to_the_limit_keeping_its_position() {
+        let limit = DEFAULT_MESSAGE_MAX_BYTES - FRAMING_RESERVE;
+        let mut small = big_dead_letter(100);
+        assert!(!KafkaDeadLetterSink::fit_to(&mut small, limit));
+        assert!(header(&KafkaDeadLetterSink::message(&small), "tw_truncated").is_none());
+
+        let mut record = big_dead_letter(1_100_000);
+        assert!(KafkaDeadLetterSink::fit_to(&mut record, limit));
+        let message = KafkaDeadLetterSink::message(&record);
+        let size = message.key.len() + message.value.len() + headers_bytes(&message.headers);
+        assert!(size <= limit, "{size} > {limit}");
+        assert!(size > limit - 64, "the cut keeps as much as fits: {size}");
+        assert!(message.value.iter().all(|b| *b == b'x'));
+        assert_eq!(header(&message, "tw_truncated"), Some("true"));
+        assert_eq!(header(&message, "tw_original_bytes"), Some("1100000"));
+        assert_eq!(header(&message, "tw_offset"), Some("7"));
+        assert_eq!(header(&message, "tw_partition"), Some("2"));
+        assert_eq!(header(&message, "tw_reason"), Some("too_large"));
+        assert_eq!(
+            header(&message, "tw_detail").map(str::len),
+            Some(crate::sink::MAX_TRUNCATED_DETAIL_BYTES)
+        );
+        // Fitting again changes nothing and keeps the original length.
+        assert!(!KafkaDeadLetterSink::fit_to(&mut record, limit));
+        assert!(KafkaDeadLetterSink::fit_to(&mut record, 10_000));
+        assert_eq!(record.original_len, Some(1_100_000));
+    }
+
+    /// Every message of partition 0 of `topic`, with its headers.
+    fn read_back(
+        brokers: &str,
+        topic: &str,
+        count: usize,
+    ) -> Vec<(Vec<u8>, BTreeMap<String, String>)> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::{Headers, Message};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "trailwatch-test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+            .unwrap();
+        consumer.assign(&list).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut out = Vec::new();
+        while out.len() < count {
+            assert!(Instant::now() < deadline, "read {} of {count}", out.len());
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                let message = message.unwrap();
+                let headers = message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                let value = h.value.unwrap_or_default();
+                                (h.key.to_string(), String::from_utf8_lossy(value).into())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((message.payload().unwrap_or_default().to_vec(), headers));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_oversized_dead_letter_is_delivered_cut_and_marked() {
+        let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+        cluster.create_topic("dead", 1, 1).unwrap();
+        let brokers = cluster.bootstrap_servers();
+        let mut sink =
+            KafkaDeadLetterSink::new(&brokers, "dead", &KafkaProperties::default()).unwrap();
+        let mut small = big_dead_letter(10);
+        small.offset = 8;
+        sink.send(&[big_dead_letter(1_100_000), small])
+            .expect("an oversized dead letter is sent, cut");
+        let messages = read_back(&brokers, "dead", 2);
+        let (value, headers) = &messages[0];
+        assert!(
+            value.len() < 1_000_000 && value.len() > 990_000,
+            "{}",
+            value.len()
+        );
+        assert_eq!(
+            headers.get("tw_truncated").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            headers.get("tw_original_bytes").map(String::as_str),
+            Some("1100000")
+        );
+        assert_eq!(headers.get("tw_offset").map(String::as_str), Some("7"));
+        let (value, headers) = &messages[1];
+        assert_eq!(value, &vec![b'x'; 10]);
+        assert!(!headers.contains_key("tw_truncated"));
+        assert_eq!(headers.get("tw_offset").map(String::as_str), Some("8"));
+    }
+
+    #[test]
+    fn a_message_refused_as_too_large_is_not_retryable() {
+        let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+        cluster.create_topic("alerts", 1, 1).unwrap();
+        let brokers = cluster.bootstrap_servers();
+        let mut producer =
+            TopicProducer::new(&brokers, "alerts", &KafkaProperties::default()).unwrap();
+        let message = |len: usize| OutMessage {
+            partition: None,
+            key: b"k".to_vec(),
+            value: vec![b'x'; len],
+            headers: Vec::new(),
+        };
+        // librdkafka refuses it at produce time ...
+        let error = producer.send_all(&[message(1_100_000)]).unwrap_err();
+        assert!(matches!(error, Error::TooLarge(_)), "{error}");
+        assert!(!error.class().is_retryable());
+        // ... or the broker does (a topic limit below message.max.bytes).
+        cluster.request_errors(
+            rdkafka::types::RDKafkaApiKey::Produce,
+            &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 20],
+        );
+        let error = producer.send_all(&[message(10)]).unwrap_err();
+        assert!(matches!(error, Error::TooLarge(_)), "{error}");
+        assert!(!error.class().is_retryable());
+    }
+
+    /// A failed console sign-in from `ip` at second `second` of 2024-03-01T12:00.
+    fn failed_sign_in(ip: &str, second: u32) -> Vec<u8> {
+        format!(
+            r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","accountId":"111122223333"}},"eventTime":"2024-03-01T12:00:{second:02}Z","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","errorMessage":"Failed authentication","awsRegion":"us-east-1","sourceIPAddress":"{ip}","recipientAccountId":"111122223333","eventID":"{ip}-{second}"}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn the_engine_runs_past_an_oversized_dead_letter() {
+        use crate::engine::{Engine, EngineConfig};
+        use crate::rules::{parse_rule_text, RuleSet};
+        use crate::sink::writer::MemorySink;
+        use crate::source::memory::MemorySource;
+        use std::sync::atomic::Ordering;
+        use std::sync::Arc;
+
+        let rule = parse_rule_text(
+            "test",
+            r#"id: console-burst
+title: Console sign-in failure burst
+description: Five failed console sign-ins from one IP.
+severity: high
+kind: cloudtrail
+filter: '{ ($.eventName = ConsoleLogin) && ($.errorMessage = "Failed authentication") }'
+group_by: [sourceIPAddress]
+window: 5m
+threshold: ">= 5"
+"#,
+        )
+        .unwrap();
+        let rules = Arc::new(RuleSet::compile(&[rule]).unwrap());
+        let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+        cluster.create_topic("dead", 1, 1).unwrap();
+        let brokers = cluster.bootstrap_servers();
+        let dead = KafkaDeadLetterSink::new(&brokers, "dead", &KafkaProperties::default()).unwrap();
+
+        let mut records: Vec<Vec<u8>> = (0..5).map(|i| failed_sign_in("203.0.113.1", i)).collect();
+        let mut oversized = b"{\"eventVersion\":".to_vec();
+        oversized.resize(1_100_000, b'x');
+        records.push(oversized); // offset 5
+        records.push(b"{oops".to_vec()); // offset 6
+        records.extend((10..15).map(|i| failed_sign_in("203.0.113.2", i)));
+
+        let mut config = EngineConfig::default();
+        config.watermark.replay = true;
+        config.shards = 1;
+        config.decoders = 1;
+        config.shutdown_deadline = Duration::from_secs(2);
+        let engine = Arc::new(Engine::new(config, rules));
+        let alerts = MemorySink::default();
+        let delivered = Arc::clone(&alerts.alerts);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let runner = Arc::clone(&engine);
+        let handle = std::thread::spawn(move || {
+            let result = runner.run(
+                vec![Box::new(MemorySource::new("mem", records, 4))],
+                Box::new(alerts),
+                Box::new(dead),
+            );
+            let _ = done_tx.send(());
+            result
+        });
+        let finished = done_rx.recv_timeout(Duration::from_secs(30)).is_ok();
+        if !finished {
+            engine.stop_handle().store(true, Ordering::Relaxed);
+        }
+        let result = handle.join().unwrap();
+        assert!(
+            finished,
+            "the pipeline stalled on the dead letter: {result:?}"
+        );
+        result.expect("the run ends cleanly");
+
+        let metrics = engine.metrics();
+        assert_eq!(metrics.dead_letters_truncated.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.dead_letter.sent.load(Ordering::Relaxed), 2);
+        let alerts = delivered.lock().unwrap();
+        let ips: std::collections::BTreeSet<String> =
+            alerts.iter().map(|a| a.routing_key()).collect();
+        assert_eq!(ips.len(), 2, "both bursts alerted: {ips:?}");
+        let messages = read_back(&brokers, "dead", 2);
+        let offset = |m: &(Vec<u8>, BTreeMap<String, String>)| m.1.get("tw_offset").cloned();
+        let cut = messages
+            .iter()
+            .find(|m| offset(m).as_deref() == Some("5"))
+            .expect("the oversized record's dead letter");
+        assert_eq!(
+            cut.1.get("tw_original_bytes").map(String::as_str),
+            Some("1100000")
+        );
+        assert!(cut.0.starts_with(b"{\"eventVersion\":"));
+        let whole = messages
+            .iter()
+            .find(|m| offset(m).as_deref() == Some("6"))
+            .expect("the small record's dead letter");
+        assert_eq!(whole.0, b"{oops");
+        assert!(!whole.1.contains_key("tw_truncated"));
     }
 
     #[test]

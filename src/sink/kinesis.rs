@@ -10,6 +10,11 @@
 //! returns `Err` and the engine retries the whole batch (records already
 //! accepted are sent again with the same alert id: consumers deduplicate
 //! by `finding_info.uid`/`metadata.uid`).
+//!
+//! One record holds at most 1 MiB (data plus partition key). An alert
+//! larger than that (possible only with very large evidence limits) would
+//! be refused on every retry, so it is [`Error::TooLarge`], which the
+//! engine does not retry. There is no Kinesis dead-letter sink.
 
 use std::time::Duration;
 
@@ -28,6 +33,8 @@ use crate::source::kinesis::{load_aws_config, runtime};
 const MAX_RECORDS_PER_CALL: usize = 500;
 /// ... and at most 5 MiB a call (data plus partition keys).
 const MAX_BYTES_PER_CALL: usize = 5 * 1024 * 1024;
+/// ... and at most 1 MiB a record (data plus partition key).
+const MAX_BYTES_PER_RECORD: usize = 1024 * 1024;
 /// Attempts for failed records within one `send`.
 const MAX_ATTEMPTS: u32 = 8;
 
@@ -129,6 +136,17 @@ fn partition_key(routing_key: &str) -> String {
     hex::encode(Sha256::digest(routing_key.as_bytes()))
 }
 
+/// A record Kinesis would refuse on every attempt is [`Error::TooLarge`].
+fn check_record_size(entry: &PutRecordsRequestEntry, stream: &str) -> Result<()> {
+    let size = entry.data().as_ref().len() + entry.partition_key().map_or(0, str::len);
+    if size > MAX_BYTES_PER_RECORD {
+        return Err(Error::TooLarge(format!(
+            "kinesis stream {stream}: a record of {size} bytes exceeds the {MAX_BYTES_PER_RECORD}-byte record limit"
+        )));
+    }
+    Ok(())
+}
+
 /// Splits entries into PutRecords-sized calls, keeping their order.
 fn chunks(entries: Vec<PutRecordsRequestEntry>) -> Vec<Vec<PutRecordsRequestEntry>> {
     let mut calls = Vec::new();
@@ -167,6 +185,7 @@ impl AlertSink for KinesisAlertSink {
                 .partition_key(partition_key(&alert.routing_key()))
                 .build()
                 .map_err(|e| Error::Internal(format!("cannot build put records entry: {e}")))?;
+            check_record_size(&entry, &self.stream)?;
             entries.push(entry);
         }
         self.runtime.block_on(self.put_all(entries))
@@ -191,6 +210,14 @@ mod tests {
         assert_eq!(partition_key(&long).len(), 64);
         assert_eq!(partition_key(&long), partition_key(&long));
         assert_eq!(partition_key("rule|acct"), "rule|acct");
+    }
+
+    #[test]
+    fn a_record_over_one_mib_is_too_large_not_retryable() {
+        assert!(check_record_size(&entry(MAX_BYTES_PER_RECORD - 1), "s").is_ok());
+        let error = check_record_size(&entry(MAX_BYTES_PER_RECORD), "s").unwrap_err();
+        assert!(matches!(error, Error::TooLarge(_)), "{error}");
+        assert!(!error.class().is_retryable());
     }
 
     #[test]

@@ -14,6 +14,21 @@
 //! alert that cannot be encoded) or that deadline ends the run, and the
 //! commit tracker is frozen first (`engine::commit`, "Frozen"), so what
 //! the sink never took is delivered again after a restart.
+//!
+//! # Dead letters that do not fit
+//!
+//! An output may cap the size of one record (a Kafka topic: the producer's
+//! `message.max.bytes`). A dead letter carries its whole original record,
+//! up to `max_record_bytes` (16 MiB), and one that cannot fit would fail
+//! the same way on every retry and stall the pipeline. So before each send
+//! the engine asks the sink to [`DeadLetterSink::fit`] every dead letter:
+//! one that is too large is cut ([`DeadLetter::truncate`]) to the first
+//! bytes of its record, keeping its position (partition and offset, so the
+//! whole record can be read again at its source), reason and class, and
+//! marked with its original length. Each cut is counted
+//! (`trailwatch_dead_letters_truncated_total`) and logged at warn. A
+//! record an output still refuses as too large is [`Error::TooLarge`]: not
+//! retryable, it ends the run loudly instead of stalling it.
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -44,8 +59,12 @@ pub struct DeadLetter {
     /// Stable reason label (e.g. `invalid_json`).
     pub reason: &'static str,
     pub detail: String,
-    /// The original bytes.
+    /// The original bytes, or their first part when the dead letter was
+    /// cut to fit its output (then `original_len` is set).
     pub bytes: Vec<u8>,
+    /// The original record's length when `bytes` holds only its first part
+    /// ([`DeadLetter::truncate`]); `None` when `bytes` is the whole record.
+    pub original_len: Option<u64>,
 }
 
 impl DeadLetter {
@@ -59,14 +78,49 @@ impl DeadLetter {
             reason: rejected.reason.as_str(),
             detail: rejected.detail.clone(),
             bytes: rejected.bytes.clone(),
+            original_len: None,
         }
     }
+
+    /// Cuts the original bytes to their first `keep_bytes`, and the detail
+    /// to [`MAX_TRUNCATED_DETAIL_BYTES`], remembering the original length
+    /// (cutting again keeps the first one). Position, class and reason are
+    /// kept, so the whole record can be found at its source.
+    pub fn truncate(&mut self, keep_bytes: usize) {
+        self.original_len.get_or_insert(self.bytes.len() as u64);
+        self.bytes.truncate(keep_bytes);
+        self.bytes.shrink_to_fit();
+        if self.detail.len() > MAX_TRUNCATED_DETAIL_BYTES {
+            let mut end = MAX_TRUNCATED_DETAIL_BYTES;
+            while !self.detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.detail.truncate(end);
+        }
+    }
+
+    /// Whether `bytes` holds only the first part of the record.
+    pub fn is_truncated(&self) -> bool {
+        self.original_len.is_some()
+    }
 }
+
+/// Most detail bytes a cut dead letter keeps ([`DeadLetter::truncate`]).
+pub const MAX_TRUNCATED_DETAIL_BYTES: usize = 1024;
 
 /// Destination of dead letters.
 pub trait DeadLetterSink: Send {
     /// Name for logs and metrics.
     fn name(&self) -> &str;
+    /// Cuts `record` to what one record of this output can hold, if it
+    /// must, and returns whether it cut (module docs, "Dead letters that do
+    /// not fit"). The engine fits every dead letter before
+    /// [`DeadLetterSink::send`]. The default, for outputs without a record
+    /// size limit (files, stdout, memory), never cuts.
+    fn fit(&self, record: &mut DeadLetter) -> bool {
+        let _ = record;
+        false
+    }
     /// Delivers a batch; same contract as [`AlertSink::send`].
     fn send(&mut self, records: &[DeadLetter]) -> Result<()>;
 }
