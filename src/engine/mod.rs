@@ -16,6 +16,7 @@ pub mod merge;
 pub mod partial;
 pub mod preagg;
 pub mod shard;
+pub mod shutdown;
 pub mod sliding;
 pub mod watermark;
 pub mod window;
@@ -165,6 +166,8 @@ pub struct Engine {
     watermark: Arc<WatermarkTracker>,
     registry: Arc<PartitionRegistry>,
     stop: Arc<AtomicBool>,
+    /// The shutdown deadline, fixed when a stop request is first seen.
+    shutdown: shutdown::ShutdownClock,
     /// Set when a source ended with an error (no end-of-input flush then).
     source_failed: AtomicBool,
     /// Stage 2 only: the producers' watermarks.
@@ -194,6 +197,7 @@ impl Engine {
             watermark: Arc::new(WatermarkTracker::new(config.watermark)),
             registry: Arc::new(PartitionRegistry::default()),
             stop: Arc::new(AtomicBool::new(false)),
+            shutdown: shutdown::ShutdownClock::default(),
             source_failed: AtomicBool::new(false),
             config: EngineConfig {
                 shards,
@@ -492,6 +496,7 @@ impl Engine {
     ) -> Result<u64> {
         let span = tracing::info_span!("sink", name = sink.name());
         let _entered = span.enter();
+        sink.watch_shutdown(&self.shutdown);
         let counters = &self.metrics.repartition;
         let mut delivered = 0u64;
         for flush in rx.iter() {
@@ -522,6 +527,7 @@ impl Engine {
         let mut was_ready = false;
         let result = loop {
             if self.stop.load(Ordering::Relaxed) {
+                self.shutdown.start(self.config.shutdown_deadline);
                 tracing::info!("stop requested, intake stopped");
                 break Ok(());
             }
@@ -592,6 +598,7 @@ impl Engine {
     ) -> Result<u64> {
         let span = tracing::info_span!("sink", name = sink.name());
         let _entered = span.enter();
+        sink.watch_shutdown(&self.shutdown);
         let mut delivered = 0u64;
         while let Ok(mut emitted) = rx.recv() {
             // Coalesce what is already queued: every shard batch sends its
@@ -635,7 +642,6 @@ impl Engine {
         mut send: impl FnMut() -> Result<T>,
     ) -> Result<T> {
         let mut backoff = Duration::from_millis(100);
-        let mut give_up_at: Option<Instant> = None;
         loop {
             let error = match send() {
                 Ok(sent) => {
@@ -649,8 +655,7 @@ impl Engine {
                 return Err(self.abandon_output(output, error));
             }
             if self.stop.load(Ordering::Relaxed) {
-                let deadline = *give_up_at
-                    .get_or_insert_with(|| Instant::now() + self.config.shutdown_deadline);
+                let deadline = self.shutdown.start(self.config.shutdown_deadline);
                 if Instant::now() >= deadline {
                     let error = Error::Sink(format!("{output}: giving up at shutdown: {error}"));
                     return Err(self.abandon_output(output, error));
@@ -679,6 +684,7 @@ impl Engine {
         rx: Receiver<DeadLetterBatch>,
         mut sink: Box<dyn DeadLetterSink>,
     ) -> Result<()> {
+        sink.watch_shutdown(&self.shutdown);
         // Dropping `_hold` after the send acknowledges the batch.
         for (mut records, _hold) in rx.iter() {
             for record in &mut records {

@@ -56,6 +56,7 @@ use super::{AlertSink, DeadLetter, DeadLetterSink, PartialSink};
 use crate::alert::Alert;
 use crate::config::KafkaProperties;
 use crate::engine::preagg::PartialRecord;
+use crate::engine::shutdown::ShutdownClock;
 use crate::error::{Error, Result};
 
 /// How long one wait for delivery reports blocks before the reports are
@@ -163,6 +164,9 @@ pub struct TopicProducer {
     generation: u32,
     /// The producer's effective `message.max.bytes`.
     max_message_bytes: usize,
+    /// The engine's shutdown clock: a send waiting for reports gives up
+    /// once it has passed (`engine::shutdown`).
+    shutdown: ShutdownClock,
 }
 
 impl TopicProducer {
@@ -187,12 +191,24 @@ impl TopicProducer {
             report_deadline: Duration::from_millis(timeout_ms) + Duration::from_secs(5),
             generation: 0,
             max_message_bytes,
+            shutdown: ShutdownClock::default(),
         })
     }
 
     /// The topic written to.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// Gives up waiting inside a send once `clock` has passed.
+    pub fn watch_shutdown(&mut self, clock: &ShutdownClock) {
+        self.shutdown = clock.clone();
+    }
+
+    /// Whether a send must stop waiting now: its own deadline, or the
+    /// engine's shutdown deadline, has passed.
+    fn must_give_up(&self, deadline: Instant) -> bool {
+        Instant::now() >= deadline || self.shutdown.passed()
     }
 
     /// The producer's effective `message.max.bytes`: the most bytes of key,
@@ -248,7 +264,8 @@ impl TopicProducer {
             reports.results = vec![None; messages.len()];
             reports.received = 0;
         }
-        let deadline = Instant::now() + self.report_deadline;
+        let started = Instant::now();
+        let deadline = started + self.report_deadline;
         for (index, message) in messages.iter().enumerate() {
             let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
             for (key, value) in &message.headers {
@@ -269,7 +286,7 @@ impl TopicProducer {
                 match self.producer.send(record) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        if Instant::now() >= deadline {
+                        if self.must_give_up(deadline) {
                             return Err(Error::Sink(format!(
                                 "kafka topic {}: local queue full until the deadline",
                                 self.topic
@@ -327,11 +344,16 @@ impl TopicProducer {
                     return Ok(());
                 }
             }
-            if Instant::now() >= deadline {
+            if self.must_give_up(deadline) {
                 return Err(Error::Sink(format!(
-                    "kafka topic {}: delivery reports missing after {} ms",
+                    "kafka topic {}: delivery reports missing after {} ms{}",
                     self.topic,
-                    self.report_deadline.as_millis()
+                    started.elapsed().as_millis(),
+                    if self.shutdown.passed() {
+                        " (shutdown deadline passed)"
+                    } else {
+                        ""
+                    }
                 )));
             }
             // rdkafka's `BaseProducer::poll` serves events until its whole
@@ -457,6 +479,10 @@ impl PartialSink for KafkaPartialSink {
         self.producer.send_all(&messages)?;
         Ok(bytes)
     }
+
+    fn watch_shutdown(&mut self, clock: &ShutdownClock) {
+        self.producer.watch_shutdown(clock);
+    }
 }
 
 /// RFC 3339 (UTC, milliseconds) of an epoch-ms timestamp.
@@ -517,6 +543,10 @@ impl AlertSink for KafkaAlertSink {
             .map(KafkaAlertSink::message)
             .collect::<Result<Vec<_>>>()?;
         self.producer.send_all(&messages)
+    }
+
+    fn watch_shutdown(&mut self, clock: &ShutdownClock) {
+        self.producer.watch_shutdown(clock);
     }
 }
 
@@ -621,6 +651,10 @@ impl DeadLetterSink for KafkaDeadLetterSink {
             })
             .collect();
         self.producer.send_all(&messages)
+    }
+
+    fn watch_shutdown(&mut self, clock: &ShutdownClock) {
+        self.producer.watch_shutdown(clock);
     }
 }
 
@@ -804,6 +838,37 @@ mod tests {
         let error = producer.send_all(&[message(10)]).unwrap_err();
         assert!(matches!(error, Error::TooLarge(_)), "{error}");
         assert!(!error.class().is_retryable());
+    }
+
+    #[test]
+    fn a_send_waiting_on_a_down_broker_gives_up_at_the_shutdown_deadline() {
+        // Nothing listens there: delivery reports never come, and without
+        // the clock this send would wait for them 305 s.
+        let properties = KafkaProperties(BTreeMap::from([(
+            "message.timeout.ms".to_string(),
+            "300000".to_string(),
+        )]));
+        let mut producer = TopicProducer::new("127.0.0.1:9", "alerts", &properties).unwrap();
+        let clock = ShutdownClock::default();
+        producer.watch_shutdown(&clock);
+        clock.start(Duration::from_millis(200));
+        let message = OutMessage {
+            partition: None,
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            headers: Vec::new(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(producer.send_all(&[message]).map_err(|e| e.to_string()));
+        });
+        // A guard against the 305 s wait, not a timing: it must be far
+        // shorter than that, and far longer than the deadline.
+        let result = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the send gave up at the shutdown deadline");
+        let error = result.unwrap_err();
+        assert!(error.contains("shutdown deadline passed"), "{error}");
     }
 
     /// A failed console sign-in from `ip` at second `second` of 2024-03-01T12:00.

@@ -26,6 +26,7 @@ use tokio::runtime::Runtime;
 
 use super::AlertSink;
 use crate::alert::Alert;
+use crate::engine::shutdown::ShutdownClock;
 use crate::error::{Error, Result};
 use crate::source::kinesis::{load_aws_config, runtime};
 
@@ -51,6 +52,8 @@ pub struct KinesisAlertSink {
     runtime: Runtime,
     client: Client,
     stream: String,
+    /// The engine's shutdown clock: no retry round starts once it passed.
+    shutdown: ShutdownClock,
 }
 
 impl KinesisAlertSink {
@@ -68,6 +71,7 @@ impl KinesisAlertSink {
             runtime,
             client: Client::new(&sdk),
             stream: config.stream.clone(),
+            shutdown: ShutdownClock::default(),
         })
     }
 
@@ -107,7 +111,7 @@ impl KinesisAlertSink {
             if failed.is_empty() {
                 return Ok(());
             }
-            if attempt >= MAX_ATTEMPTS {
+            if attempt >= MAX_ATTEMPTS || self.shutdown.passed() {
                 return Err(Error::Sink(format!(
                     "kinesis put records to {}: {} records not accepted after {attempt} attempts: {last_error}",
                     self.stream,
@@ -172,6 +176,10 @@ fn chunks(entries: Vec<PutRecordsRequestEntry>) -> Vec<Vec<PutRecordsRequestEntr
 impl AlertSink for KinesisAlertSink {
     fn name(&self) -> &str {
         "kinesis"
+    }
+
+    fn watch_shutdown(&mut self, clock: &ShutdownClock) {
+        self.shutdown = clock.clone();
     }
 
     fn send(&mut self, alerts: &[Alert]) -> Result<()> {

@@ -37,6 +37,7 @@ pub mod kinesis;
 pub mod writer;
 
 use crate::alert::Alert;
+use crate::engine::shutdown::ShutdownClock;
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::{ErrorClass, Result};
@@ -47,6 +48,11 @@ pub trait AlertSink: Send {
     fn name(&self) -> &str;
     /// Delivers a batch; `Ok` means acknowledged (see the module contract).
     fn send(&mut self, alerts: &[Alert]) -> Result<()>;
+    /// Hands over the engine's shutdown clock, for a sink whose one send
+    /// can block past it (see [`ShutdownClock`]). By default, ignored.
+    fn watch_shutdown(&mut self, clock: &ShutdownClock) {
+        let _ = clock;
+    }
 }
 
 /// A record that could not be processed, with its reason.
@@ -123,6 +129,10 @@ pub trait DeadLetterSink: Send {
     }
     /// Delivers a batch; same contract as [`AlertSink::send`].
     fn send(&mut self, records: &[DeadLetter]) -> Result<()>;
+    /// As [`AlertSink::watch_shutdown`].
+    fn watch_shutdown(&mut self, clock: &ShutdownClock) {
+        let _ = clock;
+    }
 }
 
 /// Destination of stage-1 partials: the repartition topic of a two-stage
@@ -138,4 +148,8 @@ pub trait PartialSink: Send {
         partials: &[crate::engine::preagg::PartialRecord],
         watermark: Option<&crate::engine::preagg::PartialRecord>,
     ) -> Result<u64>;
+    /// As [`AlertSink::watch_shutdown`].
+    fn watch_shutdown(&mut self, clock: &ShutdownClock) {
+        let _ = clock;
+    }
 }
