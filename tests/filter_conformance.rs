@@ -684,6 +684,12 @@ fn json_patterns() {
         doc("wildcard_suffix", "{ $.e = \"*UnauthorizedOperation\" }", json!({"e": "Client.UnauthorizedOperation"}), true),
         doc("wildcard_contains", "{ $.e = \"*mid*\" }", json!({"e": "in the middle"}), true),
         doc("wildcard_contains_no", "{ $.e = \"*mid*\" }", json!({"e": "nothing"}), false),
+        // [ARCHIVED] FilterAndPatternSyntax: "You can use the asterisk '*'
+        // wildcard character to match any text at, before, or after a
+        // search term ... Ev*ent will only match the actual string Ev*ent."
+        doc("aws_doc_archived_interior_star_is_literal", "{ $.eventName = Ev*ent }", json!({"eventName": "Ev*ent"}), true),
+        doc("aws_doc_archived_interior_star_is_no_wildcard", "{ $.eventName = Ev*ent }", json!({"eventName": "EvXent"}), false),
+        doc("aws_doc_archived_interior_star_quoted", "{ $.eventName = \"Ev*ent\" }", json!({"eventName": "EvXYent"}), false),
         doc("case_sensitive_values", "{ $.e = \"abc\" }", json!({"e": "ABC"}), false),
         doc("envelope_field_selector", "{ $.@log_group = x }", json!({"@log_group": "x"}), true),
         doc("precedence_and_over_or", "{ $.a = 1 || $.b = 1 && $.c = 1 }", json!({"a": 1, "b": 0, "c": 0}), true),

@@ -1,6 +1,11 @@
 //! `*` wildcard strings, precompiled into the cheapest matcher for their
-//! shape (exact, prefix, suffix, contains, or anchored segments) so that
-//! matching never allocates and never backtracks.
+//! shape (exact, prefix, suffix or contains) so that matching never
+//! allocates and never backtracks.
+//!
+//! As in CloudWatch Logs, `*` is a wildcard only at the start or the end
+//! of a value ("match any text at, before, or after a search term"): one
+//! inside it is the character itself (`Ev*ent` matches only the string
+//! `Ev*ent`).
 
 use memchr::memmem::Finder;
 
@@ -17,44 +22,29 @@ pub(crate) enum Wildcard {
     Suffix(Box<str>),
     /// `*abc*`
     Contains(Box<Finder<'static>>),
-    /// `a*b*c`: anchored first and last parts, middle parts in order.
-    Segments {
-        first: Box<str>,
-        middle: Vec<Finder<'static>>,
-        last: Box<str>,
-    },
 }
 
 impl Wildcard {
-    /// Builds a matcher from the literal parts between `*`s.
+    /// Builds a matcher from the literal parts between `*`s (an escaped
+    /// `*` is inside a part). Only a `*` before the first part or after
+    /// the last is a wildcard; the others join the parts again.
     pub(crate) fn from_parts(parts: &[String]) -> Wildcard {
-        match parts {
-            [] => Wildcard::Exact("".into()),
-            [only] => Wildcard::Exact(only.as_str().into()),
-            [first, inner @ .., last] => {
-                let middle: Vec<Finder<'static>> = inner
-                    .iter()
-                    .filter(|p| !p.is_empty())
-                    .map(|p| Finder::new(p.as_bytes()).into_owned())
-                    .collect();
-                match (first.is_empty(), last.is_empty(), middle.len()) {
-                    (true, true, 0) => Wildcard::Any,
-                    (true, false, 0) => Wildcard::Suffix(last.as_str().into()),
-                    (false, true, 0) => Wildcard::Prefix(first.as_str().into()),
-                    (true, true, 1) => {
-                        let mut middle = middle;
-                        match middle.pop() {
-                            Some(f) => Wildcard::Contains(Box::new(f)),
-                            None => Wildcard::Any,
-                        }
-                    }
-                    _ => Wildcard::Segments {
-                        first: first.as_str().into(),
-                        middle,
-                        last: last.as_str().into(),
-                    },
-                }
-            }
+        let [first, .., last] = parts else {
+            return Wildcard::Exact(parts.first().map_or("", String::as_str).into());
+        };
+        let (leading, trailing) = (first.is_empty(), last.is_empty());
+        let from = usize::from(leading);
+        let to = parts.len() - usize::from(trailing);
+        let core = parts
+            .get(from..to)
+            .map(|core| core.join("*"))
+            .unwrap_or_default();
+        match (leading, trailing) {
+            _ if (leading || trailing) && core.is_empty() => Wildcard::Any,
+            (true, true) => Wildcard::Contains(Box::new(Finder::new(core.as_bytes()).into_owned())),
+            (true, false) => Wildcard::Suffix(core.into()),
+            (false, true) => Wildcard::Prefix(core.into()),
+            (false, false) => Wildcard::Exact(core.into()),
         }
     }
 
@@ -66,27 +56,6 @@ impl Wildcard {
             Wildcard::Prefix(p) => text.starts_with(&**p),
             Wildcard::Suffix(s) => text.ends_with(&**s),
             Wildcard::Contains(f) => f.find(text.as_bytes()).is_some(),
-            Wildcard::Segments {
-                first,
-                middle,
-                last,
-            } => {
-                let bytes = text.as_bytes();
-                if bytes.len() < first.len() + last.len()
-                    || !bytes.starts_with(first.as_bytes())
-                    || !bytes.ends_with(last.as_bytes())
-                {
-                    return false;
-                }
-                let mut hay = &bytes[first.len()..bytes.len() - last.len()];
-                for finder in middle {
-                    match finder.find(hay) {
-                        Some(at) => hay = &hay[at + finder.needle().len()..],
-                        None => return false,
-                    }
-                }
-                true
-            }
         }
     }
 }
@@ -108,7 +77,8 @@ mod tests {
         assert!(matches!(wc("ab*"), Wildcard::Prefix(_)));
         assert!(matches!(wc("*ab"), Wildcard::Suffix(_)));
         assert!(matches!(wc("*ab*"), Wildcard::Contains(_)));
-        assert!(matches!(wc("a*b"), Wildcard::Segments { .. }));
+        assert!(matches!(wc("a*b"), Wildcard::Exact(_)));
+        assert!(matches!(wc("*a*b*"), Wildcard::Contains(_)));
     }
 
     #[test]
@@ -126,11 +96,24 @@ mod tests {
             ("*UnauthorizedOperation", "UnauthorizedOperationX", false),
             ("*mid*", "a mid b", true),
             ("*mid*", "mi d", false),
-            ("a*b*c", "abc", true),
-            ("a*b*c", "axxbyyc", true),
-            ("a*b*c", "acb", false),
-            ("ab*ba", "aba", false),
-            ("ab*ba", "abba", true),
+            // Inside a value, `*` is the character itself (AWS: "Ev*ent
+            // will only match the actual string Ev*ent").
+            ("Ev*ent", "Ev*ent", true),
+            ("Ev*ent", "EvXent", false),
+            ("Ev*ent", "Event", false),
+            ("a*b*c", "axxbyyc", false),
+            ("*a*b", "x a*b", true),
+            ("*a*b", "x axb", false),
+            (
+                "arn:aws:iam::*:role/Admin*",
+                "arn:aws:iam::*:role/Admins",
+                true,
+            ),
+            (
+                "arn:aws:iam::*:role/Admin*",
+                "arn:aws:iam::123:role/Admin",
+                false,
+            ),
             ("*", "", true),
             ("", "", true),
             ("4*", "404", true),
