@@ -156,6 +156,54 @@ threshold: "< 2"
     assert_eq!(created[0].value, 1.25);
 }
 
+/// CloudWatch's Sum and Average use the values as given: negative ones
+/// are not raised to 0 (they were: -4 and 2 averaged 1).
+#[test]
+fn sum_and_avg_use_negative_values_as_given() {
+    let spec = |aggregate: &str, threshold: &str| {
+        rule(&format!(
+            r#"
+id: signed
+title: signed
+kind: cloudtrail
+filter: '{{ $.eventName = ConsoleLogin }}'
+group_by: [recipientAccountId]
+window: 5m
+metric: {{value: "$.n"}}
+aggregate: {aggregate}
+threshold: "{threshold}"
+"#
+        ))
+    };
+    let records = |values: &[(&str, i64)]| -> Vec<Vec<u8>> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, (account, n))| {
+                format!(r#"{{"eventTime":"2024-03-01T12:00:0{i}Z","eventName":"ConsoleLogin","recipientAccountId":"{account}","n":{n}}}"#)
+                    .into_bytes()
+            })
+            .collect()
+    };
+    let input = records(&[("a", -4), ("a", 2), ("b", 5), ("b", -3)]);
+    let by_key = |alerts: &[Alert]| -> Vec<(String, f64)> {
+        creates(alerts)
+            .iter()
+            .map(|a| (a.key.join(","), a.value))
+            .collect()
+    };
+    let avg_low = run_rule(&spec("avg", "< 0"), input.clone()).unwrap();
+    assert_eq!(by_key(&avg_low), vec![("a".to_string(), -1.0)]);
+    let avg_high = run_rule(&spec("avg", "> 0.5"), input.clone()).unwrap();
+    assert_eq!(by_key(&avg_high), vec![("b".to_string(), 1.0)]);
+    // `<` is not eager: evaluated on the closed window's sum.
+    let sum_low = run_rule(&spec("sum", "< 3"), input).unwrap();
+    assert_eq!(
+        by_key(&sum_low),
+        vec![("a".to_string(), -2.0), ("b".to_string(), 2.0)]
+    );
+}
+
 #[test]
 fn absent_or_non_numeric_metric_values_add_nothing() {
     let spec = rule(

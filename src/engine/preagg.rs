@@ -40,7 +40,7 @@ use super::commit::{AlertHold, CommitTracker, Holds, ShardHolds};
 use super::partial::{PartialAgg, ProducerWatermark, ReplayOffsets};
 use super::shard::{MatchBatch, ShardMsg};
 use super::watermark::WatermarkTracker;
-use super::window::{summand, window_start, EvidenceLimits, WindowAgg};
+use super::window::{window_start, EvidenceLimits, WindowAgg};
 use crate::metrics::{Tally, WorkerCounters};
 use crate::rules::compile::{Aggregate, RuleIdx};
 use crate::rules::RuleSet;
@@ -241,7 +241,7 @@ impl Preaggregator {
             if let Some(replay) = entry.replay.as_mut() {
                 replay.offsets.push(m.offset);
                 if matches!(rule.aggregate, Aggregate::Sum | Aggregate::Avg) {
-                    replay.values.push(summand(m.value));
+                    replay.values.push(m.value);
                 }
             }
             let agg = &mut entry.agg;

@@ -41,16 +41,6 @@ impl Default for EvidenceLimits {
     }
 }
 
-/// What one matching event adds to a window's sum. Negative contributions
-/// would make `sum` non-monotone and break eager firing; CloudWatch metric
-/// values are rarely negative and flow byte counts never are, so they are
-/// clamped (and counted by the caller as bad input when they come from a
-/// flow record).
-#[inline]
-pub fn summand(value: f64) -> f64 {
-    value.max(0.0)
-}
-
 /// Stage 2: last merged input offset per stage-1 input partition.
 pub type MergedInputs = SmallVec<[(CompactString, u64); 2]>;
 
@@ -149,7 +139,7 @@ impl WindowAgg {
         position: (u32, u64),
     ) -> bool {
         self.count += 1;
-        self.sum += summand(value);
+        self.sum += value;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         if let Some(set) = self.distinct.as_mut() {

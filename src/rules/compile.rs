@@ -335,8 +335,11 @@ impl CompiledRule {
         } else {
             EvalMode::Alarm
         };
-        // Sum is monotone only for non-negative values; the window clamps
-        // negative contributions to keep the eager decision sound.
+        // Sum is monotone only for non-negative values (counts, flow bytes
+        // and packets): it fires eagerly on the running sum, and a negative
+        // value after the crossing does not withdraw the Create. The
+        // statistics themselves use the values as given (CloudWatch Sum and
+        // Average).
         let monotone = matches!(
             aggregate,
             Aggregate::Count | Aggregate::Sum | Aggregate::Distinct | Aggregate::Max

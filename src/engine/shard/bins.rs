@@ -38,8 +38,8 @@ use super::distinct::DistinctSet;
 use super::match_texts::MatchTexts;
 use crate::engine::commit::Holds;
 use crate::engine::window::{
-    floor_char_boundary, mark_merged_inputs, summand, EvidenceLimits, MergeCheck, MergedInputs,
-    Samples, WindowAgg,
+    floor_char_boundary, mark_merged_inputs, EvidenceLimits, MergeCheck, MergedInputs, Samples,
+    WindowAgg,
 };
 use crate::rules::compile::Aggregate;
 use crate::source::PartitionId;
@@ -360,7 +360,7 @@ impl Bin {
         if self.aggregate != Aggregate::Count {
             let value = contribution.value;
             let extra = self.extra_mut(index);
-            extra.sum += summand(value);
+            extra.sum += value;
             extra.min = extra.min.min(value);
             extra.max = extra.max.max(value);
             let row = self.entries[index as usize].extra as usize;
