@@ -305,3 +305,189 @@ fn interleaved_windows_each_count_only_their_own_events() {
     let noon = 1_709_294_400_000; // 2024-03-01T12:00:00Z
     assert_eq!(windows, [(noon, 5), (noon + 300_000, 5)], "{alerts:?}");
 }
+
+// ─────────────── alarms in service mode (watermark-driven) ───────────────
+
+/// Runs `spec` as a service (no flush at the end) over `records`, one per
+/// input batch, with `shards` shards and `lateness_ms` of allowed lateness.
+fn run_service(
+    spec: &RuleSpec,
+    records: Vec<Vec<u8>>,
+    shards: usize,
+    lateness_ms: i64,
+) -> Vec<Alert> {
+    let mut config = trailwatch::engine::EngineConfig::default();
+    config.watermark.replay = false;
+    config.watermark.allowed_lateness_ms = lateness_ms;
+    config.flush_on_end = false;
+    config.shards = shards;
+    run_configured(spec, records, config)
+}
+
+/// Runs `spec` as `replay` does (every window closes at the end of input)
+/// with `shards` shards.
+fn run_replay(spec: &RuleSpec, records: Vec<Vec<u8>>, shards: usize) -> Vec<Alert> {
+    let mut config = trailwatch::engine::EngineConfig::default();
+    config.watermark.replay = true;
+    config.flush_on_end = true;
+    config.shards = shards;
+    run_configured(spec, records, config)
+}
+
+fn run_configured(
+    spec: &RuleSpec,
+    records: Vec<Vec<u8>>,
+    mut config: trailwatch::engine::EngineConfig,
+) -> Vec<Alert> {
+    use std::sync::Arc;
+    use trailwatch::engine::Engine;
+    use trailwatch::sink::writer::{MemoryDeadLetters, MemorySink};
+    use trailwatch::source::memory::MemorySource;
+    let mut enabled = spec.clone();
+    enabled.enabled = true;
+    let rules = trailwatch::rules::RuleSet::compile(&[enabled]).expect("rule compiles");
+    config.decoders = 1;
+    let engine = Engine::new(config, Arc::new(rules));
+    let sink = MemorySink::default();
+    let alerts = Arc::clone(&sink.alerts);
+    engine
+        .run(
+            vec![Box::new(MemorySource::new("p", records, 1))],
+            Box::new(sink),
+            Box::new(MemoryDeadLetters::default()),
+        )
+        .expect("engine runs");
+    let alerts = alerts.lock().expect("alerts").clone();
+    alerts
+}
+
+/// A sign-in event at `time` from `ip`; `name` other than ConsoleLogin
+/// only moves the watermark.
+fn sign_in(time: &str, ip: &str, name: &str) -> Vec<u8> {
+    format!(
+        r#"{{"eventVersion":"1.08","eventTime":"2024-03-01T{time}Z","eventName":"{name}","recipientAccountId":"1","sourceIPAddress":"{ip}"}}"#
+    )
+    .into_bytes()
+}
+
+const ALARM_BY_IP: &str = r#"
+id: alarm-by-ip
+title: alarm by ip
+kind: cloudtrail
+filter: '{ $.eventName = ConsoleLogin }'
+group_by: [sourceIPAddress]
+window: 5m
+"#;
+
+fn activities(alerts: &[Alert]) -> Vec<(Activity, String)> {
+    alerts
+        .iter()
+        .map(|a| {
+            (
+                a.activity,
+                trailwatch::rules::testing::rfc3339(a.window_start_ms),
+            )
+        })
+        .collect()
+}
+
+/// 2 of 2: period 12:00 breaches, 12:05 and 12:10 do not, then 12:15
+/// breaches while 12:05 and 12:10 are still open under the lateness. The
+/// last two periods (12:10, 12:15) hold one breach: no alarm. The eager
+/// check counted the last closed datapoint (12:00) as if it were 12:10.
+#[test]
+fn an_eager_alarm_counts_only_the_periods_just_before_the_open_one() {
+    let spec = rule(&format!(
+        "{ALARM_BY_IP}threshold: \">= 3\"\nevaluation: {{periods: 2, datapoints: 2}}\n"
+    ));
+    let ip = "203.0.113.9";
+    let records = vec![
+        sign_in("12:00:01", ip, "ConsoleLogin"),
+        sign_in("12:00:02", ip, "ConsoleLogin"),
+        sign_in("12:00:03", ip, "ConsoleLogin"),
+        sign_in("12:05:01", ip, "ConsoleLogin"),
+        sign_in("12:10:05", ip, "ConsoleLogin"),
+        // Watermark 12:05 (lateness 10m): period 12:00 closes, alone.
+        sign_in("12:15:00", ip, "ListRoles"),
+        sign_in("12:15:10", ip, "ConsoleLogin"),
+        sign_in("12:15:11", ip, "ConsoleLogin"),
+        sign_in("12:15:12", ip, "ConsoleLogin"),
+    ];
+    let alerts = run_service(&spec, records, 1, 10 * 60_000);
+    assert!(alerts.is_empty(), "{:?}", activities(&alerts));
+}
+
+/// Period 12:05 breaches first (eager Create), then the earlier period
+/// 12:00 breaches and closes: one ALARM, so one Create, and the Close that
+/// ends it carries the same id.
+#[test]
+fn an_alarm_raised_eagerly_by_a_later_period_sends_one_create() {
+    let spec = rule(&format!(
+        "{ALARM_BY_IP}threshold: \">= 2\"\nevaluation: {{periods: 1, treat_missing: not_breaching}}\n"
+    ));
+    let ip = "203.0.113.9";
+    let records = vec![
+        sign_in("12:05:01", ip, "ConsoleLogin"),
+        sign_in("12:05:02", ip, "ConsoleLogin"),
+        sign_in("12:00:01", ip, "ConsoleLogin"),
+        sign_in("12:00:02", ip, "ConsoleLogin"),
+        // Watermark 12:20 (lateness 10m, records of 12:30): 12:10 is empty.
+        sign_in("12:30:00", ip, "ListRoles"),
+    ];
+    let alerts = run_service(&spec, records, 1, 10 * 60_000);
+    let created: Vec<&Alert> = creates(&alerts);
+    assert_eq!(created.len(), 1, "{:?}", activities(&alerts));
+    let closes: Vec<&Alert> = alerts
+        .iter()
+        .filter(|a| a.activity == Activity::Close)
+        .collect();
+    assert_eq!(closes.len(), 1, "{:?}", activities(&alerts));
+    assert_eq!(closes[0].id, created[0].id, "the Close ends that Create");
+}
+
+/// The alarm of one key clears in the first period without data (not
+/// breaching), whatever other keys do and however many shards there are:
+/// keys are evaluated as the watermark passes their periods, not only when
+/// their shard closes a window then.
+#[test]
+fn an_alarm_clears_in_its_first_empty_period_on_any_shard_count() {
+    let spec = rule(&format!(
+        "{ALARM_BY_IP}threshold: \">= 2\"\nevaluation: {{periods: 1, treat_missing: not_breaching}}\n"
+    ));
+    for (shards, replay) in [1, 2, 4, 8]
+        .into_iter()
+        .flat_map(|n| [(n, false), (n, true)])
+    {
+        let records = vec![
+            sign_in("12:00:01", "203.0.113.9", "ConsoleLogin"),
+            sign_in("12:00:02", "203.0.113.9", "ConsoleLogin"),
+            sign_in("12:40:00", "198.51.100.7", "ConsoleLogin"),
+            // Watermark 12:45 (lateness 0): every period to 12:45 ended.
+            // Replay: the input ends there.
+            sign_in("12:45:00", "198.51.100.7", "ListRoles"),
+        ];
+        let alerts = if replay {
+            run_replay(&spec, records, shards)
+        } else {
+            run_service(&spec, records, shards, 0)
+        };
+        let ours: Vec<(Activity, String)> = alerts
+            .iter()
+            .filter(|a| a.key.iter().any(|k| k == "203.0.113.9"))
+            .map(|a| {
+                (
+                    a.activity,
+                    trailwatch::rules::testing::rfc3339(a.window_start_ms),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ours,
+            vec![
+                (Activity::Create, "2024-03-01T12:00:00Z".to_string()),
+                (Activity::Close, "2024-03-01T12:05:00Z".to_string()),
+            ],
+            "{shards} shards, replay {replay}"
+        );
+    }
+}

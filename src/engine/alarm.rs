@@ -71,12 +71,26 @@ impl AlarmState {
         }
     }
 
-    /// Breaching datapoints among the last `periods - 1` closed ones.
-    pub fn recent_breaching(&self, periods: u32, treat: TreatMissing) -> u32 {
+    /// Breaching datapoints among the `periods - 1` periods just before
+    /// the open one starting at `open_start` (`width` long each). Periods
+    /// after the last closed one are not known yet (still open under the
+    /// allowed lateness, or not swept): they count as not breaching, so an
+    /// eager raise never rests on a period outside the last N.
+    pub fn recent_breaching(
+        &self,
+        periods: u32,
+        treat: TreatMissing,
+        open_start: i64,
+        width: i64,
+    ) -> u32 {
+        let unknown = open_start.saturating_sub(self.last_period_end).max(0) / width.max(1);
+        let known = i64::from(periods.saturating_sub(1))
+            .saturating_sub(unknown)
+            .max(0);
         self.history
             .iter()
             .rev()
-            .take(periods.saturating_sub(1) as usize)
+            .take(known as usize)
             .filter(|d| counts_as_breaching(**d, treat))
             .count() as u32
     }

@@ -414,7 +414,21 @@ impl Engine {
             let exhausted =
                 !self.stop.load(Ordering::Relaxed) && !sources_failed && first_error.is_none();
             if exhausted && self.config.flush_on_end {
+                // Every period up to the last event time has passed: each
+                // shard evaluates its alarm keys up to there alike (a
+                // watermark at that time), then closes every window.
+                let end = match self.config.stage {
+                    Stage::Direct => self.watermark.max_event_ms(),
+                    _ => None,
+                };
                 for shard in &shard_txs {
+                    if let Some(end) = end {
+                        let last = shard::MatchBatch {
+                            watermark_ms: end,
+                            ..shard::MatchBatch::default()
+                        };
+                        let _ = shard.send(ShardMsg::Matches(last));
+                    }
                     let _ = shard.send(ShardMsg::FlushAll);
                 }
             }

@@ -233,6 +233,11 @@ pub struct Shard {
     /// Per rule, the last tumbling window `[start, end)` a match fell in.
     last_windows: Vec<(i64, i64)>,
     alarms: hashbrown::HashMap<BinKey, AlarmState>,
+    /// The greatest common divisor of the alarm rules' periods (0: none):
+    /// every period of every alarm rule ends on a multiple of it.
+    alarm_period_gcd: i64,
+    /// The `limit` of the last [`Shard::sweep_missing`].
+    alarms_swept_to: i64,
     sliding: hashbrown::HashMap<BinKey, SlidingLane>,
     watermark_ms: i64,
     open_windows: usize,
@@ -280,6 +285,24 @@ pub fn rule_infos(rules: &RuleSet) -> Vec<Arc<RuleInfo>> {
         .collect()
 }
 
+/// The greatest common divisor of the periods of `rules` in alarm mode
+/// (0 when there is none).
+fn alarm_period_gcd(rules: &RuleSet) -> i64 {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    rules
+        .rules()
+        .iter()
+        .filter(|rule| rule.evaluation.mode == EvalMode::Alarm && rule.slide_ms.is_none())
+        .map(|rule| rule.window_ms)
+        .fold(0, gcd)
+}
+
 impl Shard {
     /// A shard with no state.
     pub fn new(
@@ -291,6 +314,7 @@ impl Shard {
     ) -> Self {
         let rule_info = rule_infos(&rules);
         let rule_count = rules.len();
+        let alarm_period_gcd = alarm_period_gcd(&rules);
         Shard {
             index,
             rules,
@@ -298,6 +322,8 @@ impl Shard {
             config,
             bins: BinMap::default(),
             last_windows: vec![(0, 0); rule_count],
+            alarm_period_gcd,
+            alarms_swept_to: i64::MIN,
             alarms: hashbrown::HashMap::new(),
             sliding: hashbrown::HashMap::new(),
             watermark_ms: i64::MIN,
@@ -355,6 +381,7 @@ impl Shard {
         if batch.watermark_ms > self.watermark_ms {
             self.watermark_ms = batch.watermark_ms;
             self.close_until(self.watermark_ms);
+            self.sweep_missing(self.watermark_ms);
             self.advance_sliding(self.watermark_ms);
         }
         self.enforce_cap();
@@ -403,6 +430,7 @@ impl Shard {
         // minimum, not by the high mark, on every batch (the first bin is
         // all it looks at when nothing is due).
         self.close_until(limit);
+        self.sweep_missing(limit);
         if limit > self.sliding_until {
             self.advance_sliding(limit);
         }
@@ -721,7 +749,7 @@ impl Shard {
                 };
                 let (recent, already) = self.alarms.get(&alarm_key).map_or((0, false), |a| {
                     (
-                        a.recent_breaching(ev.periods, ev.treat_missing),
+                        a.recent_breaching(ev.periods, ev.treat_missing, start, rule.window_ms),
                         a.status == AlarmStatus::Alarm || a.eager_raised_for.is_some(),
                     )
                 });
@@ -959,8 +987,11 @@ impl Shard {
             if end > limit {
                 break;
             }
-            if let Some(previous) = swept_end.filter(|previous| *previous != end) {
-                self.sweep_missing(previous);
+            if let Some(previous) = swept_end.filter(|previous: &i64| *previous != end) {
+                // Not past the watermark: a window closed early (shed, or
+                // at the end of input) says nothing of the periods after
+                // the input's last event.
+                self.sweep_missing(previous.min(self.watermark_ms));
             }
             swept_end = Some(end);
             let Some(((_, rule), bin)) = self.bins.pop_first() else {
@@ -969,7 +1000,7 @@ impl Shard {
             self.close_bin(end, rule, bin);
         }
         if let Some(previous) = swept_end {
-            self.sweep_missing(previous);
+            self.sweep_missing(previous.min(self.watermark_ms));
         }
     }
 
@@ -1044,7 +1075,12 @@ impl Shard {
             .or_insert_with(|| AlarmState::new(period_start));
         let transition = state.push(datapoint, ev.periods, ev.datapoints, ev.treat_missing);
         state.last_period_end = period_end;
-        let eager_sent = state.eager_raised_for == Some(period_start);
+        // An open period at or after this one already sent this alarm's
+        // Create eagerly: entering ALARM now is that same episode (one
+        // Create, and its Close names that period's alert id).
+        let eager_sent = state
+            .eager_raised_for
+            .filter(|eager| *eager >= period_start);
         if state
             .eager_raised_for
             .is_some_and(|eager| eager <= period_start)
@@ -1053,10 +1089,11 @@ impl Shard {
         }
         let (activity, id_start) = match transition {
             Transition::Raise => {
-                state.raised_window_start = Some(period_start);
-                if eager_sent {
+                if let Some(eager) = eager_sent {
+                    state.raised_window_start = Some(eager);
                     return;
                 }
+                state.raised_window_start = Some(period_start);
                 (Activity::Create, period_start)
             }
             Transition::Clear => (
@@ -1087,8 +1124,11 @@ impl Shard {
     }
 
     /// Pushes empty-period datapoints (the metric default, or missing) for
-    /// the periods between the key's last closed period and `start`. Only
-    /// the last N of them can matter, so at most N are pushed.
+    /// the periods between the key's last closed period and `start`, the
+    /// earliest first, so that a transition lands on its own period (the
+    /// first empty one clears an alarm). Once N have been pushed the last N
+    /// datapoints are all empty and the state no longer changes, so at
+    /// most N are pushed.
     fn fill_gaps(&mut self, key: &BinKey, rule: &CompiledRule, start: i64) {
         let Some(last_end) = self.alarms.get(key).map(|s| s.last_period_end) else {
             return;
@@ -1097,30 +1137,46 @@ impl Shard {
             return;
         }
         let gaps = ((start - last_end) / rule.window_ms).min(i64::from(rule.evaluation.periods));
-        for index in (1..=gaps).rev() {
-            let period_start = start - index * rule.window_ms;
+        for index in 0..gaps {
+            let period_start = last_end + index * rule.window_ms;
             self.push_datapoint(key, rule, empty_period(rule), period_start, None);
+        }
+        if let Some(state) = self.alarms.get_mut(key) {
+            state.last_period_end = start;
         }
     }
 
-    /// Alarm keys with no data in the period ending at `end` get an
-    /// empty-period datapoint; this may raise (treat missing as breaching,
-    /// or a breaching default value) or clear the alarm. Dormant states are
-    /// dropped.
-    fn sweep_missing(&mut self, end: i64) {
+    /// Alarm keys with no data in the periods that ended at or before
+    /// `limit` (a closed window's end, or the watermark) get empty-period
+    /// datapoints; this may raise (treat missing as breaching, or a
+    /// breaching default value) or clear the alarm. Every key is evaluated
+    /// as its periods pass, whether or not this shard closes a window then:
+    /// the outcome does not depend on the shard count. Dormant states are
+    /// dropped. Cheap when no alarm rule's period ended since the last call.
+    fn sweep_missing(&mut self, limit: i64) {
+        let step = self.alarm_period_gcd;
+        if step == 0 || self.alarms.is_empty() || limit <= self.alarms_swept_to {
+            return;
+        }
+        let crossed = limit.div_euclid(step) > self.alarms_swept_to.div_euclid(step)
+            || self.alarms_swept_to == i64::MIN;
+        self.alarms_swept_to = limit;
+        if !crossed {
+            return;
+        }
         let rules = Arc::clone(&self.rules);
-        let due: Vec<BinKey> = self
+        let due: Vec<(BinKey, i64)> = self
             .alarms
             .iter()
-            .filter(|(key, state)| {
+            .filter_map(|(key, state)| {
                 let width = rules.rule(key.rule).window_ms;
-                end % width == 0 && state.last_period_end < end
+                let ended = limit.div_euclid(width) * width;
+                (state.last_period_end < ended).then(|| (key.clone(), ended))
             })
-            .map(|(key, _)| key.clone())
             .collect();
-        for key in due {
+        for (key, ended) in due {
             let rule = rules.rule(key.rule);
-            let period_start = end - rule.window_ms;
+            let period_start = ended - rule.window_ms;
             self.fill_gaps(&key, rule, period_start);
             self.push_datapoint(&key, rule, empty_period(rule), period_start, None);
         }

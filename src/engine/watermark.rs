@@ -239,6 +239,16 @@ impl WatermarkTracker {
             .is_some_and(|time| !time.holds(now_ms, self.config.idle_timeout_ms))
     }
 
+    /// The largest (clamped) event time seen in any partition, if any.
+    pub fn max_event_ms(&self) -> Option<i64> {
+        let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        partitions
+            .values()
+            .map(|p| p.max_event_ms)
+            .filter(|t| *t != i64::MIN)
+            .max()
+    }
+
     /// The current global watermark.
     pub fn current(&self) -> i64 {
         self.current.load(Ordering::Relaxed)
