@@ -339,26 +339,8 @@ fn run_configured(
     records: Vec<Vec<u8>>,
     mut config: trailwatch::engine::EngineConfig,
 ) -> Vec<Alert> {
-    use std::sync::Arc;
-    use trailwatch::engine::Engine;
-    use trailwatch::sink::writer::{MemoryDeadLetters, MemorySink};
-    use trailwatch::source::memory::MemorySource;
-    let mut enabled = spec.clone();
-    enabled.enabled = true;
-    let rules = trailwatch::rules::RuleSet::compile(&[enabled]).expect("rule compiles");
     config.decoders = 1;
-    let engine = Engine::new(config, Arc::new(rules));
-    let sink = MemorySink::default();
-    let alerts = Arc::clone(&sink.alerts);
-    engine
-        .run(
-            vec![Box::new(MemorySource::new("p", records, 1))],
-            Box::new(sink),
-            Box::new(MemoryDeadLetters::default()),
-        )
-        .expect("engine runs");
-    let alerts = alerts.lock().expect("alerts").clone();
-    alerts
+    trailwatch::rules::testing::run_rule_with(spec, records, config, 1).expect("engine runs")
 }
 
 /// A sign-in event at `time` from `ip`; `name` other than ConsoleLogin

@@ -26,22 +26,33 @@ pub struct CaseResult {
     pub failure: Option<String>,
 }
 
-/// Runs the engine over `records` with `spec` as the only rule.
+/// Runs the engine over `records` with `spec` as the only rule, in replay
+/// mode on one shard.
 pub fn run_rule(spec: &RuleSpec, records: Vec<Vec<u8>>) -> Result<Vec<Alert>, String> {
-    let mut enabled = spec.clone();
-    enabled.enabled = true;
-    let rules = RuleSet::compile(std::slice::from_ref(&enabled)).map_err(|(_, e)| e.to_string())?;
     let mut config = EngineConfig::default();
     config.watermark.replay = true;
     config.flush_on_end = true;
     config.shards = 1;
     config.decoders = 1;
+    run_rule_with(spec, records, config, 256)
+}
+
+/// [`run_rule`] under `config`, `batch` records per input batch.
+pub fn run_rule_with(
+    spec: &RuleSpec,
+    records: Vec<Vec<u8>>,
+    config: EngineConfig,
+    batch: usize,
+) -> Result<Vec<Alert>, String> {
+    let mut enabled = spec.clone();
+    enabled.enabled = true;
+    let rules = RuleSet::compile(std::slice::from_ref(&enabled)).map_err(|(_, e)| e.to_string())?;
     let engine = Engine::new(config, Arc::new(rules));
     let sink = MemorySink::default();
     let alerts = Arc::clone(&sink.alerts);
     engine
         .run(
-            vec![Box::new(MemorySource::new(&spec.id, records, 256))],
+            vec![Box::new(MemorySource::new(&spec.id, records, batch))],
             Box::new(sink),
             Box::new(MemoryDeadLetters::default()),
         )
