@@ -395,20 +395,30 @@ fn default_poll_batch() -> usize {
 #[serde(transparent)]
 pub struct KafkaProperties(pub BTreeMap<String, String>);
 
+/// Key fragments whose values are secrets, never printed or logged: one
+/// list for `Debug` of properties and for `run --check`'s printout.
+/// `key.pem` is librdkafka's `ssl.key.pem` (a private key in PEM).
+const SECRET_KEY_PARTS: [&str; 8] = [
+    "password",
+    "secret",
+    "token",
+    "credential",
+    "sasl",
+    "private",
+    "key.pem",
+    "jaas",
+];
+
+/// Whether a configuration key (any depth, any section) holds a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
+}
+
 impl KafkaProperties {
     /// Whether `key` holds a secret and must never be logged.
     pub fn is_secret(key: &str) -> bool {
-        let key = key.to_ascii_lowercase();
-        [
-            "password",
-            "secret",
-            "sasl.oauthbearer.config",
-            "key.pem",
-            "token",
-            "jaas",
-        ]
-        .iter()
-        .any(|marker| key.contains(marker))
+        is_secret_key(key)
     }
 
     /// The properties with `${env:..}` / `${file:..}` references resolved.

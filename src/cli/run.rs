@@ -105,28 +105,13 @@ pub fn build_dead_letter_sink(config: &SinkConfig) -> Result<Box<dyn DeadLetterS
     })
 }
 
-/// Key fragments whose values are secrets and never printed or logged.
-const SECRET_KEY_PARTS: [&str; 6] = [
-    "password",
-    "secret",
-    "token",
-    "credential",
-    "sasl",
-    "private",
-];
-
-fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
-}
-
 /// Replaces the value of every secret-looking key (at any depth).
 pub fn redact(value: &mut serde_yaml_ng::Value) {
     use serde_yaml_ng::Value;
     match value {
         Value::Mapping(map) => {
             for (key, child) in map.iter_mut() {
-                let secret = key.as_str().is_some_and(is_secret_key);
+                let secret = key.as_str().is_some_and(crate::config::is_secret_key);
                 if secret && !matches!(child, Value::Mapping(_) | Value::Sequence(_)) {
                     *child = Value::String("<redacted>".into());
                 } else {
@@ -250,14 +235,15 @@ mod tests {
     #[test]
     fn redact_hides_secret_values_at_any_depth() {
         let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(
-            "sources:\n  - type: kafka\n    properties:\n      sasl.password: hunter2\n      sasl.username: svc\n      bootstrap.servers: b:9092\n    api_token: t0k\n",
+            "sources:\n  - type: kafka\n    properties:\n      sasl.password: hunter2\n      sasl.username: svc\n      bootstrap.servers: b:9092\n      ssl.key.pem: \"-----BEGIN PRIVATE KEY-----MIIE\"\n    api_token: t0k\n",
         )
         .unwrap();
         redact(&mut value);
         let text = serde_yaml_ng::to_string(&value).unwrap();
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("t0k"), "{text}");
+        assert!(!text.contains("MIIE"), "a TLS private key: {text}");
         assert!(text.contains("bootstrap.servers: b:9092"), "{text}");
-        assert_eq!(text.matches("<redacted>").count(), 3, "{text}");
+        assert_eq!(text.matches("<redacted>").count(), 4, "{text}");
     }
 }
