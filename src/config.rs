@@ -213,6 +213,40 @@ pub struct EngineSection {
 }
 
 impl EngineSection {
+    /// Rejects values that would make the service unsafe rather than
+    /// tuned: a zero that turns a cap into "refuse everything" (every
+    /// record dead-lettered, every window shed), no worker at all, or no
+    /// time to commit, drain or wait for a quiet partition.
+    pub fn validate(&self) -> Result<()> {
+        let counts = [
+            ("shards", self.shards, 1),
+            ("decoders", self.decoders, 1),
+            ("channel_batches", self.channel_batches, 1),
+            ("max_open_windows", self.max_open_windows, 1),
+            ("max_state_bytes", self.max_state_bytes, 1 << 20),
+            ("max_record_bytes", self.max_record_bytes, 1 << 10),
+            ("max_decompressed_bytes", self.max_decompressed_bytes, 1 << 10),
+        ];
+        for (name, value, least) in counts {
+            if let Some(value) = value.filter(|value| *value < least) {
+                return Err(Error::Config(format!(
+                    "engine.{name} must be at least {least} (got {value})"
+                )));
+            }
+        }
+        let durations = [
+            ("idle_timeout", self.idle_timeout),
+            ("commit_interval", self.commit_interval),
+            ("shutdown_deadline", self.shutdown_deadline),
+        ];
+        for (name, value) in durations {
+            if value.is_some_and(|d| d.0.is_zero()) {
+                return Err(Error::Config(format!("engine.{name} must be more than 0")));
+            }
+        }
+        Ok(())
+    }
+
     /// The engine configuration for service (`replay = false`) or replay mode.
     pub fn to_engine_config(&self, replay: bool) -> EngineConfig {
         let defaults = EngineConfig::default();
@@ -639,6 +673,10 @@ impl Config {
                 "{origin}: at least one source is required"
             )));
         }
+        config
+            .engine
+            .validate()
+            .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
         for source in &config.sources {
             let (decoder, flow_format) = match source {
                 SourceConfig::File {
@@ -690,6 +728,24 @@ mod tests {
         assert_eq!(engine.watermark.allowed_lateness_ms, 15 * 60_000);
         assert!(engine.flush_on_end);
         assert!(!engine.watermark.replay);
+    }
+
+    #[test]
+    fn engine_caps_of_zero_are_configuration_errors() {
+        let base = "sources:\n  - type: file\n    paths: [samples]\nengine:\n";
+        for (line, field) in [
+            ("  max_record_bytes: 0", "max_record_bytes"),
+            ("  max_open_windows: 0", "max_open_windows"),
+            ("  max_state_bytes: 0", "max_state_bytes"),
+            ("  shards: 0", "shards"),
+            ("  shutdown_deadline: 0s", "shutdown_deadline"),
+        ] {
+            let error = Config::parse("t", &format!("{base}{line}\n")).unwrap_err();
+            assert!(matches!(error, Error::Config(_)), "{line}: {error}");
+            assert!(error.to_string().contains(field), "{line}: {error}");
+        }
+        let ok = "  max_record_bytes: 65536\n  max_open_windows: 1000\n  allowed_lateness: 0s\n";
+        Config::parse("t", &format!("{base}{ok}")).unwrap();
     }
 
     #[test]
