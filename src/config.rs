@@ -225,7 +225,11 @@ impl EngineSection {
             ("max_open_windows", self.max_open_windows, 1),
             ("max_state_bytes", self.max_state_bytes, 1 << 20),
             ("max_record_bytes", self.max_record_bytes, 1 << 10),
-            ("max_decompressed_bytes", self.max_decompressed_bytes, 1 << 10),
+            (
+                "max_decompressed_bytes",
+                self.max_decompressed_bytes,
+                1 << 10,
+            ),
         ];
         for (name, value, least) in counts {
             if let Some(value) = value.filter(|value| *value < least) {

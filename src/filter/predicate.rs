@@ -54,6 +54,11 @@ pub struct PredicateSpec {
     /// valid IP address that is not private.
     #[serde(default)]
     pub private: Option<bool>,
+    /// `true`: a globally routable address ([`is_public_ip`]); `false`: a
+    /// valid IP address that is not (private, the `100.64.0.0/10` shared
+    /// space a VPC may use, link-local, loopback, multicast, reserved).
+    #[serde(default)]
+    pub public: Option<bool>,
     /// Numeric comparison operator: `=`, `!=`, `<`, `<=`, `>`, `>=`.
     #[serde(default)]
     pub op: Option<String>,
@@ -85,6 +90,7 @@ enum Cond {
     InCi(Vec<Box<str>>),
     Cidr(Vec<IpNet>),
     Private(bool),
+    Public(bool),
     Cmp(Op, f64),
     Exists(bool),
 }
@@ -152,6 +158,34 @@ pub fn is_private_ip(ip: IpAddr) -> bool {
             None => (v6.segments()[0] & 0xfe00) == 0xfc00,
         },
     }
+}
+
+/// Whether `ip` is globally routable: IPv4 outside private (RFC 1918),
+/// shared (`100.64.0.0/10`, RFC 6598, which VPCs may use as a secondary
+/// range), loopback, link-local, multicast, broadcast, `0.0.0.0/8` and
+/// `240.0.0.0/4`; IPv6 in `2000::/3` (global unicast). An IPv4-mapped IPv6
+/// address is judged as its IPv4 address. Documentation ranges count as
+/// public (tests and examples use them so).
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => (v6.segments()[0] & 0xe000) == 0x2000,
+        },
+    }
+}
+
+fn is_public_v4(v4: std::net::Ipv4Addr) -> bool {
+    let [a, b, ..] = v4.octets();
+    !(v4.is_private()
+        || v4.is_loopback()
+        || v4.is_link_local()
+        || v4.is_multicast()
+        || v4.is_broadcast()
+        || a == 0
+        || a >= 240
+        || (a == 100 && (64..128).contains(&b)))
 }
 
 fn parse_ip(value: &FieldValue<'_>) -> Option<IpAddr> {
@@ -247,6 +281,22 @@ fn private_quad(text: &str, want: bool) -> Option<bool> {
     quad_after_first(first, rest).map(|v4| v4.is_private() == want)
 }
 
+/// Whether `text` is an address whose publicness is `want`: a plain
+/// dotted quad is judged without the general parser (a first part of 10
+/// answers `public: true` with no at once, as [`private_quad`] does).
+#[inline]
+fn public_text(text: &str, want: bool) -> bool {
+    if let Some((first, rest)) = quad_part(text.as_bytes()) {
+        if want && first == 10 && rest.starts_with(b".") {
+            return false;
+        }
+        if let Some(v4) = quad_after_first(first, rest) {
+            return is_public_v4(v4) == want;
+        }
+    }
+    parse_ip_text(text).is_some_and(|ip| is_public_ip(ip) == want)
+}
+
 fn parse_cidr(text: &str) -> Result<IpNet, String> {
     let t = text.trim();
     if t.contains('/') {
@@ -305,6 +355,9 @@ impl Predicate {
         if let Some(p) = spec.private {
             conds.push(("private", Cond::Private(p)));
         }
+        if let Some(p) = spec.public {
+            conds.push(("public", Cond::Public(p)));
+        }
         match (&spec.op, spec.value) {
             (Some(op), Some(value)) => {
                 let op = match op.trim() {
@@ -349,7 +402,7 @@ impl Predicate {
         let cond = match conds.len() {
             0 => {
                 return Err(format!(
-                    "predicate on {:?} has no condition: give one of equals, equals_ci, in, in_ci, cidr, private, op/value, exists",
+                    "predicate on {:?} has no condition: give one of equals, equals_ci, in, in_ci, cidr, private, public, op/value, exists",
                     spec.field
                 ))
             }
@@ -410,6 +463,11 @@ impl Predicate {
                 return private_text(text, want) != self.negate;
             }
         }
+        if let Cond::Public(want) = self.cond {
+            if let Some(text) = event.field_str(self.slot) {
+                return public_text(text, want) != self.negate;
+            }
+        }
         let value = event.field(self.slot);
         let value: &FieldValue<'a> = &value;
         if let Cond::Exists(want) = self.cond {
@@ -452,6 +510,10 @@ impl Predicate {
             }),
             Cond::Private(want) => match value {
                 FieldValue::Str(s) => private_text(s, *want),
+                _ => false,
+            },
+            Cond::Public(want) => match value {
+                FieldValue::Str(s) => public_text(s, *want),
                 _ => false,
             },
             Cond::Cmp(op, rhs) => value.as_f64().is_some_and(|x| compare(*op, x, *rhs)),
@@ -505,6 +567,35 @@ mod tests {
                 let expected = general == Some(want);
                 prop_assert_eq!(predicate.test(&value), expected);
                 // `matches` judges dotted quads itself, before `test`.
+                let mut event = crate::filter::testing::event_from_text("", EventKind::VpcFlow);
+                event.fields.push(value.clone());
+                prop_assert_eq!(predicate.matches(&event), expected != not);
+            }
+        }
+
+        #[test]
+        fn public_fast_path_agrees_with_parse_ip(text in prop_oneof![
+            "[0-9. a-f:]{0,18}",
+            (prop_oneof![Just(10u8), Just(100), Just(169), Just(224), Just(240), any::<u8>()], any::<[u8; 3]>())
+                .prop_map(|(a, [b, c, d])| std::net::Ipv4Addr::new(a, b, c, d).to_string()),
+            (
+                prop_oneof![Just("10."), Just("100."), Just("52."), Just("010."), Just("300.")],
+                "[0-9.: a-f]{0,14}",
+            ).prop_map(|(first, rest)| format!("{first}{rest}")),
+        ]) {
+            let value = FieldValue::Str(Cow::Owned(text));
+            let general = parse_ip(&value).map(is_public_ip);
+            for (want, not) in [(true, false), (false, false), (true, true), (false, true)] {
+                let mut plan = FieldPlan::new(EventKind::VpcFlow);
+                let spec = PredicateSpec {
+                    field: "dstaddr".to_string(),
+                    public: Some(want),
+                    not,
+                    ..PredicateSpec::default()
+                };
+                let predicate = Predicate::compile(&spec, &mut plan).unwrap();
+                let expected = general == Some(want);
+                prop_assert_eq!(predicate.test(&value), expected);
                 let mut event = crate::filter::testing::event_from_text("", EventKind::VpcFlow);
                 event.fields.push(value.clone());
                 prop_assert_eq!(predicate.matches(&event), expected != not);
@@ -604,6 +695,42 @@ mod tests {
             assert_eq!(check(private, s(text)), is_private, "{text}");
             assert_eq!(check(public, s(text)), is_public, "{text}");
         }
+    }
+
+    /// Shared space a VPC may use (EKS pods), link-local, multicast and
+    /// the like are neither private nor public: `public` tells them apart
+    /// from the internet, where `private: false` does not.
+    #[test]
+    fn public_is_globally_routable() {
+        let public = "{ field: a, public: true }";
+        let internal = "{ field: a, public: false }";
+        for (text, is_public) in [
+            ("8.8.8.8", true),
+            ("203.0.113.9", true),
+            ("100.63.255.255", true),
+            ("100.64.12.7", false),
+            ("100.127.0.1", false),
+            ("100.128.0.1", true),
+            ("169.254.169.254", false),
+            ("224.0.0.251", false),
+            ("255.255.255.255", false),
+            ("240.0.0.1", false),
+            ("0.1.2.3", false),
+            ("127.0.0.1", false),
+            ("10.0.0.1", false),
+            ("172.16.0.1", false),
+            ("2600:1f18::1", true),
+            ("fd00::1", false),
+            ("fe80::1", false),
+            ("ff02::1", false),
+            ("::ffff:100.64.0.1", false),
+            ("::ffff:52.0.0.1", true),
+        ] {
+            assert_eq!(check(public, s(text)), is_public, "{text}");
+            assert_eq!(check(internal, s(text)), !is_public, "{text}");
+        }
+        assert!(!check(public, s("garbage")));
+        assert!(!check(internal, s("garbage")));
     }
 
     #[test]
