@@ -650,6 +650,37 @@ fn leap_second_timestamp_is_accounted_for() {
 }
 
 #[test]
+fn an_ssh_user_name_cannot_choose_the_alerted_source_address() {
+    const SSH_RULE: &str = r#"
+id: ssh-invalid-users
+title: invalid ssh users
+kind: hostlog
+filter: '"Invalid user"'
+group_by: [src_ip]
+window: 5m
+threshold: ">= 3"
+"#;
+    // sshd writes the client's user name verbatim, spaces included: this
+    // name reads like an address of the attacker's choosing.
+    let hostile = (0..3)
+        .map(|i| {
+            format!("2024-03-01T12:00:0{i}Z ip-10-0-0-5 sshd[1234]: Invalid user x from 198.51.100.1 port 1 from 203.0.113.12 port 5000{i}")
+                .into_bytes()
+        })
+        .collect();
+    let out = run_mixed(&[BURST_RULE, SSH_RULE], hostile);
+    assert_eq!(
+        out.creates_for("ssh-invalid-users", "203.0.113.12"),
+        1,
+        "{:?}",
+        out.alerts
+    );
+    assert_eq!(out.creates_for("ssh-invalid-users", "198.51.100.1"), 0);
+    out.assert_counts_match_dead_letters();
+    out.assert_good_burst_alerted();
+}
+
+#[test]
 fn negative_flow_byte_counts_do_not_break_the_flow_rule() {
     let line = |src: &str, bytes: &str| {
         format!("2 123456789012 eni-1 {src} 10.0.0.5 40000 22 6 10 {bytes} 1709294400 1709294460 REJECT OK")

@@ -3,16 +3,29 @@
 //! Contract: a line is `TIMESTAMP HOST PROGRAM[PID]: MESSAGE`, where
 //! TIMESTAMP is the classic syslog `Mar  1 12:00:01` or an RFC 3339 stamp.
 //! Planned names: `host`, `program`, `pid`, `message`, `src_ip` and
-//! `src_port` (sshd `from IP port N`), `user` (a `user=` pair or sshd's
-//! `for [invalid user] NAME from`), and any other `key=value` pair of the
-//! message by its key (`rhost`, `ruser`, `logname`, `uid`, `tty`...); an
-//! empty value is Missing. Envelope `@…` names are filled too.
+//! `src_port` (the client address sshd logs: `from IP port N`,
+//! `user NAME IP port N`, `from IP port N:CODE:`, `from IP`), `user` (a
+//! `user=` pair, sshd's `for [invalid user] NAME from`, `Invalid user NAME`,
+//! `authenticating user NAME`, PAM's `for user NAME(uid=N)`), and any other
+//! `key=value` pair of the message by its key (`rhost`, `ruser`, `logname`,
+//! `uid`, `tty`...); an empty value is Missing. Envelope `@…` names are
+//! filled too.
+//!
+//! sshd writes a client-chosen user name verbatim, spaces included, before
+//! the address; so the address is the last one in the message, and the name
+//! runs up to it (`Invalid user x from 198.51.100.1 port 1 from 203.0.113.12
+//! port 50002` is user `x from 198.51.100.1 port 1`, src_ip 203.0.113.12).
+//! Messages that open with the address (`Received disconnect from`,
+//! `Connection from`, `Unable to negotiate with`...) take the first one,
+//! since client text (a disconnect reason) follows it. Of a `user=` pair and
+//! a user marker, the earlier is the logger's wording and wins.
 //!
 //! Event time: the CloudWatch Logs `timestamp` when the line came through
 //! CloudWatch Logs; otherwise the line's own stamp. Syslog stamps carry no
-//! year: we assume the current (UTC) year, or the previous one when that
-//! would put the event more than a day in the future (a December line
-//! replayed in January). Times without zone are taken as UTC.
+//! year: we take the latest of next, this and last (UTC) year that puts the
+//! event at most a day in the future. So a `Jan  1` line read on New Year's
+//! Eve is next year's, a December line replayed in January last year's.
+//! Times without zone are taken as UTC.
 
 use std::borrow::Cow;
 
@@ -45,6 +58,8 @@ enum HostField {
 pub struct HostLogDecoder {
     planned: Vec<(Slot, HostField)>,
     plan_len: usize,
+    /// Whether a planned field needs the sshd client address.
+    reads_peer: bool,
     envelope: EnvelopeSlots,
 }
 
@@ -81,10 +96,17 @@ impl HostLogDecoder {
                 };
                 Some((slot, field))
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let reads_peer = planned.iter().any(|(_, field)| {
+            matches!(
+                field,
+                HostField::SrcIp | HostField::SrcPort | HostField::User
+            )
+        });
         HostLogDecoder {
             planned,
             plan_len: plan.len(),
+            reads_peer,
             envelope: EnvelopeSlots::from_plan(plan),
         }
     }
@@ -106,17 +128,22 @@ impl HostLogDecoder {
         })?;
         let time_ms = event_time_in_range(time_ms, "host log timestamp")?;
         let mut fields = missing_fields(self.plan_len);
+        // One scan for the client address, shared by the fields that need it.
+        let (marker, peer) = if self.reads_peer {
+            let marker = user_marker(parsed.message);
+            (marker, sshd_peer(parsed.message, marker))
+        } else {
+            (None, None)
+        };
         for (slot, field) in &self.planned {
             let value = match field {
                 HostField::Host => parsed.host,
                 HostField::Program => parsed.program,
                 HostField::Pid => parsed.pid,
                 HostField::Message => Some(parsed.message),
-                HostField::SrcIp => sshd_from(parsed.message).map(|(ip, _)| ip),
-                HostField::SrcPort => sshd_from(parsed.message).and_then(|(_, port)| port),
-                HostField::User => {
-                    pair(parsed.message, "user").or_else(|| sshd_user(parsed.message))
-                }
+                HostField::SrcIp => peer.map(|p| p.ip),
+                HostField::SrcPort => peer.and_then(|p| p.port),
+                HostField::User => user(parsed.message, marker, peer),
                 HostField::Pair(key) => pair(parsed.message, key),
             };
             let value = match (field, value) {
@@ -222,11 +249,19 @@ fn parse_stamp(line: &str, now_ms: i64) -> Option<(i64, &str)> {
     let at_year = |year: i64| {
         ((days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60_000 + second * 1000
     };
+    // The latest year that does not put the line more than a day ahead of
+    // now. A day, not a few minutes: stamps are the host's local time read as
+    // UTC, and zones run to UTC+14. So next year is taken only on the last
+    // day of a year (`Jan  1 00:00:05` read at 23:59:50 UTC), and last year
+    // for anything dated later than tomorrow (a December line replayed in
+    // January).
     let year = year_of_days(now_ms.div_euclid(86_400_000));
-    let mut time = at_year(year);
-    if time > now_ms + 86_400_000 {
-        time = at_year(year - 1);
-    }
+    let latest = now_ms.saturating_add(86_400_000);
+    let time = [year + 1, year]
+        .into_iter()
+        .map(at_year)
+        .find(|&time| time <= latest)
+        .unwrap_or_else(|| at_year(year - 1));
     Some((time, rest))
 }
 
@@ -245,6 +280,14 @@ fn year_of_days(days: i64) -> i64 {
 /// The value of a `key=value` pair in `message` (value ends at whitespace
 /// or `;`); empty values are absent.
 fn pair<'a>(message: &'a str, key: &str) -> Option<&'a str> {
+    pair_at(message, key)
+        .map(|(_, value)| value)
+        .filter(|v| !v.is_empty())
+}
+
+/// The first `key=value` pair: where the key starts, and the value (maybe
+/// empty).
+fn pair_at<'a>(message: &'a str, key: &str) -> Option<(usize, &'a str)> {
     let mut search = 0;
     while let Some(found) = message.get(search..)?.find(key) {
         let at = search + found;
@@ -259,43 +302,149 @@ fn pair<'a>(message: &'a str, key: &str) -> Option<&'a str> {
             let end = value
                 .find([' ', ';', ',', '\t', ')'])
                 .unwrap_or(value.len());
-            return Some(&value[..end]).filter(|v| !v.is_empty());
+            return Some((at, &value[..end]));
         }
         search = after;
     }
     None
 }
 
-/// sshd's `from IP port N`.
-fn sshd_from(message: &str) -> Option<(&str, Option<&str>)> {
-    let (_, after) = message.split_once(" from ")?;
-    let mut tokens = after.split(' ');
-    let ip = tokens.next().filter(|ip| ip.contains(['.', ':']))?;
-    let port = match tokens.next() {
-        Some("port") => tokens.next(),
-        _ => None,
-    };
-    Some((ip, port))
+/// The client address of an sshd message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Peer<'a> {
+    ip: &'a str,
+    port: Option<&'a str>,
+    /// Where `ip` starts in the message.
+    at: usize,
 }
 
-/// sshd's user: `for invalid user NAME from`, `Invalid user NAME from`,
-/// `for NAME from`, `authenticating user NAME`.
-fn sshd_user(message: &str) -> Option<&str> {
-    for marker in [
-        "invalid user ",
-        "Invalid user ",
-        "authenticating user ",
-        "for user ",
-    ] {
-        if let Some((_, after)) = message.split_once(marker) {
-            return after.split(' ').next().filter(|u| !u.is_empty());
+/// sshd messages that open with the client address. Client-chosen text (a
+/// disconnect reason, a key exchange offer) may follow the address, so here
+/// the first address is the client's.
+const ADDRESS_FIRST: [&str; 6] = [
+    "Received disconnect from ",
+    "Disconnected from ",
+    "Connection closed by ",
+    "Connection reset by ",
+    "Connection from ",
+    "Unable to negotiate with ",
+];
+
+/// sshd's wording before a user name it writes verbatim (spaces included).
+const USER_MARKERS: [&str; 4] = [
+    "invalid user ",
+    "Invalid user ",
+    "authenticating user ",
+    "for user ",
+];
+
+/// The client address sshd logs: `from IP port N`, `user NAME IP port N`,
+/// `from IP port N:CODE:`, `from IP`.
+fn sshd_peer(message: &str, marker: Option<(usize, usize)>) -> Option<Peer<'_>> {
+    // sshd prefixes messages it logs at error level.
+    let body = message.strip_prefix("error: ").unwrap_or(message);
+    let offset = message.len() - body.len();
+    for prefix in ADDRESS_FIRST {
+        if let Some(rest) = body.strip_prefix(prefix) {
+            let (ip, after) = rest.split_once(' ').unwrap_or((rest, ""));
+            if looks_like_address(ip) {
+                let port = after.strip_prefix("port ").and_then(port_number);
+                let at = offset + prefix.len();
+                return Some(Peer { ip, port, at });
+            }
         }
     }
-    let (_, after) = message.split_once(" for ")?;
-    let (user, rest) = after.split_once(' ')?;
-    rest.starts_with("from ")
-        .then_some(user)
-        .filter(|u| !u.is_empty())
+    // Elsewhere a client-chosen user name comes before the address and may
+    // itself read `from IP port N`: the last address is the client's.
+    for (at, _) in message.rmatch_indices(" port ") {
+        let before = &message[..at];
+        let ip_at = before.rfind(' ').map_or(0, |space| space + 1);
+        let ip = &before[ip_at..];
+        let port = port_number(&message[at + " port ".len()..]);
+        // The bare `IP port N` only follows a user name.
+        let introduced =
+            before[..ip_at].ends_with(" from ") || marker.is_some_and(|(m, _)| m < ip_at);
+        if port.is_some() && introduced && looks_like_address(ip) {
+            return Some(Peer {
+                ip,
+                port,
+                at: ip_at,
+            });
+        }
+    }
+    message.rmatch_indices(" from ").find_map(|(at, _)| {
+        let at = at + " from ".len();
+        let ip = message[at..].split(' ').next()?;
+        looks_like_address(ip).then_some(Peer { ip, port: None, at })
+    })
+}
+
+fn looks_like_address(token: &str) -> bool {
+    token.contains(['.', ':'])
+}
+
+/// The leading digits of `text` (`50001` of `50001:11:`).
+fn port_number(text: &str) -> Option<&str> {
+    let end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    Some(&text[..end]).filter(|port| !port.is_empty())
+}
+
+/// The earliest user marker: where it starts and where the name starts. The
+/// earliest is sshd's own wording; a copy inside a user name comes after it.
+fn user_marker(message: &str) -> Option<(usize, usize)> {
+    USER_MARKERS
+        .iter()
+        .filter_map(|marker| message.find(marker).map(|at| (at, at + marker.len())))
+        .min()
+}
+
+/// The user: a `user=` pair or sshd's `for [invalid user] NAME from`,
+/// `Invalid user NAME from`, `authenticating user NAME IP port N`, PAM's
+/// `for user NAME(uid=N)`. Whichever wording comes first is the logger's, so
+/// a user name that reads `user=root` cannot override the real one.
+fn user<'a>(
+    message: &'a str,
+    marker: Option<(usize, usize)>,
+    peer: Option<Peer<'a>>,
+) -> Option<&'a str> {
+    // A marker after the client address is client text (a disconnect reason).
+    let marker = marker.filter(|(at, _)| peer.is_none_or(|p| *at < p.at));
+    match pair_at(message, "user") {
+        Some((pair_at, value)) if marker.is_none_or(|(at, _)| pair_at < at) => {
+            Some(value).filter(|v| !v.is_empty())
+        }
+        _ => match marker {
+            Some((_, name_at)) => marker_user(message, name_at, peer),
+            None => {
+                let (_, after) = message.split_once(" for ")?;
+                let (user, rest) = after.split_once(' ')?;
+                rest.starts_with("from ")
+                    .then_some(user)
+                    .filter(|u| !u.is_empty())
+            }
+        },
+    }
+}
+
+/// The name after a marker: up to the client address when sshd logged one
+/// after it (the name may hold spaces), else one word (PAM's `root(uid=0)`
+/// is `root`).
+fn marker_user<'a>(message: &'a str, name_at: usize, peer: Option<Peer<'a>>) -> Option<&'a str> {
+    let name = match peer.filter(|p| p.at >= name_at) {
+        Some(peer) => {
+            let name = &message[name_at..peer.at];
+            name.strip_suffix(" from ")
+                .or_else(|| name.strip_suffix(' '))
+                .unwrap_or(name)
+        }
+        None => {
+            let rest = &message[name_at..];
+            &rest[..rest.find([' ', '(']).unwrap_or(rest.len())]
+        }
+    };
+    Some(name).filter(|n| !n.is_empty())
 }
 
 #[cfg(test)]
@@ -305,6 +454,17 @@ mod tests {
 
     const NOW: i64 = 1_709_294_400_000; // 2024-03-01T12:00:00Z
 
+    /// `(user, src_ip, src_port)` of a message.
+    fn sshd_fields(message: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
+        let marker = user_marker(message);
+        let peer = sshd_peer(message, marker);
+        (
+            user(message, marker, peer),
+            peer.map(|p| p.ip),
+            peer.and_then(|p| p.port),
+        )
+    }
+
     #[test]
     fn splits_syslog_lines() {
         let line = "Mar  1 12:00:02 ip-10-0-0-5 sshd[1234]: Failed password for invalid user admin from 203.0.113.9 port 50000 ssh2";
@@ -313,13 +473,12 @@ mod tests {
         assert_eq!(parsed.host, Some("ip-10-0-0-5"));
         assert_eq!(parsed.program, Some("sshd"));
         assert_eq!(parsed.pid, Some("1234"));
-        assert_eq!(sshd_user(parsed.message), Some("admin"));
         assert_eq!(
-            sshd_from(parsed.message),
-            Some(("203.0.113.9", Some("50000")))
+            sshd_fields(parsed.message),
+            (Some("admin"), Some("203.0.113.9"), Some("50000"))
         );
         assert_eq!(
-            sshd_user("Accepted publickey for ec2-user from 1.2.3.4 port 22 ssh2"),
+            sshd_fields("Accepted publickey for ec2-user from 1.2.3.4 port 22 ssh2").0,
             Some("ec2-user")
         );
         let rfc = parse_line("2024-03-01T12:00:00Z web1 cron: ran", NOW);
@@ -367,5 +526,116 @@ mod tests {
         assert_eq!(fields[4], FieldValue::Missing);
         assert_eq!(fields[5], FieldValue::Str("ip-10-0-0-5".into()));
         assert_eq!(fields[6], FieldValue::Missing);
+    }
+
+    /// `[user, src_ip, src_port]` of a whole line, through the decoder.
+    fn decode_fields(line: &str) -> Vec<FieldValue<'static>> {
+        let mut plan = FieldPlan::new(EventKind::HostLog);
+        for p in ["user", "src_ip", "src_port"] {
+            plan.slot_for(&FieldPath::parse(p).unwrap());
+        }
+        let mut got = Vec::new();
+        HostLogDecoder::new(&plan)
+            .decode(line, &Envelope::default(), &mut |e| {
+                got = e
+                    .fields
+                    .iter()
+                    .cloned()
+                    .map(FieldValue::into_owned)
+                    .collect();
+            })
+            .unwrap();
+        got
+    }
+
+    fn text(value: &str) -> FieldValue<'static> {
+        FieldValue::Str(value.to_owned().into())
+    }
+
+    #[test]
+    fn a_january_line_read_on_new_years_eve_takes_next_year() {
+        let line = "Jan  1 00:00:05 ip-10-10-20-20 su: pam_unix(su:auth): authentication failure; logname= uid=1000 euid=0 tty=pts/0 ruser=ec2-user rhost=  user=dbdev";
+        // Read at 2026-12-31T23:59:50Z: 2027-01-01T00:00:05Z, not 2026.
+        let parsed = parse_line(line, 1_798_761_590_000);
+        assert_eq!(parsed.time_ms, Some(1_798_761_605_000));
+        // A line a few minutes ahead mid-year stays in this year (2026-06-15).
+        let june = parse_line("Jun 15 12:05:00 h p: m", 1_781_524_800_000);
+        assert_eq!(june.time_ms, Some(1_781_525_100_000));
+        // Just past New Year, a New Year's Eve line is last year's.
+        let eve = parse_line("Dec 31 23:59:55 h p: m", 1_798_761_605_000);
+        assert_eq!(eve.time_ms, Some(1_798_761_595_000));
+    }
+
+    #[test]
+    fn a_user_name_cannot_choose_the_client_address() {
+        let line = "Nov 25 07:00:06 ip-10-0-0-5 sshd[1234]: Invalid user x from 198.51.100.1 port 1 from 203.0.113.12 port 50002";
+        // The name is all sshd wrote for it; the address is the last one.
+        let spoofed = vec![
+            text("x from 198.51.100.1 port 1"),
+            text("203.0.113.12"),
+            FieldValue::Number(50002.0),
+        ];
+        assert_eq!(decode_fields(line), spoofed);
+        let failed = "Nov 25 07:00:06 ip-10-0-0-5 sshd[1234]: Failed password for invalid user x from 198.51.100.1 port 1 from 203.0.113.12 port 50002 ssh2";
+        assert_eq!(decode_fields(failed), spoofed);
+        let closed = "Nov 25 07:01:10 web1 sshd[2010]: Connection closed by invalid user x 198.51.100.1 port 1 203.0.113.50 port 41010 [preauth]";
+        assert_eq!(
+            decode_fields(closed),
+            vec![
+                text("x 198.51.100.1 port 1"),
+                text("203.0.113.50"),
+                FieldValue::Number(41010.0)
+            ]
+        );
+        // A name reading `user=root` is not the user.
+        let paired = "Nov 25 07:00:06 ip-10-0-0-5 sshd[1234]: Invalid user x user=root from 203.0.113.12 port 50002";
+        assert_eq!(decode_fields(paired)[0], text("x user=root"));
+        // A disconnect reason comes after the address: the first one counts,
+        // and a user marker in it is no user.
+        let reason = "Nov 25 07:00:03 ip-10-0-0-5 sshd[1234]: Received disconnect from 203.0.113.10 port 50001:11: invalid user root from 198.51.100.1 port 1 [preauth]";
+        assert_eq!(
+            decode_fields(reason),
+            vec![
+                FieldValue::Missing,
+                text("203.0.113.10"),
+                FieldValue::Number(50001.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pam_session_user_stops_before_its_uid() {
+        let line = "Nov 25 07:00:02 ip-10-0-0-5 sshd[1234]: pam_unix(sshd:session): session opened for user root(uid=0) by (uid=0)";
+        assert_eq!(decode_fields(line)[0], text("root"));
+        let su = "Nov 25 07:00:02 ip-10-0-0-5 su[99]: pam_unix(su-l:session): session opened for user root(uid=0) by ec2-user(uid=1000)";
+        assert_eq!(decode_fields(su)[0], text("root"));
+    }
+
+    #[test]
+    fn modern_sshd_shapes_keep_the_client_address() {
+        let cases = [
+            ("Nov 25 07:00:04 ip-10-0-0-5 sshd[1234]: Connection closed by authenticating user root 203.0.113.11 port 22 [preauth]", Some("root"), "203.0.113.11", 22.0),
+            ("Nov 25 07:01:04 web1 sshd[2004]: Disconnected from authenticating user root 203.0.113.44 port 41004 [preauth]", Some("root"), "203.0.113.44", 41004.0),
+            ("Nov 25 07:01:10 web1 sshd[2010]: Connection closed by invalid user admin 203.0.113.50 port 41010 [preauth]", Some("admin"), "203.0.113.50", 41010.0),
+            ("Nov 25 07:00:03 ip-10-0-0-5 sshd[1234]: Received disconnect from 203.0.113.10 port 50001:11: Bye Bye [preauth]", None, "203.0.113.10", 50001.0),
+            // Already right before; kept so.
+            ("Nov 25 07:00:07 ip-10-0-0-5 sshd[1234]: Failed password for invalid user admin from 2001:db8::1 port 50000 ssh2", Some("admin"), "2001:db8::1", 50000.0),
+            ("Nov 25 07:01:12 web1 sshd[2012]: Failed password for root from ::ffff:203.0.113.52 port 41012 ssh2", Some("root"), "::ffff:203.0.113.52", 41012.0),
+            ("Nov 25 07:01:01 web1 sshd[2001]: Connection from 2001:db8::5 port 41000 on 10.0.0.5 port 22 rdomain \"\"", None, "2001:db8::5", 41000.0),
+        ];
+        for (line, user, ip, port) in cases {
+            let want = vec![
+                user.map_or(FieldValue::Missing, text),
+                text(ip),
+                FieldValue::Number(port),
+            ];
+            assert_eq!(decode_fields(line), want, "{line}");
+        }
+        // No port: the address alone.
+        let pam = "Nov 25 07:01:11 web1 sshd[2011]: error: PAM: Authentication failure for root from 203.0.113.51";
+        assert_eq!(
+            decode_fields(pam),
+            vec![text("root"), text("203.0.113.51"), FieldValue::Missing]
+        );
     }
 }
