@@ -1397,3 +1397,45 @@ fn pinned_field_of_a_host_log_pattern_is_skipped_with_the_reason() {
     let why = note_with(&report, "A", NoteLevel::Skipped, "Status");
     assert!(why.contains("only for vpcflow rules"), "{why}");
 }
+
+// ---------------------------------------------------------------------
+// Audit fixes: ids, shared metrics, log groups, unresolved dimensions
+// ---------------------------------------------------------------------
+
+/// "IAM Policy Changes" and "IAMPolicyChanges" share a slug, and the
+/// second's suffixed id is the third alarm's own slug: three distinct
+/// files, none overwritten.
+#[test]
+fn colliding_slugs_get_distinct_ids_and_no_file_is_overwritten() {
+    let report = cfn("slug_collision.yaml", &[], &ImportOptions::default());
+    let ids: BTreeSet<&str> = report.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let dir = tempfile::tempdir().unwrap();
+    import::write_out(&report, dir.path()).unwrap();
+    let loaded = trailwatch::rules::load_dir(dir.path()).unwrap();
+    let titles: BTreeSet<String> = loaded.iter().map(|r| r.spec.title.clone()).collect();
+    assert_eq!(
+        titles,
+        BTreeSet::from([
+            "IAM Policy Changes".to_string(),
+            "IAMPolicyChanges".to_string(),
+            "IAM Policy Changes 2".to_string()
+        ])
+    );
+    assert!(report
+        .notes
+        .iter()
+        .any(|n| n.subject == "IAMPolicyChanges" && n.message.contains("is taken")));
+
+    // The writer's own guard: two rules with one file name write nothing.
+    let mut twice = report.clone();
+    twice.rules.push(twice.rules[0].clone());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rules");
+    let error = import::write_out(&twice, &out).unwrap_err();
+    assert!(
+        error.to_string().contains("would both be written"),
+        "{error}"
+    );
+    assert!(!out.exists());
+}

@@ -30,7 +30,7 @@ pub mod terraform;
 
 mod render;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -227,7 +227,7 @@ pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
         notes: set.notes,
         input: input.to_string(),
     };
-    let mut used_ids: BTreeMap<String, usize> = BTreeMap::new();
+    let mut used_ids = BTreeSet::new();
     let mut matched_alarms = vec![false; set.alarms.len()];
     for filter in &set.filters {
         let alarms: Vec<(usize, &ImportedAlarm)> = set
@@ -290,7 +290,18 @@ pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
 }
 
 /// Writes the rules and `IMPORT_REPORT.md` under `out`.
+/// Two rules with one file name are refused rather than one overwriting the
+/// other; [`convert`] gives every rule a distinct id, so this is a guard.
 pub fn write_out(report: &Report, out: &Path) -> Result<()> {
+    let mut names = BTreeSet::new();
+    for rule in &report.rules {
+        if !names.insert(rule.file_name.to_ascii_lowercase()) {
+            return Err(Error::Config(format!(
+                "two imported rules would both be written to {}; nothing written",
+                rule.file_name
+            )));
+        }
+    }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.display().to_string(), e))?;
     for rule in &report.rules {
         let path = out.join(&rule.file_name);
@@ -462,14 +473,18 @@ pub fn format_duration(seconds: u64) -> String {
     }
 }
 
-fn unique_id(base: String, used: &mut BTreeMap<String, usize>) -> String {
-    let count = used.entry(base.clone()).or_insert(0);
-    *count += 1;
-    if *count == 1 {
-        base
-    } else {
-        format!("{base}-{count}")
+/// `base`, or `base-2`, `base-3`, ... : the first that no rule of this
+/// import has taken. Checked against every id taken, not per base: the
+/// suffixed `iam-policy-changes-2` may be another alarm's own slug.
+fn unique_id(base: String, used: &mut BTreeSet<String>) -> String {
+    let mut id = base.clone();
+    let mut n = 1;
+    while used.contains(&id) {
+        n += 1;
+        id = format!("{base}-{n}");
     }
+    used.insert(id.clone());
+    id
 }
 
 /// Whether the metric counts events (every match adds the literal 1).
@@ -481,7 +496,7 @@ fn build_rule(
     filter: &ImportedFilter,
     alarm: Option<&ImportedAlarm>,
     options: &ImportOptions,
-    used_ids: &mut BTreeMap<String, usize>,
+    used_ids: &mut BTreeSet<String>,
     notes: &mut Vec<Note>,
 ) -> Option<GeneratedRule> {
     let subject = alarm.map_or(filter.name.clone(), |a| a.name.clone());
@@ -729,7 +744,13 @@ fn build_rule(
     let sns_topic = alarm.and_then(|a| (!a.sns_topics.is_empty()).then(|| a.sns_topics.join(",")));
     let enabled = alarm.is_none_or(|a| a.actions_enabled);
     let base = slugify(alarm.map_or(&filter.name, |a| &a.name));
-    let id = unique_id(base, used_ids);
+    let id = unique_id(base.clone(), used_ids);
+    if id != base {
+        note(
+            NoteLevel::Info,
+            format!("id {base} is taken by another rule of this import; written as {id}"),
+        );
+    }
     let settings = RuleSettings {
         kind,
         group_by,
