@@ -1439,3 +1439,75 @@ fn colliding_slugs_get_distinct_ids_and_no_file_is_overwritten() {
     );
     assert!(!out.exists());
 }
+
+/// An alarm dimension `!Ref WatchedUser` with no default and no --param:
+/// the alarm is skipped with the Ref and the --param to pass, not written
+/// as a rule for every user; with the --param it pins that user.
+#[test]
+fn unresolvable_alarm_dimension_skips_the_alarm_and_names_the_param() {
+    let report = cfn("dim_unresolved.yaml", &[], &ImportOptions::default());
+    assert!(report.rules.is_empty(), "{:#?}", report.rules);
+    let skipped = note_with(
+        &report,
+        "BreakGlassSigninFailures",
+        NoteLevel::Skipped,
+        "cannot resolve Ref WatchedUser",
+    );
+    assert!(skipped.contains("--param WatchedUser=VALUE"), "{skipped}");
+    assert!(
+        !report
+            .notes
+            .iter()
+            .any(|n| n.message.contains("names no value")),
+        "{:#?}",
+        report.notes
+    );
+
+    let report = cfn(
+        "dim_unresolved.yaml",
+        &[("WatchedUser", "breakglass")],
+        &ImportOptions::default(),
+    );
+    let s = spec(&report, "break-glass-signin-failures");
+    assert!(s.group_by.is_empty(), "{:?}", s.group_by);
+    let rule = &report.rules[0];
+    assert_eq!(
+        rule.settings.pinned,
+        vec![(
+            "userIdentity.userName".to_string(),
+            "breakglass".to_string()
+        )]
+    );
+}
+
+/// A filter dimension whose value cannot be resolved skips the filter
+/// rather than dropping the dimension (which would count all users as one).
+#[test]
+fn unresolvable_filter_dimension_skips_the_filter() {
+    let template = r#"
+Parameters:
+  UserField: {Type: String}
+Resources:
+  F:
+    Type: AWS::Logs::MetricFilter
+    Properties:
+      LogGroupName: CloudTrail/DefaultLogGroup
+      FilterPattern: '{ $.eventName = ConsoleLogin }'
+      MetricTransformations:
+        - MetricNamespace: N
+          MetricName: M
+          MetricValue: '1'
+          Dimensions: [{Key: user, Value: !Ref UserField}]
+"#;
+    let doc = import::cloudformation::parse_template(template).unwrap();
+    let set = import::cloudformation::import(&doc, &BTreeMap::new(), "t.yaml").unwrap();
+    let report = import::convert(set, &ImportOptions::default(), "t");
+    assert!(report.rules.is_empty(), "{:#?}", report.rules);
+    let skipped = note_with(
+        &report,
+        "F",
+        NoteLevel::Skipped,
+        "cannot resolve Ref UserField",
+    );
+    assert!(skipped.contains("--param UserField=VALUE"), "{skipped}");
+}
