@@ -1511,3 +1511,34 @@ Resources:
     );
     assert!(skipped.contains("--param UserField=VALUE"), "{skipped}");
 }
+
+/// The filter's log group is not a scope trailwatch enforces (CloudTrail
+/// from Kafka/S3/EventBridge has none), so the rule says so, in the file
+/// and in the report, with the `where:` to add; the rule itself stays
+/// unscoped and still validates.
+#[test]
+fn log_group_is_noted_in_the_rule_and_the_report_not_enforced() {
+    let report = cfn("loggroup.yaml", &[], &ImportOptions::default());
+    let expected =
+        "the metric filter ran on log group /app/payments in CloudWatch; trailwatch applies \
+                    the rule to every hostlog input; add `where: [{field: \"@log_group\", equals: \
+                    \"/app/payments\"}]` if inputs from several log groups share the stream";
+    note_with(&report, "PaymentsSshFailures", NoteLevel::Info, expected);
+    let rule = &report.rules[0];
+    assert!(
+        rule.yaml.contains(&format!("# Log group: {expected}.\n")),
+        "{}",
+        rule.yaml
+    );
+    assert!(spec(&report, "payments-ssh-failures").predicates.is_empty());
+    // The suggested scope is a valid `where:` for the rule.
+    let scoped = rule_from(&format!(
+        "{}where: [{{field: \"@log_group\", equals: \"/app/payments\"}}]\n",
+        rule.yaml
+    ));
+    assert_eq!(scoped.predicates.len(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    import::write_out(&report, dir.path()).unwrap();
+    let report_md = std::fs::read_to_string(dir.path().join("IMPORT_REPORT.md")).unwrap();
+    assert!(report_md.contains(expected), "{report_md}");
+}

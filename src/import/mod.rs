@@ -14,6 +14,7 @@
 //! | CloudWatch | rule |
 //! |---|---|
 //! | FilterPattern | `filter` (verbatim) |
+//! | LogGroupName | not enforced; a comment and a note suggest `where: [{field: "@log_group", ...}]` |
 //! | MetricValue / DefaultValue | `metric: {value, default}` |
 //! | Dimensions | `group_by` (`$.a.b` → `a.b`, `$name` → `name`); a value the alarm pins → `where: {field, equals}` |
 //! | Statistic | `aggregate` |
@@ -198,6 +199,9 @@ pub struct RuleSettings {
     pub threshold: String,
     pub sns_topic: Option<String>,
     pub enabled: bool,
+    /// The CloudWatch log group(s) the metric filter ran on. Not enforced:
+    /// a rule sees every input of its kind (see [`log_group_note`]).
+    pub log_groups: Vec<String>,
 }
 
 /// The outcome of an import: the rules and every note.
@@ -487,6 +491,42 @@ fn unique_id(base: String, used: &mut BTreeSet<String>) -> String {
     id
 }
 
+/// The one-line note for a rule whose metric filter(s) ran on `log_groups`
+/// in CloudWatch. The rule is not scoped to them: CloudTrail read from
+/// Kafka, S3 or EventBridge has no `@log_group`, and a `where:` on it would
+/// never match there. So the scope is suggested, not written.
+pub fn log_group_note(log_groups: &[String], kind: KindSpec) -> Option<String> {
+    let (first, rest) = log_groups.split_first()?;
+    let (groups, predicate) = if rest.is_empty() {
+        (
+            format!("log group {first}"),
+            format!("equals: {}", yaml_quote(first)),
+        )
+    } else {
+        (
+            format!("log groups {}", log_groups.join(", ")),
+            format!(
+                "in: [{}]",
+                log_groups
+                    .iter()
+                    .map(|g| yaml_quote(g))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    };
+    Some(format!(
+        "the metric filter ran on {groups} in CloudWatch; trailwatch applies the rule to every {} input; \
+         add `where: [{{field: \"@log_group\", {predicate}}}]` if inputs from several log groups share the stream",
+        kind_name(kind)
+    ))
+}
+
+/// `text` as a double-quoted YAML scalar.
+fn yaml_quote(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
 /// Whether the metric counts events (every match adds the literal 1).
 fn is_count_metric(value: &str) -> bool {
     value.trim().parse::<f64>().is_ok_and(|v| v == 1.0)
@@ -506,6 +546,10 @@ fn build_rule(
         Some(kind) => (kind, "--kind"),
         None => guess_kind(&filter.pattern, filter.log_group.as_deref()),
     };
+    let log_groups: Vec<String> = filter.log_group.iter().cloned().collect();
+    if let Some(text) = log_group_note(&log_groups, kind) {
+        note(NoteLevel::Info, text);
+    }
     if options.kind.is_none() && kind != KindSpec::Cloudtrail {
         note(
             NoteLevel::Info,
@@ -764,6 +808,7 @@ fn build_rule(
         threshold,
         sns_topic,
         enabled,
+        log_groups,
     };
     let yaml = render::rule_yaml(
         &id,

@@ -164,6 +164,9 @@ pub(super) fn rule_yaml(
     if plain_count {
         let _ = writeln!(header, "# MetricValue 1 (each matching event counts 1).");
     }
+    if let Some(text) = super::log_group_note(&settings.log_groups, settings.kind) {
+        let _ = writeln!(header, "# Log group: {text}.");
+    }
     header + &body
 }
 
