@@ -1542,3 +1542,83 @@ fn log_group_is_noted_in_the_rule_and_the_report_not_enforced() {
     let report_md = std::fs::read_to_string(dir.path().join("IMPORT_REPORT.md")).unwrap();
     assert!(report_md.contains(expected), "{report_md}");
 }
+
+/// Two JSON metric filters publishing the one metric an alarm watches:
+/// CloudWatch sums both into its series (2 sign-in failures + 2 denied
+/// calls = 4 >= 3), so the import is one rule with both patterns joined,
+/// and it alerts on the audit's events.
+#[test]
+fn filters_sharing_a_metric_merge_into_one_rule_that_counts_both() {
+    let report = cfn("shared_metric.yaml", &[], &ImportOptions::default());
+    assert_eq!(report.rules.len(), 1, "{:#?}", report.notes);
+    let s = spec(&report, "auth-failures");
+    assert_eq!(
+        s.filter,
+        r#"{ (($.eventName = ConsoleLogin) && ($.errorMessage = "Failed authentication")) || (($.errorCode = "*UnauthorizedOperation") || ($.errorCode = "AccessDenied*")) }"#
+    );
+    assert_eq!(
+        report.rules[0].settings.merged_from,
+        vec!["ConsoleFailFilter", "UnauthorizedFilter"]
+    );
+    note_with(
+        &report,
+        "AuthFailures",
+        NoteLevel::Info,
+        "published by 2 metric filters (ConsoleFailFilter, UnauthorizedFilter)",
+    );
+    let events: Vec<Vec<u8>> = read("shared_metric_events.jsonl")
+        .lines()
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+    let alerts = run_rule(&s, events).unwrap();
+    let c = creates(&alerts);
+    assert_eq!(c.len(), 1, "{alerts:#?}");
+    assert_eq!(c[0].value, 4.0);
+    // Precedence: `a && b` stays grouped, so a ConsoleLogin that is not a
+    // failure does not count.
+    let success = ct(
+        "2024-03-01T12:00:00Z",
+        "ok",
+        serde_json::json!({"errorMessage": "Success"}),
+    );
+    assert!(
+        creates(&run_rule(&s, records(&[success.clone(), success.clone(), success])).unwrap())
+            .is_empty()
+    );
+}
+
+/// Filters sharing a metric that cannot be merged (a term pattern beside a
+/// JSON one) stay separate rules, with a warning in the dry run and the
+/// report that the counts are split.
+#[test]
+fn filters_sharing_a_metric_that_cannot_merge_warn_that_counts_are_split() {
+    let template = read("shared_metric.yaml").replace(
+        r#"'{ ($.errorCode = "*UnauthorizedOperation") || ($.errorCode = "AccessDenied*") }'"#,
+        r#"'"AccessDenied"'"#,
+    );
+    let doc = import::cloudformation::parse_template(&template).unwrap();
+    let set = import::cloudformation::import(&doc, &BTreeMap::new(), "t.yaml").unwrap();
+    let report = import::convert(set, &ImportOptions::default(), "t");
+    assert_eq!(report.rules.len(), 2, "{:#?}", report.notes);
+    let warning = note_with(
+        &report,
+        "AuthFailures",
+        NoteLevel::Warning,
+        "published by 2 metric filters (ConsoleFailFilter, UnauthorizedFilter)",
+    );
+    assert!(warning.contains("the counts are split"), "{warning}");
+    assert!(
+        warning.contains("UnauthorizedFilter is not a JSON pattern"),
+        "{warning}"
+    );
+    let dry = import::render_dry_run(&report);
+    assert!(
+        dry.contains("! warning: metric CloudTrailMetrics/AuthFailureCount is published by 2"),
+        "{dry}"
+    );
+    let markdown = import::render_report_markdown(&report);
+    assert!(
+        markdown.contains(&format!("- **AuthFailures**: {warning}")),
+        "{markdown}"
+    );
+}
