@@ -1397,3 +1397,228 @@ fn pinned_field_of_a_host_log_pattern_is_skipped_with_the_reason() {
     let why = note_with(&report, "A", NoteLevel::Skipped, "Status");
     assert!(why.contains("only for vpcflow rules"), "{why}");
 }
+
+// ---------------------------------------------------------------------
+// Audit fixes: ids, shared metrics, log groups, unresolved dimensions
+// ---------------------------------------------------------------------
+
+/// "IAM Policy Changes" and "IAMPolicyChanges" share a slug, and the
+/// second's suffixed id is the third alarm's own slug: three distinct
+/// files, none overwritten.
+#[test]
+fn colliding_slugs_get_distinct_ids_and_no_file_is_overwritten() {
+    let report = cfn("slug_collision.yaml", &[], &ImportOptions::default());
+    let ids: BTreeSet<&str> = report.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let dir = tempfile::tempdir().unwrap();
+    import::write_out(&report, dir.path()).unwrap();
+    let loaded = trailwatch::rules::load_dir(dir.path()).unwrap();
+    let titles: BTreeSet<String> = loaded.iter().map(|r| r.spec.title.clone()).collect();
+    assert_eq!(
+        titles,
+        BTreeSet::from([
+            "IAM Policy Changes".to_string(),
+            "IAMPolicyChanges".to_string(),
+            "IAM Policy Changes 2".to_string()
+        ])
+    );
+    assert!(report
+        .notes
+        .iter()
+        .any(|n| n.subject == "IAMPolicyChanges" && n.message.contains("is taken")));
+
+    // The writer's own guard: two rules with one file name write nothing.
+    let mut twice = report.clone();
+    twice.rules.push(twice.rules[0].clone());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rules");
+    let error = import::write_out(&twice, &out).unwrap_err();
+    assert!(
+        error.to_string().contains("would both be written"),
+        "{error}"
+    );
+    assert!(!out.exists());
+}
+
+/// An alarm dimension `!Ref WatchedUser` with no default and no --param:
+/// the alarm is skipped with the Ref and the --param to pass, not written
+/// as a rule for every user; with the --param it pins that user.
+#[test]
+fn unresolvable_alarm_dimension_skips_the_alarm_and_names_the_param() {
+    let report = cfn("dim_unresolved.yaml", &[], &ImportOptions::default());
+    assert!(report.rules.is_empty(), "{:#?}", report.rules);
+    let skipped = note_with(
+        &report,
+        "BreakGlassSigninFailures",
+        NoteLevel::Skipped,
+        "cannot resolve Ref WatchedUser",
+    );
+    assert!(skipped.contains("--param WatchedUser=VALUE"), "{skipped}");
+    assert!(
+        !report
+            .notes
+            .iter()
+            .any(|n| n.message.contains("names no value")),
+        "{:#?}",
+        report.notes
+    );
+
+    let report = cfn(
+        "dim_unresolved.yaml",
+        &[("WatchedUser", "breakglass")],
+        &ImportOptions::default(),
+    );
+    let s = spec(&report, "break-glass-signin-failures");
+    assert!(s.group_by.is_empty(), "{:?}", s.group_by);
+    let rule = &report.rules[0];
+    assert_eq!(
+        rule.settings.pinned,
+        vec![(
+            "userIdentity.userName".to_string(),
+            "breakglass".to_string()
+        )]
+    );
+}
+
+/// A filter dimension whose value cannot be resolved skips the filter
+/// rather than dropping the dimension (which would count all users as one).
+#[test]
+fn unresolvable_filter_dimension_skips_the_filter() {
+    let template = r#"
+Parameters:
+  UserField: {Type: String}
+Resources:
+  F:
+    Type: AWS::Logs::MetricFilter
+    Properties:
+      LogGroupName: CloudTrail/DefaultLogGroup
+      FilterPattern: '{ $.eventName = ConsoleLogin }'
+      MetricTransformations:
+        - MetricNamespace: N
+          MetricName: M
+          MetricValue: '1'
+          Dimensions: [{Key: user, Value: !Ref UserField}]
+"#;
+    let doc = import::cloudformation::parse_template(template).unwrap();
+    let set = import::cloudformation::import(&doc, &BTreeMap::new(), "t.yaml").unwrap();
+    let report = import::convert(set, &ImportOptions::default(), "t");
+    assert!(report.rules.is_empty(), "{:#?}", report.rules);
+    let skipped = note_with(
+        &report,
+        "F",
+        NoteLevel::Skipped,
+        "cannot resolve Ref UserField",
+    );
+    assert!(skipped.contains("--param UserField=VALUE"), "{skipped}");
+}
+
+/// The filter's log group is not a scope trailwatch enforces (CloudTrail
+/// from Kafka/S3/EventBridge has none), so the rule says so, in the file
+/// and in the report, with the `where:` to add; the rule itself stays
+/// unscoped and still validates.
+#[test]
+fn log_group_is_noted_in_the_rule_and_the_report_not_enforced() {
+    let report = cfn("loggroup.yaml", &[], &ImportOptions::default());
+    let expected =
+        "the metric filter ran on log group /app/payments in CloudWatch; trailwatch applies \
+                    the rule to every hostlog input; add `where: [{field: \"@log_group\", equals: \
+                    \"/app/payments\"}]` if inputs from several log groups share the stream";
+    note_with(&report, "PaymentsSshFailures", NoteLevel::Info, expected);
+    let rule = &report.rules[0];
+    assert!(
+        rule.yaml.contains(&format!("# Log group: {expected}.\n")),
+        "{}",
+        rule.yaml
+    );
+    assert!(spec(&report, "payments-ssh-failures").predicates.is_empty());
+    // The suggested scope is a valid `where:` for the rule.
+    let scoped = rule_from(&format!(
+        "{}where: [{{field: \"@log_group\", equals: \"/app/payments\"}}]\n",
+        rule.yaml
+    ));
+    assert_eq!(scoped.predicates.len(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    import::write_out(&report, dir.path()).unwrap();
+    let report_md = std::fs::read_to_string(dir.path().join("IMPORT_REPORT.md")).unwrap();
+    assert!(report_md.contains(expected), "{report_md}");
+}
+
+/// Two JSON metric filters publishing the one metric an alarm watches:
+/// CloudWatch sums both into its series (2 sign-in failures + 2 denied
+/// calls = 4 >= 3), so the import is one rule with both patterns joined,
+/// and it alerts on the audit's events.
+#[test]
+fn filters_sharing_a_metric_merge_into_one_rule_that_counts_both() {
+    let report = cfn("shared_metric.yaml", &[], &ImportOptions::default());
+    assert_eq!(report.rules.len(), 1, "{:#?}", report.notes);
+    let s = spec(&report, "auth-failures");
+    assert_eq!(
+        s.filter,
+        r#"{ (($.eventName = ConsoleLogin) && ($.errorMessage = "Failed authentication")) || (($.errorCode = "*UnauthorizedOperation") || ($.errorCode = "AccessDenied*")) }"#
+    );
+    assert_eq!(
+        report.rules[0].settings.merged_from,
+        vec!["ConsoleFailFilter", "UnauthorizedFilter"]
+    );
+    note_with(
+        &report,
+        "AuthFailures",
+        NoteLevel::Info,
+        "published by 2 metric filters (ConsoleFailFilter, UnauthorizedFilter)",
+    );
+    let events: Vec<Vec<u8>> = read("shared_metric_events.jsonl")
+        .lines()
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+    let alerts = run_rule(&s, events).unwrap();
+    let c = creates(&alerts);
+    assert_eq!(c.len(), 1, "{alerts:#?}");
+    assert_eq!(c[0].value, 4.0);
+    // Precedence: `a && b` stays grouped, so a ConsoleLogin that is not a
+    // failure does not count.
+    let success = ct(
+        "2024-03-01T12:00:00Z",
+        "ok",
+        serde_json::json!({"errorMessage": "Success"}),
+    );
+    assert!(
+        creates(&run_rule(&s, records(&[success.clone(), success.clone(), success])).unwrap())
+            .is_empty()
+    );
+}
+
+/// Filters sharing a metric that cannot be merged (a term pattern beside a
+/// JSON one) stay separate rules, with a warning in the dry run and the
+/// report that the counts are split.
+#[test]
+fn filters_sharing_a_metric_that_cannot_merge_warn_that_counts_are_split() {
+    let template = read("shared_metric.yaml").replace(
+        r#"'{ ($.errorCode = "*UnauthorizedOperation") || ($.errorCode = "AccessDenied*") }'"#,
+        r#"'"AccessDenied"'"#,
+    );
+    let doc = import::cloudformation::parse_template(&template).unwrap();
+    let set = import::cloudformation::import(&doc, &BTreeMap::new(), "t.yaml").unwrap();
+    let report = import::convert(set, &ImportOptions::default(), "t");
+    assert_eq!(report.rules.len(), 2, "{:#?}", report.notes);
+    let warning = note_with(
+        &report,
+        "AuthFailures",
+        NoteLevel::Warning,
+        "published by 2 metric filters (ConsoleFailFilter, UnauthorizedFilter)",
+    );
+    assert!(warning.contains("the counts are split"), "{warning}");
+    assert!(
+        warning.contains("UnauthorizedFilter is not a JSON pattern"),
+        "{warning}"
+    );
+    let dry = import::render_dry_run(&report);
+    assert!(
+        dry.contains("! warning: metric CloudTrailMetrics/AuthFailureCount is published by 2"),
+        "{dry}"
+    );
+    let markdown = import::render_report_markdown(&report);
+    assert!(
+        markdown.contains(&format!("- **AuthFailures**: {warning}")),
+        "{markdown}"
+    );
+}

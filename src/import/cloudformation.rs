@@ -8,7 +8,9 @@
 //! parameter defaults; `Ref` to a topic resolves to its `TopicName` (or its
 //! logical id). Resources with a `Condition` are kept when the condition
 //! evaluates to true (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`), or
-//! kept with a note when it cannot be evaluated.
+//! kept with a note when it cannot be evaluated. A dimension name or value
+//! that cannot be resolved skips its alarm or metric filter, with the
+//! `--param` to pass: dropping the dimension would widen the rule.
 
 use std::collections::BTreeMap;
 
@@ -380,6 +382,44 @@ fn field(
     }
 }
 
+/// The `Dimensions` list of a metric transformation (`name_key` `Key`) or
+/// of an alarm (`Name`), resolved. `Err` describes the first key or value
+/// that cannot be resolved and the `--param` that would set it.
+fn dimensions(
+    ctx: &Context<'_>,
+    props: &Map<String, Value>,
+    name_key: &str,
+) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for d in props
+        .get("Dimensions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let resolve = |key: &str| match d.get(key) {
+            Some(v) => ctx.resolve(v).map(Some),
+            None => Ok(None),
+        };
+        let unresolved = |what: String, why: String| {
+            let param = why
+                .strip_prefix("Ref ")
+                .or_else(|| why.strip_prefix("${").and_then(|w| w.strip_suffix('}')))
+                .unwrap_or("NAME");
+            format!("Dimensions: {what}cannot resolve {why} (pass --param {param}=VALUE to set it)")
+        };
+        let name = resolve(name_key).map_err(|why| unresolved(String::new(), why))?;
+        let value = resolve("Value").map_err(|why| {
+            let what = name.as_deref().map_or(String::new(), |n| format!("{n}: "));
+            unresolved(what, why)
+        })?;
+        if let (Some(n), Some(v)) = (name, value) {
+            out.push((n, v));
+        }
+    }
+    Ok(out)
+}
+
 fn read_filter(
     ctx: &Context<'_>,
     logical_id: &str,
@@ -422,19 +462,22 @@ fn read_filter(
             .get("DefaultValue")
             .and_then(|v| ctx.resolve(v).ok())
             .and_then(|s| s.trim().parse().ok());
-        let mut dimensions = Vec::new();
-        for d in t
-            .get("Dimensions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let key = d.get("Key").and_then(|v| ctx.resolve(v).ok());
-            let val = d.get("Value").and_then(|v| ctx.resolve(v).ok());
-            if let (Some(k), Some(v)) = (key, val) {
-                dimensions.push((k, v));
+        let dimensions = match dimensions(ctx, &t, "Key") {
+            Ok(dimensions) => dimensions,
+            Err(why) => {
+                // Dropping the dimension would count every value together
+                // (and make a pinning alarm look foreign): skip instead.
+                set.notes.push(Note::new(
+                    NoteLevel::Skipped,
+                    name.clone(),
+                    format!(
+                        "metric {namespace}/{metric_name}: {why}; without it the rule would count \
+                         every value of the dimension together, so this metric filter is not imported"
+                    ),
+                ));
+                continue;
             }
-        }
+        };
         let unit = t
             .get("Unit")
             .and_then(|v| ctx.resolve(v).ok())
@@ -490,16 +533,16 @@ fn read_alarm(
         name: name.clone(),
         ..ImportedAlarm::default()
     };
-    for d in props
-        .get("Dimensions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key = d.get("Name").and_then(|v| ctx.resolve(v).ok());
-        let val = d.get("Value").and_then(|v| ctx.resolve(v).ok());
-        if let (Some(k), Some(v)) = (key, val) {
-            alarm.dimensions.push((k, v));
+    match dimensions(ctx, props, "Name") {
+        Ok(dimensions) => alarm.dimensions = dimensions,
+        // Without the pinned value the rule would alert for every value of
+        // the dimension (every user, not the one watched): a broader rule
+        // than the alarm, so the alarm is skipped, with the fix.
+        Err(why) => {
+            alarm.unsupported = Some(format!(
+                "{why}; without it the rule would alert for every value of the dimension \
+                 instead of the one series the alarm watches, so the alarm is not imported"
+            ))
         }
     }
     for action in props
@@ -530,7 +573,9 @@ fn read_alarm(
             )),
         }
     }
-    if props.contains_key("Metrics") {
+    if alarm.unsupported.is_some() {
+        // Already not carried over (an unresolvable dimension).
+    } else if props.contains_key("Metrics") {
         alarm.unsupported = Some("metric math alarm (Metrics): not carried over".to_string());
     } else if props.contains_key("ThresholdMetricId") {
         alarm.unsupported =

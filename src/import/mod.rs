@@ -6,14 +6,19 @@
 //! its format into the common model here: [`ImportedFilter`]s and
 //! [`ImportedAlarm`]s plus the notes it could not resolve. [`convert`] then
 //! joins filters and alarms through the metric namespace and name, and
-//! renders one rule YAML file per (filter, alarm) pair. Everything that
-//! cannot be carried over goes into the [`Report`] with its reason.
+//! renders one rule YAML file per (filter, alarm) pair. Several filters
+//! publishing one alarm's metric are one series in CloudWatch: their JSON
+//! patterns are merged into one rule (`{ (A) || (B) }`), or, when they
+//! cannot be, kept apart with a warning that the counts are split.
+//! Everything that cannot be carried over goes into the [`Report`] with its
+//! reason.
 //!
 //! Mapping (see the README section "Migrating from CloudWatch alarms" for the full table):
 //!
 //! | CloudWatch | rule |
 //! |---|---|
 //! | FilterPattern | `filter` (verbatim) |
+//! | LogGroupName | not enforced; a comment and a note suggest `where: [{field: "@log_group", ...}]` |
 //! | MetricValue / DefaultValue | `metric: {value, default}` |
 //! | Dimensions | `group_by` (`$.a.b` → `a.b`, `$name` → `name`); a value the alarm pins → `where: {field, equals}` |
 //! | Statistic | `aggregate` |
@@ -30,7 +35,7 @@ pub mod terraform;
 
 mod render;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -198,6 +203,12 @@ pub struct RuleSettings {
     pub threshold: String,
     pub sns_topic: Option<String>,
     pub enabled: bool,
+    /// The metric filters whose patterns the rule's filter joins with `||`
+    /// (they publish the same metric); empty for a rule from one filter.
+    pub merged_from: Vec<String>,
+    /// The CloudWatch log group(s) the metric filter ran on. Not enforced:
+    /// a rule sees every input of its kind (see [`log_group_note`]).
+    pub log_groups: Vec<String>,
 }
 
 /// The outcome of an import: the rules and every note.
@@ -227,30 +238,55 @@ pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
         notes: set.notes,
         input: input.to_string(),
     };
-    let mut used_ids: BTreeMap<String, usize> = BTreeMap::new();
+    let mut used_ids = BTreeSet::new();
     let mut matched_alarms = vec![false; set.alarms.len()];
+    // The filters publishing each metric, in the order of their first one:
+    // CloudWatch sums them into one series, so an alarm sees them together.
+    let mut groups: Vec<Vec<&ImportedFilter>> = Vec::new();
     for filter in &set.filters {
+        match groups.iter_mut().find(|g| {
+            g.first().is_some_and(|f| {
+                f.namespace == filter.namespace && f.metric_name == filter.metric_name
+            })
+        }) {
+            Some(group) => group.push(filter),
+            None => groups.push(vec![filter]),
+        }
+    }
+    for group in &groups {
+        let Some(&first) = group.first() else {
+            continue;
+        };
         let alarms: Vec<(usize, &ImportedAlarm)> = set
             .alarms
             .iter()
             .enumerate()
-            .filter(|(_, a)| a.metric_name == filter.metric_name && a.namespace == filter.namespace)
+            .filter(|(_, a)| a.metric_name == first.metric_name && a.namespace == first.namespace)
             .collect();
         if alarms.is_empty() {
-            report.notes.push(Note::new(
-                NoteLevel::Info,
-                filter.name.clone(),
-                format!(
-                    "metric {}/{} has no alarm: imported as `>= 1` over {}s, the rule fires on every matching event's window",
-                    filter.namespace, filter.metric_name, DEFAULT_PERIOD_S
-                ),
-            ));
-            if let Some(rule) = build_rule(filter, None, options, &mut used_ids, &mut report.notes)
-            {
-                report.rules.push(rule);
+            for &filter in group {
+                report.notes.push(Note::new(
+                    NoteLevel::Info,
+                    filter.name.clone(),
+                    format!(
+                        "metric {}/{} has no alarm: imported as `>= 1` over {}s, the rule fires on every matching event's window",
+                        filter.namespace, filter.metric_name, DEFAULT_PERIOD_S
+                    ),
+                ));
+                if let Some(rule) = build_rule(
+                    filter,
+                    &[filter],
+                    None,
+                    options,
+                    &mut used_ids,
+                    &mut report.notes,
+                ) {
+                    report.rules.push(rule);
+                }
             }
             continue;
         }
+        let merged = (group.len() > 1).then(|| merge_filters(group));
         for (index, alarm) in alarms {
             matched_alarms[index] = true;
             if let Some(reason) = &alarm.unsupported {
@@ -261,14 +297,60 @@ pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
                 ));
                 continue;
             }
-            if let Some(rule) = build_rule(
-                filter,
-                Some(alarm),
-                options,
-                &mut used_ids,
-                &mut report.notes,
-            ) {
-                report.rules.push(rule);
+            let names = group
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let rules: Vec<(&ImportedFilter, &[&ImportedFilter])> = match &merged {
+                None => vec![(first, group.as_slice())],
+                Some(Ok(filter)) => {
+                    report.notes.push(Note::new(
+                        NoteLevel::Info,
+                        alarm.name.clone(),
+                        format!(
+                            "metric {}/{} is published by {} metric filters ({names}), which CloudWatch sums \
+                             into the series this alarm watches: merged into one rule whose filter joins their \
+                             patterns with `||`. An event matching several of them counts once here, once per \
+                             filter in CloudWatch",
+                            first.namespace,
+                            first.metric_name,
+                            group.len()
+                        ),
+                    ));
+                    vec![(filter, group.as_slice())]
+                }
+                Some(Err(why)) => {
+                    report.notes.push(Note::new(
+                        NoteLevel::Warning,
+                        alarm.name.clone(),
+                        format!(
+                            "metric {}/{} is published by {} metric filters ({names}), which CloudWatch sums \
+                             into the one series this alarm watches; they cannot be merged into one rule ({why}), \
+                             so the alarm becomes one rule per filter, each counting only its own filter's events: \
+                             the counts are split, and the rules may stay silent where the alarm fires",
+                            first.namespace,
+                            first.metric_name,
+                            group.len()
+                        ),
+                    ));
+                    group
+                        .iter()
+                        .map(|f| (*f, std::slice::from_ref(f)))
+                        .collect()
+                }
+            };
+            for (filter, sources) in rules {
+                if let Some(rule) = build_rule(
+                    filter,
+                    sources,
+                    Some(alarm),
+                    options,
+                    &mut used_ids,
+                    &mut report.notes,
+                ) {
+                    report.rules.push(rule);
+                }
             }
         }
     }
@@ -290,7 +372,19 @@ pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
 }
 
 /// Writes the rules and `IMPORT_REPORT.md` under `out`.
+///
+/// Two rules with one file name are refused rather than one overwriting the
+/// other; [`convert`] gives every rule a distinct id, so this is a guard.
 pub fn write_out(report: &Report, out: &Path) -> Result<()> {
+    let mut names = BTreeSet::new();
+    for rule in &report.rules {
+        if !names.insert(rule.file_name.to_ascii_lowercase()) {
+            return Err(Error::Config(format!(
+                "two imported rules would both be written to {}; nothing written",
+                rule.file_name
+            )));
+        }
+    }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.display().to_string(), e))?;
     for rule in &report.rules {
         let path = out.join(&rule.file_name);
@@ -462,14 +556,123 @@ pub fn format_duration(seconds: u64) -> String {
     }
 }
 
-fn unique_id(base: String, used: &mut BTreeMap<String, usize>) -> String {
-    let count = used.entry(base.clone()).or_insert(0);
-    *count += 1;
-    if *count == 1 {
-        base
-    } else {
-        format!("{base}-{count}")
+/// `base`, or `base-2`, `base-3`, ... : the first that no rule of this
+/// import has taken. Checked against every id taken, not per base: the
+/// suffixed `iam-policy-changes-2` may be another alarm's own slug.
+fn unique_id(base: String, used: &mut BTreeSet<String>) -> String {
+    let mut id = base.clone();
+    let mut n = 1;
+    while used.contains(&id) {
+        n += 1;
+        id = format!("{base}-{n}");
     }
+    used.insert(id.clone());
+    id
+}
+
+/// The one-line note for a rule whose metric filter(s) ran on `log_groups`
+/// in CloudWatch. The rule is not scoped to them: CloudTrail read from
+/// Kafka, S3 or EventBridge has no `@log_group`, and a `where:` on it would
+/// never match there. So the scope is suggested, not written.
+pub fn log_group_note(log_groups: &[String], kind: KindSpec) -> Option<String> {
+    let (first, rest) = log_groups.split_first()?;
+    let (groups, predicate) = if rest.is_empty() {
+        (
+            format!("log group {first}"),
+            format!("equals: {}", yaml_quote(first)),
+        )
+    } else {
+        (
+            format!("log groups {}", log_groups.join(", ")),
+            format!(
+                "in: [{}]",
+                log_groups
+                    .iter()
+                    .map(|g| yaml_quote(g))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    };
+    Some(format!(
+        "the metric filter ran on {groups} in CloudWatch; trailwatch applies the rule to every {} input; \
+         add `where: [{{field: \"@log_group\", {predicate}}}]` if inputs from several log groups share the stream",
+        kind_name(kind)
+    ))
+}
+
+/// `text` as a double-quoted YAML scalar.
+fn yaml_quote(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// One filter for several metric filters that publish the same metric:
+/// their JSON patterns joined with `||`, each in parentheses so its own
+/// `&&`/`||` keep their precedence. `Err` says why they cannot be merged.
+fn merge_filters(filters: &[&ImportedFilter]) -> std::result::Result<ImportedFilter, String> {
+    let Some((first, rest)) = filters.split_first() else {
+        return Err("no filter".to_string());
+    };
+    let mut inner = Vec::new();
+    for f in filters {
+        let body = f
+            .pattern
+            .trim()
+            .strip_prefix('{')
+            .and_then(|p| p.strip_suffix('}'))
+            .map(str::trim)
+            .filter(|p| !p.is_empty());
+        match body {
+            Some(body) => inner.push(format!("({body})")),
+            None => {
+                return Err(format!(
+                    "{} is not a JSON pattern `{{ ... }}`, and only those join with `||`",
+                    f.name
+                ))
+            }
+        }
+    }
+    let sorted = |f: &ImportedFilter| {
+        let mut d = f.dimensions.clone();
+        d.sort();
+        d
+    };
+    for f in rest {
+        if f.value.trim() != first.value.trim() {
+            return Err(format!(
+                "their metric values differ: {} publishes {}, {} publishes {}",
+                first.name, first.value, f.name, f.value
+            ));
+        }
+        if sorted(f) != sorted(first) {
+            return Err("their dimensions differ".to_string());
+        }
+    }
+    // Each filter publishes its own DefaultValue in a period where it has
+    // no match, so two filters add two defaults: one rule cannot do that.
+    if filters.iter().any(|f| f.default.is_some()) {
+        return Err("they set a DefaultValue, which each filter publishes on its own".to_string());
+    }
+    Ok(ImportedFilter {
+        name: filters
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" + "),
+        pattern: format!("{{ {} }}", inner.join(" || ")),
+        // Only the kind guess reads it, and JSON patterns do not need it.
+        log_group: filters
+            .iter()
+            .all(|f| f.log_group == first.log_group)
+            .then(|| first.log_group.clone())
+            .flatten(),
+        source: filters
+            .iter()
+            .map(|f| f.source.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        ..(*first).clone()
+    })
 }
 
 /// Whether the metric counts events (every match adds the literal 1).
@@ -477,11 +680,14 @@ fn is_count_metric(value: &str) -> bool {
     value.trim().parse::<f64>().is_ok_and(|v| v == 1.0)
 }
 
+/// The rule for `filter` (the one metric filter, or several merged) and
+/// `alarm`; `sources` are the metric filters it was made from.
 fn build_rule(
     filter: &ImportedFilter,
+    sources: &[&ImportedFilter],
     alarm: Option<&ImportedAlarm>,
     options: &ImportOptions,
-    used_ids: &mut BTreeMap<String, usize>,
+    used_ids: &mut BTreeSet<String>,
     notes: &mut Vec<Note>,
 ) -> Option<GeneratedRule> {
     let subject = alarm.map_or(filter.name.clone(), |a| a.name.clone());
@@ -491,6 +697,15 @@ fn build_rule(
         Some(kind) => (kind, "--kind"),
         None => guess_kind(&filter.pattern, filter.log_group.as_deref()),
     };
+    let mut log_groups: Vec<String> = Vec::new();
+    for group in sources.iter().filter_map(|f| f.log_group.as_ref()) {
+        if !log_groups.contains(group) {
+            log_groups.push(group.clone());
+        }
+    }
+    if let Some(text) = log_group_note(&log_groups, kind) {
+        note(NoteLevel::Info, text);
+    }
     if options.kind.is_none() && kind != KindSpec::Cloudtrail {
         note(
             NoteLevel::Info,
@@ -729,7 +944,13 @@ fn build_rule(
     let sns_topic = alarm.and_then(|a| (!a.sns_topics.is_empty()).then(|| a.sns_topics.join(",")));
     let enabled = alarm.is_none_or(|a| a.actions_enabled);
     let base = slugify(alarm.map_or(&filter.name, |a| &a.name));
-    let id = unique_id(base, used_ids);
+    let id = unique_id(base.clone(), used_ids);
+    if id != base {
+        note(
+            NoteLevel::Info,
+            format!("id {base} is taken by another rule of this import; written as {id}"),
+        );
+    }
     let settings = RuleSettings {
         kind,
         group_by,
@@ -743,6 +964,12 @@ fn build_rule(
         threshold,
         sns_topic,
         enabled,
+        merged_from: if sources.len() > 1 {
+            sources.iter().map(|f| f.name.clone()).collect()
+        } else {
+            Vec::new()
+        },
+        log_groups,
     };
     let yaml = render::rule_yaml(
         &id,

@@ -164,6 +164,16 @@ pub(super) fn rule_yaml(
     if plain_count {
         let _ = writeln!(header, "# MetricValue 1 (each matching event counts 1).");
     }
+    if !settings.merged_from.is_empty() {
+        let _ = writeln!(
+            header,
+            "# Metric filters {} publish this metric: their patterns are joined with ||.",
+            settings.merged_from.join(", ")
+        );
+    }
+    if let Some(text) = super::log_group_note(&settings.log_groups, settings.kind) {
+        let _ = writeln!(header, "# Log group: {text}.");
+    }
     header + &body
 }
 
@@ -213,7 +223,15 @@ pub fn render_dry_run(report: &Report) -> String {
             (
                 "pattern",
                 f.pattern.clone(),
-                format!("filter (verbatim), kind {}", kind_name(s.kind)),
+                if s.merged_from.is_empty() {
+                    format!("filter (verbatim), kind {}", kind_name(s.kind))
+                } else {
+                    format!(
+                        "filter: the {} patterns joined with ||, kind {}",
+                        s.merged_from.len(),
+                        kind_name(s.kind)
+                    )
+                },
             ),
             (
                 "value",
