@@ -555,22 +555,10 @@ mod tests {
         ]) {
             let value = FieldValue::Str(Cow::Owned(text));
             let general = parse_ip(&value).map(is_private_ip);
-            for (want, not) in [(true, false), (false, false), (true, true), (false, true)] {
-                let mut plan = FieldPlan::new(EventKind::VpcFlow);
-                let spec = PredicateSpec {
-                    field: "srcaddr".to_string(),
-                    private: Some(want),
-                    not,
-                    ..PredicateSpec::default()
-                };
-                let predicate = Predicate::compile(&spec, &mut plan).unwrap();
-                let expected = general == Some(want);
-                prop_assert_eq!(predicate.test(&value), expected);
-                // `matches` judges dotted quads itself, before `test`.
-                let mut event = crate::filter::testing::event_from_text("", EventKind::VpcFlow);
-                event.fields.push(value.clone());
-                prop_assert_eq!(predicate.matches(&event), expected != not);
-            }
+            fast_path_agrees(&value, general, |want| PredicateSpec {
+                private: Some(want),
+                ..PredicateSpec::default()
+            })?;
         }
 
         #[test]
@@ -585,21 +573,10 @@ mod tests {
         ]) {
             let value = FieldValue::Str(Cow::Owned(text));
             let general = parse_ip(&value).map(is_public_ip);
-            for (want, not) in [(true, false), (false, false), (true, true), (false, true)] {
-                let mut plan = FieldPlan::new(EventKind::VpcFlow);
-                let spec = PredicateSpec {
-                    field: "dstaddr".to_string(),
-                    public: Some(want),
-                    not,
-                    ..PredicateSpec::default()
-                };
-                let predicate = Predicate::compile(&spec, &mut plan).unwrap();
-                let expected = general == Some(want);
-                prop_assert_eq!(predicate.test(&value), expected);
-                let mut event = crate::filter::testing::event_from_text("", EventKind::VpcFlow);
-                event.fields.push(value.clone());
-                prop_assert_eq!(predicate.matches(&event), expected != not);
-            }
+            fast_path_agrees(&value, general, |want| PredicateSpec {
+                public: Some(want),
+                ..PredicateSpec::default()
+            })?;
         }
 
         #[test]
@@ -607,6 +584,31 @@ mod tests {
             let address = std::net::Ipv4Addr::new(a, b, c, d);
             prop_assert_eq!(parse_dotted_quad(address.to_string().as_bytes()), Some(address));
         }
+    }
+
+    /// `spec(want)`, with and without `not`, answers on `value` what the
+    /// general parser's verdict `general` says, through `test` and through
+    /// `matches` (which judges dotted quads itself, before `test`).
+    fn fast_path_agrees(
+        value: &FieldValue<'static>,
+        general: Option<bool>,
+        spec: impl Fn(bool) -> PredicateSpec,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        for (want, not) in [(true, false), (false, false), (true, true), (false, true)] {
+            let mut plan = FieldPlan::new(EventKind::VpcFlow);
+            let spec = PredicateSpec {
+                field: "srcaddr".to_string(),
+                not,
+                ..spec(want)
+            };
+            let predicate = Predicate::compile(&spec, &mut plan).unwrap();
+            let expected = general == Some(want);
+            prop_assert_eq!(predicate.test(value), expected);
+            let mut event = crate::filter::testing::event_from_text("", EventKind::VpcFlow);
+            event.fields.push(value.clone());
+            prop_assert_eq!(predicate.matches(&event), expected != not);
+        }
+        Ok(())
     }
 
     fn spec(yaml: &str) -> PredicateSpec {
