@@ -1049,3 +1049,32 @@ fn each_consumer_announces_every_partition_of_the_topic() {
         "each reads a part: {assigned:?}"
     );
 }
+
+/// Two members of one group on a one-partition topic: the member given the
+/// partition is ready once it has consumed it, and the member given nothing
+/// is a ready standby. (It used to stay unready, and a rolling update whose
+/// surge pod got no partition never finished: new rules never deployed.)
+#[test]
+fn a_member_assigned_nothing_is_a_ready_standby() {
+    use trailwatch::source::{PartitionRegistry, Source};
+    if skip("standby") {
+        return;
+    }
+    let broker = Broker::start(&[("ct", 1)]);
+    let registry = PartitionRegistry::default();
+    let mut sources = [
+        KafkaSource::new(&source_config(&broker.brokers, "ct", "standby")).unwrap(),
+        KafkaSource::new(&source_config(&broker.brokers, "ct", "standby")).unwrap(),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !sources.iter().all(|s| s.is_ready()) {
+        for source in &mut sources {
+            source.poll(&registry).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not both ready: {:?}",
+            sources.iter().map(|s| s.is_ready()).collect::<Vec<_>>()
+        );
+    }
+}

@@ -130,6 +130,8 @@ struct GroupState {
     names: HashMap<PartitionId, (String, i32)>,
     /// Currently assigned partitions.
     assigned: HashSet<(String, i32)>,
+    /// The group gave this member an assignment (maybe empty) at least once.
+    joined: bool,
     /// Last position stored per partition (fallback when no tracker).
     stored: HashMap<PartitionId, u64>,
     /// Assignments and revocations not yet reported to the engine.
@@ -302,6 +304,9 @@ impl ConsumerContext for KafkaContext {
         match rebalance {
             Rebalance::Assign(assigned) => {
                 let mut state = self.state();
+                // Cooperative rebalancing calls this on every completed
+                // rebalance, with an empty list for a member given nothing.
+                state.joined = true;
                 for element in assigned.elements() {
                     let key = (element.topic().to_string(), element.partition());
                     state.replay_ends.remove(&key);
@@ -788,9 +793,13 @@ impl Source for KafkaSource {
         }
     }
 
+    /// Ready once it has consumed what it is assigned; a member the group
+    /// assigned nothing (more replicas than partitions, or a surge pod in a
+    /// rolling update) is a standby and ready, or the rollout would stall.
     fn is_ready(&self) -> bool {
         let context = self.consumer.context();
-        !context.state().assigned.is_empty() && context.consumed.load(Ordering::Relaxed)
+        let state = context.state();
+        state.joined && (state.assigned.is_empty() || context.consumed.load(Ordering::Relaxed))
     }
 }
 

@@ -201,8 +201,9 @@ pub trait Source: Send {
     }
     /// Commits safe positions, as `(partition, next offset to read)`.
     fn commit(&mut self, positions: &[(PartitionId, u64)]) -> Result<()>;
-    /// Whether the source is assigned input and has consumed it as far as
-    /// it goes: a record, or the end of what is there (for `/readyz`).
+    /// Whether the source has consumed what it is assigned as far as it
+    /// goes (a record, or the end of what is there), or is a standby given
+    /// nothing once the group or lease table has settled (for `/readyz`).
     fn is_ready(&self) -> bool {
         true
     }

@@ -80,6 +80,10 @@ pub struct Shared {
     pub read_to_end: Mutex<HashSet<String>>,
     pub lag: LagSnapshot,
     pub polled: Arc<AtomicBool>,
+    /// Set once shard discovery and a lease pass both succeeded: from then
+    /// on a worker holding no lease is a standby (every shard is held by
+    /// another worker), not one still starting.
+    pub balanced: AtomicBool,
     pub wake: Notify,
     pub base: Instant,
     pub next_generation: AtomicU64,
@@ -158,8 +162,12 @@ pub async fn run(shared: Arc<Shared>) {
                         entry.since = now;
                     }
                 }
-                if let Err(error) = take_leases(&shared, &rows, &observed).await {
-                    tracing::warn!(error = %error, "taking leases failed");
+                match take_leases(&shared, &rows, &observed).await {
+                    Ok(()) if last_sync.is_some() => {
+                        shared.balanced.store(true, Ordering::Release);
+                    }
+                    Ok(()) => {}
+                    Err(error) => tracing::warn!(error = %error, "taking leases failed"),
                 }
             }
             Err(error) => tracing::warn!(error = %error, "lease table scan failed"),

@@ -283,6 +283,7 @@ impl KinesisSource {
             read_to_end: Mutex::new(HashSet::new()),
             lag: shards::new_lag_snapshot(),
             polled: Arc::new(AtomicBool::new(false)),
+            balanced: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
             base: Instant::now(),
             next_generation: AtomicU64::new(1),
@@ -519,8 +520,14 @@ impl Source for KinesisSource {
         }
     }
 
+    /// Ready once it reads what it holds; a worker holding no lease once
+    /// the leases are balanced (a standby: more replicas than shards, or a
+    /// surge pod in a rolling update, must not hold the rollout up).
     fn is_ready(&self) -> bool {
-        self.shared.polled.load(Ordering::Acquire) && !self.shared.held().is_empty()
+        if self.shared.held().is_empty() {
+            return self.shared.balanced.load(Ordering::Acquire);
+        }
+        self.shared.polled.load(Ordering::Acquire)
     }
 }
 
