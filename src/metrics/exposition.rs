@@ -37,8 +37,11 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const MAX_PARTITION_SERIES: usize = 1024;
 
 /// Upper bounds (seconds) of the event-time lag histogram buckets.
-pub const EVENT_TIME_LAG_BOUNDS: [f64; 13] = [
-    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+/// 900 s is a bound because the `TrailwatchEventTimeLagHigh` alert tests
+/// the p99 against it: inside a wide bucket, the quantile is interpolated
+/// and a lag of 650 s read as 1,788 s.
+pub const EVENT_TIME_LAG_BOUNDS: [f64; 15] = [
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0,
 ];
 
 /// Upper bounds (seconds) of the processing-latency histogram buckets.
@@ -625,6 +628,30 @@ mod tests {
         Metrics::record(&metrics.event_time_lag_ms, 2_000);
         Metrics::record(&metrics.processing_latency_us, 300);
         (metrics, registry)
+    }
+
+    /// A p99 tested against a value inside a bucket is interpolated across
+    /// it: the alert's threshold must be a bucket bound.
+    #[test]
+    fn the_lag_alert_threshold_is_a_bucket_bound() {
+        for rules in [
+            include_str!("../../deploy/prometheus/alerts.yaml"),
+            include_str!("../../k8s/base/prometheusrule.yaml"),
+        ] {
+            let expr = rules
+                .lines()
+                .find(|l| l.contains("trailwatch_event_time_lag_seconds_bucket"))
+                .expect("the lag alert");
+            let threshold: f64 = expr
+                .rsplit('>')
+                .next()
+                .and_then(|t| t.trim().parse().ok())
+                .expect("a threshold");
+            assert!(
+                EVENT_TIME_LAG_BOUNDS.contains(&threshold),
+                "{threshold} s is not a bucket bound of {EVENT_TIME_LAG_BOUNDS:?}"
+            );
+        }
     }
 
     #[test]
