@@ -39,6 +39,9 @@ pub struct RawBatch {
     pub records: Vec<(Range<usize>, u64)>,
     /// Arrival time (wall clock, epoch ms), used only to detect idle partitions.
     pub arrival_ms: i64,
+    /// Arrival on the monotonic clock, for the processing-latency histogram
+    /// (`arrival_ms` counts whole milliseconds; batches take well under one).
+    pub received: Option<std::time::Instant>,
     /// The source had read everything the partition held when it cut this
     /// batch (a Kafka partition end). Only meaningful for partitions the
     /// source announced with [`PartitionEvent::Assigned`]: those hold the
@@ -104,6 +107,7 @@ impl RawBatch {
         RawBatch {
             partition,
             arrival_ms: now_ms(),
+            received: Some(std::time::Instant::now()),
             ..RawBatch::default()
         }
     }
