@@ -96,13 +96,9 @@ impl DeadLetter {
         self.original_len.get_or_insert(self.bytes.len() as u64);
         self.bytes.truncate(keep_bytes);
         self.bytes.shrink_to_fit();
-        if self.detail.len() > MAX_TRUNCATED_DETAIL_BYTES {
-            let mut end = MAX_TRUNCATED_DETAIL_BYTES;
-            while !self.detail.is_char_boundary(end) {
-                end -= 1;
-            }
-            self.detail.truncate(end);
-        }
+        let end =
+            crate::engine::window::floor_char_boundary(&self.detail, MAX_TRUNCATED_DETAIL_BYTES);
+        self.detail.truncate(end);
     }
 
     /// Whether `bytes` holds only the first part of the record.
