@@ -1161,6 +1161,48 @@ resource "aws_cloudwatch_metric_alarm" "a" {
 }
 
 #[test]
+fn terraform_hcl_actions_enabled_from_a_string_variable_is_a_bool() {
+    // Terraform converts the strings "true" and "false" to a bool
+    // attribute; `actions_enabled = var.paging` with a string default of
+    // "false" is a disabled alarm.
+    let text = |default: &str| {
+        format!(
+            r#"
+variable "paging" {{ default = {default} }}
+resource "aws_cloudwatch_metric_alarm" "a" {{
+  alarm_name          = "a"
+  metric_name         = "M"
+  namespace           = "N"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  actions_enabled     = var.paging
+}}
+"#
+        )
+    };
+    for (default, enabled) in [
+        ("\"false\"", false),
+        ("\"true\"", true),
+        ("false", false),
+        ("true", true),
+    ] {
+        let files = [import::hcl::SourceFile {
+            name: "alarms.tf".into(),
+            text: text(default),
+        }];
+        let set = import::hcl::import(&files, &[], &BTreeMap::new()).unwrap();
+        assert_eq!(set.alarms.len(), 1, "{:#?}", set.notes);
+        assert_eq!(
+            set.alarms[0].actions_enabled, enabled,
+            "default = {default}"
+        );
+    }
+}
+
+#[test]
 fn terraform_hcl_syntax_error_names_file_and_line() {
     let files = [import::hcl::SourceFile {
         name: "broken.tf".into(),
@@ -1565,6 +1607,13 @@ fn filters_sharing_a_metric_merge_into_one_rule_that_counts_both() {
         "AuthFailures",
         NoteLevel::Info,
         "published by 2 metric filters (ConsoleFailFilter, UnauthorizedFilter)",
+    );
+    // Both filters ran on the one log group: the note says filters.
+    note_with(
+        &report,
+        "AuthFailures",
+        NoteLevel::Info,
+        "the metric filters ran on log group CloudTrail/DefaultLogGroup in CloudWatch",
     );
     let events: Vec<Vec<u8>> = read("shared_metric_events.jsonl")
         .lines()

@@ -85,6 +85,17 @@ fn read_filter(f: &Value, source: &str, set: &mut ImportSet) {
     }
 }
 
+/// A bool, or the strings `"true"` and `"false"` that Terraform converts to
+/// one (a variable's string default given to `actions_enabled`).
+fn flag(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s == "true" => Some(true),
+        Value::String(s) if s == "false" => Some(false),
+        _ => None,
+    }
+}
+
 /// Reads one alarm in the CLI / API shape (also used for Terraform after
 /// its keys are mapped).
 pub(crate) fn read_alarm(a: &Value, source: &str) -> ImportedAlarm {
@@ -120,10 +131,7 @@ pub(crate) fn read_alarm(a: &Value, source: &str) -> ImportedAlarm {
             .unwrap_or_default(),
         threshold: a.get("Threshold").and_then(number),
         treat_missing: a.get("TreatMissingData").and_then(text),
-        actions_enabled: a
-            .get("ActionsEnabled")
-            .and_then(Value::as_bool)
-            .unwrap_or(true),
+        actions_enabled: a.get("ActionsEnabled").and_then(flag).unwrap_or(true),
         ok_or_insufficient_actions: !list("OKActions").is_empty()
             || !list("InsufficientDataActions").is_empty(),
         source: source.to_string(),

@@ -570,11 +570,11 @@ fn unique_id(base: String, used: &mut BTreeSet<String>) -> String {
     id
 }
 
-/// The one-line note for a rule whose metric filter(s) ran on `log_groups`
-/// in CloudWatch. The rule is not scoped to them: CloudTrail read from
+/// The one-line note for a rule whose `filters` metric filters (more than
+/// one when merged) ran on `log_groups` in CloudWatch. The rule is not scoped to them: CloudTrail read from
 /// Kafka, S3 or EventBridge has no `@log_group`, and a `where:` on it would
 /// never match there. So the scope is suggested, not written.
-pub fn log_group_note(log_groups: &[String], kind: KindSpec) -> Option<String> {
+pub fn log_group_note(log_groups: &[String], filters: usize, kind: KindSpec) -> Option<String> {
     let (first, rest) = log_groups.split_first()?;
     let (groups, predicate) = if rest.is_empty() {
         (
@@ -594,8 +594,13 @@ pub fn log_group_note(log_groups: &[String], kind: KindSpec) -> Option<String> {
             ),
         )
     };
+    let filters = if filters > 1 {
+        "metric filters"
+    } else {
+        "metric filter"
+    };
     Some(format!(
-        "the metric filter ran on {groups} in CloudWatch; trailwatch applies the rule to every {} input; \
+        "the {filters} ran on {groups} in CloudWatch; trailwatch applies the rule to every {} input; \
          add `where: [{{field: \"@log_group\", {predicate}}}]` if inputs from several log groups share the stream",
         kind_name(kind)
     ))
@@ -703,7 +708,7 @@ fn build_rule(
             log_groups.push(group.clone());
         }
     }
-    if let Some(text) = log_group_note(&log_groups, kind) {
+    if let Some(text) = log_group_note(&log_groups, sources.len(), kind) {
         note(NoteLevel::Info, text);
     }
     if options.kind.is_none() && kind != KindSpec::Cloudtrail {

@@ -171,7 +171,11 @@ pub(super) fn rule_yaml(
             settings.merged_from.join(", ")
         );
     }
-    if let Some(text) = super::log_group_note(&settings.log_groups, settings.kind) {
+    if let Some(text) = super::log_group_note(
+        &settings.log_groups,
+        settings.merged_from.len(),
+        settings.kind,
+    ) {
         let _ = writeln!(header, "# Log group: {text}.");
     }
     header + &body
