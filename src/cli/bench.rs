@@ -483,7 +483,7 @@ impl InlinePipeline {
             match message {
                 ShardMsg::Matches(matches) => self.shard.process(matches),
                 ShardMsg::Partials(partials) => self.shard.process_partials(partials),
-                ShardMsg::FlushAll => self.shard.flush_all(),
+                ShardMsg::FlushAll { until } => self.shard.flush_all(until),
             }
         }
         self.drain();
@@ -491,7 +491,7 @@ impl InlinePipeline {
 
     /// Closes every window (end of input).
     pub fn finish(&mut self) {
-        self.shard.flush_all();
+        self.shard.flush_all(None);
         self.drain();
     }
 

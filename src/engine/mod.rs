@@ -422,14 +422,7 @@ impl Engine {
                     _ => None,
                 };
                 for shard in &shard_txs {
-                    if let Some(end) = end {
-                        let last = shard::MatchBatch {
-                            watermark_ms: end,
-                            ..shard::MatchBatch::default()
-                        };
-                        let _ = shard.send(ShardMsg::Matches(last));
-                    }
-                    let _ = shard.send(ShardMsg::FlushAll);
+                    let _ = shard.send(ShardMsg::FlushAll { until: end });
                 }
             }
             drop(shard_txs);

@@ -180,7 +180,7 @@ impl Preaggregator {
         loop {
             match input.recv_timeout(tick) {
                 Ok(ShardMsg::Matches(batch)) => self.add(batch),
-                Ok(ShardMsg::FlushAll) => {
+                Ok(ShardMsg::FlushAll { .. }) => {
                     if !self.flush(&output, true) {
                         return;
                     }

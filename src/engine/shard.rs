@@ -174,8 +174,12 @@ pub struct PartialBatch {
 pub enum ShardMsg {
     Matches(MatchBatch),
     Partials(PartialBatch),
-    /// Close every open window (end of a finite input).
-    FlushAll,
+    /// End of a finite input: first the watermark moves to `until` (the
+    /// last event time, so alarm keys are evaluated up to there alike on
+    /// any shard count), then every open window closes.
+    FlushAll {
+        until: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -360,7 +364,7 @@ impl Shard {
             match msg {
                 ShardMsg::Matches(batch) => self.process(batch),
                 ShardMsg::Partials(batch) => self.process_partials(batch),
-                ShardMsg::FlushAll => self.flush_all(),
+                ShardMsg::FlushAll { until } => self.flush_all(until),
             }
             if !self.out.is_empty() && output.send(std::mem::take(&mut self.out)).is_err() {
                 tracing::error!(shard = self.index, "alert channel closed, shard stopping");
@@ -378,12 +382,7 @@ impl Shard {
             self.apply(rules.rule(m.rule), &batch, m);
         }
         self.tally.matches += batch.matches.len() as u64;
-        if batch.watermark_ms > self.watermark_ms {
-            self.watermark_ms = batch.watermark_ms;
-            self.close_until(self.watermark_ms);
-            self.sweep_missing(self.watermark_ms);
-            self.advance_sliding(self.watermark_ms);
-        }
+        self.advance_watermark(batch.watermark_ms);
         self.enforce_cap();
         self.finish_batch();
         drop(batch.tokens);
@@ -608,8 +607,22 @@ impl Shard {
         self.finish_batch();
     }
 
-    /// Closes every window, oldest first.
-    pub fn flush_all(&mut self) {
+    /// Closes what a watermark at `watermark` allows, if it moves forward.
+    fn advance_watermark(&mut self, watermark: i64) {
+        if watermark > self.watermark_ms {
+            self.watermark_ms = watermark;
+            self.close_until(watermark);
+            self.sweep_missing(watermark);
+            self.advance_sliding(watermark);
+        }
+    }
+
+    /// Moves the watermark to `until` (the last event time), then closes
+    /// every window, oldest first.
+    pub fn flush_all(&mut self, until: Option<i64>) {
+        if let Some(until) = until {
+            self.advance_watermark(until);
+        }
         self.close_until(i64::MAX);
         self.advance_sliding(i64::MAX);
         self.finish_batch();
