@@ -97,6 +97,15 @@ impl Intake {
     }
 }
 
+/// Default cap on window state bytes, over all shards: 1 GiB. Open
+/// windows alone may reach `max_open_windows` (4,000,000) times a few
+/// KiB when they keep evidence (about 2.5 KB per CloudTrail window with
+/// its samples), so without a byte cap a key flood would outgrow the
+/// shipped pod's 2 GiB memory limit long before the window cap sheds.
+/// The accounted bytes track resident memory closely (BENCHMARKS.md,
+/// "State cap against resident memory").
+pub const DEFAULT_MAX_STATE_BYTES: usize = 1 << 30;
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -110,9 +119,9 @@ pub struct EngineConfig {
     /// Cap on open window aggregates, over all shards.
     pub max_open_windows: usize,
     /// Cap on the approximate bytes of window state, over all shards
-    /// (`usize::MAX`, the default: no byte cap, only `max_open_windows`).
-    /// Each shard gets an equal share. Beyond it the oldest windows close
-    /// early: they are still evaluated, so eager alerts already sent stand
+    /// (default [`DEFAULT_MAX_STATE_BYTES`]). Each shard gets an equal
+    /// share. Beyond it the oldest windows close early: they are still
+    /// evaluated, so eager alerts already sent stand
     /// and window-close alerts fire early; each shed window is counted in
     /// the `shed` counter (`trailwatch_windows_shed_total` on `/metrics`).
     pub max_state_bytes: usize,
@@ -139,7 +148,7 @@ impl Default for EngineConfig {
             channel_batches: 64,
             watermark: WatermarkConfig::default(),
             max_open_windows: 4_000_000,
-            max_state_bytes: usize::MAX,
+            max_state_bytes: DEFAULT_MAX_STATE_BYTES,
             evidence: EvidenceLimits::default(),
             decode: DecodeConfig::default(),
             flush_on_end: true,
@@ -723,6 +732,37 @@ impl Engine {
             original_bytes,
             kept_bytes = record.bytes.len(),
             "dead letter too large for its output, truncated: read the whole record at its source"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memory limit of the shipped pod, in bytes.
+    fn pod_memory_limit() -> usize {
+        let manifest = include_str!("../../k8s/base/deployment.yaml");
+        let limits = manifest.split("limits:").nth(1).expect("a limits block");
+        let memory = limits
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("memory:"))
+            .expect("a memory limit")
+            .trim();
+        let gib: usize = memory.strip_suffix("Gi").expect("in Gi").parse().unwrap();
+        gib << 30
+    }
+
+    /// A key flood sheds by bytes before the pod is killed for memory: the
+    /// default state cap leaves half the pod's limit for everything else
+    /// (raw batches in flight, channels, the allocator's slack).
+    #[test]
+    fn the_default_state_cap_fits_the_shipped_pod() {
+        let cap = EngineConfig::default().max_state_bytes;
+        let limit = pod_memory_limit();
+        assert!(
+            cap <= limit / 2,
+            "max_state_bytes defaults to {cap} B, the pod may use {limit} B"
         );
     }
 }
