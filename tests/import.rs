@@ -1243,6 +1243,33 @@ fn cli_imports_a_terraform_module_directory() {
     );
     let report_md = std::fs::read_to_string(out.join("IMPORT_REPORT.md")).unwrap();
     assert!(report_md.contains("main.tf:"), "{report_md}");
+
+    // Importing again into the same directory keeps a rule edited since:
+    // nothing is written (exit 2) unless --force.
+    let edited = out.join("cis-4.6-console-sign-in-failures.yaml");
+    std::fs::write(&edited, "# tuned by hand\n").unwrap();
+    let module = fixture("terraform-hcl");
+    let again = |force: bool| {
+        let mut args = vec![
+            "trailwatch",
+            "import",
+            "terraform",
+            module.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(force.then_some("--force"));
+        trailwatch::cli::main_with(trailwatch::cli::Cli::parse_from(args))
+    };
+    assert_eq!(again(false), 2);
+    assert_eq!(
+        std::fs::read_to_string(&edited).unwrap(),
+        "# tuned by hand\n"
+    );
+    assert_eq!(again(true), 0);
+    assert!(std::fs::read_to_string(&edited)
+        .unwrap()
+        .contains("id: cis-4.6-console-sign-in-failures"));
 }
 
 // ---------------------------------------------------------------------
@@ -1453,7 +1480,7 @@ fn colliding_slugs_get_distinct_ids_and_no_file_is_overwritten() {
     let ids: BTreeSet<&str> = report.rules.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
     let dir = tempfile::tempdir().unwrap();
-    import::write_out(&report, dir.path()).unwrap();
+    import::write_out(&report, dir.path(), false).unwrap();
     let loaded = trailwatch::rules::load_dir(dir.path()).unwrap();
     let titles: BTreeSet<String> = loaded.iter().map(|r| r.spec.title.clone()).collect();
     assert_eq!(
@@ -1474,7 +1501,7 @@ fn colliding_slugs_get_distinct_ids_and_no_file_is_overwritten() {
     twice.rules.push(twice.rules[0].clone());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rules");
-    let error = import::write_out(&twice, &out).unwrap_err();
+    let error = import::write_out(&twice, &out, false).unwrap_err();
     assert!(
         error.to_string().contains("would both be written"),
         "{error}"
@@ -1580,7 +1607,7 @@ fn log_group_is_noted_in_the_rule_and_the_report_not_enforced() {
     ));
     assert_eq!(scoped.predicates.len(), 1);
     let dir = tempfile::tempdir().unwrap();
-    import::write_out(&report, dir.path()).unwrap();
+    import::write_out(&report, dir.path(), false).unwrap();
     let report_md = std::fs::read_to_string(dir.path().join("IMPORT_REPORT.md")).unwrap();
     assert!(report_md.contains(expected), "{report_md}");
 }

@@ -58,6 +58,9 @@ pub struct CommonArgs {
     /// Print what would be imported (CloudWatch → rule table); write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Overwrite rule files (and IMPORT_REPORT.md) already in --out.
+    #[arg(long)]
+    pub force: bool,
     /// Rule kind for every imported rule instead of guessing it from the
     /// pattern: cloudtrail, vpcflow or hostlog.
     #[arg(long, value_parser = parse_kind)]
@@ -243,7 +246,7 @@ pub fn execute(cmd: ImportCommand) -> Result<i32> {
             "--out DIR is required unless --dry-run".to_string(),
         ));
     };
-    import::write_out(&report, out)?;
+    import::write_out(&report, out, common.force)?;
     out!("{}", import::render_summary(&report))?;
     outln!(
         "wrote {} rule file(s) and IMPORT_REPORT.md to {}",

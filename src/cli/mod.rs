@@ -92,7 +92,7 @@ pub enum Command {
     #[command(subcommand)]
     Rules(rules_cmd::RulesCommand),
     /// Import CloudWatch metric filters and alarms (CloudFormation, AWS
-    /// CLI JSON, Terraform JSON) as rule files.
+    /// CLI JSON, Terraform HCL or JSON) as rule files.
     #[command(subcommand)]
     Import(import::ImportCommand),
     /// Generate deterministic benchmark data.

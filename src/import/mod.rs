@@ -373,15 +373,33 @@ pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
 
 /// Writes the rules and `IMPORT_REPORT.md` under `out`.
 ///
-/// Two rules with one file name are refused rather than one overwriting the
-/// other; [`convert`] gives every rule a distinct id, so this is a guard.
-pub fn write_out(report: &Report, out: &Path) -> Result<()> {
+/// No file is overwritten unless `force`: a file already there (a rule
+/// edited since an earlier import, or another import's report) is refused
+/// before anything is written. Two rules with one file name are refused
+/// too; [`convert`] gives every rule a distinct id, so that is a guard.
+pub fn write_out(report: &Report, out: &Path, force: bool) -> Result<()> {
     let mut names = BTreeSet::new();
     for rule in &report.rules {
         if !names.insert(rule.file_name.to_ascii_lowercase()) {
             return Err(Error::Config(format!(
                 "two imported rules would both be written to {}; nothing written",
                 rule.file_name
+            )));
+        }
+    }
+    if !force {
+        let existing: Vec<&str> = report
+            .rules
+            .iter()
+            .map(|rule| rule.file_name.as_str())
+            .chain(["IMPORT_REPORT.md"])
+            .filter(|name| out.join(name).exists())
+            .collect();
+        if !existing.is_empty() {
+            return Err(Error::Config(format!(
+                "{} already holds {}; nothing written (pass --force to overwrite, or choose another --out)",
+                out.display(),
+                existing.join(", ")
             )));
         }
     }
