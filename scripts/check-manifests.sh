@@ -118,12 +118,10 @@ PY
 done
 
 echo "== deploy/config"
+# As shipped, from the repository root: README tells users to check them so.
 for config in deploy/config/*.yaml; do
     [[ -e $config ]] || continue
-    tmp=$work/$(basename "$config")
-    mkdir -p "$work/empty-rules"
-    sed "s#/etc/trailwatch/rules#$work/empty-rules#g" "$config" > "$tmp"
-    if KAFKA_SASL_USERNAME=dummy KAFKA_SASL_PASSWORD=$dummy_password "$bin" run --config "$tmp" --check > "$work/out" 2>&1; then
+    if KAFKA_SASL_USERNAME=dummy KAFKA_SASL_PASSWORD=$dummy_password "$bin" run --config "$config" --check > "$work/out" 2>&1; then
         echo "ok: $config"
     else
         fail "$config rejected by --check:"; sed 's/^/    /' "$work/out" >&2
