@@ -899,6 +899,54 @@ fn a_late_replica_steals_its_share_of_leases() {
 }
 
 #[test]
+fn a_worker_holding_no_lease_is_a_ready_standby() {
+    a_worker_holding_no_lease_is_ready(source_config);
+}
+
+/// The standby scenario, with both workers reading through fan-out.
+#[test]
+fn fan_out_a_worker_holding_no_lease_is_a_ready_standby() {
+    a_worker_holding_no_lease_is_ready(fan_out_config);
+}
+
+/// Two workers share a one-shard stream: one holds the lease and reads it,
+/// the other holds nothing and is a ready standby (a surge pod of a rolling
+/// update must not hold the rollout up), read as `config` says.
+fn a_worker_holding_no_lease_is_ready(config: fn(&Servers, &str, &str) -> KinesisSourceConfig) {
+    let Some(servers) = start_servers() else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("standby", 1);
+    let registry = PartitionRegistry::default();
+    let mut sources = [
+        KinesisSource::new(config(&servers, "standby", "a")).unwrap(),
+        KinesisSource::new(config(&servers, "standby", "b")).unwrap(),
+    ];
+    let held: Vec<_> = sources.iter().map(|s| s.held_shards_handle()).collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !sources.iter().all(|s| s.is_ready()) {
+        for source in &mut sources {
+            source.poll(&registry).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not both ready: {:?}, leases: {:?}",
+            sources.iter().map(|s| s.is_ready()).collect::<Vec<_>>(),
+            held.iter().map(|h| h.shards()).collect::<Vec<_>>()
+        );
+    }
+    let mut counts: Vec<usize> = held.iter().map(|h| h.shards().len()).collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [0, 1],
+        "one worker holds the lease, the other none: {:?}",
+        held.iter().map(|h| h.shards()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn fan_out_restart_split_and_merge_under_live_subscriptions_lose_nothing_and_keep_key_order() {
     let Some(servers) = start_servers() else {
         return;
