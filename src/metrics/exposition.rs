@@ -293,7 +293,7 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
     ));
     out.push(family(
         "trailwatch_events_clamped_total",
-        "Events whose time was too far in the future and was clamped to arrival time.",
+        "Events whose time was too far in the future and was clamped to now + max_skew.",
         COUNTER,
         vec![counter(vec![], total(|w| &w.clamped))],
     ));
