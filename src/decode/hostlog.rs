@@ -11,6 +11,18 @@
 //! `uid`, `tty`...); an empty value is Missing. Envelope `@…` names are
 //! filled too.
 //!
+//! The client address and sshd's user wording are read only from sshd's own
+//! lines: program `sshd`, `sshd-session` (OpenSSH 9.8+) or `sshd-auth`
+//! (OpenSSH 10+). Other programs log client-chosen text (a sudo `COMMAND=`,
+//! a web app's message, a cron job) that may read `from IP port N` or
+//! `Invalid user NAME`; it must not pick the address or user a rule counts
+//! by. A line without a program (a bare message dated by CloudWatch Logs, as
+//! `sshd -e` writes to a container's stderr) gives neither: any process may
+//! have written it. The tag is the sender's word: this keeps remote text
+//! out, not a local user's `logger -t sshd`. PAM's wording (`user=`,
+//! `for user NAME`) is read from every program, as su, sudo and login log
+//! it too.
+//!
 //! sshd writes a client-chosen user name verbatim, spaces included, before
 //! the address; so the address is the last one in the message, and the name
 //! runs up to it (`Invalid user x from 198.51.100.1 port 1 from 203.0.113.12
@@ -129,11 +141,18 @@ impl HostLogDecoder {
         let time_ms = event_time_in_range(time_ms, "host log timestamp")?;
         let mut fields = missing_fields(self.plan_len);
         // One scan for the client address, shared by the fields that need it.
-        let (marker, peer) = if self.reads_peer {
-            let marker = user_marker(parsed.message);
-            (marker, sshd_peer(parsed.message, marker))
+        // Only sshd's own lines say who the client is (see the module doc).
+        let (sshd, marker, peer) = if self.reads_peer {
+            let sshd = is_sshd(parsed.program);
+            let marker = user_marker(parsed.message, sshd);
+            let peer = if sshd {
+                sshd_peer(parsed.message, marker)
+            } else {
+                None
+            };
+            (sshd, marker, peer)
         } else {
-            (None, None)
+            (false, None, None)
         };
         for (slot, field) in &self.planned {
             let value = match field {
@@ -143,7 +162,7 @@ impl HostLogDecoder {
                 HostField::Message => Some(parsed.message),
                 HostField::SrcIp => peer.map(|p| p.ip),
                 HostField::SrcPort => peer.and_then(|p| p.port),
-                HostField::User => user(parsed.message, marker, peer),
+                HostField::User => user(parsed.message, sshd, marker, peer),
                 HostField::Pair(key) => pair(parsed.message, key),
             };
             let value = match (field, value) {
@@ -331,12 +350,17 @@ const ADDRESS_FIRST: [&str; 6] = [
 ];
 
 /// sshd's wording before a user name it writes verbatim (spaces included).
-const USER_MARKERS: [&str; 4] = [
-    "invalid user ",
-    "Invalid user ",
-    "authenticating user ",
-    "for user ",
-];
+const SSHD_USER_MARKERS: [&str; 3] = ["invalid user ", "Invalid user ", "authenticating user "];
+
+/// PAM's wording before a user name (`session opened for user NAME(uid=N)`),
+/// which any program may log.
+const PAM_USER_MARKER: &str = "for user ";
+
+/// Whether `program` is OpenSSH's server: `sshd`, its per-connection
+/// `sshd-session` (OpenSSH 9.8+) or its `sshd-auth` (OpenSSH 10+).
+fn is_sshd(program: Option<&str>) -> bool {
+    matches!(program, Some("sshd" | "sshd-session" | "sshd-auth"))
+}
 
 /// The client address sshd logs: `from IP port N`, `user NAME IP port N`,
 /// `from IP port N:CODE:`, `from IP`.
@@ -393,19 +417,24 @@ fn port_number(text: &str) -> Option<&str> {
 
 /// The earliest user marker: where it starts and where the name starts. The
 /// earliest is sshd's own wording; a copy inside a user name comes after it.
-fn user_marker(message: &str) -> Option<(usize, usize)> {
-    USER_MARKERS
+/// sshd's markers count in `sshd` lines only; PAM's in every line.
+fn user_marker(message: &str, sshd: bool) -> Option<(usize, usize)> {
+    let sshd_markers: &[&str] = if sshd { &SSHD_USER_MARKERS } else { &[] };
+    sshd_markers
         .iter()
+        .chain([&PAM_USER_MARKER])
         .filter_map(|marker| message.find(marker).map(|at| (at, at + marker.len())))
         .min()
 }
 
 /// The user: a `user=` pair or sshd's `for [invalid user] NAME from`,
-/// `Invalid user NAME from`, `authenticating user NAME IP port N`, PAM's
-/// `for user NAME(uid=N)`. Whichever wording comes first is the logger's, so
-/// a user name that reads `user=root` cannot override the real one.
+/// `Invalid user NAME from`, `authenticating user NAME IP port N` (in `sshd`
+/// lines), PAM's `for user NAME(uid=N)`. Whichever wording comes first is the
+/// logger's, so a user name that reads `user=root` cannot override the real
+/// one.
 fn user<'a>(
     message: &'a str,
+    sshd: bool,
     marker: Option<(usize, usize)>,
     peer: Option<Peer<'a>>,
 ) -> Option<&'a str> {
@@ -417,13 +446,14 @@ fn user<'a>(
         }
         _ => match marker {
             Some((_, name_at)) => marker_user(message, name_at, peer),
-            None => {
+            None if sshd => {
                 let (_, after) = message.split_once(" for ")?;
                 let (user, rest) = after.split_once(' ')?;
                 rest.starts_with("from ")
                     .then_some(user)
                     .filter(|u| !u.is_empty())
             }
+            None => None,
         },
     }
 }
@@ -456,10 +486,10 @@ mod tests {
 
     /// `(user, src_ip, src_port)` of a message.
     fn sshd_fields(message: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
-        let marker = user_marker(message);
+        let marker = user_marker(message, true);
         let peer = sshd_peer(message, marker);
         (
-            user(message, marker, peer),
+            user(message, true, marker, peer),
             peer.map(|p| p.ip),
             peer.and_then(|p| p.port),
         )
@@ -530,13 +560,18 @@ mod tests {
 
     /// `[user, src_ip, src_port]` of a whole line, through the decoder.
     fn decode_fields(line: &str) -> Vec<FieldValue<'static>> {
+        decode_fields_in(line, &Envelope::default())
+    }
+
+    /// `[user, src_ip, src_port]` of a line that came in `envelope`.
+    fn decode_fields_in(line: &str, envelope: &Envelope<'_>) -> Vec<FieldValue<'static>> {
         let mut plan = FieldPlan::new(EventKind::HostLog);
         for p in ["user", "src_ip", "src_port"] {
             plan.slot_for(&FieldPath::parse(p).unwrap());
         }
         let mut got = Vec::new();
         HostLogDecoder::new(&plan)
-            .decode(line, &Envelope::default(), &mut |e| {
+            .decode(line, envelope, &mut |e| {
                 got = e
                     .fields
                     .iter()
@@ -637,5 +672,45 @@ mod tests {
             decode_fields(pam),
             vec![text("root"), text("203.0.113.51"), FieldValue::Missing]
         );
+    }
+
+    #[test]
+    fn only_sshd_lines_give_the_client_address_and_sshd_user_wording() {
+        let missing = vec![FieldValue::Missing; 3];
+        // Client-controlled text in other programs' lines, shaped like sshd's.
+        let others = [
+            "Nov 25 07:00:06 web1 sudo: alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/echo from 198.51.100.7 port 22",
+            "Nov 25 07:00:07 web1 alice: Invalid user root from 198.51.100.7 port 22",
+            "Nov 25 07:00:08 web1 webapp[77]: login failed for admin from 198.51.100.7 port 22",
+            "Nov 25 07:00:09 web1 CROND[88]: (alice) CMD (echo Connection closed by authenticating user root 198.51.100.7 port 22 [preauth])",
+            "Nov 25 07:00:10 web1 sshd-keygen: Received disconnect from 198.51.100.7 port 22:11: x",
+        ];
+        for line in others {
+            assert_eq!(decode_fields(line), missing, "{line}");
+        }
+        // A bare message (no stamp or program; the time from CloudWatch Logs)
+        // does not say sshd wrote it.
+        let envelope = Envelope {
+            timestamp_ms: Some(NOW),
+            ..Envelope::default()
+        };
+        let bare = "Failed password for invalid user admin from 198.51.100.7 port 22 ssh2";
+        assert_eq!(decode_fields_in(bare, &envelope), missing);
+        // PAM's wording still names the user, whichever program logged it.
+        let sudo = "Nov 25 07:00:11 web1 sudo: pam_unix(sudo:session): session opened for user root(uid=0) by alice(uid=1000)";
+        assert_eq!(
+            decode_fields(sudo),
+            vec![text("root"), FieldValue::Missing, FieldValue::Missing]
+        );
+        // OpenSSH 9.8+ logs from sshd-session, 10.0 also from sshd-auth.
+        let sshd = [
+            ("Nov 25 07:00:12 web1 sshd-session[5100]: Failed password for root from 203.0.113.9 port 50000 ssh2", "root", "203.0.113.9", 50000.0),
+            ("Nov 25 07:00:13 web1 sshd-auth[5101]: Connection closed by invalid user admin 203.0.113.10 port 50001 [preauth]", "admin", "203.0.113.10", 50001.0),
+            ("Nov 25 07:00:14 web1 sshd[5102]: Invalid user admin from 203.0.113.11 port 50002", "admin", "203.0.113.11", 50002.0),
+        ];
+        for (line, user, ip, port) in sshd {
+            let want = vec![text(user), text(ip), FieldValue::Number(port)];
+            assert_eq!(decode_fields(line), want, "{line}");
+        }
     }
 }
