@@ -204,3 +204,63 @@ fn dead_letters_hold_their_offset_until_the_dead_letter_sink_acknowledges() {
         "acknowledged dead letter still holds: {released:?}"
     );
 }
+
+/// An M-of-N alarm whose breaching periods straddle a restart: the closed
+/// period the alarm still counts holds the commit, so the restarted engine
+/// replays it and raises as one uninterrupted run does.
+#[test]
+fn an_alarm_keeps_the_periods_it_counts_across_a_restart() {
+    let spec: RuleSpec = serde_yaml_ng::from_str(
+        r#"
+id: logins-2-of-3
+title: logins, 2 of 3 periods
+kind: cloudtrail
+filter: '{ $.eventName = ConsoleLogin }'
+group_by: [recipientAccountId]
+window: 5m
+threshold: ">= 2"
+evaluation: {periods: 3, datapoints: 2}
+"#,
+    )
+    .unwrap();
+    let rules = Arc::new(RuleSet::compile(&[spec]).unwrap());
+    let engine = || {
+        let mut config = EngineConfig::default();
+        config.watermark.replay = false;
+        config.watermark.allowed_lateness_ms = 0;
+        config.flush_on_end = false;
+        config.shards = 1;
+        config.decoders = 1;
+        Engine::new(config, Arc::clone(&rules))
+    };
+    let quiet = |time: &str| {
+        format!(r#"{{"eventTime":"{time}","eventName":"ListRoles","recipientAccountId":"1"}}"#)
+            .into_bytes()
+    };
+    let before = vec![
+        event("2024-03-01T12:00:00Z"),
+        event("2024-03-01T12:01:00Z"), // period 12:00 breaches
+        quiet("2024-03-01T12:06:00Z"), // and closes: 1 of 3
+    ];
+    let after = vec![
+        event("2024-03-01T12:07:00Z"),
+        event("2024-03-01T12:08:00Z"), // period 12:05 breaches: 2 of 3
+        quiet("2024-03-01T12:11:00Z"),
+    ];
+    let whole: Vec<Vec<u8>> = before.iter().chain(&after).cloned().collect();
+    let reference = run(&engine(), whole.clone());
+    assert_eq!(reference.len(), 1, "{reference:?}");
+
+    // The first process stops after `before`, its commit where the
+    // contract allows; the second reads from there.
+    let first = engine();
+    assert!(run(&first, before.clone()).is_empty());
+    let committed = first.tracker().safe_positions()[0].1 as usize;
+    let restarted = run(&engine(), whole[committed..].to_vec());
+    let ids = |alerts: &[Alert]| alerts.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&restarted),
+        ids(&reference),
+        "restarted from offset {committed}: {restarted:?}"
+    );
+}

@@ -14,7 +14,7 @@
 //! revoked partitions (their new owner rebuilds them).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -250,6 +250,11 @@ pub struct Shard {
     state_bytes: usize,
     holds: ShardHolds,
     holds_dirty: bool,
+    /// The holds of closed periods that an M-of-N alarm still counts, by
+    /// the end of the last period whose evaluation counts them: released
+    /// when the windows up to there have closed, so that a restart replays
+    /// the periods the alarm needs (see [`Shard::close_bin`]).
+    alarm_holds: BTreeMap<i64, Vec<(PartitionId, u64)>>,
     tracker: CommitTracker,
     counters: Arc<WorkerCounters>,
     out: Vec<Emitted>,
@@ -335,6 +340,7 @@ impl Shard {
             state_bytes: 0,
             holds: ShardHolds::default(),
             holds_dirty: false,
+            alarm_holds: BTreeMap::new(),
             tracker,
             counters,
             out: Vec::new(),
@@ -596,6 +602,9 @@ impl Shard {
         for partition in &revoked {
             self.holds.forget(*partition);
             self.partition_marks.remove(partition);
+        }
+        for holds in self.alarm_holds.values_mut() {
+            holds.retain(|(partition, _)| !revoked.contains(partition));
         }
         self.holds_dirty = true;
         tracing::info!(
@@ -1015,6 +1024,13 @@ impl Shard {
         if let Some(previous) = swept_end {
             self.sweep_missing(previous.min(self.watermark_ms));
         }
+        while let Some(entry) = self.alarm_holds.first_entry() {
+            if *entry.key() > limit {
+                break;
+            }
+            let holds = entry.remove();
+            self.release_holds(&holds);
+        }
     }
 
     fn close_bin(&mut self, end: i64, rule_idx: RuleIdx, bin: Bin) {
@@ -1063,7 +1079,20 @@ impl Shard {
                 }
             }
         }
-        self.release_holds(bin.min_holds());
+        // An M-of-N alarm counts this period until the evaluation of the
+        // period N - 1 later: its input stays uncommitted until then, so a
+        // restart replays it and rebuilds the alarm's history (an alarm
+        // raised before that is then raised again with the same id).
+        let periods = i64::from(rule.evaluation.periods);
+        if rule.evaluation.mode == EvalMode::Alarm && periods > 1 {
+            let until = end.saturating_add((periods - 1).saturating_mul(rule.window_ms));
+            self.alarm_holds
+                .entry(until)
+                .or_default()
+                .extend_from_slice(bin.min_holds());
+        } else {
+            self.release_holds(bin.min_holds());
+        }
         self.state_bytes = self.state_bytes.saturating_sub(bin.approx_bytes());
         self.open_windows -= bin.len();
     }
