@@ -773,12 +773,13 @@ mod tests {
         pub const T: i64 = 1_709_294_400_000;
         pub const MIN: i64 = 60_000;
 
-        /// One 5-minute count rule on `account`, with `threshold`.
-        pub fn rules(threshold: &str) -> Arc<RuleSet> {
+        /// One 5-minute count rule `r` on `account`, with `extra` (its
+        /// threshold at least).
+        pub fn rules(extra: &str) -> Arc<RuleSet> {
             let text = format!(
                 "id: r\ntitle: r\nseverity: low\nkind: cloudtrail\n\
                  filter: '{{ $.eventName = \"X\" }}'\ngroup_by: [account]\n\
-                 window: 5m\nthreshold: '{threshold}'\n"
+                 window: 5m\n{extra}"
             );
             let spec = crate::rules::parse_rule_text("test", &text).expect("rule");
             Arc::new(RuleSet::compile(&[spec]).expect("compile"))
@@ -854,6 +855,8 @@ mod tests {
             pub tracker: CommitTracker,
             pub registry: Arc<PartitionRegistry>,
             pub watermarks: Arc<RemoteWatermarks>,
+            /// The shard's counters.
+            pub counters: Arc<WorkerCounters>,
             worker: PartialWorker,
             pub shard: Shard,
             rx: Receiver<ShardMsg>,
@@ -885,6 +888,7 @@ mod tests {
                     Arc::clone(&registry),
                     dead_tx,
                 );
+                let counters = Arc::new(WorkerCounters::default());
                 let shard = Shard::new(
                     0,
                     Arc::clone(rules),
@@ -896,12 +900,13 @@ mod tests {
                         drop_revoked: true,
                     },
                     tracker.clone(),
-                    Arc::new(WorkerCounters::default()),
+                    Arc::clone(&counters),
                 );
                 Stage2 {
                     tracker,
                     registry,
                     watermarks,
+                    counters,
                     worker,
                     shard,
                     rx,
@@ -936,6 +941,53 @@ mod tests {
         }
     }
 
+    /// A late partial of 40 events is 40 late events, and a stage-2 shard
+    /// counts the events of the partials it merges as matches (tumbling and
+    /// sliding rules).
+    #[test]
+    fn stage_2_counts_late_and_matched_events_not_partials() {
+        use crate::engine::partial::PartialAgg;
+        use crate::engine::window::{window_start, WindowAgg};
+        use crate::rules::compile::Aggregate;
+        use two_stage::{rules, Stage2, MIN, T};
+
+        // `n` matches of key "k" at `time`, input offsets from `o0`.
+        let partial = |time: i64, n: u64, o0: u64, width: i64| {
+            let mut agg = WindowAgg::new(Aggregate::Count);
+            for i in 0..n {
+                agg.add(1.0, 0, time, (0, o0 + i));
+            }
+            let bucket = window_start(time, width);
+            PartialAgg::from_window("r", "k", bucket, &agg, "kafka:ct/0", (o0, o0 + n - 1)).encode()
+        };
+        for (extra, width) in [("", 5 * MIN), ("slide: 1m\n", MIN)] {
+            let rules = rules(&format!("threshold: '>= 1000'\n{extra}"));
+            let mut stage2 = Stage2::new(&rules);
+            let wm = T + 25 * MIN;
+            let mark = ProducerWatermark {
+                src: "x-0".into(),
+                wm,
+                at: crate::source::now_ms(),
+                inputs: vec![("kafka:ct/0".into(), wm)],
+                all: Vec::new(),
+                idle: Vec::new(),
+            };
+            stage2.feed(&[mark.encode()]);
+            // The first window (or pane) closed at T+25m.
+            stage2.feed(&[
+                partial(T + 1_000, 40, 0, width),
+                partial(T + 30 * MIN, 3, 40, width),
+            ]);
+            let counters = &stage2.counters;
+            let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+            assert_eq!(
+                (count(&counters.late), count(&counters.matches)),
+                (40, 43),
+                "(late, matches) events, {extra:?}"
+            );
+        }
+    }
+
     /// The audit's case: input partition ct/1, the only one replica Y
     /// reads, has been idle for ten minutes, its last event an hour before
     /// ct/0's (replica X). The direct path leaves ct/1 out of the
@@ -948,7 +1000,7 @@ mod tests {
         use crate::engine::watermark::{Progress, WatermarkConfig, WatermarkTracker};
         use two_stage::{matches, rules, stage1, Stage2, MIN, T};
 
-        let rules = rules("< 3");
+        let rules = rules("threshold: '< 3'\n");
         let registry = Arc::new(PartitionRegistry::default());
         let (p0, p1) = (registry.id("kafka", "ct/0"), registry.id("kafka", "ct/1"));
         let now = crate::source::now_ms();
