@@ -11,10 +11,33 @@
 //! Each stage-1 producer writes the watermarks of its input partitions to
 //! every repartition partition after the partials they cover, so per
 //! repartition partition the watermark is the minimum over the *input*
-//! partitions heard on it. When an input partition moves to another
-//! stage-1 instance (rebalance, or a dead replica), its last reported
-//! watermark keeps holding until the new owner, replaying from the
-//! committed offsets, reports it again. An input partition nobody has
+//! partitions heard on it, idle ones aside.
+//!
+//! An input partition its owner reports idle (quiet for the idle timeout
+//! and caught up, by the owner's own
+//! [`WatermarkTracker`](super::watermark::WatermarkTracker): `idle` in
+//! [`super::partial::ProducerWatermark`]) is left out of the minimum, and
+//! when every input is idle the highest of them decides, as on the direct
+//! path. Without this, an idle partition that is the only one of its
+//! replica would hold stage 2 back for as long as that replica runs: it is
+//! reported at the replica's instance watermark, which is its own stale
+//! mark, on every heartbeat, so it never expires. The last report read on
+//! the repartition partition (the order its producers wrote in) decides
+//! whether an input is idle. One that wakes up is reported active again
+//! and holds from its new mark (never below what was reported before). Its
+//! new events are at or after that mark, lateness aside; one dated before
+//! stage 2's watermark, which moved on without it, falls in a window
+//! already closed and is dropped as late (`trailwatch_events_late_total`),
+//! as on the direct path when an idle partition wakes up. Records of
+//! producers that do not write `idle` mark nothing idle.
+//!
+//! When an input partition moves to another stage-1 instance (rebalance,
+//! or a dead replica), its last report keeps holding (at its watermark; not
+//! at all if it said idle) until the new owner, replaying from the
+//! committed offsets, reports it again: at the floor until it has read it
+//! (the input then holds at the highest watermark reported before), then
+//! as the new owner's tracker judges it (an input with no event to read is
+//! reported idle, without a watermark). An input partition nobody has
 //! reported for `idle_timeout` *of producers' send time* (`at`, compared
 //! with the freshest report on that repartition partition) stops holding
 //! (a partition gone for good); send time rather than local arrival keeps
@@ -35,7 +58,7 @@
 //! partitions and never moves backwards; partitions revoked from this
 //! instance are forgotten.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -68,17 +91,44 @@ pub struct MergeConfig {
     pub warm_up_ms: i64,
 }
 
+/// What one repartition partition has heard of one input partition.
+#[derive(Debug)]
+struct InputMark {
+    /// The highest watermark reported (`i64::MIN`: none yet).
+    watermark: i64,
+    /// Send time of its last report (or of the first record naming it).
+    at: i64,
+    /// Its last report (in the partition's order) said its owner judges it
+    /// idle.
+    idle: bool,
+    /// The hold on that report's offset.
+    hold: Option<AlertHold>,
+}
+
+impl InputMark {
+    /// Not reported yet, named by a record sent at `at`.
+    fn named(at: i64) -> Self {
+        InputMark {
+            watermark: i64::MIN,
+            at,
+            idle: false,
+            hold: None,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct PartitionMarks {
     generation: u64,
-    /// Input partition -> (watermark, send time of its last report, the
-    /// hold on that report's offset).
-    inputs: HashMap<String, (i64, i64, Option<AlertHold>)>,
+    /// Input partition -> what was heard of it.
+    inputs: HashMap<String, InputMark>,
     first_at: Option<i64>,
     latest_at: i64,
 }
 
 impl PartitionMarks {
+    /// The minimum over the inputs not expired and not idle; when every
+    /// one is idle, the highest (as [`super::watermark::WatermarkTracker`]).
     fn watermark(&self, config: &MergeConfig) -> i64 {
         let Some(first_at) = self.first_at else {
             return i64::MIN;
@@ -86,11 +136,16 @@ impl PartitionMarks {
         if self.latest_at - first_at < config.warm_up_ms {
             return i64::MIN;
         }
-        self.inputs
-            .values()
-            .filter(|(_, at, _)| self.latest_at - at < config.idle_timeout_ms)
-            .map(|(wm, _, _)| *wm)
+        let live = || {
+            self.inputs
+                .values()
+                .filter(|input| self.latest_at - input.at < config.idle_timeout_ms)
+        };
+        live()
+            .filter(|input| !input.idle)
+            .map(|input| input.watermark)
             .min()
+            .or_else(|| live().map(|input| input.watermark).max())
             .unwrap_or(i64::MIN)
     }
 }
@@ -144,19 +199,38 @@ impl RemoteWatermarks {
                 if !entry.inputs.contains_key(input.as_str()) {
                     entry
                         .inputs
-                        .insert(input.clone(), (i64::MIN, mark.at, None));
+                        .insert(input.clone(), InputMark::named(mark.at));
                 }
             }
-            for (input, watermark) in &mark.inputs {
+            let idle: HashSet<&str> = mark.idle.iter().map(String::as_str).collect();
+            let reported: HashSet<&str> = mark.inputs.iter().map(|(i, _)| i.as_str()).collect();
+            // Every input reported with a watermark, then those reported
+            // idle only (no event, so no watermark).
+            let reports = mark
+                .inputs
+                .iter()
+                .map(|(input, watermark)| (input, Some(*watermark)))
+                .chain(
+                    mark.idle
+                        .iter()
+                        .filter(|input| !reported.contains(input.as_str()))
+                        .map(|input| (input, None)),
+                );
+            for (input, watermark) in reports {
                 let slot = entry
                     .inputs
                     .entry(input.clone())
-                    .or_insert((*watermark, mark.at, None));
+                    .or_insert_with(|| InputMark::named(mark.at));
                 // A new owner replaying the partition may report less
                 // than the last owner did; the watermark never goes back.
-                slot.0 = slot.0.max(*watermark);
-                slot.1 = slot.1.max(mark.at);
-                slot.2 = Some(
+                if let Some(watermark) = watermark {
+                    slot.watermark = slot.watermark.max(watermark);
+                }
+                slot.at = slot.at.max(mark.at);
+                // The last report read decides: the partition's order is
+                // the order its producers wrote in.
+                slot.idle = idle.contains(input.as_str());
+                slot.hold = Some(
                     self.tracker
                         .hold_mark(&Holds::from_slice(&[(partition, *offset)])),
                 );
@@ -192,8 +266,8 @@ impl RemoteWatermarks {
     }
 
     /// Input partitions that hold stage 2 at the floor: named or assigned,
-    /// not reported with a watermark yet, not expired (for metrics; counted
-    /// on each call).
+    /// not reported with a watermark yet, not idle, not expired (for
+    /// metrics; counted on each call).
     pub fn inputs_at_floor(&self) -> usize {
         let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         let idle_timeout = self.config.idle_timeout_ms;
@@ -204,8 +278,10 @@ impl RemoteWatermarks {
                 marks
                     .inputs
                     .iter()
-                    .filter(|(_, (wm, at, _))| {
-                        *wm == i64::MIN && marks.latest_at - at < idle_timeout
+                    .filter(|(_, input)| {
+                        input.watermark == i64::MIN
+                            && !input.idle
+                            && marks.latest_at - input.at < idle_timeout
                     })
                     .map(|(input, _)| input.as_str())
             })
@@ -222,9 +298,9 @@ impl RemoteWatermarks {
             // that the next record naming it in `all` does not make it
             // hold again.
             let latest = marks.latest_at;
-            for (_, at, hold) in marks.inputs.values_mut() {
-                if latest - *at >= idle_timeout.saturating_mul(4) {
-                    *hold = None;
+            for input in marks.inputs.values_mut() {
+                if latest - input.at >= idle_timeout.saturating_mul(4) {
+                    input.hold = None;
                 }
             }
         }
@@ -482,6 +558,7 @@ mod tests {
             at,
             inputs: vec![(input.into(), wm)],
             all: Vec::new(),
+            idle: Vec::new(),
         };
         (mark, 0)
     }
@@ -606,6 +683,391 @@ mod tests {
         // make it hold again.
         assert_eq!(wm.observe(0, &[mark_knowing("a", 800, 60_000, &all)]), 800);
         assert_eq!(wm.observe(0, &[mark_knowing("a", 900, 61_000, &all)]), 900);
+    }
+
+    /// A report of `input` at `wm` that says it is idle.
+    fn idle_mark(input: &str, wm: i64, at: i64) -> (ProducerWatermark, u64) {
+        let (mut mark, offset) = mark(input, wm, at);
+        mark.idle = vec![input.into()];
+        (mark, offset)
+    }
+
+    /// A report naming `input` idle, with no event to report a watermark
+    /// for, at repartition offset `offset`.
+    fn idle_only(input: &str, at: i64, offset: u64) -> (ProducerWatermark, u64) {
+        let (mut mark, _) = mark(input, i64::MIN, at);
+        mark.inputs.clear();
+        mark.idle = vec![input.into()];
+        (mark, offset)
+    }
+
+    #[test]
+    fn idle_inputs_do_not_hold_and_when_all_are_idle_the_highest_decides() {
+        let (_, wm) = marks();
+        wm.observe(0, &[idle_mark("a", 100, 0), mark("b", 500, 0)]);
+        assert_eq!(wm.observe(0, &[mark("b", 600, 1_000)]), 600, "a is idle");
+        assert_eq!(
+            wm.observe(0, &[idle_mark("a", 100, 2_000), idle_mark("b", 700, 2_000)]),
+            700,
+            "both idle: the highest"
+        );
+        assert_eq!(
+            wm.partition_watermark(0),
+            700,
+            "an idle input at the floor is no lower bound either"
+        );
+        wm.observe(0, &[idle_only("c", 2_500, 0)]);
+        assert_eq!(wm.partition_watermark(0), 700);
+        assert_eq!(wm.inputs_at_floor(), 0);
+    }
+
+    /// An older producer's record (no `idle`) and an owner that stops
+    /// saying idle: the input holds again, from its new mark.
+    #[test]
+    fn an_input_not_reported_idle_holds_again_from_its_new_mark() {
+        let (_, wm) = marks();
+        wm.observe(0, &[idle_mark("a", 100, 0), mark("b", 500, 0)]);
+        assert_eq!(wm.observe(0, &[mark("b", 900, 1_000)]), 900);
+        assert_eq!(
+            wm.observe(0, &[mark("a", 950, 1_500), mark("b", 1_200, 1_500)]),
+            950,
+            "a woke up and holds at its new mark"
+        );
+        assert_eq!(wm.partition_watermark(0), 950);
+    }
+
+    /// Input `a`, idle at its stale mark 100, moves to a new owner, which
+    /// reports it at the floor until it has read it, then idle.
+    #[test]
+    fn an_idle_input_that_moves_holds_until_its_new_owner_judges_it() {
+        let (tracker, wm) = marks();
+        let all = ["a", "b"];
+        wm.observe(0, &[idle_mark("a", 100, 0), mark("b", 500, 0)]);
+        assert_eq!(wm.observe(0, &[mark("b", 600, 1_000)]), 600);
+        // The new owner's first report: assigned, not read yet.
+        wm.observe(0, &[mark_knowing("a", i64::MIN, 2_000, &all)]);
+        assert_eq!(wm.partition_watermark(0), 100, "held at its last mark");
+        // It has read `a` to its end: nothing came, so no watermark.
+        let (b, _) = mark("b", 800, 3_000);
+        assert_eq!(wm.observe(0, &[idle_only("a", 3_000, 7), (b, 8)]), 800);
+        // The idle report holds its own offset, not an older report's.
+        drop(tracker.begin_batch(0, 0, 10));
+        assert_eq!(tracker.safe_position(0), Some(7));
+    }
+
+    /// Two-stage harness: stage-1 pre-aggregators and an in-process stage
+    /// 2 (a partial worker and one shard, wired as the engine wires them).
+    mod two_stage {
+        use std::time::Duration;
+
+        use crossbeam_channel::{unbounded, Receiver};
+
+        use super::*;
+        use crate::alert::Alert;
+        use crate::engine::preagg::{PartialFlush, PreaggConfig, Preaggregator};
+        use crate::engine::shard::{Match, MatchBatch, Shard, ShardConfig, Span};
+        use crate::engine::watermark::WatermarkTracker;
+        use crate::engine::window::EvidenceLimits;
+
+        /// 2024-03-01T12:00:00Z, on a 5-minute boundary.
+        pub const T: i64 = 1_709_294_400_000;
+        pub const MIN: i64 = 60_000;
+
+        /// One 5-minute count rule `r` on `account`, with `extra` (its
+        /// threshold at least).
+        pub fn rules(extra: &str) -> Arc<RuleSet> {
+            let text = format!(
+                "id: r\ntitle: r\nseverity: low\nkind: cloudtrail\n\
+                 filter: '{{ $.eventName = \"X\" }}'\ngroup_by: [account]\n\
+                 window: 5m\n{extra}"
+            );
+            let spec = crate::rules::parse_rule_text("test", &text).expect("rule");
+            Arc::new(RuleSet::compile(&[spec]).expect("compile"))
+        }
+
+        /// Matches of rule 0 for key `key`: (time, offset) each.
+        pub fn matches(partition: PartitionId, key: &str, items: &[(i64, u64)]) -> MatchBatch {
+            let mut batch = MatchBatch::default();
+            let sample = batch.intern("{}");
+            let key = batch.intern(key);
+            for &(time_ms, offset) in items {
+                batch.matches.push(Match {
+                    rule: 0,
+                    time_ms,
+                    value: 1.0,
+                    distinct_hash: 0,
+                    key,
+                    sample,
+                    id: Span::NONE,
+                    account: Span::NONE,
+                    region: Span::NONE,
+                    partition,
+                    offset,
+                });
+            }
+            batch
+        }
+
+        /// Runs one stage-1 pre-aggregator named `producer` over
+        /// `messages` and returns the repartition records it writes.
+        pub fn stage1(
+            rules: &Arc<RuleSet>,
+            registry: &Arc<PartitionRegistry>,
+            watermarks: &Arc<WatermarkTracker>,
+            producer: &str,
+            messages: Vec<ShardMsg>,
+        ) -> Vec<Vec<u8>> {
+            let preaggregator = Preaggregator::new(
+                0,
+                Arc::clone(rules),
+                PreaggConfig {
+                    flush_interval: Duration::from_secs(3600),
+                    heartbeat: Duration::from_secs(3600),
+                    preaggregate: true,
+                    max_buffered: usize::MAX,
+                    producer: producer.into(),
+                    evidence: EvidenceLimits::default(),
+                },
+                CommitTracker::new(1),
+                Arc::new(WorkerCounters::default()),
+                Arc::clone(registry),
+                Arc::clone(watermarks),
+            );
+            let (tx, rx) = unbounded();
+            let (out_tx, out_rx) = unbounded::<PartialFlush>();
+            for message in messages {
+                tx.send(message).expect("open channel");
+            }
+            drop(tx);
+            preaggregator.run(rx, out_tx);
+            out_rx
+                .try_iter()
+                .flat_map(|flush| {
+                    let mut records: Vec<Vec<u8>> =
+                        flush.partials.into_iter().map(|p| p.value).collect();
+                    records.extend(flush.watermark.map(|w| w.value));
+                    records
+                })
+                .collect()
+        }
+
+        pub struct Stage2 {
+            pub tracker: CommitTracker,
+            pub registry: Arc<PartitionRegistry>,
+            pub watermarks: Arc<RemoteWatermarks>,
+            /// The shard's counters.
+            pub counters: Arc<WorkerCounters>,
+            worker: PartialWorker,
+            pub shard: Shard,
+            rx: Receiver<ShardMsg>,
+            _dead: Receiver<DeadLetterBatch>,
+            next_offset: u64,
+        }
+
+        impl Stage2 {
+            pub fn new(rules: &Arc<RuleSet>) -> Self {
+                let tracker = CommitTracker::new(1);
+                let metrics = Metrics::new(1, 1, Vec::new());
+                let registry = Arc::new(PartitionRegistry::default());
+                let (tx, rx) = unbounded();
+                let (dead_tx, dead_rx) = unbounded();
+                let watermarks = Arc::new(RemoteWatermarks::new(
+                    MergeConfig {
+                        idle_timeout_ms: 300_000,
+                        warm_up_ms: 0,
+                    },
+                    tracker.clone(),
+                ));
+                let worker = PartialWorker::new(
+                    Arc::clone(rules),
+                    tracker.clone(),
+                    vec![tx],
+                    Arc::clone(&watermarks),
+                    Arc::clone(&metrics.decoders[0]),
+                    Arc::clone(&metrics),
+                    Arc::clone(&registry),
+                    dead_tx,
+                );
+                let counters = Arc::new(WorkerCounters::default());
+                let shard = Shard::new(
+                    0,
+                    Arc::clone(rules),
+                    ShardConfig {
+                        max_open_windows: 1 << 20,
+                        max_state_bytes: usize::MAX,
+                        evidence: EvidenceLimits::default(),
+                        eager_sliding: true,
+                        drop_revoked: true,
+                    },
+                    tracker.clone(),
+                    Arc::clone(&counters),
+                );
+                Stage2 {
+                    tracker,
+                    registry,
+                    watermarks,
+                    counters,
+                    worker,
+                    shard,
+                    rx,
+                    _dead: dead_rx,
+                    next_offset: 0,
+                }
+            }
+
+            /// Reads `records` from repartition partition `repart/0` (at
+            /// the next offsets) and returns the alerts they led to.
+            pub fn feed(&mut self, records: &[Vec<u8>]) -> Vec<Alert> {
+                let partition = self.registry.id("kafka", "repart/0");
+                let mut raw = RawBatch::new(partition);
+                raw.generation = self.tracker.generation(partition);
+                for bytes in records {
+                    raw.push(bytes, self.next_offset);
+                    self.next_offset += 1;
+                }
+                assert!(self.worker.process(raw));
+                while let Ok(message) = self.rx.try_recv() {
+                    match message {
+                        ShardMsg::Partials(batch) => self.shard.process_partials(batch),
+                        other => panic!("stage 2 sent {other:?}"),
+                    }
+                }
+                self.shard
+                    .take_output()
+                    .into_iter()
+                    .map(|e| e.alert)
+                    .collect()
+            }
+        }
+    }
+
+    /// A late partial of 40 events is 40 late events, and a stage-2 shard
+    /// counts the events of the partials it merges as matches (tumbling and
+    /// sliding rules).
+    #[test]
+    fn stage_2_counts_late_and_matched_events_not_partials() {
+        use crate::engine::partial::PartialAgg;
+        use crate::engine::window::{window_start, WindowAgg};
+        use crate::rules::compile::Aggregate;
+        use two_stage::{rules, Stage2, MIN, T};
+
+        // `n` matches of key "k" at `time`, input offsets from `o0`.
+        let partial = |time: i64, n: u64, o0: u64, width: i64| {
+            let mut agg = WindowAgg::new(Aggregate::Count);
+            for i in 0..n {
+                agg.add(1.0, 0, time, (0, o0 + i));
+            }
+            let bucket = window_start(time, width);
+            PartialAgg::from_window("r", "k", bucket, &agg, "kafka:ct/0", (o0, o0 + n - 1)).encode()
+        };
+        for (extra, width) in [("", 5 * MIN), ("slide: 1m\n", MIN)] {
+            let rules = rules(&format!("threshold: '>= 1000'\n{extra}"));
+            let mut stage2 = Stage2::new(&rules);
+            let wm = T + 25 * MIN;
+            let mark = ProducerWatermark {
+                src: "x-0".into(),
+                wm,
+                at: crate::source::now_ms(),
+                inputs: vec![("kafka:ct/0".into(), wm)],
+                all: Vec::new(),
+                idle: Vec::new(),
+            };
+            stage2.feed(&[mark.encode()]);
+            // The first window (or pane) closed at T+25m.
+            stage2.feed(&[
+                partial(T + 1_000, 40, 0, width),
+                partial(T + 30 * MIN, 3, 40, width),
+            ]);
+            let counters = &stage2.counters;
+            let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+            assert_eq!(
+                (count(&counters.late), count(&counters.matches)),
+                (40, 43),
+                "(late, matches) events, {extra:?}"
+            );
+        }
+    }
+
+    /// The audit's case: input partition ct/1, the only one replica Y
+    /// reads, has been idle for ten minutes, its last event an hour before
+    /// ct/0's (replica X). The direct path leaves ct/1 out of the
+    /// watermark and closes the window of X's match. Y's instance
+    /// watermark is ct/1's own stale mark, which Y reports on every
+    /// heartbeat: stage 2 must leave ct/1 out as well, and not wait an
+    /// hour behind for as long as Y runs.
+    #[test]
+    fn an_idle_input_on_another_replica_does_not_hold_stage_2() {
+        use crate::engine::watermark::{Progress, WatermarkConfig, WatermarkTracker};
+        use two_stage::{matches, rules, stage1, Stage2, MIN, T};
+
+        let rules = rules("threshold: '< 3'\n");
+        let registry = Arc::new(PartitionRegistry::default());
+        let (p0, p1) = (registry.id("kafka", "ct/0"), registry.id("kafka", "ct/1"));
+        let now = crate::source::now_ms();
+        let active = Progress {
+            max_event_ms: Some(T + 40 * MIN),
+            arrival_ms: Some(now),
+            caught_up: false,
+        };
+        let idle = Progress {
+            max_event_ms: Some(T - 60 * MIN),
+            arrival_ms: Some(now - 10 * MIN),
+            caught_up: true,
+        };
+        let tracker = |observed: &[(PartitionId, Progress)]| {
+            let tracker = Arc::new(WatermarkTracker::new(WatermarkConfig::default()));
+            tracker.exists(p0);
+            tracker.exists(p1);
+            for (partition, progress) in observed {
+                tracker.observe(*partition, *progress, now);
+            }
+            tracker
+        };
+        // The direct path, reading both.
+        let direct = tracker(&[(p1, idle), (p0, active)]).current();
+        assert_eq!(direct, T + 25 * MIN);
+
+        let wx = tracker(&[(p0, active)]);
+        let mut xb = matches(p0, "k", &[(T + 1_000, 5)]);
+        xb.watermark_ms = wx.current();
+        xb.input_watermark = wx.partition_watermark(p0).map(|wm| (p0, wm, 0));
+        let x = stage1(
+            &rules,
+            &registry,
+            &wx,
+            "x",
+            vec![ShardMsg::Matches(xb), ShardMsg::FlushAll { until: None }],
+        );
+        let wy = tracker(&[(p1, idle)]);
+        assert_eq!(wy.current(), T - 75 * MIN, "Y's instance watermark");
+        let mut yb = matches(p1, "k", &[]);
+        yb.watermark_ms = wy.current();
+        yb.input_watermark = wy.partition_watermark(p1).map(|wm| (p1, wm, 0));
+        // Three heartbeats.
+        let flush = || ShardMsg::FlushAll { until: None };
+        let y = stage1(
+            &rules,
+            &registry,
+            &wy,
+            "y",
+            vec![ShardMsg::Matches(yb), flush(), flush(), flush()],
+        );
+
+        let mut stage2 = Stage2::new(&rules);
+        let mut alerts = Vec::new();
+        for records in [&x, &y, &x] {
+            alerts.extend(stage2.feed(records));
+        }
+        assert_eq!(
+            (stage2.watermarks.current() - T) / MIN,
+            (direct - T) / MIN,
+            "stage 2's watermark (minutes past T) is the direct path's"
+        );
+        let alerts: Vec<(i64, u64)> = alerts
+            .iter()
+            .map(|a| ((a.window_start_ms - T) / MIN, a.count))
+            .collect();
+        assert_eq!(alerts, [(0, 1)], "the window of X's match closed");
     }
 
     #[test]

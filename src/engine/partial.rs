@@ -52,7 +52,14 @@
 //!   partition it owns, as `[name, ms]` pairs: the partition's largest event
 //!   time minus the allowed lateness (or the instance watermark, when that
 //!   is later: an idle partition). Every event the producer will still send
-//!   from that partition is at or after it, lateness aside. Each producer
+//!   from that partition is at or after it, lateness aside (an idle one's
+//!   aside: it may wake up behind the instance watermark). `all` names every
+//!   input partition its source knows to exist, whoever owns it, and `idle`
+//!   those it owns that no longer hold its own watermark (quiet for the
+//!   idle timeout and, when assigned, caught up), whether `in` lists them or
+//!   not (one without events has no watermark to list); stage 2 leaves them
+//!   out, as the direct path does. Both are absent from older producers'
+//!   records: nothing named, nothing idle. Each producer
 //!   writes one to *every* repartition partition after the partials of a
 //!   flush (and at least every heartbeat), so within a partition a
 //!   watermark follows all earlier partials of its producer. Per input
@@ -170,6 +177,11 @@ pub struct ProducerWatermark {
     /// by this producer or not (absent from older producers' records).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub all: Vec<String>,
+    /// The input partitions it owns that no longer hold its own watermark
+    /// (idle), listed in `in` or not (absent from older producers'
+    /// records: none is idle).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idle: Vec<String>,
 }
 
 /// A decoded repartition record.
@@ -478,12 +490,25 @@ mod tests {
             at: 9,
             inputs: vec![("kafka:ct/0".into(), 7)],
             all: vec!["kafka:ct/0".into(), "kafka:ct/1".into()],
+            idle: vec!["kafka:ct/0".into(), "kafka:ct/2".into()],
         };
         assert_eq!(
             decode(&mark.clone().encode()).unwrap(),
             RepartitionRecord::Watermark { v: 1, mark }
         );
         assert_eq!(sample().record_key(), b"console-burst|203.0.113.7".to_vec());
+    }
+
+    /// A record from a build before `all` and `idle`: nothing named,
+    /// nothing idle.
+    #[test]
+    fn an_older_producers_watermark_names_nothing_idle() {
+        let old = br#"{"t":"w","v":1,"src":"a-0","wm":5,"at":9,"in":[["kafka:ct/0",7]]}"#;
+        let Ok(RepartitionRecord::Watermark { mark, .. }) = decode(old) else {
+            panic!("not a watermark");
+        };
+        assert_eq!(mark.inputs, [("kafka:ct/0".to_string(), 7)]);
+        assert!(mark.all.is_empty() && mark.idle.is_empty(), "{mark:?}");
     }
 
     #[test]

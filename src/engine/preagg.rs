@@ -393,12 +393,17 @@ impl Preaggregator {
             .into_iter()
             .filter(|partition| !self.input_marks.contains_key(partition))
             .collect();
-        let reportable = self.watermark_ms != i64::MIN || !waiting.is_empty();
+        // Input partitions of this instance that no longer hold its
+        // watermark: stage 2 leaves them out as well (see merge.rs), also
+        // those with no event to report a watermark for.
+        let idle = self.watermarks.idle(now);
+        let reportable = self.watermark_ms != i64::MIN || !waiting.is_empty() || !idle.is_empty();
         let watermark = (reportable && watermark_due).then(|| {
             let instance = self.watermark_ms;
             // An idle input partition reports the instance watermark, which
-            // has moved on without it; an active one how far every
-            // pre-aggregator of this instance has flushed it.
+            // has moved on without it (for stage 2 builds that do not read
+            // `idle`); an active one how far every pre-aggregator of this
+            // instance has flushed it.
             let inputs = self
                 .input_marks
                 .iter()
@@ -406,7 +411,7 @@ impl Preaggregator {
                     let agreed = self
                         .flushed
                         .agreed(self.index, *partition, *generation, *mark);
-                    let reported = if self.watermarks.is_idle(*partition, now) {
+                    let reported = if idle.binary_search(partition).is_ok() {
                         agreed.max(instance)
                     } else {
                         agreed
@@ -427,12 +432,17 @@ impl Preaggregator {
                 .into_iter()
                 .map(|partition| self.input_name(partition))
                 .collect();
+            let idle = idle
+                .iter()
+                .map(|partition| self.input_name(*partition))
+                .collect();
             let mark = ProducerWatermark {
                 src: format!("{}-{}", self.config.producer, self.index),
                 wm: instance,
                 at: now_ms(),
                 inputs,
                 all,
+                idle,
             };
             PartialRecord {
                 key: mark.record_key(),

@@ -415,7 +415,8 @@ impl Shard {
             for partial in &batch.partials {
                 self.merge_partial(rules.rule(partial.rule), batch.partition, partial, known);
             }
-            self.tally.matches += batch.partials.len() as u64;
+            // Events, as on the direct path: a partial holds `count`.
+            self.tally.matches += batch.partials.iter().map(|p| p.agg.count).sum::<u64>();
             // Heard of, even while warming up (at the floor): it holds the
             // closing of this shard's windows until it catches up.
             let mark = self
@@ -481,7 +482,7 @@ impl Shard {
                 &partial.key,
                 time_ms,
                 position,
-                late_bound,
+                (late_bound, partial.agg.count),
                 update,
                 rule,
                 step,
@@ -491,7 +492,7 @@ impl Shard {
         let start = window_start(time_ms, rule.window_ms);
         let end = start.saturating_add(rule.window_ms);
         if end <= late_bound {
-            self.tally.late += 1;
+            self.tally.late += partial.agg.count;
             return;
         }
         let bin = self
@@ -516,8 +517,9 @@ impl Shard {
             None => Cow::Borrowed(&partial.agg),
         };
         let Some(added) = bin.merge(&partial.key, &part, self.config.evidence) else {
-            // The bin's key arena is full (4 GiB of keys in one window).
-            self.tally.shed += 1;
+            // The bin's key arena is full (4 GiB of keys in one window):
+            // its events are shed, as the direct path sheds each match.
+            self.tally.shed += part.count;
             return;
         };
         if found.is_none() {
@@ -673,7 +675,7 @@ impl Shard {
                 batch.text(m.key),
                 m.time_ms,
                 (m.partition, m.offset),
-                self.watermark_ms,
+                (self.watermark_ms, 1),
                 |pane, _| apply_match(pane, batch, m, evidence),
                 rule,
                 step,
@@ -795,6 +797,9 @@ impl Shard {
         }
     }
 
+    /// Updates the pane of `time_ms` in the lane of `(rule_idx, key_text)`
+    /// with `update`, unless the pane ended by `late_bound`: then its
+    /// `events` (one match, or a partial's count) are counted late.
     #[allow(clippy::too_many_arguments)]
     fn apply_sliding(
         &mut self,
@@ -802,14 +807,14 @@ impl Shard {
         key_text: &str,
         time_ms: i64,
         position: (PartitionId, u64),
-        late_bound: i64,
+        (late_bound, events): (i64, u64),
         update: impl FnOnce(&mut WindowAgg, EvidenceLimits) -> bool,
         rule: &CompiledRule,
         step: i64,
     ) {
         let pane_start = window_start(time_ms, step);
         if pane_start + step <= late_bound {
-            self.tally.late += 1;
+            self.tally.late += events;
             return;
         }
         let lookup = BorrowedKey {

@@ -230,6 +230,20 @@ impl WatermarkTracker {
             .collect()
     }
 
+    /// Every partition that no longer holds the global watermark back (see
+    /// [`WatermarkTracker::is_idle`]), in order: stage 1 tells stage 2, so
+    /// that it leaves them out as this tracker does.
+    pub fn idle(&self, now_ms: i64) -> Vec<PartitionId> {
+        let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle: Vec<PartitionId> = partitions
+            .iter()
+            .filter(|(_, time)| !time.holds(now_ms, self.config.idle_timeout_ms))
+            .map(|(partition, _)| *partition)
+            .collect();
+        idle.sort_unstable();
+        idle
+    }
+
     /// Whether `partition` no longer holds the global watermark back: quiet
     /// for `idle_timeout`, and, when its source announced it, caught up.
     pub fn is_idle(&self, partition: PartitionId, now_ms: i64) -> bool {
@@ -354,6 +368,10 @@ mod tests {
         assert!(wm.waiting(0).is_empty(), "1 heard, 2 empty at its end");
         assert!(!wm.is_idle(1, 10), "recent");
         assert!(wm.is_idle(2, 10), "empty and caught up");
+        assert_eq!(wm.idle(10), vec![2]);
+        assert_eq!(wm.idle(1_000), vec![2], "1 is not known to be at its end");
+        at_end(&wm, 1, 1_000);
+        assert_eq!(wm.idle(1_000), vec![1, 2], "1 at its end and quiet");
     }
 
     #[test]
