@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 
 use crate::rules::model::TreatMissing;
+use crate::source::PartitionId;
 
 /// One period's outcome for one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,10 @@ pub struct AlarmState {
     /// An open period already sent its Create eagerly; when that period
     /// closes and raises, the Create is not sent again.
     pub eager_raised_for: Option<i64>,
+    /// Stage 2: the repartition partition that feeds this key (one key
+    /// lives in one). When it is revoked the state goes with its windows:
+    /// the new owner rebuilds it, and this replica must not close it.
+    pub partition: Option<PartitionId>,
 }
 
 impl AlarmState {
@@ -68,6 +73,7 @@ impl AlarmState {
             last_period_end: first_period_end,
             raised_window_start: None,
             eager_raised_for: None,
+            partition: None,
         }
     }
 

@@ -861,7 +861,7 @@ mod tests {
             pub shard: Shard,
             rx: Receiver<ShardMsg>,
             _dead: Receiver<DeadLetterBatch>,
-            next_offset: u64,
+            next_offsets: HashMap<PartitionId, u64>,
         }
 
         impl Stage2 {
@@ -911,22 +911,30 @@ mod tests {
                     shard,
                     rx,
                     _dead: dead_rx,
-                    next_offset: 0,
+                    next_offsets: HashMap::new(),
                 }
             }
 
             /// Reads `records` from repartition partition `repart/0` (at
             /// the next offsets) and returns the alerts they led to.
             pub fn feed(&mut self, records: &[Vec<u8>]) -> Vec<Alert> {
-                let partition = self.registry.id("kafka", "repart/0");
+                self.feed_on("repart/0", records)
+            }
+
+            /// [`Stage2::feed`] from repartition partition `name`.
+            pub fn feed_on(&mut self, name: &str, records: &[Vec<u8>]) -> Vec<Alert> {
+                let partition = self.registry.id("kafka", name);
+                let next_offset = self.next_offsets.entry(partition).or_default();
                 let mut raw = RawBatch::new(partition);
                 raw.generation = self.tracker.generation(partition);
                 for bytes in records {
-                    raw.push(bytes, self.next_offset);
-                    self.next_offset += 1;
+                    raw.push(bytes, *next_offset);
+                    *next_offset += 1;
                 }
                 assert!(self.worker.process(raw));
                 while let Ok(message) = self.rx.try_recv() {
+                    // As the shard's own loop does before each message.
+                    self.shard.drop_revoked();
                     match message {
                         ShardMsg::Partials(batch) => self.shard.process_partials(batch),
                         other => panic!("stage 2 sent {other:?}"),
@@ -939,6 +947,69 @@ mod tests {
                     .collect()
             }
         }
+    }
+
+    /// A key's alarm state goes with its repartition partition: once that
+    /// is revoked, the old owner sends nothing more for the key (the new
+    /// owner rebuilds the alarm from the replay), while its other keys go
+    /// on.
+    #[test]
+    fn a_revoked_partitions_alarm_states_leave_the_old_owner() {
+        use crate::alert::{Activity, Alert};
+        use crate::engine::partial::PartialAgg;
+        use crate::engine::window::{window_start, WindowAgg};
+        use crate::rules::compile::Aggregate;
+        use two_stage::{rules, Stage2, MIN, T};
+
+        let input = "kafka:ct/0";
+        let partial = |key: &str, time: i64, n: u64, o0: u64| {
+            let mut agg = WindowAgg::new(Aggregate::Count);
+            for i in 0..n {
+                agg.add(1.0, 0, time, (0, o0 + i));
+            }
+            let bucket = window_start(time, 5 * MIN);
+            PartialAgg::from_window("r", key, bucket, &agg, input, (o0, o0 + n - 1)).encode()
+        };
+        let mark = |wm: i64| {
+            ProducerWatermark {
+                src: "x-0".into(),
+                wm,
+                at: crate::source::now_ms(),
+                inputs: vec![(input.into(), wm)],
+                all: Vec::new(),
+                idle: Vec::new(),
+            }
+            .encode()
+        };
+        let rules = rules("threshold: '>= 3'\nevaluation: {periods: 3, datapoints: 2}\n");
+        let mut stage2 = Stage2::new(&rules);
+        let for_key = |alerts: &[Alert], key: &str| -> Vec<Activity> {
+            alerts
+                .iter()
+                .filter(|a| a.key == [key])
+                .map(|a| a.activity)
+                .collect()
+        };
+        // k (repart/0) and j (repart/1) breach two periods: both ALARM.
+        let mut alerts = Vec::new();
+        for (period, o0) in [(0, 0), (5, 10)] {
+            let time = T + (period + 1) * MIN;
+            let close = mark(T + (period + 5) * MIN);
+            alerts.extend(stage2.feed_on("repart/0", &[partial("k", time, 3, o0), close.clone()]));
+            alerts.extend(stage2.feed_on("repart/1", &[partial("j", time, 3, 100 + o0), close]));
+        }
+        assert_eq!(for_key(&alerts, "k"), [Activity::Create]);
+        assert_eq!(for_key(&alerts, "j"), [Activity::Create]);
+
+        let r0 = stage2.registry.id("kafka", "repart/0");
+        stage2.tracker.forget_partition(r0);
+        // Quiet periods on repart/1: j's alarm clears; k is no longer ours.
+        let mut after = Vec::new();
+        for end in [15, 20, 25, 30] {
+            after.extend(stage2.feed_on("repart/1", &[mark(T + end * MIN)]));
+        }
+        assert_eq!(for_key(&after, "j"), [Activity::Close], "{after:?}");
+        assert_eq!(for_key(&after, "k"), [], "{after:?}");
     }
 
     /// A late partial of 40 events is 40 late events, and a stage-2 shard

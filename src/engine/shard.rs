@@ -553,9 +553,11 @@ impl Shard {
     }
 
     /// Drops the windows and panes fed by partitions revoked since the
-    /// last call, with their holds, without evaluating them: their new
-    /// owner rebuilds and evaluates them, so no alert is sent twice.
-    fn drop_revoked(&mut self) {
+    /// last call, with their holds, and the alarm states of their keys,
+    /// without evaluating them: their new owner rebuilds and evaluates
+    /// them, so no alert is sent twice, and none by a replica that no
+    /// longer owns the key.
+    pub(crate) fn drop_revoked(&mut self) {
         let revoked = self.tracker.revocations_since(&mut self.revocation_cursor);
         if revoked.is_empty() {
             return;
@@ -608,6 +610,8 @@ impl Shard {
         for holds in self.alarm_holds.values_mut() {
             holds.retain(|(partition, _)| !revoked.contains(partition));
         }
+        self.alarms
+            .retain(|_, state| !state.partition.is_some_and(|p| revoked.contains(&p)));
         self.holds_dirty = true;
         tracing::info!(
             shard = self.index,
@@ -780,8 +784,10 @@ impl Shard {
                 if already || recent + 1 < ev.datapoints {
                     return;
                 }
+                let mut partition = None;
                 if let Some(bin) = self.bins.get_mut(&(end, rule_idx)) {
                     bin.set_fired(index);
+                    partition = bin.holds(index).first().map(|hold| hold.0);
                 }
                 let state = self
                     .alarms
@@ -791,6 +797,7 @@ impl Shard {
                     })
                     .or_insert_with(|| AlarmState::new(start));
                 state.eager_raised_for = Some(start);
+                state.partition = state.partition.or(partition);
                 let emitted = self.build(rule_idx, key_text, start, end, Activity::Create, None);
                 self.out.extend(emitted);
             }
@@ -1120,6 +1127,9 @@ impl Shard {
             .alarms
             .entry(key.clone())
             .or_insert_with(|| AlarmState::new(period_start));
+        if let Some(hold) = agg.and_then(|agg| agg.holds.first()) {
+            state.partition = Some(hold.0);
+        }
         let transition = state.push(datapoint, ev.periods, ev.datapoints, ev.treat_missing);
         state.last_period_end = period_end;
         // An open period at or after this one already sent this alarm's
