@@ -60,7 +60,7 @@
 //! and its rule id, input name and group key (JSON-escaped); its record
 //! key repeats the rule id and group key. A group key is input data,
 //! bounded only by `max_record_bytes`: one of hundreds of kilobytes still
-//! makes a record too large, which stops stage 1 (`Error::TooLarge`).
+//! makes a record too large, and the repartition sink's error names it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
