@@ -17,7 +17,9 @@
 //!   distinct-value hashes (distinct rules only), `f`/`l` first and last
 //!   event time, `i` sample event ids, `e` sample event texts, `a`/`g`
 //!   first account and region seen, `p` the input partition
-//!   (`source:topic/partition`) all its events came from and `o0`/`o1`
+//!   (`source:topic/partition`) all its events came from (for a
+//!   continuation, see "Replays", followed by U+001F and the chunk
+//!   number) and `o0`/`o1`
 //!   the first and last input offset among them; for input that a previous
 //!   owner may already have sent (see "Replays"), `x` the input offset of
 //!   each of its `n` matches, each written as the difference from the one
@@ -43,7 +45,16 @@
 //! need it: min, max, distinct values and first and last seen merge the
 //! same whether or not some matches were merged before. The events of one
 //! input record (an S3 log file) share its offset, and a flush never
-//! splits a record. A straddling partial without offsets (stage 1 had
+//! splits a record. So that a partial stays small enough for one Kafka
+//! record (`engine::preagg`, "Partial size"), the matches of one record
+//! past the first 8,192 of a rule, key and bucket go to *continuations*:
+//! partials of that record alone (`o0` = `o1`), 8,192 matches each, whose
+//! `p` is the input partition followed by U+001F and the chunk number (1,
+//! 2, ...). Stage 2 tracks each as an input partition of its own, so a
+//! continuation is merged once and a replay of it is skipped; the split
+//! depends only on the record's matches, so every owner cuts it alike.
+//! A stage 2 that predates continuations reads them the same way. A
+//! straddling partial without offsets (stage 1 had
 //! no reason to list them, or a build that does not write them) is merged
 //! whole and counted as an overlap (`trailwatch_repartition_overlaps_total`).
 //! * `"w"`, a **watermark**: `src` names one stage-1 producer (instance
@@ -83,6 +94,15 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// Separator between the rule id and the group key in a record key.
 pub const KEY_RULE_SEPARATOR: char = '|';
+
+/// Separator between the input partition and the chunk number in a
+/// continuation's `p` (see "Replays").
+pub const CONTINUATION_SEPARATOR: char = '\u{1f}';
+
+/// The `p` of continuation `chunk` (1, 2, ...) of a partial of `input`.
+pub fn continuation_input(input: &str, chunk: u32) -> String {
+    format!("{input}{CONTINUATION_SEPARATOR}{chunk}")
+}
 
 /// A decoding failure of a repartition record (a user-class input error
 /// from stage 2's point of view: the record is dead-lettered).

@@ -28,6 +28,39 @@
 //! assignment that was revoked before the flush are dropped: the
 //! partition's new owner replays them from the committed offset, which
 //! never passed them.
+//!
+//! # Partial size
+//!
+//! A partial must fit one repartition record (librdkafka's default
+//! `message.max.bytes` is 1,000,000): one refused as too large would be
+//! refused again after every restart, stopping stage 1. Distinct values
+//! (up to 21 bytes each) and listed offsets and values (up to 21 and 25)
+//! grow with the matches, so:
+//!
+//! * an entry whose distinct values and listed offsets and values pass
+//!   [`ENTRY_BUDGET`] (256 KiB) is cut before its next input record, and
+//!   the matches that follow start a new partial (partials of one key
+//!   cover consecutive offset ranges, as across flushes);
+//! * a partial never takes more than [`RECORD_CHUNK`] (8,192) matches of
+//!   one input record: the events of a record share its offset, so a
+//!   record is never cut between partials of the same input (stage 2
+//!   would take the second for a replay). Matches past that go, 8,192 at
+//!   a time, to *continuations* of the record, whose input name names
+//!   the chunk ([`super::partial`], "Replays"); the split depends only on
+//!   the record, so every owner splits it the same way;
+//! * account, region, sample ids and texts are kept while they fit
+//!   [`EVIDENCE_BUDGET`] (128 KiB encoded; the default evidence limits
+//!   take under 40 KB, and only a long configured `max_samples` or
+//!   `max_sample_bytes`, or an id, account or region of hundreds of
+//!   kilobytes in the input, is cut: evidence only).
+//!
+//! So a partial's value takes at most 256 KiB + 21 + 8,192 x 27 (a
+//! record's matches: a distinct value, or a listed value, and a listed
+//! offset of 0) + 128 KiB, about 615 KB, plus some 300 bytes of fields
+//! and its rule id, input name and group key (JSON-escaped); its record
+//! key repeats the rule id and group key. A group key is input data,
+//! bounded only by `max_record_bytes`: one of hundreds of kilobytes still
+//! makes a record too large, and the repartition sink's error names it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,10 +70,10 @@ use compact_str::CompactString;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::commit::{AlertHold, CommitTracker, Holds, ShardHolds};
-use super::partial::{PartialAgg, ProducerWatermark, ReplayOffsets};
+use super::partial::{continuation_input, PartialAgg, ProducerWatermark, ReplayOffsets};
 use super::shard::{MatchBatch, ShardMsg};
 use super::watermark::WatermarkTracker;
-use super::window::{window_start, EvidenceLimits, WindowAgg};
+use super::window::{window_start, EvidenceLimits, Samples, WindowAgg};
 use crate::metrics::{Tally, WorkerCounters};
 use crate::rules::compile::{Aggregate, RuleIdx};
 use crate::rules::RuleSet;
@@ -97,6 +130,9 @@ struct EntryKey {
     /// The partition's assignment generation: matches of a revoked
     /// assignment are dropped at the flush (the new owner replays them).
     generation: u64,
+    /// 0 for the entry that folds; `k` for continuation `k` of input
+    /// record `record - 1` (module doc, "Partial size").
+    chunk: u32,
 }
 
 /// One buffered partial.
@@ -106,7 +142,47 @@ struct Entry {
     /// Its matches' offsets (and values, sum and average rules), when it
     /// began below its batch's `replay_end` (module doc, "Replays").
     replay: Option<ReplayOffsets>,
+    /// Bytes its distinct values and listed offsets and values take in the
+    /// partial (an upper bound; module doc, "Partial size").
+    bytes: usize,
+    /// The input record it folds last, and how many matches of that
+    /// record came to its key (the ones past [`RECORD_CHUNK`] went to
+    /// continuations).
+    record: u64,
+    record_matches: u64,
 }
+
+impl Entry {
+    fn new(aggregate: Aggregate, offset: u64, listed: bool) -> Self {
+        Entry {
+            agg: WindowAgg::new(aggregate),
+            last_offset: offset,
+            replay: listed.then(|| ReplayOffsets {
+                offsets: Vec::new(),
+                values: Vec::new(),
+            }),
+            bytes: 0,
+            record: offset,
+            record_matches: 0,
+        }
+    }
+}
+
+/// Bytes of distinct values and listed offsets and values past which an
+/// entry is cut at its next input record (module doc, "Partial size").
+pub const ENTRY_BUDGET: usize = 256 * 1024;
+
+/// Matches of one input record one partial takes, per key and bucket;
+/// the rest go to continuations (module doc, "Partial size").
+pub const RECORD_CHUNK: u64 = 8192;
+
+/// Encoded bytes of sample ids and texts, account and region one partial
+/// carries at most (module doc, "Partial size").
+pub const EVIDENCE_BUDGET: usize = 128 * 1024;
+
+/// The most bytes one value listed for a sum or average rule takes in a
+/// partial (`-2.2250738585072014e-308` and a comma).
+const LISTED_VALUE_BYTES: usize = 25;
 
 /// One pre-aggregator thread's state.
 pub struct Preaggregator {
@@ -117,6 +193,10 @@ pub struct Preaggregator {
     counters: Arc<WorkerCounters>,
     /// Aggregate and last input offset per entry.
     entries: hashbrown::HashMap<EntryKey, Entry>,
+    /// Entries cut at their budget, sent at the next flush.
+    sealed: Vec<(EntryKey, Entry)>,
+    /// Continuations of input records (module doc, "Partial size").
+    continuations: hashbrown::HashMap<EntryKey, Entry>,
     registry: Arc<PartitionRegistry>,
     /// Stage 1's watermark tracker, asked which input partitions are idle.
     watermarks: Arc<WatermarkTracker>,
@@ -156,6 +236,8 @@ impl Preaggregator {
             tracker,
             counters,
             entries: hashbrown::HashMap::new(),
+            sealed: Vec::new(),
+            continuations: hashbrown::HashMap::new(),
             holds: ShardHolds::default(),
             watermark_ms: i64::MIN,
             input_marks: HashMap::new(),
@@ -199,7 +281,7 @@ impl Preaggregator {
                 }
             }
             let due = self.last_flush.elapsed() >= self.config.flush_interval
-                || self.entries.len() >= self.config.max_buffered
+                || self.buffered() >= self.config.max_buffered
                 || !self.config.preaggregate;
             if due && !self.flush(&output, false) {
                 return;
@@ -227,26 +309,70 @@ impl Preaggregator {
                 partition: m.partition,
                 record,
                 generation: batch.generation,
+                chunk: 0,
             };
-            let entry = self.entries.entry(entry_key).or_insert_with(|| Entry {
-                agg: WindowAgg::new(rule.aggregate),
-                last_offset: m.offset,
-                // Input a previous owner may have sent: listed.
-                replay: (m.offset < batch.replay_end).then(|| ReplayOffsets {
-                    offsets: Vec::new(),
-                    values: Vec::new(),
-                }),
-            });
+            // Input a previous owner may have sent: listed.
+            let listed = m.offset < batch.replay_end;
+            let head = match self.entries.entry(entry_key) {
+                hashbrown::hash_map::Entry::Occupied(mut occupied) => {
+                    let head = occupied.get_mut();
+                    if head.record != m.offset {
+                        // Past its budget, an entry is cut before its next
+                        // record (never inside one).
+                        if m.offset > head.last_offset && head.bytes >= ENTRY_BUDGET {
+                            let full =
+                                occupied.insert(Entry::new(rule.aggregate, m.offset, listed));
+                            self.sealed.push((occupied.key().clone(), full));
+                        } else {
+                            head.record = m.offset;
+                            head.record_matches = 0;
+                        }
+                    }
+                    occupied.into_mut()
+                }
+                hashbrown::hash_map::Entry::Vacant(vacant) => {
+                    vacant.insert(Entry::new(rule.aggregate, m.offset, listed))
+                }
+            };
+            // The match's place among its record's matches of this key:
+            // past RECORD_CHUNK, a continuation of the record takes it (the
+            // same split on every owner). One record, it never straddles
+            // what stage 2 merged: not listed.
+            let place = head.record_matches;
+            head.record_matches += 1;
+            let entry = if place < RECORD_CHUNK {
+                head
+            } else {
+                let continuation = EntryKey {
+                    rule: m.rule,
+                    key: CompactString::from(batch.text(m.key)),
+                    bucket: window_start(m.time_ms, width),
+                    partition: m.partition,
+                    record: m.offset + 1,
+                    generation: batch.generation,
+                    chunk: u32::try_from(place / RECORD_CHUNK).unwrap_or(u32::MAX),
+                };
+                self.continuations
+                    .entry(continuation)
+                    .or_insert_with(|| Entry::new(rule.aggregate, m.offset, false))
+            };
             entry.last_offset = entry.last_offset.max(m.offset);
             if let Some(replay) = entry.replay.as_mut() {
+                let previous = replay.offsets.last().copied().unwrap_or(m.offset);
+                entry.bytes += decimal_len(m.offset.saturating_sub(previous)) + 1;
                 replay.offsets.push(m.offset);
                 if matches!(rule.aggregate, Aggregate::Sum | Aggregate::Avg) {
                     replay.values.push(m.value);
+                    entry.bytes += LISTED_VALUE_BYTES;
                 }
             }
             let agg = &mut entry.agg;
+            let distinct_before = agg.distinct.as_ref().map_or(0, |set| set.len());
             if agg.add(m.value, m.distinct_hash, m.time_ms, (m.partition, m.offset)) {
                 self.holds.hold(m.partition, m.offset);
+            }
+            if agg.distinct.as_ref().map_or(0, |set| set.len()) > distinct_before {
+                entry.bytes += decimal_len(m.distinct_hash) + 1;
             }
             let text = |span: super::shard::Span| (!span.is_none()).then(|| batch.text(span));
             agg.add_sample(
@@ -276,13 +402,17 @@ impl Preaggregator {
             }
         }
         self.holds.publish(&self.tracker, self.index);
-        self.counters.open_windows.store(
-            self.entries.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.counters
+            .open_windows
+            .store(self.buffered() as u64, std::sync::atomic::Ordering::Relaxed);
         self.counters.add(&self.tally);
         self.tally = Tally::default();
         drop(batch.tokens);
+    }
+
+    /// Partials buffered: entries open and cut, and continuations.
+    fn buffered(&self) -> usize {
+        self.entries.len() + self.sealed.len() + self.continuations.len()
     }
 
     /// The global name of an input partition (`source:topic/partition`).
@@ -319,16 +449,18 @@ impl Preaggregator {
         let watermark_due = self.watermark_ms > self.last_watermark_sent
             || self.inputs_changed
             || self.last_watermark_at.elapsed() >= self.config.heartbeat;
-        if self.entries.is_empty() && !watermark_due && !force {
+        if self.buffered() == 0 && !watermark_due && !force {
             return true;
         }
-        let mut partials = Vec::with_capacity(self.entries.len());
+        let mut partials = Vec::with_capacity(self.buffered());
         let mut holds = Holds::new();
         let mut names: HashMap<PartitionId, String> = HashMap::new();
         let mut current: HashMap<PartitionId, u64> = HashMap::new();
         let mut entries: Vec<(EntryKey, Entry)> = self
             .entries
             .drain()
+            .chain(self.sealed.drain(..))
+            .chain(self.continuations.drain())
             .filter(|(key, _)| {
                 let generation = *current
                     .entry(key.partition)
@@ -340,18 +472,31 @@ impl Preaggregator {
         // passed, so the one-record partials of an entry (no
         // pre-aggregation) must arrive in order.
         entries.sort_unstable_by_key(|(key, entry)| {
-            (key.partition, first_offset(&entry.agg, entry.last_offset))
+            (
+                key.partition,
+                first_offset(&entry.agg, entry.last_offset),
+                key.chunk,
+            )
         });
         for (key, entry) in entries {
             let Entry {
-                agg,
+                mut agg,
                 last_offset,
                 replay,
+                ..
             } = entry;
             let rule_id = &self.rules.rule(key.rule).id;
-            let input = names
+            let name = names
                 .entry(key.partition)
                 .or_insert_with(|| self.input_name(key.partition));
+            let continuation;
+            let input = if key.chunk == 0 {
+                name.as_str()
+            } else {
+                continuation = continuation_input(name, key.chunk);
+                continuation.as_str()
+            };
+            cap_evidence(&mut agg.samples, EVIDENCE_BUDGET);
             let first_offset = first_offset(&agg, last_offset);
             for hold in &agg.holds {
                 match holds.iter_mut().find(|(p, _)| *p == hold.0) {
@@ -467,6 +612,38 @@ impl Preaggregator {
     }
 }
 
+/// Digits of `value` in decimal.
+fn decimal_len(value: u64) -> usize {
+    value
+        .checked_ilog10()
+        .map_or(1, |digits| digits as usize + 1)
+}
+
+/// Keeps the account, region, sample ids and texts, in that order, while
+/// they fit `budget` bytes encoded (a JSON string escapes a byte into at
+/// most 6): evidence only, cut where a partial could not carry it.
+fn cap_evidence(samples: &mut Samples, budget: usize) {
+    let mut left = budget;
+    let mut fits = |text: &str| {
+        let bytes = text.len().saturating_mul(6).saturating_add(3);
+        let fits = bytes <= left;
+        if fits {
+            left -= bytes;
+        }
+        fits
+    };
+    if !samples.account.as_deref().is_none_or(&mut fits) {
+        samples.account = None;
+    }
+    if !samples.region.as_deref().is_none_or(&mut fits) {
+        samples.region = None;
+    }
+    let ids = samples.ids.iter().take_while(|id| fits(id)).count();
+    samples.ids.truncate(ids);
+    let texts = samples.texts.iter().take_while(|text| fits(text)).count();
+    samples.texts.truncate(texts);
+}
+
 /// The first input offset an entry covers (its one partition's hold).
 fn first_offset(agg: &WindowAgg, last_offset: u64) -> u64 {
     agg.holds.first().map_or(last_offset, |h| h.1)
@@ -482,13 +659,28 @@ mod tests {
     use crate::metrics::WorkerCounters;
     use crate::rules::compile::RuleIdx;
     use crossbeam_channel::unbounded;
+    use std::collections::HashSet;
 
     const WINDOW_MS: i64 = 300_000;
 
     fn preaggregator() -> (Preaggregator, PartitionId) {
-        let text = "id: c\ntitle: c\nseverity: low\nkind: cloudtrail\n\
-                    filter: '{ $.eventName = \"ConsoleLogin\" }'\n\
-                    group_by: [account]\nwindow: 5m\nthreshold: '>= 1'\n";
+        preaggregator_of(
+            "id: c\ntitle: c\nseverity: low\nkind: cloudtrail\n\
+             filter: '{ $.eventName = \"ConsoleLogin\" }'\n\
+             group_by: [account]\nwindow: 5m\nthreshold: '>= 1'\n",
+        )
+    }
+
+    /// The built-in `vpc-port-scan`'s aggregate: distinct ports per source.
+    fn port_scan_preaggregator() -> (Preaggregator, PartitionId) {
+        preaggregator_of(
+            "id: vpc-port-scan\ntitle: s\nseverity: low\nkind: vpcflow\nfilter: ''\n\
+             group_by: [srcaddr]\nwindow: 5m\naggregate: {distinct: dstport}\n\
+             threshold: '>= 20'\n",
+        )
+    }
+
+    fn preaggregator_of(text: &str) -> (Preaggregator, PartitionId) {
         let spec = crate::rules::parse_rule_text("test", text).expect("rule");
         let rules = Arc::new(RuleSet::compile(&[spec]).expect("compile"));
         let registry = Arc::new(PartitionRegistry::default());
@@ -538,6 +730,191 @@ mod tests {
             });
         }
         batch
+    }
+
+    /// One batch of matches of rule 0, key "k", in one window: one per
+    /// `(offset, distinct hash)` of `partition`.
+    fn distinct_batch(
+        partition: PartitionId,
+        matches: &[(u64, u64)],
+        replay_end: u64,
+    ) -> MatchBatch {
+        let offsets: Vec<u64> = matches.iter().map(|(offset, _)| *offset).collect();
+        let mut batch = batch(partition, &offsets, replay_end);
+        for (m, (_, hash)) in batch.matches.iter_mut().zip(matches) {
+            m.distinct_hash = *hash;
+            m.time_ms = WINDOW_MS;
+        }
+        batch
+    }
+
+    /// Flushes and returns the records sent, partials in order.
+    fn flush_records(preaggregator: &mut Preaggregator) -> Vec<PartialRecord> {
+        let (tx, rx) = unbounded();
+        assert!(preaggregator.flush(&tx, true));
+        drop(tx);
+        rx.iter().flat_map(|flush| flush.partials).collect()
+    }
+
+    /// What stage 2 makes of `records` (its replay check, per window and
+    /// input name, as `shard` runs it): the count and the distinct values
+    /// it merges.
+    fn merge(records: &[PartialRecord], merged: &mut MergedInputs) -> (u64, HashSet<u64>) {
+        let mut count = 0;
+        let mut distinct = HashSet::new();
+        for record in records {
+            let RepartitionRecord::Partial { mut agg, .. } =
+                decode(&record.value).expect("partial")
+            else {
+                panic!("not a partial");
+            };
+            let window = agg.to_window(Aggregate::Distinct, (0, 0));
+            let part = match mark_merged_inputs(merged, &agg.p, agg.o0, agg.o1) {
+                MergeCheck::Fresh => Some(window),
+                MergeCheck::Replay => None,
+                MergeCheck::Overlap { merged_through } => agg
+                    .take_replay_offsets()
+                    .expect("a straddling partial lists its offsets")
+                    .part_after(&window, merged_through),
+            };
+            if let Some(part) = part {
+                count += part.count;
+                distinct.extend(part.distinct.iter().flat_map(|set| set.iter().copied()));
+            }
+        }
+        (count, distinct)
+    }
+
+    /// librdkafka's default `message.max.bytes`.
+    const MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+    /// A port scan of 70,000 distinct values from one source within one
+    /// flush, one flow per input record (batches of 500, as a Kafka poll
+    /// gives them) or all in one record (one file), read for the first
+    /// time or in a replay (offsets listed): every partial fits a Kafka
+    /// record of the default size, and stage 2 merges every value and
+    /// every match once, however often the partials are replayed.
+    #[test]
+    fn a_port_scan_in_one_flush_gives_partials_that_fit_a_kafka_record() {
+        let values: Vec<u64> = (0..70_000u64)
+            .map(|port| xxhash_rust::xxh3::xxh3_64(port.to_string().as_bytes()))
+            .collect();
+        let one_per_record: Vec<(u64, u64)> = values
+            .iter()
+            .enumerate()
+            .map(|(offset, hash)| (offset as u64, *hash))
+            .collect();
+        let one_record: Vec<(u64, u64)> = values.iter().map(|hash| (7, *hash)).collect();
+        for (case, matches, replay_end) in [
+            ("one per record", &one_per_record, 0),
+            ("one per record, listed", &one_per_record, u64::MAX),
+            ("one record", &one_record, 0),
+            ("one record, listed", &one_record, u64::MAX),
+        ] {
+            let (mut preaggregator, partition) = port_scan_preaggregator();
+            for chunk in matches.chunks(500) {
+                preaggregator.add(distinct_batch(partition, chunk, replay_end));
+            }
+            let records = flush_records(&mut preaggregator);
+            for record in &records {
+                let bytes = record.key.len() + record.value.len();
+                assert!(
+                    bytes < MESSAGE_MAX_BYTES,
+                    "{case}: a partial of {bytes} bytes (of {} partials)",
+                    records.len()
+                );
+            }
+            let mut merged = MergedInputs::default();
+            let (count, distinct) = merge(&records, &mut merged);
+            assert_eq!(count, values.len() as u64, "{case}");
+            assert_eq!(distinct.len(), values.len(), "{case}");
+            assert!(values.iter().all(|hash| distinct.contains(hash)), "{case}");
+            assert_eq!(merge(&records, &mut merged).0, 0, "{case}: a replay");
+        }
+    }
+
+    /// A record split into continuations, replayed by a new owner that
+    /// cuts its flushes elsewhere, after the old owner's flush reached
+    /// stage 2 only in part (it died before the rest was delivered):
+    /// stage 2 merges every match once.
+    #[test]
+    fn a_record_split_into_continuations_is_merged_once_across_owners() {
+        // Records 5..=10 and 12 have one match each, record 11 has 20,000.
+        let mut matches: Vec<(u64, u64)> = (5..=10).map(|offset| (offset, offset)).collect();
+        matches.extend((0..20_000).map(|n| (11, 1_000 + n)));
+        matches.push((12, 12));
+        let (mut old_owner, partition) = port_scan_preaggregator();
+        let first = matches
+            .iter()
+            .position(|(offset, _)| *offset == 10)
+            .expect("10");
+        old_owner.add(distinct_batch(partition, &matches[..first], 0));
+        let flushed = flush_records(&mut old_owner);
+        old_owner.add(distinct_batch(partition, &matches[first..], 0));
+        let split = flush_records(&mut old_owner);
+        // The head [10, 12] and the continuations of record 11.
+        assert_eq!(split.len(), 3);
+        let mut merged = MergedInputs::default();
+        let (mut count, mut distinct) = merge(&flushed, &mut merged);
+        let (delivered, values) = merge(&split[..2], &mut merged);
+        count += delivered;
+        distinct.extend(values);
+        // The new owner replays from offset 5, all of it listed.
+        let (mut new_owner, _) = port_scan_preaggregator();
+        new_owner.add(distinct_batch(partition, &matches, 13));
+        let (replayed, values) = merge(&flush_records(&mut new_owner), &mut merged);
+        count += replayed;
+        distinct.extend(values);
+        assert_eq!(count, matches.len() as u64);
+        assert_eq!(distinct.len(), matches.len());
+    }
+
+    /// The largest partial stage 1 can write, a sum rule read in a replay
+    /// (offsets and values listed): an entry just under its budget (9,709
+    /// records of one match, 27 bytes each: a listed offset and the
+    /// longest value), then a record of 20,000 matches, and evidence
+    /// larger than a partial could carry. Each partial stays within the
+    /// bound of the module doc ("Partial size").
+    #[test]
+    fn the_largest_partial_stays_within_the_documented_bound() {
+        let (mut preaggregator, partition) = preaggregator_of(
+            "id: s\ntitle: s\nseverity: low\nkind: vpcflow\nfilter: ''\n\
+             group_by: [srcaddr]\nwindow: 5m\naggregate: {sum: bytes}\nthreshold: '>= 1'\n",
+        );
+        preaggregator.config.evidence.max_sample_bytes = 7_000;
+        let mut offsets: Vec<u64> = (0..9_709).collect();
+        offsets.extend([9_709; 20_000]);
+        let mut batch = batch(partition, &offsets, u64::MAX);
+        let huge = "\u{1}".repeat(100_000);
+        let id = batch.intern(&huge[..30_000]);
+        let account = batch.intern(&huge);
+        let sample = batch.intern(&huge[..7_000]);
+        for m in &mut batch.matches {
+            m.time_ms = WINDOW_MS;
+            m.value = -f64::MIN_POSITIVE;
+            (m.id, m.account, m.sample) = (id, account, sample);
+        }
+        preaggregator.add(batch);
+        let records = flush_records(&mut preaggregator);
+        let bound = ENTRY_BUDGET + 21 + RECORD_CHUNK as usize * 27 + EVIDENCE_BUDGET + 300;
+        let mut count = 0;
+        for record in &records {
+            let input = "kafka:ct/0\\u001f1".len();
+            assert!(
+                record.value.len() <= bound + "s".len() + "k".len() + input,
+                "a partial of {} bytes",
+                record.value.len()
+            );
+            let RepartitionRecord::Partial { agg, .. } = decode(&record.value).expect("partial")
+            else {
+                panic!("not a partial");
+            };
+            // The account (600 KB encoded) and the ids (180 KB) do not fit
+            // the evidence budget; the texts (42 KB each) do.
+            assert_eq!((agg.a, agg.i.len(), agg.e.len()), (None, 0, 3));
+            count += agg.n;
+        }
+        assert_eq!(count, offsets.len() as u64);
     }
 
     /// Flushes and returns `(count, first offset, last offset, listed

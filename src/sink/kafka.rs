@@ -1,4 +1,5 @@
-//! Kafka sinks: the alert topic and the dead-letter topic.
+//! Kafka sinks: the alert topic, the dead-letter topic and the repartition
+//! topic (stage 1's partials).
 //!
 //! # Contract
 //!
@@ -40,7 +41,13 @@
 //! record is. A message still refused as too large (a topic whose
 //! `max.message.bytes` is below the producer's `message.max.bytes`) is
 //! [`Error::TooLarge`], not retried: set `message.max.bytes` in the sink's
-//! properties to the topic's limit.
+//! properties to the topic's limit. Stage 1 keeps every repartition
+//! partial well under the default limit (`engine::preagg`, "Partial
+//! size"); one still refused (a repartition producer or topic set lower,
+//! or a group key of hundreds of kilobytes) is [`Error::TooLarge`] naming
+//! the rule and group key of the flush's largest partial and the settings
+//! to raise. Nothing past it is committed: after the settings are raised,
+//! a restart sends it again.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -476,13 +483,46 @@ impl PartialSink for KafkaPartialSink {
                 });
             }
         }
-        self.producer.send_all(&messages)?;
+        self.producer
+            .send_all(&messages)
+            .map_err(|error| match error {
+                Error::TooLarge(detail) => Error::TooLarge(refused_partial(partials, &detail)),
+                other => other,
+            })?;
         Ok(bytes)
     }
 
     fn watch_shutdown(&mut self, clock: &ShutdownClock) {
         self.producer.watch_shutdown(clock);
     }
+}
+
+/// What to tell the operator when the repartition topic refuses a flush as
+/// too large: the largest partial's rule and group key, and what to raise.
+fn refused_partial(partials: &[PartialRecord], detail: &str) -> String {
+    let largest =
+        partials
+            .iter()
+            .max_by_key(|partial| partial.key.len() + partial.value.len())
+            .map(|partial| {
+                let key = String::from_utf8_lossy(&partial.key);
+                let (rule, group) = key
+                    .split_once(crate::engine::partial::KEY_RULE_SEPARATOR)
+                    .unwrap_or((&key, ""));
+                let shown = &group[..crate::engine::window::floor_char_boundary(group, 200)];
+                format!(
+                "; the flush's largest partial, {} bytes, is rule {rule:?}, group key {shown:?}{}",
+                partial.key.len() + partial.value.len(),
+                if shown.len() < group.len() { " (cut)" } else { "" }
+            )
+            })
+            .unwrap_or_default();
+    format!(
+        "repartition: {detail}{largest}. Stage 1 keeps a partial under about 620 KB plus its \
+         group key: raise message.max.bytes in scaleout.properties and the repartition \
+         topic's max.message.bytes to at least 1000000 (more for a group key that long), \
+         then restart; the input is not committed past this flush, so it is sent again"
+    )
 }
 
 /// RFC 3339 (UTC, milliseconds) of an epoch-ms timestamp.
@@ -811,6 +851,42 @@ mod tests {
         assert_eq!(value, &vec![b'x'; 10]);
         assert!(!headers.contains_key("tw_truncated"));
         assert_eq!(headers.get("tw_offset").map(String::as_str), Some("8"));
+    }
+
+    /// A repartition producer set below the size stage 1 keeps partials
+    /// under: the error says which rule and key, and what to raise.
+    #[test]
+    fn a_refused_partial_names_its_rule_key_and_the_settings_to_raise() {
+        let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+        cluster.create_topic("repart", 2, 1).unwrap();
+        let properties = KafkaProperties(BTreeMap::from([(
+            "message.max.bytes".to_string(),
+            "100000".to_string(),
+        )]));
+        let mut sink =
+            KafkaPartialSink::new(&cluster.bootstrap_servers(), "repart", &properties).unwrap();
+        let partial = |key: &str, len: usize| PartialRecord {
+            key: key.as_bytes().to_vec(),
+            value: vec![b'x'; len],
+        };
+        let error = sink
+            .send(
+                &[
+                    partial("console-burst|111122223333", 10),
+                    partial("vpc-port-scan|203.0.113.50", 200_000),
+                ],
+                None,
+            )
+            .unwrap_err();
+        assert!(matches!(error, Error::TooLarge(_)), "{error}");
+        let text = error.to_string();
+        for named in [
+            "rule \"vpc-port-scan\", group key \"203.0.113.50\"",
+            "message.max.bytes in scaleout.properties",
+            "max.message.bytes",
+        ] {
+            assert!(text.contains(named), "{named:?} not in {text}");
+        }
     }
 
     #[test]
