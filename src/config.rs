@@ -662,6 +662,15 @@ pub fn source_decoding(
     }))
 }
 
+/// `error` with its message prefixed by `origin` (the file): a config
+/// error keeps its one "config error:" prefix instead of gaining another.
+fn in_file(origin: &str, error: Error) -> Error {
+    match error {
+        Error::Config(message) => Error::Config(format!("{origin}: {message}")),
+        other => other,
+    }
+}
+
 impl Config {
     /// Parses a config file's text; `origin` names it in errors.
     pub fn parse(origin: &str, text: &str) -> Result<Config> {
@@ -677,10 +686,7 @@ impl Config {
                 "{origin}: at least one source is required"
             )));
         }
-        config
-            .engine
-            .validate()
-            .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        config.engine.validate().map_err(|e| in_file(origin, e))?;
         for source in &config.sources {
             let (decoder, flow_format) = match source {
                 SourceConfig::File {
@@ -695,16 +701,13 @@ impl Config {
                 } => (*decoder, flow_format.as_deref()),
                 SourceConfig::Kafka(kafka) => (kafka.decoder, kafka.flow_format.as_deref()),
             };
-            source_decoding(decoder, flow_format)
-                .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+            source_decoding(decoder, flow_format).map_err(|e| in_file(origin, e))?;
             if let SourceConfig::Kinesis {
                 enhanced_fan_out: Some(fan_out),
                 ..
             } = source
             {
-                fan_out
-                    .validate()
-                    .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+                fan_out.validate().map_err(|e| in_file(origin, e))?;
             }
         }
         Ok(config)
@@ -750,6 +753,16 @@ mod tests {
         }
         let ok = "  max_record_bytes: 65536\n  max_open_windows: 1000\n  allowed_lateness: 0s\n";
         Config::parse("t", &format!("{base}{ok}")).unwrap();
+    }
+
+    #[test]
+    fn a_validation_error_names_the_file_once_and_says_config_error_once() {
+        let text = "sources:\n  - type: file\n    paths: [samples]\nengine:\n  shards: 0\n";
+        let error = Config::parse("zero_shards.yaml", text).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "config error: zero_shards.yaml: engine.shards must be at least 1 (got 0)"
+        );
     }
 
     #[test]
