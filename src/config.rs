@@ -766,6 +766,14 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_duration_names_its_key_and_line() {
+        let text = "engine:\n  shards: 2\n  allowed_lateness: 15\nsources:\n  - type: file\n    paths: [samples]\n";
+        let error = Config::parse("blk.yaml", text).unwrap_err().to_string();
+        assert!(error.contains("blk.yaml:3:"), "{error}");
+        assert!(error.contains("engine.allowed_lateness"), "{error}");
+    }
+
+    #[test]
     fn scaleout_refuses_a_kinesis_input() {
         let text = "sources:\n  - type: kinesis\n    stream: trail\n\
                     scaleout:\n  brokers: k:9092\n  topic: rp\n  group_id: s2\n";
