@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::decode::flow::FlowFormat;
 use crate::decode::DecoderKind;
@@ -19,6 +19,8 @@ use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
 use crate::rules::duration::HumanDuration;
 use crate::source::SourceDecoding;
+
+mod tagged;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -299,9 +301,10 @@ impl EngineSection {
     }
 }
 
-/// One input.
+/// One input, tagged by `type` (read by [`tagged`], so that an error
+/// inside a source keeps its line and key path).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
     /// Files or directories (`-` for stdin).
     File {
@@ -356,6 +359,21 @@ pub enum SourceConfig {
         #[serde(default)]
         flow_format: Option<String>,
     },
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tagged::deserialize(deserializer)
+    }
+}
+
+impl tagged::Tagged for SourceConfig {
+    const WHAT: &'static str = "a source";
+    const TYPES: &'static [&'static str] = &["file", "kafka", "kinesis"];
+
+    fn derived<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        SourceConfig::deserialize(deserializer)
+    }
 }
 
 /// Enhanced fan-out of a Kinesis source.
@@ -559,9 +577,9 @@ fn stderr_sink() -> SinkConfig {
     SinkConfig::Stderr
 }
 
-/// One output.
+/// One output, tagged by `type` (see [`SourceConfig`]).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConfig {
     Stdout,
     Stderr,
@@ -585,6 +603,21 @@ pub enum SinkConfig {
         #[serde(default)]
         endpoint_url: Option<String>,
     },
+}
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tagged::deserialize(deserializer)
+    }
+}
+
+impl tagged::Tagged for SinkConfig {
+    const WHAT: &'static str = "a sink";
+    const TYPES: &'static [&'static str] = &["stdout", "stderr", "file", "kafka", "kinesis"];
+
+    fn derived<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        SinkConfig::deserialize(deserializer)
+    }
 }
 
 /// The metrics and health listener.
@@ -771,6 +804,64 @@ mod tests {
         let error = Config::parse("blk.yaml", text).unwrap_err().to_string();
         assert!(error.contains("blk.yaml:3:"), "{error}");
         assert!(error.contains("engine.allowed_lateness"), "{error}");
+    }
+
+    #[test]
+    fn an_error_inside_a_source_names_its_key_and_line() {
+        let text = "sources:\n  - type: file\n    paths: [samples]\n    decoder: json\n";
+        let error = Config::parse("dec.yaml", text).unwrap_err().to_string();
+        assert!(
+            error.contains("dec.yaml:4:14: sources[0].decoder"),
+            "{error}"
+        );
+        assert!(
+            error.contains("`cloud_trail`"),
+            "the accepted values: {error}"
+        );
+        let text = "sources:\n  - type: kinesis\n    stream: trail\n    lease_duration: 5x\n";
+        let error = Config::parse("k.yaml", text).unwrap_err().to_string();
+        assert!(
+            error.contains("k.yaml:4:21: sources[0].lease_duration"),
+            "{error}"
+        );
+        let text = "sources:\n  - type: file\n";
+        let error = Config::parse("s.yaml", text).unwrap_err().to_string();
+        assert!(
+            error.contains("s.yaml:2:5: sources[0]: missing field `paths`"),
+            "{error}"
+        );
+    }
+
+    /// `type` need not come first; a unit sink takes no other key.
+    #[test]
+    fn tagged_blocks_read_in_any_key_order() {
+        let text = "sources:\n  - paths: [samples]\n    decoder: vpc_flow\n    type: file\nsinks:\n  alerts: {path: a.jsonl, type: file}\n  dead_letter: {type: stdout}\n";
+        let config = Config::parse("t", text).unwrap();
+        assert!(matches!(
+            &config.sources[0],
+            SourceConfig::File { decoder: Some(DecoderKind::VpcFlow), paths, .. } if paths == &["samples"]
+        ));
+        assert!(
+            matches!(&config.sinks.alerts, SinkConfig::File { path } if path.ends_with("a.jsonl"))
+        );
+        assert!(matches!(config.sinks.dead_letter, SinkConfig::Stdout));
+        let error = Config::parse("t", "sources:\n  - paths: [samples]\n    type: filez\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`filez`, expected one of `file`, `kafka`, `kinesis`"),
+            "{error}"
+        );
+        let error = Config::parse("t", "sources:\n  - paths: [samples]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("missing field `type`"), "{error}");
+        let text = "sources:\n  - {type: file, paths: [samples]}\nsinks:\n  alerts: {type: stdout, path: x}\n";
+        let error = Config::parse("t", text).unwrap_err().to_string();
+        assert!(
+            error.contains("t:4:26: sinks.alerts: unknown field `path`"),
+            "{error}"
+        );
     }
 
     #[test]
