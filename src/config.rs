@@ -832,6 +832,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_decoder_takes_the_rule_kind_spellings_too() {
+        for (spelling, kind) in [
+            ("cloudtrail", DecoderKind::CloudTrail),
+            ("cloud_trail", DecoderKind::CloudTrail),
+            ("vpcflow", DecoderKind::VpcFlow),
+            ("vpc_flow", DecoderKind::VpcFlow),
+            ("hostlog", DecoderKind::HostLog),
+            ("host_log", DecoderKind::HostLog),
+        ] {
+            let text =
+                format!("sources:\n  - {{type: file, paths: [samples], decoder: {spelling}}}\n");
+            let config = Config::parse("t", &text).unwrap_or_else(|e| panic!("{spelling}: {e}"));
+            assert!(
+                matches!(config.sources[0], SourceConfig::File { decoder: Some(d), .. } if d == kind),
+                "{spelling}"
+            );
+        }
+    }
+
     /// `type` need not come first; a unit sink takes no other key.
     #[test]
     fn tagged_blocks_read_in_any_key_order() {
