@@ -4,7 +4,9 @@
 //! a misspelt setting fails loudly at start-up (and in `--check`) instead
 //! of silently falling back to a default. Sources and sinks are closed
 //! enums tagged by `type`; adding a backend means adding a variant and a
-//! `match` arm where they are built (see `crate::cli::run`).
+//! `match` arm where they are built (see `crate::cli::run`). A source's
+//! own checks (`SourceConfig::validate`) run while it is read, so their
+//! errors name the file, the source (`sources[1]`) and its line.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -361,6 +363,37 @@ pub enum SourceConfig {
     },
 }
 
+impl SourceConfig {
+    /// Checks what serde cannot: the decoding settings, a Kafka source's
+    /// topics and group, a Kinesis consumer name. Run while the source is
+    /// read (see [`tagged::Tagged::check`]), so an error carries the
+    /// source's line and index.
+    pub fn validate(&self) -> Result<()> {
+        let (decoder, flow_format) = match self {
+            SourceConfig::File {
+                decoder,
+                flow_format,
+                ..
+            }
+            | SourceConfig::Kinesis {
+                decoder,
+                flow_format,
+                ..
+            } => (*decoder, flow_format.as_deref()),
+            SourceConfig::Kafka(kafka) => (kafka.decoder, kafka.flow_format.as_deref()),
+        };
+        source_decoding(decoder, flow_format)?;
+        match self {
+            SourceConfig::Kafka(kafka) => kafka.validate(),
+            SourceConfig::Kinesis {
+                enhanced_fan_out: Some(fan_out),
+                ..
+            } => fan_out.validate(),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         tagged::deserialize(deserializer)
@@ -373,6 +406,10 @@ impl tagged::Tagged for SourceConfig {
 
     fn derived<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         SourceConfig::deserialize(deserializer)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        self.validate().map_err(message)
     }
 }
 
@@ -618,6 +655,10 @@ impl tagged::Tagged for SinkConfig {
     fn derived<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         SinkConfig::deserialize(deserializer)
     }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The metrics and health listener.
@@ -704,6 +745,15 @@ fn in_file(origin: &str, error: Error) -> Error {
     }
 }
 
+/// A config error's message without its "config error:" prefix (to be
+/// placed in a longer one); any other error as it displays.
+fn message(error: Error) -> String {
+    match error {
+        Error::Config(message) => message,
+        other => other.to_string(),
+    }
+}
+
 impl Config {
     /// Parses a config file's text; `origin` names it in errors.
     pub fn parse(origin: &str, text: &str) -> Result<Config> {
@@ -720,29 +770,6 @@ impl Config {
             )));
         }
         config.engine.validate().map_err(|e| in_file(origin, e))?;
-        for source in &config.sources {
-            let (decoder, flow_format) = match source {
-                SourceConfig::File {
-                    decoder,
-                    flow_format,
-                    ..
-                }
-                | SourceConfig::Kinesis {
-                    decoder,
-                    flow_format,
-                    ..
-                } => (*decoder, flow_format.as_deref()),
-                SourceConfig::Kafka(kafka) => (kafka.decoder, kafka.flow_format.as_deref()),
-            };
-            source_decoding(decoder, flow_format).map_err(|e| in_file(origin, e))?;
-            if let SourceConfig::Kinesis {
-                enhanced_fan_out: Some(fan_out),
-                ..
-            } = source
-            {
-                fan_out.validate().map_err(|e| in_file(origin, e))?;
-            }
-        }
         Ok(config)
     }
 
@@ -1024,15 +1051,28 @@ mod tests {
     #[test]
     fn kafka_source_needs_exactly_one_topic_selector() {
         let both = "sources:\n  - type: kafka\n    brokers: b\n    topics: [a]\n    topic_pattern: 'ct-.*'\n    group_id: g\n";
-        let SourceConfig::Kafka(kafka) = &Config::parse("t", both).unwrap().sources[0] else {
-            panic!("not kafka");
-        };
-        assert!(kafka.validate().is_err());
+        let error = Config::parse("t", both).unwrap_err().to_string();
+        assert!(error.contains("not both"), "{error}");
         let none = "sources:\n  - type: kafka\n    brokers: b\n    group_id: g\n";
-        let SourceConfig::Kafka(kafka) = &Config::parse("t", none).unwrap().sources[0] else {
-            panic!("not kafka");
-        };
-        assert!(kafka.validate().is_err());
+        assert!(Config::parse("t", none).is_err());
+    }
+
+    /// A check of a source's settings names the file, the source and its line.
+    #[test]
+    fn a_source_validation_error_names_the_file_the_source_and_its_line() {
+        let text = "sources:\n  - type: file\n    paths: [samples]\n  - type: kafka\n    brokers: b:9092\n    group_id: g\n";
+        let error = Config::parse("k.yaml", text).unwrap_err().to_string();
+        assert!(
+            error.starts_with("config error: k.yaml:4:5: sources[1]: kafka source: one of topics or topic_pattern is required"),
+            "{error}"
+        );
+        let text =
+            "sources:\n  - type: file\n    paths: [samples]\n    flow_format: '${nosuchfield}'\n";
+        let error = Config::parse("f.yaml", text).unwrap_err().to_string();
+        assert!(
+            error.contains("f.yaml:2:5: sources[0]: invalid flow_format"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -150,11 +150,6 @@ pub fn execute(args: RunArgs) -> Result<i32> {
     };
     let rules = load_rules(&rule_args)?;
     let engine_config = config.engine.to_engine_config(false);
-    for source in &config.sources {
-        if let SourceConfig::Kafka(kafka) = source {
-            kafka.validate()?;
-        }
-    }
     if args.check {
         outln!("config ok: {}", args.config.display())?;
         outln!("effective config (secrets redacted):")?;

@@ -14,8 +14,9 @@
 //!
 //! Contract: [`deserialize`] accepts exactly the maps that
 //! `#[serde(tag = "type")]` accepts for an enum of unit, newtype (of a
-//! struct) and struct variants, and refuses any other key of a unit
-//! variant.
+//! struct) and struct variants, less any other key of a unit variant and
+//! any block that fails [`Tagged::check`]; that error is placed at the
+//! block (`sources[1]`, its first line).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -34,6 +35,9 @@ pub(crate) trait Tagged: Sized {
     const TYPES: &'static [&'static str];
     /// The enum's derived, externally tagged deserializer.
     fn derived<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
+    /// Checks serde cannot make; run while the block is read, so that an
+    /// error is placed at the block (`sources[1]`, its line).
+    fn check(&self) -> Result<(), String>;
 }
 
 /// Reads a `type`-tagged block (see the module docs).
@@ -56,36 +60,44 @@ impl<'de, T: Tagged> Visitor<'de> for BlockVisitor<T> {
         let Some(first) = map.next_key::<String>()? else {
             return Err(de::Error::missing_field("type"));
         };
-        if first == "type" {
+        let block = if first == "type" {
             let tag = map.next_value_seed(TypeSeed(T::TYPES))?;
-            return T::derived(Body {
+            T::derived(Body {
                 tag,
                 body: MapAccessDeserializer::new(map),
-            });
-        }
-        let mut rest = vec![(
-            serde_yaml_ng::Value::String(first),
-            map.next_value::<serde_yaml_ng::Value>()?,
-        )];
-        while let Some(key) = map.next_key::<serde_yaml_ng::Value>()? {
-            rest.push((key, map.next_value()?));
-        }
-        let Some(index) = rest
-            .iter()
-            .position(|(key, _)| key.as_str() == Some("type"))
-        else {
-            return Err(de::Error::missing_field("type"));
+            })?
+        } else {
+            buffered(first, map)?
         };
-        let (_, tag) = rest.remove(index);
-        let tag = TypeSeed(T::TYPES)
-            .deserialize(tag)
-            .map_err(de::Error::custom)?;
-        T::derived(Body {
-            tag,
-            body: MapDeserializer::<_, serde_yaml_ng::Error>::new(rest.into_iter()),
-        })
-        .map_err(de::Error::custom)
+        block.check().map_err(de::Error::custom)?;
+        Ok(block)
     }
+}
+
+/// A block whose `type` is not its first key: buffered, then read.
+fn buffered<'de, T: Tagged, A: MapAccess<'de>>(first: String, mut map: A) -> Result<T, A::Error> {
+    let mut rest = vec![(
+        serde_yaml_ng::Value::String(first),
+        map.next_value::<serde_yaml_ng::Value>()?,
+    )];
+    while let Some(key) = map.next_key::<serde_yaml_ng::Value>()? {
+        rest.push((key, map.next_value()?));
+    }
+    let Some(index) = rest
+        .iter()
+        .position(|(key, _)| key.as_str() == Some("type"))
+    else {
+        return Err(de::Error::missing_field("type"));
+    };
+    let (_, tag) = rest.remove(index);
+    let tag = TypeSeed(T::TYPES)
+        .deserialize(tag)
+        .map_err(de::Error::custom)?;
+    T::derived(Body {
+        tag,
+        body: MapDeserializer::<_, serde_yaml_ng::Error>::new(rest.into_iter()),
+    })
+    .map_err(de::Error::custom)
 }
 
 /// The `type` value, checked where it is written.
