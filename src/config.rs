@@ -736,6 +736,19 @@ pub fn source_decoding(
     }))
 }
 
+/// A YAML error's message without the ` at line L column C` that
+/// serde_yaml_ng appends: callers put the position first, as `file:L:C:`.
+pub fn yaml_message(error: &serde_yaml_ng::Error) -> String {
+    let text = error.to_string();
+    match error.location() {
+        Some(at) => {
+            let suffix = format!(" at line {} column {}", at.line(), at.column());
+            text.strip_suffix(&suffix).unwrap_or(&text).to_string()
+        }
+        None => text,
+    }
+}
+
 /// `error` with its message prefixed by `origin` (the file): a config
 /// error keeps its one "config error:" prefix instead of gaining another.
 fn in_file(origin: &str, error: Error) -> Error {
@@ -762,7 +775,7 @@ impl Config {
                 .location()
                 .map(|l| format!(":{}:{}", l.line(), l.column()))
                 .unwrap_or_default();
-            Error::Config(format!("{origin}{at}: {e}"))
+            Error::Config(format!("{origin}{at}: {}", yaml_message(&e)))
         })?;
         if config.sources.is_empty() {
             return Err(Error::Config(format!(
@@ -831,6 +844,23 @@ mod tests {
         let error = Config::parse("blk.yaml", text).unwrap_err().to_string();
         assert!(error.contains("blk.yaml:3:"), "{error}");
         assert!(error.contains("engine.allowed_lateness"), "{error}");
+    }
+
+    /// The position is given once, in front.
+    #[test]
+    fn a_yaml_error_gives_its_position_once() {
+        let text = "engine:\n  shards: 2\n  allowed_lateness: 15\nsources:\n  - type: file\n    paths: [samples]\n";
+        let error = Config::parse("blk.yaml", text).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "config error: blk.yaml:3:21: engine.allowed_lateness: invalid duration unit \"\" in \"15\": use ms, s, m, h or d"
+        );
+        let problems = crate::rules::parse_rule_text("y.yaml", "id: [\n").unwrap_err();
+        assert!(
+            !problems[0].message.contains(" at line "),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]
