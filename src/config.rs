@@ -686,8 +686,9 @@ fn default_listen() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
-    /// `tracing` env-filter directive (overridden by `RUST_LOG`).
-    #[serde(default = "default_level")]
+    /// `tracing` env-filter directives (overridden by `RUST_LOG`), checked
+    /// as they are read ([`check_log_level`]).
+    #[serde(default = "default_level", deserialize_with = "log_level")]
     pub level: String,
     #[serde(default)]
     pub format: LogFormat,
@@ -704,6 +705,60 @@ impl Default for LogConfig {
 
 fn default_level() -> String {
     "info".to_string()
+}
+
+/// Checks `log.level` with tracing-subscriber's own directive parser,
+/// directive by directive as its env-filter splits them. A bare word must
+/// also be a level: env-filter reads any other (`verbose`) as a target
+/// enabled at every level, which leaves every trailwatch message, warnings
+/// included, filtered out. An empty level enables nothing either.
+pub fn check_log_level(level: &str) -> std::result::Result<(), String> {
+    if level
+        .split(',')
+        .all(|directive| directive.trim().is_empty())
+    {
+        return Err("no directive: write a level such as info, or off".into());
+    }
+    for directive in level.split(',').map(str::trim) {
+        if directive.is_empty() {
+            continue;
+        }
+        if let Err(e) = directive.parse::<tracing_subscriber::filter::Directive>() {
+            return Err(format!("invalid directive {directive:?}: {e}"));
+        }
+        let bare = directive
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ':'));
+        if bare
+            && directive
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .is_err()
+        {
+            return Err(format!(
+                "invalid directive {directive:?}: not a level (trace, debug, info, warn, \
+                 error, off), and a target takes one as TARGET=LEVEL"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads `log.level`, refusing it where it is written (see
+/// [`check_log_level`]).
+fn log_level<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    struct LevelVisitor;
+    impl serde::de::Visitor<'_> for LevelVisitor {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("env-filter directives such as info or trailwatch=debug,rdkafka=warn")
+        }
+        fn visit_str<E: serde::de::Error>(self, level: &str) -> Result<String, E> {
+            check_log_level(level)
+                .map(|()| level.to_string())
+                .map_err(E::custom)
+        }
+    }
+    deserializer.deserialize_str(LevelVisitor)
 }
 
 /// Log line format.
@@ -939,6 +994,38 @@ mod tests {
             error.contains("t:4:26: sinks.alerts: unknown field `path`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_log_level_that_would_filter_out_every_message_is_refused() {
+        let parse = |level: &str| {
+            let text = format!(
+                "sources:\n  - type: file\n    paths: [samples]\nlog:\n  level: {level:?}\n"
+            );
+            Config::parse("l.yaml", &text).map(|config| config.log.level)
+        };
+        for good in [
+            "info",
+            "trailwatch=debug,rdkafka=warn",
+            "warn,trailwatch::engine=trace",
+            "OFF",
+            "[http]=debug",
+        ] {
+            assert_eq!(parse(good).unwrap(), good);
+        }
+        for (bad, why) in [
+            ("verbose", "invalid directive \"verbose\": not a level"),
+            (
+                "trailwatch=verbose",
+                "invalid directive \"trailwatch=verbose\"",
+            ),
+            ("info,trailwatch=[", "invalid directive \"trailwatch=[\""),
+            ("", "no directive"),
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains("l.yaml:5:10: log.level: "), "{bad}: {error}");
+            assert!(error.contains(why), "{bad}: {error}");
+        }
     }
 
     #[test]
