@@ -386,12 +386,46 @@ impl SourceConfig {
         match self {
             SourceConfig::Kafka(kafka) => kafka.validate(),
             SourceConfig::Kinesis {
-                enhanced_fan_out: Some(fan_out),
+                stream,
+                max_records,
+                lease_duration,
+                enhanced_fan_out,
                 ..
-            } => fan_out.validate(),
-            _ => Ok(()),
+            } => {
+                check_kinesis_source(
+                    stream,
+                    max_records.unwrap_or(10_000),
+                    lease_duration.map_or(std::time::Duration::from_secs(10), |d| d.0),
+                )?;
+                enhanced_fan_out
+                    .as_ref()
+                    .map_or(Ok(()), EnhancedFanOutConfig::validate)
+            }
+            SourceConfig::File { .. } => Ok(()),
         }
     }
+}
+
+/// The limits of a Kinesis source's settings (the source checks them too).
+pub fn check_kinesis_source(
+    stream: &str,
+    max_records: i32,
+    lease_duration: std::time::Duration,
+) -> Result<()> {
+    if stream.is_empty() {
+        return Err(Error::Config("kinesis source: stream is empty".into()));
+    }
+    if !(1..=10_000).contains(&max_records) {
+        return Err(Error::Config(
+            "kinesis source: max_records must be 1 to 10000".into(),
+        ));
+    }
+    if lease_duration < std::time::Duration::from_millis(300) {
+        return Err(Error::Config(
+            "kinesis source: lease_duration must be at least 300ms".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl<'de> Deserialize<'de> for SourceConfig {
@@ -657,7 +691,12 @@ impl tagged::Tagged for SinkConfig {
     }
 
     fn check(&self) -> std::result::Result<(), String> {
-        Ok(())
+        match self {
+            SinkConfig::Kinesis { stream, .. } if stream.is_empty() => {
+                Err("kinesis sink: stream is empty".into())
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -665,9 +704,64 @@ impl tagged::Tagged for SinkConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Bind address; empty disables the listener.
-    #[serde(default = "default_listen")]
+    /// Bind address, `HOST:PORT`; empty disables the listener. Parsed as it
+    /// is read ([`check_listen`]); bound only by `run`.
+    #[serde(default = "default_listen", deserialize_with = "listen_address")]
     pub listen: String,
+}
+
+/// Checks a listener address the way the listener reads it, without
+/// binding it: empty (disabled), an IP socket address (`127.0.0.1:9464`,
+/// `[::]:9464`), or a host name and a port (`localhost:9464`, resolved
+/// when bound).
+pub fn check_listen(listen: &str) -> std::result::Result<(), String> {
+    let listen = listen.trim();
+    if listen.is_empty() || listen.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let host_and_port = listen.rsplit_once(':').filter(|(host, port)| {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            && port.parse::<u16>().is_ok()
+    });
+    match host_and_port {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "{listen:?} is not an address to listen on: write HOST:PORT \
+             (127.0.0.1:9464, [::]:9464), or \"\" to disable the listener"
+        )),
+    }
+}
+
+/// Reads `metrics.listen`, refusing it where it is written.
+fn listen_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    deserializer.deserialize_str(CheckedString {
+        check: check_listen,
+        expecting: "an address such as 127.0.0.1:9464",
+    })
+}
+
+/// A string checked inside the visitor, so that a YAML deserializer
+/// places the error at the value (its line, its key path).
+struct CheckedString {
+    check: fn(&str) -> std::result::Result<(), String>,
+    expecting: &'static str,
+}
+
+impl serde::de::Visitor<'_> for CheckedString {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<String, E> {
+        (self.check)(text)
+            .map(|()| text.to_string())
+            .map_err(E::custom)
+    }
 }
 
 impl Default for MetricsConfig {
@@ -746,19 +840,10 @@ pub fn check_log_level(level: &str) -> std::result::Result<(), String> {
 /// Reads `log.level`, refusing it where it is written (see
 /// [`check_log_level`]).
 fn log_level<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    struct LevelVisitor;
-    impl serde::de::Visitor<'_> for LevelVisitor {
-        type Value = String;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("env-filter directives such as info or trailwatch=debug,rdkafka=warn")
-        }
-        fn visit_str<E: serde::de::Error>(self, level: &str) -> Result<String, E> {
-            check_log_level(level)
-                .map(|()| level.to_string())
-                .map_err(E::custom)
-        }
-    }
-    deserializer.deserialize_str(LevelVisitor)
+    deserializer.deserialize_str(CheckedString {
+        check: check_log_level,
+        expecting: "env-filter directives such as info or trailwatch=debug,rdkafka=warn",
+    })
 }
 
 /// Log line format.
@@ -838,6 +923,16 @@ impl Config {
             )));
         }
         config.engine.validate().map_err(|e| in_file(origin, e))?;
+        if matches!(config.sinks.dead_letter, SinkConfig::Kinesis { .. }) {
+            return Err(Error::Config(format!(
+                "{origin}: sinks.dead_letter: kinesis is only supported for alerts"
+            )));
+        }
+        if let Some(scaleout) = &config.scaleout {
+            scaleout
+                .validate(&config.sources)
+                .map_err(|e| in_file(origin, e))?;
+        }
         Ok(config)
     }
 
@@ -1032,17 +1127,73 @@ mod tests {
     fn scaleout_refuses_a_kinesis_input() {
         let text = "sources:\n  - type: kinesis\n    stream: trail\n\
                     scaleout:\n  brokers: k:9092\n  topic: rp\n  group_id: s2\n";
-        let config = Config::parse("k", text).unwrap();
-        let mut scaleout = config.scaleout.clone().expect("scaleout");
-        let error = scaleout.validate(&config.sources).unwrap_err().to_string();
+        let error = Config::parse("k", text).unwrap_err().to_string();
         assert!(
             error.contains("kinesis source cannot feed stage 1"),
             "{error}"
         );
-        scaleout.role = ScaleoutRole::Stage2;
-        scaleout
-            .validate(&config.sources)
-            .expect("stage 2 reads no source");
+        let config = Config::parse("k", &format!("{text}  role: stage2\n")).unwrap();
+        assert_eq!(
+            config.scaleout.map(|s| s.role),
+            Some(ScaleoutRole::Stage2),
+            "stage 2 reads no source"
+        );
+    }
+
+    /// What `run` refuses at start-up without binding or connecting is
+    /// refused when the file is read, so `run --check` refuses it too.
+    #[test]
+    fn start_up_refusals_are_config_errors() {
+        let file = "sources:\n  - type: file\n    paths: [samples]\n";
+        for (extra, expected) in [
+            (
+                "metrics:\n  listen: notanaddr\n",
+                "c.yaml:5:11: metrics.listen: \"notanaddr\" is not an address",
+            ),
+            ("metrics:\n  listen: 127.0.0.1:99999\n", "metrics.listen"),
+            (
+                "sinks:\n  dead_letter: {type: kinesis, stream: dl}\n",
+                "c.yaml: sinks.dead_letter: kinesis is only supported for alerts",
+            ),
+            (
+                "sinks:\n  alerts: {type: kinesis, stream: \"\"}\n",
+                "c.yaml:5:11: sinks.alerts: kinesis sink: stream is empty",
+            ),
+            (
+                "scaleout: {brokers: k, topic: rp, group_id: g}\n",
+                "c.yaml: scaleout.group_id must differ from the input's consumer group",
+            ),
+        ] {
+            let sources = if extra.starts_with("scaleout") {
+                "sources:\n  - {type: kafka, brokers: k, topics: [ct], group_id: g}\n"
+            } else {
+                file
+            };
+            let error = Config::parse("c.yaml", &format!("{sources}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{extra}: {error}");
+        }
+        let kinesis = "sources:\n  - type: kinesis\n    stream: trail\n    max_records: 0\n";
+        let error = Config::parse("c.yaml", kinesis).unwrap_err().to_string();
+        assert!(
+            error
+                .contains("c.yaml:2:5: sources[0]: kinesis source: max_records must be 1 to 10000"),
+            "{error}"
+        );
+        for listen in [
+            "",
+            "127.0.0.1:9464",
+            "[::]:9464",
+            "0.0.0.0:0",
+            "localhost:9464",
+        ] {
+            let text = format!("{file}metrics:\n  listen: {listen:?}\n");
+            assert_eq!(
+                Config::parse("c.yaml", &text).unwrap().metrics.listen,
+                listen
+            );
+        }
     }
 
     /// Stage 2 must outlast a dead replica's session timeout (45 s by

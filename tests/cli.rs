@@ -170,6 +170,58 @@ fn run_check_validates_config_keys() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("shardz"));
 }
 
+/// `run --check` on `yaml` (written to `dir`): exit code, stdout, stderr.
+fn check_config(dir: &std::path::Path, yaml: &str) -> (Option<i32>, String, String) {
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let output = trailwatch()
+        .args(["run", "--check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A config that `run` refuses at start-up is refused by `--check` with
+/// the same error (exit 2), and "config ok" is never printed for it.
+#[test]
+fn run_check_refuses_what_run_refuses_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = "sources:\n  - {type: file, paths: [\"-\"]}\n";
+    let kafka = "sources:\n  - {type: kafka, brokers: 127.0.0.1:1, topics: [ct], group_id: g}\n";
+    for (yaml, expected) in [
+        (
+            format!("{file}metrics: {{listen: notanaddr}}\n"),
+            "metrics.listen: \"notanaddr\" is not an address",
+        ),
+        (
+            format!("{kafka}scaleout: {{brokers: 127.0.0.1:1, topic: rp, group_id: g}}\n"),
+            "scaleout.group_id must differ",
+        ),
+        (
+            format!("{file}sinks: {{dead_letter: {{type: kinesis, stream: dl}}}}\n"),
+            "sinks.dead_letter: kinesis is only supported for alerts",
+        ),
+        (
+            format!("{file}log: {{level: verbose}}\n"),
+            "log.level: invalid directive \"verbose\"",
+        ),
+    ] {
+        let (code, stdout, stderr) = check_config(dir.path(), &yaml);
+        assert_eq!(code, Some(2), "{yaml}{stdout}{stderr}");
+        assert!(!stdout.contains("config ok"), "{yaml}{stdout}");
+        assert!(stderr.contains(expected), "{yaml}{stderr}");
+        let run = run_with_config(dir.path(), &yaml);
+        let run_stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{yaml}{run_stderr}");
+        assert_eq!(run_stderr, stderr, "run and --check give the same error");
+    }
+}
+
 #[test]
 fn run_reads_a_custom_flow_format_from_config_and_writes_alerts_to_a_file() {
     let dir = tempfile::tempdir().unwrap();
