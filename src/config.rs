@@ -195,66 +195,109 @@ fn yes() -> bool {
     true
 }
 
-/// Engine tuning; every field has a safe default.
+/// Engine tuning; every field has a safe default. A value that would make
+/// the service unsafe rather than tuned is refused where it is written:
+/// a zero that turns a cap into "refuse everything" (every record
+/// dead-lettered, every window shed), no worker at all, or no time to
+/// commit, drain or wait for a quiet partition.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSection {
+    #[serde(default, deserialize_with = "at_least::<_, 1>")]
     pub shards: Option<usize>,
+    #[serde(default, deserialize_with = "at_least::<_, 1>")]
     pub decoders: Option<usize>,
+    #[serde(default, deserialize_with = "at_least::<_, 1>")]
     pub channel_batches: Option<usize>,
     pub allowed_lateness: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "more_than_zero")]
     pub idle_timeout: Option<HumanDuration>,
     pub max_skew: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "at_least::<_, 1>")]
     pub max_open_windows: Option<usize>,
     /// Cap on window state bytes (see `EngineConfig::max_state_bytes`).
+    #[serde(default, deserialize_with = "at_least::<_, { 1 << 20 }>")]
     pub max_state_bytes: Option<usize>,
     pub max_samples: Option<usize>,
     pub max_sample_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "at_least::<_, { 1 << 10 }>")]
     pub max_record_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "at_least::<_, { 1 << 10 }>")]
     pub max_decompressed_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "more_than_zero")]
     pub commit_interval: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "more_than_zero")]
     pub shutdown_deadline: Option<HumanDuration>,
 }
 
-impl EngineSection {
-    /// Rejects values that would make the service unsafe rather than
-    /// tuned: a zero that turns a cap into "refuse everything" (every
-    /// record dead-lettered, every window shed), no worker at all, or no
-    /// time to commit, drain or wait for a quiet partition.
-    pub fn validate(&self) -> Result<()> {
-        let counts = [
-            ("shards", self.shards, 1),
-            ("decoders", self.decoders, 1),
-            ("channel_batches", self.channel_batches, 1),
-            ("max_open_windows", self.max_open_windows, 1),
-            ("max_state_bytes", self.max_state_bytes, 1 << 20),
-            ("max_record_bytes", self.max_record_bytes, 1 << 10),
-            (
-                "max_decompressed_bytes",
-                self.max_decompressed_bytes,
-                1 << 10,
-            ),
-        ];
-        for (name, value, least) in counts {
-            if let Some(value) = value.filter(|value| *value < least) {
-                return Err(Error::Config(format!(
-                    "engine.{name} must be at least {least} (got {value})"
-                )));
+/// An optional count of at least `LEAST`, refused where it is written.
+fn at_least<'de, D: Deserializer<'de>, const LEAST: usize>(
+    deserializer: D,
+) -> Result<Option<usize>, D::Error> {
+    struct AtLeast<const LEAST: usize>;
+    impl<'de, const LEAST: usize> serde::de::Visitor<'de> for AtLeast<LEAST> {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a count of at least {LEAST}")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<usize>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<usize>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Option<usize>, D::Error> {
+            deserializer.deserialize_u64(self)
+        }
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Option<usize>, E> {
+            match usize::try_from(value) {
+                Ok(value) if value >= LEAST => Ok(Some(value)),
+                _ => Err(E::custom(format!("must be at least {LEAST} (got {value})"))),
             }
         }
-        let durations = [
-            ("idle_timeout", self.idle_timeout),
-            ("commit_interval", self.commit_interval),
-            ("shutdown_deadline", self.shutdown_deadline),
-        ];
-        for (name, value) in durations {
-            if value.is_some_and(|d| d.0.is_zero()) {
-                return Err(Error::Config(format!("engine.{name} must be more than 0")));
-            }
-        }
-        Ok(())
     }
+    deserializer.deserialize_option(AtLeast::<LEAST>)
+}
 
+/// An optional duration of more than zero, refused where it is written.
+fn more_than_zero<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<HumanDuration>, D::Error> {
+    struct MoreThanZero;
+    impl<'de> serde::de::Visitor<'de> for MoreThanZero {
+        type Value = Option<HumanDuration>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration of more than 0, such as 30s, 5m or 1h")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_str(self)
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            match HumanDuration::parse(text).map_err(E::custom)? {
+                duration if duration.0.is_zero() => Err(E::custom("must be more than 0")),
+                duration => Ok(Some(duration)),
+            }
+        }
+        fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<Self::Value, E> {
+            self.visit_str(&number.to_string())
+        }
+    }
+    deserializer.deserialize_option(MoreThanZero)
+}
+
+impl EngineSection {
     /// The engine configuration for service (`replay = false`) or replay mode.
     pub fn to_engine_config(&self, replay: bool) -> EngineConfig {
         let defaults = EngineConfig::default();
@@ -922,7 +965,6 @@ impl Config {
                 "{origin}: at least one source is required"
             )));
         }
-        config.engine.validate().map_err(|e| in_file(origin, e))?;
         if matches!(config.sinks.dead_letter, SinkConfig::Kinesis { .. }) {
             return Err(Error::Config(format!(
                 "{origin}: sinks.dead_letter: kinesis is only supported for alerts"
@@ -968,14 +1010,32 @@ mod tests {
             ("  max_open_windows: 0", "max_open_windows"),
             ("  max_state_bytes: 0", "max_state_bytes"),
             ("  shards: 0", "shards"),
+            ("  decoders: 0", "decoders"),
+            ("  channel_batches: 0", "channel_batches"),
+            ("  max_decompressed_bytes: 1023", "max_decompressed_bytes"),
             ("  shutdown_deadline: 0s", "shutdown_deadline"),
+            ("  idle_timeout: 0m", "idle_timeout"),
+            ("  commit_interval: 0ms", "commit_interval"),
         ] {
-            let error = Config::parse("t", &format!("{base}{line}\n")).unwrap_err();
+            // A second, valid key first: the error is at the bad one's line.
+            let text = format!("{base}  max_skew: 5m\n{line}\n");
+            let error = Config::parse("t", &text).unwrap_err();
             assert!(matches!(error, Error::Config(_)), "{line}: {error}");
-            assert!(error.to_string().contains(field), "{line}: {error}");
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("t:6:{}: engine.{field}: must be", field.len() + 5)),
+                "{line}: {error}"
+            );
         }
-        let ok = "  max_record_bytes: 65536\n  max_open_windows: 1000\n  allowed_lateness: 0s\n";
-        Config::parse("t", &format!("{base}{ok}")).unwrap();
+        let ok = "  max_record_bytes: 65536\n  max_open_windows: 1000\n  allowed_lateness: 0s\n  shards: ~\n  idle_timeout: 2m\n";
+        let config = Config::parse("t", &format!("{base}{ok}")).unwrap();
+        assert_eq!(config.engine.shards, None);
+        assert_eq!(config.engine.max_open_windows, Some(1000));
+        assert_eq!(
+            config.engine.idle_timeout,
+            Some(HumanDuration(std::time::Duration::from_secs(120)))
+        );
     }
 
     #[test]
@@ -984,7 +1044,7 @@ mod tests {
         let error = Config::parse("zero_shards.yaml", text).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "config error: zero_shards.yaml: engine.shards must be at least 1 (got 0)"
+            "config error: zero_shards.yaml:5:11: engine.shards: must be at least 1 (got 0)"
         );
     }
 
