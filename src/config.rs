@@ -4,13 +4,15 @@
 //! a misspelt setting fails loudly at start-up (and in `--check`) instead
 //! of silently falling back to a default. Sources and sinks are closed
 //! enums tagged by `type`; adding a backend means adding a variant and a
-//! `match` arm where they are built (see `crate::cli::run`).
+//! `match` arm where they are built (see `crate::cli::run`). A source's
+//! own checks (`SourceConfig::validate`) run while it is read, so their
+//! errors name the file, the source (`sources[1]`) and its line.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::decode::flow::FlowFormat;
 use crate::decode::DecoderKind;
@@ -19,6 +21,8 @@ use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
 use crate::rules::duration::HumanDuration;
 use crate::source::SourceDecoding;
+
+mod tagged;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -191,66 +195,109 @@ fn yes() -> bool {
     true
 }
 
-/// Engine tuning; every field has a safe default.
+/// Engine tuning; every field has a safe default. A value that would make
+/// the service unsafe rather than tuned is refused where it is written:
+/// a zero that turns a cap into "refuse everything" (every record
+/// dead-lettered, every window shed), no worker at all, or no time to
+/// commit, drain or wait for a quiet partition.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSection {
+    #[serde(default, deserialize_with = "at_least::<_, 1>")]
     pub shards: Option<usize>,
+    #[serde(default, deserialize_with = "at_least::<_, 1>")]
     pub decoders: Option<usize>,
+    #[serde(default, deserialize_with = "at_least::<_, 1>")]
     pub channel_batches: Option<usize>,
     pub allowed_lateness: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "more_than_zero")]
     pub idle_timeout: Option<HumanDuration>,
     pub max_skew: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "at_least::<_, 1>")]
     pub max_open_windows: Option<usize>,
     /// Cap on window state bytes (see `EngineConfig::max_state_bytes`).
+    #[serde(default, deserialize_with = "at_least::<_, { 1 << 20 }>")]
     pub max_state_bytes: Option<usize>,
     pub max_samples: Option<usize>,
     pub max_sample_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "at_least::<_, { 1 << 10 }>")]
     pub max_record_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "at_least::<_, { 1 << 10 }>")]
     pub max_decompressed_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "more_than_zero")]
     pub commit_interval: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "more_than_zero")]
     pub shutdown_deadline: Option<HumanDuration>,
 }
 
-impl EngineSection {
-    /// Rejects values that would make the service unsafe rather than
-    /// tuned: a zero that turns a cap into "refuse everything" (every
-    /// record dead-lettered, every window shed), no worker at all, or no
-    /// time to commit, drain or wait for a quiet partition.
-    pub fn validate(&self) -> Result<()> {
-        let counts = [
-            ("shards", self.shards, 1),
-            ("decoders", self.decoders, 1),
-            ("channel_batches", self.channel_batches, 1),
-            ("max_open_windows", self.max_open_windows, 1),
-            ("max_state_bytes", self.max_state_bytes, 1 << 20),
-            ("max_record_bytes", self.max_record_bytes, 1 << 10),
-            (
-                "max_decompressed_bytes",
-                self.max_decompressed_bytes,
-                1 << 10,
-            ),
-        ];
-        for (name, value, least) in counts {
-            if let Some(value) = value.filter(|value| *value < least) {
-                return Err(Error::Config(format!(
-                    "engine.{name} must be at least {least} (got {value})"
-                )));
+/// An optional count of at least `LEAST`, refused where it is written.
+fn at_least<'de, D: Deserializer<'de>, const LEAST: usize>(
+    deserializer: D,
+) -> Result<Option<usize>, D::Error> {
+    struct AtLeast<const LEAST: usize>;
+    impl<'de, const LEAST: usize> serde::de::Visitor<'de> for AtLeast<LEAST> {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a count of at least {LEAST}")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<usize>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<usize>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Option<usize>, D::Error> {
+            deserializer.deserialize_u64(self)
+        }
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Option<usize>, E> {
+            match usize::try_from(value) {
+                Ok(value) if value >= LEAST => Ok(Some(value)),
+                _ => Err(E::custom(format!("must be at least {LEAST} (got {value})"))),
             }
         }
-        let durations = [
-            ("idle_timeout", self.idle_timeout),
-            ("commit_interval", self.commit_interval),
-            ("shutdown_deadline", self.shutdown_deadline),
-        ];
-        for (name, value) in durations {
-            if value.is_some_and(|d| d.0.is_zero()) {
-                return Err(Error::Config(format!("engine.{name} must be more than 0")));
-            }
-        }
-        Ok(())
     }
+    deserializer.deserialize_option(AtLeast::<LEAST>)
+}
 
+/// An optional duration of more than zero, refused where it is written.
+fn more_than_zero<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<HumanDuration>, D::Error> {
+    struct MoreThanZero;
+    impl<'de> serde::de::Visitor<'de> for MoreThanZero {
+        type Value = Option<HumanDuration>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration of more than 0, such as 30s, 5m or 1h")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_str(self)
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            match HumanDuration::parse(text).map_err(E::custom)? {
+                duration if duration.0.is_zero() => Err(E::custom("must be more than 0")),
+                duration => Ok(Some(duration)),
+            }
+        }
+        fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<Self::Value, E> {
+            self.visit_str(&number.to_string())
+        }
+    }
+    deserializer.deserialize_option(MoreThanZero)
+}
+
+impl EngineSection {
     /// The engine configuration for service (`replay = false`) or replay mode.
     pub fn to_engine_config(&self, replay: bool) -> EngineConfig {
         let defaults = EngineConfig::default();
@@ -299,9 +346,10 @@ impl EngineSection {
     }
 }
 
-/// One input.
+/// One input, tagged by `type` (read by [`tagged`], so that an error
+/// inside a source keeps its line and key path).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
     /// Files or directories (`-` for stdin).
     File {
@@ -356,6 +404,90 @@ pub enum SourceConfig {
         #[serde(default)]
         flow_format: Option<String>,
     },
+}
+
+impl SourceConfig {
+    /// Checks what serde cannot: the decoding settings, a Kafka source's
+    /// topics and group, a Kinesis consumer name. Run while the source is
+    /// read (see [`tagged::Tagged::check`]), so an error carries the
+    /// source's line and index.
+    pub fn validate(&self) -> Result<()> {
+        let (decoder, flow_format) = match self {
+            SourceConfig::File {
+                decoder,
+                flow_format,
+                ..
+            }
+            | SourceConfig::Kinesis {
+                decoder,
+                flow_format,
+                ..
+            } => (*decoder, flow_format.as_deref()),
+            SourceConfig::Kafka(kafka) => (kafka.decoder, kafka.flow_format.as_deref()),
+        };
+        source_decoding(decoder, flow_format)?;
+        match self {
+            SourceConfig::Kafka(kafka) => kafka.validate(),
+            SourceConfig::Kinesis {
+                stream,
+                max_records,
+                lease_duration,
+                enhanced_fan_out,
+                ..
+            } => {
+                check_kinesis_source(
+                    stream,
+                    max_records.unwrap_or(10_000),
+                    lease_duration.map_or(std::time::Duration::from_secs(10), |d| d.0),
+                )?;
+                enhanced_fan_out
+                    .as_ref()
+                    .map_or(Ok(()), EnhancedFanOutConfig::validate)
+            }
+            SourceConfig::File { .. } => Ok(()),
+        }
+    }
+}
+
+/// The limits of a Kinesis source's settings (the source checks them too).
+pub fn check_kinesis_source(
+    stream: &str,
+    max_records: i32,
+    lease_duration: std::time::Duration,
+) -> Result<()> {
+    if stream.is_empty() {
+        return Err(Error::Config("kinesis source: stream is empty".into()));
+    }
+    if !(1..=10_000).contains(&max_records) {
+        return Err(Error::Config(
+            "kinesis source: max_records must be 1 to 10000".into(),
+        ));
+    }
+    if lease_duration < std::time::Duration::from_millis(300) {
+        return Err(Error::Config(
+            "kinesis source: lease_duration must be at least 300ms".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tagged::deserialize(deserializer)
+    }
+}
+
+impl tagged::Tagged for SourceConfig {
+    const WHAT: &'static str = "a source";
+    const TYPES: &'static [&'static str] = &["file", "kafka", "kinesis"];
+
+    fn derived<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        SourceConfig::deserialize(deserializer)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        self.validate().map_err(message)
+    }
 }
 
 /// Enhanced fan-out of a Kinesis source.
@@ -559,9 +691,9 @@ fn stderr_sink() -> SinkConfig {
     SinkConfig::Stderr
 }
 
-/// One output.
+/// One output, tagged by `type` (see [`SourceConfig`]).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConfig {
     Stdout,
     Stderr,
@@ -587,13 +719,92 @@ pub enum SinkConfig {
     },
 }
 
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tagged::deserialize(deserializer)
+    }
+}
+
+impl tagged::Tagged for SinkConfig {
+    const WHAT: &'static str = "a sink";
+    const TYPES: &'static [&'static str] = &["stdout", "stderr", "file", "kafka", "kinesis"];
+
+    fn derived<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        SinkConfig::deserialize(deserializer)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        match self {
+            SinkConfig::Kinesis { stream, .. } if stream.is_empty() => {
+                Err("kinesis sink: stream is empty".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The metrics and health listener.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Bind address; empty disables the listener.
-    #[serde(default = "default_listen")]
+    /// Bind address, `HOST:PORT`; empty disables the listener. Parsed as it
+    /// is read ([`check_listen`]); bound only by `run`.
+    #[serde(default = "default_listen", deserialize_with = "listen_address")]
     pub listen: String,
+}
+
+/// Checks a listener address the way the listener reads it, without
+/// binding it: empty (disabled), an IP socket address (`127.0.0.1:9464`,
+/// `[::]:9464`), or a host name and a port (`localhost:9464`, resolved
+/// when bound).
+pub fn check_listen(listen: &str) -> std::result::Result<(), String> {
+    let listen = listen.trim();
+    if listen.is_empty() || listen.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let host_and_port = listen.rsplit_once(':').filter(|(host, port)| {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            && port.parse::<u16>().is_ok()
+    });
+    match host_and_port {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "{listen:?} is not an address to listen on: write HOST:PORT \
+             (127.0.0.1:9464, [::]:9464), or \"\" to disable the listener"
+        )),
+    }
+}
+
+/// Reads `metrics.listen`, refusing it where it is written.
+fn listen_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    deserializer.deserialize_str(CheckedString {
+        check: check_listen,
+        expecting: "an address such as 127.0.0.1:9464",
+    })
+}
+
+/// A string checked inside the visitor, so that a YAML deserializer
+/// places the error at the value (its line, its key path).
+struct CheckedString {
+    check: fn(&str) -> std::result::Result<(), String>,
+    expecting: &'static str,
+}
+
+impl serde::de::Visitor<'_> for CheckedString {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<String, E> {
+        (self.check)(text)
+            .map(|()| text.to_string())
+            .map_err(E::custom)
+    }
 }
 
 impl Default for MetricsConfig {
@@ -612,8 +823,9 @@ fn default_listen() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
-    /// `tracing` env-filter directive (overridden by `RUST_LOG`).
-    #[serde(default = "default_level")]
+    /// `tracing` env-filter directives (overridden by `RUST_LOG`), checked
+    /// as they are read ([`check_log_level`]).
+    #[serde(default = "default_level", deserialize_with = "log_level")]
     pub level: String,
     #[serde(default)]
     pub format: LogFormat,
@@ -630,6 +842,51 @@ impl Default for LogConfig {
 
 fn default_level() -> String {
     "info".to_string()
+}
+
+/// Checks `log.level` with tracing-subscriber's own directive parser,
+/// directive by directive as its env-filter splits them. A bare word must
+/// also be a level: env-filter reads any other (`verbose`) as a target
+/// enabled at every level, which leaves every trailwatch message, warnings
+/// included, filtered out. An empty level enables nothing either.
+pub fn check_log_level(level: &str) -> std::result::Result<(), String> {
+    if level
+        .split(',')
+        .all(|directive| directive.trim().is_empty())
+    {
+        return Err("no directive: write a level such as info, or off".into());
+    }
+    for directive in level.split(',').map(str::trim) {
+        if directive.is_empty() {
+            continue;
+        }
+        if let Err(e) = directive.parse::<tracing_subscriber::filter::Directive>() {
+            return Err(format!("invalid directive {directive:?}: {e}"));
+        }
+        let bare = directive
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ':'));
+        if bare
+            && directive
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .is_err()
+        {
+            return Err(format!(
+                "invalid directive {directive:?}: not a level (trace, debug, info, warn, \
+                 error, off), and a target takes one as TARGET=LEVEL"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads `log.level`, refusing it where it is written (see
+/// [`check_log_level`]).
+fn log_level<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    deserializer.deserialize_str(CheckedString {
+        check: check_log_level,
+        expecting: "env-filter directives such as info or trailwatch=debug,rdkafka=warn",
+    })
 }
 
 /// Log line format.
@@ -662,6 +919,37 @@ pub fn source_decoding(
     }))
 }
 
+/// A YAML error's message without the ` at line L column C` that
+/// serde_yaml_ng appends: callers put the position first, as `file:L:C:`.
+pub fn yaml_message(error: &serde_yaml_ng::Error) -> String {
+    let text = error.to_string();
+    match error.location() {
+        Some(at) => {
+            let suffix = format!(" at line {} column {}", at.line(), at.column());
+            text.strip_suffix(&suffix).unwrap_or(&text).to_string()
+        }
+        None => text,
+    }
+}
+
+/// `error` with its message prefixed by `origin` (the file): a config
+/// error keeps its one "config error:" prefix instead of gaining another.
+fn in_file(origin: &str, error: Error) -> Error {
+    match error {
+        Error::Config(message) => Error::Config(format!("{origin}: {message}")),
+        other => other,
+    }
+}
+
+/// A config error's message without its "config error:" prefix (to be
+/// placed in a longer one); any other error as it displays.
+fn message(error: Error) -> String {
+    match error {
+        Error::Config(message) => message,
+        other => other.to_string(),
+    }
+}
+
 impl Config {
     /// Parses a config file's text; `origin` names it in errors.
     pub fn parse(origin: &str, text: &str) -> Result<Config> {
@@ -670,42 +958,22 @@ impl Config {
                 .location()
                 .map(|l| format!(":{}:{}", l.line(), l.column()))
                 .unwrap_or_default();
-            Error::Config(format!("{origin}{at}: {e}"))
+            Error::Config(format!("{origin}{at}: {}", yaml_message(&e)))
         })?;
         if config.sources.is_empty() {
             return Err(Error::Config(format!(
                 "{origin}: at least one source is required"
             )));
         }
-        config
-            .engine
-            .validate()
-            .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
-        for source in &config.sources {
-            let (decoder, flow_format) = match source {
-                SourceConfig::File {
-                    decoder,
-                    flow_format,
-                    ..
-                }
-                | SourceConfig::Kinesis {
-                    decoder,
-                    flow_format,
-                    ..
-                } => (*decoder, flow_format.as_deref()),
-                SourceConfig::Kafka(kafka) => (kafka.decoder, kafka.flow_format.as_deref()),
-            };
-            source_decoding(decoder, flow_format)
-                .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
-            if let SourceConfig::Kinesis {
-                enhanced_fan_out: Some(fan_out),
-                ..
-            } = source
-            {
-                fan_out
-                    .validate()
-                    .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
-            }
+        if matches!(config.sinks.dead_letter, SinkConfig::Kinesis { .. }) {
+            return Err(Error::Config(format!(
+                "{origin}: sinks.dead_letter: kinesis is only supported for alerts"
+            )));
+        }
+        if let Some(scaleout) = &config.scaleout {
+            scaleout
+                .validate(&config.sources)
+                .map_err(|e| in_file(origin, e))?;
         }
         Ok(config)
     }
@@ -742,31 +1010,250 @@ mod tests {
             ("  max_open_windows: 0", "max_open_windows"),
             ("  max_state_bytes: 0", "max_state_bytes"),
             ("  shards: 0", "shards"),
+            ("  decoders: 0", "decoders"),
+            ("  channel_batches: 0", "channel_batches"),
+            ("  max_decompressed_bytes: 1023", "max_decompressed_bytes"),
             ("  shutdown_deadline: 0s", "shutdown_deadline"),
+            ("  idle_timeout: 0m", "idle_timeout"),
+            ("  commit_interval: 0ms", "commit_interval"),
         ] {
-            let error = Config::parse("t", &format!("{base}{line}\n")).unwrap_err();
+            // A second, valid key first: the error is at the bad one's line.
+            let text = format!("{base}  max_skew: 5m\n{line}\n");
+            let error = Config::parse("t", &text).unwrap_err();
             assert!(matches!(error, Error::Config(_)), "{line}: {error}");
-            assert!(error.to_string().contains(field), "{line}: {error}");
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("t:6:{}: engine.{field}: must be", field.len() + 5)),
+                "{line}: {error}"
+            );
         }
-        let ok = "  max_record_bytes: 65536\n  max_open_windows: 1000\n  allowed_lateness: 0s\n";
-        Config::parse("t", &format!("{base}{ok}")).unwrap();
+        let ok = "  max_record_bytes: 65536\n  max_open_windows: 1000\n  allowed_lateness: 0s\n  shards: ~\n  idle_timeout: 2m\n";
+        let config = Config::parse("t", &format!("{base}{ok}")).unwrap();
+        assert_eq!(config.engine.shards, None);
+        assert_eq!(config.engine.max_open_windows, Some(1000));
+        assert_eq!(
+            config.engine.idle_timeout,
+            Some(HumanDuration(std::time::Duration::from_secs(120)))
+        );
+    }
+
+    #[test]
+    fn a_validation_error_names_the_file_once_and_says_config_error_once() {
+        let text = "sources:\n  - type: file\n    paths: [samples]\nengine:\n  shards: 0\n";
+        let error = Config::parse("zero_shards.yaml", text).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "config error: zero_shards.yaml:5:11: engine.shards: must be at least 1 (got 0)"
+        );
+    }
+
+    #[test]
+    fn a_bad_duration_names_its_key_and_line() {
+        let text = "engine:\n  shards: 2\n  allowed_lateness: 15\nsources:\n  - type: file\n    paths: [samples]\n";
+        let error = Config::parse("blk.yaml", text).unwrap_err().to_string();
+        assert!(error.contains("blk.yaml:3:"), "{error}");
+        assert!(error.contains("engine.allowed_lateness"), "{error}");
+    }
+
+    /// The position is given once, in front.
+    #[test]
+    fn a_yaml_error_gives_its_position_once() {
+        let text = "engine:\n  shards: 2\n  allowed_lateness: 15\nsources:\n  - type: file\n    paths: [samples]\n";
+        let error = Config::parse("blk.yaml", text).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "config error: blk.yaml:3:21: engine.allowed_lateness: invalid duration unit \"\" in \"15\": use ms, s, m, h or d"
+        );
+        let problems = crate::rules::parse_rule_text("y.yaml", "id: [\n").unwrap_err();
+        assert!(
+            !problems[0].message.contains(" at line "),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn an_error_inside_a_source_names_its_key_and_line() {
+        let text = "sources:\n  - type: file\n    paths: [samples]\n    decoder: json\n";
+        let error = Config::parse("dec.yaml", text).unwrap_err().to_string();
+        assert!(
+            error.contains("dec.yaml:4:14: sources[0].decoder"),
+            "{error}"
+        );
+        assert!(
+            error.contains("`cloud_trail`"),
+            "the accepted values: {error}"
+        );
+        let text = "sources:\n  - type: kinesis\n    stream: trail\n    lease_duration: 5x\n";
+        let error = Config::parse("k.yaml", text).unwrap_err().to_string();
+        assert!(
+            error.contains("k.yaml:4:21: sources[0].lease_duration"),
+            "{error}"
+        );
+        let text = "sources:\n  - type: file\n";
+        let error = Config::parse("s.yaml", text).unwrap_err().to_string();
+        assert!(
+            error.contains("s.yaml:2:5: sources[0]: missing field `paths`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_decoder_takes_the_rule_kind_spellings_too() {
+        for (spelling, kind) in [
+            ("cloudtrail", DecoderKind::CloudTrail),
+            ("cloud_trail", DecoderKind::CloudTrail),
+            ("vpcflow", DecoderKind::VpcFlow),
+            ("vpc_flow", DecoderKind::VpcFlow),
+            ("hostlog", DecoderKind::HostLog),
+            ("host_log", DecoderKind::HostLog),
+        ] {
+            let text =
+                format!("sources:\n  - {{type: file, paths: [samples], decoder: {spelling}}}\n");
+            let config = Config::parse("t", &text).unwrap_or_else(|e| panic!("{spelling}: {e}"));
+            assert!(
+                matches!(config.sources[0], SourceConfig::File { decoder: Some(d), .. } if d == kind),
+                "{spelling}"
+            );
+        }
+    }
+
+    /// `type` need not come first; a unit sink takes no other key.
+    #[test]
+    fn tagged_blocks_read_in_any_key_order() {
+        let text = "sources:\n  - paths: [samples]\n    decoder: vpc_flow\n    type: file\nsinks:\n  alerts: {path: a.jsonl, type: file}\n  dead_letter: {type: stdout}\n";
+        let config = Config::parse("t", text).unwrap();
+        assert!(matches!(
+            &config.sources[0],
+            SourceConfig::File { decoder: Some(DecoderKind::VpcFlow), paths, .. } if paths == &["samples"]
+        ));
+        assert!(
+            matches!(&config.sinks.alerts, SinkConfig::File { path } if path.ends_with("a.jsonl"))
+        );
+        assert!(matches!(config.sinks.dead_letter, SinkConfig::Stdout));
+        let error = Config::parse("t", "sources:\n  - paths: [samples]\n    type: filez\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`filez`, expected one of `file`, `kafka`, `kinesis`"),
+            "{error}"
+        );
+        let error = Config::parse("t", "sources:\n  - paths: [samples]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("missing field `type`"), "{error}");
+        let text = "sources:\n  - {type: file, paths: [samples]}\nsinks:\n  alerts: {type: stdout, path: x}\n";
+        let error = Config::parse("t", text).unwrap_err().to_string();
+        assert!(
+            error.contains("t:4:26: sinks.alerts: unknown field `path`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_log_level_that_would_filter_out_every_message_is_refused() {
+        let parse = |level: &str| {
+            let text = format!(
+                "sources:\n  - type: file\n    paths: [samples]\nlog:\n  level: {level:?}\n"
+            );
+            Config::parse("l.yaml", &text).map(|config| config.log.level)
+        };
+        for good in [
+            "info",
+            "trailwatch=debug,rdkafka=warn",
+            "warn,trailwatch::engine=trace",
+            "OFF",
+            "[http]=debug",
+        ] {
+            assert_eq!(parse(good).unwrap(), good);
+        }
+        for (bad, why) in [
+            ("verbose", "invalid directive \"verbose\": not a level"),
+            (
+                "trailwatch=verbose",
+                "invalid directive \"trailwatch=verbose\"",
+            ),
+            ("info,trailwatch=[", "invalid directive \"trailwatch=[\""),
+            ("", "no directive"),
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains("l.yaml:5:10: log.level: "), "{bad}: {error}");
+            assert!(error.contains(why), "{bad}: {error}");
+        }
     }
 
     #[test]
     fn scaleout_refuses_a_kinesis_input() {
         let text = "sources:\n  - type: kinesis\n    stream: trail\n\
                     scaleout:\n  brokers: k:9092\n  topic: rp\n  group_id: s2\n";
-        let config = Config::parse("k", text).unwrap();
-        let mut scaleout = config.scaleout.clone().expect("scaleout");
-        let error = scaleout.validate(&config.sources).unwrap_err().to_string();
+        let error = Config::parse("k", text).unwrap_err().to_string();
         assert!(
             error.contains("kinesis source cannot feed stage 1"),
             "{error}"
         );
-        scaleout.role = ScaleoutRole::Stage2;
-        scaleout
-            .validate(&config.sources)
-            .expect("stage 2 reads no source");
+        let config = Config::parse("k", &format!("{text}  role: stage2\n")).unwrap();
+        assert_eq!(
+            config.scaleout.map(|s| s.role),
+            Some(ScaleoutRole::Stage2),
+            "stage 2 reads no source"
+        );
+    }
+
+    /// What `run` refuses at start-up without binding or connecting is
+    /// refused when the file is read, so `run --check` refuses it too.
+    #[test]
+    fn start_up_refusals_are_config_errors() {
+        let file = "sources:\n  - type: file\n    paths: [samples]\n";
+        for (extra, expected) in [
+            (
+                "metrics:\n  listen: notanaddr\n",
+                "c.yaml:5:11: metrics.listen: \"notanaddr\" is not an address",
+            ),
+            ("metrics:\n  listen: 127.0.0.1:99999\n", "metrics.listen"),
+            (
+                "sinks:\n  dead_letter: {type: kinesis, stream: dl}\n",
+                "c.yaml: sinks.dead_letter: kinesis is only supported for alerts",
+            ),
+            (
+                "sinks:\n  alerts: {type: kinesis, stream: \"\"}\n",
+                "c.yaml:5:11: sinks.alerts: kinesis sink: stream is empty",
+            ),
+            (
+                "scaleout: {brokers: k, topic: rp, group_id: g}\n",
+                "c.yaml: scaleout.group_id must differ from the input's consumer group",
+            ),
+        ] {
+            let sources = if extra.starts_with("scaleout") {
+                "sources:\n  - {type: kafka, brokers: k, topics: [ct], group_id: g}\n"
+            } else {
+                file
+            };
+            let error = Config::parse("c.yaml", &format!("{sources}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{extra}: {error}");
+        }
+        let kinesis = "sources:\n  - type: kinesis\n    stream: trail\n    max_records: 0\n";
+        let error = Config::parse("c.yaml", kinesis).unwrap_err().to_string();
+        assert!(
+            error
+                .contains("c.yaml:2:5: sources[0]: kinesis source: max_records must be 1 to 10000"),
+            "{error}"
+        );
+        for listen in [
+            "",
+            "127.0.0.1:9464",
+            "[::]:9464",
+            "0.0.0.0:0",
+            "localhost:9464",
+        ] {
+            let text = format!("{file}metrics:\n  listen: {listen:?}\n");
+            assert_eq!(
+                Config::parse("c.yaml", &text).unwrap().metrics.listen,
+                listen
+            );
+        }
     }
 
     /// Stage 2 must outlast a dead replica's session timeout (45 s by
@@ -892,15 +1379,28 @@ mod tests {
     #[test]
     fn kafka_source_needs_exactly_one_topic_selector() {
         let both = "sources:\n  - type: kafka\n    brokers: b\n    topics: [a]\n    topic_pattern: 'ct-.*'\n    group_id: g\n";
-        let SourceConfig::Kafka(kafka) = &Config::parse("t", both).unwrap().sources[0] else {
-            panic!("not kafka");
-        };
-        assert!(kafka.validate().is_err());
+        let error = Config::parse("t", both).unwrap_err().to_string();
+        assert!(error.contains("not both"), "{error}");
         let none = "sources:\n  - type: kafka\n    brokers: b\n    group_id: g\n";
-        let SourceConfig::Kafka(kafka) = &Config::parse("t", none).unwrap().sources[0] else {
-            panic!("not kafka");
-        };
-        assert!(kafka.validate().is_err());
+        assert!(Config::parse("t", none).is_err());
+    }
+
+    /// A check of a source's settings names the file, the source and its line.
+    #[test]
+    fn a_source_validation_error_names_the_file_the_source_and_its_line() {
+        let text = "sources:\n  - type: file\n    paths: [samples]\n  - type: kafka\n    brokers: b:9092\n    group_id: g\n";
+        let error = Config::parse("k.yaml", text).unwrap_err().to_string();
+        assert!(
+            error.starts_with("config error: k.yaml:4:5: sources[1]: kafka source: one of topics or topic_pattern is required"),
+            "{error}"
+        );
+        let text =
+            "sources:\n  - type: file\n    paths: [samples]\n    flow_format: '${nosuchfield}'\n";
+        let error = Config::parse("f.yaml", text).unwrap_err().to_string();
+        assert!(
+            error.contains("f.yaml:2:5: sources[0]: invalid flow_format"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -170,6 +170,117 @@ fn run_check_validates_config_keys() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("shardz"));
 }
 
+/// `run --check` on `yaml` (written to `dir`): exit code, stdout, stderr.
+fn check_config(dir: &std::path::Path, yaml: &str) -> (Option<i32>, String, String) {
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let output = trailwatch()
+        .args(["run", "--check", "--config"])
+        .arg(&config)
+        .env_remove("TW_TEST_UNSET_PW")
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A config that `run` refuses at start-up is refused by `--check` with
+/// the same error (exit 2), and "config ok" is never printed for it.
+#[test]
+fn run_check_refuses_what_run_refuses_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = "sources:\n  - {type: file, paths: [\"-\"]}\n";
+    let kafka = "sources:\n  - {type: kafka, brokers: 127.0.0.1:1, topics: [ct], group_id: g}\n";
+    for (yaml, expected) in [
+        (
+            format!("{file}metrics: {{listen: notanaddr}}\n"),
+            "metrics.listen: \"notanaddr\" is not an address",
+        ),
+        (
+            format!("{kafka}scaleout: {{brokers: 127.0.0.1:1, topic: rp, group_id: g}}\n"),
+            "scaleout.group_id must differ",
+        ),
+        (
+            format!("{file}sinks: {{dead_letter: {{type: kinesis, stream: dl}}}}\n"),
+            "sinks.dead_letter: kinesis is only supported for alerts",
+        ),
+        (
+            format!("{file}log: {{level: verbose}}\n"),
+            "log.level: invalid directive \"verbose\"",
+        ),
+    ] {
+        let (code, stdout, stderr) = check_config(dir.path(), &yaml);
+        assert_eq!(code, Some(2), "{yaml}{stdout}{stderr}");
+        assert!(!stdout.contains("config ok"), "{yaml}{stdout}");
+        assert!(stderr.contains(expected), "{yaml}{stderr}");
+        let run = run_with_config(dir.path(), &yaml);
+        let run_stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{yaml}{run_stderr}");
+        assert_eq!(run_stderr, stderr, "run and --check give the same error");
+    }
+}
+
+/// `--check` makes `run`'s start-up checks that need no network: Kafka
+/// secret references resolve (their values never shown), librdkafka
+/// accepts the properties, file inputs exist. It names what it left to
+/// the running service.
+#[test]
+fn run_check_resolves_secrets_and_checks_clients_as_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("password");
+    std::fs::write(&secret, "hunter2-from-a-file\n").unwrap();
+    let kafka = |properties: &str| {
+        format!(
+            "sources:\n  - type: kafka\n    brokers: 127.0.0.1:1\n    topics: [ct]\n    group_id: g\n    properties: {{{properties}}}\nmetrics: {{listen: \"\"}}\n"
+        )
+    };
+    for (yaml, code_expected, expected) in [
+        (
+            kafka("sasl.password: \"${env:TW_TEST_UNSET_PW}\""),
+            2,
+            "config.yaml: sources[0]: kafka property sasl.password: environment variable TW_TEST_UNSET_PW is not set".to_string(),
+        ),
+        (
+            kafka("no.such.property: x"),
+            2,
+            "sources[0]: kafka consumer: No such configuration property: \"no.such.property\"".to_string(),
+        ),
+        (
+            "sources:\n  - {type: file, paths: [/nonexistent/trailwatch/input]}\nmetrics: {listen: \"\"}\n".to_string(),
+            4,
+            "i/o error on /nonexistent/trailwatch/input".to_string(),
+        ),
+    ] {
+        let (code, stdout, stderr) = check_config(dir.path(), &yaml);
+        assert_eq!(code, Some(code_expected), "{yaml}{stdout}{stderr}");
+        assert!(!stdout.contains("config ok"), "{yaml}{stdout}");
+        assert!(stderr.contains(&expected), "{yaml}{stderr}");
+        let run = trailwatch()
+            .args(["run", "--config"])
+            .arg(dir.path().join("config.yaml"))
+            .env_remove("TW_TEST_UNSET_PW")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(run.status.code(), Some(code_expected), "{yaml}");
+        assert_eq!(String::from_utf8_lossy(&run.stderr), stderr, "{yaml}");
+    }
+    let file_secret = format!("sasl.password: \"${{file:{}}}\"", secret.display());
+    let (code, stdout, stderr) = check_config(dir.path(), &kafka(&file_secret));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        !format!("{stdout}{stderr}").contains("hunter2"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("not checked (needs the network of the running service):\n  sources[0] (kafka): brokers 127.0.0.1:1"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn run_reads_a_custom_flow_format_from_config_and_writes_alerts_to_a_file() {
     let dir = tempfile::tempdir().unwrap();

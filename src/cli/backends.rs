@@ -3,7 +3,10 @@
 //! They are compiled only with the `kafka` and `kinesis` features (both on
 //! by default). A build without one still parses configs that name it and
 //! answers with a clear configuration error, so `--check` tells the
-//! operator what is missing instead of a parse failure.
+//! operator what is missing instead of a parse failure. The `check_*`
+//! functions make the builders' checks that need no network (settings,
+//! secret references, librdkafka's reading of the properties), for `run`
+//! and `run --check` alike.
 
 #[cfg(any(feature = "kafka", feature = "kinesis"))]
 use std::sync::Arc;
@@ -46,14 +49,9 @@ pub fn kafka_source(config: &KafkaSourceConfig, engine: &Engine) -> Result<Box<d
     Ok(Box::new(source))
 }
 
-/// Stage 2's source: the repartition topic as its own consumer group,
-/// exporting its lag as `trailwatch_repartition_lag`.
-#[cfg(feature = "kafka")]
-pub fn kafka_repartition_source(
-    scaleout: &crate::config::ScaleoutConfig,
-    engine: &Engine,
-) -> Result<Box<dyn Source>> {
-    let config = KafkaSourceConfig {
+/// Stage 2's consumer of the repartition topic.
+fn repartition_source_config(scaleout: &crate::config::ScaleoutConfig) -> KafkaSourceConfig {
+    KafkaSourceConfig {
         brokers: scaleout.brokers.clone(),
         topics: vec![scaleout.topic.clone()],
         topic_pattern: None,
@@ -63,7 +61,60 @@ pub fn kafka_repartition_source(
         properties: scaleout.properties.clone(),
         static_membership: false,
         poll_batch: 2048,
-    };
+    }
+}
+
+/// Checks a Kafka source as [`kafka_source`] builds it, offline (see
+/// [`crate::source::kafka::check_config`]).
+#[cfg(feature = "kafka")]
+pub fn check_kafka_source(config: &KafkaSourceConfig) -> Result<()> {
+    crate::source::kafka::check_config(config)
+}
+
+/// Checks a Kafka source (not built).
+#[cfg(not(feature = "kafka"))]
+pub fn check_kafka_source(_config: &KafkaSourceConfig) -> Result<()> {
+    Err(not_built("kafka"))
+}
+
+/// Checks a Kafka producer (alert, dead-letter or repartition sink)
+/// offline (see [`crate::sink::kafka::check_config`]).
+#[cfg(feature = "kafka")]
+pub fn check_kafka_sink(brokers: &str, properties: &KafkaProperties) -> Result<()> {
+    crate::sink::kafka::check_config(brokers, properties)
+}
+
+/// Checks a Kafka producer (not built).
+#[cfg(not(feature = "kafka"))]
+pub fn check_kafka_sink(_brokers: &str, _properties: &KafkaProperties) -> Result<()> {
+    Err(not_built("kafka"))
+}
+
+/// Checks stage 2's repartition consumer offline.
+pub fn check_repartition_source(scaleout: &crate::config::ScaleoutConfig) -> Result<()> {
+    check_kafka_source(&repartition_source_config(scaleout))
+}
+
+/// Whether Kinesis sources and sinks can be built.
+#[cfg(feature = "kinesis")]
+pub fn check_kinesis() -> Result<()> {
+    Ok(())
+}
+
+/// Whether Kinesis sources and sinks can be built (not built).
+#[cfg(not(feature = "kinesis"))]
+pub fn check_kinesis() -> Result<()> {
+    Err(not_built("kinesis"))
+}
+
+/// Stage 2's source: the repartition topic as its own consumer group,
+/// exporting its lag as `trailwatch_repartition_lag`.
+#[cfg(feature = "kafka")]
+pub fn kafka_repartition_source(
+    scaleout: &crate::config::ScaleoutConfig,
+    engine: &Engine,
+) -> Result<Box<dyn Source>> {
+    let config = repartition_source_config(scaleout);
     let mut source = crate::source::kafka::KafkaSource::new(&config)?;
     source.set_tracker(engine.tracker());
     // Stage 2 drops the windows of revoked partitions: a comeback replays.

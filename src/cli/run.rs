@@ -3,11 +3,14 @@
 //! Builds sources and sinks from the config's closed enums, starts the
 //! engine, and on SIGTERM/SIGINT stops intake, drains in-flight batches,
 //! flushes alerts, commits what is safe, and exits 0 within the deadline.
+//! Before it builds anything it makes every start-up check that needs no
+//! network (`preflight`); `--check` stops there, so it refuses what `run`
+//! would, and says what it could not check.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::config::{Config, ScaleoutRole, SinkConfig, SourceConfig};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::sink::writer::{DeadLetterFormat, JsonLinesAlertSink, LineDeadLetterSink, LineTarget};
@@ -140,6 +143,125 @@ fn redacted_config(path: &std::path::Path) -> Result<String> {
         .collect::<String>())
 }
 
+/// What `run` checks before it starts anything, short of binding the
+/// metrics port or reaching a broker or AWS, in the order it builds its
+/// inputs and outputs: file inputs are listed; a file output's directory
+/// exists (the file is not created); every Kafka client's settings pass
+/// its builder's checks and librdkafka's, with `${env:..}` and `${file:..}`
+/// references resolved (their values never shown); Kinesis was built in.
+/// `run` and `--check` both call it, so `--check` refuses what `run`
+/// would. Returns what it could not check, for `--check` to say.
+fn preflight(path: &Path, config: &Config) -> Result<Vec<String>> {
+    let at = |place: String| {
+        move |error: Error| match error {
+            Error::Config(message) => {
+                Error::Config(format!("{}: {place}: {message}", path.display()))
+            }
+            other => other,
+        }
+    };
+    let role = config.scaleout.as_ref().map(|scaleout| scaleout.role);
+    let mut unchecked = Vec::new();
+    if role != Some(ScaleoutRole::Stage2) {
+        for (index, source) in config.sources.iter().enumerate() {
+            let place = format!("sources[{index}]");
+            match source {
+                SourceConfig::File {
+                    paths,
+                    follow,
+                    decoder,
+                    flow_format,
+                } => {
+                    let inputs: Vec<FileInput> =
+                        paths.iter().map(|p| FileInput::from_arg(p)).collect();
+                    let decoding = crate::config::source_decoding(*decoder, flow_format.as_deref())
+                        .map_err(at(place))?;
+                    FileSource::with_decoding(&inputs, *follow, decoding)?;
+                }
+                SourceConfig::Kafka(kafka) => {
+                    backends::check_kafka_source(kafka).map_err(at(place.clone()))?;
+                    unchecked.push(format!(
+                        "{place} (kafka): brokers {}, its topics and group {}",
+                        kafka.brokers, kafka.group_id
+                    ));
+                }
+                SourceConfig::Kinesis { stream, .. } => {
+                    backends::check_kinesis().map_err(at(place.clone()))?;
+                    unchecked.push(format!(
+                        "{place} (kinesis): stream {stream}, its lease table and the AWS credentials"
+                    ));
+                }
+            }
+        }
+    }
+    let mut sinks = vec![("sinks.dead_letter", &config.sinks.dead_letter)];
+    if role != Some(ScaleoutRole::Stage1) {
+        sinks.insert(0, ("sinks.alerts", &config.sinks.alerts));
+    }
+    for (place, sink) in sinks {
+        match sink {
+            SinkConfig::Stdout | SinkConfig::Stderr => {}
+            SinkConfig::File { path } => check_output_file(path)?,
+            SinkConfig::Kafka {
+                brokers,
+                topic,
+                properties,
+            } => {
+                backends::check_kafka_sink(brokers, properties).map_err(at(place.into()))?;
+                unchecked.push(format!(
+                    "{place} (kafka): brokers {brokers} and topic {topic}"
+                ));
+            }
+            SinkConfig::Kinesis { stream, .. } => {
+                backends::check_kinesis().map_err(at(place.into()))?;
+                unchecked.push(format!(
+                    "{place} (kinesis): stream {stream} and the AWS credentials"
+                ));
+            }
+        }
+    }
+    if let Some(scaleout) = &config.scaleout {
+        if scaleout.role != ScaleoutRole::Stage2 {
+            backends::check_kafka_sink(&scaleout.brokers, &scaleout.properties)
+                .map_err(at("scaleout".into()))?;
+        }
+        if scaleout.role != ScaleoutRole::Stage1 {
+            backends::check_repartition_source(scaleout).map_err(at("scaleout".into()))?;
+        }
+        unchecked.push(format!(
+            "scaleout: brokers {} and topic {} (its partition count)",
+            scaleout.brokers, scaleout.topic
+        ));
+    }
+    Ok(unchecked)
+}
+
+/// Checks that `run` can open `path` for appending, without creating it:
+/// an existing file opens for appending (nothing is written), a new one
+/// needs its directory.
+fn check_output_file(path: &Path) -> Result<()> {
+    let io = |e| Error::io(path.display().to_string(), e);
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(io);
+    }
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(directory) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(io(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", directory.display()),
+        ))),
+        Err(e) => Err(io(e)),
+    }
+}
+
 /// Runs `run`.
 pub fn execute(args: RunArgs) -> Result<i32> {
     let config = Config::load(&args.config)?;
@@ -149,16 +271,14 @@ pub fn execute(args: RunArgs) -> Result<i32> {
         no_builtin: !config.rules.builtin,
     };
     let rules = load_rules(&rule_args)?;
+    let unchecked = preflight(&args.config, &config)?;
     let engine_config = config.engine.to_engine_config(false);
-    for source in &config.sources {
-        if let SourceConfig::Kafka(kafka) = source {
-            kafka.validate()?;
-        }
-    }
     if args.check {
+        // Every check passed: print nothing that can fail after "config ok".
+        let dump = redacted_config(&args.config)?;
         outln!("config ok: {}", args.config.display())?;
         outln!("effective config (secrets redacted):")?;
-        out!("{}", redacted_config(&args.config)?)?;
+        out!("{dump}")?;
         outln!("rules: {} enabled", rules.len())?;
         outln!("sources: {}", config.sources.len())?;
         outln!(
@@ -171,7 +291,10 @@ pub fn execute(args: RunArgs) -> Result<i32> {
         if config.metrics.listen.trim().is_empty() {
             outln!("metrics listen: disabled")?;
         } else {
-            outln!("metrics listen: {}", config.metrics.listen)?;
+            outln!(
+                "metrics listen: {} (parsed, not bound: a running replica may hold the port)",
+                config.metrics.listen
+            )?;
         }
         let format = match config.log.format {
             crate::config::LogFormat::Human => "human",
@@ -180,7 +303,6 @@ pub fn execute(args: RunArgs) -> Result<i32> {
         outln!("log: level={} format={format}", config.log.level)?;
         match &config.scaleout {
             Some(scaleout) => {
-                scaleout.validate(&config.sources)?;
                 outln!(
                     "scaleout: role={:?} topic={} group_id={}",
                     scaleout.role,
@@ -189,6 +311,12 @@ pub fn execute(args: RunArgs) -> Result<i32> {
                 )?;
             }
             None => outln!("scaleout: none (direct path)")?,
+        }
+        if !unchecked.is_empty() {
+            outln!("not checked (needs the network of the running service):")?;
+            for line in &unchecked {
+                outln!("  {line}")?;
+            }
         }
         return Ok(0);
     }

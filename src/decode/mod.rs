@@ -184,7 +184,9 @@ pub trait DecodeSink {
     fn control_message(&mut self);
 }
 
-/// Which decoder to use; `Auto` detects the envelope per record.
+/// Which decoder to use; `Auto` detects the envelope per record. A source's
+/// `decoder` also takes a rule `kind`'s spelling (`cloudtrail`, `vpcflow`,
+/// `hostlog`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecoderKind {
@@ -193,14 +195,17 @@ pub enum DecoderKind {
     Auto,
     /// CloudTrail JSON: one record, an S3 `{"Records":[...]}` file or a JSON
     /// array; gzip is still unwrapped.
+    #[serde(alias = "cloudtrail")]
     CloudTrail,
     /// A CloudWatch Logs subscription envelope (gzip, or `awslogs` base64).
     CloudWatchLogs,
     /// An EventBridge event carrying a CloudTrail record in `detail`.
     EventBridge,
     /// VPC Flow Logs text lines.
+    #[serde(alias = "vpcflow")]
     VpcFlow,
     /// Host log (syslog) text lines.
+    #[serde(alias = "hostlog")]
     HostLog,
     /// A KPL aggregate; its inner records are auto-detected.
     Kpl,

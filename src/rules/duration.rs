@@ -62,9 +62,33 @@ impl fmt::Display for HumanDuration {
 }
 
 impl<'de> Deserialize<'de> for HumanDuration {
+    /// Parses inside the visitor: a YAML deserializer then reports a bad
+    /// duration at the value's own line and key path (`engine.idle_timeout`),
+    /// not at the start of the enclosing mapping.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        HumanDuration::parse(&text).map_err(serde::de::Error::custom)
+        deserializer.deserialize_str(DurationVisitor)
+    }
+}
+
+struct DurationVisitor;
+
+impl serde::de::Visitor<'_> for DurationVisitor {
+    type Value = HumanDuration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as 30s, 5m or 1h")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<HumanDuration, E> {
+        HumanDuration::parse(text).map_err(E::custom)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<HumanDuration, E> {
+        self.visit_str(&number.to_string())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<HumanDuration, E> {
+        self.visit_str(&number.to_string())
     }
 }
 
@@ -90,5 +114,20 @@ mod tests {
         assert!(HumanDuration::parse("5 minutes").is_err());
         assert!(HumanDuration::parse("m").is_err());
         assert!(HumanDuration::parse("99999999999999999999d").is_err());
+    }
+
+    /// The error points at the value (line 5, column 9), not at the
+    /// mapping that holds it (1:1).
+    #[test]
+    fn a_bad_duration_in_a_rule_file_is_reported_at_its_value() {
+        let text = "id: y\ntitle: t\nkind: cloudtrail\nfilter: '{ $.a = 1 }'\nwindow: 5x\nthreshold: \">= 1\"\n";
+        let problems = crate::rules::parse_rule_text("y.yaml", text).unwrap_err();
+        assert_eq!(
+            (problems[0].line, problems[0].column),
+            (5, 9),
+            "{}",
+            problems[0]
+        );
+        assert!(problems[0].message.contains("window"), "{}", problems[0]);
     }
 }

@@ -92,7 +92,7 @@ pub fn parse_rule_text(origin: &str, text: &str) -> Result<RuleSpec, Vec<RulePro
                 origin: origin.to_string(),
                 line,
                 column,
-                message: error.to_string(),
+                message: crate::config::yaml_message(&error),
             }]);
         }
     };

@@ -418,7 +418,17 @@ fn producer_config(brokers: &str, properties: &BTreeMap<String, String>) -> Resu
 fn create_producer(config: &ClientConfig) -> Result<BaseProducer<DeliveryContext>> {
     config
         .create_with_context(DeliveryContext::default())
-        .map_err(|e| Error::Config(format!("kafka producer: {e}")))
+        .map_err(|e| crate::source::kafka::client_config_error("kafka producer", &e))
+}
+
+/// Checks a producer's settings as [`TopicProducer::new`] does, without
+/// creating a client or reaching a broker: secret references resolve
+/// (never shown), and librdkafka accepts every property.
+pub fn check_config(brokers: &str, properties: &KafkaProperties) -> Result<()> {
+    producer_config(brokers, &properties.resolve()?)?
+        .create_native_config()
+        .map(drop)
+        .map_err(|e| crate::source::kafka::client_config_error("kafka producer", &e))
 }
 
 /// The repartition topic of a two-stage deployment (stage 1's output).

@@ -374,7 +374,7 @@ impl KafkaSource {
         };
         let consumer: BaseConsumer<KafkaContext> = client_config
             .create_with_context(context)
-            .map_err(|e| Error::Config(format!("kafka consumer: {e}")))?;
+            .map_err(|e| client_config_error("kafka consumer", &e))?;
         let subscription: Vec<String> = match &config.topic_pattern {
             Some(pattern) if pattern.starts_with('^') => vec![pattern.clone()],
             Some(pattern) => vec![format!("^{pattern}")],
@@ -815,6 +815,35 @@ impl Drop for KafkaSource {
     }
 }
 
+/// Checks `config` as [`KafkaSource::new`] does, without creating a
+/// client or reaching a broker: its settings, its secret references
+/// (resolved, never shown) and librdkafka's acceptance of every property.
+pub fn check_config(config: &KafkaSourceConfig) -> Result<()> {
+    config.validate()?;
+    consumer_config(config)?
+        .create_native_config()
+        .map(drop)
+        .map_err(|e| client_config_error("kafka consumer", &e))
+}
+
+/// A librdkafka client error as a config error. librdkafka's message for
+/// a refused value quotes the value, so a secret property's is not shown.
+pub(crate) fn client_config_error(what: &str, error: &KafkaError) -> Error {
+    match error {
+        KafkaError::ClientConfig(_, _, key, _)
+            if crate::config::KafkaProperties::is_secret(key) =>
+        {
+            Error::Config(format!(
+                "{what}: librdkafka refused property {key} (its value, a secret, is not shown)"
+            ))
+        }
+        KafkaError::ClientConfig(_, description, _, _) => {
+            Error::Config(format!("{what}: {description}"))
+        }
+        other => Error::Config(format!("{what}: {other}")),
+    }
+}
+
 /// The consumer's librdkafka configuration: defaults, then the user's.
 fn consumer_config(config: &KafkaSourceConfig) -> Result<ClientConfig> {
     let mut client = ClientConfig::new();
@@ -860,6 +889,29 @@ fn consumer_config(config: &KafkaSourceConfig) -> Result<ClientConfig> {
 mod tests {
     use super::*;
     use crate::config::KafkaProperties;
+
+    /// librdkafka quotes a refused value in its message; a secret's is
+    /// not passed on.
+    #[test]
+    fn a_refused_secret_property_is_reported_without_its_value() {
+        let refused = |key: &str| {
+            KafkaError::ClientConfig(
+                rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+                format!("Invalid value \"hunter2\" for configuration property \"{key}\""),
+                key.to_string(),
+                "hunter2".to_string(),
+            )
+        };
+        let error = client_config_error("kafka consumer", &refused("ssl.key.password")).to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(error.contains("ssl.key.password"), "{error}");
+        let error =
+            client_config_error("kafka consumer", &refused("auto.offset.reset")).to_string();
+        assert_eq!(
+            error,
+            "config error: kafka consumer: Invalid value \"hunter2\" for configuration property \"auto.offset.reset\""
+        );
+    }
 
     fn config(properties: &[(&str, &str)]) -> KafkaSourceConfig {
         KafkaSourceConfig {

@@ -218,19 +218,11 @@ impl KinesisSource {
     /// Connects, creates the lease table if needed, discovers shards and
     /// starts the lease coordinator.
     pub fn new(config: KinesisSourceConfig) -> Result<KinesisSource> {
-        if config.stream.is_empty() {
-            return Err(Error::Config("kinesis source: stream is empty".into()));
-        }
-        if !(1..=10_000).contains(&config.max_records) {
-            return Err(Error::Config(
-                "kinesis source: max_records must be 1 to 10000".into(),
-            ));
-        }
-        if config.lease_duration < Duration::from_millis(300) {
-            return Err(Error::Config(
-                "kinesis source: lease_duration must be at least 300ms".into(),
-            ));
-        }
+        crate::config::check_kinesis_source(
+            &config.stream,
+            config.max_records,
+            config.lease_duration,
+        )?;
         if let ReadMode::FanOut(fan_out) = &config.read_mode {
             crate::config::EnhancedFanOutConfig {
                 consumer_name: fan_out.consumer_name.clone(),
