@@ -155,6 +155,16 @@ fn run_check_validates_config_keys() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // The settings the file leaves out are shown as the run will use them.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for default in [
+        "allowed_lateness=15m",
+        "idle_timeout=1m",
+        "max_state_bytes=1073741824",
+        "shutdown_deadline=30s",
+    ] {
+        assert!(stdout.contains(default), "{default} not in {stdout}");
+    }
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,

@@ -281,13 +281,7 @@ pub fn execute(args: RunArgs) -> Result<i32> {
         out!("{dump}")?;
         outln!("rules: {} enabled", rules.len())?;
         outln!("sources: {}", config.sources.len())?;
-        outln!(
-            "engine: shards={} decoders={} allowed_lateness_ms={} max_open_windows={}",
-            engine_config.shards,
-            engine_config.decoders,
-            engine_config.watermark.allowed_lateness_ms,
-            engine_config.max_open_windows
-        )?;
+        outln!("{}", engine_summary(&engine_config))?;
         if config.metrics.listen.trim().is_empty() {
             outln!("metrics listen: disabled")?;
         } else {
@@ -354,6 +348,37 @@ pub fn execute(args: RunArgs) -> Result<i32> {
         "trailwatch stopped"
     );
     Ok(0)
+}
+
+/// Every engine setting as the run will use it, defaults filled in (the
+/// dump above shows only what the file sets).
+fn engine_summary(engine: &crate::engine::EngineConfig) -> String {
+    let ms = |ms: i64| match u64::try_from(ms) {
+        Ok(ms) if ms % 1000 == 0 => crate::import::format_duration(ms / 1000),
+        _ => format!("{ms}ms"),
+    };
+    let duration = |d: std::time::Duration| crate::import::format_duration(d.as_secs());
+    let watermark = &engine.watermark;
+    format!(
+        "engine (defaults filled in): shards={} decoders={} channel_batches={} \
+         allowed_lateness={} idle_timeout={} max_skew={} max_open_windows={} \
+         max_state_bytes={} max_samples={} max_sample_bytes={} max_record_bytes={} \
+         max_decompressed_bytes={} commit_interval={} shutdown_deadline={}",
+        engine.shards,
+        engine.decoders,
+        engine.channel_batches,
+        ms(watermark.allowed_lateness_ms),
+        ms(watermark.idle_timeout_ms),
+        ms(watermark.max_skew_ms),
+        engine.max_open_windows,
+        engine.max_state_bytes,
+        engine.evidence.max_samples,
+        engine.evidence.max_sample_bytes,
+        engine.decode.max_record_bytes,
+        engine.decode.max_decompressed_bytes,
+        duration(engine.commit_interval),
+        duration(engine.shutdown_deadline),
+    )
 }
 
 #[cfg(test)]
