@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::primitives::Blob;
 use serde_json::{json, Value};
 use trailwatch::alert::Alert;
+use trailwatch::engine::shutdown::ShutdownClock;
 use trailwatch::engine::{Engine, EngineConfig, RunSummary};
 use trailwatch::error::Result as TwResult;
 use trailwatch::rules::RuleSet;
@@ -1185,4 +1186,42 @@ fn one_keys_alerts_stay_in_order_when_some_of_its_records_are_refused() {
         .flatten()
         .collect();
     assert_eq!(order, (0..12).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_send_to_an_endpoint_that_never_answers_gives_up_at_the_shutdown_deadline() {
+    if !prepare() {
+        return;
+    }
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
+    });
+    let mut sink = KinesisAlertSink::new(&KinesisSinkConfig {
+        stream: "alerts".into(),
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(format!("http://127.0.0.1:{port}")),
+    })
+    .unwrap();
+    let clock = ShutdownClock::default();
+    sink.watch_shutdown(&clock);
+    clock.start(Duration::from_secs(1));
+    let base = base_alert();
+    let alerts: Vec<Alert> = (0..1200u64)
+        .map(|i| padded_alert(&base, "alice", i, 100))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(sink.send(&alerts).map_err(|e| e.to_string()));
+    });
+    // A guard, not a timing: without the deadline this send waits out the
+    // SDK's 10 s attempts, call after call (92 s here); the deadline is 1 s.
+    let result = rx
+        .recv_timeout(Duration::from_secs(45))
+        .expect("the send gave up at the shutdown deadline");
+    let error = result.unwrap_err();
+    assert!(error.contains("shutdown deadline passed"), "{error}");
 }

@@ -22,12 +22,18 @@
 //! already accepted are sent again with the same alert id: consumers
 //! deduplicate by `finding_info.uid`/`metadata.uid`).
 //!
+//! Once the engine's shutdown clock has started, every PutRecords call and
+//! every backoff is cut off at its deadline (checked before each call and
+//! every [`SHUTDOWN_POLL`] while one waits), so `send` gives up at the
+//! deadline even against an endpoint that never answers.
+//!
 //! One record holds at most 1 MiB (data plus partition key). An alert
 //! larger than that (possible only with very large evidence limits) would
 //! be refused on every retry, so it is [`Error::TooLarge`], which the
 //! engine does not retry. There is no Kinesis dead-letter sink.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_kinesis::error::DisplayErrorContext;
@@ -53,6 +59,8 @@ pub const MAX_STALLED_ROUNDS: u32 = 8;
 /// Backoff after a round with refused records: first and cap.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often a waiting call or backoff looks at the shutdown clock.
+pub const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 
 /// Settings of the Kinesis alert sink.
 #[derive(Debug, Clone)]
@@ -67,7 +75,7 @@ pub struct KinesisAlertSink {
     runtime: Runtime,
     client: Client,
     stream: String,
-    /// The engine's shutdown clock: no retry round starts once it passed.
+    /// The engine's shutdown clock: calls and backoffs end at its deadline.
     shutdown: ShutdownClock,
 }
 
@@ -135,6 +143,28 @@ impl KinesisAlertSink {
         })
     }
 
+    /// Runs `work` until it ends or the shutdown deadline passes (`None`):
+    /// looks at the clock before starting it and every [`SHUTDOWN_POLL`].
+    async fn before_deadline<F: Future>(&self, work: F) -> Option<F::Output> {
+        let mut work = std::pin::pin!(work);
+        loop {
+            if self.shutdown.passed() {
+                return None;
+            }
+            if let Ok(output) = tokio::time::timeout(SHUTDOWN_POLL, &mut work).await {
+                return Some(output);
+            }
+        }
+    }
+
+    fn at_deadline(&self, left: usize, last_error: &str) -> Error {
+        Error::Sink(format!(
+            "kinesis put records to {}: {left} records not accepted, shutdown deadline passed{}{last_error}",
+            self.stream,
+            if last_error.is_empty() { "" } else { ": " }
+        ))
+    }
+
     async fn put_all(&self, entries: Vec<PutRecordsRequestEntry>) -> Result<()> {
         let mut pending: Vec<Pending> = entries.into_iter().map(Pending::new).collect();
         let mut backoff = FIRST_BACKOFF;
@@ -159,7 +189,9 @@ impl KinesisAlertSink {
                     .stream_name(&self.stream)
                     .set_records(Some(records))
                     .send();
-                let response = request.await;
+                let Some(response) = self.before_deadline(request).await else {
+                    return Err(self.at_deadline(pending.len(), &last_error));
+                };
                 let mut accepted = vec![false; call.len()];
                 match response {
                     Ok(output) => {
@@ -208,7 +240,7 @@ impl KinesisAlertSink {
             } else {
                 stalled += 1;
             }
-            if stalled >= MAX_STALLED_ROUNDS || self.shutdown.passed() {
+            if stalled >= MAX_STALLED_ROUNDS {
                 return Err(Error::Sink(format!(
                     "kinesis put records to {}: {} records not accepted after {stalled} rounds in a row without progress: {last_error}",
                     self.stream,
@@ -216,7 +248,13 @@ impl KinesisAlertSink {
                 )));
             }
             tracing::debug!(stream = %self.stream, pending = pending.len(), refused, error = %last_error, "retrying refused alert records");
-            tokio::time::sleep(backoff).await;
+            if self
+                .before_deadline(tokio::time::sleep(backoff))
+                .await
+                .is_none()
+            {
+                return Err(self.at_deadline(pending.len(), &last_error));
+            }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         Ok(())
