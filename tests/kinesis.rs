@@ -23,6 +23,7 @@ use trailwatch::alert::Alert;
 use trailwatch::engine::shutdown::ShutdownClock;
 use trailwatch::engine::{Engine, EngineConfig, RunSummary};
 use trailwatch::error::Result as TwResult;
+use trailwatch::metrics::Metrics;
 use trailwatch::rules::RuleSet;
 use trailwatch::sink::kinesis::{KinesisAlertSink, KinesisSinkConfig};
 use trailwatch::sink::writer::MemoryDeadLetters;
@@ -1136,7 +1137,7 @@ fn counts_by_key(stored: &[Value], keys: u64) -> BTreeMap<u64, Vec<u64>> {
 }
 
 #[test]
-fn a_throttled_sink_delivers_a_large_batch_once_in_key_order() {
+fn a_throttled_sink_delivers_a_large_batch_once_in_key_order_and_counts_its_retries() {
     // 1200 alerts of ~11 KB (13 MB) to one shard that takes 1 MiB/s: the
     // sink must get through at the shard's rate, sending again only what
     // was refused, within one send.
@@ -1150,7 +1151,10 @@ fn a_throttled_sink_delivers_a_large_batch_once_in_key_order() {
     let alerts: Vec<Alert> = (0..1200u64)
         .map(|i| padded_alert(&base, keys[i as usize % 3], i, 10_000))
         .collect();
-    let result = alert_sink(&servers, "alerts").send(&alerts);
+    let mut sink = alert_sink(&servers, "alerts");
+    let metrics = Metrics::new(1, 1, Vec::new());
+    sink.count_into(&metrics);
+    let result = sink.send(&alerts);
     assert!(result.is_ok(), "{:?}", result.err().map(|e| e.to_string()));
     let stored = admin.read_all("alerts");
     assert_eq!(stored.len(), 1200, "every alert once");
@@ -1163,6 +1167,8 @@ fn a_throttled_sink_delivers_a_large_batch_once_in_key_order() {
             "{key} out of order: {counts:?}"
         );
     }
+    let retries = metrics.sink.retries.load(Ordering::Relaxed);
+    assert!(retries > 0, "records sent again are counted");
 }
 
 #[test]

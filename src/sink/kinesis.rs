@@ -20,7 +20,8 @@
 //! batch was accepted, and `Err` after [`MAX_STALLED_ROUNDS`] rounds in a
 //! row accepted nothing; the engine then retries the whole batch (records
 //! already accepted are sent again with the same alert id: consumers
-//! deduplicate by `finding_info.uid`/`metadata.uid`).
+//! deduplicate by `finding_info.uid`/`metadata.uid`). Each record sent
+//! again is counted in `trailwatch_sink_retries_total{sink="alerts"}`.
 //!
 //! Once the engine's shutdown clock has started, every PutRecords call and
 //! every backoff is cut off at its deadline (checked before each call and
@@ -34,6 +35,8 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_kinesis::error::DisplayErrorContext;
@@ -46,6 +49,7 @@ use super::AlertSink;
 use crate::alert::Alert;
 use crate::engine::shutdown::ShutdownClock;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::source::kinesis::{load_aws_config, runtime};
 
 /// PutRecords accepts at most 500 records a call.
@@ -77,6 +81,8 @@ pub struct KinesisAlertSink {
     stream: String,
     /// The engine's shutdown clock: calls and backoffs end at its deadline.
     shutdown: ShutdownClock,
+    /// Where records sent again are counted (`sink.retries`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// A record not yet accepted.
@@ -140,6 +146,7 @@ impl KinesisAlertSink {
             client: Client::new(&sdk),
             stream: config.stream.clone(),
             shutdown: ShutdownClock::default(),
+            metrics: None,
         })
     }
 
@@ -247,6 +254,9 @@ impl KinesisAlertSink {
                     pending.len()
                 )));
             }
+            if let Some(metrics) = &self.metrics {
+                metrics.sink.retries.fetch_add(refused, Ordering::Relaxed);
+            }
             tracing::debug!(stream = %self.stream, pending = pending.len(), refused, error = %last_error, "retrying refused alert records");
             if self
                 .before_deadline(tokio::time::sleep(backoff))
@@ -292,6 +302,10 @@ impl AlertSink for KinesisAlertSink {
 
     fn watch_shutdown(&mut self, clock: &ShutdownClock) {
         self.shutdown = clock.clone();
+    }
+
+    fn count_into(&mut self, metrics: &Arc<Metrics>) {
+        self.metrics = Some(Arc::clone(metrics));
     }
 
     fn send(&mut self, alerts: &[Alert]) -> Result<()> {
