@@ -29,9 +29,13 @@
 //! deadline even against an endpoint that never answers.
 //!
 //! One record holds at most 1 MiB (data plus partition key). An alert
-//! larger than that (possible only with very large evidence limits) would
-//! be refused on every retry, so it is [`Error::TooLarge`], which the
-//! engine does not retry. There is no Kinesis dead-letter sink.
+//! larger than that would be refused on every retry, so it is
+//! [`Error::TooLarge`], which the engine does not retry. The config
+//! refuses a Kinesis alert sink with evidence limits under which an alert
+//! could reach that size (`config::check_kinesis_alert_size`), as the
+//! alert's id is deterministic and every restart would replay into it
+//! again; only events with group-key values of hundreds of KiB still can.
+//! There is no Kinesis dead-letter sink.
 
 use std::collections::HashSet;
 use std::future::Future;
