@@ -941,6 +941,39 @@ fn in_file(origin: &str, error: Error) -> Error {
     }
 }
 
+/// Bytes one evidence sample can take in an alert beyond 6 bytes for
+/// each of its bytes: its `{"data":{"message":...}}` frame and event id.
+const SAMPLE_FRAME_BYTES: usize = 512;
+/// Bytes an alert can take besides its evidence: rule, key, times, ids.
+const ALERT_REST_BYTES: usize = 64 * 1024;
+/// Kinesis's record limit (data plus partition key).
+const KINESIS_RECORD_BYTES: usize = 1024 * 1024;
+
+/// Refuses evidence limits under which one alert could exceed a Kinesis
+/// record (1 MiB): such an alert would end the run on every restart, as
+/// its deterministic id replays into it again. A sample is cut at
+/// `max_sample_bytes`, but a log line is written as a JSON string, where
+/// a control character takes 6 bytes (`\u0001`).
+fn check_kinesis_alert_size(engine: &EngineSection) -> Result<()> {
+    let defaults = crate::engine::window::EvidenceLimits::default();
+    let samples = engine.max_samples.unwrap_or(defaults.max_samples);
+    let sample_bytes = engine.max_sample_bytes.unwrap_or(defaults.max_sample_bytes);
+    let worst = sample_bytes
+        .saturating_mul(6)
+        .saturating_add(SAMPLE_FRAME_BYTES)
+        .saturating_mul(samples)
+        .saturating_add(ALERT_REST_BYTES);
+    if worst > KINESIS_RECORD_BYTES {
+        return Err(Error::Config(format!(
+            "sinks.alerts: kinesis records hold at most {KINESIS_RECORD_BYTES} bytes, but engine.max_samples \
+             ({samples}) x engine.max_sample_bytes ({sample_bytes}) allow an alert of up to {worst} bytes \
+             (6 bytes per sample byte once escaped, {SAMPLE_FRAME_BYTES} per sample and {ALERT_REST_BYTES} \
+             for the rest); lower engine.max_samples or engine.max_sample_bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// A config error's message without its "config error:" prefix (to be
 /// placed in a longer one); any other error as it displays.
 fn message(error: Error) -> String {
@@ -969,6 +1002,9 @@ impl Config {
             return Err(Error::Config(format!(
                 "{origin}: sinks.dead_letter: kinesis is only supported for alerts"
             )));
+        }
+        if matches!(config.sinks.alerts, SinkConfig::Kinesis { .. }) {
+            check_kinesis_alert_size(&config.engine).map_err(|e| in_file(origin, e))?;
         }
         if let Some(scaleout) = &config.scaleout {
             scaleout
@@ -1272,6 +1308,27 @@ mod tests {
         assert_eq!(scaleout("").producer_idle_timeout_ms(600_000), 600_000);
         let set = scaleout("  producer_idle_timeout: 90s\n");
         assert_eq!(set.producer_idle_timeout_ms(600_000), 90_000);
+    }
+
+    #[test]
+    fn a_kinesis_alert_sink_refuses_evidence_limits_that_overflow_a_record() {
+        let sink = "sinks:\n  alerts: {type: kinesis, stream: alerts}\n";
+        let with = |engine: &str, sink: &str| {
+            format!("sources:\n  - type: file\n    paths: [x]\n{engine}{sink}")
+        };
+        let large = "engine:\n  max_samples: 20\n  max_sample_bytes: 65536\n";
+        let error = Config::parse("c.yaml", &with(large, sink))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("config error: c.yaml: sinks.alerts: kinesis records hold at most 1048576 bytes, but engine.max_samples (20) x engine.max_sample_bytes (65536)"),
+            "{error}"
+        );
+        // The defaults fit; so do the same limits with another sink.
+        Config::parse("c.yaml", &with("", sink)).unwrap();
+        Config::parse("c.yaml", &with(large, "")).unwrap();
+        let fits = "engine:\n  max_samples: 10\n  max_sample_bytes: 16000\n";
+        Config::parse("c.yaml", &with(fits, sink)).unwrap();
     }
 
     #[test]

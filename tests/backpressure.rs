@@ -471,3 +471,47 @@ fn a_closed_dead_letter_output_commits_nothing_past_its_records() {
     assert_commits_stop_at(&log, BAD_RECORD);
     assert!(log.handed_out.load(Ordering::SeqCst) < RECORDS);
 }
+
+/// A sink that retries inside its sends and counts each retry, as the
+/// Kinesis sink does for records PutRecords refused.
+struct SelfRetryingSink {
+    metrics: Option<Arc<trailwatch::metrics::Metrics>>,
+}
+
+impl AlertSink for SelfRetryingSink {
+    fn name(&self) -> &str {
+        "self-retrying"
+    }
+
+    fn count_into(&mut self, metrics: &Arc<trailwatch::metrics::Metrics>) {
+        self.metrics = Some(Arc::clone(metrics));
+    }
+
+    fn send(&mut self, _alerts: &[Alert]) -> Result<()> {
+        if let Some(metrics) = &self.metrics {
+            metrics.sink.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn retries_inside_a_send_are_counted_in_the_alert_sink_retries() {
+    let spec: RuleSpec = serde_yaml_ng::from_str(EVERY_LOGIN_RULE).expect("rule");
+    let rules = Arc::new(RuleSet::compile(&[spec]).expect("compile"));
+    let mut config = EngineConfig::default();
+    config.watermark.replay = true;
+    let engine = Engine::new(config, rules);
+    let metrics = engine.metrics();
+    let summary = engine
+        .run(
+            vec![Box::new(MemorySource::new("p", records(), BATCH))],
+            Box::new(SelfRetryingSink { metrics: None }),
+            Box::new(MemoryDeadLetters::default()),
+        )
+        .expect("run");
+    let sends = metrics.sink.sent.load(Ordering::Relaxed);
+    assert_eq!(sends, RECORDS, "{summary:?}");
+    // One counted retry per send, and at least one send.
+    assert!(metrics.sink.retries.load(Ordering::Relaxed) >= 1);
+}

@@ -19,11 +19,15 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
 use serde_json::{json, Value};
+use trailwatch::alert::Alert;
+use trailwatch::engine::shutdown::ShutdownClock;
 use trailwatch::engine::{Engine, EngineConfig, RunSummary};
 use trailwatch::error::Result as TwResult;
+use trailwatch::metrics::Metrics;
 use trailwatch::rules::RuleSet;
 use trailwatch::sink::kinesis::{KinesisAlertSink, KinesisSinkConfig};
 use trailwatch::sink::writer::MemoryDeadLetters;
+use trailwatch::sink::AlertSink;
 use trailwatch::source::kinesis::{FanOutConfig, KinesisSource, KinesisSourceConfig, ReadMode};
 use trailwatch::source::{PartitionRegistry, Poll, RawBatch, Source};
 
@@ -103,6 +107,11 @@ fn prepare() -> bool {
 }
 
 fn start_servers() -> Option<Servers> {
+    start_servers_with(&[])
+}
+
+/// As [`start_servers`], with extra ferrokinesis arguments.
+fn start_servers_with(extra: &[&str]) -> Option<Servers> {
     if !prepare() {
         eprintln!("skipping: TRAILWATCH_SKIP_KINESIS=1");
         return None;
@@ -117,6 +126,7 @@ fn start_servers() -> Option<Servers> {
             "--create-stream-ms",
             "10",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1082,4 +1092,142 @@ fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
         after.is_none(),
         "handed over after the lease ran out: {after:?}"
     );
+}
+
+/// The alert the test rule raises for three failed sign-ins of alice.
+fn base_alert() -> Alert {
+    let spec = trailwatch::rules::parse_rule_text("test", RULE).unwrap();
+    let plain = (0..3)
+        .map(|i| cloudtrail("alice", i).to_string().into_bytes())
+        .collect();
+    let alerts = trailwatch::rules::testing::run_rule(&spec, plain).unwrap();
+    alerts.into_iter().next().unwrap()
+}
+
+/// Alert `i` of `alerts` (its `count`), of group key `key`, with a padded
+/// evidence sample of `pad` bytes.
+fn padded_alert(base: &Alert, key: &str, i: u64, pad: usize) -> Alert {
+    let mut alert = base.clone();
+    alert.key = vec![key.to_string()];
+    alert.count = i;
+    alert.evidences = vec![format!("{{\"pad\":\"{}\"}}", "x".repeat(pad))];
+    alert
+}
+
+fn alert_sink(servers: &Servers, stream: &str) -> KinesisAlertSink {
+    KinesisAlertSink::new(&KinesisSinkConfig {
+        stream: stream.to_string(),
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(servers.kinesis_url.clone()),
+    })
+    .unwrap()
+}
+
+/// The alert counts (`i`) of `stored` in stream order, by `i % keys`
+/// (the key index these tests give alert `i`).
+fn counts_by_key(stored: &[Value], keys: u64) -> BTreeMap<u64, Vec<u64>> {
+    let mut by_key: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for alert in stored {
+        let count = alert["finding_info"]["related_events_count"]
+            .as_u64()
+            .unwrap();
+        by_key.entry(count % keys).or_default().push(count);
+    }
+    by_key
+}
+
+#[test]
+fn a_throttled_sink_delivers_a_large_batch_once_in_key_order_and_counts_its_retries() {
+    // 1200 alerts of ~11 KB (13 MB) to one shard that takes 1 MiB/s: the
+    // sink must get through at the shard's rate, sending again only what
+    // was refused, within one send.
+    let Some(servers) = start_servers_with(&["--enforce-limits", "true"]) else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("alerts", 1);
+    let base = base_alert();
+    let keys = ["alice", "bob", "carol"];
+    let alerts: Vec<Alert> = (0..1200u64)
+        .map(|i| padded_alert(&base, keys[i as usize % 3], i, 10_000))
+        .collect();
+    let mut sink = alert_sink(&servers, "alerts");
+    let metrics = Metrics::new(1, 1, Vec::new());
+    sink.count_into(&metrics);
+    let result = sink.send(&alerts);
+    assert!(result.is_ok(), "{:?}", result.err().map(|e| e.to_string()));
+    let stored = admin.read_all("alerts");
+    assert_eq!(stored.len(), 1200, "every alert once");
+    let by_key = counts_by_key(&stored, 3);
+    assert_eq!(by_key.len(), 3);
+    for (key, counts) in &by_key {
+        assert_eq!(counts.len(), 400, "{key}");
+        assert!(
+            counts.windows(2).all(|w| w[0] < w[1]),
+            "{key} out of order: {counts:?}"
+        );
+    }
+    let retries = metrics.sink.retries.load(Ordering::Relaxed);
+    assert!(retries > 0, "records sent again are counted");
+}
+
+#[test]
+fn one_keys_alerts_stay_in_order_when_some_of_its_records_are_refused() {
+    // Alternating 300 KB and 100 B alerts of one key: under the shard's
+    // 1 MiB/s limit a large one is refused while a small one after it
+    // would be accepted.
+    let Some(servers) = start_servers_with(&["--enforce-limits", "true"]) else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("alerts", 1);
+    let base = base_alert();
+    let alerts: Vec<Alert> = (0..12u64)
+        .map(|i| padded_alert(&base, "alice", i, if i % 2 == 0 { 300_000 } else { 100 }))
+        .collect();
+    let result = alert_sink(&servers, "alerts").send(&alerts);
+    assert!(result.is_ok(), "{:?}", result.err().map(|e| e.to_string()));
+    let order: Vec<u64> = counts_by_key(&admin.read_all("alerts"), 1)
+        .into_values()
+        .flatten()
+        .collect();
+    assert_eq!(order, (0..12).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_send_to_an_endpoint_that_never_answers_gives_up_at_the_shutdown_deadline() {
+    if !prepare() {
+        return;
+    }
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
+    });
+    let mut sink = KinesisAlertSink::new(&KinesisSinkConfig {
+        stream: "alerts".into(),
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(format!("http://127.0.0.1:{port}")),
+    })
+    .unwrap();
+    let clock = ShutdownClock::default();
+    sink.watch_shutdown(&clock);
+    clock.start(Duration::from_secs(1));
+    let base = base_alert();
+    let alerts: Vec<Alert> = (0..1200u64)
+        .map(|i| padded_alert(&base, "alice", i, 100))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(sink.send(&alerts).map_err(|e| e.to_string()));
+    });
+    // A guard, not a timing: without the deadline this send waits out the
+    // SDK's 10 s attempts, call after call (92 s here); the deadline is 1 s.
+    let result = rx
+        .recv_timeout(Duration::from_secs(45))
+        .expect("the send gave up at the shutdown deadline");
+    let error = result.unwrap_err();
+    assert!(error.contains("shutdown deadline passed"), "{error}");
 }

@@ -615,6 +615,7 @@ impl Engine {
         let span = tracing::info_span!("sink", name = sink.name());
         let _entered = span.enter();
         sink.watch_shutdown(&self.shutdown);
+        sink.count_into(&self.metrics);
         let mut delivered = 0u64;
         while let Ok(mut emitted) = rx.recv() {
             // Coalesce what is already queued: every shard batch sends its

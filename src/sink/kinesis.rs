@@ -3,19 +3,44 @@
 //! Contract: each alert is one record, partition key = the stable
 //! `rule|group key` ([`Alert::routing_key`], so one key's alerts stay in
 //! order on one shard), data = the OCSF Detection Finding JSON. Alerts go
-//! out in PutRecords calls of at most 500 records and 5 MiB; records that
-//! PutRecords reports as failed (throttling, internal errors) are retried
-//! alone with capped exponential backoff. [`AlertSink::send`] returns `Ok`
-//! only when every record of the batch was accepted; if retries run out it
-//! returns `Err` and the engine retries the whole batch (records already
-//! accepted are sent again with the same alert id: consumers deduplicate
-//! by `finding_info.uid`/`metadata.uid`).
+//! out in PutRecords calls of at most 500 records and 5 MiB, and never
+//! two records of one partition key at once: each call takes, in batch
+//! order, at most the first not yet accepted record of each key, so a
+//! key's later alert is sent only after its earlier one was accepted
+//! (PutRecords reports each record on its own and may accept a later
+//! record of a call after refusing an earlier one). A batch of many alerts
+//! of one key therefore takes one call per alert.
+//!
+//! Records PutRecords refuses (throttling, internal errors) stay pending
+//! in their order; their keys wait until the next round, after a capped
+//! exponential backoff (reset by every round that got a record accepted).
+//! Only what was not accepted is ever sent again within one
+//! [`AlertSink::send`], so a throttled shard gets through a large batch at
+//! its write rate. `send` returns `Ok` only when every record of the
+//! batch was accepted, and `Err` after [`MAX_STALLED_ROUNDS`] rounds in a
+//! row accepted nothing; the engine then retries the whole batch (records
+//! already accepted are sent again with the same alert id: consumers
+//! deduplicate by `finding_info.uid`/`metadata.uid`). Each record sent
+//! again is counted in `trailwatch_sink_retries_total{sink="alerts"}`.
+//!
+//! Once the engine's shutdown clock has started, every PutRecords call and
+//! every backoff is cut off at its deadline (checked before each call and
+//! every [`SHUTDOWN_POLL`] while one waits), so `send` gives up at the
+//! deadline even against an endpoint that never answers.
 //!
 //! One record holds at most 1 MiB (data plus partition key). An alert
-//! larger than that (possible only with very large evidence limits) would
-//! be refused on every retry, so it is [`Error::TooLarge`], which the
-//! engine does not retry. There is no Kinesis dead-letter sink.
+//! larger than that would be refused on every retry, so it is
+//! [`Error::TooLarge`], which the engine does not retry. The config
+//! refuses a Kinesis alert sink with evidence limits under which an alert
+//! could reach that size (`config::check_kinesis_alert_size`), as the
+//! alert's id is deterministic and every restart would replay into it
+//! again; only events with group-key values of hundreds of KiB still can.
+//! There is no Kinesis dead-letter sink.
 
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_kinesis::error::DisplayErrorContext;
@@ -28,6 +53,7 @@ use super::AlertSink;
 use crate::alert::Alert;
 use crate::engine::shutdown::ShutdownClock;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::source::kinesis::{load_aws_config, runtime};
 
 /// PutRecords accepts at most 500 records a call.
@@ -35,9 +61,14 @@ const MAX_RECORDS_PER_CALL: usize = 500;
 /// ... and at most 5 MiB a call (data plus partition keys).
 const MAX_BYTES_PER_CALL: usize = 5 * 1024 * 1024;
 /// ... and at most 1 MiB a record (data plus partition key).
-const MAX_BYTES_PER_RECORD: usize = 1024 * 1024;
-/// Attempts for failed records within one `send`.
-const MAX_ATTEMPTS: u32 = 8;
+pub const MAX_BYTES_PER_RECORD: usize = 1024 * 1024;
+/// Rounds in a row that get no record accepted before `send` gives up.
+pub const MAX_STALLED_ROUNDS: u32 = 8;
+/// Backoff after a round with refused records: first and cap.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often a waiting call or backoff looks at the shutdown clock.
+pub const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 
 /// Settings of the Kinesis alert sink.
 #[derive(Debug, Clone)]
@@ -52,8 +83,55 @@ pub struct KinesisAlertSink {
     runtime: Runtime,
     client: Client,
     stream: String,
-    /// The engine's shutdown clock: no retry round starts once it passed.
+    /// The engine's shutdown clock: calls and backoffs end at its deadline.
     shutdown: ShutdownClock,
+    /// Where records sent again are counted (`sink.retries`).
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// A record not yet accepted.
+struct Pending {
+    entry: PutRecordsRequestEntry,
+    key: String,
+    size: usize,
+}
+
+impl Pending {
+    fn new(entry: PutRecordsRequestEntry) -> Pending {
+        let key = entry.partition_key().unwrap_or_default().to_string();
+        let size = entry.data().as_ref().len() + key.len();
+        Pending { entry, key, size }
+    }
+}
+
+/// The next PutRecords call: indexes into `pending`, in order, of at most
+/// one record per partition key (the first pending one of its key), none
+/// of a key in `blocked`, within the call's record and byte limits.
+fn next_call(pending: &[Pending], blocked: &HashSet<String>) -> Vec<usize> {
+    let mut call = Vec::new();
+    let mut keys: HashSet<&str> = HashSet::new();
+    let mut bytes = 0;
+    for (index, record) in pending.iter().enumerate() {
+        if call.len() == MAX_RECORDS_PER_CALL {
+            break;
+        }
+        // A key seen before in this scan has an earlier pending record:
+        // this one waits, whether or not that one went into the call.
+        if !keys.insert(record.key.as_str()) || blocked.contains(&record.key) {
+            continue;
+        }
+        if bytes + record.size > MAX_BYTES_PER_CALL {
+            if call.is_empty() {
+                // Only a record over the call limit, which the record
+                // limit (checked before) rules out; send it alone.
+                call.push(index);
+            }
+            break;
+        }
+        bytes += record.size;
+        call.push(index);
+    }
+    call
 }
 
 impl KinesisAlertSink {
@@ -72,56 +150,126 @@ impl KinesisAlertSink {
             client: Client::new(&sdk),
             stream: config.stream.clone(),
             shutdown: ShutdownClock::default(),
+            metrics: None,
         })
     }
 
-    async fn put_all(&self, mut pending: Vec<PutRecordsRequestEntry>) -> Result<()> {
-        let mut backoff = Duration::from_millis(100);
-        let mut attempt = 0;
+    /// Runs `work` until it ends or the shutdown deadline passes (`None`):
+    /// looks at the clock before starting it and every [`SHUTDOWN_POLL`].
+    async fn before_deadline<F: Future>(&self, work: F) -> Option<F::Output> {
+        let mut work = std::pin::pin!(work);
+        loop {
+            if self.shutdown.passed() {
+                return None;
+            }
+            if let Ok(output) = tokio::time::timeout(SHUTDOWN_POLL, &mut work).await {
+                return Some(output);
+            }
+        }
+    }
+
+    fn at_deadline(&self, left: usize, last_error: &str) -> Error {
+        Error::Sink(format!(
+            "kinesis put records to {}: {left} records not accepted, shutdown deadline passed{}{last_error}",
+            self.stream,
+            if last_error.is_empty() { "" } else { ": " }
+        ))
+    }
+
+    async fn put_all(&self, entries: Vec<PutRecordsRequestEntry>) -> Result<()> {
+        let mut pending: Vec<Pending> = entries.into_iter().map(Pending::new).collect();
+        let mut backoff = FIRST_BACKOFF;
+        let mut stalled = 0;
+        let mut last_error = String::new();
         while !pending.is_empty() {
-            attempt += 1;
-            let mut failed = Vec::new();
-            let mut last_error = String::new();
-            for chunk in chunks(pending) {
-                let response = self
+            // One round: calls until every pending key is blocked (refused
+            // in this round) or done.
+            let mut blocked = HashSet::new();
+            let mut accepted_any = false;
+            let mut refused = 0u64;
+            loop {
+                let call = next_call(&pending, &blocked);
+                if call.is_empty() {
+                    break;
+                }
+                let records: Vec<PutRecordsRequestEntry> =
+                    call.iter().map(|&i| pending[i].entry.clone()).collect();
+                let request = self
                     .client
                     .put_records()
                     .stream_name(&self.stream)
-                    .set_records(Some(chunk.clone()))
-                    .send()
-                    .await;
+                    .set_records(Some(records))
+                    .send();
+                let Some(response) = self.before_deadline(request).await else {
+                    return Err(self.at_deadline(pending.len(), &last_error));
+                };
+                let mut accepted = vec![false; call.len()];
                 match response {
                     Ok(output) => {
-                        for (entry, result) in chunk.into_iter().zip(output.records()) {
-                            if let Some(code) = result.error_code() {
-                                last_error = format!(
-                                    "{code}: {}",
-                                    result.error_message().unwrap_or_default()
-                                );
-                                failed.push(entry);
+                        for (slot, result) in accepted.iter_mut().zip(output.records()) {
+                            match result.error_code() {
+                                Some(code) => {
+                                    last_error = format!(
+                                        "{code}: {}",
+                                        result.error_message().unwrap_or_default()
+                                    );
+                                }
+                                None => *slot = true,
                             }
                         }
                     }
-                    Err(error) => {
-                        last_error = DisplayErrorContext(error).to_string();
-                        failed.extend(chunk);
+                    Err(error) => last_error = DisplayErrorContext(error).to_string(),
+                }
+                for (&index, &ok) in call.iter().zip(&accepted) {
+                    if !ok {
+                        blocked.insert(pending[index].key.clone());
+                        refused += 1;
                     }
                 }
+                accepted_any |= accepted.iter().any(|&ok| ok);
+                // Drop the accepted records, keeping the rest in order.
+                let mut position = 0;
+                let mut next = call.iter().zip(&accepted).peekable();
+                pending.retain(|_| {
+                    let keep = match next.peek() {
+                        Some((&index, &ok)) if index == position => {
+                            next.next();
+                            !ok
+                        }
+                        _ => true,
+                    };
+                    position += 1;
+                    keep
+                });
             }
-            if failed.is_empty() {
+            if pending.is_empty() {
                 return Ok(());
             }
-            if attempt >= MAX_ATTEMPTS || self.shutdown.passed() {
+            if accepted_any {
+                stalled = 0;
+                backoff = FIRST_BACKOFF;
+            } else {
+                stalled += 1;
+            }
+            if stalled >= MAX_STALLED_ROUNDS {
                 return Err(Error::Sink(format!(
-                    "kinesis put records to {}: {} records not accepted after {attempt} attempts: {last_error}",
+                    "kinesis put records to {}: {} records not accepted after {stalled} rounds in a row without progress: {last_error}",
                     self.stream,
-                    failed.len()
+                    pending.len()
                 )));
             }
-            tracing::debug!(stream = %self.stream, failed = failed.len(), error = %last_error, "retrying failed alert records");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-            pending = failed;
+            if let Some(metrics) = &self.metrics {
+                metrics.sink.retries.fetch_add(refused, Ordering::Relaxed);
+            }
+            tracing::debug!(stream = %self.stream, pending = pending.len(), refused, error = %last_error, "retrying refused alert records");
+            if self
+                .before_deadline(tokio::time::sleep(backoff))
+                .await
+                .is_none()
+            {
+                return Err(self.at_deadline(pending.len(), &last_error));
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         Ok(())
     }
@@ -151,28 +299,6 @@ fn check_record_size(entry: &PutRecordsRequestEntry, stream: &str) -> Result<()>
     Ok(())
 }
 
-/// Splits entries into PutRecords-sized calls, keeping their order.
-fn chunks(entries: Vec<PutRecordsRequestEntry>) -> Vec<Vec<PutRecordsRequestEntry>> {
-    let mut calls = Vec::new();
-    let mut current = Vec::new();
-    let mut bytes = 0;
-    for entry in entries {
-        let size = entry.data().as_ref().len() + entry.partition_key().map_or(0, str::len);
-        if !current.is_empty()
-            && (current.len() == MAX_RECORDS_PER_CALL || bytes + size > MAX_BYTES_PER_CALL)
-        {
-            calls.push(std::mem::take(&mut current));
-            bytes = 0;
-        }
-        bytes += size;
-        current.push(entry);
-    }
-    if !current.is_empty() {
-        calls.push(current);
-    }
-    calls
-}
-
 impl AlertSink for KinesisAlertSink {
     fn name(&self) -> &str {
         "kinesis"
@@ -180,6 +306,10 @@ impl AlertSink for KinesisAlertSink {
 
     fn watch_shutdown(&mut self, clock: &ShutdownClock) {
         self.shutdown = clock.clone();
+    }
+
+    fn count_into(&mut self, metrics: &Arc<Metrics>) {
+        self.metrics = Some(Arc::clone(metrics));
     }
 
     fn send(&mut self, alerts: &[Alert]) -> Result<()> {
@@ -204,12 +334,23 @@ impl AlertSink for KinesisAlertSink {
 mod tests {
     use super::*;
 
-    fn entry(size: usize) -> PutRecordsRequestEntry {
+    fn keyed(key: &str, size: usize) -> PutRecordsRequestEntry {
         PutRecordsRequestEntry::builder()
             .data(Blob::new(vec![b'x'; size]))
-            .partition_key("k")
+            .partition_key(key)
             .build()
             .unwrap()
+    }
+
+    fn entry(size: usize) -> PutRecordsRequestEntry {
+        keyed("k", size)
+    }
+
+    fn pending(records: &[(&str, usize)]) -> Vec<Pending> {
+        records
+            .iter()
+            .map(|(key, size)| Pending::new(keyed(key, *size)))
+            .collect()
     }
 
     #[test]
@@ -229,12 +370,30 @@ mod tests {
     }
 
     #[test]
-    fn chunks_respect_record_and_byte_limits() {
-        let calls = chunks((0..1001).map(|_| entry(10)).collect());
-        let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![500, 500, 1]);
-        let calls = chunks((0..6).map(|_| entry(1024 * 1024)).collect());
-        let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![4, 2]);
+    fn a_call_takes_the_first_pending_record_of_each_key_only() {
+        let records = pending(&[("a", 1), ("a", 1), ("b", 1), ("a", 1), ("c", 1), ("b", 1)]);
+        assert_eq!(next_call(&records, &HashSet::new()), vec![0, 2, 4]);
+        // A key refused in this round waits, and so do its later records.
+        let blocked = HashSet::from(["a".to_string()]);
+        assert_eq!(next_call(&records, &blocked), vec![2, 4]);
+        let all = HashSet::from(["a", "b", "c"].map(String::from));
+        assert!(next_call(&records, &all).is_empty());
+    }
+
+    #[test]
+    fn calls_respect_record_and_byte_limits() {
+        let many: Vec<(String, usize)> = (0..1001).map(|i| (format!("k{i}"), 10)).collect();
+        let many: Vec<(&str, usize)> = many.iter().map(|(k, s)| (k.as_str(), *s)).collect();
+        assert_eq!(next_call(&pending(&many), &HashSet::new()).len(), 500);
+        let big = pending(&[
+            ("a", 1 << 20),
+            ("b", 1 << 20),
+            ("c", 1 << 20),
+            ("d", 1 << 20),
+            ("e", 1 << 20),
+            ("f", 1 << 20),
+        ]);
+        // 1 MiB of data plus a 1-byte key each: four fit in 5 MiB.
+        assert_eq!(next_call(&big, &HashSet::new()), vec![0, 1, 2, 3]);
     }
 }

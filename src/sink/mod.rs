@@ -36,11 +36,14 @@ pub mod kafka;
 pub mod kinesis;
 pub mod writer;
 
+use std::sync::Arc;
+
 use crate::alert::Alert;
 use crate::engine::shutdown::ShutdownClock;
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::{ErrorClass, Result};
+use crate::metrics::Metrics;
 
 /// Destination of alerts.
 pub trait AlertSink: Send {
@@ -52,6 +55,11 @@ pub trait AlertSink: Send {
     /// can block past it (see [`ShutdownClock`]). By default, ignored.
     fn watch_shutdown(&mut self, clock: &ShutdownClock) {
         let _ = clock;
+    }
+    /// Hands over the engine's metrics, for a sink that retries inside one
+    /// send and counts those retries in `metrics.sink`. By default, ignored.
+    fn count_into(&mut self, metrics: &Arc<Metrics>) {
+        let _ = metrics;
     }
 }
 
