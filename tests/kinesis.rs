@@ -1061,6 +1061,7 @@ fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
             tx,
             lag: new_lag_snapshot(),
             polled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            counters: Arc::default(),
         }
     });
     let running = admin.runtime.spawn(reader.run());
@@ -1082,4 +1083,47 @@ fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
         after.is_none(),
         "handed over after the lease ran out: {after:?}"
     );
+}
+
+// ---- Source failure paths.
+
+#[test]
+fn a_reader_that_cannot_read_counts_its_errors_and_its_lag_grows() {
+    let Some(mut servers) = start_servers() else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("down", 1);
+    let shard = admin.open_shards("down")[0].0.clone();
+    admin.put("down", &keyed(1, 0, 10));
+    let mut source = KinesisSource::new(source_config(&servers, "down", "w1")).unwrap();
+    let counters = source.counters();
+    let lag = source.lag();
+    let registry = PartitionRegistry::default();
+    let mut seen = BTreeMap::new();
+    drain_source(&mut source, &registry, &mut seen, 10);
+    let lag_of = || lag.lock().unwrap().get(&shard).copied();
+    assert!(lag_of().is_some(), "lag published while reading");
+    // Kinesis goes away; DynamoDB stays, so the lease is kept. Failing
+    // ListShards calls (with the SDK's retries) slow the coordinator down,
+    // so renews come late and the reader's validity lapses now and then:
+    // ten seconds of growing lag also need the reader to come back then.
+    let kinesis = &mut servers.children[0];
+    kinesis.kill().unwrap();
+    kinesis.wait().unwrap();
+    let other = || {
+        counters.read_errors[trailwatch::metrics::KinesisReadError::Other as usize]
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (other() == 0 || lag_of().unwrap_or(0) < 10_000) && Instant::now() < deadline {
+        let _ = source.poll(&registry).unwrap();
+    }
+    assert!(other() > 0, "failed reads are counted");
+    assert!(
+        lag_of().unwrap_or(0) >= 10_000,
+        "the lag grows while reads fail: {:?}",
+        lag_of()
+    );
+    assert_eq!(source.held_shards_handle().shards(), vec![shard]);
 }

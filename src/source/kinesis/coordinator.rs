@@ -22,7 +22,10 @@
 //!    or read to its end by this very worker (its records are then already
 //!    ahead of the child's in the engine).
 //! 5. **Start a reader** for every held lease that has none: a polling
-//!    [`Reader`] or a [`FanOutReader`], as [`ReaderKind`] says.
+//!    [`Reader`] or a [`FanOutReader`], as [`ReaderKind`] says; also, as
+//!    a new lease session, for one whose reader stopped because a renew
+//!    came late (the validity lapsed, then was extended), resuming after
+//!    the last checkpoint written.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,13 +40,15 @@ use super::lease::{LeaseRow, LeaseTable};
 use super::shards::{list_shards, LeaseClock, Reader, ReaderMsg};
 use super::{KinesisSourceConfig, LagSnapshot};
 use crate::error::Result;
+use crate::metrics::{KinesisLeaseLoss, KinesisSourceCounters};
 
 /// A lease this worker holds.
 pub struct Held {
     pub counter: u64,
     /// Lease session number; batches of older sessions are discarded.
     pub generation: u64,
-    /// Checkpoint found when the lease was taken.
+    /// Checkpoint found when the lease was taken, then the last one
+    /// written (where a restarted reader resumes).
     pub checkpoint: String,
     pub clock: Arc<LeaseClock>,
     pub renewed_at: Instant,
@@ -85,6 +90,7 @@ pub struct Shared {
     /// another worker), not one still starting.
     pub balanced: AtomicBool,
     pub wake: Notify,
+    pub counters: Arc<KinesisSourceCounters>,
     pub base: Instant,
     pub next_generation: AtomicU64,
     pub tx: mpsc::Sender<ReaderMsg>,
@@ -105,13 +111,14 @@ impl Shared {
     }
 
     /// Forgets a lost lease and stops its reader.
-    pub fn lose(&self, key: &str, why: &str) {
+    pub fn lose(&self, key: &str, why: KinesisLeaseLoss) {
         if let Some(held) = self.held().remove(key) {
             held.clock.revoke();
             if let Some(reader) = held.reader {
                 reader.abort();
             }
-            tracing::warn!(shard = %key, reason = why, "lease lost, reader stopped");
+            self.counters.lease_lost(why);
+            tracing::warn!(shard = %key, reason = why.as_str(), "lease lost, reader stopped");
         }
         self.lag
             .lock()
@@ -196,12 +203,13 @@ async fn renew(shared: &Shared) {
                     held.clock.extend(shared.validity(sent));
                 }
             }
-            Ok(None) => shared.lose(&key, "taken over"),
+            Ok(None) => shared.lose(&key, KinesisLeaseLoss::TakenOver),
             Err(error) => {
+                KinesisSourceCounters::inc(&shared.counters.lease_renew_errors);
                 let expired = shared.held().get(&key).is_none_or(|h| !h.clock.is_valid());
                 tracing::warn!(shard = %key, error = %error, "lease renew failed");
                 if expired {
-                    shared.lose(&key, "renew failed until expiry");
+                    shared.lose(&key, KinesisLeaseLoss::Expired);
                 }
             }
         }
@@ -365,10 +373,30 @@ async fn take(shared: &Shared, row: &LeaseRow, delay: Duration) -> Result<bool> 
 
 fn start_readers(shared: &Shared) {
     let now = Instant::now();
+    let read_to_end = shared
+        .read_to_end
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let mut held = shared.held();
     for (key, lease) in held.iter_mut() {
-        if lease.reader.is_some() || lease.ended || now < lease.start_after {
+        if lease.ended || now < lease.start_after {
             continue;
+        }
+        if let Some(reader) = &lease.reader {
+            // A reader stops when the validity runs out, also when a late
+            // renew (a slow coordinator pass, DynamoDB slow) extends it
+            // afterwards: the lease is still held, so read it again, as
+            // a new session (its records were handed under the old one).
+            let lapsed = reader.is_finished()
+                && lease.clock.is_valid()
+                && !read_to_end.contains(key.as_str());
+            if !lapsed {
+                continue;
+            }
+            lease.generation = shared.next_generation.fetch_add(1, Ordering::Relaxed);
+            lease.reader = None;
+            tracing::warn!(shard = %key, "reader stopped on a late lease renew: reading again");
         }
         if lease.checkpoint == SHARD_END {
             lease.ended = true;
@@ -388,6 +416,7 @@ fn start_readers(shared: &Shared) {
                     tx: shared.tx.clone(),
                     lag: Arc::clone(&shared.lag),
                     polled: Arc::clone(&shared.polled),
+                    counters: Arc::clone(&shared.counters),
                 };
                 tracing::info!(shard = %key, start = %lease.checkpoint, "reader started");
                 tokio::spawn(reader.run())
@@ -407,6 +436,7 @@ fn start_readers(shared: &Shared) {
                     tx: shared.tx.clone(),
                     lag: Arc::clone(&shared.lag),
                     polled: Arc::clone(&shared.polled),
+                    counters: Arc::clone(&shared.counters),
                 };
                 tracing::info!(shard = %key, start = %lease.checkpoint, "fan-out reader started");
                 tokio::spawn(reader.run())

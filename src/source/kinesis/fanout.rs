@@ -37,7 +37,9 @@
 //!   `LimitExceededException` (one subscribe per second per shard and
 //!   consumer) and transport errors alike.
 //! - `MillisBehindLatest` of every event goes to the lag snapshot, and the
-//!   first event sets the readiness flag.
+//!   first event sets the readiness flag. Failed subscribes and event
+//!   streams are counted by kind, and while they fail the lag grows with
+//!   the time since the last event ([`Staleness`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,9 +54,10 @@ use aws_sdk_kinesis::Client;
 use tokio::sync::mpsc;
 
 use super::checkpoint::TRIM_HORIZON;
-use super::shards::{publish_lag, LeaseClock, ReaderMsg};
+use super::shards::{read_error_kind, LeaseClock, ReaderMsg, Staleness};
 use super::LagSnapshot;
 use crate::error::{Error, Result};
+use crate::metrics::KinesisSourceCounters;
 
 /// First backoff after a failed subscribe (AWS allows one SubscribeToShard
 /// per second per shard and consumer).
@@ -188,6 +191,7 @@ pub struct FanOutReader {
     pub lag: LagSnapshot,
     /// Set on the first event (readiness).
     pub polled: Arc<AtomicBool>,
+    pub counters: Arc<KinesisSourceCounters>,
 }
 
 impl FanOutReader {
@@ -212,6 +216,7 @@ impl FanOutReader {
         };
         let mut backoff = MIN_BACKOFF;
         let mut reported_at_tip = None;
+        let mut staleness = Staleness::new(&self.lag, &self.shard);
         loop {
             if !self.clock.is_valid() {
                 tracing::info!(shard = %self.shard, "lease validity ran out, fan-out reader stops");
@@ -219,7 +224,12 @@ impl FanOutReader {
             }
             let subscribed_at = Instant::now();
             let ended = self
-                .subscription(&mut last_sequence, &mut backoff, &mut reported_at_tip)
+                .subscription(
+                    &mut last_sequence,
+                    &mut backoff,
+                    &mut reported_at_tip,
+                    &mut staleness,
+                )
                 .await;
             match ended {
                 Ended::ShardEnd => {
@@ -241,6 +251,7 @@ impl FanOutReader {
                     }
                 }
                 Ended::Failed => {
+                    staleness.failed(&self.lag, &self.shard);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -251,12 +262,13 @@ impl FanOutReader {
     /// One subscription: subscribes after `last_sequence` and hands over
     /// its events' records, advancing `last_sequence`, and whether the
     /// shard's tip was reached when that changes (`reported_at_tip`); an
-    /// event resets `backoff`.
+    /// event resets `backoff` and updates `staleness`.
     async fn subscription(
         &self,
         last_sequence: &mut Option<String>,
         backoff: &mut Duration,
         reported_at_tip: &mut Option<bool>,
+        staleness: &mut Staleness,
     ) -> Ended {
         let position = match Self::position(last_sequence.as_deref()) {
             Ok(position) => position,
@@ -276,6 +288,7 @@ impl FanOutReader {
         let mut output = match subscribed {
             Ok(output) => output,
             Err(error) => {
+                self.counters.read_error(read_error_kind(&error));
                 let service = error.as_service_error();
                 // Expected now and then; worth a warning once it persists.
                 let persistent = *backoff >= MAX_BACKOFF;
@@ -320,13 +333,14 @@ impl FanOutReader {
                 }
                 Ok(None) => return Ended::Expired,
                 Err(error) => {
+                    self.counters.read_error(read_error_kind(&error));
                     tracing::warn!(shard = %self.shard, error = %DisplayErrorContext(error), "fan-out subscription failed, resubscribing");
                     return Ended::Failed;
                 }
             };
             *backoff = MIN_BACKOFF;
             self.polled.store(true, Ordering::Release);
-            publish_lag(&self.lag, &self.shard, event.millis_behind_latest());
+            staleness.read(&self.lag, &self.shard, Some(event.millis_behind_latest()));
             let end = at_shard_end(&event);
             let at_tip = event.millis_behind_latest() == 0;
             let received = event.records.len();

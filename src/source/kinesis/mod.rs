@@ -34,7 +34,10 @@
 //! on the mode.
 //!
 //! **Lag.** `MillisBehindLatest` per shard is published in
-//! [`KinesisSource::lag`] for the metrics endpoint.
+//! [`KinesisSource::lag`] for the metrics endpoint; while a shard's reads
+//! fail, its lag keeps growing from the last successful read
+//! ([`shards::Staleness`]). Failed reads, lost leases, renew and
+//! checkpoint failures are counted in [`KinesisSource::counters`].
 //!
 //! **Watermark.** Every newly held lease is announced to the engine
 //! ([`Source::take_partition_events`]) before the next batch goes out, so
@@ -64,6 +67,7 @@ use self::lease::LeaseTable;
 use self::shards::ReaderMsg;
 use super::{PartitionEvent, PartitionId, PartitionRegistry, Poll, RawBatch, Source};
 use crate::error::{Error, Result};
+use crate::metrics::KinesisSourceCounters;
 
 /// Shard id → `MillisBehindLatest` of its last GetRecords.
 pub type LagSnapshot = Arc<Mutex<BTreeMap<String, i64>>>;
@@ -247,6 +251,7 @@ impl KinesisSource {
                 aws_sdk_dynamodb::Client::new(&dynamo_sdk),
             )
         });
+        let counters = Arc::new(KinesisSourceCounters::default());
         let reader_kind = match &config.read_mode {
             ReadMode::Polling => ReaderKind::Polling,
             ReadMode::FanOut(fan_out) => {
@@ -277,6 +282,7 @@ impl KinesisSource {
             polled: Arc::new(AtomicBool::new(false)),
             balanced: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
+            counters,
             base: Instant::now(),
             next_generation: AtomicU64::new(1),
             tx,
@@ -307,6 +313,11 @@ impl KinesisSource {
     /// Per-shard `MillisBehindLatest`, shared with the metrics endpoint.
     pub fn lag(&self) -> LagSnapshot {
         Arc::clone(&self.shared.lag)
+    }
+
+    /// The source's failure counters, for the metrics endpoint.
+    pub fn counters(&self) -> Arc<KinesisSourceCounters> {
+        Arc::clone(&self.shared.counters)
     }
 
     /// A handle listing the shards this worker holds leases for.
@@ -351,9 +362,14 @@ impl KinesisSource {
                 _ => return Ok(false),
             };
             match shared.table.checkpoint(shard, counter, checkpoint).await? {
-                Some(()) => Ok(true),
+                Some(()) => {
+                    if let Some(held) = shared.held().get_mut(shard) {
+                        held.checkpoint = checkpoint.to_string();
+                    }
+                    Ok(true)
+                }
                 None => {
-                    shared.lose(shard, "checkpoint fenced");
+                    shared.lose(shard, crate::metrics::KinesisLeaseLoss::Fenced);
                     Ok(false)
                 }
             }
@@ -502,6 +518,7 @@ impl Source for KinesisSource {
                 }
                 Ok(false) => {}
                 Err(error) => {
+                    KinesisSourceCounters::inc(&self.shared.counters.checkpoint_errors);
                     first_error.get_or_insert(error);
                 }
             }
