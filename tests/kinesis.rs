@@ -1062,6 +1062,7 @@ fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
             lag: new_lag_snapshot(),
             polled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             counters: Arc::default(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     });
     let running = admin.runtime.spawn(reader.run());
@@ -1086,6 +1087,116 @@ fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
 }
 
 // ---- Source failure paths.
+
+/// A DynamoDB client for the lease table (on the admin's runtime).
+fn lease_table_client(admin: &Admin, servers: &Servers) -> aws_sdk_dynamodb::Client {
+    let sdk = admin
+        .runtime
+        .block_on(trailwatch::source::kinesis::load_aws_config(
+            Some("us-east-1"),
+            Some(&servers.dynamodb_url),
+        ));
+    aws_sdk_dynamodb::Client::new(&sdk)
+}
+
+/// The `checkpoint` attribute of `key`'s lease row.
+fn lease_checkpoint(
+    admin: &Admin,
+    dynamo: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &str,
+) -> String {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    admin.runtime.block_on(async {
+        let item = dynamo
+            .get_item()
+            .table_name(table)
+            .key("leaseKey", AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        item.item().unwrap()["checkpoint"].as_s().unwrap().clone()
+    })
+}
+
+#[test]
+fn a_free_parent_row_of_a_shard_gone_from_the_stream_does_not_block_its_child() {
+    a_parent_gone_from_the_stream_does_not_block_its_child(source_config, None);
+}
+
+#[test]
+fn a_held_parent_row_of_a_shard_gone_from_the_stream_does_not_block_its_child() {
+    a_parent_gone_from_the_stream_does_not_block_its_child(source_config, Some("w-crashed"));
+}
+
+#[test]
+fn fan_out_a_held_parent_row_of_a_shard_gone_from_the_stream_does_not_block_its_child() {
+    a_parent_gone_from_the_stream_does_not_block_its_child(fan_out_config, Some("w-crashed"));
+}
+
+/// trailwatch was down longer than the retention after a reshard: the
+/// parent's lease row still holds a sequence-number checkpoint (and maybe
+/// the crashed owner), the parent shard is gone from the stream, and the
+/// real shard names it as its parent. The child must still be read.
+fn a_parent_gone_from_the_stream_does_not_block_its_child(
+    config: fn(&Servers, &str, &str) -> KinesisSourceConfig,
+    owner: Option<&str>,
+) {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    const GONE: &str = "shardId-000000000099";
+    let Some(servers) = start_servers() else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("gone", 1);
+    let child = admin.open_shards("gone")[0].0.clone();
+    admin.put("gone", &keyed(1, 0, 10));
+    let table = config(&servers, "gone", "w0").lease_table;
+    // The table and the child's row, as a previous run left them.
+    drop(KinesisSource::new(config(&servers, "gone", "w0")).unwrap());
+    let dynamo = lease_table_client(&admin, &servers);
+    admin.runtime.block_on(async {
+        let mut put = dynamo
+            .put_item()
+            .table_name(&table)
+            .item("leaseKey", A::S(GONE.into()))
+            .item("leaseCounter", A::N("7".into()))
+            .item(
+                "checkpoint",
+                A::S("49650000000000000000000000000000000000000000000000000001".into()),
+            )
+            .item("parentShardIds", A::L(vec![]));
+        if let Some(owner) = owner {
+            put = put.item("leaseOwner", A::S(owner.into()));
+        }
+        put.send().await.unwrap();
+        dynamo
+            .update_item()
+            .table_name(&table)
+            .key("leaseKey", A::S(child.clone()))
+            .update_expression("SET parentShardIds = :p")
+            .expression_attribute_values(":p", A::L(vec![A::S(GONE.into())]))
+            .send()
+            .await
+            .unwrap();
+    });
+    let mut source = KinesisSource::new(config(&servers, "gone", "w1")).unwrap();
+    let counters = source.counters();
+    let registry = PartitionRegistry::default();
+    let mut seen = BTreeMap::new();
+    drain_source(&mut source, &registry, &mut seen, 10);
+    let read: Vec<u64> = seen.values().flatten().copied().collect();
+    assert_eq!(read, (0..10).collect::<Vec<u64>>(), "the child's records");
+    assert_eq!(lease_checkpoint(&admin, &dynamo, &table, GONE), "SHARD_END");
+    assert_eq!(
+        counters
+            .shards_gone
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(source.held_shards_handle().shards(), vec![child]);
+}
 
 #[test]
 fn a_reader_that_cannot_read_counts_its_errors_and_its_lag_grows() {

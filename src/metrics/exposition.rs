@@ -495,6 +495,11 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
                 "Kinesis checkpoint writes that failed (written again at the next commit).",
                 &kinesis.checkpoint_errors,
             ),
+            (
+                "trailwatch_kinesis_shards_gone_total",
+                "Kinesis shards the stream no longer lists (trimmed past retention), ended so that their children are read; their records past the checkpoint were gone.",
+                &kinesis.shards_gone,
+            ),
         ] {
             out.push(family(
                 name,
@@ -876,6 +881,7 @@ mod tests {
             "trailwatch_kinesis_lease_lost_total{reason=\"taken_over\"} 0\n",
             "trailwatch_kinesis_lease_renew_errors_total 0\n",
             "trailwatch_kinesis_checkpoint_errors_total 2\n",
+            "trailwatch_kinesis_shards_gone_total 0\n",
         ] {
             assert!(text.contains(line), "{line} missing:\n{text}");
         }
@@ -883,7 +889,7 @@ mod tests {
             "{:?}",
             crate::metrics::KinesisSourceCounters::default()
         ));
-        assert_eq!(fields.len(), 4, "a new counter needs a metric: {fields:?}");
+        assert_eq!(fields.len(), 5, "a new counter needs a metric: {fields:?}");
     }
 
     #[test]

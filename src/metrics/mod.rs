@@ -272,6 +272,9 @@ pub struct KinesisSourceCounters {
     /// Checkpoint writes that failed (the shard is checkpointed again at
     /// the next commit).
     pub checkpoint_errors: AtomicU64,
+    /// Shards the stream no longer lists (trimmed past retention), ended
+    /// with `SHARD_END` so that their children are read.
+    pub shards_gone: AtomicU64,
 }
 
 impl KinesisSourceCounters {

@@ -11,8 +11,10 @@
 //!    duration, so the old owner has stopped before the new one starts.
 //! 2. **Release** leases whose shard was checkpointed `SHARD_END`.
 //! 3. **Discover shards** (ListShards, every `shard_sync_interval`, and at
-//!    once when a reader reached the end of a closed shard) and create a
-//!    free lease row for every new shard.
+//!    once when a reader reached the end of a closed shard or found its
+//!    shard gone) and create a free lease row for every new shard. A row
+//!    whose shard the stream no longer lists (trimmed past retention) is
+//!    checkpointed `SHARD_END`, so its children are not blocked forever.
 //! 4. **Take leases** up to `ceil(active shards / live workers)`: free
 //!    ones first, then expired ones; if none is available and a worker
 //!    holds more than its share, steal one from it, and start reading it
@@ -89,7 +91,8 @@ pub struct Shared {
     /// on a worker holding no lease is a standby (every shard is held by
     /// another worker), not one still starting.
     pub balanced: AtomicBool,
-    pub wake: Notify,
+    /// Wakes the coordinator for a shard discovery at once.
+    pub wake: Arc<Notify>,
     pub counters: Arc<KinesisSourceCounters>,
     pub base: Instant,
     pub next_generation: AtomicU64,
@@ -243,20 +246,79 @@ async fn release_finished(shared: &Shared) {
     }
 }
 
-/// Lists the stream's shards and creates rows for new ones.
+/// Lists the stream's shards, creates rows for new ones and ends the
+/// rows of shards the stream no longer lists ([`end_gone_shard`]).
 pub async fn sync_shards(shared: &Shared) -> Result<()> {
     let shards = list_shards(&shared.kinesis, &shared.config.stream).await?;
-    let known: HashSet<String> = shared
-        .table
-        .scan()
-        .await?
-        .into_iter()
-        .map(|r| r.key)
-        .collect();
-    for shard in shards {
-        if !known.contains(&shard.id) && shared.table.create(&shard.id, &shard.parents).await? {
+    let rows = shared.table.scan().await?;
+    let known: HashSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    for shard in &shards {
+        if !known.contains(shard.id.as_str())
+            && shared.table.create(&shard.id, &shard.parents).await?
+        {
             tracing::info!(shard = %shard.id, parents = ?shard.parents, "new shard lease created");
         }
+    }
+    // An existing stream always has a shard: an empty listing proves nothing.
+    if shards.is_empty() {
+        return Ok(());
+    }
+    let listed: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
+    for row in &rows {
+        if row.checkpoint != SHARD_END && !listed.contains(row.key.as_str()) {
+            end_gone_shard(shared, row).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends a shard the stream no longer lists: a closed shard trimmed past
+/// retention (trailwatch was down longer than that after a split or
+/// merge). It can never be read again, and its children wait for it, so
+/// it is checkpointed `SHARD_END` with a conditional write: under this
+/// worker's lease if it holds it (its reader is stopped), else if the row
+/// is free; a row another worker holds is left to that worker (or, once
+/// that lease expires, to whoever takes it). Its records past the old
+/// checkpoint are lost: they left the stream before anyone read them.
+async fn end_gone_shard(shared: &Shared, row: &LeaseRow) -> Result<()> {
+    let _writing = shared.write_lock.lock().await;
+    let held = shared.held().get(&row.key).map(|h| h.counter);
+    let ended = match held {
+        Some(counter) => match shared
+            .table
+            .checkpoint(&row.key, counter, SHARD_END)
+            .await?
+        {
+            Some(()) => {
+                if let Some(lease) = shared.held().get_mut(&row.key) {
+                    lease.ended = true;
+                    lease.clock.revoke();
+                    if let Some(reader) = lease.reader.take() {
+                        reader.abort();
+                    }
+                }
+                shared.wake.notify_one();
+                true
+            }
+            None => {
+                shared.lose(&row.key, KinesisLeaseLoss::Fenced);
+                false
+            }
+        },
+        None if row.owner.is_none() => shared
+            .table
+            .end_free(&row.key, row.counter)
+            .await?
+            .is_some(),
+        None => false,
+    };
+    if ended {
+        KinesisSourceCounters::inc(&shared.counters.shards_gone);
+        tracing::warn!(
+            shard = %row.key,
+            checkpoint = %row.checkpoint,
+            "shard is no longer in the stream (trimmed past retention): checkpointed SHARD_END so that its children are read; its records after the checkpoint left the stream unread and are lost"
+        );
     }
     Ok(())
 }
@@ -417,6 +479,7 @@ fn start_readers(shared: &Shared) {
                     lag: Arc::clone(&shared.lag),
                     polled: Arc::clone(&shared.polled),
                     counters: Arc::clone(&shared.counters),
+                    wake: Arc::clone(&shared.wake),
                 };
                 tracing::info!(shard = %key, start = %lease.checkpoint, "reader started");
                 tokio::spawn(reader.run())
@@ -437,6 +500,7 @@ fn start_readers(shared: &Shared) {
                     lag: Arc::clone(&shared.lag),
                     polled: Arc::clone(&shared.polled),
                     counters: Arc::clone(&shared.counters),
+                    wake: Arc::clone(&shared.wake),
                 };
                 tracing::info!(shard = %key, start = %lease.checkpoint, "fan-out reader started");
                 tokio::spawn(reader.run())

@@ -40,6 +40,8 @@
 //!   first event sets the readiness flag. Failed subscribes and event
 //!   streams are counted by kind, and while they fail the lag grows with
 //!   the time since the last event ([`Staleness`]).
+//!   `ResourceNotFoundException` also wakes the coordinator: the shard may
+//!   have been trimmed past retention, which shard discovery ends.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,13 +53,13 @@ use aws_sdk_kinesis::types::{
     SubscribeToShardEventStream,
 };
 use aws_sdk_kinesis::Client;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::checkpoint::TRIM_HORIZON;
 use super::shards::{read_error_kind, LeaseClock, ReaderMsg, Staleness};
 use super::LagSnapshot;
 use crate::error::{Error, Result};
-use crate::metrics::KinesisSourceCounters;
+use crate::metrics::{KinesisReadError, KinesisSourceCounters};
 
 /// First backoff after a failed subscribe (AWS allows one SubscribeToShard
 /// per second per shard and consumer).
@@ -192,6 +194,8 @@ pub struct FanOutReader {
     /// Set on the first event (readiness).
     pub polled: Arc<AtomicBool>,
     pub counters: Arc<KinesisSourceCounters>,
+    /// Wakes the coordinator for a shard discovery.
+    pub wake: Arc<Notify>,
 }
 
 impl FanOutReader {
@@ -288,11 +292,16 @@ impl FanOutReader {
         let mut output = match subscribed {
             Ok(output) => output,
             Err(error) => {
-                self.counters.read_error(read_error_kind(&error));
+                let kind = read_error_kind(&error);
+                self.counters.read_error(kind);
                 let service = error.as_service_error();
                 // Expected now and then; worth a warning once it persists.
                 let persistent = *backoff >= MAX_BACKOFF;
-                if service.is_some_and(|e| e.is_resource_in_use_exception()) {
+                if kind == KinesisReadError::NotFound {
+                    // Trimmed past retention? Shard discovery ends it.
+                    tracing::warn!(shard = %self.shard, error = %DisplayErrorContext(error), "subscribe found no shard or consumer, retrying");
+                    self.wake.notify_one();
+                } else if service.is_some_and(|e| e.is_resource_in_use_exception()) {
                     if persistent {
                         tracing::warn!(shard = %self.shard, consumer = %self.consumer_arn, "another subscription of this consumer holds the shard, backing off");
                     } else {

@@ -37,7 +37,8 @@
 //! [`KinesisSource::lag`] for the metrics endpoint; while a shard's reads
 //! fail, its lag keeps growing from the last successful read
 //! ([`shards::Staleness`]). Failed reads, lost leases, renew and
-//! checkpoint failures are counted in [`KinesisSource::counters`].
+//! checkpoint failures and ended gone shards are counted in
+//! [`KinesisSource::counters`].
 //!
 //! **Watermark.** Every newly held lease is announced to the engine
 //! ([`Source::take_partition_events`]) before the next batch goes out, so
@@ -281,7 +282,7 @@ impl KinesisSource {
             lag: shards::new_lag_snapshot(),
             polled: Arc::new(AtomicBool::new(false)),
             balanced: AtomicBool::new(false),
-            wake: tokio::sync::Notify::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
             counters,
             base: Instant::now(),
             next_generation: AtomicU64::new(1),
@@ -358,7 +359,9 @@ impl KinesisSource {
         self.runtime.block_on(async {
             let _writing = shared.write_lock.lock().await;
             let counter = match shared.held().get(shard) {
-                Some(held) if held.generation == generation => held.counter,
+                // An ended shard keeps its `SHARD_END` (a gone shard is
+                // ended by the coordinator, not by the engine's progress).
+                Some(held) if held.generation == generation && !held.ended => held.counter,
                 _ => return Ok(false),
             };
             match shared.table.checkpoint(shard, counter, checkpoint).await? {

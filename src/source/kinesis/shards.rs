@@ -17,7 +17,9 @@
 //! calls keep failing the shard's lag is published as its last
 //! `MillisBehindLatest` plus the time since the last successful read
 //! ([`Staleness`]), so a reader that cannot read shows as falling behind
-//! instead of keeping its last value.
+//! instead of keeping its last value. `ResourceNotFoundException` (the
+//! shard was trimmed past retention) wakes the coordinator, whose shard
+//! discovery ends such a shard.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::checkpoint::TRIM_HORIZON;
 use super::pacing::{ReadPacer, MIN_CALL_SPACING};
@@ -156,6 +158,8 @@ pub struct Reader {
     /// Set after the first successful GetRecords (readiness).
     pub polled: Arc<AtomicBool>,
     pub counters: Arc<KinesisSourceCounters>,
+    /// Wakes the coordinator for a shard discovery.
+    pub wake: Arc<Notify>,
 }
 
 /// A shard's lag while its reads fail: the last `MillisBehindLatest` plus
@@ -229,7 +233,12 @@ impl Reader {
                 .starting_sequence_number(sequence),
         };
         let output = request.send().await.map_err(|e| {
-            self.counters.read_error(read_error_kind(&e));
+            let kind = read_error_kind(&e);
+            self.counters.read_error(kind);
+            if kind == KinesisReadError::NotFound {
+                // Trimmed past retention? Shard discovery ends such a shard.
+                self.wake.notify_one();
+            }
             Error::Source(format!(
                 "kinesis get shard iterator for {}: {}",
                 self.shard,
