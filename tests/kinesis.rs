@@ -1033,7 +1033,7 @@ fn fan_out_restart_split_and_merge_under_live_subscriptions_lose_nothing_and_kee
 
 #[test]
 fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
-    use trailwatch::source::kinesis::fanout::{ensure_consumer, FanOutReader};
+    use trailwatch::source::kinesis::fanout::{Consumer, FanOutReader};
     use trailwatch::source::kinesis::shards::{new_lag_snapshot, LeaseClock, ReaderMsg};
 
     let Some(servers) = start_servers() else {
@@ -1047,12 +1047,18 @@ fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
     let clock = Arc::new(LeaseClock::new(base, base + Duration::from_secs(2)));
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let reader = admin.runtime.block_on(async {
-        let consumer_arn = ensure_consumer(&admin.client, "expiry", "trailwatch-test")
-            .await
-            .unwrap();
+        let counters = Arc::new(trailwatch::metrics::KinesisSourceCounters::default());
+        let consumer = Consumer::register(
+            &admin.client,
+            "expiry",
+            "trailwatch-test",
+            Arc::clone(&counters),
+        )
+        .await
+        .unwrap();
         FanOutReader {
             client: admin.client.clone(),
-            consumer_arn,
+            consumer: Arc::new(consumer),
             shard,
             generation: 1,
             start: "TRIM_HORIZON".into(),
@@ -1061,7 +1067,7 @@ fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
             tx,
             lag: new_lag_snapshot(),
             polled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            counters: Arc::default(),
+            counters,
             wake: Arc::new(tokio::sync::Notify::new()),
         }
     });
@@ -1086,7 +1092,7 @@ fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
     );
 }
 
-// ---- Source failure paths.
+// ---- Source failure paths: gone shards, a deleted consumer, failing reads.
 
 /// A DynamoDB client for the lease table (on the admin's runtime).
 fn lease_table_client(admin: &Admin, servers: &Servers) -> aws_sdk_dynamodb::Client {
@@ -1196,6 +1202,62 @@ fn a_parent_gone_from_the_stream_does_not_block_its_child(
         1
     );
     assert_eq!(source.held_shards_handle().shards(), vec![child]);
+}
+
+#[test]
+fn fan_out_a_consumer_deleted_under_a_running_reader_is_registered_again() {
+    let Some(servers) = start_servers() else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("dereg", 1);
+    admin.put("dereg", &keyed(1, 0, 10));
+    let mut source = KinesisSource::new(fan_out_config(&servers, "dereg", "w1")).unwrap();
+    let counters = source.counters();
+    let registry = PartitionRegistry::default();
+    let mut seen = BTreeMap::new();
+    drain_source(&mut source, &registry, &mut seen, 10);
+    admin.runtime.block_on(async {
+        let summary = admin
+            .client
+            .describe_stream_summary()
+            .stream_name("dereg")
+            .send()
+            .await
+            .unwrap();
+        let arn = summary
+            .stream_description_summary()
+            .unwrap()
+            .stream_arn()
+            .to_string();
+        admin
+            .client
+            .deregister_stream_consumer()
+            .stream_arn(arn)
+            .consumer_name("trailwatch-test")
+            .send()
+            .await
+            .unwrap();
+    });
+    // Wait until a resubscribe found the consumer gone (the live
+    // subscription may outlast the deregistration).
+    let not_found = || {
+        counters.read_errors[trailwatch::metrics::KinesisReadError::NotFound as usize]
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while not_found() == 0 && Instant::now() < deadline {
+        let _ = source.poll(&registry).unwrap();
+    }
+    assert!(not_found() >= 1, "the failed subscribe is counted");
+    admin.put("dereg", &keyed(1, 10, 20));
+    drain_source(&mut source, &registry, &mut seen, 20);
+    let read: Vec<u64> = seen.values().flatten().copied().collect();
+    assert_eq!(
+        read,
+        (0..20).collect::<Vec<u64>>(),
+        "records after the consumer was deleted"
+    );
 }
 
 #[test]

@@ -500,6 +500,11 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
                 "Kinesis shards the stream no longer lists (trimmed past retention), ended so that their children are read; their records past the checkpoint were gone.",
                 &kinesis.shards_gone,
             ),
+            (
+                "trailwatch_kinesis_consumer_errors_total",
+                "Failed attempts to register the enhanced fan-out consumer again after it was deleted.",
+                &kinesis.consumer_errors,
+            ),
         ] {
             out.push(family(
                 name,
@@ -882,6 +887,7 @@ mod tests {
             "trailwatch_kinesis_lease_renew_errors_total 0\n",
             "trailwatch_kinesis_checkpoint_errors_total 2\n",
             "trailwatch_kinesis_shards_gone_total 0\n",
+            "trailwatch_kinesis_consumer_errors_total 0\n",
         ] {
             assert!(text.contains(line), "{line} missing:\n{text}");
         }
@@ -889,7 +895,7 @@ mod tests {
             "{:?}",
             crate::metrics::KinesisSourceCounters::default()
         ));
-        assert_eq!(fields.len(), 5, "a new counter needs a metric: {fields:?}");
+        assert_eq!(fields.len(), 6, "a new counter needs a metric: {fields:?}");
     }
 
     #[test]

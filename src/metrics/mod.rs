@@ -275,6 +275,9 @@ pub struct KinesisSourceCounters {
     /// Shards the stream no longer lists (trimmed past retention), ended
     /// with `SHARD_END` so that their children are read.
     pub shards_gone: AtomicU64,
+    /// Failed attempts to register or describe the fan-out consumer again
+    /// after it was found deleted.
+    pub consumer_errors: AtomicU64,
 }
 
 impl KinesisSourceCounters {

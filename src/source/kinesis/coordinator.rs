@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
 use super::checkpoint::SHARD_END;
-use super::fanout::FanOutReader;
+use super::fanout::{Consumer, FanOutReader};
 use super::lease::{LeaseRow, LeaseTable};
 use super::shards::{list_shards, LeaseClock, Reader, ReaderMsg};
 use super::{KinesisSourceConfig, LagSnapshot};
@@ -66,9 +66,9 @@ pub struct Held {
 pub enum ReaderKind {
     /// GetRecords polling.
     Polling,
-    /// SubscribeToShard through the active consumer `consumer_arn`.
+    /// SubscribeToShard through the stream consumer `consumer`.
     FanOut {
-        consumer_arn: String,
+        consumer: Arc<Consumer>,
         subscription_limit: Duration,
     },
 }
@@ -485,12 +485,12 @@ fn start_readers(shared: &Shared) {
                 tokio::spawn(reader.run())
             }
             ReaderKind::FanOut {
-                consumer_arn,
+                consumer,
                 subscription_limit,
             } => {
                 let reader = FanOutReader {
                     client: shared.kinesis.clone(),
-                    consumer_arn: consumer_arn.clone(),
+                    consumer: Arc::clone(consumer),
                     shard: key.clone(),
                     generation: lease.generation,
                     start: lease.checkpoint.clone(),

@@ -7,7 +7,12 @@
 //! exists (`ResourceInUseException` means another replica or an earlier
 //! run registered it) and waits until it is `ACTIVE`; every replica of an
 //! application shares that one consumer, and leases still decide which
-//! replica reads which shard.
+//! replica reads which shard. A [`Consumer`] holds its current ARN for
+//! every reader: when a subscribe finds the consumer gone
+//! (`ResourceNotFoundException`, someone deregistered it under a running
+//! replica), the first reader to notice runs [`ensure_consumer`] again
+//! (bounded, as at start) and every reader resubscribes through the new
+//! ARN; a failed attempt is counted and tried again after the backoff.
 //!
 //! A [`FanOutReader`] plays the role of the polling
 //! [`Reader`](super::shards::Reader) for one shard and one lease session
@@ -154,6 +159,67 @@ pub async fn ensure_consumer(client: &Client, stream: &str, name: &str) -> Resul
     )))
 }
 
+/// The stream consumer the fan-out readers share, with its current ARN.
+#[derive(Debug)]
+pub struct Consumer {
+    client: Client,
+    stream: String,
+    name: String,
+    arn: std::sync::Mutex<String>,
+    /// One re-registration at a time, for all readers.
+    renewing: tokio::sync::Mutex<()>,
+    counters: Arc<KinesisSourceCounters>,
+}
+
+impl Consumer {
+    /// Registers consumer `name` unless it exists and waits until it is
+    /// active ([`ensure_consumer`]).
+    pub async fn register(
+        client: &Client,
+        stream: &str,
+        name: &str,
+        counters: Arc<KinesisSourceCounters>,
+    ) -> Result<Consumer> {
+        let arn = ensure_consumer(client, stream, name).await?;
+        Ok(Consumer {
+            client: client.clone(),
+            stream: stream.to_string(),
+            name: name.to_string(),
+            arn: std::sync::Mutex::new(arn),
+            renewing: tokio::sync::Mutex::new(()),
+            counters,
+        })
+    }
+
+    /// The ARN to subscribe through.
+    pub fn arn(&self) -> String {
+        self.arn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A subscribe through `stale` found no consumer: registers it again
+    /// unless another reader already did, and returns the ARN to use.
+    pub async fn renew(&self, stale: &str) -> Result<String> {
+        let _one = self.renewing.lock().await;
+        let current = self.arn();
+        if current != stale {
+            return Ok(current);
+        }
+        match ensure_consumer(&self.client, &self.stream, &self.name).await {
+            Ok(fresh) => {
+                if fresh != stale {
+                    tracing::warn!(consumer = %self.name, old = %stale, new = %fresh, "stream consumer was deleted: registered again, readers resubscribe");
+                }
+                *self.arn.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                Ok(fresh)
+            }
+            Err(error) => {
+                KinesisSourceCounters::inc(&self.counters.consumer_errors);
+                Err(error)
+            }
+        }
+    }
+}
+
 /// Whether sequence number `a` comes after `b` (both decimal, without
 /// leading zeros, as Kinesis writes them).
 pub fn sequence_after(a: &str, b: &str) -> bool {
@@ -181,7 +247,7 @@ enum Ended {
 /// Everything a fan-out reader needs.
 pub struct FanOutReader {
     pub client: Client,
-    pub consumer_arn: String,
+    pub consumer: Arc<Consumer>,
     pub shard: String,
     pub generation: u64,
     /// Checkpoint to start after (`TRIM_HORIZON` or a sequence number).
@@ -281,10 +347,11 @@ impl FanOutReader {
                 return Ended::Failed;
             }
         };
+        let consumer_arn = self.consumer.arn();
         let subscribed = self
             .client
             .subscribe_to_shard()
-            .consumer_arn(&self.consumer_arn)
+            .consumer_arn(&consumer_arn)
             .shard_id(&self.shard)
             .starting_position(position)
             .send()
@@ -298,12 +365,20 @@ impl FanOutReader {
                 // Expected now and then; worth a warning once it persists.
                 let persistent = *backoff >= MAX_BACKOFF;
                 if kind == KinesisReadError::NotFound {
-                    // Trimmed past retention? Shard discovery ends it.
-                    tracing::warn!(shard = %self.shard, error = %DisplayErrorContext(error), "subscribe found no shard or consumer, retrying");
+                    // The consumer was deleted, or the shard trimmed past
+                    // retention (shard discovery ends it).
+                    tracing::warn!(shard = %self.shard, consumer = %consumer_arn, error = %DisplayErrorContext(error), "subscribe found no consumer or shard: checking the consumer");
                     self.wake.notify_one();
+                    match self.consumer.renew(&consumer_arn).await {
+                        Ok(fresh) if fresh != consumer_arn => *backoff = MIN_BACKOFF,
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(shard = %self.shard, error = %error, "cannot register the stream consumer again, retrying")
+                        }
+                    }
                 } else if service.is_some_and(|e| e.is_resource_in_use_exception()) {
                     if persistent {
-                        tracing::warn!(shard = %self.shard, consumer = %self.consumer_arn, "another subscription of this consumer holds the shard, backing off");
+                        tracing::warn!(shard = %self.shard, consumer = %consumer_arn, "another subscription of this consumer holds the shard, backing off");
                     } else {
                         tracing::debug!(shard = %self.shard, "a previous subscription is still live, backing off");
                     }

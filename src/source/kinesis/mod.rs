@@ -37,8 +37,8 @@
 //! [`KinesisSource::lag`] for the metrics endpoint; while a shard's reads
 //! fail, its lag keeps growing from the last successful read
 //! ([`shards::Staleness`]). Failed reads, lost leases, renew and
-//! checkpoint failures and ended gone shards are counted in
-//! [`KinesisSource::counters`].
+//! checkpoint failures, ended gone shards and fan-out consumer
+//! re-registration failures are counted in [`KinesisSource::counters`].
 //!
 //! **Watermark.** Every newly held lease is announced to the engine
 //! ([`Source::take_partition_events`]) before the next batch goes out, so
@@ -256,14 +256,15 @@ impl KinesisSource {
         let reader_kind = match &config.read_mode {
             ReadMode::Polling => ReaderKind::Polling,
             ReadMode::FanOut(fan_out) => {
-                let consumer_arn = runtime.block_on(fanout::ensure_consumer(
+                let consumer = runtime.block_on(fanout::Consumer::register(
                     &kinesis,
                     &config.stream,
                     &fan_out.consumer_name,
+                    Arc::clone(&counters),
                 ))?;
-                tracing::info!(consumer = %consumer_arn, "kinesis source reads through enhanced fan-out");
+                tracing::info!(consumer = %consumer.arn(), "kinesis source reads through enhanced fan-out");
                 ReaderKind::FanOut {
-                    consumer_arn,
+                    consumer: Arc::new(consumer),
                     subscription_limit: fan_out.subscription_limit,
                 }
             }
