@@ -1043,7 +1043,7 @@ fn fan_out_restart_split_and_merge_under_live_subscriptions_lose_nothing_and_kee
 
 #[test]
 fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
-    use trailwatch::source::kinesis::fanout::{ensure_consumer, FanOutReader};
+    use trailwatch::source::kinesis::fanout::{Consumer, FanOutReader};
     use trailwatch::source::kinesis::shards::{new_lag_snapshot, LeaseClock, ReaderMsg};
 
     let Some(servers) = start_servers() else {
@@ -1057,12 +1057,18 @@ fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
     let clock = Arc::new(LeaseClock::new(base, base + Duration::from_secs(2)));
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let reader = admin.runtime.block_on(async {
-        let consumer_arn = ensure_consumer(&admin.client, "expiry", "trailwatch-test")
-            .await
-            .unwrap();
+        let counters = Arc::new(trailwatch::metrics::KinesisSourceCounters::default());
+        let consumer = Consumer::register(
+            &admin.client,
+            "expiry",
+            "trailwatch-test",
+            Arc::clone(&counters),
+        )
+        .await
+        .unwrap();
         FanOutReader {
             client: admin.client.clone(),
-            consumer_arn,
+            consumer: Arc::new(consumer),
             shard,
             generation: 1,
             start: "TRIM_HORIZON".into(),
@@ -1071,6 +1077,8 @@ fn a_fan_out_reader_stops_mid_subscription_when_its_lease_runs_out() {
             tx,
             lag: new_lag_snapshot(),
             polled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            counters,
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     });
     let running = admin.runtime.spawn(reader.run());
@@ -1230,4 +1238,213 @@ fn a_send_to_an_endpoint_that_never_answers_gives_up_at_the_shutdown_deadline() 
         .expect("the send gave up at the shutdown deadline");
     let error = result.unwrap_err();
     assert!(error.contains("shutdown deadline passed"), "{error}");
+}
+
+// ---- Source failure paths: gone shards, a deleted consumer, failing reads.
+
+/// A DynamoDB client for the lease table (on the admin's runtime).
+fn lease_table_client(admin: &Admin, servers: &Servers) -> aws_sdk_dynamodb::Client {
+    let sdk = admin
+        .runtime
+        .block_on(trailwatch::source::kinesis::load_aws_config(
+            Some("us-east-1"),
+            Some(&servers.dynamodb_url),
+        ));
+    aws_sdk_dynamodb::Client::new(&sdk)
+}
+
+/// The `checkpoint` attribute of `key`'s lease row.
+fn lease_checkpoint(
+    admin: &Admin,
+    dynamo: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &str,
+) -> String {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    admin.runtime.block_on(async {
+        let item = dynamo
+            .get_item()
+            .table_name(table)
+            .key("leaseKey", AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        item.item().unwrap()["checkpoint"].as_s().unwrap().clone()
+    })
+}
+
+#[test]
+fn a_free_parent_row_of_a_shard_gone_from_the_stream_does_not_block_its_child() {
+    a_parent_gone_from_the_stream_does_not_block_its_child(source_config, None);
+}
+
+#[test]
+fn a_held_parent_row_of_a_shard_gone_from_the_stream_does_not_block_its_child() {
+    a_parent_gone_from_the_stream_does_not_block_its_child(source_config, Some("w-crashed"));
+}
+
+#[test]
+fn fan_out_a_held_parent_row_of_a_shard_gone_from_the_stream_does_not_block_its_child() {
+    a_parent_gone_from_the_stream_does_not_block_its_child(fan_out_config, Some("w-crashed"));
+}
+
+/// trailwatch was down longer than the retention after a reshard: the
+/// parent's lease row still holds a sequence-number checkpoint (and maybe
+/// the crashed owner), the parent shard is gone from the stream, and the
+/// real shard names it as its parent. The child must still be read.
+fn a_parent_gone_from_the_stream_does_not_block_its_child(
+    config: fn(&Servers, &str, &str) -> KinesisSourceConfig,
+    owner: Option<&str>,
+) {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    const GONE: &str = "shardId-000000000099";
+    let Some(servers) = start_servers() else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("gone", 1);
+    let child = admin.open_shards("gone")[0].0.clone();
+    admin.put("gone", &keyed(1, 0, 10));
+    let table = config(&servers, "gone", "w0").lease_table;
+    // The table and the child's row, as a previous run left them.
+    drop(KinesisSource::new(config(&servers, "gone", "w0")).unwrap());
+    let dynamo = lease_table_client(&admin, &servers);
+    admin.runtime.block_on(async {
+        let mut put = dynamo
+            .put_item()
+            .table_name(&table)
+            .item("leaseKey", A::S(GONE.into()))
+            .item("leaseCounter", A::N("7".into()))
+            .item(
+                "checkpoint",
+                A::S("49650000000000000000000000000000000000000000000000000001".into()),
+            )
+            .item("parentShardIds", A::L(vec![]));
+        if let Some(owner) = owner {
+            put = put.item("leaseOwner", A::S(owner.into()));
+        }
+        put.send().await.unwrap();
+        dynamo
+            .update_item()
+            .table_name(&table)
+            .key("leaseKey", A::S(child.clone()))
+            .update_expression("SET parentShardIds = :p")
+            .expression_attribute_values(":p", A::L(vec![A::S(GONE.into())]))
+            .send()
+            .await
+            .unwrap();
+    });
+    let mut source = KinesisSource::new(config(&servers, "gone", "w1")).unwrap();
+    let counters = source.counters();
+    let registry = PartitionRegistry::default();
+    let mut seen = BTreeMap::new();
+    drain_source(&mut source, &registry, &mut seen, 10);
+    let read: Vec<u64> = seen.values().flatten().copied().collect();
+    assert_eq!(read, (0..10).collect::<Vec<u64>>(), "the child's records");
+    assert_eq!(lease_checkpoint(&admin, &dynamo, &table, GONE), "SHARD_END");
+    assert_eq!(
+        counters
+            .shards_gone
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(source.held_shards_handle().shards(), vec![child]);
+}
+
+#[test]
+fn fan_out_a_consumer_deleted_under_a_running_reader_is_registered_again() {
+    let Some(servers) = start_servers() else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("dereg", 1);
+    admin.put("dereg", &keyed(1, 0, 10));
+    let mut source = KinesisSource::new(fan_out_config(&servers, "dereg", "w1")).unwrap();
+    let counters = source.counters();
+    let registry = PartitionRegistry::default();
+    let mut seen = BTreeMap::new();
+    drain_source(&mut source, &registry, &mut seen, 10);
+    admin.runtime.block_on(async {
+        let summary = admin
+            .client
+            .describe_stream_summary()
+            .stream_name("dereg")
+            .send()
+            .await
+            .unwrap();
+        let arn = summary
+            .stream_description_summary()
+            .unwrap()
+            .stream_arn()
+            .to_string();
+        admin
+            .client
+            .deregister_stream_consumer()
+            .stream_arn(arn)
+            .consumer_name("trailwatch-test")
+            .send()
+            .await
+            .unwrap();
+    });
+    // Wait until a resubscribe found the consumer gone (the live
+    // subscription may outlast the deregistration).
+    let not_found = || {
+        counters.read_errors[trailwatch::metrics::KinesisReadError::NotFound as usize]
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while not_found() == 0 && Instant::now() < deadline {
+        let _ = source.poll(&registry).unwrap();
+    }
+    assert!(not_found() >= 1, "the failed subscribe is counted");
+    admin.put("dereg", &keyed(1, 10, 20));
+    drain_source(&mut source, &registry, &mut seen, 20);
+    let read: Vec<u64> = seen.values().flatten().copied().collect();
+    assert_eq!(
+        read,
+        (0..20).collect::<Vec<u64>>(),
+        "records after the consumer was deleted"
+    );
+}
+
+#[test]
+fn a_reader_that_cannot_read_counts_its_errors_and_its_lag_grows() {
+    let Some(mut servers) = start_servers() else {
+        return;
+    };
+    let admin = Admin::new(&servers);
+    admin.create_stream("down", 1);
+    let shard = admin.open_shards("down")[0].0.clone();
+    admin.put("down", &keyed(1, 0, 10));
+    let mut source = KinesisSource::new(source_config(&servers, "down", "w1")).unwrap();
+    let counters = source.counters();
+    let lag = source.lag();
+    let registry = PartitionRegistry::default();
+    let mut seen = BTreeMap::new();
+    drain_source(&mut source, &registry, &mut seen, 10);
+    let lag_of = || lag.lock().unwrap().get(&shard).copied();
+    assert!(lag_of().is_some(), "lag published while reading");
+    // Kinesis goes away; DynamoDB stays, so the lease is kept. Failing
+    // ListShards calls (with the SDK's retries) slow the coordinator down,
+    // so renews come late and the reader's validity lapses now and then:
+    // ten seconds of growing lag also need the reader to come back then.
+    let kinesis = &mut servers.children[0];
+    kinesis.kill().unwrap();
+    kinesis.wait().unwrap();
+    let other = || {
+        counters.read_errors[trailwatch::metrics::KinesisReadError::Other as usize]
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (other() == 0 || lag_of().unwrap_or(0) < 10_000) && Instant::now() < deadline {
+        let _ = source.poll(&registry).unwrap();
+    }
+    assert!(other() > 0, "failed reads are counted");
+    assert!(
+        lag_of().unwrap_or(0) >= 10_000,
+        "the lag grows while reads fail: {:?}",
+        lag_of()
+    );
+    assert_eq!(source.held_shards_handle().shards(), vec![shard]);
 }

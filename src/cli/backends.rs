@@ -270,6 +270,7 @@ pub fn kinesis_source(config: &SourceConfig, engine: &Engine) -> Result<Box<dyn 
         *decoder,
         flow_format.as_deref(),
     )?);
+    engine.metrics().register_kinesis_source(source.counters());
     let lag = source.lag();
     engine
         .metrics()

@@ -9,7 +9,9 @@
 //! Naming follows GUIDE §7: one `trailwatch_` prefix, base units
 //! (`_seconds`, `_bytes`), `_total` on counters, and only bounded labels
 //! (reason, rule id, activity, sink, shard index, Kafka partition, Kinesis
-//! shard, and `stage` when one listener serves both scale-out stages).
+//! shard, the fixed Kinesis read-error kinds and lease-loss reasons, and
+//! `stage` when one listener serves both scale-out stages). The Kinesis
+//! source's failure counters appear once a Kinesis source registered them.
 //! Partitions of file-like sources (one per input file) are folded
 //! into one `partition="all"` series, and any source is capped at
 //! [`MAX_PARTITION_SERIES`] partition series.
@@ -24,7 +26,7 @@ use prometheus::proto::{
 };
 use prometheus::TextEncoder;
 
-use super::{Metrics, SinkCounters, WorkerCounters};
+use super::{KinesisLeaseLoss, KinesisReadError, Metrics, SinkCounters, WorkerCounters};
 use crate::alert::Activity;
 use crate::error::{Error, Result};
 use crate::source::PartitionRegistry;
@@ -448,6 +450,70 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
             repartition.inputs_at_floor.load(Ordering::Relaxed) as f64,
         )],
     ));
+    let kinesis = metrics
+        .kinesis_source
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Some(kinesis) = kinesis {
+        out.push(family(
+            "trailwatch_kinesis_read_errors_total",
+            "Failed Kinesis reads (GetShardIterator, GetRecords, SubscribeToShard and its event stream), by kind.",
+            COUNTER,
+            KinesisReadError::ALL
+                .iter()
+                .map(|kind| {
+                    counter(
+                        vec![label("kind", kind.as_str())],
+                        kinesis.read_errors[*kind as usize].load(Ordering::Relaxed),
+                    )
+                })
+                .collect(),
+        ));
+        out.push(family(
+            "trailwatch_kinesis_lease_lost_total",
+            "Kinesis shard leases this worker lost, by reason; its reader stops.",
+            COUNTER,
+            KinesisLeaseLoss::ALL
+                .iter()
+                .map(|why| {
+                    counter(
+                        vec![label("reason", why.as_str())],
+                        kinesis.lease_lost[*why as usize].load(Ordering::Relaxed),
+                    )
+                })
+                .collect(),
+        ));
+        for (name, help, value) in [
+            (
+                "trailwatch_kinesis_lease_renew_errors_total",
+                "Kinesis lease renews that failed without losing the lease (retried until it expires).",
+                &kinesis.lease_renew_errors,
+            ),
+            (
+                "trailwatch_kinesis_checkpoint_errors_total",
+                "Kinesis checkpoint writes that failed (written again at the next commit).",
+                &kinesis.checkpoint_errors,
+            ),
+            (
+                "trailwatch_kinesis_shards_gone_total",
+                "Kinesis shards the stream no longer lists (trimmed past retention), ended so that their children are read; their records past the checkpoint were gone.",
+                &kinesis.shards_gone,
+            ),
+            (
+                "trailwatch_kinesis_consumer_errors_total",
+                "Failed attempts to register the enhanced fan-out consumer again after it was deleted.",
+                &kinesis.consumer_errors,
+            ),
+        ] {
+            out.push(family(
+                name,
+                help,
+                COUNTER,
+                vec![counter(vec![], value.load(Ordering::Relaxed))],
+            ));
+        }
+    }
     let watermark = metrics.watermark_ms.load(Ordering::Relaxed);
     if watermark != i64::MIN {
         out.push(family(
@@ -798,6 +864,38 @@ mod tests {
             "trailwatch_kinesis_millis_behind_latest{shard=\"shardId-000000000000\"} 1500\n"
         ));
         assert!(text.contains("# TYPE trailwatch_kafka_consumer_lag gauge\n"));
+    }
+
+    #[test]
+    fn kinesis_source_counters_are_exposed_once_registered() {
+        let (metrics, registry) = sample_metrics();
+        let text = render(&metrics, &registry).unwrap();
+        assert!(!text.contains("trailwatch_kinesis_"), "{text}");
+        let counters = Arc::new(crate::metrics::KinesisSourceCounters::default());
+        metrics.register_kinesis_source(Arc::clone(&counters));
+        counters.read_error(KinesisReadError::ExpiredIterator);
+        counters.lease_lost(KinesisLeaseLoss::Fenced);
+        counters.checkpoint_errors.fetch_add(2, Ordering::Relaxed);
+        let text = render(&metrics, &registry).unwrap();
+        for line in [
+            "trailwatch_kinesis_read_errors_total{kind=\"expired_iterator\"} 1\n",
+            "trailwatch_kinesis_read_errors_total{kind=\"throttled\"} 0\n",
+            "trailwatch_kinesis_read_errors_total{kind=\"not_found\"} 0\n",
+            "trailwatch_kinesis_read_errors_total{kind=\"other\"} 0\n",
+            "trailwatch_kinesis_lease_lost_total{reason=\"fenced\"} 1\n",
+            "trailwatch_kinesis_lease_lost_total{reason=\"taken_over\"} 0\n",
+            "trailwatch_kinesis_lease_renew_errors_total 0\n",
+            "trailwatch_kinesis_checkpoint_errors_total 2\n",
+            "trailwatch_kinesis_shards_gone_total 0\n",
+            "trailwatch_kinesis_consumer_errors_total 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        let fields = debug_fields(&format!(
+            "{:?}",
+            crate::metrics::KinesisSourceCounters::default()
+        ));
+        assert_eq!(fields.len(), 6, "a new counter needs a metric: {fields:?}");
     }
 
     #[test]

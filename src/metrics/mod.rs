@@ -192,6 +192,111 @@ pub struct RepartitionCounters {
     pub sink: SinkCounters,
 }
 
+/// Why a Kinesis read failed: the bounded `kind` label of
+/// `trailwatch_kinesis_read_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KinesisReadError {
+    /// `ProvisionedThroughputExceededException`, `LimitExceededException`
+    /// (subscribe rate) or `ResourceInUseException` (a previous
+    /// subscription of the shard is still live).
+    Throttled = 0,
+    /// `ExpiredIteratorException`: the iterator is fetched again.
+    ExpiredIterator = 1,
+    /// `ResourceNotFoundException`: the shard (trimmed past retention) or
+    /// the fan-out consumer (deregistered) is gone.
+    NotFound = 2,
+    /// Anything else: transport errors, timeouts, other service errors.
+    Other = 3,
+}
+
+impl KinesisReadError {
+    pub const ALL: [KinesisReadError; 4] = [
+        KinesisReadError::Throttled,
+        KinesisReadError::ExpiredIterator,
+        KinesisReadError::NotFound,
+        KinesisReadError::Other,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KinesisReadError::Throttled => "throttled",
+            KinesisReadError::ExpiredIterator => "expired_iterator",
+            KinesisReadError::NotFound => "not_found",
+            KinesisReadError::Other => "other",
+        }
+    }
+}
+
+/// Why a Kinesis lease was lost: the bounded `reason` label of
+/// `trailwatch_kinesis_lease_lost_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KinesisLeaseLoss {
+    /// A renew failed its condition: another worker took the lease.
+    TakenOver = 0,
+    /// Renews kept failing (DynamoDB unreachable) until the lease expired.
+    Expired = 1,
+    /// A checkpoint failed its condition (the lease was taken meanwhile).
+    Fenced = 2,
+}
+
+impl KinesisLeaseLoss {
+    pub const ALL: [KinesisLeaseLoss; 3] = [
+        KinesisLeaseLoss::TakenOver,
+        KinesisLeaseLoss::Expired,
+        KinesisLeaseLoss::Fenced,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KinesisLeaseLoss::TakenOver => "taken_over",
+            KinesisLeaseLoss::Expired => "expired",
+            KinesisLeaseLoss::Fenced => "fenced",
+        }
+    }
+}
+
+/// Failure counters of a Kinesis source (none of them per shard: shard ids
+/// change with every split and merge, and a counter series never goes
+/// away). Each failure is also logged with its shard.
+#[derive(Debug, Default)]
+pub struct KinesisSourceCounters {
+    /// Failed GetShardIterator/GetRecords calls and SubscribeToShard
+    /// subscribes or event streams, by [`KinesisReadError`].
+    pub read_errors: [AtomicU64; KinesisReadError::ALL.len()],
+    /// Leases lost, by [`KinesisLeaseLoss`].
+    pub lease_lost: [AtomicU64; KinesisLeaseLoss::ALL.len()],
+    /// Lease renews that failed for another reason than a lost lease.
+    pub lease_renew_errors: AtomicU64,
+    /// Checkpoint writes that failed (the shard is checkpointed again at
+    /// the next commit).
+    pub checkpoint_errors: AtomicU64,
+    /// Shards the stream no longer lists (trimmed past retention), ended
+    /// with `SHARD_END` so that their children are read.
+    pub shards_gone: AtomicU64,
+    /// Failed attempts to register or describe the fan-out consumer again
+    /// after it was found deleted.
+    pub consumer_errors: AtomicU64,
+}
+
+impl KinesisSourceCounters {
+    /// Counts a failed read.
+    pub fn read_error(&self, kind: KinesisReadError) {
+        self.read_errors[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a lost lease.
+    pub fn lease_lost(&self, why: KinesisLeaseLoss) {
+        self.lease_lost[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds one to `counter`.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Readiness as `/readyz` reports it: every source assigned input and
 /// consuming, and at least one batch consumed.
 ///
@@ -299,6 +404,9 @@ pub struct Metrics {
     pub lag: Mutex<Vec<LagGauge>>,
     /// Repartition-topic traffic (two-stage deployments).
     pub repartition: Arc<RepartitionCounters>,
+    /// Failure counters of the Kinesis source, once one registered them
+    /// (absent otherwise, so other inputs expose no Kinesis series).
+    pub kinesis_source: Mutex<Option<Arc<KinesisSourceCounters>>>,
 }
 
 impl Metrics {
@@ -329,6 +437,7 @@ impl Metrics {
             health: Health::default(),
             lag: Mutex::new(Vec::new()),
             repartition: Arc::default(),
+            kinesis_source: Mutex::new(None),
         })
     }
 
@@ -403,10 +512,19 @@ impl Metrics {
     pub fn register_kinesis_millis_behind_latest(&self, read: LagReader) {
         self.register_lag(
             KINESIS_MILLIS_BEHIND_LATEST,
-            "Milliseconds the last GetRecords response or SubscribeToShard event was behind the tip of the shard.",
+            "Milliseconds the last GetRecords response or SubscribeToShard event was behind the tip of the shard; while reads fail, that value plus the time since the last successful read.",
             "shard",
             read,
         );
+    }
+
+    /// Exposes a Kinesis source's failure counters (a source restarted
+    /// replaces the earlier ones).
+    pub fn register_kinesis_source(&self, counters: Arc<KinesisSourceCounters>) {
+        *self
+            .kinesis_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(counters);
     }
 
     /// Records a value in a histogram, saturating.

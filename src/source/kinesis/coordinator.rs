@@ -11,8 +11,10 @@
 //!    duration, so the old owner has stopped before the new one starts.
 //! 2. **Release** leases whose shard was checkpointed `SHARD_END`.
 //! 3. **Discover shards** (ListShards, every `shard_sync_interval`, and at
-//!    once when a reader reached the end of a closed shard) and create a
-//!    free lease row for every new shard.
+//!    once when a reader reached the end of a closed shard or found its
+//!    shard gone) and create a free lease row for every new shard. A row
+//!    whose shard the stream no longer lists (trimmed past retention) is
+//!    checkpointed `SHARD_END`, so its children are not blocked forever.
 //! 4. **Take leases** up to `ceil(active shards / live workers)`: free
 //!    ones first, then expired ones; if none is available and a worker
 //!    holds more than its share, steal one from it, and start reading it
@@ -22,7 +24,10 @@
 //!    or read to its end by this very worker (its records are then already
 //!    ahead of the child's in the engine).
 //! 5. **Start a reader** for every held lease that has none: a polling
-//!    [`Reader`] or a [`FanOutReader`], as [`ReaderKind`] says.
+//!    [`Reader`] or a [`FanOutReader`], as [`ReaderKind`] says; also, as
+//!    a new lease session, for one whose reader stopped because a renew
+//!    came late (the validity lapsed, then was extended), resuming after
+//!    the last checkpoint written.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,18 +37,20 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
 use super::checkpoint::SHARD_END;
-use super::fanout::FanOutReader;
+use super::fanout::{Consumer, FanOutReader};
 use super::lease::{LeaseRow, LeaseTable};
 use super::shards::{list_shards, LeaseClock, Reader, ReaderMsg};
 use super::{KinesisSourceConfig, LagSnapshot};
 use crate::error::Result;
+use crate::metrics::{KinesisLeaseLoss, KinesisSourceCounters};
 
 /// A lease this worker holds.
 pub struct Held {
     pub counter: u64,
     /// Lease session number; batches of older sessions are discarded.
     pub generation: u64,
-    /// Checkpoint found when the lease was taken.
+    /// Checkpoint found when the lease was taken, then the last one
+    /// written (where a restarted reader resumes).
     pub checkpoint: String,
     pub clock: Arc<LeaseClock>,
     pub renewed_at: Instant,
@@ -59,9 +66,9 @@ pub struct Held {
 pub enum ReaderKind {
     /// GetRecords polling.
     Polling,
-    /// SubscribeToShard through the active consumer `consumer_arn`.
+    /// SubscribeToShard through the stream consumer `consumer`.
     FanOut {
-        consumer_arn: String,
+        consumer: Arc<Consumer>,
         subscription_limit: Duration,
     },
 }
@@ -84,7 +91,9 @@ pub struct Shared {
     /// on a worker holding no lease is a standby (every shard is held by
     /// another worker), not one still starting.
     pub balanced: AtomicBool,
-    pub wake: Notify,
+    /// Wakes the coordinator for a shard discovery at once.
+    pub wake: Arc<Notify>,
+    pub counters: Arc<KinesisSourceCounters>,
     pub base: Instant,
     pub next_generation: AtomicU64,
     pub tx: mpsc::Sender<ReaderMsg>,
@@ -105,13 +114,14 @@ impl Shared {
     }
 
     /// Forgets a lost lease and stops its reader.
-    pub fn lose(&self, key: &str, why: &str) {
+    pub fn lose(&self, key: &str, why: KinesisLeaseLoss) {
         if let Some(held) = self.held().remove(key) {
             held.clock.revoke();
             if let Some(reader) = held.reader {
                 reader.abort();
             }
-            tracing::warn!(shard = %key, reason = why, "lease lost, reader stopped");
+            self.counters.lease_lost(why);
+            tracing::warn!(shard = %key, reason = why.as_str(), "lease lost, reader stopped");
         }
         self.lag
             .lock()
@@ -196,12 +206,13 @@ async fn renew(shared: &Shared) {
                     held.clock.extend(shared.validity(sent));
                 }
             }
-            Ok(None) => shared.lose(&key, "taken over"),
+            Ok(None) => shared.lose(&key, KinesisLeaseLoss::TakenOver),
             Err(error) => {
+                KinesisSourceCounters::inc(&shared.counters.lease_renew_errors);
                 let expired = shared.held().get(&key).is_none_or(|h| !h.clock.is_valid());
                 tracing::warn!(shard = %key, error = %error, "lease renew failed");
                 if expired {
-                    shared.lose(&key, "renew failed until expiry");
+                    shared.lose(&key, KinesisLeaseLoss::Expired);
                 }
             }
         }
@@ -235,20 +246,79 @@ async fn release_finished(shared: &Shared) {
     }
 }
 
-/// Lists the stream's shards and creates rows for new ones.
+/// Lists the stream's shards, creates rows for new ones and ends the
+/// rows of shards the stream no longer lists ([`end_gone_shard`]).
 pub async fn sync_shards(shared: &Shared) -> Result<()> {
     let shards = list_shards(&shared.kinesis, &shared.config.stream).await?;
-    let known: HashSet<String> = shared
-        .table
-        .scan()
-        .await?
-        .into_iter()
-        .map(|r| r.key)
-        .collect();
-    for shard in shards {
-        if !known.contains(&shard.id) && shared.table.create(&shard.id, &shard.parents).await? {
+    let rows = shared.table.scan().await?;
+    let known: HashSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    for shard in &shards {
+        if !known.contains(shard.id.as_str())
+            && shared.table.create(&shard.id, &shard.parents).await?
+        {
             tracing::info!(shard = %shard.id, parents = ?shard.parents, "new shard lease created");
         }
+    }
+    // An existing stream always has a shard: an empty listing proves nothing.
+    if shards.is_empty() {
+        return Ok(());
+    }
+    let listed: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
+    for row in &rows {
+        if row.checkpoint != SHARD_END && !listed.contains(row.key.as_str()) {
+            end_gone_shard(shared, row).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends a shard the stream no longer lists: a closed shard trimmed past
+/// retention (trailwatch was down longer than that after a split or
+/// merge). It can never be read again, and its children wait for it, so
+/// it is checkpointed `SHARD_END` with a conditional write: under this
+/// worker's lease if it holds it (its reader is stopped), else if the row
+/// is free; a row another worker holds is left to that worker (or, once
+/// that lease expires, to whoever takes it). Its records past the old
+/// checkpoint are lost: they left the stream before anyone read them.
+async fn end_gone_shard(shared: &Shared, row: &LeaseRow) -> Result<()> {
+    let _writing = shared.write_lock.lock().await;
+    let held = shared.held().get(&row.key).map(|h| h.counter);
+    let ended = match held {
+        Some(counter) => match shared
+            .table
+            .checkpoint(&row.key, counter, SHARD_END)
+            .await?
+        {
+            Some(()) => {
+                if let Some(lease) = shared.held().get_mut(&row.key) {
+                    lease.ended = true;
+                    lease.clock.revoke();
+                    if let Some(reader) = lease.reader.take() {
+                        reader.abort();
+                    }
+                }
+                shared.wake.notify_one();
+                true
+            }
+            None => {
+                shared.lose(&row.key, KinesisLeaseLoss::Fenced);
+                false
+            }
+        },
+        None if row.owner.is_none() => shared
+            .table
+            .end_free(&row.key, row.counter)
+            .await?
+            .is_some(),
+        None => false,
+    };
+    if ended {
+        KinesisSourceCounters::inc(&shared.counters.shards_gone);
+        tracing::warn!(
+            shard = %row.key,
+            checkpoint = %row.checkpoint,
+            "shard is no longer in the stream (trimmed past retention): checkpointed SHARD_END so that its children are read; its records after the checkpoint left the stream unread and are lost"
+        );
     }
     Ok(())
 }
@@ -365,10 +435,30 @@ async fn take(shared: &Shared, row: &LeaseRow, delay: Duration) -> Result<bool> 
 
 fn start_readers(shared: &Shared) {
     let now = Instant::now();
+    let read_to_end = shared
+        .read_to_end
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let mut held = shared.held();
     for (key, lease) in held.iter_mut() {
-        if lease.reader.is_some() || lease.ended || now < lease.start_after {
+        if lease.ended || now < lease.start_after {
             continue;
+        }
+        if let Some(reader) = &lease.reader {
+            // A reader stops when the validity runs out, also when a late
+            // renew (a slow coordinator pass, DynamoDB slow) extends it
+            // afterwards: the lease is still held, so read it again, as
+            // a new session (its records were handed under the old one).
+            let lapsed = reader.is_finished()
+                && lease.clock.is_valid()
+                && !read_to_end.contains(key.as_str());
+            if !lapsed {
+                continue;
+            }
+            lease.generation = shared.next_generation.fetch_add(1, Ordering::Relaxed);
+            lease.reader = None;
+            tracing::warn!(shard = %key, "reader stopped on a late lease renew: reading again");
         }
         if lease.checkpoint == SHARD_END {
             lease.ended = true;
@@ -388,17 +478,19 @@ fn start_readers(shared: &Shared) {
                     tx: shared.tx.clone(),
                     lag: Arc::clone(&shared.lag),
                     polled: Arc::clone(&shared.polled),
+                    counters: Arc::clone(&shared.counters),
+                    wake: Arc::clone(&shared.wake),
                 };
                 tracing::info!(shard = %key, start = %lease.checkpoint, "reader started");
                 tokio::spawn(reader.run())
             }
             ReaderKind::FanOut {
-                consumer_arn,
+                consumer,
                 subscription_limit,
             } => {
                 let reader = FanOutReader {
                     client: shared.kinesis.clone(),
-                    consumer_arn: consumer_arn.clone(),
+                    consumer: Arc::clone(consumer),
                     shard: key.clone(),
                     generation: lease.generation,
                     start: lease.checkpoint.clone(),
@@ -407,6 +499,8 @@ fn start_readers(shared: &Shared) {
                     tx: shared.tx.clone(),
                     lag: Arc::clone(&shared.lag),
                     polled: Arc::clone(&shared.polled),
+                    counters: Arc::clone(&shared.counters),
+                    wake: Arc::clone(&shared.wake),
                 };
                 tracing::info!(shard = %key, start = %lease.checkpoint, "fan-out reader started");
                 tokio::spawn(reader.run())

@@ -7,7 +7,12 @@
 //! exists (`ResourceInUseException` means another replica or an earlier
 //! run registered it) and waits until it is `ACTIVE`; every replica of an
 //! application shares that one consumer, and leases still decide which
-//! replica reads which shard.
+//! replica reads which shard. A [`Consumer`] holds its current ARN for
+//! every reader: when a subscribe finds the consumer gone
+//! (`ResourceNotFoundException`, someone deregistered it under a running
+//! replica), the first reader to notice runs [`ensure_consumer`] again
+//! (bounded, as at start) and every reader resubscribes through the new
+//! ARN; a failed attempt is counted and tried again after the backoff.
 //!
 //! A [`FanOutReader`] plays the role of the polling
 //! [`Reader`](super::shards::Reader) for one shard and one lease session
@@ -37,7 +42,11 @@
 //!   `LimitExceededException` (one subscribe per second per shard and
 //!   consumer) and transport errors alike.
 //! - `MillisBehindLatest` of every event goes to the lag snapshot, and the
-//!   first event sets the readiness flag.
+//!   first event sets the readiness flag. Failed subscribes and event
+//!   streams are counted by kind, and while they fail the lag grows with
+//!   the time since the last event ([`Staleness`]).
+//!   `ResourceNotFoundException` also wakes the coordinator: the shard may
+//!   have been trimmed past retention, which shard discovery ends.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,12 +58,13 @@ use aws_sdk_kinesis::types::{
     SubscribeToShardEventStream,
 };
 use aws_sdk_kinesis::Client;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::checkpoint::TRIM_HORIZON;
-use super::shards::{publish_lag, LeaseClock, ReaderMsg};
+use super::shards::{read_error_kind, LeaseClock, ReaderMsg, Staleness};
 use super::LagSnapshot;
 use crate::error::{Error, Result};
+use crate::metrics::{KinesisReadError, KinesisSourceCounters};
 
 /// First backoff after a failed subscribe (AWS allows one SubscribeToShard
 /// per second per shard and consumer).
@@ -149,6 +159,67 @@ pub async fn ensure_consumer(client: &Client, stream: &str, name: &str) -> Resul
     )))
 }
 
+/// The stream consumer the fan-out readers share, with its current ARN.
+#[derive(Debug)]
+pub struct Consumer {
+    client: Client,
+    stream: String,
+    name: String,
+    arn: std::sync::Mutex<String>,
+    /// One re-registration at a time, for all readers.
+    renewing: tokio::sync::Mutex<()>,
+    counters: Arc<KinesisSourceCounters>,
+}
+
+impl Consumer {
+    /// Registers consumer `name` unless it exists and waits until it is
+    /// active ([`ensure_consumer`]).
+    pub async fn register(
+        client: &Client,
+        stream: &str,
+        name: &str,
+        counters: Arc<KinesisSourceCounters>,
+    ) -> Result<Consumer> {
+        let arn = ensure_consumer(client, stream, name).await?;
+        Ok(Consumer {
+            client: client.clone(),
+            stream: stream.to_string(),
+            name: name.to_string(),
+            arn: std::sync::Mutex::new(arn),
+            renewing: tokio::sync::Mutex::new(()),
+            counters,
+        })
+    }
+
+    /// The ARN to subscribe through.
+    pub fn arn(&self) -> String {
+        self.arn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A subscribe through `stale` found no consumer: registers it again
+    /// unless another reader already did, and returns the ARN to use.
+    pub async fn renew(&self, stale: &str) -> Result<String> {
+        let _one = self.renewing.lock().await;
+        let current = self.arn();
+        if current != stale {
+            return Ok(current);
+        }
+        match ensure_consumer(&self.client, &self.stream, &self.name).await {
+            Ok(fresh) => {
+                if fresh != stale {
+                    tracing::warn!(consumer = %self.name, old = %stale, new = %fresh, "stream consumer was deleted: registered again, readers resubscribe");
+                }
+                *self.arn.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                Ok(fresh)
+            }
+            Err(error) => {
+                KinesisSourceCounters::inc(&self.counters.consumer_errors);
+                Err(error)
+            }
+        }
+    }
+}
+
 /// Whether sequence number `a` comes after `b` (both decimal, without
 /// leading zeros, as Kinesis writes them).
 pub fn sequence_after(a: &str, b: &str) -> bool {
@@ -176,7 +247,7 @@ enum Ended {
 /// Everything a fan-out reader needs.
 pub struct FanOutReader {
     pub client: Client,
-    pub consumer_arn: String,
+    pub consumer: Arc<Consumer>,
     pub shard: String,
     pub generation: u64,
     /// Checkpoint to start after (`TRIM_HORIZON` or a sequence number).
@@ -188,6 +259,9 @@ pub struct FanOutReader {
     pub lag: LagSnapshot,
     /// Set on the first event (readiness).
     pub polled: Arc<AtomicBool>,
+    pub counters: Arc<KinesisSourceCounters>,
+    /// Wakes the coordinator for a shard discovery.
+    pub wake: Arc<Notify>,
 }
 
 impl FanOutReader {
@@ -212,6 +286,7 @@ impl FanOutReader {
         };
         let mut backoff = MIN_BACKOFF;
         let mut reported_at_tip = None;
+        let mut staleness = Staleness::new(&self.lag, &self.shard);
         loop {
             if !self.clock.is_valid() {
                 tracing::info!(shard = %self.shard, "lease validity ran out, fan-out reader stops");
@@ -219,7 +294,12 @@ impl FanOutReader {
             }
             let subscribed_at = Instant::now();
             let ended = self
-                .subscription(&mut last_sequence, &mut backoff, &mut reported_at_tip)
+                .subscription(
+                    &mut last_sequence,
+                    &mut backoff,
+                    &mut reported_at_tip,
+                    &mut staleness,
+                )
                 .await;
             match ended {
                 Ended::ShardEnd => {
@@ -241,6 +321,7 @@ impl FanOutReader {
                     }
                 }
                 Ended::Failed => {
+                    staleness.failed(&self.lag, &self.shard);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -251,12 +332,13 @@ impl FanOutReader {
     /// One subscription: subscribes after `last_sequence` and hands over
     /// its events' records, advancing `last_sequence`, and whether the
     /// shard's tip was reached when that changes (`reported_at_tip`); an
-    /// event resets `backoff`.
+    /// event resets `backoff` and updates `staleness`.
     async fn subscription(
         &self,
         last_sequence: &mut Option<String>,
         backoff: &mut Duration,
         reported_at_tip: &mut Option<bool>,
+        staleness: &mut Staleness,
     ) -> Ended {
         let position = match Self::position(last_sequence.as_deref()) {
             Ok(position) => position,
@@ -265,10 +347,11 @@ impl FanOutReader {
                 return Ended::Failed;
             }
         };
+        let consumer_arn = self.consumer.arn();
         let subscribed = self
             .client
             .subscribe_to_shard()
-            .consumer_arn(&self.consumer_arn)
+            .consumer_arn(&consumer_arn)
             .shard_id(&self.shard)
             .starting_position(position)
             .send()
@@ -276,12 +359,26 @@ impl FanOutReader {
         let mut output = match subscribed {
             Ok(output) => output,
             Err(error) => {
+                let kind = read_error_kind(&error);
+                self.counters.read_error(kind);
                 let service = error.as_service_error();
                 // Expected now and then; worth a warning once it persists.
                 let persistent = *backoff >= MAX_BACKOFF;
-                if service.is_some_and(|e| e.is_resource_in_use_exception()) {
+                if kind == KinesisReadError::NotFound {
+                    // The consumer was deleted, or the shard trimmed past
+                    // retention (shard discovery ends it).
+                    tracing::warn!(shard = %self.shard, consumer = %consumer_arn, error = %DisplayErrorContext(error), "subscribe found no consumer or shard: checking the consumer");
+                    self.wake.notify_one();
+                    match self.consumer.renew(&consumer_arn).await {
+                        Ok(fresh) if fresh != consumer_arn => *backoff = MIN_BACKOFF,
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(shard = %self.shard, error = %error, "cannot register the stream consumer again, retrying")
+                        }
+                    }
+                } else if service.is_some_and(|e| e.is_resource_in_use_exception()) {
                     if persistent {
-                        tracing::warn!(shard = %self.shard, consumer = %self.consumer_arn, "another subscription of this consumer holds the shard, backing off");
+                        tracing::warn!(shard = %self.shard, consumer = %consumer_arn, "another subscription of this consumer holds the shard, backing off");
                     } else {
                         tracing::debug!(shard = %self.shard, "a previous subscription is still live, backing off");
                     }
@@ -320,13 +417,14 @@ impl FanOutReader {
                 }
                 Ok(None) => return Ended::Expired,
                 Err(error) => {
+                    self.counters.read_error(read_error_kind(&error));
                     tracing::warn!(shard = %self.shard, error = %DisplayErrorContext(error), "fan-out subscription failed, resubscribing");
                     return Ended::Failed;
                 }
             };
             *backoff = MIN_BACKOFF;
             self.polled.store(true, Ordering::Release);
-            publish_lag(&self.lag, &self.shard, event.millis_behind_latest());
+            staleness.read(&self.lag, &self.shard, Some(event.millis_behind_latest()));
             let end = at_shard_end(&event);
             let at_tip = event.millis_behind_latest() == 0;
             let received = event.records.len();

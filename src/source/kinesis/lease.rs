@@ -30,7 +30,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::checkpoint::TRIM_HORIZON;
+use super::checkpoint::{SHARD_END, TRIM_HORIZON};
 use crate::error::{Error, Result};
 
 const KEY: &str = "leaseKey";
@@ -253,6 +253,27 @@ impl LeaseTable {
             .send()
             .await;
         conditional(update.map(|_| ()), "checkpoint")
+    }
+
+    /// Checkpoints a free lease last seen with `observed_counter` as
+    /// `SHARD_END` (a shard the stream no longer lists), bumping its
+    /// counter. `None` if the row changed or is held meanwhile.
+    pub async fn end_free(&self, key: &str, observed_counter: u64) -> Result<Option<u64>> {
+        let next = observed_counter + 1;
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_string()))
+            .update_expression("SET #checkpoint = :end, leaseCounter = :next")
+            .condition_expression("leaseCounter = :seen AND attribute_not_exists(leaseOwner)")
+            .expression_attribute_names("#checkpoint", CHECKPOINT)
+            .expression_attribute_values(":end", AttributeValue::S(SHARD_END.into()))
+            .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
+            .expression_attribute_values(":seen", AttributeValue::N(observed_counter.to_string()))
+            .send()
+            .await;
+        conditional(update.map(|_| next), "end gone shard")
     }
 
     /// Gives a held lease back (owner removed, counter bumped).

@@ -34,7 +34,11 @@
 //! on the mode.
 //!
 //! **Lag.** `MillisBehindLatest` per shard is published in
-//! [`KinesisSource::lag`] for the metrics endpoint.
+//! [`KinesisSource::lag`] for the metrics endpoint; while a shard's reads
+//! fail, its lag keeps growing from the last successful read
+//! ([`shards::Staleness`]). Failed reads, lost leases, renew and
+//! checkpoint failures, ended gone shards and fan-out consumer
+//! re-registration failures are counted in [`KinesisSource::counters`].
 //!
 //! **Watermark.** Every newly held lease is announced to the engine
 //! ([`Source::take_partition_events`]) before the next batch goes out, so
@@ -64,6 +68,7 @@ use self::lease::LeaseTable;
 use self::shards::ReaderMsg;
 use super::{PartitionEvent, PartitionId, PartitionRegistry, Poll, RawBatch, Source};
 use crate::error::{Error, Result};
+use crate::metrics::KinesisSourceCounters;
 
 /// Shard id → `MillisBehindLatest` of its last GetRecords.
 pub type LagSnapshot = Arc<Mutex<BTreeMap<String, i64>>>;
@@ -247,17 +252,19 @@ impl KinesisSource {
                 aws_sdk_dynamodb::Client::new(&dynamo_sdk),
             )
         });
+        let counters = Arc::new(KinesisSourceCounters::default());
         let reader_kind = match &config.read_mode {
             ReadMode::Polling => ReaderKind::Polling,
             ReadMode::FanOut(fan_out) => {
-                let consumer_arn = runtime.block_on(fanout::ensure_consumer(
+                let consumer = runtime.block_on(fanout::Consumer::register(
                     &kinesis,
                     &config.stream,
                     &fan_out.consumer_name,
+                    Arc::clone(&counters),
                 ))?;
-                tracing::info!(consumer = %consumer_arn, "kinesis source reads through enhanced fan-out");
+                tracing::info!(consumer = %consumer.arn(), "kinesis source reads through enhanced fan-out");
                 ReaderKind::FanOut {
-                    consumer_arn,
+                    consumer: Arc::new(consumer),
                     subscription_limit: fan_out.subscription_limit,
                 }
             }
@@ -276,7 +283,8 @@ impl KinesisSource {
             lag: shards::new_lag_snapshot(),
             polled: Arc::new(AtomicBool::new(false)),
             balanced: AtomicBool::new(false),
-            wake: tokio::sync::Notify::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            counters,
             base: Instant::now(),
             next_generation: AtomicU64::new(1),
             tx,
@@ -307,6 +315,11 @@ impl KinesisSource {
     /// Per-shard `MillisBehindLatest`, shared with the metrics endpoint.
     pub fn lag(&self) -> LagSnapshot {
         Arc::clone(&self.shared.lag)
+    }
+
+    /// The source's failure counters, for the metrics endpoint.
+    pub fn counters(&self) -> Arc<KinesisSourceCounters> {
+        Arc::clone(&self.shared.counters)
     }
 
     /// A handle listing the shards this worker holds leases for.
@@ -347,13 +360,20 @@ impl KinesisSource {
         self.runtime.block_on(async {
             let _writing = shared.write_lock.lock().await;
             let counter = match shared.held().get(shard) {
-                Some(held) if held.generation == generation => held.counter,
+                // An ended shard keeps its `SHARD_END` (a gone shard is
+                // ended by the coordinator, not by the engine's progress).
+                Some(held) if held.generation == generation && !held.ended => held.counter,
                 _ => return Ok(false),
             };
             match shared.table.checkpoint(shard, counter, checkpoint).await? {
-                Some(()) => Ok(true),
+                Some(()) => {
+                    if let Some(held) = shared.held().get_mut(shard) {
+                        held.checkpoint = checkpoint.to_string();
+                    }
+                    Ok(true)
+                }
                 None => {
-                    shared.lose(shard, "checkpoint fenced");
+                    shared.lose(shard, crate::metrics::KinesisLeaseLoss::Fenced);
                     Ok(false)
                 }
             }
@@ -502,6 +522,7 @@ impl Source for KinesisSource {
                 }
                 Ok(false) => {}
                 Err(error) => {
+                    KinesisSourceCounters::inc(&self.shared.counters.checkpoint_errors);
                     first_error.get_or_insert(error);
                 }
             }

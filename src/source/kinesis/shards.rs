@@ -12,6 +12,14 @@
 //! also stops, without reporting, once its lease's validity runs out
 //! ([`LeaseClock`]), so it never reads past the moment another worker may
 //! take the shard over.
+//!
+//! Every failed call is counted in [`KinesisSourceCounters`] by kind. While
+//! calls keep failing the shard's lag is published as its last
+//! `MillisBehindLatest` plus the time since the last successful read
+//! ([`Staleness`]), so a reader that cannot read shows as falling behind
+//! instead of keeping its last value. `ResourceNotFoundException` (the
+//! shard was trimmed past retention) wakes the coordinator, whose shard
+//! discovery ends such a shard.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,12 +28,13 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::checkpoint::TRIM_HORIZON;
 use super::pacing::{ReadPacer, MIN_CALL_SPACING};
 use super::LagSnapshot;
 use crate::error::{Error, Result};
+use crate::metrics::{KinesisReadError, KinesisSourceCounters};
 
 /// Cap of the throttling backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -148,6 +157,66 @@ pub struct Reader {
     pub lag: LagSnapshot,
     /// Set after the first successful GetRecords (readiness).
     pub polled: Arc<AtomicBool>,
+    pub counters: Arc<KinesisSourceCounters>,
+    /// Wakes the coordinator for a shard discovery.
+    pub wake: Arc<Notify>,
+}
+
+/// A shard's lag while its reads fail: the last `MillisBehindLatest` plus
+/// the time since the last successful read (records that arrived since
+/// then are at most that much behind). Both reader kinds use it.
+#[derive(Debug)]
+pub struct Staleness {
+    last_ok: Instant,
+    behind: i64,
+}
+
+impl Staleness {
+    /// Starts counting now, from the shard's last published lag (0 if none).
+    pub fn new(lag: &LagSnapshot, shard: &str) -> Staleness {
+        let behind = lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(shard)
+            .copied()
+            .unwrap_or(0);
+        Staleness {
+            last_ok: Instant::now(),
+            behind,
+        }
+    }
+
+    /// A successful read, `behind` milliseconds behind the tip when the
+    /// response says: publishes it.
+    pub fn read(&mut self, lag: &LagSnapshot, shard: &str, behind: Option<i64>) {
+        self.last_ok = Instant::now();
+        if let Some(behind) = behind {
+            self.behind = behind;
+        }
+        publish_lag(lag, shard, self.behind);
+    }
+
+    /// A failed read: publishes the growing lag.
+    pub fn failed(&self, lag: &LagSnapshot, shard: &str) {
+        let since = i64::try_from(self.last_ok.elapsed().as_millis()).unwrap_or(i64::MAX);
+        publish_lag(lag, shard, self.behind.saturating_add(since));
+    }
+}
+
+/// The kind of a failed Kinesis call, for the read error counter.
+pub fn read_error_kind<E, R>(error: &aws_sdk_kinesis::error::SdkError<E, R>) -> KinesisReadError
+where
+    E: aws_sdk_kinesis::error::ProvideErrorMetadata,
+{
+    let code = error.as_service_error().and_then(|e| e.code());
+    match code {
+        Some("ProvisionedThroughputExceededException")
+        | Some("LimitExceededException")
+        | Some("ResourceInUseException") => KinesisReadError::Throttled,
+        Some("ExpiredIteratorException") => KinesisReadError::ExpiredIterator,
+        Some("ResourceNotFoundException") => KinesisReadError::NotFound,
+        _ => KinesisReadError::Other,
+    }
 }
 
 impl Reader {
@@ -164,6 +233,12 @@ impl Reader {
                 .starting_sequence_number(sequence),
         };
         let output = request.send().await.map_err(|e| {
+            let kind = read_error_kind(&e);
+            self.counters.read_error(kind);
+            if kind == KinesisReadError::NotFound {
+                // Trimmed past retention? Shard discovery ends such a shard.
+                self.wake.notify_one();
+            }
             Error::Source(format!(
                 "kinesis get shard iterator for {}: {}",
                 self.shard,
@@ -184,6 +259,7 @@ impl Reader {
         let mut pacer = ReadPacer::default();
         let mut iterator: Option<String> = None;
         let mut reported_at_tip: Option<bool> = None;
+        let mut staleness = Staleness::new(&self.lag, &self.shard);
         loop {
             if !self.clock.is_valid() {
                 tracing::info!(shard = %self.shard, "lease validity ran out, reader stops");
@@ -206,6 +282,7 @@ impl Reader {
                     }
                     Err(error) => {
                         tracing::warn!(shard = %self.shard, error = %error, "cannot get shard iterator, retrying");
+                        staleness.failed(&self.lag, &self.shard);
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         continue;
@@ -223,6 +300,8 @@ impl Reader {
             let output = match response {
                 Ok(output) => output,
                 Err(error) => {
+                    self.counters.read_error(read_error_kind(&error));
+                    staleness.failed(&self.lag, &self.shard);
                     let service = error.as_service_error();
                     if service.is_some_and(|e| e.is_provisioned_throughput_exceeded_exception()) {
                         tracing::debug!(shard = %self.shard, backoff_ms = backoff.as_millis() as u64, "throughput exceeded, backing off");
@@ -242,9 +321,7 @@ impl Reader {
             backoff = MIN_CALL_SPACING;
             self.polled.store(true, Ordering::Release);
             let behind = output.millis_behind_latest();
-            if let Some(behind) = behind {
-                publish_lag(&self.lag, &self.shard, behind);
-            }
+            staleness.read(&self.lag, &self.shard, behind);
             let records: Vec<(Vec<u8>, String)> = output
                 .records()
                 .iter()
@@ -302,4 +379,29 @@ pub fn new_lag_snapshot() -> LagSnapshot {
 pub fn publish_lag(lag: &LagSnapshot, shard: &str, behind: i64) {
     let mut lag = lag.lock().unwrap_or_else(|p| p.into_inner());
     lag.insert(shard.to_string(), behind);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_grows_from_the_last_successful_read_while_reads_fail() {
+        let lag = new_lag_snapshot();
+        publish_lag(&lag, "s", 40);
+        let mut staleness = Staleness::new(&lag, "s");
+        staleness.read(&lag, "s", Some(100));
+        std::thread::sleep(Duration::from_millis(20));
+        staleness.failed(&lag, "s");
+        let failing = lag.lock().unwrap()["s"];
+        assert!(failing >= 120, "last lag plus the time since: {failing}");
+        // A read without MillisBehindLatest keeps the last known value.
+        staleness.read(&lag, "s", None);
+        assert_eq!(lag.lock().unwrap()["s"], 100);
+        // A reader that never read starts from the published lag.
+        let fresh = Staleness::new(&lag, "t");
+        std::thread::sleep(Duration::from_millis(5));
+        fresh.failed(&lag, "t");
+        assert!(lag.lock().unwrap()["t"] >= 5);
+    }
 }
