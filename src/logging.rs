@@ -1,6 +1,10 @@
 //! Log set-up: `tracing` with an env-filter and human or JSON lines.
 //!
-//! `RUST_LOG` overrides the configured level. Logs go to stderr, so they
+//! `RUST_LOG` overrides the configured level, when it passes the same
+//! check as `log.level` ([`crate::config::check_log_level`]): one that
+//! does not (`RUST_LOG=verbose` would filter out every message, warnings
+//! included) is ignored with a warning, and the configured level applies.
+//! Logs go to stderr, so they
 //! never mix with alerts on stdout. Messages are lowercase with structured
 //! fields; secrets are never passed to a log macro (config types that hold
 //! secrets redact them in `Debug`, and `run --check` prints the config
@@ -15,11 +19,26 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// The directives to log with: `RUST_LOG` when it is set and valid, else
+/// `level`; and why `RUST_LOG` was ignored, if it was.
+fn directives(level: &str, env: Option<&str>) -> (String, Option<String>) {
+    match env.map(str::trim).filter(|env| !env.is_empty()) {
+        None => (level.to_string(), None),
+        Some(env) => match crate::config::check_log_level(env) {
+            Ok(()) => (env.to_string(), None),
+            Err(why) => (
+                level.to_string(),
+                Some(format!("RUST_LOG={env:?} ignored: {why}")),
+            ),
+        },
+    }
+}
+
 /// Installs the global subscriber; later calls are no-ops.
 pub fn init(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let env = std::env::var("RUST_LOG").ok();
+    let (directives, ignored) = directives(level, env.as_deref());
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -38,4 +57,30 @@ pub fn init(level: &str, format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
+    if let Some(ignored) = ignored {
+        tracing::warn!(level, "{ignored}; logging at the configured level");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::directives;
+
+    #[test]
+    fn an_invalid_rust_log_is_ignored_for_the_configured_level() {
+        assert_eq!(directives("info", None), ("info".to_string(), None));
+        assert_eq!(directives("info", Some(" ")), ("info".to_string(), None));
+        assert_eq!(
+            directives("info", Some("trailwatch=debug,rdkafka=warn")),
+            ("trailwatch=debug,rdkafka=warn".to_string(), None)
+        );
+        // A bare word that is not a level would silence every message.
+        let (used, ignored) = directives("warn", Some("verbose"));
+        assert_eq!(used, "warn");
+        let ignored = ignored.expect("a warning");
+        assert!(
+            ignored.starts_with("RUST_LOG=\"verbose\" ignored"),
+            "{ignored}"
+        );
+    }
 }

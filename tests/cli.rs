@@ -448,3 +448,36 @@ fn a_closed_stderr_changes_the_exit_status_only() {
         assert_eq!(output.status.code(), Some(code), "{args:?}");
     }
 }
+
+/// `RUST_LOG=verbose` (a bare word env-filter reads as a target) would
+/// filter out every message, warnings included: it is ignored, with a
+/// warning, for the configured level.
+#[test]
+fn an_invalid_rust_log_does_not_silence_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"eventTime\":\"2024-03-01T12:00:00Z\",\"eventName\":\"X\"}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "sources:\n  - {{type: file, paths: [{input:?}]}}\nsinks:\n  alerts: {{type: file, path: {out:?}}}\nmetrics: {{listen: \"\"}}\nlog: {{level: info}}\n",
+            out = dir.path().join("out.jsonl")
+        ),
+    )
+    .unwrap();
+    let output = trailwatch()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "verbose")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("RUST_LOG=\"verbose\" ignored"), "{stderr}");
+    assert!(stderr.contains("trailwatch starting"), "{stderr}");
+}
