@@ -510,28 +510,35 @@ impl PartialSink for KafkaPartialSink {
 /// What to tell the operator when the repartition topic refuses a flush as
 /// too large: the largest partial's rule and group key, and what to raise.
 fn refused_partial(partials: &[PartialRecord], detail: &str) -> String {
-    let largest =
-        partials
-            .iter()
-            .max_by_key(|partial| partial.key.len() + partial.value.len())
-            .map(|partial| {
-                let key = String::from_utf8_lossy(&partial.key);
-                let (rule, group) = key
-                    .split_once(crate::engine::partial::KEY_RULE_SEPARATOR)
-                    .unwrap_or((&key, ""));
-                let shown = &group[..crate::engine::window::floor_char_boundary(group, 200)];
-                format!(
-                "; the flush's largest partial, {} bytes, is rule {rule:?}, group key {shown:?}{}",
-                partial.key.len() + partial.value.len(),
-                if shown.len() < group.len() { " (cut)" } else { "" }
-            )
-            })
-            .unwrap_or_default();
+    let largest = partials
+        .iter()
+        .max_by_key(|partial| partial.key.len() + partial.value.len())
+        .map(describe_partial)
+        .unwrap_or_default();
     format!(
         "repartition: {detail}{largest}. Stage 1 keeps a partial under about 620 KB plus its \
          group key: raise message.max.bytes in scaleout.properties and the repartition \
          topic's max.message.bytes to at least 1000000 (more for a group key that long), \
          then restart; the input is not committed past this flush, so it is sent again"
+    )
+}
+
+/// `; the flush's largest partial, N bytes, is rule R, group key K` (the
+/// key cut to 200 bytes).
+fn describe_partial(partial: &PartialRecord) -> String {
+    let key = String::from_utf8_lossy(&partial.key);
+    let (rule, group) = key
+        .split_once(crate::engine::partial::KEY_RULE_SEPARATOR)
+        .unwrap_or((&key, ""));
+    let shown = &group[..crate::engine::window::floor_char_boundary(group, 200)];
+    let cut = if shown.len() < group.len() {
+        " (cut)"
+    } else {
+        ""
+    };
+    format!(
+        "; the flush's largest partial, {} bytes, is rule {rule:?}, group key {shown:?}{cut}",
+        partial.key.len() + partial.value.len()
     )
 }
 

@@ -176,8 +176,7 @@ impl KinesisAlertSink {
         ))
     }
 
-    async fn put_all(&self, entries: Vec<PutRecordsRequestEntry>) -> Result<()> {
-        let mut pending: Vec<Pending> = entries.into_iter().map(Pending::new).collect();
+    async fn put_all(&self, mut pending: Vec<Pending>) -> Result<()> {
         let mut backoff = FIRST_BACKOFF;
         let mut stalled = 0;
         let mut last_error = String::new();
@@ -220,7 +219,9 @@ impl KinesisAlertSink {
                     }
                     Err(error) => last_error = DisplayErrorContext(error).to_string(),
                 }
+                let mut done = vec![false; pending.len()];
                 for (&index, &ok) in call.iter().zip(&accepted) {
+                    done[index] = ok;
                     if !ok {
                         blocked.insert(pending[index].key.clone());
                         refused += 1;
@@ -228,19 +229,8 @@ impl KinesisAlertSink {
                 }
                 accepted_any |= accepted.iter().any(|&ok| ok);
                 // Drop the accepted records, keeping the rest in order.
-                let mut position = 0;
-                let mut next = call.iter().zip(&accepted).peekable();
-                pending.retain(|_| {
-                    let keep = match next.peek() {
-                        Some((&index, &ok)) if index == position => {
-                            next.next();
-                            !ok
-                        }
-                        _ => true,
-                    };
-                    position += 1;
-                    keep
-                });
+                let mut done = done.into_iter();
+                pending.retain(|_| !done.next().unwrap_or(false));
             }
             if pending.is_empty() {
                 return Ok(());
@@ -289,8 +279,8 @@ fn partition_key(routing_key: &str) -> String {
 }
 
 /// A record Kinesis would refuse on every attempt is [`Error::TooLarge`].
-fn check_record_size(entry: &PutRecordsRequestEntry, stream: &str) -> Result<()> {
-    let size = entry.data().as_ref().len() + entry.partition_key().map_or(0, str::len);
+fn check_record_size(record: &Pending, stream: &str) -> Result<()> {
+    let size = record.size;
     if size > MAX_BYTES_PER_RECORD {
         return Err(Error::TooLarge(format!(
             "kinesis stream {stream}: a record of {size} bytes exceeds the {MAX_BYTES_PER_RECORD}-byte record limit"
@@ -313,7 +303,7 @@ impl AlertSink for KinesisAlertSink {
     }
 
     fn send(&mut self, alerts: &[Alert]) -> Result<()> {
-        let mut entries = Vec::with_capacity(alerts.len());
+        let mut records = Vec::with_capacity(alerts.len());
         for alert in alerts {
             let data = alert
                 .ocsf_json()
@@ -323,10 +313,11 @@ impl AlertSink for KinesisAlertSink {
                 .partition_key(partition_key(&alert.routing_key()))
                 .build()
                 .map_err(|e| Error::Internal(format!("cannot build put records entry: {e}")))?;
-            check_record_size(&entry, &self.stream)?;
-            entries.push(entry);
+            let record = Pending::new(entry);
+            check_record_size(&record, &self.stream)?;
+            records.push(record);
         }
-        self.runtime.block_on(self.put_all(entries))
+        self.runtime.block_on(self.put_all(records))
     }
 }
 
@@ -363,8 +354,9 @@ mod tests {
 
     #[test]
     fn a_record_over_one_mib_is_too_large_not_retryable() {
-        assert!(check_record_size(&entry(MAX_BYTES_PER_RECORD - 1), "s").is_ok());
-        let error = check_record_size(&entry(MAX_BYTES_PER_RECORD), "s").unwrap_err();
+        let record = |size| Pending::new(entry(size));
+        assert!(check_record_size(&record(MAX_BYTES_PER_RECORD - 1), "s").is_ok());
+        let error = check_record_size(&record(MAX_BYTES_PER_RECORD), "s").unwrap_err();
         assert!(matches!(error, Error::TooLarge(_)), "{error}");
         assert!(!error.class().is_retryable());
     }
