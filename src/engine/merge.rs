@@ -431,6 +431,7 @@ impl PartialWorker {
                         first_offset: agg.o0,
                         last_offset: agg.o1,
                         replay,
+                        epoch: agg.ep,
                     });
                     counters.consumed.fetch_add(1, Ordering::Relaxed);
                     Ok(())
@@ -768,6 +769,7 @@ mod tests {
         use crate::engine::shard::{Match, MatchBatch, Shard, ShardConfig, Span};
         use crate::engine::watermark::WatermarkTracker;
         use crate::engine::window::EvidenceLimits;
+        use crate::metrics::RepartitionCounters;
 
         /// 2024-03-01T12:00:00Z, on a 5-minute boundary.
         pub const T: i64 = 1_709_294_400_000;
@@ -857,6 +859,8 @@ mod tests {
             pub watermarks: Arc<RemoteWatermarks>,
             /// The shard's counters.
             pub counters: Arc<WorkerCounters>,
+            /// The shard's replay-check counters.
+            pub repartition: Arc<RepartitionCounters>,
             worker: PartialWorker,
             pub shard: Shard,
             rx: Receiver<ShardMsg>,
@@ -889,6 +893,7 @@ mod tests {
                     dead_tx,
                 );
                 let counters = Arc::new(WorkerCounters::default());
+                let repartition = Arc::new(RepartitionCounters::default());
                 let shard = Shard::new(
                     0,
                     Arc::clone(rules),
@@ -901,12 +906,14 @@ mod tests {
                     },
                     tracker.clone(),
                     Arc::clone(&counters),
-                );
+                )
+                .with_repartition_counters(Arc::clone(&repartition));
                 Stage2 {
                     tracker,
                     registry,
                     watermarks,
                     counters,
+                    repartition,
                     worker,
                     shard,
                     rx,
@@ -1139,6 +1146,60 @@ mod tests {
             .map(|a| ((a.window_start_ms - T) / MIN, a.count))
             .collect();
         assert_eq!(alerts, [(0, 1)], "the window of X's match closed");
+    }
+
+    /// The scale-out churn test's failure at 8fd4803: stage-1 owner A of
+    /// input ct/0 (its epoch 8) read [10, 31] and flushed it, but the
+    /// flush reached the repartition topic only after the partition's next
+    /// owner B (epoch 32) had replayed and flushed [10, 15] (A's revocation
+    /// gave up waiting for it, or A took it just after the wait). B then
+    /// sends [20, 40]. Whatever the order, stage 2 counts each of the 8
+    /// events once; merged whole, A's late partial made it 11.
+    #[test]
+    fn a_previous_owners_late_flush_is_not_counted_twice() {
+        use crate::engine::watermark::{WatermarkConfig, WatermarkTracker};
+        use two_stage::{matches, rules, stage1, Stage2, T};
+
+        let rules = rules("threshold: '>= 8'\n");
+        let registry = Arc::new(PartitionRegistry::default());
+        let input = registry.id("kafka", "ct/0");
+        let watermarks = Arc::new(WatermarkTracker::new(WatermarkConfig::default()));
+        let owner = |name: &str, epoch: u64, offsets: &[u64]| {
+            let items: Vec<(i64, u64)> = offsets.iter().map(|&o| (T + o as i64, o)).collect();
+            let mut batch = matches(input, "k", &items);
+            batch.replay_end = epoch;
+            let flush = ShardMsg::FlushAll { until: None };
+            stage1(
+                &rules,
+                &registry,
+                &watermarks,
+                name,
+                vec![ShardMsg::Matches(batch), flush],
+            )
+        };
+        let a = owner("a", 8, &[10, 12, 15, 20, 25, 25, 31]);
+        let b_first = owner("b", 32, &[10, 12, 15]);
+        let b_rest = owner("b", 32, &[20, 25, 25, 31, 40]);
+        for (order, superseded) in [
+            ([&b_first, &a, &b_rest], 1),
+            ([&a, &b_first, &b_rest], 0),
+            ([&b_first, &b_rest, &a], 0),
+        ] {
+            let mut stage2 = Stage2::new(&rules);
+            let alerts: Vec<u64> = order
+                .iter()
+                .flat_map(|records| stage2.feed(records))
+                .map(|alert| alert.count)
+                .collect();
+            let counters = &stage2.repartition;
+            let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+            assert_eq!(alerts, [8], "one Create, with every event counted once");
+            assert_eq!(
+                (count(&counters.superseded), count(&counters.overlaps)),
+                (superseded, 0),
+                "(superseded, overlaps)"
+            );
+        }
     }
 
     #[test]

@@ -24,8 +24,10 @@
 //!   owner may already have sent (see "Replays"), `x` the input offset of
 //!   each of its `n` matches, each written as the difference from the one
 //!   before (the first from `o0`, so 0), and, for sum and average rules,
-//!   `xv` their values. Merging partials is associative and commutative
-//!   except for which samples are kept (evidence only).
+//!   `xv` their values; `ep` the epoch of the stage-1 assignment that sent
+//!   it (see "Replays"; absent from older producers' records). Merging
+//!   partials is associative and commutative except for which samples are
+//!   kept (evidence only).
 //!
 //! # Replays
 //!
@@ -53,10 +55,27 @@
 //! 2, ...). Stage 2 tracks each as an input partition of its own, so a
 //! continuation is merged once and a replay of it is skipped; the split
 //! depends only on the record's matches, so every owner cuts it alike.
-//! A stage 2 that predates continuations reads them the same way. A
-//! straddling partial without offsets (stage 1 had
-//! no reason to list them, or a build that does not write them) is merged
-//! whole and counted as an overlap (`trailwatch_repartition_overlaps_total`).
+//! A stage 2 that predates continuations reads them the same way.
+//!
+//! A previous owner's flush can also reach the topic *after* the new
+//! owner's replay of the same input: its revocation waits at most 2 s for
+//! the flush to be acknowledged, and a flush can be taken in the moment
+//! after that wait. Such a partial lists no offsets (its input lay past
+//! its own owner's replay end), so it cannot be trimmed. So every partial
+//! names its assignment's epoch `ep`: the replay end of that assignment,
+//! the input partition's end when it first read it. A later assignment
+//! began after the earlier one stopped reading, so its epoch is higher
+//! than any offset of an unlisted partial of the earlier one, and so than
+//! that partial's epoch. Stage 2 keeps, per window and input partition,
+//! the highest epoch merged, and skips an unlisted partial that straddles
+//! what was merged and names a lower epoch (a *superseded* partial,
+//! `trailwatch_repartition_superseded_total`): the later owner replays
+//! from the committed offset, which never passed the unacknowledged
+//! flush, and so sends every one of its matches itself. Any other
+//! straddling partial without offsets (a build that does not write them,
+//! or two owners reading at once, one of them unaware it lost the
+//! partition) is merged whole and counted as an overlap
+//! (`trailwatch_repartition_overlaps_total`).
 //! * `"w"`, a **watermark**: `src` names one stage-1 producer (instance
 //!   and pre-aggregator index), `at` its wall clock when sent, `wm` its
 //!   instance watermark (informative) and `in` the watermark of every input
@@ -156,6 +175,12 @@ pub struct PartialAgg {
     pub x: Vec<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xv: Vec<f64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ep: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// The input offsets (and values, sum and average rules) of a replayed
@@ -305,6 +330,7 @@ impl PartialAgg {
             o1: offsets.1,
             x: Vec::new(),
             xv: Vec::new(),
+            ep: 0,
         }
     }
 
@@ -442,6 +468,7 @@ mod tests {
             o1: 12,
             x: Vec::new(),
             xv: Vec::new(),
+            ep: 33,
         }
     }
 

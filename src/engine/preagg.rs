@@ -24,7 +24,10 @@
 //! every match it folds, and the value for sum and average rules, so that
 //! stage 2 merges exactly the matches the previous owner had not sent
 //! ([`super::partial`], "Replays"): a few bytes per match during the
-//! catch-up after a takeover, nothing afterwards. Matches buffered for an
+//! catch-up after a takeover, nothing afterwards. Every partial names the
+//! `replay_end` of the batch that began it as its assignment's epoch, so
+//! that stage 2 can tell a previous owner's late flush from the replay
+//! that supersedes it. Matches buffered for an
 //! assignment that was revoked before the flush are dropped: the
 //! partition's new owner replays them from the committed offset, which
 //! never passed them.
@@ -150,10 +153,13 @@ struct Entry {
     /// continuations).
     record: u64,
     record_matches: u64,
+    /// Its assignment's epoch, the `replay_end` of the batch that began it
+    /// (module doc, "Replays").
+    epoch: u64,
 }
 
 impl Entry {
-    fn new(aggregate: Aggregate, offset: u64, listed: bool) -> Self {
+    fn new(aggregate: Aggregate, offset: u64, listed: bool, epoch: u64) -> Self {
         Entry {
             agg: WindowAgg::new(aggregate),
             last_offset: offset,
@@ -164,6 +170,7 @@ impl Entry {
             bytes: 0,
             record: offset,
             record_matches: 0,
+            epoch,
         }
     }
 }
@@ -320,8 +327,12 @@ impl Preaggregator {
                         // Past its budget, an entry is cut before its next
                         // record (never inside one).
                         if m.offset > head.last_offset && head.bytes >= ENTRY_BUDGET {
-                            let full =
-                                occupied.insert(Entry::new(rule.aggregate, m.offset, listed));
+                            let full = occupied.insert(Entry::new(
+                                rule.aggregate,
+                                m.offset,
+                                listed,
+                                batch.replay_end,
+                            ));
                             self.sealed.push((occupied.key().clone(), full));
                         } else {
                             head.record = m.offset;
@@ -330,9 +341,12 @@ impl Preaggregator {
                     }
                     occupied.into_mut()
                 }
-                hashbrown::hash_map::Entry::Vacant(vacant) => {
-                    vacant.insert(Entry::new(rule.aggregate, m.offset, listed))
-                }
+                hashbrown::hash_map::Entry::Vacant(vacant) => vacant.insert(Entry::new(
+                    rule.aggregate,
+                    m.offset,
+                    listed,
+                    batch.replay_end,
+                )),
             };
             // The match's place among its record's matches of this key:
             // past RECORD_CHUNK, a continuation of the record takes it (the
@@ -352,9 +366,9 @@ impl Preaggregator {
                     generation: batch.generation,
                     chunk: u32::try_from(place / RECORD_CHUNK).unwrap_or(u32::MAX),
                 };
-                self.continuations
-                    .entry(continuation)
-                    .or_insert_with(|| Entry::new(rule.aggregate, m.offset, false))
+                self.continuations.entry(continuation).or_insert_with(|| {
+                    Entry::new(rule.aggregate, m.offset, false, batch.replay_end)
+                })
             };
             entry.last_offset = entry.last_offset.max(m.offset);
             if let Some(replay) = entry.replay.as_mut() {
@@ -483,6 +497,7 @@ impl Preaggregator {
                 mut agg,
                 last_offset,
                 replay,
+                epoch,
                 ..
             } = entry;
             let rule_id = &self.rules.rule(key.rule).id;
@@ -515,6 +530,7 @@ impl Preaggregator {
             if let Some(replay) = replay {
                 partial = partial.with_replay_offsets(&replay.offsets, &replay.values);
             }
+            partial.ep = epoch;
             partials.push(PartialRecord {
                 key: partial.record_key(),
                 value: partial.encode(),
@@ -655,7 +671,7 @@ mod tests {
     use crate::engine::partial::{decode, RepartitionRecord};
     use crate::engine::shard::{Match, Span};
     use crate::engine::watermark::WatermarkConfig;
-    use crate::engine::window::{mark_merged_inputs, MergeCheck, MergedInputs};
+    use crate::engine::window::{mark_merged_inputs, InputSpan, MergeCheck, MergedInputs};
     use crate::metrics::WorkerCounters;
     use crate::rules::compile::RuleIdx;
     use crossbeam_channel::unbounded;
@@ -769,9 +785,9 @@ mod tests {
                 panic!("not a partial");
             };
             let window = agg.to_window(Aggregate::Distinct, (0, 0));
-            let part = match mark_merged_inputs(merged, &agg.p, agg.o0, agg.o1) {
+            let part = match mark_merged_inputs(merged, span(&agg)) {
                 MergeCheck::Fresh => Some(window),
-                MergeCheck::Replay => None,
+                MergeCheck::Replay | MergeCheck::Superseded => None,
                 MergeCheck::Overlap { merged_through } => agg
                     .take_replay_offsets()
                     .expect("a straddling partial lists its offsets")
@@ -783,6 +799,17 @@ mod tests {
             }
         }
         (count, distinct)
+    }
+
+    /// The replay check's view of a decoded partial, as stage 2 takes it.
+    fn span(agg: &PartialAgg) -> InputSpan<'_> {
+        InputSpan {
+            input: &agg.p,
+            first: agg.o0,
+            last: agg.o1,
+            epoch: agg.ep,
+            listed: !agg.x.is_empty(),
+        }
     }
 
     /// librdkafka's default `message.max.bytes`.
@@ -1004,9 +1031,9 @@ mod tests {
                 panic!("not a partial");
             };
             let window = agg.to_window(crate::rules::compile::Aggregate::Count, (0, 0));
-            match mark_merged_inputs(&mut merged, "kafka:ct/0", agg.o0, agg.o1) {
+            match mark_merged_inputs(&mut merged, span(&agg)) {
                 MergeCheck::Fresh => count += window.count,
-                MergeCheck::Replay => {}
+                MergeCheck::Replay | MergeCheck::Superseded => {}
                 MergeCheck::Overlap { merged_through } => {
                     let listed = agg
                         .take_replay_offsets()

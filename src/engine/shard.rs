@@ -25,7 +25,7 @@ use super::alarm::{AlarmState, AlarmStatus, Datapoint, Transition};
 use super::commit::{AlertHold, BatchToken, CommitTracker, ShardHolds};
 use super::partial::ReplayOffsets;
 use super::sliding::{empty_period, LaneAlert, SlidingLane};
-use super::window::{window_start, EvidenceLimits, MergeCheck, WindowAgg};
+use super::window::{window_start, EvidenceLimits, InputSpan, MergeCheck, WindowAgg};
 use crate::alert::{alert_id, Activity, Alert, RuleInfo};
 use crate::metrics::{RepartitionCounters, Tally, WorkerCounters};
 use crate::rules::compile::{CompiledRule, EvalMode, RuleIdx};
@@ -150,6 +150,22 @@ pub struct MergePartial {
     pub last_offset: u64,
     /// Its matches' offsets, when stage 1 listed them (a replay).
     pub replay: Option<Box<ReplayOffsets>>,
+    /// The stage-1 assignment epoch it names (0: none), see
+    /// [`InputSpan::epoch`].
+    pub epoch: u64,
+}
+
+impl MergePartial {
+    /// Where its matches come from, for the replay check.
+    pub fn span(&self) -> InputSpan<'_> {
+        InputSpan {
+            input: &self.input,
+            first: self.first_offset,
+            last: self.last_offset,
+            epoch: self.epoch,
+            listed: self.replay.is_some(),
+        }
+    }
 }
 
 /// Partial aggregates for one shard from one repartition-topic batch
@@ -468,8 +484,7 @@ impl Shard {
         if let Some(step) = rule.slide_ms {
             let repartition = Arc::clone(&self.repartition);
             let update = |pane: &mut WindowAgg, limits: EvidenceLimits| {
-                let check =
-                    pane.mark_merged(&partial.input, partial.first_offset, partial.last_offset);
+                let check = pane.mark_merged(partial.span());
                 let Some(part) = new_part(partial, check, &repartition) else {
                     return false;
                 };
@@ -502,12 +517,7 @@ impl Shard {
         let found = bin.find(&partial.key);
         let part = match found {
             Some(index) => {
-                let check = bin.mark_merged(
-                    index,
-                    &partial.input,
-                    partial.first_offset,
-                    partial.last_offset,
-                );
+                let check = bin.mark_merged(index, partial.span());
                 let Some(part) = new_part(partial, check, &self.repartition) else {
                     self.state_bytes += bin.approx_bytes() - bytes_before;
                     return;
@@ -523,12 +533,7 @@ impl Shard {
             return;
         };
         if found.is_none() {
-            bin.mark_merged(
-                added.index,
-                &partial.input,
-                partial.first_offset,
-                partial.last_offset,
-            );
+            bin.mark_merged(added.index, partial.span());
         }
         self.state_bytes += bin.approx_bytes() - bytes_before;
         if added.opened {
@@ -1318,7 +1323,8 @@ fn apply_match(
 /// What of `partial` is new to a window, given its replay check: all of
 /// it, nothing (`None`, a replay), or, when it straddles what the window
 /// merged and lists its offsets, the part after that. Counts replays,
-/// trimmed replays and overlaps in the repartition metrics.
+/// trimmed replays, superseded partials and overlaps in the repartition
+/// metrics.
 fn new_part<'a>(
     partial: &'a MergePartial,
     check: MergeCheck,
@@ -1331,6 +1337,10 @@ fn new_part<'a>(
         MergeCheck::Fresh => Some(Cow::Borrowed(&partial.agg)),
         MergeCheck::Replay => {
             count(&counters.replayed);
+            None
+        }
+        MergeCheck::Superseded => {
+            count(&counters.superseded);
             None
         }
         MergeCheck::Overlap { merged_through } => match &partial.replay {

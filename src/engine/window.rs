@@ -41,8 +41,51 @@ impl Default for EvidenceLimits {
     }
 }
 
-/// Stage 2: last merged input offset per stage-1 input partition.
-pub type MergedInputs = SmallVec<[(CompactString, u64); 2]>;
+/// Stage 2: what a window merged from each stage-1 input partition.
+pub type MergedInputs = SmallVec<[MergedInput; 2]>;
+
+/// Stage 2: what a window merged from one stage-1 input partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedInput {
+    /// The input partition's global name (`source:topic/partition`, and a
+    /// continuation's chunk number).
+    pub input: CompactString,
+    /// The last input offset merged.
+    pub through: u64,
+    /// The latest stage-1 assignment epoch among the partials merged (0:
+    /// none named one), see [`InputSpan::epoch`].
+    pub epoch: u64,
+}
+
+/// Where a stage-2 partial's matches come from: the replay check's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputSpan<'a> {
+    /// The stage-1 input partition (a continuation's name included).
+    pub input: &'a str,
+    /// The first and last input offset among its matches.
+    pub first: u64,
+    pub last: u64,
+    /// The epoch of the stage-1 assignment that sent it: the input
+    /// partition's end when that assignment first read it (later
+    /// assignments of a partition have later epochs; see
+    /// `engine::partial`, "Replays"). 0: unknown (an older producer).
+    pub epoch: u64,
+    /// It lists the input offset of each of its matches.
+    pub listed: bool,
+}
+
+impl<'a> InputSpan<'a> {
+    /// Offsets `first..=last` of `input`, unlisted, from an unknown epoch.
+    pub fn new(input: &'a str, first: u64, last: u64) -> Self {
+        InputSpan {
+            input,
+            first,
+            last,
+            epoch: 0,
+            listed: false,
+        }
+    }
+}
 
 /// Whether a stage-2 partial is new to its window ([`WindowAgg::mark_merged`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,35 +98,46 @@ pub enum MergeCheck {
     /// only the matches past it are new (a partial that lists its offsets
     /// says which, see `engine::partial`, "Replays").
     Overlap { merged_through: u64 },
+    /// Straddles what a later stage-1 owner of its input already merged,
+    /// without listing its offsets: a previous owner's flush that reached
+    /// the topic after its successor's replay. The successor sends every
+    /// one of its matches: skip it.
+    Superseded,
 }
 
-/// Records in `merged` that input offsets `first..=last` of `input` are
-/// being merged, unless they already were: [`MergeCheck::Replay`] when
-/// every offset up to `last` was merged before.
-pub fn mark_merged_inputs(
-    merged: &mut MergedInputs,
-    input: &str,
-    first: u64,
-    last: u64,
-) -> MergeCheck {
-    match merged.iter_mut().find(|(name, _)| name == input) {
-        Some((_, seen)) if *seen >= last => MergeCheck::Replay,
-        Some((_, seen)) => {
-            let check = if first <= *seen {
-                MergeCheck::Overlap {
-                    merged_through: *seen,
-                }
-            } else {
-                MergeCheck::Fresh
-            };
-            *seen = last;
-            check
-        }
-        None => {
-            merged.push((CompactString::from(input), last));
-            MergeCheck::Fresh
-        }
+/// Records in `merged` that `span` is being merged, unless it already
+/// was: [`MergeCheck::Replay`] when every offset up to its last was merged
+/// before, [`MergeCheck::Superseded`] (recording nothing) when a later
+/// assignment of its input already sent what it straddles.
+pub fn mark_merged_inputs(merged: &mut MergedInputs, span: InputSpan<'_>) -> MergeCheck {
+    let Some(seen) = merged.iter_mut().find(|m| m.input == span.input) else {
+        merged.push(MergedInput {
+            input: CompactString::from(span.input),
+            through: span.last,
+            epoch: span.epoch,
+        });
+        return MergeCheck::Fresh;
+    };
+    if seen.through >= span.last {
+        return MergeCheck::Replay;
     }
+    let straddles = span.first <= seen.through;
+    // Unlisted, its first offset was past its own assignment's epoch; one
+    // that straddles anything came from an assignment before the one
+    // whose partial was merged (module doc of `engine::partial`).
+    if straddles && !span.listed && span.epoch != 0 && span.epoch < seen.epoch {
+        return MergeCheck::Superseded;
+    }
+    let check = if straddles {
+        MergeCheck::Overlap {
+            merged_through: seen.through,
+        }
+    } else {
+        MergeCheck::Fresh
+    };
+    seen.through = span.last;
+    seen.epoch = seen.epoch.max(span.epoch);
+    check
 }
 
 /// The running aggregate of one (rule, key, window): the state of a sliding
@@ -232,15 +286,10 @@ impl WindowAgg {
         }
     }
 
-    /// Records that input offsets `first..=last` of `input` are being
-    /// merged, unless they already were (a replayed partial).
-    pub fn mark_merged(&mut self, input: &str, first: u64, last: u64) -> MergeCheck {
-        mark_merged_inputs(
-            self.merged.get_or_insert_with(Box::default),
-            input,
-            first,
-            last,
-        )
+    /// Records that `span` is being merged, unless it already was (a
+    /// replayed or superseded partial, see [`mark_merged_inputs`]).
+    pub fn mark_merged(&mut self, span: InputSpan<'_>) -> MergeCheck {
+        mark_merged_inputs(self.merged.get_or_insert_with(Box::default), span)
     }
 
     /// Approximate heap + inline bytes of this aggregate (for the state
@@ -297,15 +346,50 @@ mod tests {
     #[test]
     fn replayed_partials_are_recognised_per_input_partition() {
         let mut agg = WindowAgg::new(Aggregate::Count);
-        assert_eq!(agg.mark_merged("kafka:ct/0", 0, 9), MergeCheck::Fresh);
-        assert_eq!(agg.mark_merged("kafka:ct/1", 0, 4), MergeCheck::Fresh);
-        assert_eq!(agg.mark_merged("kafka:ct/0", 3, 9), MergeCheck::Replay);
-        assert_eq!(agg.mark_merged("kafka:ct/0", 10, 12), MergeCheck::Fresh);
+        let mut mark = |input, first, last| agg.mark_merged(InputSpan::new(input, first, last));
+        assert_eq!(mark("kafka:ct/0", 0, 9), MergeCheck::Fresh);
+        assert_eq!(mark("kafka:ct/1", 0, 4), MergeCheck::Fresh);
+        assert_eq!(mark("kafka:ct/0", 3, 9), MergeCheck::Replay);
+        assert_eq!(mark("kafka:ct/0", 10, 12), MergeCheck::Fresh);
         assert_eq!(
-            agg.mark_merged("kafka:ct/0", 11, 15),
+            mark("kafka:ct/0", 11, 15),
             MergeCheck::Overlap { merged_through: 12 }
         );
-        assert_eq!(agg.mark_merged("kafka:ct/0", 15, 15), MergeCheck::Replay);
+        assert_eq!(mark("kafka:ct/0", 15, 15), MergeCheck::Replay);
+    }
+
+    /// Owner A (epoch 8) sent [10, 31] unlisted, but its flush reached the
+    /// topic after owner B (epoch 32) had replayed [10, 15]: A's partial is
+    /// superseded, and B's next partial, [20, 31] listed, is merged whole. A partial that names no epoch (an older producer), or lists its
+    /// offsets, or comes from a later assignment, is not.
+    #[test]
+    fn a_previous_owners_late_partial_is_superseded() {
+        let span = |first, last, epoch, listed| InputSpan {
+            input: "kafka:ct/0",
+            first,
+            last,
+            epoch,
+            listed,
+        };
+        let mut merged = MergedInputs::default();
+        let mut mark = |span| mark_merged_inputs(&mut merged, span);
+        assert_eq!(mark(span(10, 15, 32, true)), MergeCheck::Fresh);
+        assert_eq!(mark(span(10, 31, 8, false)), MergeCheck::Superseded);
+        assert_eq!(mark(span(20, 31, 32, true)), MergeCheck::Fresh);
+        assert_eq!(mark(span(30, 40, 8, false)), MergeCheck::Superseded);
+        assert_eq!(
+            mark(span(30, 40, 8, true)),
+            MergeCheck::Overlap { merged_through: 31 }
+        );
+        assert_eq!(
+            mark(span(35, 45, 0, false)),
+            MergeCheck::Overlap { merged_through: 40 }
+        );
+        assert_eq!(
+            mark(span(40, 50, 90, false)),
+            MergeCheck::Overlap { merged_through: 45 }
+        );
+        assert_eq!(mark(span(51, 60, 8, false)), MergeCheck::Fresh);
     }
 
     proptest! {

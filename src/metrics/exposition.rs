@@ -424,6 +424,11 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
             &repartition.trimmed,
         ),
         (
+            "trailwatch_repartition_superseded_total",
+            "Partials stage 2 skipped because a later stage-1 owner of their input had already sent what they straddle (a previous owner's flush that arrived late).",
+            &repartition.superseded,
+        ),
+        (
             "trailwatch_repartition_overlaps_total",
             "Partials stage 2 merged whole although part of their input was already merged (possible over-count).",
             &repartition.overlaps,

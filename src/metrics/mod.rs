@@ -182,6 +182,10 @@ pub struct RepartitionCounters {
     /// Stage 2: replayed partials that straddled merged input and listed
     /// their offsets: only their matches past it were merged.
     pub trimmed: AtomicU64,
+    /// Stage 2: partials of a previous stage-1 owner of their input that
+    /// straddled what its successor had already sent (skipped: the
+    /// successor sends all of it).
+    pub superseded: AtomicU64,
     /// Stage 2: partials that straddled merged input without listing their
     /// offsets (merged whole, possibly over-counted).
     pub overlaps: AtomicU64,

@@ -38,8 +38,8 @@ use super::distinct::DistinctSet;
 use super::match_texts::MatchTexts;
 use crate::engine::commit::Holds;
 use crate::engine::window::{
-    floor_char_boundary, mark_merged_inputs, EvidenceLimits, MergeCheck, MergedInputs, Samples,
-    WindowAgg,
+    floor_char_boundary, mark_merged_inputs, EvidenceLimits, InputSpan, MergeCheck, MergedInputs,
+    Samples, WindowAgg,
 };
 use crate::rules::compile::Aggregate;
 use crate::source::PartitionId;
@@ -582,9 +582,9 @@ impl Bin {
     /// Records that input offsets `first..=last` of stage-1 input `input`
     /// are being merged into the window at `index`, unless they already
     /// were (a replayed partial: see [`WindowAgg::mark_merged`]).
-    pub fn mark_merged(&mut self, index: u32, input: &str, first: u64, last: u64) -> MergeCheck {
+    pub fn mark_merged(&mut self, index: u32, span: InputSpan<'_>) -> MergeCheck {
         let merged = self.merged.entry(index).or_default();
-        let check = mark_merged_inputs(merged, input, first, last);
+        let check = mark_merged_inputs(merged, span);
         self.bytes = self.measure();
         check
     }
@@ -825,7 +825,7 @@ mod tests {
             partial.add_sample(Some("p"), "partial sample", Some("1"), Some("r"), limits);
             let added = bin.merge("c", &partial, limits).unwrap();
             assert!(kept_size(&bin) > last);
-            bin.mark_merged(added.index, "input", 40, 40);
+            bin.mark_merged(added.index, InputSpan::new("input", 40, 40));
             kept_size(&bin);
             let (kept, dropped) = bin.without_fed_by(&[0]).unwrap();
             assert_eq!(dropped, 2);
@@ -840,14 +840,26 @@ mod tests {
         let limits = EvidenceLimits::default();
         let a = bin.merge("a", &partial, limits).unwrap().index;
         let b = bin.merge("b", &partial, limits).unwrap().index;
-        assert_eq!(bin.mark_merged(a, "in/0", 0, 9), MergeCheck::Fresh);
-        assert_eq!(bin.mark_merged(b, "in/0", 0, 9), MergeCheck::Fresh);
-        assert_eq!(bin.mark_merged(a, "in/0", 3, 9), MergeCheck::Replay);
         assert_eq!(
-            bin.mark_merged(a, "in/0", 8, 12),
+            bin.mark_merged(a, InputSpan::new("in/0", 0, 9)),
+            MergeCheck::Fresh
+        );
+        assert_eq!(
+            bin.mark_merged(b, InputSpan::new("in/0", 0, 9)),
+            MergeCheck::Fresh
+        );
+        assert_eq!(
+            bin.mark_merged(a, InputSpan::new("in/0", 3, 9)),
+            MergeCheck::Replay
+        );
+        assert_eq!(
+            bin.mark_merged(a, InputSpan::new("in/0", 8, 12)),
             MergeCheck::Overlap { merged_through: 9 }
         );
-        assert_eq!(bin.mark_merged(b, "in/0", 10, 12), MergeCheck::Fresh);
+        assert_eq!(
+            bin.mark_merged(b, InputSpan::new("in/0", 10, 12)),
+            MergeCheck::Fresh
+        );
     }
 
     #[test]
@@ -860,7 +872,7 @@ mod tests {
         }
         let b = bin.find("b").unwrap();
         bin.set_fired(b);
-        bin.mark_merged(b, "in/3", 0, 5);
+        bin.mark_merged(b, InputSpan::new("in/3", 0, 5));
         assert!(bin.without_fed_by(&[7]).is_none());
         let (kept, dropped) = bin.without_fed_by(&[0]).unwrap();
         assert_eq!(dropped, 2);
@@ -874,7 +886,10 @@ mod tests {
             bin.agg(bin.find("b").unwrap()).samples.ids
         );
         let mut kept = kept;
-        assert_eq!(kept.mark_merged(b, "in/3", 0, 5), MergeCheck::Replay);
+        assert_eq!(
+            kept.mark_merged(b, InputSpan::new("in/3", 0, 5)),
+            MergeCheck::Replay
+        );
         assert_eq!(kept.min_holds(), &[(1, 6), (2, 9)]);
         let d = kept.find("d").unwrap();
         assert_eq!(kept.key_of(d), "d");
