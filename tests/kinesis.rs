@@ -27,7 +27,7 @@ use trailwatch::metrics::Metrics;
 use trailwatch::rules::RuleSet;
 use trailwatch::sink::kinesis::{KinesisAlertSink, KinesisSinkConfig};
 use trailwatch::sink::writer::MemoryDeadLetters;
-use trailwatch::sink::AlertSink;
+use trailwatch::sink::{AlertSink, DeadLetter};
 use trailwatch::source::kinesis::{FanOutConfig, KinesisSource, KinesisSourceConfig, ReadMode};
 use trailwatch::source::{PartitionRegistry, Poll, RawBatch, Source};
 
@@ -223,10 +223,13 @@ impl Admin {
 
     /// Puts `(partition key, data)` records, in order, one call per record
     /// so that per-key order is the put order.
-    fn put(&self, stream: &str, records: &[(String, Vec<u8>)]) {
+    /// Puts `records` one by one; returns their sequence numbers.
+    fn put(&self, stream: &str, records: &[(String, Vec<u8>)]) -> Vec<String> {
         self.runtime.block_on(async {
+            let mut sequence_numbers = Vec::new();
             for (key, data) in records {
-                self.client
+                let put = self
+                    .client
                     .put_record()
                     .stream_name(stream)
                     .partition_key(key)
@@ -234,8 +237,10 @@ impl Admin {
                     .send()
                     .await
                     .unwrap();
+                sequence_numbers.push(put.sequence_number().to_string());
             }
-        });
+            sequence_numbers
+        })
     }
 
     /// Open shards: (id, starting hash key, ending hash key).
@@ -464,6 +469,8 @@ fn fan_out_config(servers: &Servers, stream: &str, worker: &str) -> KinesisSourc
 struct Running {
     stop: Arc<std::sync::atomic::AtomicBool>,
     handle: JoinHandle<TwResult<RunSummary>>,
+    /// What the engine dead-lettered.
+    dead: Arc<std::sync::Mutex<Vec<DeadLetter>>>,
 }
 
 impl Running {
@@ -491,14 +498,16 @@ fn start_engine(servers: &Servers, source: KinesisSource, alerts: &str) -> Runni
         endpoint_url: Some(servers.kinesis_url.clone()),
     })
     .unwrap();
+    let dead_letters = MemoryDeadLetters::default();
+    let dead = Arc::clone(&dead_letters.records);
     let handle = std::thread::spawn(move || {
         engine.run(
             vec![Box::new(source)],
             Box::new(sink),
-            Box::new(MemoryDeadLetters::default()),
+            Box::new(dead_letters),
         )
     });
-    Running { stop, handle }
+    Running { stop, handle, dead }
 }
 
 /// Polls `read` until `done` holds or two minutes pass; returns the last read.
@@ -551,7 +560,7 @@ fn end_to_end_gives_the_exact_alert_set(config: fn(&Servers, &str, &str) -> Kine
     let mut bad = trailwatch::decode::kpl::aggregate(&[b"{}"]);
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
-    admin.put("trail", &[("bad".to_string(), bad)]);
+    let bad_sequence = admin.put("trail", &[("bad".to_string(), bad.clone())]);
 
     let source = KinesisSource::new(config(&servers, "trail", "w1")).unwrap();
     let lag = source.lag();
@@ -560,8 +569,31 @@ fn end_to_end_gives_the_exact_alert_set(config: fn(&Servers, &str, &str) -> Kine
         || admin.read_all("alerts"),
         |alerts| create_ids(alerts).len() >= expected.len(),
     );
+    let dead = Arc::clone(&running.dead);
     running.stop();
     assert_eq!(create_ids(&alerts), expected);
+    // Its dead letter names the record's sequence number, where it can
+    // be read again (its offset is a per-process ordinal).
+    let dead: Vec<(String, Option<String>, Vec<u8>)> = dead
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d.partition.clone(),
+                d.sequence_number.clone(),
+                d.bytes.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(dead.len(), 1, "one dead letter: {dead:?}");
+    assert!(dead[0].0.starts_with("kinesis:trail/shardId-"), "{dead:?}");
+    assert_eq!(
+        dead[0].1.as_ref(),
+        bad_sequence.first(),
+        "its sequence number"
+    );
+    assert_eq!(dead[0].2, bad, "its bytes");
     assert_repeats_identical(&alerts);
     let lag = lag.lock().unwrap().clone();
     assert_eq!(lag.len(), 2, "millis behind for both shards: {lag:?}");

@@ -447,6 +447,7 @@ impl PartialWorker {
                 dead.push(DeadLetter {
                     partition: partition_name.clone(),
                     offset: *offset,
+                    sequence_number: None,
                     class: ErrorClass::User,
                     reason: error.reason(),
                     detail: error.to_string(),

@@ -496,6 +496,7 @@ impl DecodeWorker {
             partition: batch.partition,
             partition_name: &partition_name,
             offset: 0,
+            sequence_number: None,
             now_ms: now,
             max_event_ms: None,
             max_sample_bytes: self.max_sample_bytes,
@@ -503,8 +504,9 @@ impl DecodeWorker {
             event_seq: 0,
             event_texts: vec![EventTexts::NONE; shard_count],
         };
-        for (range, offset) in &batch.records {
+        for (index, (range, offset)) in batch.records.iter().enumerate() {
             collector.offset = *offset;
+            collector.sequence_number = batch.sequence_number(index);
             collector.tally.records += 1;
             collector.tally.bytes += range.len() as u64;
             decoder.decode(&batch.data[range.clone()], &mut collector);
@@ -660,6 +662,8 @@ struct Collector<'w> {
     partition: PartitionId,
     partition_name: &'w str,
     offset: u64,
+    /// The record's backend position, when its offset is not that.
+    sequence_number: Option<&'w str>,
     now_ms: i64,
     max_event_ms: Option<i64>,
     max_sample_bytes: usize,
@@ -708,6 +712,7 @@ impl DecodeSink for Collector<'_> {
         self.dead.push(DeadLetter {
             partition: self.partition_name.to_string(),
             offset: self.offset,
+            sequence_number: self.sequence_number.map(str::to_string),
             class: ErrorClass::User,
             reason: error.reason.as_str(),
             detail: error.detail,

@@ -664,6 +664,9 @@ impl KafkaDeadLetterSink {
             ("tw_reason", record.reason.to_string()),
             ("tw_detail", record.detail.clone()),
         ]);
+        if let Some(sequence_number) = &record.sequence_number {
+            headers.push(("tw_sequence_number", sequence_number.clone()));
+        }
         if let Some(original_len) = record.original_len {
             headers.push(("tw_truncated", "true".to_string()));
             headers.push(("tw_original_bytes", original_len.to_string()));
@@ -725,6 +728,7 @@ mod tests {
         let message = KafkaDeadLetterSink::message(&DeadLetter {
             partition: "kafka:ct/in/2".into(),
             offset: 41,
+            sequence_number: None,
             class: ErrorClass::User,
             reason: "invalid_json",
             detail: "expected value".into(),
@@ -743,7 +747,33 @@ mod tests {
         assert_eq!(get("tw_offset"), Some("41"));
         assert_eq!(get("tw_error_class"), Some("user"));
         assert_eq!(get("tw_reason"), Some("invalid_json"));
+        assert_eq!(get("tw_sequence_number"), None);
         assert_eq!(message.value, b"{oops");
+    }
+
+    /// A Kinesis record's offset is a per-process ordinal: its dead letter
+    /// names the shard and the sequence number to read it again at.
+    #[test]
+    fn a_kinesis_records_dead_letter_names_its_sequence_number() {
+        let message = KafkaDeadLetterSink::message(&DeadLetter {
+            partition: "kinesis:trail/shardId-000000000001".into(),
+            offset: 3,
+            sequence_number: Some(
+                "49680552936004758450556355132699260484853495439107817490".into(),
+            ),
+            class: ErrorClass::User,
+            reason: "invalid_json",
+            detail: "expected value".into(),
+            bytes: b"{oops".to_vec(),
+            original_len: None,
+        });
+        let get = |k: &str| header(&message, k);
+        assert_eq!(get("tw_source"), Some("kinesis:trail/shardId-000000000001"));
+        assert_eq!(
+            get("tw_sequence_number"),
+            Some("49680552936004758450556355132699260484853495439107817490")
+        );
+        assert_eq!(get("tw_topic"), None);
     }
 
     /// A dead letter of `len` bytes of `x` (not JSON: undecodable).
@@ -751,6 +781,7 @@ mod tests {
         DeadLetter {
             partition: "kafka:ct/in/2".into(),
             offset: 7,
+            sequence_number: None,
             class: ErrorClass::User,
             reason: "too_large",
             detail: "d".repeat(5000),

@@ -69,6 +69,9 @@ pub struct DeadLetter {
     /// `source:partition` name of the input.
     pub partition: String,
     pub offset: u64,
+    /// The record's position in its backend when `offset` is not it: a
+    /// Kinesis sequence number (`offset` is then a per-process ordinal).
+    pub sequence_number: Option<String>,
     pub class: ErrorClass,
     /// Stable reason label (e.g. `invalid_json`).
     pub reason: &'static str,
@@ -88,6 +91,7 @@ impl DeadLetter {
         DeadLetter {
             partition,
             offset: rejected.offset,
+            sequence_number: None,
             class: ErrorClass::User,
             reason: rejected.reason.as_str(),
             detail: rejected.detail.clone(),

@@ -200,6 +200,10 @@ pub fn dead_letter_json(record: &DeadLetter) -> serde_json::Value {
         "encoding": encoding,
         "original": original,
     });
+    if let (Some(sequence_number), Some(object)) = (&record.sequence_number, value.as_object_mut())
+    {
+        object.insert("sequence_number".into(), sequence_number.as_str().into());
+    }
     if let (Some(original_len), Some(object)) = (record.original_len, value.as_object_mut()) {
         object.insert("truncated".into(), true.into());
         object.insert("original_bytes".into(), original_len.into());
@@ -315,6 +319,7 @@ mod tests {
         dead_letter_json(&DeadLetter {
             partition: "file:/var/log/ct.json".into(),
             offset,
+            sequence_number: None,
             class: ErrorClass::User,
             reason: "invalid_json",
             detail: "expected value".into(),
@@ -322,6 +327,26 @@ mod tests {
             original_len: None,
         })
         .to_string()
+    }
+
+    /// A Kinesis record's JSON dead letter names its sequence number; one
+    /// whose offset is its position has none.
+    #[test]
+    fn a_kinesis_records_json_dead_letter_names_its_sequence_number() {
+        let plain: serde_json::Value = serde_json::from_str(&dead_letter_line(4, 3)).unwrap();
+        assert!(plain.get("sequence_number").is_none(), "{plain}");
+        let kinesis = dead_letter_json(&DeadLetter {
+            partition: "kinesis:trail/shardId-000000000000".into(),
+            offset: 4,
+            sequence_number: Some("4968055293600475845".into()),
+            class: ErrorClass::User,
+            reason: "invalid_json",
+            detail: "expected value".into(),
+            bytes: b"{oops".to_vec(),
+            original_len: None,
+        });
+        assert_eq!(kinesis["sequence_number"], "4968055293600475845");
+        assert_eq!(kinesis["source"], "kinesis:trail/shardId-000000000000");
     }
 
     #[test]

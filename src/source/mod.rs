@@ -37,6 +37,11 @@ pub struct RawBatch {
     /// Each record: its byte range in `data` and its offset (or sequence
     /// ordinal) in the partition. Offsets increase within a batch.
     pub records: Vec<(Range<usize>, u64)>,
+    /// Each record's position in its backend, parallel to `records`, when
+    /// the offset is not that position (a Kinesis sequence number, whose
+    /// record's offset is a per-process ordinal); empty otherwise. Its
+    /// dead letters name it, so the record can be read again.
+    pub sequence_numbers: Vec<Box<str>>,
     /// Arrival time (wall clock, epoch ms), used only to detect idle partitions.
     pub arrival_ms: i64,
     /// Arrival on the monotonic clock, for the processing-latency histogram
@@ -145,6 +150,18 @@ impl RawBatch {
         let start = self.data.len();
         self.data.extend_from_slice(bytes);
         self.records.push((start..self.data.len(), offset));
+    }
+
+    /// Appends a record whose backend position is `sequence_number`, not
+    /// `offset` (see [`RawBatch::sequence_numbers`]).
+    pub fn push_sequenced(&mut self, bytes: &[u8], offset: u64, sequence_number: &str) {
+        self.push(bytes, offset);
+        self.sequence_numbers.push(sequence_number.into());
+    }
+
+    /// The backend position of record `index`, when it is not its offset.
+    pub fn sequence_number(&self, index: usize) -> Option<&str> {
+        self.sequence_numbers.get(index).map(|s| &**s)
     }
 
     /// The bytes of record `index`.

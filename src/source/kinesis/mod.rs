@@ -435,8 +435,8 @@ impl Source for KinesisSource {
                         batch.replayed_skipped += 1;
                         continue;
                     }
-                    let ordinal = state.progress.push(sequence);
-                    batch.push(&data, ordinal);
+                    let ordinal = state.progress.push(sequence.clone());
+                    batch.push_sequenced(&data, ordinal, &sequence);
                 }
                 Ok(Poll::Batch(batch))
             }
