@@ -235,7 +235,7 @@ fn run_check_refuses_what_run_refuses_at_start_up() {
 
 /// `--check` makes `run`'s start-up checks that need no network: Kafka
 /// secret references resolve (their values never shown), librdkafka
-/// accepts the properties, file inputs exist. It names what it left to
+/// accepts the properties and the clients they make, file inputs exist. It names what it left to
 /// the running service.
 #[test]
 fn run_check_resolves_secrets_and_checks_clients_as_run_does() {
@@ -257,6 +257,17 @@ fn run_check_resolves_secrets_and_checks_clients_as_run_does() {
             kafka("no.such.property: x"),
             2,
             "sources[0]: kafka consumer: No such configuration property: \"no.such.property\"".to_string(),
+        ),
+        // librdkafka checks these only when it creates a client.
+        (
+            kafka("security.protocol: SASL_SSL, sasl.mechanism: FOO"),
+            2,
+            "sources[0]: kafka consumer: Client creation error: Unsupported SASL mechanism: FOO".to_string(),
+        ),
+        (
+            "sources:\n  - {type: file, paths: [\"-\"]}\nsinks:\n  alerts: {type: kafka, brokers: 127.0.0.1:1, topic: a, properties: {security.protocol: SSL, ssl.ca.location: /nonexistent/ca.pem}}\nmetrics: {listen: \"\"}\n".to_string(),
+            2,
+            "sinks.alerts: kafka producer: Client creation error: ssl.ca.location failed".to_string(),
         ),
         (
             "sources:\n  - {type: file, paths: [/nonexistent/trailwatch/input]}\nmetrics: {listen: \"\"}\n".to_string(),

@@ -422,13 +422,12 @@ fn create_producer(config: &ClientConfig) -> Result<BaseProducer<DeliveryContext
 }
 
 /// Checks a producer's settings as [`TopicProducer::new`] does, without
-/// creating a client or reaching a broker: secret references resolve
-/// (never shown), and librdkafka accepts every property.
+/// reaching a broker: secret references resolve (never shown), and
+/// librdkafka accepts every property and the client they make
+/// ([`crate::source::kafka::check_client`]).
 pub fn check_config(brokers: &str, properties: &KafkaProperties) -> Result<()> {
-    producer_config(brokers, &properties.resolve()?)?
-        .create_native_config()
-        .map(drop)
-        .map_err(|e| crate::source::kafka::client_config_error("kafka producer", &e))
+    let config = producer_config(brokers, &properties.resolve()?)?;
+    crate::source::kafka::check_client::<BaseProducer>(config, "kafka producer")
 }
 
 /// The repartition topic of a two-stage deployment (stage 1's output).

@@ -71,7 +71,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::{ClientConfig, FromClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -815,15 +815,27 @@ impl Drop for KafkaSource {
     }
 }
 
-/// Checks `config` as [`KafkaSource::new`] does, without creating a
-/// client or reaching a broker: its settings, its secret references
-/// (resolved, never shown) and librdkafka's acceptance of every property.
+/// Checks `config` as [`KafkaSource::new`] does, without reaching a
+/// broker: its settings, its secret references (resolved, never shown) and
+/// librdkafka's acceptance of every property ([`check_client`]).
 pub fn check_config(config: &KafkaSourceConfig) -> Result<()> {
     config.validate()?;
-    consumer_config(config)?
-        .create_native_config()
-        .map(drop)
-        .map_err(|e| client_config_error("kafka consumer", &e))
+    check_client::<BaseConsumer>(consumer_config(config)?, "kafka consumer")
+}
+
+/// Whether librdkafka accepts `config`: each property, then the client
+/// they make, since some settings are checked only when a client is
+/// created (an unsupported `sasl.mechanism`, an unreadable
+/// `ssl.ca.location`). The client is made without bootstrap servers, so
+/// it connects to nothing, and dropped at once.
+pub(crate) fn check_client<C: FromClientConfig>(
+    mut config: ClientConfig,
+    what: &str,
+) -> Result<()> {
+    let error = |e: KafkaError| client_config_error(what, &e);
+    config.create_native_config().map_err(error)?;
+    config.remove("bootstrap.servers");
+    config.create::<C>().map(drop).map_err(error)
 }
 
 /// A librdkafka client error as a config error. librdkafka's message for
