@@ -1155,13 +1155,20 @@ mod tests {
     /// owner B (epoch 32) had replayed and flushed [10, 15] (A's revocation
     /// gave up waiting for it, or A took it just after the wait). B then
     /// sends [20, 40]. Whatever the order, stage 2 counts each of the 8
-    /// events once; merged whole, A's late partial made it 11.
+    /// events once, in a tumbling window or a sliding rule's pane; merged
+    /// whole, A's late partial made it 11.
     #[test]
     fn a_previous_owners_late_flush_is_not_counted_twice() {
+        for extra in ["", "slide: 1m\n"] {
+            late_flush_of_a_previous_owner(extra);
+        }
+    }
+
+    fn late_flush_of_a_previous_owner(extra: &str) {
         use crate::engine::watermark::{WatermarkConfig, WatermarkTracker};
         use two_stage::{matches, rules, stage1, Stage2, T};
 
-        let rules = rules("threshold: '>= 8'\n");
+        let rules = rules(&format!("threshold: '>= 8'\n{extra}"));
         let registry = Arc::new(PartitionRegistry::default());
         let input = registry.id("kafka", "ct/0");
         let watermarks = Arc::new(WatermarkTracker::new(WatermarkConfig::default()));
@@ -1194,11 +1201,15 @@ mod tests {
                 .collect();
             let counters = &stage2.repartition;
             let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-            assert_eq!(alerts, [8], "one Create, with every event counted once");
+            assert_eq!(
+                alerts,
+                [8],
+                "one Create, every event counted once {extra:?}"
+            );
             assert_eq!(
                 (count(&counters.superseded), count(&counters.overlaps)),
                 (superseded, 0),
-                "(superseded, overlaps)"
+                "(superseded, overlaps) {extra:?}"
             );
         }
     }
