@@ -502,6 +502,33 @@ fn regex_patterns() {
         text("aws_doc_regex_escape_at", "%\\[.\\]%", "[@]", true),
         text("aws_doc_regex_escape_bracket", "%\\[.\\]%", "[]]", true),
         text("aws_doc_regex_escape_space", "%\\[.\\]%", "[ ]", true),
+        // [MAIN], regex section: the page's own IP example with `\d`, and
+        // "Multi-byte characters are not supported": its classes are
+        // ASCII, so non-ASCII digits and letters do not satisfy them.
+        text(
+            "aws_doc_syntax_regex_digit_class_ip",
+            "%\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}%",
+            "from 203.0.113.7",
+            true,
+        ),
+        text(
+            "aws_inferred_regex_digit_is_ascii",
+            "%port \\d+%",
+            "connect port \u{663}\u{664}",
+            false,
+        ),
+        text(
+            "aws_inferred_regex_word_is_ascii",
+            "%user=\\w+$%",
+            "user=\u{e9}",
+            false,
+        ),
+        text(
+            "aws_inferred_regex_word_ascii",
+            "%user=\\w+$%",
+            "user=e",
+            true,
+        ),
         text(
             "aws_doc_regex_ip_escaped",
             "%10\\.10\\.0\\.1%",

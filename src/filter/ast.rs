@@ -2,7 +2,7 @@
 //! already turned into matchers (wildcards, regexes, substring finders).
 
 use memchr::memmem::Finder;
-use regex::Regex;
+use regex::bytes::Regex;
 
 use super::lexer::Op;
 use super::wildcard::Wildcard;

@@ -62,7 +62,7 @@ impl Term {
     fn matches(&self, text: &str) -> bool {
         match self {
             Term::All => true,
-            Term::Regex(re) => re.is_match(text),
+            Term::Regex(re) => re.is_match(text.as_bytes()),
             Term::Word { finder } => finder.find(text.as_bytes()).is_some(),
         }
     }
@@ -122,7 +122,7 @@ impl ValueMatch {
                 text == &**lit || parse_number(text.trim()) == Some(*value)
             }
             ValueMatch::Text(w) => w.matches(text),
-            ValueMatch::Regex(re) => re.is_match(text),
+            ValueMatch::Regex(re) => re.is_match(text.as_bytes()),
         }
     }
 

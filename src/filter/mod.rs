@@ -50,7 +50,10 @@
 //! - Keywords (`IS`, `NULL`, `NOT EXISTS`, ...) are accepted in any case.
 //! - Regexes use the `regex` crate (linear time, no backtracking), which
 //!   accepts a superset of the AWS regex subset (parentheses, which AWS
-//!   rejects, are accepted); compiled size is capped.
+//!   rejects, are accepted); compiled size is capped. They are ASCII, as
+//!   AWS's ("multi-byte characters are not supported"): `\d`, `\w`, `\s`
+//!   and `\b` are the ASCII classes, and a regex runs over the text's bytes
+//!   (`.` is one byte).
 //! - `...` may appear any number of times in a space-delimited pattern.
 
 mod ast;

@@ -5,7 +5,7 @@
 //! the stack.
 
 use memchr::memmem::Finder;
-use regex::{Regex, RegexBuilder};
+use regex::bytes::{Regex, RegexBuilder};
 
 use super::ast::{
     DelimField, Delimited, FieldExpr, FieldTest, JsonCond, JsonExpr, JsonTest, Pattern, Term,
@@ -46,13 +46,17 @@ pub(crate) fn parse(src: &str) -> Result<Pattern, FilterError> {
     }
 }
 
-/// Compiles a regex with the size caps.
+/// Compiles a regex with the size caps. CloudWatch Logs regexes are ASCII
+/// ("multi-byte characters are not supported"): `\d`, `\w`, `\s` and
+/// `\b` are the ASCII classes, so a text's non-ASCII digits and letters
+/// do not satisfy them, and the regex runs over the text's bytes.
 pub(crate) fn compile_regex(
     c: &Cursor<'_>,
     offset: usize,
     source: &str,
 ) -> Result<Regex, FilterError> {
     RegexBuilder::new(source)
+        .unicode(false)
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_DFA_LIMIT)
         .build()
