@@ -197,8 +197,27 @@ struct Product {
 #[derive(serde::Serialize)]
 struct Observable<'a> {
     name: &'a str,
+    #[serde(rename = "type")]
+    type_name: &'static str,
     type_id: u8,
     value: &'a str,
+}
+
+impl<'a> Observable<'a> {
+    /// The observable of group-by field `name` with value `value`; none for
+    /// a field the events did not have (grouped under `-`).
+    fn of(name: &'a str, value: &'a str) -> Option<Self> {
+        if value == MISSING_GROUP_VALUE {
+            return None;
+        }
+        let (type_id, type_name) = observable_type(name, value);
+        Some(Observable {
+            name,
+            type_name,
+            type_id,
+            value,
+        })
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -270,11 +289,7 @@ impl<'a> Finding<'a> {
                 .group_by
                 .iter()
                 .zip(&alert.key)
-                .map(|(name, value)| Observable {
-                    name,
-                    type_id: observable_type(name),
-                    value,
-                })
+                .filter_map(|(name, value)| Observable::of(name, value))
                 .collect(),
             severity: rule.severity.caption(),
             severity_id: rule.severity.ocsf_id(),
@@ -426,16 +441,110 @@ impl<'de> Visitor<'de> for ReadableVisitor {
     }
 }
 
-/// OCSF observable `type_id` for a group-by field name.
-fn observable_type(name: &str) -> u8 {
-    let lower = name.to_ascii_lowercase();
-    if lower.contains("addr") || lower.contains("ipaddress") {
-        2 // IP Address
-    } else if lower.ends_with("arn") || lower.contains("username") {
-        4 // User Name (closest)
-    } else if lower.contains("port") {
-        11 // Port
+/// The group value of a field the events did not have.
+const MISSING_GROUP_VALUE: &str = "-";
+
+/// OCSF observable `type_id` and its caption for a group-by field: from
+/// the value where its form says it (an IP address, an ARN or an AWS
+/// resource id, a port number of a port field), else from the field's
+/// name (a user or host field); 99 (Other) when neither tells.
+fn observable_type(name: &str, value: &str) -> (u8, &'static str) {
+    let field = name
+        .rsplit(['.', '$'])
+        .next()
+        .unwrap_or(name)
+        .trim_start_matches('@')
+        .to_ascii_lowercase();
+    if value.parse::<std::net::IpAddr>().is_ok() {
+        (2, "IP Address")
+    } else if value.starts_with("arn:") || is_aws_resource_id(value) {
+        (10, "Resource UID")
+    } else if field.ends_with("port") && value.parse::<u16>().is_ok() {
+        (11, "Port")
+    } else if matches!(
+        field.as_str(),
+        "user" | "username" | "user_name" | "ruser" | "logname"
+    ) {
+        (4, "User Name")
+    } else if matches!(field.as_str(), "host" | "hostname") {
+        (1, "Hostname")
+    } else if is_email(value) {
+        (5, "Email Address")
     } else {
-        99 // Other
+        (99, "Other")
+    }
+}
+
+/// An AWS resource id: `i-`, `eni-`, `vpc-`, `subnet-`, `sg-`... then 8
+/// or 17 hex digits.
+fn is_aws_resource_id(value: &str) -> bool {
+    const PREFIXES: [&str; 12] = [
+        "i", "eni", "vpc", "subnet", "sg", "vol", "ami", "igw", "nat", "rtb", "acl", "snap",
+    ];
+    value.split_once('-').is_some_and(|(prefix, id)| {
+        PREFIXES.contains(&prefix)
+            && matches!(id.len(), 8 | 17)
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    })
+}
+
+/// `local@domain.tld` without spaces (OCSF `email_t`'s form).
+fn is_email(value: &str) -> bool {
+    value.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !value.contains(char::is_whitespace)
+            && !domain.contains('@')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The audit's cases: an email address was an IP address, an ARN a
+    /// user name, `reportName` a port, and sshd's `src_ip`, `host` and
+    /// `user` were Other.
+    #[test]
+    fn observables_are_typed_by_value_and_field() {
+        for (name, value, expected) in [
+            ("sourceIPAddress", "203.0.113.7", 2),
+            ("src_ip", "203.0.113.7", 2),
+            ("srcaddr", "2001:db8::1", 2),
+            ("sourceIPAddress", "cloudtrail.amazonaws.com", 99),
+            (
+                "userIdentity.arn",
+                "arn:aws:iam::111122223333:user/alice",
+                10,
+            ),
+            ("interface-id", "eni-0a1b2c3d4e5f67890", 10),
+            ("@log_stream", "i-0a1b2c3d4e5f67890", 10),
+            ("dstport", "22", 11),
+            ("src_port", "50002", 11),
+            ("requestParameters.reportName", "weekly", 99),
+            ("user", "root", 4),
+            ("userIdentity.userName", "alice", 4),
+            ("$.userIdentity.userName", "alice@example.com", 4),
+            ("host", "ip-10-0-0-5", 1),
+            ("requestParameters.emailAddress", "alice@example.com", 5),
+            ("recipientAccountId", "111122223333", 99),
+            ("eventName", "ConsoleLogin", 99),
+        ] {
+            assert_eq!(observable_type(name, value).0, expected, "{name} = {value}");
+        }
+    }
+
+    #[test]
+    fn a_missing_group_value_is_no_observable() {
+        assert!(Observable::of("srcaddr", "-").is_none());
+        let observable = Observable::of("srcaddr", "10.0.0.5").expect("observable");
+        assert_eq!(
+            (observable.type_id, observable.type_name),
+            (2, "IP Address")
+        );
     }
 }
