@@ -281,6 +281,60 @@ fn cloudwatch_logs_data_and_control_messages() {
     assert_eq!(str_field(&sshd.fields[2]).as_deref(), Some("sshd"));
 }
 
+/// Flow logs read through CloudWatch Logs have no header line. A record
+/// of a custom format the decoder was not told about is dead-lettered,
+/// naming the fix, rather than passing for a host log that no flow rule
+/// sees (as it did); with the format configured it is a flow record. Host
+/// lines without a syslog stamp (`sshd -e` in a container) and a kernel
+/// firewall line stay host logs.
+#[test]
+fn an_undeclared_custom_flow_format_through_cloudwatch_logs_is_dead_lettered() {
+    let custom = "5 vpc-0123456789abcdef0 subnet-0a1b2c3d4e5f60001 - eni-0fe1dc2ba3b4c5d60 111122223333 IPv4 10.0.2.0 203.0.113.200 43210 443 10.0.2.15 203.0.113.200 6 900000 650 1709271000 1709271060 REJECT 2 OK egress 8";
+    let container_sshd = "Invalid user admin from 203.0.113.9 port 50000";
+    let kernel = "kernel: REJECT IN=eth0 OUT= SRC=203.0.113.9 DST=10.0.0.5 LEN=60 PROTO=TCP";
+    let data = logs_envelope(
+        "DATA_MESSAGE",
+        &[
+            custom.to_string(),
+            container_sshd.to_string(),
+            kernel.to_string(),
+        ],
+    );
+    let out = decode(&[&gz(data.as_bytes())]);
+    assert_eq!(out.reasons(), vec![R::BadFlowRecord]);
+    assert!(
+        out.errors[0].error.detail.contains("flow_format"),
+        "{}",
+        out.errors[0].error.detail
+    );
+    let kinds: Vec<EventKind> = out.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![EventKind::HostLog, EventKind::HostLog]);
+
+    let config = DecodeConfig {
+        flow_format: Some(
+            FlowFormat::parse(
+                "${version} ${vpc-id} ${subnet-id} ${instance-id} ${interface-id} ${account-id} \
+                 ${type} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${pkt-srcaddr} \
+                 ${pkt-dstaddr} ${protocol} ${bytes} ${packets} ${start} ${end} ${action} \
+                 ${tcp-flags} ${log-status} ${flow-direction} ${traffic-path}",
+            )
+            .unwrap(),
+        ),
+        ..DecodeConfig::default()
+    };
+    let out = decode_with(config, &[&gz(data.as_bytes())]);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let kinds: Vec<EventKind> = out.events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![EventKind::VpcFlow, EventKind::HostLog, EventKind::HostLog]
+    );
+    assert_eq!(
+        str_field(&out.events[0].fields[2]).as_deref(),
+        Some("REJECT")
+    );
+}
+
 /// An EventBridge rule can target a log group: each log event is then a
 /// whole EventBridge event, its CloudTrail record in `detail`.
 #[test]

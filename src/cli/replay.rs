@@ -37,6 +37,12 @@ pub struct ReplayArgs {
     /// one-line summary each on stderr.
     #[arg(long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,
+    /// The VPC flow log format of the input when it is not the default v2
+    /// one and no header line declares it (flow logs read through
+    /// CloudWatch Logs have none), as in AWS's `LogFormat`:
+    /// `'${version} ${vpc-id} ${srcaddr} ...'`.
+    #[arg(long, value_name = "FORMAT")]
+    pub flow_format: Option<String>,
     /// Cap on open window aggregates (oldest windows close early beyond it).
     #[arg(long)]
     pub max_open_windows: Option<usize>,
@@ -74,6 +80,11 @@ pub fn execute(args: ReplayArgs) -> Result<i32> {
     }
     if let Some(cap) = args.max_open_windows {
         config.max_open_windows = cap;
+    }
+    if let Some(format) = &args.flow_format {
+        let format = crate::decode::flow::FlowFormat::parse(format)
+            .map_err(|e| Error::Config(format!("--flow-format: {e}")))?;
+        config.decode.flow_format = Some(format);
     }
     let inputs: Vec<FileInput> = args.paths.iter().map(|p| FileInput::from_arg(p)).collect();
     let source =

@@ -790,8 +790,25 @@ impl Decoder {
             self.decode_host(line, envelope, out);
             return;
         }
-        if count_fields(line) == self.flow.field_count() {
+        let fields = count_fields(line);
+        if fields == self.flow.field_count() {
             self.decode_flow(line, plain, envelope, out);
+        } else if looks_like_flow_record(line) {
+            // Flow logs through CloudWatch Logs carry no header line: a
+            // custom format must be declared, or every record would pass
+            // for a host log that no flow rule sees.
+            let detail = format!(
+                "looks like a VPC flow log record of {fields} fields, but the flow format has {}: \
+                 declare its format (a header line, the source's flow_format, or replay's \
+                 --flow-format)",
+                self.flow.field_count()
+            );
+            error(
+                out,
+                DecodeErrorReason::BadFlowRecord,
+                detail,
+                line.as_bytes(),
+            );
         } else if envelope.timestamp_ms.is_some() {
             self.decode_host(line, envelope, out);
         } else {
@@ -844,6 +861,25 @@ impl Decoder {
             out.error(e, line.as_bytes());
         }
     }
+}
+
+/// Whether `line` reads as a VPC flow log record of some format: at
+/// least six fields, one of them an action (`ACCEPT`, `REJECT`) or a log
+/// status other than `OK` (`NODATA`, `SKIPDATA`; a host line may say OK),
+/// one an IP address, and none ending in `:` (a syslog program tag,
+/// `sshd[42]:`).
+fn looks_like_flow_record(line: &str) -> bool {
+    let mut fields = 0;
+    let (mut status, mut address) = (false, false);
+    for field in line.split(' ').filter(|f| !f.is_empty()) {
+        if field.ends_with(':') {
+            return false;
+        }
+        fields += 1;
+        status |= matches!(field, "ACCEPT" | "REJECT" | "NODATA" | "SKIPDATA");
+        address |= field.parse::<std::net::IpAddr>().is_ok();
+    }
+    fields >= 6 && status && address
 }
 
 /// Number of space-separated fields (runs of non-space bytes) in `line`.
