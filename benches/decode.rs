@@ -30,6 +30,8 @@ impl DecodeSink for Count {
     }
 
     fn control_message(&mut self) {}
+
+    fn digest_file(&mut self) {}
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {

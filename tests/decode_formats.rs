@@ -281,6 +281,18 @@ fn cloudwatch_logs_data_and_control_messages() {
     assert_eq!(str_field(&sshd.fields[2]).as_deref(), Some("sshd"));
 }
 
+/// A synced trail bucket holds digest files beside the logs
+/// (`CloudTrail-Digest/`, the documented structure): each is skipped and
+/// counted, not dead-lettered as a JSON object of no known format.
+#[test]
+fn cloudtrail_digest_files_are_skipped_and_counted() {
+    let digest = r#"{"awsAccountId":"111122223333","digestStartTime":"2024-03-01T11:00:00Z","digestEndTime":"2024-03-01T12:00:00Z","digestS3Bucket":"trail-bucket","digestS3Object":"AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2024/03/01/111122223333_CloudTrail-Digest_us-east-1_trail_us-east-1_20240301T120000Z.json.gz","digestPublicKeyFingerprint":"8eba5db5bea9b640d1f2d2e5c7e2a1b2","digestSignatureAlgorithm":"SHA256withRSA","newestEventTime":"2024-03-01T11:59:59Z","oldestEventTime":"2024-03-01T11:00:01Z","previousDigestS3Bucket":null,"previousDigestS3Object":null,"previousDigestHashValue":null,"previousDigestHashAlgorithm":null,"previousDigestSignature":null,"logFiles":[{"s3Bucket":"trail-bucket","s3Object":"AWSLogs/111122223333/CloudTrail/us-east-1/2024/03/01/x.json.gz","hashValue":"9bf0b0a1","hashAlgorithm":"SHA-256","newestEventTime":"2024-03-01T11:59:59Z","oldestEventTime":"2024-03-01T11:00:01Z"}]}"#;
+    let out = decode(&[digest.as_bytes(), &gz(digest.as_bytes())]);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert!(out.events.is_empty());
+    assert_eq!(out.digest_files, 2);
+}
+
 /// Flow logs read through CloudWatch Logs have no header line. A record
 /// of a custom format the decoder was not told about is dead-lettered,
 /// naming the fix, rather than passing for a host log that no flow rule

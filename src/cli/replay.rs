@@ -164,6 +164,11 @@ pub fn render_summary(metrics: &Metrics, rules: &RuleSet, elapsed: Duration) -> 
         "control messages    {}",
         metrics.sum(|w| &w.control_messages)
     );
+    let _ = writeln!(
+        out,
+        "digest files        {}",
+        metrics.sum(|w| &w.digest_files)
+    );
     let _ = writeln!(out, "late events         {}", metrics.sum(|w| &w.late));
     let _ = writeln!(out, "future-clamped      {}", metrics.sum(|w| &w.clamped));
     let _ = writeln!(out, "windows shed early  {}", metrics.sum(|w| &w.shed));

@@ -84,6 +84,11 @@ impl DecodeSink for TrailingGuard<'_, '_> {
         self.delivered = true;
         self.out.control_message();
     }
+
+    fn digest_file(&mut self) {
+        self.delivered = true;
+        self.out.digest_file();
+    }
 }
 
 /// How many envelopes may wrap one another (gzip in KPL in gzip...).
@@ -106,6 +111,8 @@ pub enum Shape {
     AwsLogs,
     EventBridge,
     CloudTrail,
+    /// A CloudTrail digest file (`CloudTrail-Digest/` beside the logs).
+    CloudTrailDigest,
 }
 
 fn shape_of_key(key: &str) -> Option<Shape> {
@@ -116,6 +123,9 @@ fn shape_of_key(key: &str) -> Option<Shape> {
         "detail-type" | "detail" => Some(Shape::EventBridge),
         "eventVersion" | "eventTime" | "eventName" | "eventSource" | "eventID" | "userIdentity"
         | "recipientAccountId" | "awsRegion" => Some(Shape::CloudTrail),
+        "digestStartTime" | "digestEndTime" | "digestS3Object" | "digestPublicKeyFingerprint" => {
+            Some(Shape::CloudTrailDigest)
+        }
         _ => None,
     }
 }
@@ -556,6 +566,7 @@ impl Decoder {
             Ok(Some(Shape::AwsLogs)) => self.decode_awslogs(text, DecoderKind::Auto, depth, out),
             Ok(Some(Shape::EventBridge)) => self.decode_eventbridge(text, envelope, out),
             Ok(Some(Shape::CloudTrail)) => self.decode_cloudtrail(text, envelope, out),
+            Ok(Some(Shape::CloudTrailDigest)) => out.digest_file(),
             Ok(None) => error(
                 out,
                 DecodeErrorReason::UnknownFormat,

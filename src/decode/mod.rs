@@ -182,6 +182,9 @@ pub trait DecodeSink {
     fn error(&mut self, error: DecodeError, original: &[u8]);
     /// A CloudWatch Logs `CONTROL_MESSAGE` was dropped.
     fn control_message(&mut self);
+    /// A CloudTrail digest file (log file integrity, no events) was
+    /// skipped.
+    fn digest_file(&mut self);
 }
 
 /// Which decoder to use; `Auto` detects the envelope per record. A source's

@@ -23,6 +23,7 @@ pub struct Collector {
     pub events: Vec<Event<'static>>,
     pub errors: Vec<CollectedError>,
     pub control_messages: usize,
+    pub digest_files: usize,
 }
 
 impl Collector {
@@ -86,5 +87,9 @@ impl DecodeSink for Collector {
 
     fn control_message(&mut self) {
         self.control_messages += 1;
+    }
+
+    fn digest_file(&mut self) {
+        self.digest_files += 1;
     }
 }

@@ -724,6 +724,10 @@ impl DecodeSink for Collector<'_> {
     fn control_message(&mut self) {
         self.tally.control_messages += 1;
     }
+
+    fn digest_file(&mut self) {
+        self.tally.digest_files += 1;
+    }
 }
 
 impl Collector<'_> {

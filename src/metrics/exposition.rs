@@ -60,6 +60,7 @@ pub const WORKER_COUNTERS: &[(&str, &str)] = &[
     ("ruled_out", "trailwatch_events_ruled_out_total"),
     ("failed", "trailwatch_records_failed_total"),
     ("control_messages", "trailwatch_control_messages_total"),
+    ("digest_files", "trailwatch_cloudtrail_digests_total"),
     (
         "replayed_skipped",
         "trailwatch_records_replay_skipped_total",
@@ -274,6 +275,12 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
         "CloudWatch Logs control messages skipped.",
         COUNTER,
         vec![counter(vec![], total(|w| &w.control_messages))],
+    ));
+    out.push(family(
+        "trailwatch_cloudtrail_digests_total",
+        "CloudTrail digest files skipped (log file integrity digests, kept beside the logs: no events).",
+        COUNTER,
+        vec![counter(vec![], total(|w| &w.digest_files))],
     ));
     out.push(family(
         "trailwatch_records_replay_skipped_total",

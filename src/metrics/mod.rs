@@ -33,6 +33,7 @@ pub struct Tally {
     pub ruled_out: u64,
     pub failed: [u64; REASONS],
     pub control_messages: u64,
+    pub digest_files: u64,
     pub replayed_skipped: u64,
     pub clamped: u64,
     pub late: u64,
@@ -50,6 +51,7 @@ impl Tally {
             && self.ruled_out == 0
             && self.failed.iter().all(|n| *n == 0)
             && self.control_messages == 0
+            && self.digest_files == 0
             && self.replayed_skipped == 0
             && self.clamped == 0
             && self.late == 0
@@ -68,6 +70,7 @@ pub struct WorkerCounters {
     pub ruled_out: AtomicU64,
     pub failed: [AtomicU64; REASONS],
     pub control_messages: AtomicU64,
+    pub digest_files: AtomicU64,
     pub replayed_skipped: AtomicU64,
     pub clamped: AtomicU64,
     pub late: AtomicU64,
@@ -89,6 +92,7 @@ impl Default for WorkerCounters {
             ruled_out: AtomicU64::new(0),
             failed: std::array::from_fn(|_| AtomicU64::new(0)),
             control_messages: AtomicU64::new(0),
+            digest_files: AtomicU64::new(0),
             replayed_skipped: AtomicU64::new(0),
             clamped: AtomicU64::new(0),
             late: AtomicU64::new(0),
@@ -117,6 +121,7 @@ impl WorkerCounters {
             add(counter, *n);
         }
         add(&self.control_messages, tally.control_messages);
+        add(&self.digest_files, tally.digest_files);
         add(&self.replayed_skipped, tally.replayed_skipped);
         add(&self.clamped, tally.clamped);
         add(&self.late, tally.late);
