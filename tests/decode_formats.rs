@@ -281,6 +281,16 @@ fn cloudwatch_logs_data_and_control_messages() {
     assert_eq!(str_field(&sshd.fields[2]).as_deref(), Some("sshd"));
 }
 
+/// A record (a Kafka message, a log line) that starts with a UTF-8 byte
+/// order mark decodes as it would without one.
+#[test]
+fn a_record_with_a_byte_order_mark_decodes() {
+    let record = format!("\u{feff}{}", ct("ConsoleLogin", "e1"));
+    let out = decode(&[record.as_bytes()]);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.events.len(), 1);
+}
+
 /// A synced trail bucket holds digest files beside the logs
 /// (`CloudTrail-Digest/`, the documented structure): each is skipped and
 /// counted, not dead-lettered as a JSON object of no known format.

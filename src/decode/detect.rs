@@ -438,6 +438,11 @@ impl Decoder {
             },
         };
         let text = text.trim_ascii();
+        // A UTF-8 byte order mark (Windows tools write one) is not content:
+        // RFC 8259 lets a JSON parser ignore it.
+        let text = text
+            .strip_prefix('\u{feff}')
+            .map_or(text, str::trim_ascii_start);
         if text.is_empty() {
             error(out, DecodeErrorReason::EmptyRecord, "empty record", bytes);
             return;

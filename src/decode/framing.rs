@@ -16,6 +16,8 @@
 //!   deeper than it tracks) is delimited by serde_json, whose error decides.
 //! - Otherwise each line (`\n`, `\r` stripped) is a record; blank lines are
 //!   skipped; an unterminated last line waits for more input unless at EOF.
+//! - A UTF-8 byte order mark before a record is skipped (RFC 8259 lets a
+//!   JSON parser ignore it; Windows tools write one at a file's start).
 
 use serde::de::IgnoredAny;
 
@@ -35,8 +37,15 @@ pub enum Frame<'a> {
     },
 }
 
+/// A UTF-8 byte order mark, which Windows tools write at the start of a
+/// file and RFC 8259 lets a JSON parser ignore.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Frames `buf`; returns the number of bytes consumed.
 pub fn frame(buf: &[u8], at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usize {
+    if let Some(rest) = buf.strip_prefix(BOM) {
+        return BOM.len() + frame(rest, at_eof, out);
+    }
     let first = buf.iter().position(|b| !b.is_ascii_whitespace());
     match first.map(|at| buf[at]) {
         Some(b'{' | b'[') => frame_json(buf, at_eof, out),
@@ -50,6 +59,11 @@ fn frame_json(buf: &[u8], at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usize
     loop {
         while pos < buf.len() && buf[pos].is_ascii_whitespace() {
             pos += 1;
+        }
+        if buf[pos..].starts_with(BOM) {
+            // Concatenated files, each with its mark.
+            pos += BOM.len();
+            continue;
         }
         if pos >= buf.len() {
             return buf.len();
@@ -168,6 +182,26 @@ mod tests {
         assert_eq!(frames[1], "R:{\n  \"b\": [1,\n 2]\n}");
         assert_eq!(frames[2], "I:invalid_json:{bad json}");
         assert_eq!(frames[3], "R:{\"c\":3}");
+    }
+
+    /// An audit helper's cases: a BOM-prefixed S3 file gave no event (it
+    /// was line-framed and dead-lettered whole), and the first record of a
+    /// BOM-prefixed JSON-lines file was lost.
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let s3 = b"\xEF\xBB\xBF{\"Records\": [\n  {\"a\": 1}\n]}\n";
+        let (frames, consumed) = collect(s3, true);
+        assert_eq!(
+            frames,
+            vec!["R:{\"Records\": [\n  {\"a\": 1}\n]}".to_string()]
+        );
+        assert_eq!(consumed, s3.len());
+        let lines = b"\xEF\xBB\xBF{\"a\":1}\n{\"b\":2}\n\xEF\xBB\xBF{\"c\":3}\n";
+        let (frames, _) = collect(lines, true);
+        assert_eq!(frames, vec!["R:{\"a\":1}", "R:{\"b\":2}", "R:{\"c\":3}"]);
+        let syslog = b"\xEF\xBB\xBFMar  1 12:00:01 h sshd[1]: x\n";
+        let (frames, _) = collect(syslog, true);
+        assert_eq!(frames, vec!["R:Mar  1 12:00:01 h sshd[1]: x"]);
     }
 
     #[test]
