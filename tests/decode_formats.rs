@@ -281,6 +281,23 @@ fn cloudwatch_logs_data_and_control_messages() {
     assert_eq!(str_field(&sshd.fields[2]).as_deref(), Some("sshd"));
 }
 
+/// An S3 file whose other top-level key holds a JSON escape is read like
+/// any other: the key failed the whole file (before `Records`: every
+/// record lost; after it: the records delivered and the file
+/// dead-lettered as well, so a re-drive counted them twice).
+#[test]
+fn an_s3_file_with_an_escaped_key_is_read_whole() {
+    let records = [ct("ConsoleLogin", "e1"), ct("ConsoleLogin", "e2")];
+    for file in [
+        format!(r#"{{"caf\u00e9":1,"Records":[{}]}}"#, records.join(",")),
+        format!(r#"{{"Records":[{}],"a\"b":{{"x":1}}}}"#, records.join(",")),
+    ] {
+        let out = decode(&[file.as_bytes()]);
+        assert!(out.errors.is_empty(), "{file}: {:?}", out.errors);
+        assert_eq!(out.events.len(), 2, "{file}");
+    }
+}
+
 /// A record (a Kafka message, a log line) that starts with a UTF-8 byte
 /// order mark decodes as it would without one.
 #[test]

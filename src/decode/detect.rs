@@ -260,7 +260,9 @@ impl<'de> Visitor<'de> for RecordsFile<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<&'de str>()? {
+        // Owned only when it holds an escape (`"caf\u00e9"`), which a
+        // borrowed key cannot take: that failed the whole file.
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key == "Records" {
                 map.next_value_seed(Elements {
                     each: &mut *self.each,
