@@ -478,6 +478,26 @@ fn kpl_aggregate_of_cloudwatch_envelopes() {
     assert_eq!(out.errors[1].original, corrupt);
 }
 
+/// Relayed syslog lines (a `<PRI>` before the classic form, or RFC 5424)
+/// keep their program, so an sshd failure keeps its client address and
+/// user, through CloudWatch Logs and from a file alike.
+#[test]
+fn priority_and_rfc5424_syslog_lines_keep_their_program() {
+    let relayed = format!("<38>{SSHD}");
+    let rfc5424 = "<38>1 2024-03-01T12:00:02Z ip-10-0-0-5 sshd 1234 - - Failed password for invalid user admin from 203.0.113.9 port 50000 ssh2";
+    let data = logs_envelope("DATA_MESSAGE", &[relayed.clone(), rfc5424.to_string()]);
+    let file = format!("{relayed}\n{rfc5424}\n");
+    for out in [decode(&[&gz(data.as_bytes())]), decode(&[file.as_bytes()])] {
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.events.len(), 2);
+        for event in &out.events {
+            assert_eq!(str_field(&event.fields[0]).as_deref(), Some("admin"));
+            assert_eq!(str_field(&event.fields[1]).as_deref(), Some("203.0.113.9"));
+            assert_eq!(str_field(&event.fields[2]).as_deref(), Some("sshd"));
+        }
+    }
+}
+
 #[test]
 fn flow_default_custom_header_and_config_format() {
     let nodata = "2 123456789012 eni-0a1b - - - - - - - 1709294400 1709294460 - NODATA";

@@ -1,7 +1,9 @@
 //! Host log lines (syslog, `/var/log/secure`).
 //!
 //! Contract: a line is `TIMESTAMP HOST PROGRAM[PID]: MESSAGE`, where
-//! TIMESTAMP is the classic syslog `Mar  1 12:00:01` or an RFC 3339 stamp.
+//! TIMESTAMP is the classic syslog `Mar  1 12:00:01` or an RFC 3339 stamp,
+//! maybe after a `<PRI>` (as relays write it), or an RFC 5424 line
+//! (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID STRUCTURED-DATA MESSAGE`).
 //! Planned names: `host`, `program`, `pid`, `message`, `src_ip` and
 //! `src_port` (the client address sshd logs: `from IP port N`,
 //! `user NAME IP port N`, `from IP port N:CODE:`, `from IP`), `user` (a
@@ -197,13 +199,21 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Whether `line` starts with a syslog or RFC 3339 stamp.
+/// Whether `line` starts with a syslog or RFC 3339 stamp (after a
+/// `<PRI>`), or is an RFC 5424 line.
 pub fn has_timestamp_prefix(line: &str) -> bool {
-    parse_stamp(line, 0).is_some()
+    let line = strip_priority(line);
+    parse_stamp(line, 0).is_some() || parse_rfc5424(line).is_some()
 }
 
-/// Splits a syslog line. `now_ms` picks the year of year-less stamps.
+/// Splits a syslog line: the classic (RFC 3164) form, with or without a
+/// `<PRI>` (which relays write), or RFC 5424. `now_ms` picks the year of
+/// year-less stamps.
 pub fn parse_line(line: &str, now_ms: i64) -> SyslogLine<'_> {
+    let line = strip_priority(line);
+    if let Some(parsed) = parse_rfc5424(line) {
+        return parsed;
+    }
     let Some((time_ms, rest)) = parse_stamp(line, now_ms) else {
         return SyslogLine {
             time_ms: None,
@@ -237,6 +247,79 @@ pub fn parse_line(line: &str, now_ms: i64) -> SyslogLine<'_> {
         pid: pid.filter(|p| !p.is_empty()),
         message,
     }
+}
+
+/// `line` without a leading `<PRI>` (1 to 3 digits), the priority that
+/// syslog relays (RFC 3164, 5424) put before the stamp.
+fn strip_priority(line: &str) -> &str {
+    let Some((digits, rest)) = line
+        .strip_prefix('<')
+        .and_then(|after| after.split_once('>'))
+    else {
+        return line;
+    };
+    if (1..=3).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        rest
+    } else {
+        line
+    }
+}
+
+/// An RFC 5424 line after its `<PRI>`: `1 TIMESTAMP HOSTNAME APP-NAME
+/// PROCID MSGID STRUCTURED-DATA [MSG]`, `-` for a nil value. `None` when
+/// `line` is not one.
+fn parse_rfc5424(line: &str) -> Option<SyslogLine<'_>> {
+    let rest = line.strip_prefix("1 ")?;
+    let mut parts = rest.splitn(6, ' ');
+    let (stamp, host, app, procid, _msgid) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    let time_ms = match stamp {
+        "-" => None,
+        stamp => Some(parse_rfc3339_ms(stamp)?),
+    };
+    let message = skip_structured_data(parts.next()?)?;
+    let message = message.strip_prefix(' ').unwrap_or(message);
+    // RFC 5424 marks a UTF-8 MSG with a byte order mark.
+    let message = message.strip_prefix('\u{feff}').unwrap_or(message);
+    let nil = |value: &'_ str| -> bool { value == "-" || value.is_empty() };
+    Some(SyslogLine {
+        time_ms,
+        host: Some(host).filter(|h| !nil(h)),
+        program: Some(app).filter(|a| !nil(a)),
+        pid: Some(procid).filter(|p| !nil(p)),
+        message,
+    })
+}
+
+/// What follows RFC 5424 STRUCTURED-DATA (`-`, or `[id k="v" ...]`
+/// elements, where `\]`, `\"` and `\\` escape inside a value).
+fn skip_structured_data(text: &str) -> Option<&str> {
+    if let Some(rest) = text.strip_prefix('-') {
+        return Some(rest);
+    }
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while bytes.get(at) == Some(&b'[') {
+        let (mut quoted, mut escaped) = (false, false);
+        at += 1;
+        loop {
+            let byte = *bytes.get(at)?;
+            at += 1;
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' if quoted => escaped = true,
+                b'"' => quoted = !quoted,
+                b']' if !quoted => break,
+                _ => {}
+            }
+        }
+    }
+    (at > 0).then(|| &text[at..])
 }
 
 /// Parses a leading stamp; returns its time and the rest of the line.
@@ -520,6 +603,56 @@ mod tests {
         let dec = parse_line("Dec 31 23:59:59 h p: m", 1_704_067_200_000 + 3_600_000);
         assert_eq!(dec.time_ms, Some(1_704_067_199_000));
         assert_eq!(parse_line("hello world", NOW).time_ms, None);
+    }
+
+    /// An audit helper's cases: relayed lines with a `<PRI>`, and RFC 5424
+    /// lines, lost their host and program (so an sshd failure's client
+    /// address, read only from sshd's lines, and one alert of two), or
+    /// were dead-lettered from a file.
+    #[test]
+    fn splits_priority_and_rfc5424_lines() {
+        let classic = "<38>Mar  1 12:00:02 ip-10-0-0-5 sshd[1234]: Failed password for root from 203.0.113.9 port 50000 ssh2";
+        let parsed = parse_line(classic, NOW);
+        assert_eq!(
+            (parsed.time_ms, parsed.host, parsed.program, parsed.pid),
+            (
+                Some(NOW + 2000),
+                Some("ip-10-0-0-5"),
+                Some("sshd"),
+                Some("1234")
+            )
+        );
+        assert!(has_timestamp_prefix(classic));
+        let rfc5424 = "<38>1 2024-03-01T12:00:02.003Z ip-10-0-0-5 sshd 1234 - - Failed password for root from 203.0.113.9 port 50000 ssh2";
+        let parsed = parse_line(rfc5424, NOW);
+        assert_eq!(
+            (parsed.time_ms, parsed.host, parsed.program, parsed.pid),
+            (
+                Some(NOW + 2003),
+                Some("ip-10-0-0-5"),
+                Some("sshd"),
+                Some("1234")
+            )
+        );
+        assert_eq!(
+            sshd_fields(parsed.message),
+            (Some("root"), Some("203.0.113.9"), Some("50000"))
+        );
+        assert!(has_timestamp_prefix(rfc5424));
+        // Structured data (a `]` escaped in a value), a BOM before the
+        // message, nil values.
+        let sd = "<86>1 2024-03-01T12:00:02Z h su - ID47 [a@1 k=\"x\\]y\"][b@2 z=\"1\"] \u{feff}pam_unix(su:auth): authentication failure; user=dbdev";
+        let parsed = parse_line(sd, NOW);
+        assert_eq!((parsed.program, parsed.pid), (Some("su"), None));
+        assert_eq!(
+            parsed.message,
+            "pam_unix(su:auth): authentication failure; user=dbdev"
+        );
+        let nil = parse_line("<13>1 - - - - - -", NOW);
+        assert_eq!((nil.time_ms, nil.host, nil.message), (None, None, ""));
+        // Not a priority, not RFC 5424.
+        assert_eq!(parse_line("<html> page", NOW).message, "<html> page");
+        assert_eq!(parse_line("1 apple", NOW).message, "1 apple");
     }
 
     #[test]
