@@ -354,6 +354,38 @@ mod tests {
         }
     }
 
+    /// An OCSF audit helper's cases: a sub-technique went into
+    /// `technique.uid`, and a Close said "count 0 >= 5 in window", which
+    /// reads as a breach.
+    #[test]
+    fn sub_techniques_and_a_close_read_as_ocsf_means_them() {
+        let mut alert = sample_alert();
+        let mut rule = (*alert.rule).clone();
+        rule.attack = vec!["T1110".into(), "T1110.001".into()];
+        alert.rule = Arc::new(rule);
+        let v = alert.to_ocsf().expect("encodes");
+        let attacks = &v["finding_info"]["attacks"];
+        assert_eq!(attacks[0]["technique"]["uid"], "T1110");
+        assert!(attacks[0].get("sub_technique").is_none(), "{attacks}");
+        assert_eq!(attacks[1]["technique"]["uid"], "T1110");
+        assert_eq!(attacks[1]["sub_technique"]["uid"], "T1110.001");
+        let close = Alert {
+            activity: Activity::Close,
+            value: 0.0,
+            count: 0,
+            ..alert
+        };
+        let v = close.to_ocsf().expect("encodes");
+        assert_eq!(v["status_id"], 4);
+        assert_eq!(
+            v["message"],
+            "Rule: resolved, count 0 no longer >= 5 for r|1.2.3.4"
+        );
+        let line = close.ocsf_json().expect("encodes");
+        let read: serde_json::Value = serde_json::from_slice(&line).expect("reads back");
+        assert_eq!(read, v, "the line reads back as the tree");
+    }
+
     #[test]
     fn a_changed_copy_of_a_rule_is_written_afresh() {
         let alert = sample_alert();

@@ -70,9 +70,18 @@ impl RuleJson {
         let attacks: Vec<Attack<'_>> = rule
             .attack
             .iter()
-            .map(|uid| Attack {
-                technique: Uid { uid },
-                version: "v15",
+            .map(|uid| match uid.split_once('.') {
+                // A sub-technique (`T1110.001`) under its technique.
+                Some((parent, _)) => Attack {
+                    sub_technique: Some(Uid { uid }),
+                    technique: Uid { uid: parent },
+                    version: "v15",
+                },
+                None => Attack {
+                    sub_technique: None,
+                    technique: Uid { uid },
+                    version: "v15",
+                },
             })
             .collect();
         Ok(RuleJson {
@@ -174,6 +183,8 @@ struct Analytic<'a> {
 
 #[derive(serde::Serialize)]
 struct Attack<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub_technique: Option<Uid<'a>>,
     technique: Uid<'a>,
     version: &'static str,
 }
@@ -262,14 +273,25 @@ impl<'a> Finding<'a> {
                 uid: &alert.id,
             },
             is_alert: true,
-            message: format!(
-                "{}: {} {} {} in window for {}",
-                rule.title,
-                rule.aggregate,
-                crate::event::format_number(alert.value),
-                rule.threshold,
-                group_key
-            ),
+            message: if alert.activity == Activity::Close {
+                format!(
+                    "{}: resolved, {} {} no longer {} for {}",
+                    rule.title,
+                    rule.aggregate,
+                    crate::event::format_number(alert.value),
+                    rule.threshold,
+                    group_key
+                )
+            } else {
+                format!(
+                    "{}: {} {} {} in window for {}",
+                    rule.title,
+                    rule.aggregate,
+                    crate::event::format_number(alert.value),
+                    rule.threshold,
+                    group_key
+                )
+            },
             metadata: Metadata {
                 correlation_uid: &alert.id,
                 labels: rule
