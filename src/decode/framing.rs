@@ -7,10 +7,12 @@
 //! - If the first non-whitespace byte is `{` or `[`, the buffer holds
 //!   concatenated JSON values (JSON lines, pretty-printed objects, an S3
 //!   `{"Records":[...]}` file): each value is one record. A syntax error
-//!   yields [`Frame::Invalid`] for the bytes up to the next newline and
-//!   framing resumes after it; an unfinished value at the end waits for more
-//!   input, or at EOF is reported invalid whole. A line that does not start
-//!   a JSON value is invalid too.
+//!   yields one [`Frame::Invalid`] for the bytes up to the next line that
+//!   opens a value (first non-blank byte `{` or `[`), so the rest of a
+//!   broken pretty-printed object is one dead letter, and framing resumes
+//!   there; an unfinished value at the end waits for more input, or at EOF
+//!   is reported invalid whole. Lines that do not start a JSON value are
+//!   invalid too, as one span.
 //!   Values are delimited by the allocation-free [`scan`](super::scan)
 //!   scanner; whatever it refuses (errors, unfinished values, nesting
 //!   deeper than it tracks) is delimited by serde_json, whose error decides.
@@ -70,11 +72,10 @@ fn frame_json(buf: &[u8], at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usize
         }
         let rest = &buf[pos..];
         if !matches!(rest[0], b'{' | b'[') {
-            let end = line_end(rest);
-            if end == rest.len() && !at_eof && !rest.ends_with(b"\n") {
-                // Report the fragment only once its line is complete.
+            // Report the fragment only once its span is complete.
+            let Some(end) = invalid_span(rest, at_eof) else {
                 return pos;
-            }
+            };
             out(Frame::Invalid {
                 bytes: trim_line(&rest[..end]),
                 reason: DecodeErrorReason::InvalidJson,
@@ -107,10 +108,9 @@ fn frame_json(buf: &[u8], at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usize
                 return buf.len();
             }
             Some(Err(e)) => {
-                let end = line_end(rest);
-                if end == rest.len() && !at_eof {
+                let Some(end) = invalid_span(rest, at_eof) else {
                     return pos;
-                }
+                };
                 let reason = if e.to_string().contains("recursion limit exceeded") {
                     DecodeErrorReason::TooDeep
                 } else {
@@ -144,6 +144,30 @@ fn frame_lines(buf: &[u8], at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usiz
         pos += consumed;
     }
     pos
+}
+
+/// Where framing resumes after an invalid value that starts `bytes`: at
+/// the next line that opens a value (its first non-blank byte `{` or
+/// `[`), so the rest of a broken pretty-printed object is one invalid
+/// span, not one per line, while a record after it (an S3 file's next
+/// element included) is still framed. `None`: the span's end is not in
+/// `bytes` yet (more input will come).
+fn invalid_span(bytes: &[u8], at_eof: bool) -> Option<usize> {
+    let mut end = line_end(bytes);
+    loop {
+        if end == bytes.len() {
+            return (at_eof || bytes.ends_with(b"\n")).then_some(end);
+        }
+        let next = &bytes[end..];
+        let opens = next
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+            .is_some_and(|b| matches!(b, b'{' | b'['));
+        if opens {
+            return Some(end);
+        }
+        end += line_end(next);
+    }
 }
 
 /// Length of the first line of `bytes`, including its `\n`.
@@ -202,6 +226,30 @@ mod tests {
         let syslog = b"\xEF\xBB\xBFMar  1 12:00:01 h sshd[1]: x\n";
         let (frames, _) = collect(syslog, true);
         assert_eq!(frames, vec!["R:Mar  1 12:00:01 h sshd[1]: x"]);
+    }
+
+    /// A broken pretty-printed object is one invalid span up to the next
+    /// line that opens a value (an audit helper's file gave a dead letter
+    /// per line, 20 for one record); the records around it are framed.
+    #[test]
+    fn a_broken_pretty_printed_object_is_one_invalid_span() {
+        let buf =
+            b"{\n  \"a\": 1\n}\n{\n  \"b\" 2,\n  \"c\": {\n    \"d\": 3\n  }\n}\n  {\"e\": 4}\n";
+        let (frames, consumed) = collect(buf, true);
+        assert_eq!(consumed, buf.len());
+        assert_eq!(
+            frames,
+            vec![
+                "R:{\n  \"a\": 1\n}".to_string(),
+                "I:invalid_json:{\n  \"b\" 2,\n  \"c\": {\n    \"d\": 3\n  }\n}".to_string(),
+                "R:{\"e\": 4}".to_string(),
+            ]
+        );
+        // Not at EOF, the span waits for the line that ends it.
+        let cut = buf.windows(3).position(|w| w == b"\"d\"").expect("d");
+        let (frames, consumed) = collect(&buf[..cut], false);
+        assert_eq!(frames, vec!["R:{\n  \"a\": 1\n}".to_string()]);
+        assert_eq!(&buf[consumed..consumed + 2], b"{\n");
     }
 
     #[test]
