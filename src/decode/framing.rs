@@ -18,6 +18,8 @@
 //!   deeper than it tracks) is delimited by serde_json, whose error decides.
 //! - Otherwise each line (`\n`, `\r` stripped) is a record; blank lines are
 //!   skipped; an unterminated last line waits for more input unless at EOF.
+//! - An input that starts with the KPL magic (a captured Kinesis record)
+//!   is one record, whole, at EOF.
 //! - A UTF-8 byte order mark before a record is skipped (RFC 8259 lets a
 //!   JSON parser ignore it; Windows tools write one at a file's start).
 
@@ -47,6 +49,15 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 pub fn frame(buf: &[u8], at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usize {
     if let Some(rest) = buf.strip_prefix(BOM) {
         return BOM.len() + frame(rest, at_eof, out);
+    }
+    if buf.starts_with(&crate::decode::kpl::MAGIC) {
+        // A captured Kinesis record, a KPL aggregate: binary (its protobuf
+        // holds newlines), so the whole input is the one record.
+        if !at_eof {
+            return 0;
+        }
+        out(Frame::Record(buf));
+        return buf.len();
     }
     let first = buf.iter().position(|b| !b.is_ascii_whitespace());
     match first.map(|at| buf[at]) {
@@ -250,6 +261,27 @@ mod tests {
         let (frames, consumed) = collect(&buf[..cut], false);
         assert_eq!(frames, vec!["R:{\n  \"a\": 1\n}".to_string()]);
         assert_eq!(&buf[consumed..consumed + 2], b"{\n");
+    }
+
+    /// A KPL aggregate replayed from a file was cut at the newline byte
+    /// its protobuf starts with, losing every record in it (an audit
+    /// helper's finding).
+    #[test]
+    fn a_kpl_aggregate_is_one_record() {
+        let aggregate = crate::decode::kpl::aggregate(&[b"{\"a\":1}", b"{\"b\":2}"]);
+        let mut frames = Vec::new();
+        assert_eq!(frame(&aggregate, false, &mut |_| frames.push(())), 0);
+        assert!(frames.is_empty());
+        let mut records = Vec::new();
+        let consumed = frame(&aggregate, true, &mut |f| {
+            if let Frame::Record(bytes) = f {
+                records.push(bytes.to_vec());
+            }
+        });
+        assert_eq!(
+            (consumed, records),
+            (aggregate.len(), vec![aggregate.clone()])
+        );
     }
 
     #[test]
