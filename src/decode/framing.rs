@@ -11,8 +11,8 @@
 //!   opens a value (first non-blank byte `{` or `[`), so the rest of a
 //!   broken pretty-printed object is one dead letter, and framing resumes
 //!   there; an unfinished value at the end waits for more input, or at EOF
-//!   is reported invalid whole. Lines that do not start a JSON value are
-//!   invalid too, as one span.
+//!   is reported invalid whole. A line that does not start a JSON value
+//!   is invalid too, on its own.
 //!   Values are delimited by the allocation-free [`scan`](super::scan)
 //!   scanner; whatever it refuses (errors, unfinished values, nesting
 //!   deeper than it tracks) is delimited by serde_json, whose error decides.
@@ -83,10 +83,12 @@ fn frame_json(buf: &[u8], at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usize
         }
         let rest = &buf[pos..];
         if !matches!(rest[0], b'{' | b'[') {
-            // Report the fragment only once its span is complete.
-            let Some(end) = invalid_span(rest, at_eof) else {
+            // A line of its own (a plain line in a JSON file is a record
+            // of its own to re-drive): reported once it is complete.
+            let end = line_end(rest);
+            if end == rest.len() && !at_eof && !rest.ends_with(b"\n") {
                 return pos;
-            };
+            }
             out(Frame::Invalid {
                 bytes: trim_line(&rest[..end]),
                 reason: DecodeErrorReason::InvalidJson,
