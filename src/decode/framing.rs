@@ -161,9 +161,10 @@ fn frame_lines(buf: &[u8], at_eof: bool, out: &mut dyn FnMut(Frame<'_>)) -> usiz
 
 /// Where framing resumes after an invalid value that starts `bytes`: at
 /// the next line that opens a value (its first non-blank byte `{` or
-/// `[`), so the rest of a broken pretty-printed object is one invalid
-/// span, not one per line, while a record after it (an S3 file's next
-/// element included) is still framed. `None`: the span's end is not in
+/// `[`) or does not go on with one (a plain line), so the rest of a
+/// broken pretty-printed object is one invalid span, not one per line,
+/// while a record after it (an S3 file's next element included) is still
+/// framed. `None`: the span's end is not in
 /// `bytes` yet (more input will come).
 fn invalid_span(bytes: &[u8], at_eof: bool) -> Option<usize> {
     let mut end = line_end(bytes);
@@ -176,7 +177,10 @@ fn invalid_span(bytes: &[u8], at_eof: bool) -> Option<usize> {
             .iter()
             .find(|b| !matches!(b, b' ' | b'\t' | b'\r'))
             .is_some_and(|b| matches!(b, b'{' | b'['));
-        if opens {
+        // A pretty-printed value goes on indented, or with a closing
+        // bracket, a key or a comma; a plain line is a record of its own.
+        let continues = matches!(next.first(), Some(b' ' | b'\t' | b'}' | b']' | b'"' | b','));
+        if opens || !continues {
             return Some(end);
         }
         end += line_end(next);
@@ -257,6 +261,12 @@ mod tests {
                 "I:invalid_json:{\n  \"b\" 2,\n  \"c\": {\n    \"d\": 3\n  }\n}".to_string(),
                 "R:{\"e\": 4}".to_string(),
             ]
+        );
+        // A plain line after a broken compact one is its own.
+        let (frames, _) = collect(b"{\"a\" 1}\nplain line\n", true);
+        assert_eq!(
+            frames,
+            vec!["I:invalid_json:{\"a\" 1}", "I:invalid_json:plain line"]
         );
         // Not at EOF, the span waits for the line that ends it.
         let cut = buf.windows(3).position(|w| w == b"\"d\"").expect("d");
