@@ -98,6 +98,8 @@ impl DecodeSink for CheckingSink<'_> {
     }
 
     fn control_message(&mut self) {}
+
+    fn digest_file(&mut self) {}
 }
 
 /// A fresh decoder for `rules` and a sink that checks its events.
