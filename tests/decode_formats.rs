@@ -374,6 +374,28 @@ fn an_undeclared_custom_flow_format_through_cloudwatch_logs_is_dead_lettered() {
     );
 }
 
+/// An application's JSON log through CloudWatch Logs is dead-lettered as
+/// of no known format (it was "missing eventTime", as if a broken
+/// CloudTrail record); a CloudTrail record without its time still says so.
+#[test]
+fn a_json_log_event_of_no_known_format_says_so() {
+    let data = logs_envelope(
+        "DATA_MESSAGE",
+        &[
+            r#"{"level":"error","msg":"x"}"#.to_string(),
+            r#"{"eventName":"NoTime"}"#.to_string(),
+        ],
+    );
+    let out = decode(&[&gz(data.as_bytes())]);
+    assert_eq!(out.reasons(), vec![R::UnknownFormat, R::MissingEventTime]);
+    assert!(
+        out.errors[0].error.detail.contains("no known format"),
+        "{}",
+        out.errors[0].error.detail
+    );
+    assert_eq!(out.errors[0].original, br#"{"level":"error","msg":"x"}"#);
+}
+
 /// An EventBridge rule can target a log group: each log event is then a
 /// whole EventBridge event, its CloudTrail record in `detail`.
 #[test]

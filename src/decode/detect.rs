@@ -775,10 +775,18 @@ impl Decoder {
         } else if message.starts_with('{') {
             // An EventBridge rule whose target is a log group writes whole
             // events, the CloudTrail record in `detail`.
-            if matches!(sniff(message), Ok(Some(Shape::EventBridge))) {
-                self.decode_eventbridge(message, &envelope, out);
-            } else {
-                self.decode_cloudtrail(message, &envelope, out);
+            match sniff(message) {
+                Ok(Some(Shape::EventBridge)) => self.decode_eventbridge(message, &envelope, out),
+                // An application's JSON log: said as such, not as a
+                // CloudTrail record without `eventTime`.
+                Ok(None) => error(
+                    out,
+                    DecodeErrorReason::UnknownFormat,
+                    "JSON log event of no known format (neither a CloudTrail record nor an \
+                     EventBridge event)",
+                    message.as_bytes(),
+                ),
+                _ => self.decode_cloudtrail(message, &envelope, out),
             }
         } else {
             self.decode_line(message, false, &envelope, out);
