@@ -24,6 +24,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, TableStatus,
@@ -194,16 +195,22 @@ impl LeaseTable {
         }
     }
 
+    /// An UpdateItem of the lease row of `key` (the caller adds its
+    /// expression and condition).
+    fn update(&self, key: &str) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_string()))
+    }
+
     /// Takes a lease last seen with `observed_counter` (free, expired, or
     /// stolen for balancing). Returns the new counter, or `None` if
     /// someone else changed the row first.
     pub async fn take(&self, key: &str, observed_counter: u64) -> Result<Option<u64>> {
         let next = observed_counter + 1;
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, AttributeValue::S(key.to_string()))
+            .update(key)
             .update_expression("SET leaseOwner = :me, leaseCounter = :next")
             .condition_expression("leaseCounter = :seen")
             .expression_attribute_values(":me", AttributeValue::S(self.worker_id.clone()))
@@ -218,10 +225,7 @@ impl LeaseTable {
     pub async fn renew(&self, key: &str, counter: u64) -> Result<Option<u64>> {
         let next = counter + 1;
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, AttributeValue::S(key.to_string()))
+            .update(key)
             .update_expression("SET leaseCounter = :next")
             .condition_expression("leaseCounter = :held AND leaseOwner = :me")
             .expression_attribute_values(":me", AttributeValue::S(self.worker_id.clone()))
@@ -240,10 +244,7 @@ impl LeaseTable {
         checkpoint: &str,
     ) -> Result<Option<()>> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, AttributeValue::S(key.to_string()))
+            .update(key)
             .update_expression("SET #checkpoint = :checkpoint")
             .condition_expression("leaseCounter = :held AND leaseOwner = :me")
             .expression_attribute_names("#checkpoint", CHECKPOINT)
@@ -261,10 +262,7 @@ impl LeaseTable {
     pub async fn end_free(&self, key: &str, observed_counter: u64) -> Result<Option<u64>> {
         let next = observed_counter + 1;
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, AttributeValue::S(key.to_string()))
+            .update(key)
             .update_expression("SET #checkpoint = :end, leaseCounter = :next")
             .condition_expression("leaseCounter = :seen AND attribute_not_exists(leaseOwner)")
             .expression_attribute_names("#checkpoint", CHECKPOINT)
@@ -279,10 +277,7 @@ impl LeaseTable {
     /// Gives a held lease back (owner removed, counter bumped).
     pub async fn release(&self, key: &str, counter: u64) -> Result<Option<()>> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, AttributeValue::S(key.to_string()))
+            .update(key)
             .update_expression("REMOVE leaseOwner SET leaseCounter = :next")
             .condition_expression("leaseCounter = :held AND leaseOwner = :me")
             .expression_attribute_values(":me", AttributeValue::S(self.worker_id.clone()))
