@@ -623,6 +623,35 @@ fn malformed_records_are_dead_lettered() {
     assert_eq!(out.events.len(), 1);
 }
 
+/// An S3 file (or a JSON array) cut short after some of its records is
+/// read as far as it goes, and dead-lettered whole. Its dead letter says
+/// how many records were already read, so that an operator re-driving it
+/// knows those would be counted twice; one broken at its start says
+/// nothing of the kind.
+#[test]
+fn a_file_broken_after_some_records_names_them_in_its_dead_letter() {
+    let whole = s3_file(&[ct("A", "1"), ct("B", "2"), ct("C", "3")]);
+    let cut = &whole[..whole.len() - 40];
+    let array = format!("[{},{},", ct("A", "1"), ct("B", "2"));
+    let broken_at_start = r#"{"Records":[}"#;
+    let out = decode(&[cut.as_bytes(), array.as_bytes(), broken_at_start.as_bytes()]);
+    assert_eq!(out.events.len(), 4);
+    assert_eq!(out.reasons(), vec![R::InvalidJson; 3]);
+    let details: Vec<&str> = out.errors.iter().map(|c| c.error.detail.as_str()).collect();
+    assert!(
+        details[0].contains("the 2 record(s) before the error were already read"),
+        "{}",
+        details[0]
+    );
+    assert!(
+        details[1].contains("the 2 record(s) before the error"),
+        "{}",
+        details[1]
+    );
+    assert!(!details[2].contains("record(s) before"), "{}", details[2]);
+    assert_eq!(out.errors[0].original, cut.as_bytes());
+}
+
 #[test]
 fn deep_nesting_does_not_overflow_the_stack() {
     let deep_array = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));

@@ -605,25 +605,31 @@ impl Decoder {
 
     fn decode_cloudtrail_array(&self, text: &str, out: &mut dyn DecodeSink) {
         let mut deserializer = serde_json::Deserializer::from_str(text);
+        let mut delivered = 0usize;
         let result = {
-            let mut each =
-                |element: &str| self.decode_cloudtrail(element, &Envelope::default(), out);
+            let mut each = |element: &str| {
+                delivered += 1;
+                self.decode_cloudtrail(element, &Envelope::default(), out);
+            };
             Elements { each: &mut each }.deserialize(&mut deserializer)
         };
         if let Err(e) = result.and_then(|()| deserializer.end()) {
-            out.error(classify(e), text.as_bytes());
+            out.error(container_error(e, delivered), text.as_bytes());
         }
     }
 
     fn decode_s3_file(&self, text: &str, out: &mut dyn DecodeSink) {
         let mut deserializer = serde_json::Deserializer::from_str(text);
+        let mut delivered = 0usize;
         let result = {
-            let mut each =
-                |element: &str| self.decode_cloudtrail(element, &Envelope::default(), out);
+            let mut each = |element: &str| {
+                delivered += 1;
+                self.decode_cloudtrail(element, &Envelope::default(), out);
+            };
             (&mut deserializer).deserialize_map(RecordsFile { each: &mut each })
         };
         if let Err(e) = result.and_then(|()| deserializer.end()) {
-            out.error(classify(e), text.as_bytes());
+            out.error(container_error(e, delivered), text.as_bytes());
         }
     }
 
@@ -894,6 +900,24 @@ impl Decoder {
 /// status other than `OK` (`NODATA`, `SKIPDATA`; a host line may say OK),
 /// one an IP address, and none ending in `:` (a syslog program tag,
 /// `sshd[42]:`).
+/// The error of an S3 file or a JSON array that broke after some of its
+/// records were read. Those records went on (streaming the file is what
+/// keeps it allocation-free), so the dead letter, which holds the whole
+/// file, says how many: re-driving it as it is would count them twice.
+fn container_error(error: serde_json::Error, delivered: usize) -> DecodeError {
+    let mut classified = classify(error);
+    if delivered > 0 {
+        use std::fmt::Write as _;
+        let _ = write!(
+            classified.detail,
+            "; the {delivered} record(s) before the error were already read \
+             (decoded, or dead-lettered on their own): re-driving this whole \
+             file would count them again"
+        );
+    }
+    classified
+}
+
 fn looks_like_flow_record(line: &str) -> bool {
     let mut fields = 0;
     let (mut status, mut address) = (false, false);
