@@ -604,21 +604,28 @@ impl Decoder {
     }
 
     fn decode_cloudtrail_array(&self, text: &str, out: &mut dyn DecodeSink) {
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let mut delivered = 0usize;
-        let result = {
-            let mut each = |element: &str| {
-                delivered += 1;
-                self.decode_cloudtrail(element, &Envelope::default(), out);
-            };
-            Elements { each: &mut each }.deserialize(&mut deserializer)
-        };
-        if let Err(e) = result.and_then(|()| deserializer.end()) {
-            out.error(container_error(e, delivered), text.as_bytes());
-        }
+        self.decode_streamed(text, out, |deserializer, each| {
+            Elements { each }.deserialize(deserializer)
+        });
     }
 
     fn decode_s3_file(&self, text: &str, out: &mut dyn DecodeSink) {
+        self.decode_streamed(text, out, |deserializer, each| {
+            deserializer.deserialize_map(RecordsFile { each })
+        });
+    }
+
+    /// Decodes each CloudTrail record that `walk` hands out of `text` as
+    /// it is read; a syntax error dead-letters the whole of `text`.
+    fn decode_streamed<'t>(
+        &self,
+        text: &'t str,
+        out: &mut dyn DecodeSink,
+        walk: impl FnOnce(
+            &mut serde_json::Deserializer<serde_json::de::StrRead<'t>>,
+            &mut dyn FnMut(&'t str),
+        ) -> Result<(), serde_json::Error>,
+    ) {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let mut delivered = 0usize;
         let result = {
@@ -626,7 +633,7 @@ impl Decoder {
                 delivered += 1;
                 self.decode_cloudtrail(element, &Envelope::default(), out);
             };
-            (&mut deserializer).deserialize_map(RecordsFile { each: &mut each })
+            walk(&mut deserializer, &mut each)
         };
         if let Err(e) = result.and_then(|()| deserializer.end()) {
             out.error(container_error(e, delivered), text.as_bytes());
