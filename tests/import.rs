@@ -146,7 +146,7 @@ fn cloudformation_yaml_keeps_every_field() {
     assert_eq!(s.slide.map(|d| d.as_millis_i64()), Some(60_000));
     assert_eq!(s.evaluation.periods, 1);
     assert_eq!(s.evaluation.datapoints, Some(1));
-    assert_eq!(s.evaluation.treat_missing, TreatMissing::NotBreaching);
+    assert_eq!(s.evaluation.treat_missing, Some(TreatMissing::NotBreaching));
     assert_eq!(threshold(&s), ">= 3");
     assert_eq!(
         s.labels.get("sns_topic").map(String::as_str),
@@ -287,7 +287,7 @@ fn cli_json_keeps_values_dimensions_and_evaluation() {
     assert_eq!(metric.value, serde_json::json!(1));
     assert_eq!(metric.default, Some(0.0));
     assert_eq!(threshold(&secret), "> 1");
-    assert_eq!(secret.evaluation.treat_missing, TreatMissing::Missing);
+    assert_eq!(secret.evaluation.treat_missing, Some(TreatMissing::Missing));
     assert_eq!(
         secret.labels.get("sns_topic").map(String::as_str),
         Some("SecurityAlarms")
@@ -304,7 +304,10 @@ fn cli_json_keeps_values_dimensions_and_evaluation() {
     assert_eq!(denied.group_by, vec!["userIdentity.arn", "awsRegion"]);
     assert_eq!(denied.evaluation.periods, 3);
     assert_eq!(denied.evaluation.datapoints, Some(2));
-    assert_eq!(denied.evaluation.treat_missing, TreatMissing::Breaching);
+    assert_eq!(
+        denied.evaluation.treat_missing,
+        Some(TreatMissing::Breaching)
+    );
     assert_eq!(threshold(&denied), ">= 10");
     assert!(report
         .notes_for("Denied calls per principal")
@@ -319,7 +322,7 @@ fn cli_json_keeps_values_dimensions_and_evaluation() {
     );
     assert_eq!(ssh.aggregate, AggregateSpec::Stat(Statistic::Max));
     assert_eq!(ssh.window.as_millis_i64(), 600_000);
-    assert_eq!(ssh.evaluation.treat_missing, TreatMissing::Ignore);
+    assert_eq!(ssh.evaluation.treat_missing, Some(TreatMissing::Ignore));
     assert!(!ssh.enabled, "ActionsEnabled false");
     assert_eq!(
         ssh.labels.get("sns_topic").map(String::as_str),
@@ -369,7 +372,7 @@ fn terraform_plan_keeps_fields_and_resolves_topic_references() {
     assert_eq!(threshold(&failures), ">= 3");
     assert_eq!(
         failures.evaluation.treat_missing,
-        TreatMissing::NotBreaching
+        Some(TreatMissing::NotBreaching)
     );
     // The topic ARN is unknown in the plan: resolved through the
     // configuration's reference to aws_sns_topic.security.
@@ -784,14 +787,22 @@ fn treat_missing_missing_goes_insufficient_data_without_close() {
     assert!(closes(&alerts).is_empty(), "{alerts:#?}");
 }
 
+/// 3 failures by alice in 12:00-12:05 → ALARM (Create, key alice); the
+/// next period has data for alice below threshold → OK (Close, same alert
+/// id). An explicit `treat_missing: missing` (what imports write for
+/// CloudWatch's default) is alarm mode too: it ran in window mode, with
+/// no Close, as if the key were absent.
 #[test]
 fn create_on_alarm_and_close_on_return_to_ok() {
-    // 3 failures by alice in 12:00-12:05 → ALARM (Create, key alice); the
-    // next period has data for alice below threshold → OK (Close, same
-    // alert id).
-    let rule = failures_rule(
-        "group_by: [userName]\nwindow: 5m\nthreshold: '>= 3'\nevaluation: {periods: 1, treat_missing: not_breaching}\n",
-    );
+    for treat_missing in ["not_breaching", "missing"] {
+        create_on_alarm_and_close_on_return_to_ok_with(treat_missing);
+    }
+}
+
+fn create_on_alarm_and_close_on_return_to_ok_with(treat_missing: &str) {
+    let rule = failures_rule(&format!(
+        "group_by: [userName]\nwindow: 5m\nthreshold: '>= 3'\nevaluation: {{periods: 1, treat_missing: {treat_missing}}}\n",
+    ));
     let events = [
         ct(
             "2024-03-01T12:00:10Z",
@@ -817,7 +828,7 @@ fn create_on_alarm_and_close_on_return_to_ok() {
     let alerts = run_rule(&rule, records(&events)).unwrap();
     let c = creates(&alerts);
     let x = closes(&alerts);
-    assert_eq!((c.len(), x.len()), (1, 1), "{alerts:#?}");
+    assert_eq!((c.len(), x.len()), (1, 1), "{treat_missing}: {alerts:#?}");
     assert_eq!(c[0].key, vec!["alice"]);
     assert_eq!(c[0].id, x[0].id, "Close carries the Create's alert id");
     assert_eq!(
@@ -1038,7 +1049,7 @@ fn terraform_hcl_resolves_variables_locals_and_references() {
     assert_eq!(failures.window.as_millis_i64(), 300_000);
     assert_eq!(
         failures.evaluation.treat_missing,
-        TreatMissing::NotBreaching
+        Some(TreatMissing::NotBreaching)
     );
     assert_eq!(
         failures.labels.get("sns_topic").map(String::as_str),

@@ -956,14 +956,6 @@ fn build_rule(
             format!("period {window_s}s is not a whole number of minutes: evaluated tumbling, without slide"),
         );
     }
-    if periods == 1 && slide_s.is_none() && treat_missing == "missing" && alarm.is_some() {
-        note(
-            NoteLevel::Info,
-            "1-of-1 without slide and with treat_missing missing runs in window mode: one Create per \
-             breaching period rather than one per entry into ALARM"
-                .to_string(),
-        );
-    }
     let sns_topic = alarm.and_then(|a| (!a.sns_topics.is_empty()).then(|| a.sns_topics.join(",")));
     let enabled = alarm.is_none_or(|a| a.actions_enabled);
     let base = slugify(alarm.map_or(&filter.name, |a| &a.name));

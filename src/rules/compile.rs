@@ -325,7 +325,7 @@ impl CompiledRule {
                 "need 1 <= datapoints ({datapoints}) <= periods ({periods}) <= 1024"
             )));
         }
-        let explicit_missing = spec.evaluation.treat_missing != TreatMissing::Missing;
+        let explicit_missing = spec.evaluation.treat_missing.is_some();
         let mode = if periods == 1
             && !explicit_missing
             && slide_ms.is_none()
@@ -366,7 +366,7 @@ impl CompiledRule {
             evaluation: Evaluation {
                 periods,
                 datapoints,
-                treat_missing: spec.evaluation.treat_missing,
+                treat_missing: spec.evaluation.treat_missing.unwrap_or_default(),
                 mode,
                 emit_close: spec.evaluation.emit_close,
             },

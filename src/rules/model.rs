@@ -212,8 +212,11 @@ pub struct EvaluationSpec {
     pub periods: u32,
     #[serde(default)]
     pub datapoints: Option<u32>,
+    /// `None` when the rule does not name it: CloudWatch's `missing`, and
+    /// window mode for a 1-of-1 rule. Named, even as `missing`, it puts the
+    /// rule in alarm mode (Close on return to OK), as the README says.
     #[serde(default)]
-    pub treat_missing: TreatMissing,
+    pub treat_missing: Option<TreatMissing>,
     /// Also emit a Close alert when a window that alerted closes
     /// (window mode) — alarm mode always emits Close on return to OK.
     #[serde(default)]
@@ -229,7 +232,7 @@ impl Default for EvaluationSpec {
         EvaluationSpec {
             periods: 1,
             datapoints: None,
-            treat_missing: TreatMissing::Missing,
+            treat_missing: None,
             emit_close: false,
         }
     }
