@@ -129,6 +129,58 @@ fn replay_reads_stdin_and_user_rules_override_and_disable_builtins() {
     assert!(stderr.contains("records read        3"), "{stderr}");
 }
 
+/// Replay keeps a future-dated event's own time. It clamped it to the
+/// wall clock, as a service does to protect its watermark (replay has
+/// none): three failures months apart in 2099 then shared one window and
+/// raised CIS 4.6, and each run dated its alert differently.
+#[test]
+fn replay_keeps_the_time_of_future_dated_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let failure = |time: &str, id: &str| {
+        format!(
+            r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","userName":"alice"}},"eventTime":"{time}","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","responseElements":{{"ConsoleLogin":"Failure"}},"errorMessage":"Failed authentication","eventID":"{id}","recipientAccountId":"111122223333"}}"#
+        )
+    };
+    let spread = [
+        failure("2099-01-01T12:00:00Z", "a"),
+        failure("2099-06-01T12:00:00Z", "b"),
+        failure("2099-12-01T12:00:00Z", "c"),
+    ];
+    let burst = [
+        failure("2099-03-01T12:00:10Z", "d"),
+        failure("2099-03-01T12:00:20Z", "e"),
+        failure("2099-03-01T12:00:30Z", "f"),
+    ];
+    write(dir.path(), "spread.jsonl", &spread.join("\n"));
+    write(dir.path(), "burst.jsonl", &burst.join("\n"));
+    let replay = |file: &str| {
+        let output = trailwatch()
+            .args(["replay", "--no-builtin", "--rules"])
+            .arg(dir.path().join("rules"))
+            .arg(dir.path().join(file))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    write(
+        &dir.path().join("rules"),
+        "failures.yaml",
+        "id: failures\ntitle: t\nkind: cloudtrail\nfilter: '{ $.eventName = ConsoleLogin && $.errorMessage = \"Failed authentication\" }'\nwindow: 5m\nthreshold: \">= 3\"\n",
+    );
+    assert_eq!(
+        replay("spread.jsonl"),
+        "",
+        "events months apart share no window"
+    );
+    let alerts = replay("burst.jsonl");
+    let alert: serde_json::Value = serde_json::from_str(alerts.trim()).unwrap();
+    // 2099-03-01T12:00:00Z, the window of the events' own time.
+    assert_eq!(alert["start_time"], 4_076_049_600_000_i64, "{alerts}");
+    assert_eq!(alerts, replay("burst.jsonl"), "a replay repeats itself");
+}
+
 #[test]
 fn replay_of_a_missing_file_is_an_io_error() {
     let output = trailwatch()

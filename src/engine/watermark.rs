@@ -17,11 +17,15 @@
 //! eager alerts still fire.
 //! Events stamped further than `max_skew` ahead of the wall clock are
 //! clamped to `now + max_skew` before they count, so one event dated 2099
-//! cannot close every window. The watermark never moves backwards.
+//! cannot close every window (nor open one that would hold its input's
+//! commit until 2099). The watermark never moves backwards.
 //!
 //! In replay mode the watermark stays at `i64::MIN` until the end of
 //! input: replayed archives are often out of order by days, so no record
-//! is ever late and windows close when the input ends.
+//! is ever late and windows close when the input ends. Nor is a time
+//! clamped there: with no watermark to protect, a clamp would only move
+//! events into the wall clock's window and make the alerts differ from
+//! one run to the next.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -126,6 +130,9 @@ impl WatermarkTracker {
     /// Clamps a future-dated event time; returns `(time, clamped)`.
     #[inline]
     pub fn clamp(&self, event_ms: i64, now_ms: i64) -> (i64, bool) {
+        if self.config.replay {
+            return (event_ms, false);
+        }
         let limit = now_ms.saturating_add(self.config.max_skew_ms);
         if event_ms > limit {
             (limit, true)
@@ -388,6 +395,16 @@ mod tests {
         let wm = tracker();
         assert_eq!(wm.clamp(10_000, 1_000), (1_050, true));
         assert_eq!(wm.clamp(1_000, 1_000), (1_000, false));
+    }
+
+    #[test]
+    fn replay_clamps_nothing() {
+        let wm = WatermarkTracker::new(WatermarkConfig {
+            replay: true,
+            max_skew_ms: 50,
+            ..WatermarkConfig::default()
+        });
+        assert_eq!(wm.clamp(10_000, 1_000), (10_000, false));
     }
 
     #[test]
