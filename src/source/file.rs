@@ -4,23 +4,38 @@
 //! [`crate::decode::framing`] (JSON values or lines), offsets are record
 //! ordinals. `.gz` files (or any gzip content) are decompressed on the fly.
 //! Files are read in chunks, so replaying large archives needs bounded
-//! memory. Follow mode keeps polling the last file for appended lines.
+//! memory.
+//!
+//! Every file is announced as assigned before any is read
+//! ([`PartitionEvent::Assigned`]), so in service mode each one holds the
+//! watermark until it has been read: events in the tenth file of a
+//! directory are not late because the first one was newer. A file's last
+//! batch reports it caught up.
+//!
+//! Follow mode keeps polling the last file for appended lines, and looks
+//! again (at most once a second) in the directories it was given: a new
+//! file is queued and announced, and the file followed until then is read
+//! to its end and finished (a trail writes a new object every few
+//! minutes; a rotated log is not written again).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flate2::read::MultiGzDecoder;
 
-use super::{PartitionRegistry, Poll, RawBatch, Rejected, Source, SourceDecoding};
+use super::{PartitionEvent, PartitionRegistry, Poll, RawBatch, Rejected, Source, SourceDecoding};
 use crate::decode::framing::{frame, Frame};
 use crate::error::{Error, Result};
 
 /// Bytes read per chunk.
 const CHUNK_BYTES: usize = 1 << 20;
+
+/// How often follow mode looks for new files in its directories.
+const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One input given on the command line or in config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,11 +69,14 @@ struct OpenInput {
     corrupt: Option<String>,
     /// Discarding the rest of an oversized record, up to its newline.
     skipping: bool,
+    /// Follow mode: the end was reported (an empty caught-up batch) since
+    /// the last bytes read.
+    reported_end: bool,
 }
 
 /// Replays files, directories and stdin.
 pub struct FileSource {
-    queue: VecDeque<FileInput>,
+    inputs: Inputs,
     current: Option<OpenInput>,
     follow: bool,
     decoding: Option<Arc<SourceDecoding>>,
@@ -69,6 +87,18 @@ pub struct FileSource {
     /// `too_large` and skipped to the next line, so an unterminated record
     /// cannot hold unbounded memory.
     max_record_bytes: usize,
+}
+
+/// The inputs still to read, and how new ones are found.
+struct Inputs {
+    queue: VecDeque<FileInput>,
+    /// Inputs queued but not yet announced to the engine.
+    unannounced: Vec<String>,
+    /// Every file ever queued (follow mode queues only new ones).
+    seen: HashSet<PathBuf>,
+    /// Follow mode: the directories given, looked in again for new files.
+    watched: Vec<PathBuf>,
+    last_scan: Instant,
 }
 
 impl FileSource {
@@ -83,19 +113,28 @@ impl FileSource {
         follow: bool,
         decoding: Option<SourceDecoding>,
     ) -> Result<FileSource> {
-        let mut queue = VecDeque::new();
+        let mut queued = Inputs {
+            queue: VecDeque::new(),
+            unannounced: Vec::new(),
+            seen: HashSet::new(),
+            watched: Vec::new(),
+            last_scan: Instant::now(),
+        };
         for input in inputs {
             match input {
-                FileInput::Stdin => queue.push_back(FileInput::Stdin),
+                FileInput::Stdin => queued.enqueue(FileInput::Stdin),
                 FileInput::Path(path) => {
                     for file in expand(path)? {
-                        queue.push_back(FileInput::Path(file));
+                        queued.enqueue(FileInput::Path(file));
+                    }
+                    if follow && path.is_dir() {
+                        queued.watched.push(path.clone());
                     }
                 }
             }
         }
         Ok(FileSource {
-            queue,
+            inputs: queued,
             current: None,
             follow,
             decoding: decoding.map(Arc::new),
@@ -109,18 +148,55 @@ impl FileSource {
         self.max_record_bytes = max_record_bytes.max(1);
         self
     }
+}
 
+impl Inputs {
+    /// Queues an input and marks it for announcement.
+    fn enqueue(&mut self, input: FileInput) {
+        if let FileInput::Path(path) = &input {
+            if !self.seen.insert(path.clone()) {
+                return;
+            }
+        }
+        self.unannounced.push(input_name(&input));
+        self.queue.push_back(input);
+    }
+
+    /// Follow mode: queues the files that appeared in the watched
+    /// directories since they were last looked at. Whether any did.
+    fn rescan(&mut self) -> bool {
+        if self.watched.is_empty() || self.last_scan.elapsed() < RESCAN_INTERVAL {
+            return false;
+        }
+        self.last_scan = Instant::now();
+        let before = self.queue.len();
+        for dir in self.watched.clone() {
+            match expand(&dir) {
+                Ok(files) => {
+                    for file in files {
+                        if !self.seen.contains(&file) {
+                            tracing::info!(file = %file.display(), "new input file");
+                            self.enqueue(FileInput::Path(file));
+                        }
+                    }
+                }
+                // Gone or unreadable for now: look again next time.
+                Err(error) => tracing::warn!(%error, "cannot look for new input files"),
+            }
+        }
+        self.queue.len() > before
+    }
+}
+
+impl FileSource {
     fn open_next(&mut self, registry: &PartitionRegistry) -> Result<bool> {
-        let Some(input) = self.queue.pop_front() else {
+        let Some(input) = self.inputs.queue.pop_front() else {
             return Ok(false);
         };
-        let (name, raw): (String, Box<dyn Read + Send>) = match input {
-            FileInput::Stdin => ("-".to_string(), Box::new(std::io::stdin())),
-            FileInput::Path(path) => {
-                let file =
-                    File::open(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
-                (path.display().to_string(), Box::new(file))
-            }
+        let name = input_name(&input);
+        let raw: Box<dyn Read + Send> = match input {
+            FileInput::Stdin => Box::new(std::io::stdin()),
+            FileInput::Path(path) => Box::new(File::open(&path).map_err(|e| Error::io(&name, e))?),
         };
         let mut buffered = BufReader::with_capacity(CHUNK_BYTES, raw);
         let mut magic = [0u8; 2];
@@ -143,8 +219,17 @@ impl FileSource {
             gzip,
             corrupt: None,
             skipping: false,
+            reported_end: false,
         });
         Ok(true)
+    }
+}
+
+/// An input's partition name: its path as given, or `-`.
+fn input_name(input: &FileInput) -> String {
+    match input {
+        FileInput::Stdin => "-".to_string(),
+        FileInput::Path(path) => path.display().to_string(),
     }
 }
 
@@ -207,7 +292,7 @@ impl Source for FileSource {
             if self.current.is_none() && !self.open_next(registry)? {
                 return Ok(Poll::End);
             }
-            let is_last = self.queue.is_empty();
+            let is_last = self.inputs.queue.is_empty();
             let Some(input) = self.current.as_mut() else {
                 continue;
             };
@@ -226,13 +311,26 @@ impl Source for FileSource {
                     Err(error) => return Err(Error::io(&input.name, error)),
                 };
                 self.progressed = true;
+                if read > 0 {
+                    input.reported_end = false;
+                }
                 if read == 0 && input.corrupt.is_some() {
                     input.at_eof = true;
                 } else if read == 0 {
-                    if self.follow && is_last && input.name != "-" {
+                    let followed = self.follow && is_last && input.name != "-";
+                    if followed && !input.reported_end {
+                        // At its end for now: the partition is caught up
+                        // (it stops holding the watermark once quiet).
+                        input.reported_end = true;
+                        let mut batch = RawBatch::new(input.partition);
+                        batch.caught_up = true;
+                        return Ok(Poll::Batch(batch));
+                    }
+                    if followed && !self.inputs.rescan() {
                         std::thread::sleep(Duration::from_millis(200));
                         return Ok(Poll::Idle);
                     }
+                    // Not followed, or no longer the last file.
                     input.at_eof = true;
                 } else if input.skipping {
                     // Drop the tail of an oversized record up to its end.
@@ -309,11 +407,23 @@ impl Source for FileSource {
             if finished {
                 tracing::debug!(file = %input.name, records = input.next_offset, "finished input");
                 self.current = None;
+                // Sent even when empty: the file is read, and no longer
+                // holds the watermark once quiet.
+                batch.caught_up = true;
+                return Ok(Poll::Batch(batch));
             }
             if !batch.is_empty() || !batch.rejected.is_empty() {
                 return Ok(Poll::Batch(batch));
             }
         }
+    }
+
+    fn take_partition_events(&mut self, registry: &PartitionRegistry) -> Vec<PartitionEvent> {
+        self.inputs
+            .unannounced
+            .drain(..)
+            .map(|name| PartitionEvent::Assigned(registry.id("file", &name)))
+            .collect()
     }
 
     fn is_ready(&self) -> bool {

@@ -233,32 +233,50 @@ pub trait Source: Send {
 /// Names partitions and hands out dense [`PartitionId`]s.
 #[derive(Debug, Default)]
 pub struct PartitionRegistry {
-    names: std::sync::Mutex<Vec<(String, String)>>,
+    names: std::sync::Mutex<RegistryNames>,
+}
+
+/// The names by id, and the ids by name (a directory of a year of
+/// CloudTrail files is 100,000 partitions: no linear search).
+#[derive(Debug, Default)]
+struct RegistryNames {
+    by_id: Vec<(String, String)>,
+    /// Source name, then partition name.
+    by_name: std::collections::HashMap<String, std::collections::HashMap<String, PartitionId>>,
 }
 
 impl PartitionRegistry {
     /// The id for `(source, partition)`, registering it on first use.
     pub fn id(&self, source: &str, partition: &str) -> PartitionId {
         let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(index) = names
-            .iter()
-            .position(|(s, p)| s == source && p == partition)
-        {
-            return index as PartitionId;
+        if let Some(id) = names.by_name.get(source).and_then(|ids| ids.get(partition)) {
+            return *id;
         }
-        names.push((source.to_string(), partition.to_string()));
-        (names.len() - 1) as PartitionId
+        let id = names.by_id.len() as PartitionId;
+        names
+            .by_id
+            .push((source.to_string(), partition.to_string()));
+        names
+            .by_name
+            .entry(source.to_string())
+            .or_default()
+            .insert(partition.to_string(), id);
+        id
     }
 
     /// `(source, partition)` names of `id`.
     pub fn name(&self, id: PartitionId) -> Option<(String, String)> {
         let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        names.get(id as usize).cloned()
+        names.by_id.get(id as usize).cloned()
     }
 
     /// Number of registered partitions.
     pub fn len(&self) -> usize {
-        self.names.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_id
+            .len()
     }
 
     /// Whether no partition is registered.
