@@ -427,6 +427,59 @@ fn an_alarm_raised_eagerly_by_a_later_period_sends_one_create() {
     assert_eq!(closes[0].id, created[0].id, "the Close ends that Create");
 }
 
+/// Period 12:15 breaches first (eager Create), then the earlier period
+/// 12:00 breaches, and 12:05 (one event) does not. Two ALARM episodes, as
+/// in time order: 12:00 (Create, then Close at 12:05) and 12:15. Before,
+/// 12:00 took 12:15's eager Create for its own: it got no Create, 12:05
+/// sent a Close with 12:15's id before 12:15 happened, and in service mode
+/// 12:20 closed 12:15 a second time.
+#[test]
+fn an_earlier_alarm_that_clears_before_a_later_eager_one_gets_its_own_create() {
+    let spec = rule(&format!(
+        "{ALARM_BY_IP}threshold: \">= 3\"\nevaluation: {{periods: 1, treat_missing: not_breaching}}\n"
+    ));
+    let ip = "203.0.113.9";
+    let records = vec![
+        sign_in("12:15:10", ip, "ConsoleLogin"),
+        sign_in("12:15:11", ip, "ConsoleLogin"),
+        sign_in("12:15:12", ip, "ConsoleLogin"),
+        sign_in("12:00:10", ip, "ConsoleLogin"),
+        sign_in("12:00:11", ip, "ConsoleLogin"),
+        sign_in("12:00:12", ip, "ConsoleLogin"),
+        sign_in("12:06:00", ip, "ConsoleLogin"),
+        // Watermark 12:30 (lateness 20m): 12:20 and 12:25 are empty.
+        sign_in("12:50:00", ip, "ListRoles"),
+    ];
+    let sorted = |mut alerts: Vec<Alert>| {
+        alerts.sort_by_key(|a| (a.window_start_ms, a.activity as u8));
+        alerts
+    };
+    let service = sorted(run_service(&spec, records.clone(), 1, 20 * 60_000));
+    let replay = sorted(run_replay(&spec, records, 1));
+    for (mode, alerts) in [("service", &service), ("replay", &replay)] {
+        let expected = [
+            (Activity::Create, "2024-03-01T12:00:00Z".to_string()),
+            (Activity::Close, "2024-03-01T12:05:00Z".to_string()),
+            (Activity::Create, "2024-03-01T12:15:00Z".to_string()),
+            (Activity::Close, "2024-03-01T12:20:00Z".to_string()),
+        ];
+        assert_eq!(activities(alerts), expected, "{mode}");
+        assert_eq!(
+            alerts[0].id, alerts[1].id,
+            "{mode}: the first Close ends the first Create"
+        );
+        assert_eq!(
+            alerts[2].id, alerts[3].id,
+            "{mode}: the second Close ends the second Create"
+        );
+        assert_ne!(alerts[0].id, alerts[2].id, "{mode}");
+        assert_eq!(
+            alerts[0].count, 3,
+            "{mode}: the deferred Create keeps its period's count"
+        );
+    }
+}
+
 /// The alarm of one key clears in the first period without data (not
 /// breaching), whatever other keys do and however many shards there are:
 /// keys are evaluated as the watermark passes their periods, not only when

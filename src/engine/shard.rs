@@ -137,6 +137,14 @@ pub struct Emitted {
     pub hold: AlertHold,
 }
 
+/// The Create of an ALARM episode that may turn out to be a later one's:
+/// its period and aggregate, whose input stays held until it is decided.
+#[derive(Debug)]
+struct DeferredCreate {
+    period_start: i64,
+    agg: WindowAgg,
+}
+
 /// One decoded partial, ready to merge.
 #[derive(Debug)]
 pub struct MergePartial {
@@ -253,6 +261,9 @@ pub struct Shard {
     /// Per rule, the last tumbling window `[start, end)` a match fell in.
     last_windows: Vec<(i64, i64)>,
     alarms: hashbrown::HashMap<BinKey, AlarmState>,
+    /// Creates held back: an earlier period entered ALARM after a later
+    /// one's Create went out eagerly (see [`Shard::push_datapoint`]).
+    deferred_creates: hashbrown::HashMap<BinKey, DeferredCreate>,
     /// The greatest common divisor of the alarm rules' periods (0: none):
     /// every period of every alarm rule ends on a multiple of it.
     alarm_period_gcd: i64,
@@ -350,6 +361,7 @@ impl Shard {
             alarm_period_gcd,
             alarms_swept_to: i64::MIN,
             alarms: hashbrown::HashMap::new(),
+            deferred_creates: hashbrown::HashMap::new(),
             sliding: hashbrown::HashMap::new(),
             watermark_ms: i64::MIN,
             open_windows: 0,
@@ -617,6 +629,15 @@ impl Shard {
         }
         self.alarms
             .retain(|_, state| !state.partition.is_some_and(|p| revoked.contains(&p)));
+        let alarms = &self.alarms;
+        let orphaned: Vec<DeferredCreate> = self
+            .deferred_creates
+            .extract_if(|key, _| !alarms.contains_key(key))
+            .map(|(_, deferred)| deferred)
+            .collect();
+        for deferred in orphaned {
+            self.release_holds(&deferred.agg.holds);
+        }
         self.holds_dirty = true;
         tracing::info!(
             shard = self.index,
@@ -1118,6 +1139,16 @@ impl Shard {
     /// emits what the transition asks for: Create on entering ALARM (unless
     /// it was already sent eagerly for this period), Close on returning to
     /// OK (named after the period that raised the alarm).
+    ///
+    /// Periods close in order, but an eager Create may have gone out for a
+    /// later period E before an earlier period P (late input, files out of
+    /// order) enters ALARM. Whether P's ALARM is E's depends on the
+    /// periods between them, not yet closed, so P's Create is deferred:
+    /// - ALARM lasts until E closes: one episode, and E's Create stands for
+    ///   it (the deferred one is dropped, the Close names E);
+    /// - it clears before E: a separate episode, whose Create goes out then,
+    ///   just before its Close, as in-order input would have had it; E's
+    ///   own close later finds its Create already sent.
     fn push_datapoint(
         &mut self,
         key: &BinKey,
@@ -1137,33 +1168,68 @@ impl Shard {
         }
         let transition = state.push(datapoint, ev.periods, ev.datapoints, ev.treat_missing);
         state.last_period_end = period_end;
-        // An open period at or after this one already sent this alarm's
-        // Create eagerly: entering ALARM now is that same episode (one
-        // Create, and its Close names that period's alert id).
+        // The eager Create of this period or a later one, if out.
         let eager_sent = state
             .eager_raised_for
             .filter(|eager| *eager >= period_start);
-        if state
+        // The eager period itself closes now (or has closed).
+        let eager_reached = state
             .eager_raised_for
-            .is_some_and(|eager| eager <= period_start)
-        {
+            .filter(|eager| *eager <= period_start);
+        if eager_reached.is_some() {
             state.eager_raised_for = None;
         }
         let (activity, id_start) = match transition {
             Transition::Raise => {
-                if let Some(eager) = eager_sent {
-                    state.raised_window_start = Some(eager);
-                    return;
-                }
                 state.raised_window_start = Some(period_start);
-                (Activity::Create, period_start)
+                match eager_sent {
+                    Some(eager) if eager == period_start => return,
+                    Some(_) => {
+                        let agg = agg
+                            .cloned()
+                            .unwrap_or_else(|| WindowAgg::new(rule.aggregate));
+                        for (partition, offset) in &agg.holds {
+                            self.holds.hold(*partition, *offset);
+                        }
+                        self.holds_dirty = true;
+                        self.deferred_creates
+                            .insert(key.clone(), DeferredCreate { period_start, agg });
+                        return;
+                    }
+                    None => (Activity::Create, period_start),
+                }
             }
             Transition::Clear => (
                 Activity::Close,
                 state.raised_window_start.unwrap_or(period_start),
             ),
-            Transition::None => return,
+            Transition::None => {
+                if let Some(eager) = eager_reached {
+                    if let Some(deferred) = self.deferred_creates.remove(key) {
+                        state.raised_window_start = Some(eager);
+                        self.release_holds(&deferred.agg.holds);
+                    }
+                }
+                return;
+            }
         };
+        if activity == Activity::Close {
+            if let Some(deferred) = self.deferred_creates.remove(key) {
+                let start = deferred.period_start;
+                let create = self.alert_from(
+                    key.rule,
+                    rule,
+                    &key.key,
+                    start,
+                    start + rule.window_ms,
+                    &deferred.agg,
+                    Activity::Create,
+                    Some(start),
+                );
+                self.out.push(create);
+                self.release_holds(&deferred.agg.holds);
+            }
+        }
         let empty;
         let agg = match agg {
             Some(agg) => agg,
