@@ -480,6 +480,85 @@ fn an_earlier_alarm_that_clears_before_a_later_eager_one_gets_its_own_create() {
     }
 }
 
+/// As above, with `treat_missing: missing`: the earlier ALARM ends in
+/// INSUFFICIENT_DATA (no Close, as in CloudWatch) before the eager period.
+/// Its deferred Create goes out then; the alarm does not keep it (and the
+/// input it holds) waiting for a Close that never comes.
+#[test]
+fn an_earlier_alarm_that_ends_in_insufficient_data_gets_its_own_create() {
+    let spec = rule(&format!(
+        "{ALARM_BY_IP}threshold: \">= 3\"\nevaluation: {{periods: 1, treat_missing: missing}}\n"
+    ));
+    let ip = "203.0.113.9";
+    let records = vec![
+        sign_in("12:15:10", ip, "ConsoleLogin"),
+        sign_in("12:15:11", ip, "ConsoleLogin"),
+        sign_in("12:15:12", ip, "ConsoleLogin"),
+        sign_in("12:00:10", ip, "ConsoleLogin"),
+        sign_in("12:00:11", ip, "ConsoleLogin"),
+        sign_in("12:00:12", ip, "ConsoleLogin"),
+        sign_in("12:50:00", ip, "ListRoles"),
+    ];
+    let mut alerts = run_service(&spec, records, 1, 20 * 60_000);
+    alerts.sort_by_key(|a| a.window_start_ms);
+    assert_eq!(
+        activities(&alerts),
+        [
+            (Activity::Create, "2024-03-01T12:00:00Z".to_string()),
+            (Activity::Create, "2024-03-01T12:15:00Z".to_string()),
+        ]
+    );
+    assert_ne!(alerts[0].id, alerts[1].id);
+}
+
+/// A sliding rule in service mode: the burst at 12:15 raises eagerly,
+/// then a burst at 12:03 arrives, within the allowed lateness. Both alert,
+/// each with its Close, as in time order. Before, the steps before the
+/// eager one were skipped: the 12:03 burst was neither alerted nor
+/// counted late.
+#[test]
+fn a_sliding_alarm_alerts_an_earlier_burst_that_arrives_after_a_later_one() {
+    let spec = rule(&format!(
+        "{ALARM_BY_IP}threshold: \">= 3\"\nslide: 1m\nevaluation: {{periods: 1, treat_missing: not_breaching}}\n"
+    ));
+    let ip = "203.0.113.9";
+    let records = vec![
+        sign_in("12:15:10", ip, "ConsoleLogin"),
+        sign_in("12:15:20", ip, "ConsoleLogin"),
+        sign_in("12:15:30", ip, "ConsoleLogin"),
+        sign_in("12:03:00", ip, "ConsoleLogin"),
+        sign_in("12:03:10", ip, "ConsoleLogin"),
+        sign_in("12:03:20", ip, "ConsoleLogin"),
+        sign_in("12:06:00", ip, "ConsoleLogin"),
+        // Watermark 12:45 (lateness 15m): every step of both bursts passed.
+        sign_in("13:00:00", ip, "ListRoles"),
+    ];
+    let mut alerts = run_service(&spec, records.clone(), 1, 15 * 60_000);
+    alerts.sort_by_key(|a| (a.window_start_ms, a.activity as u8));
+    let mut in_order = run_service(&spec, sorted_by_time(records), 1, 15 * 60_000);
+    in_order.sort_by_key(|a| (a.window_start_ms, a.activity as u8));
+    let expected = [
+        (Activity::Create, "2024-03-01T11:59:00Z".to_string()),
+        (Activity::Close, "2024-03-01T12:04:00Z".to_string()),
+        (Activity::Create, "2024-03-01T12:11:00Z".to_string()),
+        (Activity::Close, "2024-03-01T12:16:00Z".to_string()),
+    ];
+    assert_eq!(activities(&in_order), expected, "in time order");
+    assert_eq!(activities(&alerts), expected, "out of order");
+    let ids = |alerts: &[Alert]| alerts.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&alerts), ids(&in_order));
+}
+
+/// The records in event-time order (`sign_in` puts the time first).
+fn sorted_by_time(mut records: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let time = |r: &Vec<u8>| {
+        let v: serde_json::Value = serde_json::from_slice(r).unwrap();
+        v["eventTime"].as_str().unwrap().to_string()
+    };
+    records.sort_by_key(time);
+    records
+}
+
 /// The alarm of one key clears in the first period without data (not
 /// breaching), whatever other keys do and however many shards there are:
 /// keys are evaluated as the watermark passes their periods, not only when

@@ -1203,6 +1203,12 @@ impl Shard {
                 Activity::Close,
                 state.raised_window_start.unwrap_or(period_start),
             ),
+            Transition::None if state.status != AlarmStatus::Alarm => {
+                // Left ALARM without a Close (INSUFFICIENT_DATA) before the
+                // eager period: the deferred episode was its own.
+                self.send_deferred_create(key, rule);
+                return;
+            }
             Transition::None => {
                 if let Some(eager) = eager_reached {
                     if let Some(deferred) = self.deferred_creates.remove(key) {
@@ -1214,21 +1220,7 @@ impl Shard {
             }
         };
         if activity == Activity::Close {
-            if let Some(deferred) = self.deferred_creates.remove(key) {
-                let start = deferred.period_start;
-                let create = self.alert_from(
-                    key.rule,
-                    rule,
-                    &key.key,
-                    start,
-                    start + rule.window_ms,
-                    &deferred.agg,
-                    Activity::Create,
-                    Some(start),
-                );
-                self.out.push(create);
-                self.release_holds(&deferred.agg.holds);
-            }
+            self.send_deferred_create(key, rule);
         }
         let empty;
         let agg = match agg {
@@ -1249,6 +1241,27 @@ impl Shard {
             Some(id_start),
         );
         self.out.push(emitted);
+    }
+
+    /// Sends the deferred Create of `key`, if any (see
+    /// [`Shard::push_datapoint`]), and releases the input it held.
+    fn send_deferred_create(&mut self, key: &BinKey, rule: &CompiledRule) {
+        let Some(deferred) = self.deferred_creates.remove(key) else {
+            return;
+        };
+        let start = deferred.period_start;
+        let create = self.alert_from(
+            key.rule,
+            rule,
+            &key.key,
+            start,
+            start + rule.window_ms,
+            &deferred.agg,
+            Activity::Create,
+            Some(start),
+        );
+        self.out.push(create);
+        self.release_holds(&deferred.agg.holds);
     }
 
     /// Pushes empty-period datapoints (the metric default, or missing) for

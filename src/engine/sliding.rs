@@ -12,9 +12,13 @@
 //! Steps are evaluated in order when the watermark passes them (in replay:
 //! at the end of input, which makes the result independent of input
 //! order). In service mode a monotone threshold may raise eagerly the
-//! moment an event makes a step breach; steps before the eager step are
-//! then skipped, so the eager Create is never followed by a spurious
-//! Close/Create pair.
+//! moment an event makes a step E breach. The state machine still sees
+//! only evaluated steps: the steps before E are evaluated in their turn
+//! (late input may make them breach), and E's own evaluation then finds
+//! its Create already sent. An ALARM entered at an earlier step is E's
+//! episode only if it lasts until E, so its Create waits (its panes are
+//! kept): it goes out just before its Close if the alarm clears first,
+//! and is dropped for E's if not.
 
 use std::collections::BTreeMap;
 
@@ -35,8 +39,11 @@ pub struct SlidingLane {
     next_step: i64,
     /// Last step end evaluated (`i64::MIN`: none yet).
     last_evaluated: i64,
-    /// Step at which the lane raised eagerly; earlier steps are skipped.
+    /// Step at which the lane raised eagerly, until it is evaluated.
     eager_step: Option<i64>,
+    /// Window start of an ALARM entered before `eager_step`, whose Create
+    /// waits to see whether the ALARM lasts until then.
+    deferred: Option<i64>,
 }
 
 /// An alert the lane asks the shard to emit.
@@ -69,6 +76,7 @@ impl SlidingLane {
             next_step: pane_start + step,
             last_evaluated: i64::MIN,
             eager_step: None,
+            deferred: None,
         }
     }
 
@@ -115,7 +123,7 @@ impl SlidingLane {
         max_samples: usize,
     ) -> Option<LaneAlert> {
         let step = rule.slide_ms?;
-        if !rule.eager || self.alarm.status == AlarmStatus::Alarm {
+        if !rule.eager || self.alarm.status == AlarmStatus::Alarm || self.eager_step.is_some() {
             return None;
         }
         let ev = rule.evaluation;
@@ -128,8 +136,6 @@ impl SlidingLane {
                     .filter(|d| **d == Datapoint::Breaching)
                     .count() as u32;
                 if points.last() == Some(&Datapoint::Breaching) && breaching >= ev.datapoints {
-                    self.alarm.raise_eagerly();
-                    self.alarm.raised_window_start = Some(end - rule.window_ms);
                     self.eager_step = Some(end);
                     let agg = self.period(end - rule.window_ms, end, max_samples)?;
                     return Some(LaneAlert {
@@ -163,40 +169,81 @@ impl SlidingLane {
         while self.next_step != i64::MAX && self.next_step <= limit {
             let end = self.next_step;
             self.last_evaluated = end;
-            let skip = self.eager_step.is_some_and(|eager| end < eager);
             let all_empty = self.panes.range(end - span..end).next().is_none();
-            if !skip {
-                if self.eager_step == Some(end) {
-                    self.eager_step = None;
-                }
-                let points = self.datapoints(end, rule);
-                let transition = self
-                    .alarm
-                    .evaluate(&points, ev.datapoints, ev.treat_missing);
-                let window_start = end - rule.window_ms;
-                let activity = match transition {
-                    Transition::Raise => {
-                        self.alarm.raised_window_start = Some(window_start);
-                        Some(Activity::Create)
+            let points = self.datapoints(end, rule);
+            let transition = self
+                .alarm
+                .evaluate(&points, ev.datapoints, ev.treat_missing);
+            let window_start = end - rule.window_ms;
+            let eager = self.eager_step;
+            if eager.is_some_and(|eager| eager <= end) {
+                self.eager_step = None;
+            }
+            match transition {
+                Transition::Raise => {
+                    self.alarm.raised_window_start = Some(window_start);
+                    match eager {
+                        // Its Create went out eagerly.
+                        Some(eager) if eager == end => {}
+                        Some(eager) if eager > end => self.deferred = Some(window_start),
+                        _ => out.push(self.alert(
+                            window_start,
+                            end,
+                            Activity::Create,
+                            window_start,
+                            rule,
+                            max_samples,
+                        )),
                     }
-                    Transition::Clear => Some(Activity::Close),
-                    Transition::None => None,
-                };
-                if let Some(activity) = activity {
-                    let agg = self
-                        .period(window_start, end, max_samples)
-                        .unwrap_or_else(|| WindowAgg::new(rule.aggregate));
-                    out.push(LaneAlert {
-                        window_start_ms: window_start,
-                        window_end_ms: end,
-                        agg,
-                        activity,
-                        id_window_start: self.alarm.raised_window_start.unwrap_or(window_start),
-                    });
+                }
+                Transition::Clear => {
+                    if let Some(start) = self.deferred.take() {
+                        out.push(self.alert(
+                            start,
+                            start + rule.window_ms,
+                            Activity::Create,
+                            start,
+                            rule,
+                            max_samples,
+                        ));
+                    }
+                    let id_start = self.alarm.raised_window_start.unwrap_or(window_start);
+                    out.push(self.alert(
+                        window_start,
+                        end,
+                        Activity::Close,
+                        id_start,
+                        rule,
+                        max_samples,
+                    ));
+                }
+                Transition::None => {}
+            }
+            if self.alarm.status != AlarmStatus::Alarm {
+                // Left ALARM without a Close (INSUFFICIENT_DATA) before the
+                // eager step: the deferred episode was its own.
+                if let Some(start) = self.deferred.take() {
+                    out.push(self.alert(
+                        start,
+                        start + rule.window_ms,
+                        Activity::Create,
+                        start,
+                        rule,
+                        max_samples,
+                    ));
+                }
+            } else if let Some(eager) = eager.filter(|eager| *eager <= end) {
+                // ALARM lasted from the deferred step to the eager one: one
+                // episode, named by the Create that went out.
+                if self.deferred.take().is_some() {
+                    self.alarm.raised_window_start = Some(eager - rule.window_ms);
                 }
             }
-            // Panes before the next step's span are never read again.
-            let keep_from = end + step - span;
+            // Panes before the next step's span are never read again, but
+            // for a deferred Create's.
+            let keep_from = self
+                .deferred
+                .map_or(end + step - span, |start| start.min(end + step - span));
             while let Some(entry) = self.panes.first_entry() {
                 if *entry.key() >= keep_from {
                     break;
@@ -216,8 +263,33 @@ impl SlidingLane {
         }
     }
 
+    /// The alert of `activity` for the window `[start, end)`, named by
+    /// `id_start`.
+    fn alert(
+        &self,
+        start: i64,
+        end: i64,
+        activity: Activity,
+        id_start: i64,
+        rule: &CompiledRule,
+        max_samples: usize,
+    ) -> LaneAlert {
+        LaneAlert {
+            window_start_ms: start,
+            window_end_ms: end,
+            agg: self
+                .period(start, end, max_samples)
+                .unwrap_or_else(|| WindowAgg::new(rule.aggregate)),
+            activity,
+            id_window_start: id_start,
+        }
+    }
+
     /// Whether the lane holds nothing worth keeping.
     pub fn is_idle(&self) -> bool {
-        self.panes.is_empty() && self.alarm.is_dormant()
+        self.panes.is_empty()
+            && self.alarm.is_dormant()
+            && self.eager_step.is_none()
+            && self.deferred.is_none()
     }
 }
