@@ -94,11 +94,14 @@ pub enum DecodeErrorReason {
     KplDigestMismatch,
     /// An empty record (or one holding only whitespace).
     EmptyRecord,
+    /// An input file that could not be opened or read (permissions): its
+    /// dead letter names the file; the other inputs are still read.
+    UnreadableInput,
 }
 
 impl DecodeErrorReason {
     /// Every reason, in a fixed order (for metrics pre-registration).
-    pub const ALL: [DecodeErrorReason; 17] = [
+    pub const ALL: [DecodeErrorReason; 18] = [
         DecodeErrorReason::InvalidJson,
         DecodeErrorReason::InvalidUtf8,
         DecodeErrorReason::TooDeep,
@@ -116,6 +119,7 @@ impl DecodeErrorReason {
         DecodeErrorReason::BadKpl,
         DecodeErrorReason::KplDigestMismatch,
         DecodeErrorReason::EmptyRecord,
+        DecodeErrorReason::UnreadableInput,
     ];
 
     /// Stable snake_case label.
@@ -138,6 +142,7 @@ impl DecodeErrorReason {
             DecodeErrorReason::BadKpl => "bad_kpl",
             DecodeErrorReason::KplDigestMismatch => "kpl_digest_mismatch",
             DecodeErrorReason::EmptyRecord => "empty_record",
+            DecodeErrorReason::UnreadableInput => "unreadable_input",
         }
     }
 }

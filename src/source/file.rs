@@ -4,7 +4,9 @@
 //! [`crate::decode::framing`] (JSON values or lines), offsets are record
 //! ordinals. `.gz` files (or any gzip content) are decompressed on the fly.
 //! Files are read in chunks, so replaying large archives needs bounded
-//! memory.
+//! memory. A file that cannot be opened or read (permissions, an I/O
+//! error) is dead-lettered as `unreadable_input`, naming it, and the other
+//! inputs are still read.
 //!
 //! Every file is announced as assigned before any is read
 //! ([`PartitionEvent::Assigned`]), so in service mode each one holds the
@@ -16,11 +18,15 @@
 //! again (at most once a second) in the directories it was given: a new
 //! file is queued and announced, and the file followed until then is read
 //! to its end and finished (a trail writes a new object every few
-//! minutes; a rotated log is not written again).
+//! minutes). A followed file that is rotated (its path now names another
+//! file) or truncated (copytruncate) is read to its end, and its path is
+//! read again from the top as a new partition; the rotated file, found
+//! under its new name, is not read twice.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +35,7 @@ use flate2::read::MultiGzDecoder;
 
 use super::{PartitionEvent, PartitionRegistry, Poll, RawBatch, Rejected, Source, SourceDecoding};
 use crate::decode::framing::{frame, Frame};
+use crate::decode::DecodeErrorReason;
 use crate::error::{Error, Result};
 
 /// Bytes read per chunk.
@@ -36,6 +43,9 @@ const CHUNK_BYTES: usize = 1 << 20;
 
 /// How often follow mode looks for new files in its directories.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long follow mode sleeps when there is nothing new.
+const FOLLOW_SLEEP: Duration = Duration::from_millis(200);
 
 /// One input given on the command line or in config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,23 +65,73 @@ impl FileInput {
     }
 }
 
+/// A file's device and inode: what it is, whatever its name.
+type Identity = (u64, u64);
+
+fn identity(meta: &std::fs::Metadata) -> Identity {
+    (meta.dev(), meta.ino())
+}
+
+/// An input waiting to be read, with its partition name (its path, `-`,
+/// or `PATH#N` when a rotated or truncated path is read again).
+struct Queued {
+    input: FileInput,
+    name: String,
+}
+
 /// An opened input being read.
 struct OpenInput {
     name: String,
+    /// The file's path (`None` for stdin).
+    path: Option<PathBuf>,
+    identity: Option<Identity>,
     reader: Box<dyn Read + Send>,
+    /// Bytes read from the file (before gunzipping).
+    bytes_read: u64,
     pending: Vec<u8>,
     at_eof: bool,
     next_offset: u64,
     partition: u32,
     /// The input is gzip-compressed (read errors are then data errors).
     gzip: bool,
-    /// Set when the gzip stream failed: reported once as a dead letter.
-    corrupt: Option<String>,
+    /// Set when reading failed part-way: reported once as a dead letter.
+    failed: Option<(DecodeErrorReason, String)>,
     /// Discarding the rest of an oversized record, up to its newline.
     skipping: bool,
     /// Follow mode: the end was reported (an empty caught-up batch) since
     /// the last bytes read.
     reported_end: bool,
+}
+
+impl OpenInput {
+    /// Follow mode, at the end: whether the path now names another file
+    /// (rotated: the file read until now, if known) or a shorter one
+    /// (truncated), so that it must be read again.
+    fn replaced(&self) -> Option<Replaced> {
+        let path = self.path.as_ref()?;
+        // Gone: nothing new can appear under this name until it is back.
+        let meta = std::fs::metadata(path).ok()?;
+        if self.identity.is_some_and(|known| known != identity(&meta)) {
+            return Some(Replaced::Rotated(self.identity));
+        }
+        (!self.gzip && meta.len() < self.bytes_read).then_some(Replaced::Truncated)
+    }
+}
+
+/// How a followed file's path changed under it.
+enum Replaced {
+    /// Another file lives at the path now; the one read until now.
+    Rotated(Option<Identity>),
+    /// The same file, shorter than what was read (copytruncate).
+    Truncated,
+}
+
+/// What [`FileSource::open_next`] found.
+enum Next {
+    Opened,
+    /// The input could not be opened: its dead letter.
+    Unreadable(RawBatch),
+    Done,
 }
 
 /// Replays files, directories and stdin.
@@ -91,14 +151,19 @@ pub struct FileSource {
 
 /// The inputs still to read, and how new ones are found.
 struct Inputs {
-    queue: VecDeque<FileInput>,
+    queue: VecDeque<Queued>,
     /// Inputs queued but not yet announced to the engine.
     unannounced: Vec<String>,
-    /// Every file ever queued (follow mode queues only new ones).
+    /// Every path ever queued (a rescan queues only new ones).
     seen: HashSet<PathBuf>,
     /// Follow mode: the directories given, looked in again for new files.
     watched: Vec<PathBuf>,
     last_scan: Instant,
+    /// Followed files that were rotated away: found again under a new
+    /// name, they are not read twice.
+    rotated: HashSet<Identity>,
+    /// How many times each path was read again (its partition's suffix).
+    reopened: HashMap<PathBuf, u32>,
 }
 
 impl FileSource {
@@ -119,6 +184,8 @@ impl FileSource {
             seen: HashSet::new(),
             watched: Vec::new(),
             last_scan: Instant::now(),
+            rotated: HashSet::new(),
+            reopened: HashMap::new(),
         };
         for input in inputs {
             match input {
@@ -148,88 +215,140 @@ impl FileSource {
         self.max_record_bytes = max_record_bytes.max(1);
         self
     }
+
+    fn open_next(&mut self, registry: &PartitionRegistry) -> Next {
+        let Some(Queued { input, name }) = self.inputs.queue.pop_front() else {
+            return Next::Done;
+        };
+        let partition = registry.id("file", &name);
+        let (path, opened) = match input {
+            FileInput::Stdin => (
+                None,
+                Ok((Box::new(std::io::stdin()) as Box<dyn Read + Send>, None)),
+            ),
+            FileInput::Path(path) => {
+                let opened = File::open(&path).and_then(|file| {
+                    let known = identity(&file.metadata()?);
+                    Ok((Box::new(file) as Box<dyn Read + Send>, Some(known)))
+                });
+                (Some(path), opened)
+            }
+        };
+        let mut magic = [0u8; 2];
+        let opened = opened.and_then(|(raw, known)| {
+            let mut buffered = BufReader::with_capacity(CHUNK_BYTES, raw);
+            let peeked = peek(&mut buffered, &mut magic)?;
+            Ok((buffered, known, peeked == 2 && magic == [0x1f, 0x8b]))
+        });
+        let (buffered, known, gzip) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                tracing::warn!(file = %name, %error, "input cannot be opened, dead-lettered");
+                let mut batch = RawBatch::new(partition);
+                batch.rejected.push(Rejected {
+                    offset: 0,
+                    bytes: Vec::new(),
+                    reason: DecodeErrorReason::UnreadableInput,
+                    detail: format!("{name}: {error}"),
+                });
+                batch.caught_up = true;
+                self.progressed = true;
+                return Next::Unreadable(batch);
+            }
+        };
+        let reader: Box<dyn Read + Send> = if gzip {
+            Box::new(MultiGzDecoder::new(buffered))
+        } else {
+            Box::new(buffered)
+        };
+        tracing::debug!(file = %name, partition, "opened input");
+        self.current = Some(OpenInput {
+            name,
+            path,
+            identity: known,
+            reader,
+            bytes_read: 0,
+            pending: Vec::new(),
+            at_eof: false,
+            next_offset: 0,
+            partition,
+            gzip,
+            failed: None,
+            skipping: false,
+            reported_end: false,
+        });
+        Next::Opened
+    }
 }
 
 impl Inputs {
-    /// Queues an input and marks it for announcement.
+    /// Queues an input under its own name, once, and marks it for
+    /// announcement.
     fn enqueue(&mut self, input: FileInput) {
         if let FileInput::Path(path) = &input {
             if !self.seen.insert(path.clone()) {
                 return;
             }
         }
-        self.unannounced.push(input_name(&input));
-        self.queue.push_back(input);
+        let name = match &input {
+            FileInput::Stdin => "-".to_string(),
+            FileInput::Path(path) => path.display().to_string(),
+        };
+        self.push(input, name);
+    }
+
+    fn push(&mut self, input: FileInput, name: String) {
+        self.unannounced.push(name.clone());
+        self.queue.push_back(Queued { input, name });
+    }
+
+    /// A followed file was rotated or truncated: its path is read again
+    /// from the top, as a new partition. `rotated_away` is what was read
+    /// until now, if it no longer lives at the path.
+    fn reopen(&mut self, path: &Path, rotated_away: Option<Identity>) {
+        self.rotated.extend(rotated_away);
+        let generation = self.reopened.entry(path.to_path_buf()).or_insert(1);
+        *generation += 1;
+        let name = format!("{}#{generation}", path.display());
+        self.push(FileInput::Path(path.to_path_buf()), name);
     }
 
     /// Follow mode: queues the files that appeared in the watched
-    /// directories since they were last looked at. Whether any did.
-    fn rescan(&mut self) -> bool {
+    /// directories since they were last looked at, but not `followed` (the
+    /// file being read) or a rotated file under its new name. Whether any
+    /// was queued.
+    fn rescan(&mut self, followed: Option<Identity>) -> bool {
         if self.watched.is_empty() || self.last_scan.elapsed() < RESCAN_INTERVAL {
             return false;
         }
         self.last_scan = Instant::now();
         let before = self.queue.len();
         for dir in self.watched.clone() {
-            match expand(&dir) {
-                Ok(files) => {
-                    for file in files {
-                        if !self.seen.contains(&file) {
-                            tracing::info!(file = %file.display(), "new input file");
-                            self.enqueue(FileInput::Path(file));
-                        }
-                    }
-                }
+            let files = match expand(&dir) {
+                Ok(files) => files,
                 // Gone or unreadable for now: look again next time.
-                Err(error) => tracing::warn!(%error, "cannot look for new input files"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot look for new input files");
+                    continue;
+                }
+            };
+            for file in files {
+                if self.seen.contains(&file) {
+                    continue;
+                }
+                let known = std::fs::metadata(&file).ok().map(|meta| identity(&meta));
+                if known
+                    .is_some_and(|known| Some(known) == followed || self.rotated.contains(&known))
+                {
+                    tracing::debug!(file = %file.display(), "rotated input seen under a new name");
+                    self.seen.insert(file);
+                    continue;
+                }
+                tracing::info!(file = %file.display(), "new input file");
+                self.enqueue(FileInput::Path(file));
             }
         }
         self.queue.len() > before
-    }
-}
-
-impl FileSource {
-    fn open_next(&mut self, registry: &PartitionRegistry) -> Result<bool> {
-        let Some(input) = self.inputs.queue.pop_front() else {
-            return Ok(false);
-        };
-        let name = input_name(&input);
-        let raw: Box<dyn Read + Send> = match input {
-            FileInput::Stdin => Box::new(std::io::stdin()),
-            FileInput::Path(path) => Box::new(File::open(&path).map_err(|e| Error::io(&name, e))?),
-        };
-        let mut buffered = BufReader::with_capacity(CHUNK_BYTES, raw);
-        let mut magic = [0u8; 2];
-        let peeked = peek(&mut buffered, &mut magic).map_err(|e| Error::io(&name, e))?;
-        let gzip = peeked == 2 && magic == [0x1f, 0x8b];
-        let reader: Box<dyn Read + Send> = if gzip {
-            Box::new(MultiGzDecoder::new(buffered))
-        } else {
-            Box::new(buffered)
-        };
-        let partition = registry.id("file", &name);
-        tracing::debug!(file = %name, partition, "opened input");
-        self.current = Some(OpenInput {
-            name,
-            reader,
-            pending: Vec::new(),
-            at_eof: false,
-            next_offset: 0,
-            partition,
-            gzip,
-            corrupt: None,
-            skipping: false,
-            reported_end: false,
-        });
-        Ok(true)
-    }
-}
-
-/// An input's partition name: its path as given, or `-`.
-fn input_name(input: &FileInput) -> String {
-    match input {
-        FileInput::Stdin => "-".to_string(),
-        FileInput::Path(path) => path.display().to_string(),
     }
 }
 
@@ -289,8 +408,21 @@ impl Source for FileSource {
 
     fn poll(&mut self, registry: &PartitionRegistry) -> Result<Poll> {
         loop {
-            if self.current.is_none() && !self.open_next(registry)? {
-                return Ok(Poll::End);
+            if self.current.is_none() {
+                match self.open_next(registry) {
+                    Next::Opened => {}
+                    Next::Unreadable(batch) => return Ok(Poll::Batch(batch)),
+                    // Following directories: wait for files to appear.
+                    Next::Done if self.follow && !self.inputs.watched.is_empty() => {
+                        self.progressed = true;
+                        if !self.inputs.rescan(None) {
+                            std::thread::sleep(FOLLOW_SLEEP);
+                            return Ok(Poll::Idle);
+                        }
+                        continue;
+                    }
+                    Next::Done => return Ok(Poll::End),
+                }
             }
             let is_last = self.inputs.queue.is_empty();
             let Some(input) = self.current.as_mut() else {
@@ -300,24 +432,33 @@ impl Source for FileSource {
                 let mut chunk = vec![0u8; CHUNK_BYTES];
                 let read = match input.reader.read(&mut chunk) {
                     Ok(read) => read,
-                    // A corrupt or truncated gzip file is bad input, not an
-                    // I/O failure: dead-letter what cannot be read, keep the
-                    // records decoded so far, and go on with the next file.
-                    Err(error) if input.gzip => {
-                        tracing::warn!(file = %input.name, %error, "gzip input is corrupt or truncated");
-                        input.corrupt = Some(error.to_string());
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                    // Bad input, not a failure of the service: dead-letter
+                    // what cannot be read, keep the records decoded so far,
+                    // and go on with the next file.
+                    Err(error) => {
+                        let reason = if input.gzip {
+                            tracing::warn!(file = %input.name, %error, "gzip input is corrupt or truncated");
+                            DecodeErrorReason::TruncatedGzip
+                        } else {
+                            tracing::warn!(file = %input.name, %error, "input cannot be read to its end");
+                            DecodeErrorReason::UnreadableInput
+                        };
+                        input.failed = Some((reason, error.to_string()));
                         0
                     }
-                    Err(error) => return Err(Error::io(&input.name, error)),
                 };
                 self.progressed = true;
+                if !input.gzip {
+                    input.bytes_read += read as u64;
+                }
                 if read > 0 {
                     input.reported_end = false;
                 }
-                if read == 0 && input.corrupt.is_some() {
+                if read == 0 && input.failed.is_some() {
                     input.at_eof = true;
                 } else if read == 0 {
-                    let followed = self.follow && is_last && input.name != "-";
+                    let followed = self.follow && is_last && input.path.is_some();
                     if followed && !input.reported_end {
                         // At its end for now: the partition is caught up
                         // (it stops holding the watermark once quiet).
@@ -326,8 +467,17 @@ impl Source for FileSource {
                         batch.caught_up = true;
                         return Ok(Poll::Batch(batch));
                     }
-                    if followed && !self.inputs.rescan() {
-                        std::thread::sleep(Duration::from_millis(200));
+                    if let Some(replaced) = followed.then(|| input.replaced()).flatten() {
+                        let rotated_away = match replaced {
+                            Replaced::Rotated(known) => known,
+                            Replaced::Truncated => None,
+                        };
+                        if let Some(path) = &input.path {
+                            tracing::info!(file = %path.display(), "followed input rotated or truncated, reading it again");
+                            self.inputs.reopen(path, rotated_away);
+                        }
+                    } else if followed && !self.inputs.rescan(input.identity) {
+                        std::thread::sleep(FOLLOW_SLEEP);
                         return Ok(Poll::Idle);
                     }
                     // Not followed, or no longer the last file.
@@ -347,7 +497,7 @@ impl Source for FileSource {
             }
             let mut batch = RawBatch::new(input.partition);
             batch.decoding.clone_from(&self.decoding);
-            let corrupt = input.corrupt.take();
+            let failed = input.failed.take();
             let mut offset = input.next_offset;
             let consumed = frame(&input.pending, input.at_eof, &mut |f| {
                 match f {
@@ -374,7 +524,7 @@ impl Source for FileSource {
                 batch.rejected.push(Rejected {
                     offset,
                     bytes: input.pending[..preview_len].to_vec(),
-                    reason: crate::decode::DecodeErrorReason::TooLarge,
+                    reason: DecodeErrorReason::TooLarge,
                     detail: format!(
                         "record exceeds max_record_bytes ({}) before its end; skipped to the next line",
                         self.max_record_bytes
@@ -391,13 +541,13 @@ impl Source for FileSource {
                     }
                 }
             }
-            if let Some(detail) = corrupt {
+            if let Some((reason, detail)) = failed {
                 // Whatever followed the last complete record is lost with
                 // the stream: report it once, after the records recovered.
                 batch.rejected.push(Rejected {
                     offset,
                     bytes: Vec::new(),
-                    reason: crate::decode::DecodeErrorReason::TruncatedGzip,
+                    reason,
                     detail: format!("{}: {detail}", input.name),
                 });
                 offset += 1;
@@ -433,5 +583,164 @@ impl Source for FileSource {
     fn commit(&mut self, _positions: &[(u32, u64)]) -> Result<()> {
         // Files have no checkpoint store: replay always starts at the top.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    /// What the source handed out: records as (partition name, text) and
+    /// dead letters as (partition name, reason, detail).
+    #[derive(Default)]
+    struct Seen {
+        records: Vec<(String, String)>,
+        rejected: Vec<(String, DecodeErrorReason, String)>,
+        ended: bool,
+    }
+
+    /// Polls until the source ends, or until `done` holds (bounded: about
+    /// ten seconds of follow-mode sleeps).
+    fn poll_until(
+        source: &mut FileSource,
+        registry: &PartitionRegistry,
+        seen: &mut Seen,
+        done: impl Fn(&Seen) -> bool,
+    ) {
+        for _ in 0..500 {
+            if done(seen) {
+                return;
+            }
+            match source.poll(registry).unwrap() {
+                Poll::Batch(batch) => {
+                    let (_, name) = registry.name(batch.partition).unwrap();
+                    for (range, _) in &batch.records {
+                        let text = String::from_utf8_lossy(&batch.data[range.clone()]);
+                        seen.records.push((name.clone(), text.into_owned()));
+                    }
+                    for rejected in &batch.rejected {
+                        seen.rejected.push((
+                            name.clone(),
+                            rejected.reason,
+                            rejected.detail.clone(),
+                        ));
+                    }
+                }
+                Poll::Idle => {}
+                Poll::End => {
+                    seen.ended = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn texts(seen: &Seen) -> Vec<&str> {
+        seen.records.iter().map(|(_, text)| text.as_str()).collect()
+    }
+
+    /// A file that cannot be opened (here a dangling link; as root,
+    /// permissions do not refuse) is a dead letter naming it, and the
+    /// files after it are read. Before, it ended the run with an I/O
+    /// error: the files after it were never read.
+    #[test]
+    fn an_unopenable_file_is_dead_lettered_and_the_others_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.log"), "one\n").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("b.log")).unwrap();
+        std::fs::write(dir.path().join("c.log"), "three\n").unwrap();
+        let registry = PartitionRegistry::default();
+        let mut source =
+            FileSource::new(&[FileInput::Path(dir.path().to_path_buf())], false).unwrap();
+        let mut seen = Seen::default();
+        poll_until(&mut source, &registry, &mut seen, |_| false);
+        assert!(seen.ended);
+        assert_eq!(texts(&seen), ["one", "three"]);
+        assert_eq!(seen.rejected.len(), 1);
+        let (name, reason, detail) = &seen.rejected[0];
+        assert!(name.ends_with("b.log"), "{name}");
+        assert_eq!(*reason, DecodeErrorReason::UnreadableInput);
+        assert!(detail.contains("b.log"), "{detail}");
+    }
+
+    /// Following an empty directory waits for files instead of ending.
+    #[test]
+    fn following_an_empty_directory_waits_for_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = PartitionRegistry::default();
+        let mut source =
+            FileSource::new(&[FileInput::Path(dir.path().to_path_buf())], true).unwrap();
+        let mut seen = Seen::default();
+        assert!(matches!(source.poll(&registry).unwrap(), Poll::Idle));
+        std::fs::write(dir.path().join("a.log"), "one\n").unwrap();
+        poll_until(&mut source, &registry, &mut seen, |seen| {
+            !seen.records.is_empty()
+        });
+        assert!(!seen.ended);
+        assert_eq!(texts(&seen), ["one"]);
+    }
+
+    /// logrotate's default: the followed file is renamed and a new one
+    /// created under its name. The lines written to the old file before
+    /// the rename and all of the new file are read, the renamed file is
+    /// not read again, and the new file is a partition of its own.
+    #[test]
+    fn a_rotated_followed_file_is_read_on_and_not_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let secure = dir.path().join("secure");
+        std::fs::write(&secure, "a1\na2\n").unwrap();
+        let registry = PartitionRegistry::default();
+        let mut source =
+            FileSource::new(&[FileInput::Path(dir.path().to_path_buf())], true).unwrap();
+        let mut seen = Seen::default();
+        poll_until(&mut source, &registry, &mut seen, |seen| {
+            seen.records.len() == 2
+        });
+        let mut old = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&secure)
+            .unwrap();
+        writeln!(old, "a3").unwrap();
+        std::fs::rename(&secure, dir.path().join("secure.1")).unwrap();
+        std::fs::write(&secure, "b1\nb2\n").unwrap();
+        poll_until(&mut source, &registry, &mut seen, |seen| {
+            seen.records.len() >= 5
+        });
+        // Long enough for two more looks at the directory.
+        let until = Instant::now() + RESCAN_INTERVAL * 2 + Duration::from_millis(500);
+        poll_until(&mut source, &registry, &mut seen, |_| {
+            Instant::now() > until
+        });
+        assert_eq!(texts(&seen), ["a1", "a2", "a3", "b1", "b2"]);
+        let name = secure.display().to_string();
+        assert_eq!(seen.records[2].0, name);
+        assert_eq!(seen.records[3].0, format!("{name}#2"));
+        assert!(seen.rejected.is_empty());
+    }
+
+    /// copytruncate: the followed file is emptied in place and written
+    /// again. What is written after the truncation is read, from the top.
+    /// Before, reading went on at the old offset: those lines were lost.
+    #[test]
+    fn a_truncated_followed_file_is_read_again_from_the_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "old line one\nold line two\n").unwrap();
+        let registry = PartitionRegistry::default();
+        let mut source = FileSource::new(&[FileInput::Path(log.clone())], true).unwrap();
+        let mut seen = Seen::default();
+        poll_until(&mut source, &registry, &mut seen, |seen| {
+            seen.records.len() == 2
+        });
+        let file = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        file.set_len(0).unwrap();
+        drop(file);
+        std::fs::write(&log, "new\n").unwrap();
+        poll_until(&mut source, &registry, &mut seen, |seen| {
+            seen.records.len() == 3
+        });
+        assert_eq!(texts(&seen), ["old line one", "old line two", "new"]);
+        assert_eq!(seen.records[2].0, format!("{}#2", log.display()));
     }
 }
