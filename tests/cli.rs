@@ -285,6 +285,22 @@ fn run_check_refuses_what_run_refuses_at_start_up() {
     }
 }
 
+/// A file output in a directory where no file can be created (a pod's
+/// read-only root filesystem; `/proc` here, which refuses even root) is
+/// refused by `--check` as by `run`. Before, `--check` said "config ok"
+/// since the directory existed.
+#[test]
+fn run_check_refuses_an_output_directory_it_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "sources:\n  - {type: file, paths: [\"-\"]}\nsinks:\n  alerts: {type: file, path: /proc/trailwatch-alerts.jsonl}\nmetrics: {listen: \"\"}\n";
+    let (code, stdout, stderr) = check_config(dir.path(), yaml);
+    assert_eq!(code, Some(4), "{stdout}{stderr}");
+    assert!(stderr.contains("cannot create files in /proc"), "{stderr}");
+    let run = run_with_config(dir.path(), yaml);
+    assert_eq!(run.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&run.stderr), stderr);
+}
+
 /// `--check` makes `run`'s start-up checks that need no network: Kafka
 /// secret references resolve (their values never shown), librdkafka
 /// accepts the properties and the clients they make, file inputs exist. It names what it left to

@@ -238,7 +238,8 @@ fn preflight(path: &Path, config: &Config) -> Result<Vec<String>> {
 
 /// Checks that `run` can open `path` for appending, without creating it:
 /// an existing file opens for appending (nothing is written), a new one
-/// needs its directory.
+/// needs a directory it can create files in (a read-only root filesystem
+/// refuses): a probe file is created there and removed at once.
 fn check_output_file(path: &Path) -> Result<()> {
     let io = |e| Error::io(path.display().to_string(), e);
     if path.exists() {
@@ -253,7 +254,23 @@ fn check_output_file(path: &Path) -> Result<()> {
         _ => Path::new("."),
     };
     match std::fs::metadata(directory) {
-        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.is_dir() => {
+            let probe = directory.join(format!(".trailwatch-check-{}", std::process::id()));
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+                .map_err(|e| {
+                    Error::io(
+                        path.display().to_string(),
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("cannot create files in {}: {e}", directory.display()),
+                        ),
+                    )
+                })?;
+            std::fs::remove_file(&probe).map_err(io)
+        }
         Ok(_) => Err(io(std::io::Error::new(
             std::io::ErrorKind::NotADirectory,
             format!("{} is not a directory", directory.display()),
