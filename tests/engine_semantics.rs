@@ -150,10 +150,19 @@ threshold: "< 2"
                 .into_bytes()
         })
         .collect();
-    let alerts = run_rule(&spec, records).unwrap();
+    let alerts = run_rule(&spec, records.clone()).unwrap();
     let created = creates(&alerts);
     assert_eq!(created.len(), 1);
     assert_eq!(created[0].value, 1.25);
+    assert_eq!(alerts.len(), 1, "no Close unless asked for");
+    // With `emit_close`, the window that alerted at its close is closed
+    // then too, under the same id (before, `emit_close` was ignored here).
+    let mut closing = spec.clone();
+    closing.evaluation.emit_close = true;
+    let alerts = run_rule(&closing, records).unwrap();
+    let activities: Vec<Activity> = alerts.iter().map(|a| a.activity).collect();
+    assert_eq!(activities, [Activity::Create, Activity::Close]);
+    assert_eq!(alerts[0].id, alerts[1].id);
 }
 
 /// CloudWatch's Sum and Average use the values as given: negative ones

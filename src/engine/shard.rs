@@ -1100,6 +1100,20 @@ impl Shard {
                     self.out.push(
                         self.alert_from(rule_idx, rule, key, start, end, &agg, activity, None),
                     );
+                    // A Create sent only now (a threshold evaluated at the
+                    // close) is closed at once when the rule asks for Closes.
+                    if activity == Activity::Create && emit_close {
+                        self.out.push(self.alert_from(
+                            rule_idx,
+                            rule,
+                            key,
+                            start,
+                            end,
+                            &agg,
+                            Activity::Close,
+                            None,
+                        ));
+                    }
                 }
                 EvalMode::Alarm => {
                     let bin_key = BinKey {
