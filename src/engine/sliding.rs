@@ -197,16 +197,7 @@ impl SlidingLane {
                     }
                 }
                 Transition::Clear => {
-                    if let Some(start) = self.deferred.take() {
-                        out.push(self.alert(
-                            start,
-                            start + rule.window_ms,
-                            Activity::Create,
-                            start,
-                            rule,
-                            max_samples,
-                        ));
-                    }
+                    out.extend(self.take_deferred_create(rule, max_samples));
                     let id_start = self.alarm.raised_window_start.unwrap_or(window_start);
                     out.push(self.alert(
                         window_start,
@@ -222,16 +213,7 @@ impl SlidingLane {
             if self.alarm.status != AlarmStatus::Alarm {
                 // Left ALARM without a Close (INSUFFICIENT_DATA) before the
                 // eager step: the deferred episode was its own.
-                if let Some(start) = self.deferred.take() {
-                    out.push(self.alert(
-                        start,
-                        start + rule.window_ms,
-                        Activity::Create,
-                        start,
-                        rule,
-                        max_samples,
-                    ));
-                }
+                out.extend(self.take_deferred_create(rule, max_samples));
             } else if let Some(eager) = eager.filter(|eager| *eager <= end) {
                 // ALARM lasted from the deferred step to the eager one: one
                 // episode, named by the Create that went out.
@@ -261,6 +243,24 @@ impl SlidingLane {
                 end + step
             };
         }
+    }
+
+    /// The deferred Create, if any, now that its episode is known to be
+    /// its own.
+    fn take_deferred_create(
+        &mut self,
+        rule: &CompiledRule,
+        max_samples: usize,
+    ) -> Option<LaneAlert> {
+        let start = self.deferred.take()?;
+        Some(self.alert(
+            start,
+            start + rule.window_ms,
+            Activity::Create,
+            start,
+            rule,
+            max_samples,
+        ))
     }
 
     /// The alert of `activity` for the window `[start, end)`, named by
