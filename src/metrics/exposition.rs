@@ -708,6 +708,26 @@ mod tests {
         (metrics, registry)
     }
 
+    /// The lag of an event a year old (a replayed archive) is summed as a
+    /// year. The histogram's bound was 41.7 days, and every older lag was
+    /// recorded as that: `_sum` said 41.7 days per event.
+    #[test]
+    fn a_year_old_events_lag_is_summed_as_a_year() {
+        let metrics = Metrics::new(1, 1, Vec::new());
+        let year_ms = 365 * 86_400_000;
+        Metrics::record(&metrics.event_time_lag_ms, year_ms);
+        let text = render(&metrics, &PartitionRegistry::default()).unwrap();
+        let sum: f64 = text
+            .lines()
+            .find_map(|line| line.strip_prefix("trailwatch_event_time_lag_seconds_sum "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let year_s = (year_ms / 1000) as f64;
+        // Two significant digits: within 1%.
+        assert!((sum - year_s).abs() < year_s / 100.0, "{sum} vs {year_s}");
+    }
+
     /// A p99 tested against a value inside a bucket is interpolated across
     /// it: the alert's threshold must be a bucket bound.
     #[test]

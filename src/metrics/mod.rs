@@ -421,13 +421,12 @@ pub struct Metrics {
 impl Metrics {
     /// Metrics for `decoders` decode workers, `shards` shard workers and rules.
     pub fn new(decoders: usize, shards: usize, rule_ids: Vec<String>) -> Arc<Metrics> {
-        let histogram = || {
-            Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 2).unwrap_or_else(|_| {
+        let histogram =
+            |high: u64| {
+                Mutex::new(Histogram::new_with_bounds(1, high, 2).unwrap_or_else(|_| {
                     Histogram::new(2).unwrap_or_else(|_| unreachable_histogram())
-                }),
-            )
-        };
+                }))
+            };
         Arc::new(Metrics {
             decoders: (0..decoders).map(|_| Arc::default()).collect(),
             shards: (0..shards).map(|_| Arc::default()).collect(),
@@ -436,8 +435,11 @@ impl Metrics {
             dead_letter: SinkCounters::default(),
             dead_letters_truncated: AtomicU64::new(0),
             partition_records: Mutex::new(Vec::new()),
-            event_time_lag_ms: histogram(),
-            processing_latency_us: histogram(),
+            // Up to 100 years: a replayed archive's lag is its age, and a
+            // value past the bound is recorded as the bound (with the
+            // latency's bound, an hour in µs, every lag past 41.7 days was).
+            event_time_lag_ms: histogram(100 * 365 * 86_400_000),
+            processing_latency_us: histogram(3_600_000_000),
             watermark_ms: AtomicI64::new(i64::MIN),
             started_at: std::time::Instant::now(),
             started_unix_s: std::time::SystemTime::now()
