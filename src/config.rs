@@ -920,16 +920,62 @@ pub fn source_decoding(
 }
 
 /// A YAML error's message without the ` at line L column C` that
-/// serde_yaml_ng appends: callers put the position first, as `file:L:C:`.
+/// serde_yaml_ng appends (callers put the position first, as `file:L:C:`)
+/// and without any string value it quotes (see [`hide_refused_strings`]).
 pub fn yaml_message(error: &serde_yaml_ng::Error) -> String {
     let text = error.to_string();
-    match error.location() {
+    let text = match error.location() {
         Some(at) => {
             let suffix = format!(" at line {} column {}", at.line(), at.column());
             text.strip_suffix(&suffix).unwrap_or(&text).to_string()
         }
         None => text,
+    };
+    hide_refused_strings(&text)
+}
+
+/// What replaces a refused string value in a message.
+const VALUE_NOT_SHOWN: &str = "(value not shown)";
+
+/// `text` with the string values that serde's type and value errors quote
+/// (`invalid type: string "sasl.password=...", expected a map`) replaced
+/// by [`VALUE_NOT_SHOWN`]. Any config value may be a secret (a Kafka
+/// property list written as one string, a password under the wrong key),
+/// and such an error goes to the log; its position already points at the
+/// value. Numbers and other kinds are left as they are.
+fn hide_refused_strings(text: &str) -> String {
+    const MARKERS: [&str; 2] = ["invalid type: string \"", "invalid value: string \""];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((start, marker)) = MARKERS
+        .iter()
+        .filter_map(|marker| rest.find(marker).map(|start| (start, marker)))
+        .min()
+    {
+        // Keep `invalid type: string `, drop the quoted value.
+        let opening = start + marker.len() - 1;
+        out.push_str(&rest[..opening]);
+        out.push_str(VALUE_NOT_SHOWN);
+        rest = after_quoted(&rest[opening + 1..]);
     }
+    out.push_str(rest);
+    out
+}
+
+/// The text after the closing quote of a `Debug`-escaped string whose
+/// opening quote precedes `text` (all of it is the string if none closes).
+fn after_quoted(text: &str) -> &str {
+    let mut chars = text.char_indices();
+    while let Some((index, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '"' => return &text[index + 1..],
+            _ => {}
+        }
+    }
+    ""
 }
 
 /// `error` with its message prefixed by `origin` (the file): a config
@@ -1106,6 +1152,33 @@ mod tests {
             !problems[0].message.contains(" at line "),
             "{}",
             problems[0]
+        );
+    }
+
+    /// Only the quoted string goes, escaped quotes included; the rest of
+    /// the message stays.
+    #[test]
+    fn refused_strings_are_not_shown() {
+        assert_eq!(
+            hide_refused_strings(
+                r#"a: invalid type: string "pw=\"x\\\", y", expected a map; b: invalid value: string "s", expected c"#
+            ),
+            "a: invalid type: string (value not shown), expected a map; b: invalid value: string (value not shown), expected c"
+        );
+        assert_eq!(
+            hide_refused_strings("invalid type: integer `-1`, expected a count"),
+            "invalid type: integer `-1`, expected a count"
+        );
+        assert_eq!(
+            hide_refused_strings("invalid type: string \"unclosed"),
+            "invalid type: string (value not shown)"
+        );
+        let text =
+            "sources:\n  - type: file\n    paths: [samples]\nengine:\n  shards: secret-two\n";
+        let error = Config::parse("c.yaml", text).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "config error: c.yaml:5:11: engine.shards: invalid type: string (value not shown), expected a count of at least 1"
         );
     }
 

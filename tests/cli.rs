@@ -301,6 +301,34 @@ fn run_check_refuses_an_output_directory_it_cannot_write() {
     assert_eq!(String::from_utf8_lossy(&run.stderr), stderr);
 }
 
+/// A config error never quotes a value that may be a secret: Kafka
+/// properties written as one string (Java-properties style) are refused
+/// at their field, without the string.
+#[test]
+fn a_config_error_does_not_show_the_refused_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let properties = "properties: \"sasl.password=Hunter2LiteralPW\"";
+    for (yaml, field) in [
+        (
+            format!("sources:\n  - type: kafka\n    brokers: 127.0.0.1:1\n    topics: [ct]\n    group_id: g\n    {properties}\n"),
+            "config.yaml:6:17: sources[0].properties: invalid type: string (value not shown), expected a map",
+        ),
+        (
+            format!("sources:\n  - {{type: file, paths: [\"-\"]}}\nsinks:\n  alerts:\n    topic: a\n    type: kafka\n    brokers: 127.0.0.1:1\n    {properties}\n"),
+            "sinks.alerts: invalid type: string (value not shown), expected a map",
+        ),
+    ] {
+        let (code, stdout, stderr) = check_config(dir.path(), &yaml);
+        assert_eq!(code, Some(2), "{yaml}{stdout}{stderr}");
+        assert!(stderr.contains(field), "{yaml}{stderr}");
+        assert!(!stderr.contains("Hunter2"), "{stderr}");
+        let run = run_with_config(dir.path(), &yaml);
+        let run_stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{run_stderr}");
+        assert!(!run_stderr.contains("Hunter2"), "{run_stderr}");
+    }
+}
+
 /// `--check` makes `run`'s start-up checks that need no network: Kafka
 /// secret references resolve (their values never shown), librdkafka
 /// accepts the properties and the clients they make, file inputs exist. It names what it left to
