@@ -203,11 +203,11 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSection {
-    #[serde(default, deserialize_with = "at_least::<_, 1>")]
+    #[serde(default, deserialize_with = "count_in::<_, 1, MAX_WORKERS>")]
     pub shards: Option<usize>,
-    #[serde(default, deserialize_with = "at_least::<_, 1>")]
+    #[serde(default, deserialize_with = "count_in::<_, 1, MAX_WORKERS>")]
     pub decoders: Option<usize>,
-    #[serde(default, deserialize_with = "at_least::<_, 1>")]
+    #[serde(default, deserialize_with = "count_in::<_, 1, MAX_CHANNEL_BATCHES>")]
     pub channel_batches: Option<usize>,
     pub allowed_lateness: Option<HumanDuration>,
     #[serde(default, deserialize_with = "more_than_zero")]
@@ -230,15 +230,38 @@ pub struct EngineSection {
     pub shutdown_deadline: Option<HumanDuration>,
 }
 
+/// Most shard or decode workers. Each is a thread, a scale-out replica
+/// running both stages has two engines, and the tracing registry
+/// (sharded-slab) panics past 4096 threads in one process: 2 x (512 + 512)
+/// leaves room for the sources', sinks' and clients' threads.
+const MAX_WORKERS: usize = 512;
+
+/// Most batches per channel. Every channel (one per shard and per decoder,
+/// and three more) allocates its slots up front, about 136 bytes each, so
+/// a larger value is memory gone at start-up (or an abort); 4096 is 64
+/// times the default and 0.5 MiB per channel.
+const MAX_CHANNEL_BATCHES: usize = 4096;
+
 /// An optional count of at least `LEAST`, refused where it is written.
 fn at_least<'de, D: Deserializer<'de>, const LEAST: usize>(
     deserializer: D,
 ) -> Result<Option<usize>, D::Error> {
-    struct AtLeast<const LEAST: usize>;
-    impl<'de, const LEAST: usize> serde::de::Visitor<'de> for AtLeast<LEAST> {
+    count_in::<D, LEAST, { usize::MAX }>(deserializer)
+}
+
+/// An optional count from `LEAST` to `MOST`, refused where it is written.
+fn count_in<'de, D: Deserializer<'de>, const LEAST: usize, const MOST: usize>(
+    deserializer: D,
+) -> Result<Option<usize>, D::Error> {
+    struct InRange<const LEAST: usize, const MOST: usize>;
+    impl<'de, const LEAST: usize, const MOST: usize> serde::de::Visitor<'de> for InRange<LEAST, MOST> {
         type Value = Option<usize>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "a count of at least {LEAST}")
+            if MOST == usize::MAX {
+                write!(f, "a count of at least {LEAST}")
+            } else {
+                write!(f, "a count from {LEAST} to {MOST}")
+            }
         }
         fn visit_none<E: serde::de::Error>(self) -> Result<Option<usize>, E> {
             Ok(None)
@@ -254,12 +277,15 @@ fn at_least<'de, D: Deserializer<'de>, const LEAST: usize>(
         }
         fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Option<usize>, E> {
             match usize::try_from(value) {
-                Ok(value) if value >= LEAST => Ok(Some(value)),
-                _ => Err(E::custom(format!("must be at least {LEAST} (got {value})"))),
+                Ok(value) if (LEAST..=MOST).contains(&value) => Ok(Some(value)),
+                _ if value < LEAST as u64 => {
+                    Err(E::custom(format!("must be at least {LEAST} (got {value})")))
+                }
+                _ => Err(E::custom(format!("must be at most {MOST} (got {value})"))),
             }
         }
     }
-    deserializer.deserialize_option(AtLeast::<LEAST>)
+    deserializer.deserialize_option(InRange::<LEAST, MOST>)
 }
 
 /// An optional duration of more than zero, refused where it is written.
@@ -1120,6 +1146,38 @@ mod tests {
         );
     }
 
+    /// Past these the service panics (too many threads for the tracing
+    /// registry) or aborts (channel slots allocated up front).
+    #[test]
+    fn worker_counts_and_channel_capacity_have_an_upper_bound() {
+        let base = "sources:\n  - type: file\n    paths: [samples]\nengine:\n";
+        for (line, expected) in [
+            (
+                "  shards: 5000",
+                "t:5:11: engine.shards: must be at most 512 (got 5000)",
+            ),
+            (
+                "  decoders: 100000",
+                "t:5:13: engine.decoders: must be at most 512 (got 100000)",
+            ),
+            (
+                "  channel_batches: 1000000000000",
+                "t:5:20: engine.channel_batches: must be at most 4096 (got 1000000000000)",
+            ),
+        ] {
+            let error = Config::parse("t", &format!("{base}{line}\n")).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("config error: {expected}"),
+                "{line}"
+            );
+        }
+        let most = "  shards: 512\n  decoders: 512\n  channel_batches: 4096\n";
+        let config = Config::parse("t", &format!("{base}{most}")).unwrap();
+        assert_eq!(config.engine.shards, Some(512));
+        assert_eq!(config.engine.channel_batches, Some(4096));
+    }
+
     #[test]
     fn a_validation_error_names_the_file_once_and_says_config_error_once() {
         let text = "sources:\n  - type: file\n    paths: [samples]\nengine:\n  shards: 0\n";
@@ -1178,7 +1236,7 @@ mod tests {
         let error = Config::parse("c.yaml", text).unwrap_err().to_string();
         assert_eq!(
             error,
-            "config error: c.yaml:5:11: engine.shards: invalid type: string (value not shown), expected a count of at least 1"
+            "config error: c.yaml:5:11: engine.shards: invalid type: string (value not shown), expected a count from 1 to 512"
         );
     }
 

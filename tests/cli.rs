@@ -273,6 +273,14 @@ fn run_check_refuses_what_run_refuses_at_start_up() {
             format!("{file}log: {{level: verbose}}\n"),
             "log.level: invalid directive \"verbose\"",
         ),
+        (
+            format!("{file}engine: {{shards: 5000}}\n"),
+            "engine.shards: must be at most 512 (got 5000)",
+        ),
+        (
+            format!("{file}engine: {{channel_batches: 1000000000000}}\n"),
+            "engine.channel_batches: must be at most 4096",
+        ),
     ] {
         let (code, stdout, stderr) = check_config(dir.path(), &yaml);
         assert_eq!(code, Some(2), "{yaml}{stdout}{stderr}");
