@@ -67,6 +67,7 @@ pub struct ScaleoutConfig {
     #[serde(default)]
     pub role: ScaleoutRole,
     /// Brokers holding the repartition topic.
+    #[serde(deserialize_with = "broker_list")]
     pub brokers: String,
     /// The repartition topic (create it first; its partition count caps
     /// the useful stage-2 replicas).
@@ -379,6 +380,7 @@ impl EngineSection {
 pub enum SourceConfig {
     /// Files or directories (`-` for stdin).
     File {
+        #[serde(deserialize_with = "file_paths")]
         paths: Vec<String>,
         #[serde(default)]
         follow: bool,
@@ -549,6 +551,7 @@ impl EnhancedFanOutConfig {
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceConfig {
     /// `bootstrap.servers`, e.g. `10.0.0.1:9092,10.0.0.2:9092`.
+    #[serde(deserialize_with = "broker_list")]
     pub brokers: String,
     /// Topics to subscribe to (exclusive with `topic_pattern`).
     #[serde(default)]
@@ -729,6 +732,7 @@ pub enum SinkConfig {
     /// A Kafka topic (see `crate::sink::kafka`).
     Kafka {
         /// `bootstrap.servers`.
+        #[serde(deserialize_with = "broker_list")]
         brokers: String,
         topic: String,
         /// librdkafka properties, applied after trailwatch's defaults.
@@ -810,6 +814,55 @@ fn listen_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, 
         check: check_listen,
         expecting: "an address such as 127.0.0.1:9464",
     })
+}
+
+/// Checks a Kafka broker list (`bootstrap.servers`): at least one
+/// `HOST:PORT`. With none, librdkafka waits for ever without a word, and
+/// the service is never ready.
+pub fn check_brokers(brokers: &str) -> std::result::Result<(), String> {
+    if brokers.split(',').all(|broker| broker.trim().is_empty()) {
+        return Err("no broker: write HOST:PORT, or several separated by commas".into());
+    }
+    Ok(())
+}
+
+/// Reads a Kafka `brokers` list, refusing it where it is written.
+fn broker_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    deserializer.deserialize_str(CheckedString {
+        check: check_brokers,
+        expecting: "brokers such as kafka-0:9092,kafka-1:9092",
+    })
+}
+
+/// Reads a file source's `paths`, refusing an empty list where it is
+/// written: with no input, `run` would stop at once with exit 0 (or, with
+/// `follow`, wait on nothing), and a Deployment would restart it without
+/// saying why.
+fn file_paths<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    struct Paths;
+    impl<'de> serde::de::Visitor<'de> for Paths {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of files or directories, or \"-\" for stdin")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let mut paths = Vec::new();
+            while let Some(path) = seq.next_element()? {
+                paths.push(path);
+            }
+            if paths.is_empty() {
+                // Refused inside the visitor, so the error is placed at the list.
+                return Err(serde::de::Error::custom(
+                    "no path: list at least one file or directory, or \"-\" for stdin",
+                ));
+            }
+            Ok(paths)
+        }
+    }
+    deserializer.deserialize_seq(Paths)
 }
 
 /// A string checked inside the visitor, so that a YAML deserializer
@@ -1571,6 +1624,38 @@ mod tests {
         assert!(error.contains("not both"), "{error}");
         let none = "sources:\n  - type: kafka\n    brokers: b\n    group_id: g\n";
         assert!(Config::parse("t", none).is_err());
+    }
+
+    /// A source with nothing to read is refused at its list: the service
+    /// would stop at once (no file) or wait without a word (no broker).
+    #[test]
+    fn a_source_or_sink_without_input_paths_or_brokers_is_refused() {
+        let kafka = |brokers: &str| {
+            format!("sources:\n  - type: kafka\n    brokers: {brokers}\n    topics: [a]\n    group_id: g\n")
+        };
+        for (text, expected) in [
+            (
+                "sources:\n  - type: file\n    paths: []\n    follow: true\n".to_string(),
+                "e.yaml:3:12: sources[0].paths: no path: list at least one file or directory",
+            ),
+            (kafka("''"), "e.yaml:3:14: sources[0].brokers: no broker"),
+            (kafka("' , ,'"), "e.yaml:3:14: sources[0].brokers: no broker"),
+            (
+                "sources:\n  - {type: file, paths: [x]}\nsinks:\n  alerts: {type: kafka, brokers: ' ', topic: a}\n".to_string(),
+                "sinks.alerts.brokers: no broker",
+            ),
+            (
+                format!("{}scaleout: {{brokers: '', topic: rp, group_id: s2}}\n", kafka("k:9092")),
+                "scaleout.brokers: no broker",
+            ),
+        ] {
+            let error = Config::parse("e.yaml", &text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        let config = Config::parse("e.yaml", &kafka("'k-0:9092, k-1:9092'")).unwrap();
+        assert!(
+            matches!(&config.sources[0], SourceConfig::Kafka(k) if k.brokers == "k-0:9092, k-1:9092")
+        );
     }
 
     /// A check of a source's settings names the file, the source and its line.

@@ -274,6 +274,10 @@ fn run_check_refuses_what_run_refuses_at_start_up() {
             "log.level: invalid directive \"verbose\"",
         ),
         (
+            "sources:\n  - {type: file, paths: [], follow: true}\n".to_string(),
+            "sources[0].paths: no path",
+        ),
+        (
             format!("{file}engine: {{shards: 5000}}\n"),
             "engine.shards: must be at most 512 (got 5000)",
         ),
