@@ -1139,10 +1139,17 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads and parses `path`.
+    /// Reads and parses `path`. A config file that cannot be read
+    /// (missing, a directory, not readable) is a configuration error
+    /// (exit 2) like one that cannot be parsed, not an input error: the
+    /// fix is in the command line or the mount.
     pub fn load(path: &std::path::Path) -> Result<Config> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "{}: cannot read the config file: {e}",
+                path.display()
+            ))
+        })?;
         Config::parse(&path.display().to_string(), &text)
     }
 }

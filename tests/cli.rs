@@ -232,6 +232,38 @@ fn run_check_validates_config_keys() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("shardz"));
 }
 
+/// A config file that cannot be read is a configuration error (exit 2),
+/// named, as README's exit-code table says; not an input error (exit 4).
+#[test]
+fn an_unreadable_config_file_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.yaml");
+    for config in [missing.as_path(), dir.path()] {
+        for check in [true, false] {
+            let mut command = trailwatch();
+            command.arg("run");
+            if check {
+                command.arg("--check");
+            }
+            let output = command
+                .arg("--config")
+                .arg(config)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{stderr}");
+            assert!(
+                stderr.starts_with(&format!(
+                    "trailwatch: config error: {}: cannot read the config file: ",
+                    config.display()
+                )),
+                "{stderr}"
+            );
+        }
+    }
+}
+
 /// `run --check` on `yaml` (written to `dir`): exit code, stdout, stderr.
 fn check_config(dir: &std::path::Path, yaml: &str) -> (Option<i32>, String, String) {
     let config = dir.join("config.yaml");

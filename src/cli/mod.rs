@@ -5,8 +5,8 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success (dead-lettered records do not change this; see the summary) |
-//! | 1 | `rules test`: at least one rule test failed; `run --check`: invalid |
-//! | 2 | usage or configuration error |
+//! | 1 | `rules test`: at least one rule test failed |
+//! | 2 | usage or configuration error (`run --check` included) |
 //! | 3 | rule file error (syntax, unknown key, bad filter) |
 //! | 4 | input/output error (unreadable file, sink failed at shutdown, stdout closed) |
 //! | 70 | internal error (a bug) |
