@@ -11,9 +11,11 @@
 //! through [`crate::cli::run::redact`]).
 //!
 //! Each component logs inside its own span, so every line says where it
-//! came from: `source{name=..}`, `sink{name=..}`, `http{addr=..}`. Human
-//! lines are coloured only when stderr is a terminal; JSON lines carry the
-//! current span as a field and are meant for log shippers.
+//! came from: `source{component=..}`, `sink{component=..}`, `http{addr=..}`.
+//! Human lines are coloured only when stderr is a terminal; JSON lines
+//! carry the current span as a field and are meant for log shippers. A
+//! span field is never called `name`: JSON lines write the span's own name
+//! under that key, and a second `name` key would hide one of them.
 
 use tracing_subscriber::EnvFilter;
 

@@ -264,6 +264,36 @@ fn an_unreadable_config_file_is_a_configuration_error() {
     }
 }
 
+/// JSON log lines name a source's or sink's component in its own span
+/// field: a field called `name` would repeat the span's `name` key, and a
+/// JSON reader keeps only one of the two.
+#[test]
+fn json_logs_name_the_component_without_a_duplicate_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/samples/cloudtrail/api-activity.jsonl"
+    );
+    let yaml = format!(
+        "sources:\n  - {{type: file, paths: [{input:?}]}}\nsinks:\n  alerts: {{type: file, path: {:?}}}\nmetrics: {{listen: \"\"}}\nlog: {{level: debug, format: json}}\n",
+        dir.path().join("alerts.jsonl").display().to_string()
+    );
+    let output = run_with_config(dir.path(), &yaml);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let in_source: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("\"message\":\"opened input\""))
+        .collect();
+    assert!(!in_source.is_empty(), "no source line: {stderr}");
+    for line in in_source {
+        assert!(
+            line.contains("\"span\":{\"component\":\"file\",\"name\":\"source\"}"),
+            "{line}"
+        );
+    }
+}
+
 /// `run --check` on `yaml` (written to `dir`): exit code, stdout, stderr.
 fn check_config(dir: &std::path::Path, yaml: &str) -> (Option<i32>, String, String) {
     let config = dir.join("config.yaml");

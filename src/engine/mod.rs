@@ -510,7 +510,7 @@ impl Engine {
         mut sink: Box<dyn PartialSink>,
         _done: Sender<()>,
     ) -> Result<u64> {
-        let span = tracing::info_span!("sink", name = sink.name());
+        let span = tracing::info_span!("sink", component = sink.name());
         let _entered = span.enter();
         sink.watch_shutdown(&self.shutdown);
         let counters = &self.metrics.repartition;
@@ -537,7 +537,7 @@ impl Engine {
         decoders: Vec<Sender<RawBatch>>,
         done: Receiver<()>,
     ) -> Result<()> {
-        let span = tracing::info_span!("source", name = source.name());
+        let span = tracing::info_span!("source", component = source.name());
         let _entered = span.enter();
         let mut last_commit = Instant::now();
         let mut was_ready = false;
@@ -612,7 +612,7 @@ impl Engine {
         mut sink: Box<dyn AlertSink>,
         _done: Sender<()>,
     ) -> Result<u64> {
-        let span = tracing::info_span!("sink", name = sink.name());
+        let span = tracing::info_span!("sink", component = sink.name());
         let _entered = span.enter();
         sink.watch_shutdown(&self.shutdown);
         sink.count_into(&self.metrics);
