@@ -145,9 +145,67 @@ fn respond(request: Request, served: &[Served]) {
             }
         }
         (true, _) => text(404, "not found; try /metrics, /livez or /readyz\n"),
-        (false, _) => text(405, "method not allowed\n"),
+        (false, _) => {
+            // RFC 9110: a 405 lists the methods the resource does take.
+            let mut response = text(405, "method not allowed\n");
+            if let Some(h) = header("Allow", "GET, HEAD") {
+                response.add_header(h);
+            }
+            response
+        }
     };
     if let Err(e) = request.respond(response) {
         tracing::debug!(error = %e, "http client went away");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// The raw response to `request_line` on a listener over empty metrics.
+    fn exchange(request_line: &str) -> String {
+        let server = HttpServer::start(
+            "127.0.0.1:0",
+            Metrics::new(1, 1, Vec::new()),
+            Arc::new(PartitionRegistry::default()),
+        )
+        .unwrap()
+        .unwrap();
+        let addr = server.local_addr();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "{request_line}\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+
+    #[test]
+    fn a_method_other_than_get_or_head_is_405_with_allow() {
+        for method in ["POST", "PUT", "DELETE"] {
+            let response = exchange(&format!("{method} /metrics HTTP/1.1"));
+            let (head, _) = response.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with("HTTP/1.1 405 "), "{response}");
+            assert!(
+                head.lines()
+                    .any(|line| line.eq_ignore_ascii_case("allow: GET, HEAD")),
+                "{response}"
+            );
+        }
+        let response = exchange("GET /livez HTTP/1.1");
+        assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+        assert!(
+            !response.to_ascii_lowercase().contains("\r\nallow:"),
+            "{response}"
+        );
     }
 }
