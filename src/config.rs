@@ -998,19 +998,34 @@ pub fn source_decoding(
     }))
 }
 
-/// A YAML error's message without the ` at line L column C` that
-/// serde_yaml_ng appends (callers put the position first, as `file:L:C:`)
-/// and without any string value it quotes (see [`hide_refused_strings`]).
+/// A YAML error's message without the ` at line L column C` of its
+/// position, which callers put first, as `file:L:C:` (serde_yaml_ng
+/// appends it, or for a syntax error puts it before the context: `did not
+/// find expected ',' or '}' at line 4 column 1, while parsing a flow
+/// mapping at line 3 column 9`; the context keeps its own), and without
+/// any string value it quotes (see [`hide_refused_strings`]).
 pub fn yaml_message(error: &serde_yaml_ng::Error) -> String {
     let text = error.to_string();
     let text = match error.location() {
         Some(at) => {
-            let suffix = format!(" at line {} column {}", at.line(), at.column());
-            text.strip_suffix(&suffix).unwrap_or(&text).to_string()
+            let position = format!(" at line {} column {}", at.line(), at.column());
+            without_first(&text, &position)
         }
         None => text,
     };
     hide_refused_strings(&text)
+}
+
+/// `text` without the first `position` (` at line L column C`) that is
+/// not the start of a longer number (` ... column 12` for ` ... column 1`).
+fn without_first(text: &str, position: &str) -> String {
+    let found = text.match_indices(position).find(|(start, _)| {
+        !text[start + position.len()..].starts_with(|c: char| c.is_ascii_digit())
+    });
+    match found {
+        Some((start, _)) => format!("{}{}", &text[..start], &text[start + position.len()..]),
+        None => text.to_string(),
+    }
 }
 
 /// What replaces a refused string value in a message.
@@ -1264,6 +1279,26 @@ mod tests {
         assert_eq!(
             error,
             "config error: blk.yaml:3:21: engine.allowed_lateness: invalid duration unit \"\" in \"15\": use ms, s, m, h or d"
+        );
+        // A syntax error: once in front, the context's own position kept.
+        let text = "sources:\n  - {type: file, paths: [x]}\nengine: {shards: 2\n";
+        let error = Config::parse("b.yaml", text).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "config error: b.yaml:4:1: did not find expected ',' or '}', while parsing a flow mapping at line 3 column 9"
+        );
+        let text = "engine:\n\tshards: 2\n";
+        let error = Config::parse("t.yaml", text).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "config error: t.yaml:2:1: found character that cannot start any token, while scanning for the next token"
+        );
+        assert_eq!(
+            without_first(
+                "x at line 1 column 12, y at line 1 column 1",
+                " at line 1 column 1"
+            ),
+            "x at line 1 column 12, y"
         );
         let problems = crate::rules::parse_rule_text("y.yaml", "id: [\n").unwrap_err();
         assert!(

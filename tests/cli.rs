@@ -77,6 +77,29 @@ fn rules_check_accepts_a_valid_directory() {
     );
 }
 
+/// A rules directory that cannot be read is named without a position:
+/// there is no line to point at.
+#[test]
+fn an_unreadable_rules_directory_is_named_without_a_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-rules");
+    let output = trailwatch()
+        .args(["rules", "check"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: cannot read rules directory: ",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(":0:0:"), "{stderr}");
+}
+
 #[test]
 fn replay_reads_stdin_and_user_rules_override_and_disable_builtins() {
     let dir = tempfile::tempdir().unwrap();

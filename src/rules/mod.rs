@@ -47,7 +47,8 @@ pub struct LoadedRule {
     pub origin: Origin,
 }
 
-/// One problem in one rule file, with a 1-based position when known.
+/// One problem in one rule file, with a 1-based position when known
+/// (line 0: none, as for a file or directory that cannot be read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleProblem {
     pub origin: String,
@@ -58,6 +59,10 @@ pub struct RuleProblem {
 
 impl fmt::Display for RuleProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `origin:0:0:` would point at no line at all.
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.origin, self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}",
