@@ -120,6 +120,50 @@ fn late_events_are_counted_not_applied_and_open_windows_hold_commits() {
     assert_eq!(positions[0].1, 1, "{positions:?}");
 }
 
+/// `trailwatch_events_late_total` counts late rule matches: one late
+/// event that two rules match counts twice, and the metric's help says so
+/// (its name, kept for dashboards and alerts, says events).
+#[test]
+fn a_late_event_counts_once_per_rule_it_matched() {
+    let spec = |id: &str| -> RuleSpec {
+        serde_yaml_ng::from_str(&format!(
+            "id: {id}\ntitle: t\nkind: cloudtrail\nfilter: '{{ $.eventName = ConsoleLogin }}'\nwindow: 5m\nthreshold: \">= 2\"\n"
+        ))
+        .unwrap()
+    };
+    let mut config = EngineConfig::default();
+    config.watermark.replay = false;
+    config.watermark.allowed_lateness_ms = 0;
+    config.flush_on_end = false;
+    config.shards = 1;
+    config.decoders = 1;
+    let rules = Arc::new(RuleSet::compile(&[spec("a"), spec("b")]).unwrap());
+    let engine = Engine::new(config, rules);
+    run(
+        &engine,
+        vec![
+            event("2024-03-01T12:00:00Z"),
+            event("2024-03-01T12:20:00Z"), // closes window 12:00
+            event("2024-03-01T12:01:00Z"), // late, for both rules
+        ],
+    );
+    let metrics = engine.metrics();
+    assert_eq!(metrics.sum(|w| &w.late), 2);
+    let text = trailwatch::metrics::exposition::render(&metrics, &engine.registry()).unwrap();
+    assert!(
+        text.contains("\ntrailwatch_events_late_total 2\n"),
+        "{text}"
+    );
+    let help = text
+        .lines()
+        .find(|line| line.starts_with("# HELP trailwatch_events_late_total "))
+        .unwrap();
+    assert!(
+        help.contains("Rule matches dropped") && help.contains("once per rule it matched"),
+        "{help}"
+    );
+}
+
 #[test]
 fn future_dated_events_are_clamped_and_do_not_close_windows() {
     let engine = in_order_engine();

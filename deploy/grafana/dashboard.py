@@ -65,7 +65,7 @@ panel("Errors", "timeseries", 12, 12, 12, 8, [
     (f"sum by (reason) (rate(trailwatch_records_failed_total{{{J}}}[{RI}])) > 0", "decode {{reason}}"),
     (f"sum(rate(trailwatch_dead_letters_total{{{J}}}[{RI}]))", "dead letters"),
     (f"sum by (sink) (rate(trailwatch_sink_errors_total{{{J}}}[{RI}]))", "sink errors {{sink}}"),
-    (f"sum(rate(trailwatch_events_late_total{{{J}}}[{RI}]))", "late events"),
+    (f"sum(rate(trailwatch_events_late_total{{{J}}}[{RI}]))", "late rule matches"),
     (f"sum(rate(trailwatch_windows_shed_total{{{J}}}[{RI}]))", "windows shed"),
 ], unit="reqps")
 

@@ -169,7 +169,7 @@ pub fn render_summary(metrics: &Metrics, rules: &RuleSet, elapsed: Duration) -> 
         "digest files        {}",
         metrics.sum(|w| &w.digest_files)
     );
-    let _ = writeln!(out, "late events         {}", metrics.sum(|w| &w.late));
+    let _ = writeln!(out, "late rule matches   {}", metrics.sum(|w| &w.late));
     let _ = writeln!(out, "future-clamped      {}", metrics.sum(|w| &w.clamped));
     let _ = writeln!(out, "windows shed early  {}", metrics.sum(|w| &w.shed));
     let mut total_alerts = 0;

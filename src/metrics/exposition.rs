@@ -296,7 +296,7 @@ pub fn gather(metrics: &Metrics, registry: &PartitionRegistry) -> Vec<MetricFami
     ));
     out.push(family(
         "trailwatch_events_late_total",
-        "Matched events dropped because their window had already closed.",
+        "Rule matches dropped because their window had already closed: a late event counts once per rule it matched.",
         COUNTER,
         vec![counter(vec![], total(|w| &w.late))],
     ));
