@@ -81,6 +81,8 @@ for d in docs:
             if c.get(probe, {}).get("httpGet", {}).get("path") != path:
                 problems.append(f"{probe} on {path}")
         if not c.get("resources", {}).get("requests"): problems.append("resource requests")
+        # RUST_LOG would override the ConfigMap's log.level.
+        if any(e.get("name") == "RUST_LOG" for e in c.get("env", [])): problems.append("no RUST_LOG in env")
 json.dump({"configs": configs, "args": args, "problems": problems}, open(os.path.join(out, "extract.json"), "w"))
 PY
     then

@@ -85,4 +85,24 @@ mod tests {
             "{ignored}"
         );
     }
+
+    /// The shipped pod leaves the level to the ConfigMap's `log.level`:
+    /// a `RUST_LOG` in its environment would override it.
+    #[test]
+    fn the_shipped_deployment_does_not_set_rust_log() {
+        let manifest: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(include_str!("../k8s/base/deployment.yaml")).unwrap();
+        let containers = manifest["spec"]["template"]["spec"]["containers"]
+            .as_sequence()
+            .expect("containers");
+        assert!(!containers.is_empty());
+        for container in containers {
+            let env = container["env"].as_sequence().cloned().unwrap_or_default();
+            assert!(
+                !env.iter()
+                    .any(|var| var["name"].as_str() == Some("RUST_LOG")),
+                "{env:?}"
+            );
+        }
+    }
 }
