@@ -140,6 +140,7 @@ fn source(brokers: &str, topic: &str, group: &str) -> KafkaSource {
         )])),
         static_membership: false,
         poll_batch: poll_batch(),
+        allowed_lateness: None,
     })
     .expect("source")
 }

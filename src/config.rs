@@ -390,6 +390,10 @@ pub enum SourceConfig {
         /// Custom VPC flow log format (`${version} ${srcaddr} ...`).
         #[serde(default)]
         flow_format: Option<String>,
+        /// This source's allowed lateness, when not the engine's (flow
+        /// logs arrive later than CloudTrail).
+        #[serde(default)]
+        allowed_lateness: Option<HumanDuration>,
     },
     /// A Kafka consumer group (see `crate::source::kafka`).
     Kafka(KafkaSourceConfig),
@@ -431,10 +435,27 @@ pub enum SourceConfig {
         /// Custom VPC flow log format (`${version} ${srcaddr} ...`).
         #[serde(default)]
         flow_format: Option<String>,
+        /// This source's allowed lateness, when not the engine's (flow
+        /// logs arrive later than CloudTrail).
+        #[serde(default)]
+        allowed_lateness: Option<HumanDuration>,
     },
 }
 
 impl SourceConfig {
+    /// The source's own allowed lateness, if it sets one.
+    pub fn allowed_lateness(&self) -> Option<HumanDuration> {
+        match self {
+            SourceConfig::File {
+                allowed_lateness, ..
+            }
+            | SourceConfig::Kinesis {
+                allowed_lateness, ..
+            } => *allowed_lateness,
+            SourceConfig::Kafka(kafka) => kafka.allowed_lateness,
+        }
+    }
+
     /// Checks what serde cannot: the decoding settings, a Kafka source's
     /// topics and group, a Kinesis consumer name. Run while the source is
     /// read (see [`tagged::Tagged::check`]), so an error carries the
@@ -577,6 +598,9 @@ pub struct KafkaSourceConfig {
     /// Most records handed to the engine per poll.
     #[serde(default = "default_poll_batch")]
     pub poll_batch: usize,
+    /// This source's allowed lateness, when not the engine's.
+    #[serde(default)]
+    pub allowed_lateness: Option<HumanDuration>,
 }
 
 fn default_poll_batch() -> usize {

@@ -166,3 +166,70 @@ fn wait_for_alerts(child: &mut Child, alerts: &Path, count: usize) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A source's own `allowed_lateness` overrides the engine's for its
+/// partitions: with the engine at 1 minute and the source at 30, a burst
+/// 20 minutes behind what the file already showed still alerts. (At the
+/// engine's minute it is late: the test's second half.)
+#[test]
+fn a_sources_own_allowed_lateness_overrides_the_engines() {
+    for (source_lateness, expected_alerts) in [("30m", 2), ("1m", 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules");
+        std::fs::create_dir(&rules).unwrap();
+        std::fs::write(rules.join("burst.yaml"), BURST_RULE).unwrap();
+        let input = dir.path().join("trail.jsonl");
+        let burst = |minute: u32| -> String {
+            (1..=3)
+                .map(|i| {
+                    event(
+                        &format!("2024-03-01T12:{minute:02}:1{i}Z"),
+                        "ConsoleLogin",
+                        &format!("f{minute}-{i}"),
+                    ) + "\n"
+                })
+                .collect()
+        };
+        std::fs::write(&input, burst(40)).unwrap();
+        let alerts = dir.path().join("alerts.jsonl");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "rules: {{builtin: false, dirs: [{rules:?}]}}\n\
+                 engine: {{shards: 1, decoders: 1, allowed_lateness: 1m, shutdown_deadline: 10s}}\n\
+                 sources:\n  - {{type: file, paths: [{input:?}], follow: true, allowed_lateness: {source_lateness}}}\n\
+                 sinks:\n  alerts: {{type: file, path: {alerts:?}}}\n  dead_letter: {{type: stderr}}\n\
+                 metrics: {{listen: \"\"}}\n"
+            ),
+        )
+        .unwrap();
+        let mut child = spawn(&config);
+        wait_for_alerts(&mut child, &alerts, 1);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&input)
+            .unwrap();
+        std::io::Write::write_all(&mut file, burst(20).as_bytes()).unwrap();
+        drop(file);
+        // A marker burst after it, in time order, shows the file was read
+        // past the 12:20 burst.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&input)
+            .unwrap();
+        std::io::Write::write_all(&mut file, burst(45).as_bytes()).unwrap();
+        drop(file);
+        let written = wait_for_alerts(&mut child, &alerts, expected_alerts + 1);
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        assert_eq!(
+            written.contains("f20-3"),
+            expected_alerts == 2,
+            "source lateness {source_lateness}: {written}"
+        );
+    }
+}

@@ -346,6 +346,7 @@ fn source_config_batched(
         ])),
         static_membership: false,
         poll_batch,
+        allowed_lateness: None,
     }
 }
 

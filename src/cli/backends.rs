@@ -61,6 +61,7 @@ fn repartition_source_config(scaleout: &crate::config::ScaleoutConfig) -> KafkaS
         properties: scaleout.properties.clone(),
         static_membership: false,
         poll_batch: 2048,
+        allowed_lateness: None,
     }
 }
 
@@ -230,6 +231,7 @@ pub fn kinesis_source(config: &SourceConfig, engine: &Engine) -> Result<Box<dyn 
         enhanced_fan_out,
         decoder,
         flow_format,
+        ..
     } = config
     else {
         return Err(Error::Internal(

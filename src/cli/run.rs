@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::sink::writer::{DeadLetterFormat, JsonLinesAlertSink, LineDeadLetterSink, LineTarget};
 use crate::sink::{AlertSink, DeadLetterSink};
 use crate::source::file::{FileInput, FileSource};
-use crate::source::Source;
+use crate::source::{Source, WithLateness};
 
 use super::backends;
 use super::replay::load_rules;
@@ -44,6 +44,7 @@ pub fn build_sources(config: &Config, engine: &Engine) -> Result<Vec<Box<dyn Sou
                 follow,
                 decoder,
                 flow_format,
+                ..
             } => {
                 let inputs: Vec<FileInput> = paths.iter().map(|p| FileInput::from_arg(p)).collect();
                 let decoding = crate::config::source_decoding(*decoder, flow_format.as_deref())?;
@@ -59,6 +60,14 @@ pub fn build_sources(config: &Config, engine: &Engine) -> Result<Vec<Box<dyn Sou
             SourceConfig::Kafka(kafka) => sources.push(backends::kafka_source(kafka, engine)?),
             kinesis @ SourceConfig::Kinesis { .. } => {
                 sources.push(backends::kinesis_source(kinesis, engine)?)
+            }
+        }
+        if let Some(lateness) = source.allowed_lateness() {
+            if let Some(built) = sources.pop() {
+                sources.push(Box::new(WithLateness {
+                    inner: built,
+                    lateness_ms: lateness.as_millis_i64(),
+                }));
             }
         }
     }
@@ -171,6 +180,7 @@ fn preflight(path: &Path, config: &Config) -> Result<Vec<String>> {
                     follow,
                     decoder,
                     flow_format,
+                    ..
                 } => {
                     let inputs: Vec<FileInput> =
                         paths.iter().map(|p| FileInput::from_arg(p)).collect();

@@ -567,6 +567,9 @@ impl Engine {
                 match event {
                     PartitionEvent::Assigned(partition) => {
                         self.watermark.hold(partition, crate::source::now_ms());
+                        if let Some(lateness_ms) = source.allowed_lateness_ms() {
+                            self.watermark.set_lateness(partition, lateness_ms);
+                        }
                     }
                     PartitionEvent::Revoked(partition) => self.watermark.remove(partition),
                     PartitionEvent::Exists(partition) => self.watermark.exists(partition),

@@ -62,9 +62,22 @@ struct PartitionTime {
     held: bool,
     /// The source last reported it at its end.
     caught_up: bool,
+    /// Its source's allowed lateness (the engine's unless the source sets
+    /// its own: flow logs arrive later than CloudTrail).
+    lateness_ms: i64,
 }
 
 impl PartitionTime {
+    /// Its largest event time less its lateness; `i64::MIN` before its
+    /// first event.
+    fn watermark(&self) -> i64 {
+        if self.max_event_ms == i64::MIN {
+            i64::MIN
+        } else {
+            self.max_event_ms.saturating_sub(self.lateness_ms)
+        }
+    }
+
     /// Whether the partition holds the watermark at `max_event_ms`.
     fn holds(&self, now_ms: i64, idle_timeout_ms: i64) -> bool {
         let quiet = now_ms - self.last_arrival_ms >= idle_timeout_ms;
@@ -150,10 +163,20 @@ impl WatermarkTracker {
             last_arrival_ms: now_ms,
             held: true,
             caught_up: false,
+            lateness_ms: self.config.allowed_lateness_ms,
         });
         entry.held = true;
         entry.caught_up = false;
         entry.last_arrival_ms = entry.last_arrival_ms.max(now_ms);
+    }
+
+    /// Sets the allowed lateness of `partition` (announced with
+    /// [`WatermarkTracker::hold`]), when its source has its own.
+    pub fn set_lateness(&self, partition: PartitionId, lateness_ms: i64) {
+        let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = partitions.get_mut(&partition) {
+            entry.lateness_ms = lateness_ms;
+        }
     }
 
     /// Records what a batch of `partition` showed and returns the new
@@ -165,6 +188,7 @@ impl WatermarkTracker {
             last_arrival_ms: progress.arrival_ms.unwrap_or(now_ms),
             held: false,
             caught_up: false,
+            lateness_ms: self.config.allowed_lateness_ms,
         });
         if let Some(arrival) = progress.arrival_ms {
             entry.last_arrival_ms = entry.last_arrival_ms.max(arrival);
@@ -195,15 +219,14 @@ impl WatermarkTracker {
         let active_min = partitions
             .values()
             .filter(|p| p.holds(now_ms, self.config.idle_timeout_ms))
-            .map(|p| p.max_event_ms)
+            .map(PartitionTime::watermark)
             .min();
         // When every partition is idle, the freshest one decides.
-        let basis = active_min.or_else(|| partitions.values().map(|p| p.max_event_ms).max());
+        let basis = active_min.or_else(|| partitions.values().map(PartitionTime::watermark).max());
         // A held partition not heard from yet keeps everything where it is.
-        let Some(basis) = basis.filter(|b| *b != i64::MIN) else {
+        let Some(candidate) = basis.filter(|b| *b != i64::MIN) else {
             return self.current.load(Ordering::Relaxed);
         };
-        let candidate = basis.saturating_sub(self.config.allowed_lateness_ms);
         let previous = self.current.fetch_max(candidate, Ordering::Relaxed);
         previous.max(candidate)
     }
@@ -216,10 +239,7 @@ impl WatermarkTracker {
         }
         let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         let time = partitions.get(&partition)?;
-        (time.max_event_ms != i64::MIN).then(|| {
-            time.max_event_ms
-                .saturating_sub(self.config.allowed_lateness_ms)
-        })
+        (time.max_event_ms != i64::MIN).then(|| time.watermark())
     }
 
     /// Partitions announced by their source ([`WatermarkTracker::hold`])
@@ -395,6 +415,20 @@ mod tests {
         let wm = tracker();
         assert_eq!(wm.clamp(10_000, 1_000), (1_050, true));
         assert_eq!(wm.clamp(1_000, 1_000), (1_000, false));
+    }
+
+    /// A partition whose source allows more lateness (flow logs) holds the
+    /// watermark that much further back.
+    #[test]
+    fn a_partition_with_its_own_lateness_holds_the_watermark_by_it() {
+        let wm = tracker();
+        wm.hold(1, 0);
+        wm.hold(2, 0);
+        wm.set_lateness(2, 500);
+        seen(&wm, 1, 10_000, 0);
+        assert_eq!(seen(&wm, 2, 10_000, 0), 9_500);
+        assert_eq!(wm.partition_watermark(1), Some(9_900));
+        assert_eq!(wm.partition_watermark(2), Some(9_500));
     }
 
     #[test]

@@ -941,6 +941,7 @@ mod tests {
             ),
             static_membership: false,
             poll_batch: 10,
+            allowed_lateness: None,
         }
     }
 

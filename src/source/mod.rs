@@ -215,10 +215,16 @@ pub trait Source: Send {
     fn poll(&mut self, registry: &PartitionRegistry) -> Result<Poll>;
     /// Partitions assigned or revoked since the last call. The engine calls
     /// this after every poll, before it forwards the polled batch, so an
-    /// assignment is known before any record of it is processed. Sources
-    /// with a fixed set of partitions (files) keep the default.
+    /// assignment is known before any record of it is processed. A source
+    /// that announces nothing has its partitions join the watermark at
+    /// their first batch.
     fn take_partition_events(&mut self, _registry: &PartitionRegistry) -> Vec<PartitionEvent> {
         Vec::new()
+    }
+    /// The allowed lateness of this source's partitions, when it is not
+    /// the engine's (`allowed_lateness` in the source's config).
+    fn allowed_lateness_ms(&self) -> Option<i64> {
+        None
     }
     /// Commits safe positions, as `(partition, next offset to read)`.
     fn commit(&mut self, positions: &[(PartitionId, u64)]) -> Result<()>;
@@ -227,6 +233,39 @@ pub trait Source: Send {
     /// nothing once the group or lease table has settled (for `/readyz`).
     fn is_ready(&self) -> bool {
         true
+    }
+}
+
+/// A source with an allowed lateness of its own (a source's
+/// `allowed_lateness` in config); everything else is the inner source's.
+pub struct WithLateness {
+    pub inner: Box<dyn Source>,
+    pub lateness_ms: i64,
+}
+
+impl Source for WithLateness {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn poll(&mut self, registry: &PartitionRegistry) -> Result<Poll> {
+        self.inner.poll(registry)
+    }
+
+    fn take_partition_events(&mut self, registry: &PartitionRegistry) -> Vec<PartitionEvent> {
+        self.inner.take_partition_events(registry)
+    }
+
+    fn allowed_lateness_ms(&self) -> Option<i64> {
+        Some(self.lateness_ms)
+    }
+
+    fn commit(&mut self, positions: &[(PartitionId, u64)]) -> Result<()> {
+        self.inner.commit(positions)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.inner.is_ready()
     }
 }
 
