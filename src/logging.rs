@@ -17,9 +17,20 @@
 //! span field is never called `name`: JSON lines write the span's own name
 //! under that key, and a second `name` key would hide one of them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+
+/// Set once JSON logging is installed: the command's fatal error then goes
+/// out as a JSON line too, not as the only plain line a log shipper drops.
+static JSON_LOGS: AtomicBool = AtomicBool::new(false);
+
+/// Whether logs are JSON lines (set by [`init`]).
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(Ordering::Relaxed)
+}
 
 /// The directives to log with: `RUST_LOG` when it is set and valid, else
 /// `level`; and why `RUST_LOG` was ignored, if it was.
@@ -52,12 +63,16 @@ pub fn init(level: &str, format: LogFormat) {
         .log_internal_errors(false);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+        LogFormat::Json => {
+            let installed = builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .try_init();
+            JSON_LOGS.store(installed.is_ok(), Ordering::Relaxed);
+            installed
+        }
     };
     if let Some(ignored) = ignored {
         tracing::warn!(level, "{ignored}; logging at the configured level");

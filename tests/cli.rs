@@ -317,6 +317,28 @@ fn json_logs_name_the_component_without_a_duplicate_key() {
     }
 }
 
+/// With JSON logs, the error that ends `run` is a JSON line too (it was
+/// the one plain line, which a JSON log pipeline drops).
+#[test]
+fn with_json_logs_the_fatal_error_is_a_json_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "sources:\n  - {type: file, paths: [\"-\"]}\nsinks:\n  alerts: {type: file, path: /proc/trailwatch-alerts.jsonl}\nmetrics: {listen: \"\"}\nlog: {format: json}\n";
+    let output = run_with_config(dir.path(), yaml);
+    assert_eq!(output.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    let line: serde_json::Value = serde_json::from_str(last).expect(last);
+    assert_eq!(line["level"], "ERROR", "{last}");
+    assert_eq!(line["exit_code"], 4, "{last}");
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot create files in /proc"),
+        "{last}"
+    );
+}
+
 /// `run --check` on `yaml` (written to `dir`): exit code, stdout, stderr.
 fn check_config(dir: &std::path::Path, yaml: &str) -> (Option<i32>, String, String) {
     let config = dir.join("config.yaml");

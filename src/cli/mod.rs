@@ -114,8 +114,13 @@ pub fn main_with(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(error) => {
-            errln!("trailwatch: {error}");
-            error.exit_code()
+            let code = error.exit_code();
+            if crate::logging::json_logs() && tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!(exit_code = code, "trailwatch: {error}");
+            } else {
+                errln!("trailwatch: {error}");
+            }
+            code
         }
     }
 }
