@@ -100,11 +100,59 @@ pub struct Progress {
     pub caught_up: bool,
 }
 
+/// The partitions' times, and how many of them are announced and not
+/// heard from yet: while any is, the watermark cannot move, and
+/// [`WatermarkTracker::recompute`] says so without looking at each (a
+/// directory of 20,000 files is 20,000 partitions, all announced first).
+#[derive(Debug, Default)]
+struct Partitions {
+    times: HashMap<PartitionId, PartitionTime>,
+    unheard: usize,
+}
+
+impl PartitionTime {
+    /// Announced, and neither an event nor its end heard: it holds the
+    /// watermark where it is.
+    fn unheard(&self) -> bool {
+        self.held && self.max_event_ms == i64::MIN && !self.caught_up
+    }
+}
+
+impl Partitions {
+    /// Applies `change` to `partition`'s time (made by `new` if absent),
+    /// keeping the count of unheard partitions.
+    fn update(
+        &mut self,
+        partition: PartitionId,
+        new: impl FnOnce() -> PartitionTime,
+        change: impl FnOnce(&mut PartitionTime),
+    ) {
+        let time = self.times.entry(partition).or_insert_with(new);
+        let before = time.unheard();
+        change(time);
+        match (before, time.unheard()) {
+            (false, true) => self.unheard += 1,
+            (true, false) => self.unheard -= 1,
+            _ => {}
+        }
+    }
+
+    fn remove(&mut self, partition: PartitionId) {
+        if self
+            .times
+            .remove(&partition)
+            .is_some_and(|time| time.unheard())
+        {
+            self.unheard -= 1;
+        }
+    }
+}
+
 /// Shared watermark state, updated once per batch by decode workers.
 #[derive(Debug)]
 pub struct WatermarkTracker {
     config: WatermarkConfig,
-    partitions: Mutex<HashMap<PartitionId, PartitionTime>>,
+    partitions: Mutex<Partitions>,
     /// Every partition its source said exists ([`WatermarkTracker::exists`]).
     known: Mutex<BTreeSet<PartitionId>>,
     current: AtomicI64,
@@ -115,7 +163,7 @@ impl WatermarkTracker {
     pub fn new(config: WatermarkConfig) -> Self {
         WatermarkTracker {
             config,
-            partitions: Mutex::new(HashMap::new()),
+            partitions: Mutex::new(Partitions::default()),
             known: Mutex::new(BTreeSet::new()),
             current: AtomicI64::new(i64::MIN),
         }
@@ -158,23 +206,33 @@ impl WatermarkTracker {
     /// hold a backlog: it holds the watermark until heard or caught up.
     pub fn hold(&self, partition: PartitionId, now_ms: i64) {
         let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = partitions.entry(partition).or_insert(PartitionTime {
+        partitions.update(
+            partition,
+            || self.new_time(now_ms),
+            |entry| {
+                entry.held = true;
+                entry.caught_up = false;
+                entry.last_arrival_ms = entry.last_arrival_ms.max(now_ms);
+            },
+        );
+    }
+
+    /// A partition not heard from yet, last seen at `now_ms`.
+    fn new_time(&self, now_ms: i64) -> PartitionTime {
+        PartitionTime {
             max_event_ms: i64::MIN,
             last_arrival_ms: now_ms,
-            held: true,
+            held: false,
             caught_up: false,
             lateness_ms: self.config.allowed_lateness_ms,
-        });
-        entry.held = true;
-        entry.caught_up = false;
-        entry.last_arrival_ms = entry.last_arrival_ms.max(now_ms);
+        }
     }
 
     /// Sets the allowed lateness of `partition` (announced with
     /// [`WatermarkTracker::hold`]), when its source has its own.
     pub fn set_lateness(&self, partition: PartitionId, lateness_ms: i64) {
         let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = partitions.get_mut(&partition) {
+        if let Some(entry) = partitions.times.get_mut(&partition) {
             entry.lateness_ms = lateness_ms;
         }
     }
@@ -183,20 +241,20 @@ impl WatermarkTracker {
     /// global watermark.
     pub fn observe(&self, partition: PartitionId, progress: Progress, now_ms: i64) -> i64 {
         let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = partitions.entry(partition).or_insert(PartitionTime {
-            max_event_ms: i64::MIN,
-            last_arrival_ms: progress.arrival_ms.unwrap_or(now_ms),
-            held: false,
-            caught_up: false,
-            lateness_ms: self.config.allowed_lateness_ms,
-        });
-        if let Some(arrival) = progress.arrival_ms {
-            entry.last_arrival_ms = entry.last_arrival_ms.max(arrival);
-        }
-        if let Some(t) = progress.max_event_ms {
-            entry.max_event_ms = entry.max_event_ms.max(t);
-        }
-        entry.caught_up = progress.caught_up;
+        let first_seen = progress.arrival_ms.unwrap_or(now_ms);
+        partitions.update(
+            partition,
+            || self.new_time(first_seen),
+            |entry| {
+                if let Some(arrival) = progress.arrival_ms {
+                    entry.last_arrival_ms = entry.last_arrival_ms.max(arrival);
+                }
+                if let Some(t) = progress.max_event_ms {
+                    entry.max_event_ms = entry.max_event_ms.max(t);
+                }
+                entry.caught_up = progress.caught_up;
+            },
+        );
         self.recompute(&partitions, now_ms)
     }
 
@@ -209,13 +267,19 @@ impl WatermarkTracker {
     /// Forgets a partition (revoked).
     pub fn remove(&self, partition: PartitionId) {
         let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        partitions.remove(&partition);
+        partitions.remove(partition);
     }
 
-    fn recompute(&self, partitions: &HashMap<PartitionId, PartitionTime>, now_ms: i64) -> i64 {
+    fn recompute(&self, partitions: &Partitions, now_ms: i64) -> i64 {
         if self.config.replay {
             return i64::MIN;
         }
+        // An unheard partition holds at `i64::MIN`: the minimum below would
+        // be that, and nothing would move.
+        if partitions.unheard > 0 {
+            return self.current.load(Ordering::Relaxed);
+        }
+        let partitions = &partitions.times;
         let active_min = partitions
             .values()
             .filter(|p| p.holds(now_ms, self.config.idle_timeout_ms))
@@ -238,7 +302,7 @@ impl WatermarkTracker {
             return None;
         }
         let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        let time = partitions.get(&partition)?;
+        let time = partitions.times.get(&partition)?;
         (time.max_event_ms != i64::MIN).then(|| time.watermark())
     }
 
@@ -247,6 +311,7 @@ impl WatermarkTracker {
     pub fn waiting(&self, now_ms: i64) -> Vec<PartitionId> {
         let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         partitions
+            .times
             .iter()
             .filter(|(_, time)| {
                 time.held
@@ -263,6 +328,7 @@ impl WatermarkTracker {
     pub fn idle(&self, now_ms: i64) -> Vec<PartitionId> {
         let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         let mut idle: Vec<PartitionId> = partitions
+            .times
             .iter()
             .filter(|(_, time)| !time.holds(now_ms, self.config.idle_timeout_ms))
             .map(|(partition, _)| *partition)
@@ -276,6 +342,7 @@ impl WatermarkTracker {
     pub fn is_idle(&self, partition: PartitionId, now_ms: i64) -> bool {
         let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         partitions
+            .times
             .get(&partition)
             .is_some_and(|time| !time.holds(now_ms, self.config.idle_timeout_ms))
     }
@@ -284,6 +351,7 @@ impl WatermarkTracker {
     pub fn max_event_ms(&self) -> Option<i64> {
         let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         partitions
+            .times
             .values()
             .map(|p| p.max_event_ms)
             .filter(|t| *t != i64::MIN)
@@ -429,6 +497,24 @@ mod tests {
         assert_eq!(seen(&wm, 2, 10_000, 0), 9_500);
         assert_eq!(wm.partition_watermark(1), Some(9_900));
         assert_eq!(wm.partition_watermark(2), Some(9_500));
+    }
+
+    /// An announced partition not heard from holds the watermark; once it
+    /// is removed, or reports its end without an event, it no longer does
+    /// (the count that spares looking at every partition stays right).
+    #[test]
+    fn an_unheard_partition_holds_until_heard_removed_or_at_its_end() {
+        let wm = tracker();
+        wm.hold(1, 0);
+        wm.hold(2, 0);
+        wm.hold(3, 0);
+        assert_eq!(seen(&wm, 1, 10_000, 0), i64::MIN);
+        wm.remove(2);
+        assert_eq!(wm.tick(0), i64::MIN, "3 is still unheard");
+        assert_eq!(at_end(&wm, 3, 0), 9_900);
+        wm.hold(4, 0);
+        assert_eq!(seen(&wm, 1, 20_000, 0), 9_900, "4 is unheard");
+        assert_eq!(seen(&wm, 4, 30_000, 0), 19_900);
     }
 
     #[test]
