@@ -1709,3 +1709,152 @@ fn filters_sharing_a_metric_that_cannot_merge_warn_that_counts_are_split() {
         "{markdown}"
     );
 }
+
+// ---------------------------------------------------------------------
+// Second import audit: skipped alarms, pseudo parameters, ids, output
+// ---------------------------------------------------------------------
+
+fn hcl_text(text: &str) -> Report {
+    let files = [import::hcl::SourceFile {
+        name: "main.tf".into(),
+        text: text.into(),
+    }];
+    let set = import::hcl::import(&files, &[], &BTreeMap::new()).unwrap();
+    import::convert(set, &ImportOptions::default(), "main.tf")
+}
+
+fn cli_text(filters: &str, alarms: &str) -> Report {
+    let filters: serde_json::Value = serde_json::from_str(filters).unwrap();
+    let alarms: serde_json::Value = serde_json::from_str(alarms).unwrap();
+    let set = import::cli_json::import(&filters, &alarms, ("f.json", "a.json")).unwrap();
+    import::convert(set, &ImportOptions::default(), "cli")
+}
+
+fn cfn_text(template: &str, params: &[(&str, &str)]) -> Report {
+    let doc = import::cloudformation::parse_template(template).unwrap();
+    let params: BTreeMap<String, String> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let set = import::cloudformation::import(&doc, &params, "t.yaml").unwrap();
+    import::convert(set, &ImportOptions::default(), "t.yaml")
+}
+
+const SIGNIN_FILTER: &str = r#"{"metricFilters": [{"filterName": "SigninFailures",
+    "filterPattern": "{ ($.eventName = ConsoleLogin) && ($.errorMessage = \"Failed authentication\") }",
+    "logGroupName": "CloudTrail/x",
+    "metricTransformations": [{"metricName": "ConsoleSigninFailureCount",
+        "metricNamespace": "CloudTrailMetrics", "metricValue": "1"}]}]}"#;
+
+/// An alarm that is not carried over still watches its metric: the metric
+/// filter must not become a `>= 1` rule firing on every matching event.
+/// Terraform HCL whose alarm period needs arithmetic (and a pinned IP).
+#[test]
+fn filter_of_a_skipped_hcl_alarm_is_not_imported_as_a_catch_all() {
+    let report = hcl_text(
+        r#"
+resource "aws_cloudwatch_log_metric_filter" "byip" {
+  name           = "deny-by-ip"
+  pattern        = "{ $.errorCode = \"AccessDenied\" }"
+  log_group_name = "CloudTrail/x"
+  metric_transformation {
+    name       = "DenyByIp"
+    namespace  = "Sec"
+    value      = "1"
+    dimensions = { SourceIp = "$.sourceIPAddress" }
+  }
+}
+resource "aws_cloudwatch_metric_alarm" "byip" {
+  alarm_name          = "deny-from-ip"
+  comparison_operator = "GreaterThanThreshold"
+  evaluation_periods  = 1
+  metric_name         = aws_cloudwatch_log_metric_filter.byip.metric_transformation[0].name
+  namespace           = "Sec"
+  period              = 5 * 60
+  statistic           = "Sum"
+  threshold           = 10
+  dimensions          = { SourceIp = "203.0.113.9" }
+}
+"#,
+    );
+    assert!(report.rules.is_empty(), "{:#?}", report.rules);
+    note_with(
+        &report,
+        "aws_cloudwatch_metric_alarm.byip",
+        NoteLevel::Skipped,
+        "`period` cannot be resolved statically",
+    );
+    note_with(
+        &report,
+        "deny-by-ip",
+        NoteLevel::Skipped,
+        "watched by alarm aws_cloudwatch_metric_alarm.byip, which is not carried over",
+    );
+    assert!(
+        !report
+            .notes
+            .iter()
+            .any(|n| n.message.contains("has no alarm")),
+        "{:#?}",
+        report.notes
+    );
+}
+
+/// An anomaly-detection alarm names its metric only in `Metrics`: the
+/// filter is watched by it, so no `>= 1` rule is written.
+#[test]
+fn filter_watched_by_a_metric_math_alarm_is_not_imported_as_a_catch_all() {
+    let alarms = r#"{"MetricAlarms": [{"AlarmName": "SigninFailureAnomaly", "EvaluationPeriods": 1,
+        "ComparisonOperator": "GreaterThanUpperThreshold", "ThresholdMetricId": "ad1",
+        "Metrics": [{"Id": "m1", "ReturnData": true, "MetricStat": {"Metric": {
+            "Namespace": "CloudTrailMetrics", "MetricName": "ConsoleSigninFailureCount"},
+            "Period": 300, "Stat": "Sum"}},
+          {"Id": "ad1", "Expression": "ANOMALY_DETECTION_BAND(m1, 2)", "ReturnData": true}]}]}"#;
+    let report = cli_text(SIGNIN_FILTER, alarms);
+    assert!(report.rules.is_empty(), "{:#?}", report.rules);
+    note_with(
+        &report,
+        "SigninFailures",
+        NoteLevel::Skipped,
+        "watched by alarm SigninFailureAnomaly",
+    );
+    note_with(
+        &report,
+        "SigninFailureAnomaly",
+        NoteLevel::Skipped,
+        "not carried over",
+    );
+    // CloudFormation reads the same `Metrics` shape.
+    let report = cfn_text(
+        r#"
+Resources:
+  F:
+    Type: AWS::Logs::MetricFilter
+    Properties:
+      LogGroupName: CloudTrail/x
+      FilterPattern: '{ $.eventName = ConsoleLogin }'
+      MetricTransformations:
+        - {MetricNamespace: CloudTrailMetrics, MetricName: Logins, MetricValue: '1'}
+  A:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: LoginRate
+      ComparisonOperator: GreaterThanThreshold
+      EvaluationPeriods: 1
+      Threshold: 5
+      Metrics:
+        - Id: m1
+          ReturnData: false
+          MetricStat: {Metric: {Namespace: CloudTrailMetrics, MetricName: Logins}, Period: 300, Stat: Sum}
+        - {Id: e1, Expression: m1 / 5, ReturnData: true}
+"#,
+        &[],
+    );
+    assert!(report.rules.is_empty(), "{:#?}", report.rules);
+    note_with(
+        &report,
+        "F",
+        NoteLevel::Skipped,
+        "watched by alarm LoginRate",
+    );
+}

@@ -153,6 +153,9 @@ pub(crate) fn read_alarm(a: &Value, source: &str) -> ImportedAlarm {
             alarm.dimensions.push((k, v));
         }
     }
+    if let Some(metrics) = a.get("Metrics") {
+        alarm.math_metrics = super::math_metrics(metrics);
+    }
     if a.get("Metrics")
         .and_then(Value::as_array)
         .is_some_and(|m| !m.is_empty())

@@ -573,6 +573,24 @@ fn read_alarm(
             )),
         }
     }
+    // The metrics a metric-math alarm reads: their filters are watched by
+    // it, so they must not become `>= 1` rules of their own.
+    for query in props
+        .get("Metrics")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let metric = query.get("MetricStat").and_then(|s| s.get("Metric"));
+        let part = |key: &str| {
+            metric
+                .and_then(|m| m.get(key))
+                .and_then(|v| ctx.resolve(v).ok())
+        };
+        if let (Some(namespace), Some(metric_name)) = (part("Namespace"), part("MetricName")) {
+            alarm.math_metrics.push((namespace, metric_name));
+        }
+    }
     if alarm.unsupported.is_some() {
         // Already not carried over (an unresolvable dimension).
     } else if props.contains_key("Metrics") {

@@ -669,14 +669,35 @@ pub fn import(
             .iter()
             .find(|(a, _)| required.contains(&a.as_str()))
         {
-            set.notes.push(Note::new(
-                NoteLevel::Skipped,
-                address.clone(),
-                format!(
-                    "`{attr}` cannot be resolved statically: {}",
-                    module.describe(u)
-                ),
-            ));
+            let why = format!(
+                "`{attr}` cannot be resolved statically: {}",
+                module.describe(u)
+            );
+            // A skipped alarm whose metric is known still watches that
+            // metric: kept as an unsupported alarm, so that `convert` does
+            // not turn its metric filter into a `>= 1` rule of its own.
+            let metric = |key: &str| values.get(key).and_then(super::text);
+            let math = values
+                .get("metric_query")
+                .map(super::math_metrics)
+                .unwrap_or_default();
+            if kind == ALARM
+                && ((metric("metric_name").is_some() && metric("namespace").is_some())
+                    || !math.is_empty())
+            {
+                set.alarms.push(super::ImportedAlarm {
+                    name: address.clone(),
+                    metric_name: metric("metric_name").unwrap_or_default(),
+                    namespace: metric("namespace").unwrap_or_default(),
+                    math_metrics: math,
+                    unsupported: Some(why),
+                    source: format!("{}#{address}", files[file].name),
+                    ..super::ImportedAlarm::default()
+                });
+                continue;
+            }
+            set.notes
+                .push(Note::new(NoteLevel::Skipped, address.clone(), why));
             continue;
         }
         for (attr, u) in &problems {

@@ -95,6 +95,10 @@ pub struct ImportedAlarm {
     /// Metric math, anomaly detection or another shape that cannot be
     /// carried over, with the reason.
     pub unsupported: Option<String>,
+    /// (namespace, metric name) of the metrics a metric-math or
+    /// anomaly-detection alarm reads (`Metrics[].MetricStat.Metric`): the
+    /// alarm watches them although its own `MetricName` is empty.
+    pub math_metrics: Vec<(String, String)>,
     pub source: String,
 }
 
@@ -261,7 +265,7 @@ pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
             .alarms
             .iter()
             .enumerate()
-            .filter(|(_, a)| a.metric_name == first.metric_name && a.namespace == first.namespace)
+            .filter(|(_, a)| watches(a, &first.namespace, &first.metric_name))
             .collect();
         if alarms.is_empty() {
             for &filter in group {
@@ -285,6 +289,27 @@ pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
                 }
             }
             continue;
+        }
+        // A metric watched only by alarms that are not carried over (metric
+        // math, anomaly band, an unresolvable setting) is not imported as a
+        // `>= 1` rule either: that would fire on every matching event,
+        // broader than the alarm (and for a pinned dimension, on every value).
+        if alarms.iter().all(|(_, a)| a.unsupported.is_some()) {
+            let names: Vec<&str> = alarms.iter().map(|(_, a)| a.name.as_str()).collect();
+            for &filter in group {
+                report.notes.push(Note::new(
+                    NoteLevel::Skipped,
+                    filter.name.clone(),
+                    format!(
+                        "metric {}/{} is watched by alarm {}, which is not carried over: the metric filter \
+                         is not imported on its own, since a `>= 1` rule would fire on every matching event, \
+                         broader than the alarm",
+                        filter.namespace,
+                        filter.metric_name,
+                        names.join(", ")
+                    ),
+                ));
+            }
         }
         let merged = (group.len() > 1).then(|| merge_filters(group));
         for (index, alarm) in alarms {
@@ -369,6 +394,41 @@ pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
             .push(Note::new(NoteLevel::Skipped, alarm.name.clone(), reason));
     }
     report
+}
+
+/// Whether `alarm` watches the metric `namespace`/`name`, directly or as
+/// one of its metric-math inputs.
+fn watches(alarm: &ImportedAlarm, namespace: &str, name: &str) -> bool {
+    (alarm.metric_name == name && alarm.namespace == namespace)
+        || alarm
+            .math_metrics
+            .iter()
+            .any(|(n, m)| n == namespace && m == name)
+}
+
+/// The (namespace, metric name) pairs a `Metrics` list reads, in the API
+/// shape (`MetricStat.Metric.{Namespace, MetricName}`) or Terraform's
+/// (`metric[0].{namespace, metric_name}`). Expressions name no metric.
+pub(crate) fn math_metrics(metrics: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for query in metrics.as_array().into_iter().flatten() {
+        let api = query.get("MetricStat").and_then(|s| s.get("Metric"));
+        let terraform = query.get("metric").map(|m| match m {
+            serde_json::Value::Array(items) => items.first().unwrap_or(&serde_json::Value::Null),
+            other => other,
+        });
+        let pair = match (api, terraform) {
+            (Some(m), _) => (m.get("Namespace"), m.get("MetricName")),
+            (None, Some(m)) => (m.get("namespace"), m.get("metric_name")),
+            (None, None) => continue,
+        };
+        if let (Some(namespace), Some(name)) = (pair.0.and_then(text), pair.1.and_then(text)) {
+            if !out.contains(&(namespace.clone(), name.clone())) {
+                out.push((namespace, name));
+            }
+        }
+    }
+    out
 }
 
 /// Writes the rules and `IMPORT_REPORT.md` under `out`.
