@@ -1858,3 +1858,90 @@ Resources:
         "watched by alarm LoginRate",
     );
 }
+
+const PSEUDO_TEMPLATE: &str = r#"
+Resources:
+  RootArnFilter:
+    Type: AWS::Logs::MetricFilter
+    Properties:
+      LogGroupName: CloudTrail/x
+      FilterPattern: !Sub '{ $.userIdentity.arn = "arn:aws:iam::${AWS::AccountId}:root" }'
+      MetricTransformations:
+        - {MetricNamespace: CloudTrailMetrics, MetricName: RootArn, MetricValue: '1'}
+  RootArnAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: !Sub '${AWS::StackName}-RootArnUsed'
+      AlarmActions: [!Sub 'arn:aws:sns:${AWS::Region}:${AWS::AccountId}:NotifyMe']
+      MetricName: RootArn
+      Namespace: CloudTrailMetrics
+      ComparisonOperator: GreaterThanOrEqualToThreshold
+      EvaluationPeriods: 1
+      Period: 300
+      Statistic: Sum
+      Threshold: 1
+"#;
+
+/// `${AWS::AccountId}` in `Fn::Sub` resolves from `--param` like `!Ref`
+/// does; unset, the pattern is not imported with the literal text (it
+/// would match nothing), and the warning names the `--param` to pass.
+#[test]
+fn pseudo_parameters_in_sub_resolve_from_param_or_skip_with_the_param() {
+    let report = cfn_text(PSEUDO_TEMPLATE, &[]);
+    assert!(report.rules.is_empty(), "{:#?}", report.rules);
+    let warning = note_with(
+        &report,
+        "RootArnFilter",
+        NoteLevel::Warning,
+        "FilterPattern: cannot resolve",
+    );
+    assert!(
+        warning.contains("pass --param AWS::AccountId=VALUE"),
+        "{warning}"
+    );
+    note_with(
+        &report,
+        "RootArnAlarm",
+        NoteLevel::Warning,
+        "pass --param AWS::StackName=VALUE",
+    );
+
+    let report = cfn_text(
+        PSEUDO_TEMPLATE,
+        &[
+            ("AWS::AccountId", "111122223333"),
+            ("AWS::StackName", "prod"),
+        ],
+    );
+    assert!(
+        !report
+            .notes
+            .iter()
+            .any(|n| n.subject.starts_with("--param")),
+        "{:#?}",
+        report.notes
+    );
+    let rule = spec(&report, "prod-root-arn-used");
+    assert_eq!(
+        rule.filter,
+        r#"{ $.userIdentity.arn = "arn:aws:iam::111122223333:root" }"#
+    );
+    assert_eq!(rule.title, "prod-RootArnUsed");
+    // The action's ARN needs no AWS::Region: it ends in the topic name.
+    assert_eq!(
+        rule.labels.get("sns_topic").map(String::as_str),
+        Some("NotifyMe")
+    );
+    let root = |account: &str| {
+        ct(
+            "2024-03-01T12:00:00Z",
+            account,
+            serde_json::json!({"eventName": "ListBuckets",
+                "userIdentity": {"arn": format!("arn:aws:iam::{account}:root")}}),
+        )
+    };
+    let alerts = run_rule(&rule, records(&[root("444455556666")])).unwrap();
+    assert!(creates(&alerts).is_empty(), "{alerts:#?}");
+    let alerts = run_rule(&rule, records(&[root("111122223333")])).unwrap();
+    assert_eq!(creates(&alerts).len(), 1, "{alerts:#?}");
+}

@@ -6,7 +6,11 @@
 //! (`{"Ref": ..}`, `{"Fn::Sub": ..}`) first, so one resolver serves both.
 //! `Ref` and `Fn::Sub` resolve parameters from `--param` overrides, then
 //! parameter defaults; `Ref` to a topic resolves to its `TopicName` (or its
-//! logical id). Resources with a `Condition` are kept when the condition
+//! logical id). Pseudo parameters (`AWS::AccountId`, `AWS::Region`, ...)
+//! resolve from `--param` too; unset, they are unresolvable like any other
+//! `Ref` (a pattern keeping a literal `${AWS::AccountId}` would match the
+//! wrong events), except in alarm actions, where an SNS ARN still ends in
+//! its topic name. Resources with a `Condition` are kept when the condition
 //! evaluates to true (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`), or
 //! kept with a note when it cannot be evaluated. A dimension name or value
 //! that cannot be resolved skips its alarm or metric filter, with the
@@ -90,13 +94,27 @@ fn yaml_to_json(value: serde_yaml_ng::Value) -> Value {
 }
 
 /// Resolution context: parameters and resources of one template.
+#[derive(Clone)]
 struct Context<'a> {
     params: BTreeMap<String, String>,
     resources: &'a Map<String, Value>,
     conditions: &'a Map<String, Value>,
+    /// Whether a pseudo parameter (`AWS::AccountId`) that no `--param`
+    /// sets resolves to its literal `${AWS::AccountId}`. Only for SNS
+    /// topics, whose ARN still ends in the topic name; anywhere else the
+    /// literal would be matched as text and change what the rule does.
+    keep_pseudo: bool,
 }
 
 impl Context<'_> {
+    /// This context, keeping unset pseudo parameters as written.
+    fn keeping_pseudo(&self) -> Self {
+        Context {
+            keep_pseudo: true,
+            ..self.clone()
+        }
+    }
+
     /// Resolves a value to text. `Err` says what could not be resolved.
     fn resolve(&self, value: &Value) -> std::result::Result<String, String> {
         match value {
@@ -169,9 +187,7 @@ impl Context<'_> {
         if self.resources.contains_key(name) {
             return Ok(name.to_string());
         }
-        if name.starts_with("AWS::") {
-            // Pseudo parameters (AWS::Region, AWS::AccountId) stay as
-            // written: an SNS ARN still ends in its topic name.
+        if name.starts_with("AWS::") && self.keep_pseudo {
             return Ok(format!("${{{name}}}"));
         }
         Err(format!("Ref {name}"))
@@ -210,10 +226,6 @@ impl Context<'_> {
                     }
                     _ => return Err(format!("${{{name}}}")),
                 }
-            } else if name.starts_with("AWS::") {
-                // Pseudo parameters stay as written; they rarely matter for
-                // a pattern and an SNS ARN keeps its topic name at the end.
-                out.push_str(&format!("${{{name}}}"));
             } else {
                 out.push_str(&self.reference(name)?);
             }
@@ -232,7 +244,7 @@ impl Context<'_> {
         let name = resource
             .get("Properties")
             .and_then(|p| p.get("TopicName"))
-            .and_then(|v| self.resolve(v).ok());
+            .and_then(|v| self.keeping_pseudo().resolve(v).ok());
         Some(name.unwrap_or_else(|| logical_id.to_string()))
     }
 
@@ -308,19 +320,23 @@ pub fn import(
         }
     }
     for name in params.keys() {
-        if !resolved_params.contains_key(name) {
+        // Pseudo parameters (AWS::AccountId) are never declared.
+        if !resolved_params.contains_key(name) && !name.starts_with("AWS::") {
             set.notes.push(Note::new(
                 NoteLevel::Warning,
                 format!("--param {name}"),
                 "the template declares no such parameter; used for Ref/Fn::Sub anyway",
             ));
-            resolved_params.insert(name.clone(), params[name].clone());
         }
+        resolved_params
+            .entry(name.clone())
+            .or_insert_with(|| params[name].clone());
     }
     let ctx = Context {
         params: resolved_params,
         resources,
         conditions,
+        keep_pseudo: false,
     };
     for (logical_id, resource) in resources {
         let kind = resource.get("Type").and_then(Value::as_str).unwrap_or("");
@@ -375,10 +391,36 @@ fn field(
             notes.push(Note::new(
                 NoteLevel::Warning,
                 subject,
-                format!("{key}: cannot resolve {why}; pass --param to set it"),
+                format!(
+                    "{key}: cannot resolve {why}; pass --param {}=VALUE to set it",
+                    param_of(&why)
+                ),
             ));
             None
         }
+    }
+}
+
+/// The parameter an unresolved `why` (`Ref X`, `${X}`) asks `--param` for.
+fn param_of(why: &str) -> &str {
+    why.strip_prefix("Ref ")
+        .or_else(|| why.strip_prefix("${").and_then(|w| w.strip_suffix('}')))
+        .unwrap_or("NAME")
+}
+
+/// Like [`field`], for a property that decides what the rule matches or
+/// counts: `Err` when it is present but cannot be resolved (reported by
+/// `field`), so the caller skips rather than guessing a value.
+fn semantic_field(
+    ctx: &Context<'_>,
+    props: &Map<String, Value>,
+    key: &str,
+    subject: &str,
+    notes: &mut Vec<Note>,
+) -> std::result::Result<Option<String>, String> {
+    match field(ctx, props, key, subject, notes) {
+        None if props.contains_key(key) => Err(key.to_string()),
+        value => Ok(value),
     }
 }
 
@@ -402,10 +444,7 @@ fn dimensions(
             None => Ok(None),
         };
         let unresolved = |what: String, why: String| {
-            let param = why
-                .strip_prefix("Ref ")
-                .or_else(|| why.strip_prefix("${").and_then(|w| w.strip_suffix('}')))
-                .unwrap_or("NAME");
+            let param = param_of(&why);
             format!("Dimensions: {what}cannot resolve {why} (pass --param {param}=VALUE to set it)")
         };
         let name = resolve(name_key).map_err(|why| unresolved(String::new(), why))?;
@@ -453,11 +492,33 @@ fn read_filter(
     }
     for t in transformations {
         let t = t.as_object().cloned().unwrap_or_default();
-        let metric_name = field(ctx, &t, "MetricName", &name, &mut set.notes).unwrap_or_default();
-        let namespace =
-            field(ctx, &t, "MetricNamespace", &name, &mut set.notes).unwrap_or_default();
-        let value =
-            field(ctx, &t, "MetricValue", &name, &mut set.notes).unwrap_or_else(|| "1".to_string());
+        // A metric name or value that cannot be resolved would join the
+        // wrong alarm (or none) or count the wrong thing: skip, with the
+        // warning `field` gave.
+        let semantic = (|| {
+            Ok::<_, String>((
+                semantic_field(ctx, &t, "MetricName", &name, &mut set.notes)?,
+                semantic_field(ctx, &t, "MetricNamespace", &name, &mut set.notes)?,
+                semantic_field(ctx, &t, "MetricValue", &name, &mut set.notes)?,
+            ))
+        })();
+        let (metric_name, namespace, value) = match semantic {
+            Ok((metric_name, namespace, value)) => (
+                metric_name.unwrap_or_default(),
+                namespace.unwrap_or_default(),
+                value.unwrap_or_else(|| "1".to_string()),
+            ),
+            Err(key) => {
+                set.notes.push(Note::new(
+                    NoteLevel::Skipped,
+                    name.clone(),
+                    format!(
+                        "{key} cannot be resolved, so this metric transformation is not imported"
+                    ),
+                ));
+                continue;
+            }
+        };
         let default = t
             .get("DefaultValue")
             .and_then(|v| ctx.resolve(v).ok())
@@ -507,10 +568,15 @@ fn read_alarm(
     let notes = &mut set.notes;
     let name =
         field(ctx, props, "AlarmName", logical_id, notes).unwrap_or_else(|| logical_id.to_string());
+    let metric_name = semantic_field(ctx, props, "MetricName", &name, notes);
+    let namespace = semantic_field(ctx, props, "Namespace", &name, notes);
+    let unresolved_metric = [&metric_name, &namespace]
+        .into_iter()
+        .find_map(|r| r.as_ref().err().cloned());
     let mut alarm = ImportedAlarm {
         description: field(ctx, props, "AlarmDescription", &name, notes).unwrap_or_default(),
-        metric_name: field(ctx, props, "MetricName", &name, notes).unwrap_or_default(),
-        namespace: field(ctx, props, "Namespace", &name, notes).unwrap_or_default(),
+        metric_name: metric_name.ok().flatten().unwrap_or_default(),
+        namespace: namespace.ok().flatten().unwrap_or_default(),
         statistic: field(ctx, props, "Statistic", &name, notes),
         extended_statistic: field(ctx, props, "ExtendedStatistic", &name, notes),
         period_s: field(ctx, props, "Period", &name, notes).and_then(|p| p.trim().parse().ok()),
@@ -533,18 +599,27 @@ fn read_alarm(
         name: name.clone(),
         ..ImportedAlarm::default()
     };
+    if let Some(key) = unresolved_metric {
+        alarm.unsupported = Some(format!(
+            "{key} cannot be resolved, so the metric the alarm watches is unknown; not imported"
+        ));
+    }
     match dimensions(ctx, props, "Name") {
         Ok(dimensions) => alarm.dimensions = dimensions,
         // Without the pinned value the rule would alert for every value of
         // the dimension (every user, not the one watched): a broader rule
         // than the alarm, so the alarm is skipped, with the fix.
-        Err(why) => {
+        Err(why) if alarm.unsupported.is_none() => {
             alarm.unsupported = Some(format!(
                 "{why}; without it the rule would alert for every value of the dimension \
                  instead of the one series the alarm watches, so the alarm is not imported"
             ))
         }
+        Err(_) => {}
     }
+    // An SNS ARN built with `${AWS::Region}` / `${AWS::AccountId}` still
+    // ends in its topic name: pseudo parameters need no --param here.
+    let action_ctx = ctx.keeping_pseudo();
     for action in props
         .get("AlarmActions")
         .and_then(Value::as_array)
@@ -555,7 +630,7 @@ fn read_alarm(
             .get("Ref")
             .and_then(Value::as_str)
             .is_some_and(|r| ctx.topic_name(r).is_some());
-        match ctx.resolve(action) {
+        match action_ctx.resolve(action) {
             Ok(resolved) if is_topic_ref => alarm.sns_topics.push(resolved),
             Ok(resolved) => match sns_topic_from_arn(&resolved) {
                 Some(topic) => alarm.sns_topics.push(topic),
