@@ -1945,3 +1945,52 @@ fn pseudo_parameters_in_sub_resolve_from_param_or_skip_with_the_param() {
     let alerts = run_rule(&rule, records(&[root("111122223333")])).unwrap();
     assert_eq!(creates(&alerts).len(), 1, "{alerts:#?}");
 }
+
+const HEARTBEAT_TEMPLATE: &str = r#"
+Parameters:
+  DefaultParam: {Type: Number}
+Resources:
+  HeartbeatFilter:
+    Type: AWS::Logs::MetricFilter
+    Properties:
+      LogGroupName: CloudTrail/x
+      FilterPattern: '{ $.eventName = RunInstances }'
+      MetricTransformations:
+        - {MetricNamespace: Ops, MetricName: Launches, MetricValue: '1', DefaultValue: !Ref DefaultParam}
+  SilentAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: Ec2Silent
+      MetricName: Launches
+      Namespace: Ops
+      ComparisonOperator: LessThanThreshold
+      EvaluationPeriods: 1
+      Period: 300
+      Statistic: Sum
+      Threshold: 1
+      TreatMissingData: breaching
+"#;
+
+/// A `DefaultValue` that cannot be resolved changes what a `<` alarm does
+/// (without it, a quiet period has no datapoint): reported, and the pair
+/// is skipped instead of silently written without the default.
+#[test]
+fn unresolvable_default_value_is_reported_and_skips_the_pair() {
+    let report = cfn_text(HEARTBEAT_TEMPLATE, &[]);
+    assert!(report.rules.is_empty(), "{:#?}", report.rules);
+    note_with(
+        &report,
+        "HeartbeatFilter",
+        NoteLevel::Warning,
+        "DefaultValue: cannot resolve Ref DefaultParam; pass --param DefaultParam=VALUE",
+    );
+    note_with(
+        &report,
+        "HeartbeatFilter",
+        NoteLevel::Skipped,
+        "DefaultValue cannot be resolved",
+    );
+    let report = cfn_text(HEARTBEAT_TEMPLATE, &[("DefaultParam", "0")]);
+    let rule = spec(&report, "ec2-silent");
+    assert_eq!(rule.metric.and_then(|m| m.default), Some(0.0));
+}

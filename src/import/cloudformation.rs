@@ -500,13 +500,17 @@ fn read_filter(
                 semantic_field(ctx, &t, "MetricName", &name, &mut set.notes)?,
                 semantic_field(ctx, &t, "MetricNamespace", &name, &mut set.notes)?,
                 semantic_field(ctx, &t, "MetricValue", &name, &mut set.notes)?,
+                // The datapoint of a period without matches: without it a
+                // `<` heartbeat alarm never fires.
+                semantic_field(ctx, &t, "DefaultValue", &name, &mut set.notes)?,
             ))
         })();
-        let (metric_name, namespace, value) = match semantic {
-            Ok((metric_name, namespace, value)) => (
+        let (metric_name, namespace, value, default) = match semantic {
+            Ok((metric_name, namespace, value, default)) => (
                 metric_name.unwrap_or_default(),
                 namespace.unwrap_or_default(),
                 value.unwrap_or_else(|| "1".to_string()),
+                default,
             ),
             Err(key) => {
                 set.notes.push(Note::new(
@@ -519,10 +523,20 @@ fn read_filter(
                 continue;
             }
         };
-        let default = t
-            .get("DefaultValue")
-            .and_then(|v| ctx.resolve(v).ok())
-            .and_then(|s| s.trim().parse().ok());
+        let default = match default.map(|d| d.trim().parse::<f64>().map_err(|_| d)) {
+            None => None,
+            Some(Ok(default)) => Some(default),
+            Some(Err(text)) => {
+                set.notes.push(Note::new(
+                    NoteLevel::Skipped,
+                    name.clone(),
+                    format!(
+                        "DefaultValue {text:?} is not a number, so this metric transformation is not imported"
+                    ),
+                ));
+                continue;
+            }
+        };
         let dimensions = match dimensions(ctx, &t, "Key") {
             Ok(dimensions) => dimensions,
             Err(why) => {
