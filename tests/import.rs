@@ -1994,3 +1994,106 @@ fn unresolvable_default_value_is_reported_and_skips_the_pair() {
     let rule = spec(&report, "ec2-silent");
     assert_eq!(rule.metric.and_then(|m| m.default), Some(0.0));
 }
+
+const NO_VALUE_TEMPLATE: &str = r#"
+Parameters:
+  Env: {Type: String, Default: dev}
+  TopicArnParam: {Type: String, Default: ''}
+Conditions:
+  IsStrict: !Equals [!Ref Env, prod]
+  HasTopic: !Not [!Equals [!Ref TopicArnParam, '']]
+Resources:
+  Topic:
+    Type: AWS::SNS::Topic
+    Properties: {TopicName: sec-prod}
+  ChangesFilter:
+    Type: AWS::Logs::MetricFilter
+    Properties:
+      LogGroupName: CloudTrail/x
+      FilterPattern: '{ $.eventName = CreateTrail }'
+      MetricTransformations:
+        - {MetricNamespace: CloudTrailMetrics, MetricName: TrailChanges, MetricValue: '1'}
+  ChangesAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: CloudTrailChanges
+      AlarmActions:
+        - !If [HasTopic, !Ref TopicArnParam, !Ref 'AWS::NoValue']
+        - !Ref Topic
+      OKActions: !If [IsStrict, [!Ref Topic], !Ref 'AWS::NoValue']
+      MetricName: TrailChanges
+      Namespace: CloudTrailMetrics
+      ComparisonOperator: GreaterThanOrEqualToThreshold
+      EvaluationPeriods: 1
+      Period: 300
+      Statistic: Sum
+      Threshold: 1
+      TreatMissingData: !If [IsStrict, breaching, !Ref 'AWS::NoValue']
+"#;
+
+/// `!Ref AWS::NoValue` (chosen by `Fn::If`) removes the property or the
+/// list element, as CloudFormation does: not an unknown value, not a
+/// `${AWS::NoValue}` topic.
+#[test]
+fn aws_no_value_removes_the_property_or_list_element() {
+    let report = cfn_text(NO_VALUE_TEMPLATE, &[]);
+    let rule = spec(&report, "cloud-trail-changes");
+    assert_eq!(rule.evaluation.treat_missing, Some(TreatMissing::Missing));
+    assert_eq!(
+        rule.labels.get("sns_topic").map(String::as_str),
+        Some("sec-prod")
+    );
+    assert!(
+        !report.rules[0]
+            .alarm
+            .as_ref()
+            .unwrap()
+            .ok_or_insufficient_actions,
+        "OKActions is absent"
+    );
+    assert!(
+        report
+            .notes
+            .iter()
+            .all(|n| !n.message.contains("Some(") && !n.message.contains("NoValue")),
+        "{:#?}",
+        report.notes
+    );
+
+    let report = cfn_text(
+        NO_VALUE_TEMPLATE,
+        &[
+            ("Env", "prod"),
+            ("TopicArnParam", "arn:aws:sns:us-east-1:111122223333:oncall"),
+        ],
+    );
+    let rule = spec(&report, "cloud-trail-changes");
+    assert_eq!(rule.evaluation.treat_missing, Some(TreatMissing::Breaching));
+    assert_eq!(
+        rule.labels.get("sns_topic").map(String::as_str),
+        Some("oncall,sec-prod")
+    );
+    assert!(
+        report.rules[0]
+            .alarm
+            .as_ref()
+            .unwrap()
+            .ok_or_insufficient_actions
+    );
+
+    // An unknown TreatMissingData names the value, not Rust's `Some(..)`.
+    let report = cfn_text(
+        &NO_VALUE_TEMPLATE.replace(
+            "!If [IsStrict, breaching, !Ref 'AWS::NoValue']",
+            "sometimes",
+        ),
+        &[],
+    );
+    let why = note_with(
+        &report,
+        "CloudTrailChanges",
+        NoteLevel::Skipped,
+        "unknown TreatMissingData",
+    );
+    assert_eq!(why, r#"unknown TreatMissingData "sometimes""#);
+}

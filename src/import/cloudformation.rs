@@ -177,7 +177,50 @@ impl Context<'_> {
         }
     }
 
+    /// Whether `value` is `Ref AWS::NoValue`, directly or as the branch an
+    /// `Fn::If` takes: CloudFormation then removes the property (or the
+    /// list element), as if it were not written.
+    fn absent(&self, value: &Value) -> bool {
+        if value.get("Ref").and_then(Value::as_str) == Some("AWS::NoValue") {
+            return true;
+        }
+        let Some(parts) = value.get("Fn::If").and_then(Value::as_array) else {
+            return false;
+        };
+        let name = parts.first().and_then(Value::as_str).unwrap_or("");
+        match self.condition_named(name) {
+            Ok(true) => parts.get(1).is_some_and(|v| self.absent(v)),
+            Ok(false) => parts.get(2).is_some_and(|v| self.absent(v)),
+            Err(_) => false,
+        }
+    }
+
+    /// The elements of a list property: a list (without its `AWS::NoValue`
+    /// elements) or an `Fn::If` choosing one; absent, empty.
+    fn list<'v>(&self, value: Option<&'v Value>) -> Vec<&'v Value> {
+        match value {
+            Some(Value::Array(items)) => items.iter().filter(|v| !self.absent(v)).collect(),
+            Some(v) if !self.absent(v) => match v.get("Fn::If").and_then(Value::as_array) {
+                Some(parts) => {
+                    let name = parts.first().and_then(Value::as_str).unwrap_or("");
+                    match self.condition_named(name) {
+                        Ok(true) => self.list(parts.get(1)),
+                        Ok(false) => self.list(parts.get(2)),
+                        Err(_) => Vec::new(),
+                    }
+                }
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
     fn reference(&self, name: &str) -> std::result::Result<String, String> {
+        if name == "AWS::NoValue" {
+            // Absent properties and list elements are dropped before they
+            // are resolved; inside a string it has no text.
+            return Err("AWS::NoValue where a value is needed".to_string());
+        }
         if let Some(value) = self.params.get(name) {
             return Ok(value.clone());
         }
@@ -384,7 +427,7 @@ fn field(
     subject: &str,
     notes: &mut Vec<Note>,
 ) -> Option<String> {
-    let value = props.get(key)?;
+    let value = props.get(key).filter(|v| !ctx.absent(v))?;
     match ctx.resolve(value) {
         Ok(v) => Some(v),
         Err(why) => {
@@ -419,7 +462,7 @@ fn semantic_field(
     notes: &mut Vec<Note>,
 ) -> std::result::Result<Option<String>, String> {
     match field(ctx, props, key, subject, notes) {
-        None if props.contains_key(key) => Err(key.to_string()),
+        None if props.get(key).is_some_and(|v| !ctx.absent(v)) => Err(key.to_string()),
         value => Ok(value),
     }
 }
@@ -433,13 +476,8 @@ fn dimensions(
     name_key: &str,
 ) -> std::result::Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
-    for d in props
-        .get("Dimensions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let resolve = |key: &str| match d.get(key) {
+    for d in ctx.list(props.get("Dimensions")) {
+        let resolve = |key: &str| match d.get(key).filter(|v| !ctx.absent(v)) {
             Some(v) => ctx.resolve(v).map(Some),
             None => Ok(None),
         };
@@ -603,12 +641,9 @@ fn read_alarm(
         treat_missing: field(ctx, props, "TreatMissingData", &name, notes),
         actions_enabled: field(ctx, props, "ActionsEnabled", &name, notes)
             .is_none_or(|v| v != "false"),
-        ok_or_insufficient_actions: ["OKActions", "InsufficientDataActions"].iter().any(|k| {
-            props
-                .get(*k)
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty())
-        }),
+        ok_or_insufficient_actions: ["OKActions", "InsufficientDataActions"]
+            .iter()
+            .any(|k| !ctx.list(props.get(*k)).is_empty()),
         source: source.to_string(),
         name: name.clone(),
         ..ImportedAlarm::default()
@@ -634,12 +669,7 @@ fn read_alarm(
     // An SNS ARN built with `${AWS::Region}` / `${AWS::AccountId}` still
     // ends in its topic name: pseudo parameters need no --param here.
     let action_ctx = ctx.keeping_pseudo();
-    for action in props
-        .get("AlarmActions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for action in ctx.list(props.get("AlarmActions")) {
         let is_topic_ref = action
             .get("Ref")
             .and_then(Value::as_str)
@@ -664,12 +694,7 @@ fn read_alarm(
     }
     // The metrics a metric-math alarm reads: their filters are watched by
     // it, so they must not become `>= 1` rules of their own.
-    for query in props
-        .get("Metrics")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for query in ctx.list(props.get("Metrics")) {
         let metric = query.get("MetricStat").and_then(|s| s.get("Metric"));
         let part = |key: &str| {
             metric
@@ -682,9 +707,12 @@ fn read_alarm(
     }
     if alarm.unsupported.is_some() {
         // Already not carried over (an unresolvable dimension).
-    } else if props.contains_key("Metrics") {
+    } else if props.get("Metrics").is_some_and(|v| !ctx.absent(v)) {
         alarm.unsupported = Some("metric math alarm (Metrics): not carried over".to_string());
-    } else if props.contains_key("ThresholdMetricId") {
+    } else if props
+        .get("ThresholdMetricId")
+        .is_some_and(|v| !ctx.absent(v))
+    {
         alarm.unsupported =
             Some("anomaly detection alarm (ThresholdMetricId): not carried over".to_string());
     }

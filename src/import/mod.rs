@@ -947,7 +947,10 @@ fn build_rule(
                 let Some(treat) = treat_missing_of(alarm.treat_missing.as_deref()) else {
                     note(
                         NoteLevel::Skipped,
-                        format!("unknown TreatMissingData {:?}", alarm.treat_missing),
+                        format!(
+                            "unknown TreatMissingData {:?}",
+                            alarm.treat_missing.as_deref().unwrap_or_default()
+                        ),
                     );
                     return None;
                 };
