@@ -2097,3 +2097,41 @@ fn aws_no_value_removes_the_property_or_list_element() {
     );
     assert_eq!(why, r#"unknown TreatMissingData "sometimes""#);
 }
+
+/// An alarm whose name slugs to a built-in rule's id would replace that
+/// rule at load time (here, disabled: ActionsEnabled is false, switching
+/// the built-in root-usage detection off). It gets a distinct id, noted.
+#[test]
+fn imported_id_never_replaces_a_builtin_rule() {
+    let filters = r#"{"metricFilters": [{"filterName": "RootUsage",
+        "filterPattern": "{ $.userIdentity.type = \"Root\" && $.userIdentity.invokedBy NOT EXISTS && $.eventType != \"AwsServiceEvent\" }",
+        "logGroupName": "CloudTrail/x",
+        "metricTransformations": [{"metricName": "RootAccountUsage",
+            "metricNamespace": "CISBenchmark", "metricValue": "1"}]}]}"#;
+    let alarms = r#"{"MetricAlarms": [{"AlarmName": "CIS-4.3-RootAccountUsage",
+        "ActionsEnabled": false, "MetricName": "RootAccountUsage", "Namespace": "CISBenchmark",
+        "Statistic": "Sum", "Period": 300, "EvaluationPeriods": 1, "Threshold": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold"}]}"#;
+    let report = cli_text(filters, alarms);
+    let ids: Vec<&str> = report.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["imported-cis-4.3-root-account-usage"]);
+    note_with(
+        &report,
+        "CIS-4.3-RootAccountUsage",
+        NoteLevel::Info,
+        "id cis-4.3-root-account-usage is a built-in rule's id",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    import::write_out(&report, dir.path(), false).unwrap();
+    let loaded = trailwatch::rules::load_all(&[dir.path().to_path_buf()], false).unwrap();
+    let builtin = loaded
+        .iter()
+        .find(|r| r.spec.id == "cis-4.3-root-account-usage")
+        .expect("the built-in rule is still loaded");
+    assert!(builtin.spec.enabled, "the built-in rule stays enabled");
+    let imported = loaded
+        .iter()
+        .find(|r| r.spec.id == "imported-cis-4.3-root-account-usage")
+        .expect("the imported rule is loaded beside it");
+    assert!(!imported.spec.enabled);
+}

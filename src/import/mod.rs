@@ -243,6 +243,12 @@ pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
         input: input.to_string(),
     };
     let mut used_ids = BTreeSet::new();
+    // A rule file whose id is a built-in rule's replaces that rule at load
+    // time (or, written `enabled: false`, switches it off): imported ids
+    // must stay clear of them.
+    let builtin_ids: BTreeSet<String> = crate::rules::builtin_rules()
+        .map(|rules| rules.into_iter().map(|r| r.spec.id).collect())
+        .unwrap_or_default();
     let mut matched_alarms = vec![false; set.alarms.len()];
     // The filters publishing each metric, in the order of their first one:
     // CloudWatch sums them into one series, so an alarm sees them together.
@@ -282,6 +288,7 @@ pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
                     &[filter],
                     None,
                     options,
+                    &builtin_ids,
                     &mut used_ids,
                     &mut report.notes,
                 ) {
@@ -371,6 +378,7 @@ pub fn convert(set: ImportSet, options: &ImportOptions, input: &str) -> Report {
                     sources,
                     Some(alarm),
                     options,
+                    &builtin_ids,
                     &mut used_ids,
                     &mut report.notes,
                 ) {
@@ -770,6 +778,7 @@ fn build_rule(
     sources: &[&ImportedFilter],
     alarm: Option<&ImportedAlarm>,
     options: &ImportOptions,
+    builtin_ids: &BTreeSet<String>,
     used_ids: &mut BTreeSet<String>,
     notes: &mut Vec<Note>,
 ) -> Option<GeneratedRule> {
@@ -1021,7 +1030,18 @@ fn build_rule(
     }
     let sns_topic = alarm.and_then(|a| (!a.sns_topics.is_empty()).then(|| a.sns_topics.join(",")));
     let enabled = alarm.is_none_or(|a| a.actions_enabled);
-    let base = slugify(alarm.map_or(&filter.name, |a| &a.name));
+    let mut base = slugify(alarm.map_or(&filter.name, |a| &a.name));
+    if builtin_ids.contains(&base) {
+        let prefixed = format!("imported-{base}");
+        note(
+            NoteLevel::Info,
+            format!(
+                "id {base} is a built-in rule's id, and a rule file with that id would replace the \
+                 built-in rule; written as {prefixed}, so both run"
+            ),
+        );
+        base = prefixed;
+    }
     let id = unique_id(base.clone(), used_ids);
     if id != base {
         note(
