@@ -2135,3 +2135,44 @@ fn imported_id_never_replaces_a_builtin_rule() {
         .expect("the imported rule is loaded beside it");
     assert!(!imported.spec.enabled);
 }
+
+/// A line break in a filter name, metric name or log group written into
+/// the rule's `#` header must not end the comment and inject YAML: the
+/// rule stays enabled, and names in YAML values round-trip.
+#[test]
+fn names_in_the_header_comment_cannot_inject_yaml() {
+    let filters = r#"{"metricFilters": [
+        {"filterName": "A", "filterPattern": "{ $.eventName = StopLogging }",
+         "logGroupName": "CloudTrail/x\nenabled: false",
+         "metricTransformations": [{"metricName": "Tamper\nenabled: false",
+             "metricNamespace": "Sec", "metricValue": "1"}]},
+        {"filterName": "B\nenabled: false\n#", "filterPattern": "{ $.eventName = DeleteTrail }",
+         "logGroupName": "CloudTrail/x\u2028enabled: false",
+         "metricTransformations": [{"metricName": "Tamper\nenabled: false",
+             "metricNamespace": "Sec", "metricValue": "1"}]}]}"#;
+    let alarms = r#"{"MetricAlarms": [{"AlarmName": "Trail\ntampering", "AlarmDescription": "x\nenabled: false",
+        "MetricName": "Tamper\nenabled: false", "Namespace": "Sec", "Statistic": "Sum",
+        "Period": 300, "EvaluationPeriods": 1, "Threshold": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold"}]}"#;
+    let report = cli_text(filters, alarms);
+    assert_eq!(report.rules.len(), 1, "{:#?}", report.notes);
+    let yaml = &report.rules[0].yaml;
+    let rule = spec(&report, "trail-tampering");
+    assert!(rule.enabled, "{yaml}");
+    assert_eq!(rule.title, "Trail\ntampering");
+    assert_eq!(rule.description, "x\nenabled: false");
+    assert_eq!(
+        rule.labels.get("cloudwatch_metric").map(String::as_str),
+        Some("Sec/Tamper\nenabled: false")
+    );
+    // The header is comment lines only, the names escaped in them.
+    let header: Vec<&str> = yaml.lines().take_while(|l| !l.starts_with("id:")).collect();
+    assert!(header.iter().all(|l| l.starts_with("# ")), "{yaml}");
+    assert!(
+        header
+            .iter()
+            .any(|l| l.contains(r"A, B\nenabled: false\n# publish this metric")),
+        "{yaml}"
+    );
+    assert!(!yaml.contains('\u{2028}'), "{yaml}");
+}

@@ -139,15 +139,15 @@ pub(super) fn rule_yaml(
         Ok(body) => body,
         Err(error) => format!("# could not render: {error}\n"),
     };
-    let mut header = String::new();
-    let _ = writeln!(
-        header,
-        "# Imported by `trailwatch import` from {}.",
+    // Every value below comes from the input (filter, metric, log group
+    // names): a line break in one would end the comment and inject YAML
+    // (`enabled: false`), so each line is escaped as a whole.
+    let mut lines = vec![format!(
+        "Imported by `trailwatch import` from {}.",
         labels_source(filter, alarm)
-    );
-    let _ = writeln!(
-        header,
-        "# CloudWatch: metric {}/{}, Statistic {statistic}{}.",
+    )];
+    lines.push(format!(
+        "CloudWatch: metric {}/{}, Statistic {statistic}{}.",
         filter.namespace,
         filter.metric_name,
         alarm.map_or(" (no alarm: `>= 1` per period)".to_string(), |a| format!(
@@ -160,25 +160,42 @@ pub(super) fn rule_yaml(
                 .map(crate::event::format_number)
                 .unwrap_or_default()
         ))
-    );
+    ));
     if plain_count {
-        let _ = writeln!(header, "# MetricValue 1 (each matching event counts 1).");
+        lines.push("MetricValue 1 (each matching event counts 1).".to_string());
     }
     if !settings.merged_from.is_empty() {
-        let _ = writeln!(
-            header,
-            "# Metric filters {} publish this metric: their patterns are joined with ||.",
+        lines.push(format!(
+            "Metric filters {} publish this metric: their patterns are joined with ||.",
             settings.merged_from.join(", ")
-        );
+        ));
     }
     if let Some(text) = super::log_group_note(
         &settings.log_groups,
         settings.merged_from.len(),
         settings.kind,
     ) {
-        let _ = writeln!(header, "# Log group: {text}.");
+        lines.push(format!("Log group: {text}."));
+    }
+    let mut header = String::new();
+    for line in &lines {
+        let _ = writeln!(header, "# {}", comment_text(line));
     }
     header + &body
+}
+
+/// `text` for one `#` comment line: control characters and the Unicode
+/// line breaks YAML also honours (NEL, LS, PS) are written as escapes.
+fn comment_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn labels_source(filter: &ImportedFilter, alarm: Option<&ImportedAlarm>) -> String {
