@@ -2176,3 +2176,34 @@ fn names_in_the_header_comment_cannot_inject_yaml() {
     );
     assert!(!yaml.contains('\u{2028}'), "{yaml}");
 }
+
+/// A rule already in `--out` under another file name with an id the
+/// import writes would leave a directory the loader rejects (duplicate
+/// id): refused, naming both files, with or without `--force`.
+#[test]
+fn import_refuses_an_id_already_in_out_under_another_file() {
+    let report = cli_report();
+    let rule = &report.rules[0];
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("my-tuned-copy.yaml");
+    let text = rule.yaml.clone();
+    std::fs::write(&mine, &text).unwrap();
+    for force in [false, true] {
+        let error = import::write_out(&report, dir.path(), force).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        let message = error.to_string();
+        assert!(message.contains(&rule.id), "{message}");
+        assert!(message.contains("my-tuned-copy.yaml"), "{message}");
+        assert!(message.contains(&rule.file_name), "{message}");
+        // Nothing written: the directory still loads.
+        assert!(!dir.path().join(&rule.file_name).exists());
+        assert!(!dir.path().join("IMPORT_REPORT.md").exists());
+        trailwatch::rules::load_dir(dir.path()).unwrap();
+    }
+    // Under the import's own file name, --force overwrites it (no clash).
+    std::fs::remove_file(&mine).unwrap();
+    std::fs::write(dir.path().join(&rule.file_name), &text).unwrap();
+    assert!(import::write_out(&report, dir.path(), false).is_err());
+    import::write_out(&report, dir.path(), true).unwrap();
+    trailwatch::rules::load_dir(dir.path()).unwrap();
+}

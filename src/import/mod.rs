@@ -445,6 +445,8 @@ pub(crate) fn math_metrics(metrics: &serde_json::Value) -> Vec<(String, String)>
 /// edited since an earlier import, or another import's report) is refused
 /// before anything is written. Two rules with one file name are refused
 /// too; [`convert`] gives every rule a distinct id, so that is a guard.
+/// A rule already in `out` (another file) with an id the import writes is
+/// refused even with `force`: the directory would not load.
 pub fn write_out(report: &Report, out: &Path, force: bool) -> Result<()> {
     let mut names = BTreeSet::new();
     for rule in &report.rules {
@@ -454,6 +456,18 @@ pub fn write_out(report: &Report, out: &Path, force: bool) -> Result<()> {
                 rule.file_name
             )));
         }
+    }
+    // A rule already in `out` under another file name with an id this
+    // import writes would make the directory fail to load (duplicate id).
+    // `--force` cannot help: it overwrites files of the same name only.
+    let clashes = id_clashes(report, out);
+    if !clashes.is_empty() {
+        return Err(Error::Config(format!(
+            "{} already holds rules with ids this import writes: {}; nothing written \
+             (two rules with one id cannot load, even with --force: remove or rename one, or choose another --out)",
+            out.display(),
+            clashes.join("; ")
+        )));
     }
     if !force {
         let existing: Vec<&str> = report
@@ -480,6 +494,42 @@ pub fn write_out(report: &Report, out: &Path, force: bool) -> Result<()> {
     std::fs::write(&path, render_report_markdown(report))
         .map_err(|e| Error::io(path.display().to_string(), e))?;
     Ok(())
+}
+
+/// `id in FILE (imported as FILE)` for every rule file under `out`, as
+/// the loader finds them, whose id one of `report`'s rules also has. A
+/// file the import writes itself does not count: `--force` overwrites it,
+/// and without `--force` the overwrite guard refuses it.
+fn id_clashes(report: &Report, out: &Path) -> Vec<String> {
+    if !out.is_dir() {
+        return Vec::new();
+    }
+    let Ok(files) = crate::rules::rule_files(out) else {
+        return Vec::new();
+    };
+    let mut clashes = Vec::new();
+    for path in files {
+        if report.rules.iter().any(|r| path == out.join(&r.file_name)) {
+            continue;
+        }
+        // A file that does not parse is the loader's to report; only ids
+        // are compared here.
+        let Some(id) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text).ok())
+            .and_then(|doc| doc.get("id").and_then(|v| v.as_str().map(str::to_string)))
+        else {
+            continue;
+        };
+        for rule in report.rules.iter().filter(|r| r.id == id) {
+            clashes.push(format!(
+                "{id} in {} (imported as {})",
+                path.display(),
+                out.join(&rule.file_name).display()
+            ));
+        }
+    }
+    clashes
 }
 
 /// Lower-case, `[a-z0-9-]` id from a name (`S3 Bucket Activity` →

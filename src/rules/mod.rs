@@ -168,7 +168,7 @@ pub fn builtin_rules() -> Result<Vec<LoadedRule>, Vec<RuleProblem>> {
 }
 
 /// Rule files (`*.yaml`, `*.yml`) under `dir`, recursively, sorted.
-fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, RuleProblem> {
+pub(crate) fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, RuleProblem> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
