@@ -2207,3 +2207,128 @@ fn import_refuses_an_id_already_in_out_under_another_file() {
     import::write_out(&report, dir.path(), true).unwrap();
     trailwatch::rules::load_dir(dir.path()).unwrap();
 }
+
+/// AWS's own flow-log example names its fields `source`, `destination`:
+/// a dimension `$source` must group by the flow field at that position
+/// (srcaddr), not by a `source` field no flow record has (one key `-`
+/// for every address), and a pinned `$destination` must select dstaddr.
+#[test]
+fn dimension_on_a_pattern_named_flow_field_maps_to_the_flow_field() {
+    const AWS_EXAMPLE: &str = r#"[version, account, eni, source, destination, srcport, destport="22", protocol="6", packets, bytes, windowstart, windowend, action="REJECT", flowlogstatus]"#;
+    let pair = |alarm_dims: Vec<(String, String)>| {
+        let filter = import::ImportedFilter {
+            name: "F".into(),
+            pattern: AWS_EXAMPLE.into(),
+            metric_name: "M".into(),
+            namespace: "N".into(),
+            value: "1".into(),
+            dimensions: vec![("Source".into(), "$source".into())],
+            source: "test".into(),
+            ..Default::default()
+        };
+        let alarm = import::ImportedAlarm {
+            name: "A".into(),
+            metric_name: "M".into(),
+            namespace: "N".into(),
+            statistic: Some("Sum".into()),
+            period_s: Some(300),
+            comparison: "GreaterThanOrEqualToThreshold".into(),
+            threshold: Some(2.0),
+            actions_enabled: true,
+            dimensions: alarm_dims,
+            source: "test".into(),
+            ..Default::default()
+        };
+        let set = import::ImportSet {
+            filters: vec![filter],
+            alarms: vec![alarm],
+            notes: Vec::new(),
+        };
+        import::convert(set, &ImportOptions::default(), "test")
+    };
+    let line = |source: &str| {
+        format!("2 123456789010 eni-1235b8ca123456789 {source} 10.0.1.5 20641 22 6 20 4249 1709294410 1709294470 REJECT OK")
+            .into_bytes()
+    };
+
+    // Per source: three sources with one reject each stay apart.
+    let report = pair(Vec::new());
+    let rule = spec(&report, "a");
+    assert_eq!(rule.group_by, ["srcaddr"], "{}", report.rules[0].yaml);
+    note_with(&report, "A", NoteLevel::Info, "mapped to srcaddr");
+    let spread = vec![
+        line("198.51.100.1"),
+        line("198.51.100.2"),
+        line("198.51.100.3"),
+    ];
+    assert!(creates(&run_rule(&rule, spread).unwrap()).is_empty());
+    let alerts = run_rule(&rule, vec![line("198.51.100.1"), line("198.51.100.1")]).unwrap();
+    assert_eq!(creates(&alerts).len(), 1, "{alerts:#?}");
+
+    // Pinned: only that source's series counts.
+    let report = pair(vec![("Source".into(), "198.51.100.1".into())]);
+    let rule = spec(&report, "a");
+    assert_eq!(rule.predicates.len(), 1);
+    assert_eq!(rule.predicates[0].field, "srcaddr");
+    let alerts = run_rule(&rule, vec![line("198.51.100.1"), line("198.51.100.1")]).unwrap();
+    assert_eq!(creates(&alerts).len(), 1, "{alerts:#?}");
+    let alerts = run_rule(&rule, vec![line("198.51.100.2"), line("198.51.100.2")]).unwrap();
+    assert!(creates(&alerts).is_empty(), "{alerts:#?}");
+}
+
+/// A `$name` dimension that cannot be mapped to a flow field (an
+/// abbreviated pattern; a host-log pattern) skips the pair, with the
+/// reason, instead of grouping every event under one `-` key.
+#[test]
+fn unmappable_pattern_field_dimension_skips_the_pair() {
+    let unpinned = |pattern: &str, dimension: (&str, &str)| {
+        // As `delimited_pair`, but the alarm pins nothing.
+        let filter = import::ImportedFilter {
+            name: "F".into(),
+            pattern: pattern.into(),
+            metric_name: "M".into(),
+            namespace: "N".into(),
+            value: "1".into(),
+            dimensions: vec![(dimension.0.into(), dimension.1.into())],
+            source: "test".into(),
+            ..Default::default()
+        };
+        let alarm = import::ImportedAlarm {
+            name: "A".into(),
+            metric_name: "M".into(),
+            namespace: "N".into(),
+            statistic: Some("Sum".into()),
+            period_s: Some(300),
+            comparison: "GreaterThanOrEqualToThreshold".into(),
+            threshold: Some(3.0),
+            actions_enabled: true,
+            source: "test".into(),
+            ..Default::default()
+        };
+        let set = import::ImportSet {
+            filters: vec![filter],
+            alarms: vec![alarm],
+            notes: Vec::new(),
+        };
+        import::convert(set, &ImportOptions::default(), "test")
+    };
+    let report = unpinned(
+        "[ip, id, user, timestamp, request, status_code = 404, size]",
+        ("ClientIp", "$ip"),
+    );
+    assert!(report.rules.is_empty(), "{}", report.rules[0].yaml);
+    let why = note_with(&report, "A", NoteLevel::Skipped, "ClientIp");
+    assert!(why.contains("only for vpcflow rules"), "{why}");
+
+    let report = unpinned(
+        r#"[version, account, eni, source, destination, srcport, dstport, ..., action="REJECT", status]"#,
+        ("Source", "$source"),
+    );
+    assert!(report.rules.is_empty(), "{}", report.rules[0].yaml);
+    note_with(
+        &report,
+        "A",
+        NoteLevel::Skipped,
+        "its position cannot be mapped",
+    );
+}

@@ -20,7 +20,7 @@
 //! | FilterPattern | `filter` (verbatim) |
 //! | LogGroupName | not enforced; a comment and a note suggest `where: [{field: "@log_group", ...}]` |
 //! | MetricValue / DefaultValue | `metric: {value, default}` |
-//! | Dimensions | `group_by` (`$.a.b` → `a.b`, `$name` → `name`); a value the alarm pins → `where: {field, equals}` |
+//! | Dimensions | `group_by` (`$.a.b` → `a.b`, `$name` → its flow-log field, vpcflow only); a value the alarm pins → `where: {field, equals}` |
 //! | Statistic | `aggregate` |
 //! | Period | `window`, plus `slide: 1m` when 60 s divides it |
 //! | EvaluationPeriods / DatapointsToAlarm / TreatMissingData | `evaluation` |
@@ -681,6 +681,49 @@ fn dimension_field(value: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The event field that `name`, a field of the space-delimited `pattern`,
+/// reads on a `kind` rule, with a remark when it was mapped; `Err` says why
+/// there is none. A flow-log field name is itself. Another name is mapped
+/// by position, when the pattern spells out all 14 fields of the default
+/// (version 2) flow-log format, the one AWS's own examples match.
+fn delimited_field(
+    pattern: &str,
+    name: &str,
+    kind: KindSpec,
+) -> std::result::Result<(String, Option<String>), String> {
+    use crate::decode::flow::{KNOWN_FIELDS, V2_FIELDS};
+    if kind != KindSpec::Vpcflow {
+        return Err(format!(
+            "`group_by` and `where:` read named fields only for vpcflow rules, not {} rules",
+            kind_name(kind)
+        ));
+    }
+    if KNOWN_FIELDS.contains(&name) {
+        return Ok((name.to_string(), None));
+    }
+    let names = crate::filter::Filter::parse(pattern)
+        .map(|f| f.field_names().into_iter().map(str::to_string).collect())
+        .unwrap_or_else(|_| Vec::<String>::new());
+    let position = names.iter().position(|n| n == name);
+    match position {
+        Some(index) if names.len() == V2_FIELDS.len() && !pattern.contains("...") => {
+            let field = V2_FIELDS[index];
+            Ok((
+                field.to_string(),
+                Some(format!(
+                    "${name} is field {} of the pattern, {field} in the default flow-log format; \
+                     mapped to {field} (edit the rule if your flow logs use a custom format)",
+                    index + 1
+                )),
+            ))
+        }
+        _ => Err(format!(
+            "${name} is not a flow-log field name, and the pattern does not spell out the 14 fields of \
+             the default flow-log format, so its position cannot be mapped to one"
+        )),
+    }
+}
+
 /// Formats seconds as a rule duration (`5m`, `1h`, `90s`).
 pub fn format_duration(seconds: u64) -> String {
     if seconds > 0 && seconds % 3600 == 0 {
@@ -876,21 +919,42 @@ fn build_rule(
             );
             continue;
         };
-        match alarm_dims.iter().find(|(k, _)| k == name) {
-            Some((_, pin)) => {
-                if value.trim().starts_with("$.") || kind == KindSpec::Vpcflow {
-                    pinned.push((field, pin.clone()));
-                } else {
-                    note(
-                        NoteLevel::Skipped,
-                        format!(
+        let pin = alarm_dims.iter().find(|(k, _)| k == name);
+        // `$name` names a field of the space-delimited pattern, not of the
+        // event: `group_by` and `where:` read event fields, so it must be
+        // the flow-log field at that position, or the key is `-` for every
+        // event (and a pinned value never matches).
+        let field = if value.trim().starts_with("$.") {
+            field
+        } else {
+            match delimited_field(&filter.pattern, &field, kind) {
+                Ok((flow_field, remark)) => {
+                    if let Some(remark) = remark {
+                        note(
+                            NoteLevel::Info,
+                            format!("dimension {name} = {value}: {remark}"),
+                        );
+                    }
+                    flow_field
+                }
+                Err(why) => {
+                    let what = match pin {
+                        Some((_, pin)) => format!(
                             "the alarm pins dimension {name} = {pin:?}, a field of the space-delimited pattern; \
-                     `where:` reads named fields only for vpcflow rules, so the series cannot be selected"
+                             {why}, so the series cannot be selected"
                         ),
-                    );
+                        None => format!(
+                            "dimension {name} = {value} is a field of the space-delimited pattern; \
+                             {why}, so the rule could not keep its values apart"
+                        ),
+                    };
+                    note(NoteLevel::Skipped, what);
                     return None;
                 }
             }
+        };
+        match pin {
+            Some((_, pin)) => pinned.push((field, pin.clone())),
             None => {
                 unpinned.push(name.clone());
                 group_by.push(field);
