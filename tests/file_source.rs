@@ -29,6 +29,20 @@ fn event(time: &str, name: &str, id: &str) -> String {
     )
 }
 
+/// Three failed console logins at 12:MM:11-13, one JSON line each, with
+/// event ids `fMM-1` to `fMM-3`.
+fn burst(minute: u32) -> String {
+    (1..=3)
+        .map(|i| {
+            event(
+                &format!("2024-03-01T12:{minute:02}:1{i}Z"),
+                "ConsoleLogin",
+                &format!("f{minute}-{i}"),
+            ) + "\n"
+        })
+        .collect()
+}
+
 /// Writes the rules and a config reading `input` (follow or not) into
 /// `dir`; returns the config path and the alerts file.
 fn config(dir: &Path, input: &Path, follow: bool) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -114,17 +128,6 @@ fn follow_on_a_directory_reads_a_file_created_after_start() {
     let dir = tempfile::tempdir().unwrap();
     let trail = dir.path().join("trail");
     std::fs::create_dir(&trail).unwrap();
-    let burst = |minute: u32| -> String {
-        (1..=3)
-            .map(|i| {
-                event(
-                    &format!("2024-03-01T12:{minute:02}:1{i}Z"),
-                    "ConsoleLogin",
-                    &format!("f{minute}-{i}"),
-                ) + "\n"
-            })
-            .collect()
-    };
     std::fs::write(trail.join("a.jsonl"), burst(0)).unwrap();
     let (config, alerts) = config(dir.path(), &trail, true);
     let mut child = spawn(&config);
@@ -179,17 +182,6 @@ fn a_sources_own_allowed_lateness_overrides_the_engines() {
         std::fs::create_dir(&rules).unwrap();
         std::fs::write(rules.join("burst.yaml"), BURST_RULE).unwrap();
         let input = dir.path().join("trail.jsonl");
-        let burst = |minute: u32| -> String {
-            (1..=3)
-                .map(|i| {
-                    event(
-                        &format!("2024-03-01T12:{minute:02}:1{i}Z"),
-                        "ConsoleLogin",
-                        &format!("f{minute}-{i}"),
-                    ) + "\n"
-                })
-                .collect()
-        };
         std::fs::write(&input, burst(40)).unwrap();
         let alerts = dir.path().join("alerts.jsonl");
         let config = dir.path().join("config.yaml");
