@@ -604,7 +604,35 @@ pub fn guess_kind(pattern: &str, log_group: Option<&str>) -> (KindSpec, &'static
     if group.contains("flow") {
         return (KindSpec::Vpcflow, "term pattern on a flow-log group");
     }
+    if names_api_calls(trimmed) {
+        return (KindSpec::Cloudtrail, "term pattern naming AWS API calls");
+    }
     (KindSpec::Hostlog, "term pattern")
+}
+
+/// Whether every term a term pattern looks for is an AWS API name or error
+/// code (`GetSecretValue`, `?ConsoleLogin ?DeleteTrail`, `AccessDenied`):
+/// such a filter watches CloudTrail, whatever its log group is called (the
+/// lab's `GetSecretValue` filter sits on `nextwork-secretsmanager-loggroup`).
+/// Excluded terms (`-x`) do not count; a quoted phrase with a space is not
+/// an API name.
+fn names_api_calls(pattern: &str) -> bool {
+    let mut terms = pattern
+        .split_whitespace()
+        .filter(|term| !term.starts_with('-'))
+        .map(|term| term.trim_start_matches('?').trim_matches('"'))
+        .peekable();
+    terms.peek().is_some() && terms.all(is_api_name)
+}
+
+/// `GetSecretValue`: two or more capitalised words of letters and digits.
+fn is_api_name(term: &str) -> bool {
+    let bytes = term.as_bytes();
+    let capitals = bytes.iter().filter(|b| b.is_ascii_uppercase()).count();
+    bytes.first().is_some_and(u8::is_ascii_uppercase)
+        && bytes.iter().all(u8::is_ascii_alphanumeric)
+        && bytes.iter().any(u8::is_ascii_lowercase)
+        && capitals >= 2
 }
 
 /// Flow-log field names that are also everyday words in other logs
@@ -892,8 +920,15 @@ fn build_rule(
         note(NoteLevel::Info, text);
     }
     if options.kind.is_none() && kind != KindSpec::Cloudtrail {
+        // A term pattern with nothing else to go on fits any log: a wrong
+        // guess is a rule that never fires, so it is a warning.
+        let level = if why == "term pattern" {
+            NoteLevel::Warning
+        } else {
+            NoteLevel::Info
+        };
         note(
-            NoteLevel::Info,
+            level,
             format!(
                 "kind {} guessed from the {why}; pass --kind to override",
                 kind_name(kind)
@@ -1344,6 +1379,25 @@ mod tests {
             guess_kind("\"Failed password\"", Some("/var/log/secure")).0,
             KindSpec::Hostlog
         );
+        // The lab's (seed 001) secret-access filter, on a log group named
+        // after Secrets Manager: the term is an API call, so CloudTrail
+        // (it was hostlog, a rule that never fired).
+        assert_eq!(
+            guess_kind("GetSecretValue", Some("nextwork-secretsmanager-loggroup")).0,
+            KindSpec::Cloudtrail
+        );
+        assert_eq!(
+            guess_kind("?ConsoleLogin ?DeleteTrail -AWSService", None).0,
+            KindSpec::Cloudtrail
+        );
+        for host in [
+            "ERROR",
+            "\"authentication failure\"",
+            "sshd Failed",
+            "?GetObject ?error",
+        ] {
+            assert_eq!(guess_kind(host, None).0, KindSpec::Hostlog, "{host}");
+        }
     }
 
     /// The full flow-field list does not misclassify the space-delimited
