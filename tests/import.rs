@@ -2332,3 +2332,48 @@ fn unmappable_pattern_field_dimension_skips_the_pair() {
         "its position cannot be mapped",
     );
 }
+
+/// A plan whose alarms come from a `for_each` block (each planned alarm is
+/// `aws_cloudwatch_metric_alarm.cis["KEY"]`, while the configuration names
+/// the block `aws_cloudwatch_metric_alarm.cis`) and from a child module
+/// handed the topic's ARN as `var.topic_arn`. The topic, created in the
+/// same plan (so its ARN is unknown), is every rule's `sns_topic`. Before,
+/// the indexed address missed the configuration's, module blocks were not
+/// read, and the label was silently lost. A module reference that leads
+/// nowhere is a warning.
+#[test]
+fn for_each_and_module_alarms_in_a_plan_keep_their_topic() {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&read("terraform-plan-for-each.json")).unwrap();
+    let set = import::terraform::import(&doc, "terraform-plan-for-each.json").unwrap();
+    let report = import::convert(set, &ImportOptions::default(), "terraform");
+    assert_eq!(
+        report.rules.len(),
+        3,
+        "two for_each alarms and the module's"
+    );
+    for rule in &report.rules {
+        let spec = spec(&report, &rule.id);
+        assert_eq!(
+            spec.labels.get("sns_topic").map(String::as_str),
+            Some("security-alerts"),
+            "{}",
+            rule.yaml
+        );
+    }
+    // Without the module call's input, the module alarm's `var.topic_arn`
+    // leads nowhere: said, not silent.
+    doc["configuration"]["root_module"]["module_calls"]["cis"]
+        .as_object_mut()
+        .unwrap()
+        .remove("expressions");
+    let set = import::terraform::import(&doc, "terraform-plan-for-each.json").unwrap();
+    let report = import::convert(set, &ImportOptions::default(), "terraform");
+    assert!(
+        report.notes.iter().any(|n| n.level == NoteLevel::Warning
+            && n.subject == "RootUsage"
+            && n.message.contains("var.topic_arn")),
+        "{:#?}",
+        report.notes
+    );
+}

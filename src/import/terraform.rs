@@ -110,21 +110,69 @@ fn collect(doc: &Value) -> Option<Vec<Resource>> {
 /// Root-module configuration references of each resource's `alarm_actions`.
 fn action_references(doc: &Value) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
-    for r in doc
-        .pointer("/configuration/root_module/resources")
+    if let Some(root) = doc.pointer("/configuration/root_module") {
+        module_references(root, "", &BTreeMap::new(), &mut out);
+    }
+    out
+}
+
+/// The `alarm_actions` references of `module`'s resource blocks, by their
+/// planned address (`prefix` is `module.NAME.` for a child module). A
+/// reference to the module's own resource is prefixed likewise; `var.X`
+/// is replaced by what the calling module passes as `X` (`inputs`, already
+/// in the caller's addresses), so a topic made by the root module and
+/// handed down is found.
+fn module_references(
+    module: &Value,
+    prefix: &str,
+    inputs: &BTreeMap<String, Vec<String>>,
+    out: &mut BTreeMap<String, Vec<String>>,
+) {
+    let resolve = |references: Option<&Value>| -> Vec<String> {
+        let mut resolved = Vec::new();
+        for reference in references.and_then(Value::as_array).into_iter().flatten() {
+            let Some(reference) = text(reference) else {
+                continue;
+            };
+            match reference
+                .strip_prefix("var.")
+                .and_then(|var| inputs.get(var))
+            {
+                Some(passed) => resolved.extend(passed.iter().cloned()),
+                // Kept as written when not passed in: the warning names it.
+                None if reference.starts_with("var.") => resolved.push(reference),
+                None => resolved.push(format!("{prefix}{reference}")),
+            }
+        }
+        resolved
+    };
+    for r in module
+        .get("resources")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
     {
         let address = r.get("address").and_then(text).unwrap_or_default();
-        let refs: Vec<String> = r
-            .pointer("/expressions/alarm_actions/references")
-            .and_then(Value::as_array)
-            .map(|l| l.iter().filter_map(text).collect())
-            .unwrap_or_default();
-        out.insert(address, refs);
+        let references = resolve(r.pointer("/expressions/alarm_actions/references"));
+        out.insert(format!("{prefix}{address}"), references);
     }
-    out
+    for (name, call) in module
+        .get("module_calls")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let call_inputs: BTreeMap<String, Vec<String>> = call
+            .get("expressions")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(input, expression)| (input.clone(), resolve(expression.get("references"))))
+            .collect();
+        if let Some(child) = call.get("module") {
+            module_references(child, &format!("{prefix}module.{name}."), &call_inputs, out);
+        }
+    }
 }
 
 /// Reads a Terraform JSON document.
@@ -147,6 +195,17 @@ pub fn import(doc: &Value, file: &str) -> Result<ImportSet> {
             (r.address.clone(), name)
         })
         .collect();
+    // An alarm's reference names a topic's block (`aws_sns_topic.t`); a
+    // `count` or `for_each` topic is planned as `aws_sns_topic.t[0]`.
+    let mut topics = topics;
+    let indexed: Vec<(String, String)> = topics
+        .iter()
+        .filter(|(address, _)| config_address(address) != address.as_str())
+        .map(|(address, name)| (config_address(address).to_string(), name.clone()))
+        .collect();
+    for (block, name) in indexed {
+        topics.entry(block).or_insert(name);
+    }
     let mut set = ImportSet::default();
     for r in &resources {
         let source = format!("{file}#{}", r.address);
@@ -198,13 +257,28 @@ pub fn import(doc: &Value, file: &str) -> Result<ImportSet> {
                     .and_then(Value::as_array)
                     .is_some_and(|a| !a.is_empty());
                 if !known_actions {
-                    for reference in references.get(&r.address).into_iter().flatten() {
+                    // The configuration names the resource block; a planned
+                    // instance of a `count` or `for_each` block adds its index.
+                    let block = config_address(&r.address);
+                    let block_references = references.get(block).map_or(&[][..], Vec::as_slice);
+                    for reference in block_references {
                         let target = reference.trim_end_matches(".arn");
                         if let Some(topic) = topics.get(target) {
                             if !alarm.sns_topics.contains(topic) {
                                 alarm.sns_topics.push(topic.clone());
                             }
                         }
+                    }
+                    if alarm.sns_topics.is_empty() && !block_references.is_empty() {
+                        set.notes.push(Note::new(
+                            NoteLevel::Warning,
+                            alarm.name.clone(),
+                            format!(
+                                "alarm_actions are not known in the plan and lead to no aws_sns_topic of it \
+                                 ({}): no sns_topic label",
+                                block_references.join(", ")
+                            ),
+                        ));
                     }
                 }
                 alarm.sns_topics.dedup();
@@ -221,6 +295,16 @@ pub fn import(doc: &Value, file: &str) -> Result<ImportSet> {
         ));
     }
     Ok(set)
+}
+
+/// A planned resource's address without the instance index that `count`
+/// or `for_each` adds (`aws_x.cis["CloudTrailChanges"]` → `aws_x.cis`):
+/// the configuration's address of its block.
+fn config_address(address: &str) -> &str {
+    match address.strip_suffix(']').and_then(|a| a.rfind('[')) {
+        Some(open) => &address[..open],
+        None => address,
+    }
 }
 
 fn non_empty(value: Value) -> Value {
