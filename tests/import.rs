@@ -2377,3 +2377,49 @@ fn for_each_and_module_alarms_in_a_plan_keep_their_topic() {
         report.notes
     );
 }
+
+/// A topic with no `TopicName` gets a name CloudFormation makes up: the
+/// label can only say its logical id, and a warning says so (the
+/// Terraform reader already warned in the same case; this one was silent).
+#[test]
+fn a_cloudformation_topic_without_a_name_is_a_warning() {
+    let template = r#"
+Resources:
+  AlertTopic:
+    Type: AWS::SNS::Topic
+  Failures:
+    Type: AWS::Logs::MetricFilter
+    Properties:
+      LogGroupName: CloudTrail/logs
+      FilterPattern: '{ $.errorCode = "AccessDenied" }'
+      MetricTransformations:
+        - {MetricName: Denied, MetricNamespace: Sec, MetricValue: "1"}
+  DeniedAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: Denied
+      MetricName: Denied
+      Namespace: Sec
+      Statistic: Sum
+      Period: 300
+      EvaluationPeriods: 1
+      Threshold: 1
+      ComparisonOperator: GreaterThanOrEqualToThreshold
+      AlarmActions: [!Ref AlertTopic]
+"#;
+    let doc = import::cloudformation::parse_template(template).unwrap();
+    let set = import::cloudformation::import(&doc, &BTreeMap::new(), "t.yaml").unwrap();
+    let report = import::convert(set, &ImportOptions::default(), "t.yaml");
+    let rule = spec(&report, "denied");
+    assert_eq!(
+        rule.labels.get("sns_topic").map(String::as_str),
+        Some("AlertTopic")
+    );
+    assert!(
+        report.notes.iter().any(|n| n.level == NoteLevel::Warning
+            && n.subject == "AlertTopic"
+            && n.message.contains("no TopicName")),
+        "{:#?}",
+        report.notes
+    );
+}

@@ -417,6 +417,30 @@ pub fn import(
             read_alarm(&ctx, logical_id, props, &source, &mut set);
         }
     }
+    // A topic without `TopicName` is named by CloudFormation
+    // (`STACK-LOGICALID-RANDOM`): the label holds its logical id, which
+    // routes nowhere by itself. Said, as the Terraform reader does.
+    for (logical_id, resource) in resources {
+        let unnamed = resource.get("Type").and_then(Value::as_str) == Some("AWS::SNS::Topic")
+            && resource.pointer("/Properties/TopicName").is_none();
+        let labelled: Vec<&str> = set
+            .alarms
+            .iter()
+            .filter(|alarm| alarm.sns_topics.iter().any(|topic| topic == logical_id))
+            .map(|alarm| alarm.name.as_str())
+            .collect();
+        if unnamed && !labelled.is_empty() {
+            set.notes.push(Note::new(
+                NoteLevel::Warning,
+                logical_id.clone(),
+                format!(
+                    "the topic has no TopicName, so CloudFormation generates its name; the sns_topic label of {} \
+                     says `{logical_id}`: give the topic a TopicName, or route on that label",
+                    labelled.join(", ")
+                ),
+            ));
+        }
+    }
     Ok(set)
 }
 
