@@ -2423,3 +2423,32 @@ Resources:
         report.notes
     );
 }
+
+/// An input file with a UTF-8 byte order mark (a Windows editor's) imports
+/// as without one; a UTF-16 file (PowerShell 5's `aws ... > file.json`)
+/// is a usage error (exit 2) that says so. Before, the first was "not
+/// valid JSON" at line 1 column 1 and the second an I/O error (exit 4).
+#[test]
+fn an_input_with_a_byte_order_mark_imports_and_utf16_says_so() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let template = read("cis_cloudwatch_alarms.yaml");
+    let bom = dir.path().join("bom.yaml");
+    std::fs::write(&bom, format!("\u{feff}{template}")).unwrap();
+    let utf16 = dir.path().join("utf16.yaml");
+    let mut wide = vec![0xFF, 0xFE];
+    wide.extend(template.encode_utf16().flat_map(u16::to_le_bytes));
+    std::fs::write(&utf16, wide).unwrap();
+    let run = |path: &std::path::Path| {
+        let cli = trailwatch::cli::Cli::parse_from([
+            "trailwatch",
+            "import",
+            "cloudformation",
+            path.to_str().unwrap(),
+            "--dry-run",
+        ]);
+        trailwatch::cli::main_with(cli)
+    };
+    assert_eq!(run(&bom), 0);
+    assert_eq!(run(&utf16), 2);
+}

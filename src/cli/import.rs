@@ -81,8 +81,28 @@ fn parse_kind(text: &str) -> std::result::Result<KindSpec, String> {
     }
 }
 
+/// Reads an input file as UTF-8 text, without a byte order mark (Windows
+/// editors write one, and the parsers took it for the first character). A
+/// UTF-16 file (what PowerShell 5's `aws ... > file.json` writes) or other
+/// non-UTF-8 bytes are a usage error naming the fix, not an I/O error.
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io(path.display().to_string(), e))
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Err(Error::Config(format!(
+            "{}: the file is UTF-16; save it as UTF-8 (PowerShell: `... | Out-File -Encoding utf8`)",
+            path.display()
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Error::Config(format!(
+            "{}: not UTF-8 text ({e}); save it as UTF-8",
+            path.display()
+        ))
+    })?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
