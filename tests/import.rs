@@ -1818,11 +1818,13 @@ fn filter_watched_by_a_metric_math_alarm_is_not_imported_as_a_catch_all() {
         NoteLevel::Skipped,
         "watched by alarm SigninFailureAnomaly",
     );
+    // Named for what it is (it was called a metric math alarm, since it
+    // has `Metrics` too).
     note_with(
         &report,
         "SigninFailureAnomaly",
         NoteLevel::Skipped,
-        "not carried over",
+        "anomaly detection alarm (ThresholdMetricId): not carried over",
     );
     // CloudFormation reads the same `Metrics` shape.
     let report = cfn_text(

@@ -156,14 +156,17 @@ pub(crate) fn read_alarm(a: &Value, source: &str) -> ImportedAlarm {
     if let Some(metrics) = a.get("Metrics") {
         alarm.math_metrics = super::math_metrics(metrics);
     }
-    if a.get("Metrics")
+    // An anomaly detection alarm has `Metrics` too (the band's
+    // expression): it is named for what it is first.
+    if a.get("ThresholdMetricId").and_then(text).is_some() {
+        alarm.unsupported =
+            Some("anomaly detection alarm (ThresholdMetricId): not carried over".to_string());
+    } else if a
+        .get("Metrics")
         .and_then(Value::as_array)
         .is_some_and(|m| !m.is_empty())
     {
         alarm.unsupported = Some("metric math alarm (Metrics): not carried over".to_string());
-    } else if a.get("ThresholdMetricId").and_then(text).is_some() {
-        alarm.unsupported =
-            Some("anomaly detection alarm (ThresholdMetricId): not carried over".to_string());
     }
     alarm
 }

@@ -731,14 +731,16 @@ fn read_alarm(
     }
     if alarm.unsupported.is_some() {
         // Already not carried over (an unresolvable dimension).
-    } else if props.get("Metrics").is_some_and(|v| !ctx.absent(v)) {
-        alarm.unsupported = Some("metric math alarm (Metrics): not carried over".to_string());
     } else if props
         .get("ThresholdMetricId")
         .is_some_and(|v| !ctx.absent(v))
     {
+        // An anomaly detection alarm has `Metrics` too (the band's
+        // expression): it is named for what it is first.
         alarm.unsupported =
             Some("anomaly detection alarm (ThresholdMetricId): not carried over".to_string());
+    } else if props.get("Metrics").is_some_and(|v| !ctx.absent(v)) {
+        alarm.unsupported = Some("metric math alarm (Metrics): not carried over".to_string());
     }
     set.alarms.push(alarm);
 }
