@@ -2454,3 +2454,53 @@ fn an_input_with_a_byte_order_mark_imports_and_utf16_says_so() {
     assert_eq!(run(&bom), 0);
     assert_eq!(run(&utf16), 2);
 }
+
+/// An alarm whose `EvaluationPeriods` (or `DatapointsToAlarm`,
+/// `TreatMissingData`) cannot be resolved is skipped, naming the
+/// `--param`: it was imported as 1 of 1, another alarm than the template's
+/// 3 of 5, with only a warning. With the `--param` it is imported as written.
+#[test]
+fn an_alarm_with_unresolvable_evaluation_settings_is_skipped() {
+    let template = r#"
+Parameters:
+  Periods: {Type: Number}
+Resources:
+  F:
+    Type: AWS::Logs::MetricFilter
+    Properties:
+      LogGroupName: CloudTrail/x
+      FilterPattern: '{ $.errorCode = "AccessDenied" }'
+      MetricTransformations:
+        - {MetricNamespace: Sec, MetricName: Denied, MetricValue: '1'}
+  A:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: Denied
+      MetricName: Denied
+      Namespace: Sec
+      Statistic: Sum
+      Period: 300
+      EvaluationPeriods: !Ref Periods
+      DatapointsToAlarm: 3
+      Threshold: 1
+      ComparisonOperator: GreaterThanOrEqualToThreshold
+"#;
+    let report = cfn_text(template, &[]);
+    assert!(report.rules.is_empty(), "{:#?}", report.rules);
+    note_with(
+        &report,
+        "Denied",
+        NoteLevel::Warning,
+        "--param Periods=VALUE",
+    );
+    note_with(
+        &report,
+        "Denied",
+        NoteLevel::Skipped,
+        "EvaluationPeriods cannot be resolved",
+    );
+    let report = cfn_text(template, &[("Periods", "5")]);
+    let rule = spec(&report, "denied");
+    assert_eq!(rule.evaluation.periods, 5);
+    assert_eq!(rule.evaluation.datapoints, Some(3));
+}

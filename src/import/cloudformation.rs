@@ -649,6 +649,15 @@ fn read_alarm(
     let unresolved_metric = [&metric_name, &namespace]
         .into_iter()
         .find_map(|r| r.as_ref().err().cloned());
+    // How many periods, how many must breach, what an empty period counts
+    // as: a default in their place is another alarm (1 of 1 where the
+    // template says 3 of 5), so one that cannot be resolved skips it.
+    let periods = semantic_field(ctx, props, "EvaluationPeriods", &name, notes);
+    let datapoints = semantic_field(ctx, props, "DatapointsToAlarm", &name, notes);
+    let treat_missing = semantic_field(ctx, props, "TreatMissingData", &name, notes);
+    let unresolved_evaluation = [&periods, &datapoints, &treat_missing]
+        .into_iter()
+        .find_map(|r| r.as_ref().err().cloned());
     let mut alarm = ImportedAlarm {
         description: field(ctx, props, "AlarmDescription", &name, notes).unwrap_or_default(),
         metric_name: metric_name.ok().flatten().unwrap_or_default(),
@@ -656,13 +665,14 @@ fn read_alarm(
         statistic: field(ctx, props, "Statistic", &name, notes),
         extended_statistic: field(ctx, props, "ExtendedStatistic", &name, notes),
         period_s: field(ctx, props, "Period", &name, notes).and_then(|p| p.trim().parse().ok()),
-        evaluation_periods: field(ctx, props, "EvaluationPeriods", &name, notes)
-            .and_then(|p| p.trim().parse().ok()),
-        datapoints: field(ctx, props, "DatapointsToAlarm", &name, notes)
+        evaluation_periods: periods.ok().flatten().and_then(|p| p.trim().parse().ok()),
+        datapoints: datapoints
+            .ok()
+            .flatten()
             .and_then(|p| p.trim().parse().ok()),
         comparison: field(ctx, props, "ComparisonOperator", &name, notes).unwrap_or_default(),
         threshold: field(ctx, props, "Threshold", &name, notes).and_then(|p| p.trim().parse().ok()),
-        treat_missing: field(ctx, props, "TreatMissingData", &name, notes),
+        treat_missing: treat_missing.ok().flatten(),
         actions_enabled: field(ctx, props, "ActionsEnabled", &name, notes)
             .is_none_or(|v| v != "false"),
         ok_or_insufficient_actions: ["OKActions", "InsufficientDataActions"]
@@ -675,6 +685,10 @@ fn read_alarm(
     if let Some(key) = unresolved_metric {
         alarm.unsupported = Some(format!(
             "{key} cannot be resolved, so the metric the alarm watches is unknown; not imported"
+        ));
+    } else if let Some(key) = unresolved_evaluation {
+        alarm.unsupported = Some(format!(
+            "{key} cannot be resolved, and a default would evaluate another alarm; not imported"
         ));
     }
     match dimensions(ctx, props, "Name") {
