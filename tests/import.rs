@@ -2504,3 +2504,22 @@ Resources:
     assert_eq!(rule.evaluation.periods, 5);
     assert_eq!(rule.evaluation.datapoints, Some(3));
 }
+
+/// A filter CloudWatch applied to transformed logs (`applyOnTransformedLogs`)
+/// matched fields a transformer made: trailwatch sees the raw event, so the
+/// import warns (it said nothing).
+#[test]
+fn a_filter_on_transformed_logs_is_a_warning() {
+    let filters = r#"{"metricFilters": [{"filterName": "Transformed",
+        "filterPattern": "{ $.user = root }", "logGroupName": "CloudTrail/x",
+        "applyOnTransformedLogs": true,
+        "metricTransformations": [{"metricName": "Root", "metricNamespace": "Sec", "metricValue": "1"}]}]}"#;
+    let report = cli_text(filters, r#"{"MetricAlarms": []}"#);
+    assert_eq!(report.rules.len(), 1);
+    note_with(
+        &report,
+        "Transformed",
+        NoteLevel::Warning,
+        "applyOnTransformedLogs",
+    );
+}

@@ -68,6 +68,16 @@ fn read_filter(f: &Value, source: &str, set: &mut ImportSet) {
         .unwrap_or_else(|| source.to_string());
     let pattern = f.get("filterPattern").and_then(text).unwrap_or_default();
     let log_group = f.get("logGroupName").and_then(text);
+    if f.get("applyOnTransformedLogs").and_then(flag) == Some(true) {
+        // CloudWatch matched the output of the log group's transformer
+        // (fields renamed, added, parsed): trailwatch sees the raw event.
+        set.notes.push(Note::new(
+            NoteLevel::Warning,
+            name.clone(),
+            "applyOnTransformedLogs: the filter matched the output of the log group's transformer, \
+             trailwatch matches the event as delivered: check the pattern against untransformed events",
+        ));
+    }
     for t in f
         .get("metricTransformations")
         .and_then(Value::as_array)
