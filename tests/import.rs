@@ -2523,3 +2523,49 @@ fn a_filter_on_transformed_logs_is_a_warning() {
         "applyOnTransformedLogs",
     );
 }
+
+/// `Fn::FindInMap` is resolved from the template's `Mappings` (its keys
+/// may be `Ref`s). It was not: the threshold was "unresolvable", with a
+/// `--param` hint that could not help, and the alarm was skipped.
+#[test]
+fn find_in_map_resolves_from_the_mappings() {
+    let template = r#"
+Parameters:
+  Env: {Type: String, Default: prod}
+Mappings:
+  Limits:
+    prod: {Denied: 10}
+    dev: {Denied: 50}
+Resources:
+  F:
+    Type: AWS::Logs::MetricFilter
+    Properties:
+      LogGroupName: CloudTrail/x
+      FilterPattern: '{ $.errorCode = "AccessDenied" }'
+      MetricTransformations:
+        - {MetricNamespace: Sec, MetricName: Denied, MetricValue: '1'}
+  A:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: Denied
+      MetricName: Denied
+      Namespace: Sec
+      Statistic: Sum
+      Period: 300
+      EvaluationPeriods: 1
+      Threshold: !FindInMap [Limits, !Ref Env, Denied]
+      ComparisonOperator: GreaterThanOrEqualToThreshold
+"#;
+    assert_eq!(
+        threshold(&spec(&cfn_text(template, &[]), "denied")),
+        ">= 10"
+    );
+    assert_eq!(
+        threshold(&spec(&cfn_text(template, &[("Env", "dev")]), "denied")),
+        ">= 50"
+    );
+    let report = cfn_text(template, &[("Env", "test")]);
+    assert!(report.rules.is_empty());
+    let message = note_with(&report, "Denied", NoteLevel::Warning, "Fn::FindInMap");
+    assert!(!message.contains("--param"), "{message}");
+}

@@ -99,6 +99,8 @@ struct Context<'a> {
     params: BTreeMap<String, String>,
     resources: &'a Map<String, Value>,
     conditions: &'a Map<String, Value>,
+    /// The template's `Mappings`, for `Fn::FindInMap`.
+    mappings: &'a Map<String, Value>,
     /// Whether a pseudo parameter (`AWS::AccountId`) that no `--param`
     /// sets resolves to its literal `${AWS::AccountId}`. Only for SNS
     /// topics, whose ARN still ends in the topic name; anywhere else the
@@ -168,6 +170,28 @@ impl Context<'_> {
                             .ok_or("Fn::Select list")?;
                         let item = (index >= 0.0).then(|| list.get(index as usize)).flatten();
                         self.resolve(item.ok_or("Fn::Select index out of range")?)
+                    }
+                    "Fn::FindInMap" => {
+                        let parts = arg
+                            .as_array()
+                            .filter(|parts| parts.len() == 3)
+                            .ok_or("Fn::FindInMap takes [map, top key, second key]")?;
+                        let keys = parts
+                            .iter()
+                            .map(|part| self.resolve(part))
+                            .collect::<std::result::Result<Vec<_>, _>>()?;
+                        let found = self
+                            .mappings
+                            .get(&keys[0])
+                            .and_then(|map| map.get(&keys[1]))
+                            .and_then(|top| top.get(&keys[2]))
+                            .ok_or_else(|| {
+                                format!(
+                                    "Fn::FindInMap {}.{}.{} (not in Mappings)",
+                                    keys[0], keys[1], keys[2]
+                                )
+                            })?;
+                        self.resolve(found)
                     }
                     other => Err(other.to_string()),
                 }
@@ -375,10 +399,15 @@ pub fn import(
             .entry(name.clone())
             .or_insert_with(|| params[name].clone());
     }
+    let mappings = template
+        .get("Mappings")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let ctx = Context {
         params: resolved_params,
         resources,
         conditions,
+        mappings,
         keep_pseudo: false,
     };
     for (logical_id, resource) in resources {
@@ -455,13 +484,16 @@ fn field(
     match ctx.resolve(value) {
         Ok(v) => Some(v),
         Err(why) => {
+            // A mapping without the key: no --param can add one.
+            let fix = if why.starts_with("Fn::FindInMap") {
+                String::new()
+            } else {
+                format!("; pass --param {}=VALUE to set it", param_of(&why))
+            };
             notes.push(Note::new(
                 NoteLevel::Warning,
                 subject,
-                format!(
-                    "{key}: cannot resolve {why}; pass --param {}=VALUE to set it",
-                    param_of(&why)
-                ),
+                format!("{key}: cannot resolve {why}{fix}"),
             ));
             None
         }
