@@ -252,6 +252,7 @@ impl FileSource {
                     detail: format!("{name}: {error}"),
                 });
                 batch.caught_up = true;
+                batch.ends_partition = true;
                 self.progressed = true;
                 return Next::Unreadable(batch);
             }
@@ -560,6 +561,7 @@ impl Source for FileSource {
                 // Sent even when empty: the file is read, and no longer
                 // holds the watermark once quiet.
                 batch.caught_up = true;
+                batch.ends_partition = true;
                 return Ok(Poll::Batch(batch));
             }
             if !batch.is_empty() || !batch.rejected.is_empty() {
@@ -597,6 +599,8 @@ mod tests {
     struct Seen {
         records: Vec<(String, String)>,
         rejected: Vec<(String, DecodeErrorReason, String)>,
+        /// Partitions whose last batch came (`ends_partition`).
+        finished: Vec<String>,
         ended: bool,
     }
 
@@ -625,6 +629,9 @@ mod tests {
                             rejected.reason,
                             rejected.detail.clone(),
                         ));
+                    }
+                    if batch.ends_partition {
+                        seen.finished.push(name);
                     }
                 }
                 Poll::Idle => {}
@@ -657,6 +664,8 @@ mod tests {
         poll_until(&mut source, &registry, &mut seen, |_| false);
         assert!(seen.ended);
         assert_eq!(texts(&seen), ["one", "three"]);
+        // Each file, read or not, ends its partition (its decoder goes).
+        assert_eq!(seen.finished.len(), 3, "{:?}", seen.finished);
         assert_eq!(seen.rejected.len(), 1);
         let (name, reason, detail) = &seen.rejected[0];
         assert!(name.ends_with("b.log"), "{name}");

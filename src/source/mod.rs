@@ -53,6 +53,10 @@ pub struct RawBatch {
     /// watermark until they are caught up (see [`crate::engine::watermark`]).
     /// A batch may be empty and carry only this news.
     pub caught_up: bool,
+    /// The partition ends with this batch: nothing more will ever be read
+    /// from it (a file read to its end). Its decoder state is dropped, so
+    /// a directory of 100,000 files does not keep 100,000 decoders.
+    pub ends_partition: bool,
     /// Records the source skipped before this batch because this process
     /// had already processed them (a revoked partition that came back and
     /// is replayed from its committed offset). Counted, never processed.
