@@ -68,6 +68,12 @@ struct PartitionTime {
 }
 
 impl PartitionTime {
+    /// Announced, and neither an event nor its end heard: it holds the
+    /// watermark where it is.
+    fn unheard(&self) -> bool {
+        self.held && self.max_event_ms == i64::MIN && !self.caught_up
+    }
+
     /// Its largest event time less its lateness; `i64::MIN` before its
     /// first event.
     fn watermark(&self) -> i64 {
@@ -108,14 +114,6 @@ pub struct Progress {
 struct Partitions {
     times: HashMap<PartitionId, PartitionTime>,
     unheard: usize,
-}
-
-impl PartitionTime {
-    /// Announced, and neither an event nor its end heard: it holds the
-    /// watermark where it is.
-    fn unheard(&self) -> bool {
-        self.held && self.max_event_ms == i64::MIN && !self.caught_up
-    }
 }
 
 impl Partitions {
